@@ -1,0 +1,29 @@
+# Two commands do everything (see README): `make demo` and `make test`.
+# Both run scripts/setup.sh first, which creates/updates the environment only when needed.
+.PHONY: demo test screenshot setup
+
+PYTEST_ARGS ?= -q
+
+setup:
+	@./scripts/setup.sh >/dev/null
+
+# Opens napari with a sample and the annotator; without a display it renders out/demo.png.
+demo:
+	@PY=$$(./scripts/setup.sh | tail -n 1) && BIN=$$(dirname "$$PY") && \
+	if [ -n "$${DISPLAY:-}$${WAYLAND_DISPLAY:-}" ] || [ "$$(uname)" = Darwin ]; then \
+		"$$BIN/alseg" demo; \
+	else \
+		echo "no display found: rendering the demo headless to out/demo.png"; \
+		xvfb-run -a -s "-screen 0 1600x1000x24" "$$BIN/alseg" demo --screenshot out/demo.png; \
+	fi
+
+# Whole test suite, headless: pytest-xvfb starts a virtual X display for napari.
+test:
+	@PY=$$(./scripts/setup.sh | tail -n 1) && env -u QT_QPA_PLATFORM "$$PY" -m pytest $(PYTEST_ARGS)
+
+# Screenshot of napari with a sample: SAMPLE=brain-stack|tumour-case, OUT=path.png
+SAMPLE ?= tumour-case
+OUT ?= out/demo-$(SAMPLE).png
+screenshot:
+	@PY=$$(./scripts/setup.sh | tail -n 1) && \
+	env -u QT_QPA_PLATFORM xvfb-run -a -s "-screen 0 1600x1000x24" "$$(dirname "$$PY")/alseg" demo --sample $(SAMPLE) --screenshot $(OUT)

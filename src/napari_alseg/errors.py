@@ -1,0 +1,9 @@
+"""One exception type for every mistake a user can make.
+
+Anything raised as :class:`AlsegError` is shown to the user as its one-line message
+(CLI: printed to stderr, exit code 2; napari: a notification), never as a traceback.
+"""
+
+
+class AlsegError(Exception):
+    """A user-facing problem: bad input file, bad argument, missing data."""
