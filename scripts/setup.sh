@@ -12,7 +12,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-SYSTEM_PACKAGES="mricron-data xvfb xauth libxcb-icccm4 libxcb-keysyms1 libxcb-xinerama0 \
+SYSTEM_PACKAGES="mricron-data xvfb xauth libxcb-icccm4 libxcb-keysyms1 libxcb-xinerama0 libxcb-cursor0 \
 libxcb-image0 libxcb-render-util0 libxcb-randr0 libxcb-shape0 libxcb-xfixes0 libxkbcommon-x11-0 \
 libgl1 libegl1 libfontconfig1 libdbus-1-3"
 TORCH_SPEC="${ALSEG_TORCH_SPEC:-torch==2.13.0}"
@@ -75,8 +75,8 @@ install_package() {
     if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ] && "$python" -c 'import napari_alseg' 2>/dev/null; then
         return
     fi
-    log "installing napari-alseg[pyqt5,testing] (editable)"
-    "$python" -m pip install -q -e ".[pyqt5,testing]" 2>&1 | grep -v "is ignored: it is neither" >&2 || true
+    log "installing napari-alseg[pyqt6,testing] (editable)"
+    "$python" -m pip install -q -e ".[pyqt6,testing]" 2>&1 | grep -v "is ignored: it is neither" >&2 || true
     "$python" -c 'import napari_alseg, napari, monai, torch' || { log "installation failed"; exit 1; }
     echo "$want" > "$stamp"
 }

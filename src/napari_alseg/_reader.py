@@ -51,6 +51,7 @@ def volume_layer_data(volume: Volume, name: str, *, source: str = "",
         "metadata": {"source": source, "affine": volume.affine, "spacing_mm": volume.spacing},
     }
     if volume.is_label:
+        kwargs["opacity"] = 0.5  # anatomy must stay readable under the labels
         if colors:
             kwargs["colormap"] = {None: (0, 0, 0, 0), **colors}
         return volume.data, kwargs, "labels"

@@ -22,6 +22,16 @@ import numpy as np
 from .errors import AlsegError
 
 NIFTI_SUFFIXES = (".nii", ".nii.gz")
+
+
+def _read_umask() -> int:
+    """Read once at import (single-threaded then): os.umask can only be read by setting it."""
+    current = os.umask(0o022)
+    os.umask(current)
+    return current
+
+
+FILE_UMASK = _read_umask()
 LABEL_NAME_TOKENS = ("label", "labels", "seg", "mask", "gt", "truth", "aal", "atlas")
 
 
@@ -118,7 +128,7 @@ def save_volume(path: str | os.PathLike, data: np.ndarray, affine: np.ndarray, *
     array = np.asarray(data)
     if array.ndim != 3 or 0 in array.shape:
         raise AlsegError(f"{path.name}: expected a non-empty 3D array, got shape {array.shape}")
-    image = nib.Nifti1Image(np.ascontiguousarray(array.transpose(2, 1, 0)), np.asarray(affine, float))
+    image = nib.Nifti1Image(array.transpose(2, 1, 0), np.asarray(affine, float))  # a view: nibabel reorders once while writing
     image.header.set_xyzt_units("mm")
     if is_label:
         image.header.set_intent("label")
@@ -127,6 +137,7 @@ def save_volume(path: str | os.PathLike, data: np.ndarray, affine: np.ndarray, *
     os.close(fd)
     try:
         nib.save(image, tmp_name)
+        os.chmod(tmp_name, 0o666 & ~FILE_UMASK)  # mkstemp makes it 0600; give it a normal file's mode
         with open(tmp_name, "rb") as handle:
             os.fsync(handle.fileno())
         os.replace(tmp_name, path)

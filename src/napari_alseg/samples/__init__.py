@@ -1,0 +1,146 @@
+"""Sample data sets generated reproducibly from templates installed by package managers.
+
+``brain-stack``: deformed coronal slices of Colin27 with 10 structures (Debian
+``mricron-data``). ``tumour-cases``: 3-channel 3D brains with a synthetic tumour
+(nilearn's bundled MNI152 2009 maps). Nothing is downloaded; the same seed gives the
+same arrays. Pure Python: no Qt, no napari.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from ..errors import AlsegError
+from . import brain_stack, tumour_cases
+from .layout import DATASET_FILE, is_complete, load_class_names, write_json
+
+__all__ = ["SAMPLE_SETS", "generate_all", "generate_sample", "load_class_names", "sample_dir"]
+
+SAMPLE_SETS: tuple[str, ...] = ("brain-stack", "tumour-cases")
+DEFAULT_SEEDS = {"brain-stack": 2022, "tumour-cases": 2009}
+GENERATOR_VERSION = 1
+_WRITERS = {"brain-stack": brain_stack.write_set, "tumour-cases": tumour_cases.write_set}
+
+Progress = Callable[[str], None]
+
+
+def generate_sample(name: str, out_dir: Path, *, seed: int | None = None,
+                    progress: Progress | None = None, **options) -> Path:
+    """Write sample set ``name`` into ``out_dir/<name>/`` and return that folder.
+
+    The set is built in a hidden sibling folder and renamed into place, replacing any
+    previous copy, so a crash never leaves a half-written set under the real name;
+    ``dataset.json`` is written last. ``options`` go to the set's generator
+    (brain-stack: ``mricron_dir``, ``slice_step_mm``; tumour-cases: ``n_cases``, ``size``).
+    """
+    writer = _writer(name)
+    _check_options(name, writer, options)
+    seed = DEFAULT_SEEDS[name] if seed is None else int(seed)
+    out_dir = _writable_folder(out_dir)
+    report = progress or (lambda message: None)
+    started = time.perf_counter()
+    staging = _staging_folder(out_dir, name)
+    try:
+        info = writer(staging, seed=seed, progress=progress, **options)
+        write_json(staging / DATASET_FILE, {
+            "name": name, "granularity": info.pop("granularity"), "seed": seed,
+            "channels": info.pop("channels"), "classes": info.pop("classes"),
+            "source": info.pop("source"), "generator_version": GENERATOR_VERSION,
+            "options": {key: str(value) for key, value in options.items()}, **info,
+        })
+        target = _swap_into_place(staging, out_dir / name)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    report(f"{name}: written to {target} in {time.perf_counter() - started:.1f} s")
+    return target
+
+
+def generate_all(out_dir: Path, *, progress: Progress | None = None) -> list[Path]:
+    """Write every set in :data:`SAMPLE_SETS` with its default seed; returns their folders."""
+    return [generate_sample(name, out_dir, progress=progress) for name in SAMPLE_SETS]
+
+
+def sample_dir(name: str, *, progress: Progress | None = None) -> Path:
+    """The cached copy of set ``name``, generated on first use (or when the generator changed).
+
+    Cache root: ``$ALSEG_DATA_DIR`` if set, else ``~/.cache/napari-alseg/samples``.
+    """
+    _writer(name)
+    target = cache_root() / name
+    if is_complete(target) and _generator_version(target) == GENERATOR_VERSION:
+        return target
+    return generate_sample(name, cache_root(), progress=progress)
+
+
+def cache_root() -> Path:
+    """Where :func:`sample_dir` keeps generated sets."""
+    configured = os.environ.get("ALSEG_DATA_DIR")
+    if configured:
+        return Path(configured).expanduser()
+    return Path.home() / ".cache" / "napari-alseg" / "samples"
+
+
+def _writer(name: str) -> Callable[..., dict]:
+    if name not in _WRITERS:
+        raise AlsegError(f"unknown sample set {name!r}; valid names: {', '.join(SAMPLE_SETS)}")
+    return _WRITERS[name]
+
+
+def _check_options(name: str, writer: Callable[..., dict], options: dict) -> None:
+    valid = [parameter for parameter in inspect.signature(writer).parameters
+             if parameter not in ("folder", "seed", "progress")]
+    unknown = sorted(set(options) - set(valid))
+    if unknown:
+        raise AlsegError(
+            f"{name}: unknown option(s) {', '.join(unknown)}; valid: {', '.join(valid)}")
+
+
+def _writable_folder(out_dir: Path) -> Path:
+    folder = Path(out_dir).expanduser()
+    if folder.exists() and not folder.is_dir():
+        raise AlsegError(f"{folder}: is a file, not a folder; choose a folder for the sample data")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise AlsegError(f"{folder}: cannot create the output folder ({exc.strerror})") from None
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise AlsegError(f"{folder}: output folder is not writable")
+    return folder
+
+
+def _staging_folder(out_dir: Path, name: str) -> Path:
+    try:
+        staging = Path(tempfile.mkdtemp(prefix=f".{name}.", suffix=".partial", dir=out_dir))
+    except OSError as exc:
+        raise AlsegError(
+            f"{out_dir}: cannot write the sample data there ({exc.strerror})") from None
+    staging.chmod(0o755)
+    return staging
+
+
+def _swap_into_place(staging: Path, target: Path) -> Path:
+    """Rename ``staging`` to ``target``; an old ``target`` is moved aside, then deleted."""
+    retired = None
+    if target.exists():
+        retired = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".old",
+                                        dir=target.parent))
+        os.replace(target, retired / target.name)
+    os.replace(staging, target)
+    if retired is not None:
+        shutil.rmtree(retired, ignore_errors=True)
+    return target
+
+
+def _generator_version(set_dir: Path) -> int | None:
+    try:
+        return json.loads((set_dir / DATASET_FILE).read_text()).get("generator_version")
+    except (OSError, ValueError, AttributeError):
+        return None
