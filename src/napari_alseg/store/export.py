@@ -1,0 +1,99 @@
+"""Exporting a project: current labels as NIfTI beside the sources, plus full provenance.
+
+Label files keep the source file's affine and voxel orientation, so they overlay the
+source image anywhere. ``provenance.csv`` (one row per annotation event) is for people and
+spreadsheets; ``provenance.json`` adds classes, cases, weak annotations and checkpoints.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import tempfile
+from dataclasses import asdict
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from ..errors import AlsegError
+from .labels import LABEL_SUFFIX, write_label_volume
+
+if TYPE_CHECKING:
+    from .project import Project
+
+CSV_NAME = "provenance.csv"
+JSON_NAME = "provenance.json"
+EVENT_COLUMNS = ("id", "case", "slice_index", "class_id", "class_name", "kind", "annotator",
+                 "started_at", "ended_at", "seconds_active", "boundary_px", "boundary_mm",
+                 "label_version", "dice_original_final", "model_version", "original_path")
+
+
+def export_project(project: Project, out_dir: Path) -> list[Path]:
+    """Write ``<case>_seg.nii.gz`` per labelled case and the provenance files; return paths."""
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise AlsegError(f"{out_dir}: cannot create export folder ({exc.strerror})") from None
+    written = []
+    case_entries = []
+    for case in project.cases:
+        snapshot = project.current_labels(case.name)
+        label_file = None
+        if snapshot is not None:
+            path = out_dir / f"{case.name}_seg{LABEL_SUFFIX}"
+            write_label_volume(path, snapshot.data, case, overwrite=True)
+            written.append(path)
+            label_file = path.name
+        case_entries.append({
+            "name": case.name, "label_file": label_file,
+            "label_version": snapshot.version if snapshot else None,
+            "channels": dict(zip(case.channel_names, map(str, case.channel_paths))),
+            "ground_truth": str(case.ground_truth_path) if case.ground_truth_path else None,
+            "shape_kji": list(case.shape), "spacing_kji_mm": list(case.spacing),
+        })
+    events = [_event_row(project, event) for event in project.events()]
+    written.append(_write_text(out_dir / CSV_NAME, _csv_text(events)))
+    provenance = {
+        "project": str(project.folder), "dataset": project.dataset_name,
+        "source_dir": str(project.source_dir),
+        "exported_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "classes": [asdict(c) for c in project.classes], "cases": case_entries, "events": events,
+        "weak_annotations": [asdict(w) for case in project.cases
+                             for w in project.weak_annotations(case.name).values()],
+        "checkpoints": [{**asdict(c), "path": str(c.path)} for c in project.checkpoints()],
+        "validation_items": [list(item) for item in project.validation_items()],
+    }
+    written.append(_write_text(out_dir / JSON_NAME, json.dumps(provenance, indent=2)))
+    return written
+
+
+def _event_row(project: Project, event) -> dict:
+    row = asdict(event)
+    row["class_name"] = None if event.class_id is None else project.class_names[event.class_id]
+    row["original_path"] = str(event.original_path) if event.original_path else None
+    return {column: row[column] for column in EVENT_COLUMNS}
+
+
+def _csv_text(events: list[dict]) -> str:
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=EVENT_COLUMNS, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(events)
+    return buffer.getvalue()
+
+
+def _write_text(path: Path, text: str) -> Path:
+    """Atomic replace, like the label files: a reader sees the old export or the new one."""
+    fd, temp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temp, path)
+    except BaseException:
+        Path(temp).unlink(missing_ok=True)
+        raise
+    return path

@@ -1,0 +1,148 @@
+"""The typed rows the store hands out: plain frozen dataclasses, no database handles.
+
+Arrays follow :mod:`napari_alseg.nifti`: ``(k, j, i)``, slice axis first; spacing and
+origin in mm in the same order; affines in nibabel's ``(i, j, k)`` order.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+MANUAL = "manual"
+CORRECTED = "corrected"
+PSEUDO_ACCEPTED = "pseudo-accepted"
+PSEUDO_REJECTED = "pseudo-rejected"
+EVENT_KINDS = (MANUAL, CORRECTED, PSEUDO_ACCEPTED, PSEUDO_REJECTED)
+# Kinds that produce a new label version (a rejection only records the verdict).
+LABELLING_KINDS = (MANUAL, CORRECTED, PSEUDO_ACCEPTED)
+
+
+@dataclass(frozen=True)
+class ClassInfo:
+    """One segmentation class; id 0 is background. ``color`` is RGB 0-255 when known."""
+
+    id: int
+    name: str
+    color: tuple[int, int, int] | None = None
+
+
+@dataclass(frozen=True, eq=False)
+class CaseRecord:
+    """One subject: co-registered channels (model input order) and optional ground truth.
+
+    ``affine`` is the :class:`~napari_alseg.nifti.Volume` affine (axes flipped to positive
+    spacing); ``source_affine`` is the first channel file's own affine, which label files
+    are written with so that they overlay the source in any NIfTI viewer.
+    """
+
+    id: int
+    name: str
+    channel_names: tuple[str, ...]
+    channel_paths: tuple[Path, ...]
+    ground_truth_path: Path | None
+    shape: tuple[int, int, int]
+    spacing: tuple[float, float, float]
+    origin: tuple[float, float, float]
+    affine: np.ndarray
+    source_affine: np.ndarray
+    affine_hash: str
+
+    @property
+    def n_slices(self) -> int:
+        return self.shape[0]
+
+
+@dataclass(frozen=True, eq=False)
+class LabelSnapshot:
+    """One immutable label version of a case, as training reads it.
+
+    ``data``: ``(k, j, i)`` class ids, read-only. ``labelled``: bool, same shape, True where
+    an annotator (or an accepted pseudo-label) gave the voxel's class; False voxels are
+    unlabelled for partial-label training even where ``data`` is 0.
+    """
+
+    case: str
+    version: int
+    data: np.ndarray
+    labelled: np.ndarray
+
+
+@dataclass(frozen=True)
+class LabelledItem:
+    """What one labelling event delineated: a slice (or the volume) and a class (or all)."""
+
+    slice_index: int | None
+    class_id: int | None
+    label_version: int
+    event_id: int
+
+
+@dataclass(frozen=True)
+class EventRecord:
+    """One annotation event. Times are ISO 8601 UTC; ``seconds_active`` in s; boundary in px/mm.
+
+    ``dice_original_final`` compares the model's prediction for the submitted region with
+    what was submitted: how much the annotator changed (None without a prediction).
+    """
+
+    id: int
+    case: str
+    slice_index: int | None
+    class_id: int | None
+    kind: str
+    annotator: str
+    started_at: str | None
+    ended_at: str
+    seconds_active: float
+    boundary_px: float | None
+    boundary_mm: float | None
+    label_version: int | None
+    original_path: Path | None
+    dice_original_final: float | None
+    model_version: str | None
+
+
+@dataclass(frozen=True)
+class WeakAnnotation:
+    """METHODS E weak supervision: class ``class_id`` appears only on slices first..last."""
+
+    id: int
+    case: str
+    class_id: int
+    first_slice: int
+    last_slice: int
+    annotator: str
+    created_at: str
+
+
+@dataclass(frozen=True)
+class ScoredItem:
+    """A query item with its score and the named terms behind it (uncertainty, effort, ...)."""
+
+    case: str
+    slice_index: int | None
+    class_id: int | None
+    score: float
+    terms: Mapping[str, float] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class RoundRecord:
+    id: int
+    strategy: str
+    model_version: str | None
+    created_at: str
+
+
+@dataclass(frozen=True)
+class CheckpointRecord:
+    id: int
+    model_version: str
+    path: Path
+    round_id: int | None
+    created_at: str
+    metrics: Mapping[str, float]

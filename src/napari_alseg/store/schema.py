@@ -1,0 +1,146 @@
+"""The project database's tables, and the ordered migrations that build them.
+
+``PRAGMA user_version`` holds the number of migrations applied. A project written by a
+newer napari-alseg (more migrations than this code knows) is refused rather than
+guessed at; older projects are brought forward one migration at a time, each in its
+own transaction, so an interrupted upgrade leaves a consistent older version.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Sequence
+from pathlib import Path
+
+from ..errors import AlsegError
+
+# Times are ISO 8601 UTC text; JSON columns hold lists/dicts; paths are relative to the
+# project folder (label files) or to the source folder (channels) where possible.
+_VERSION_1 = (
+    """CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)""",
+    """CREATE TABLE classes (
+        id INTEGER PRIMARY KEY CHECK (id >= 0),
+        name TEXT NOT NULL,
+        color TEXT)""",
+    """CREATE TABLE cases (
+        id INTEGER PRIMARY KEY,
+        name TEXT NOT NULL UNIQUE,
+        channel_names TEXT NOT NULL,
+        channel_paths TEXT NOT NULL,
+        ground_truth_path TEXT,
+        shape TEXT NOT NULL,
+        spacing TEXT NOT NULL,
+        origin TEXT NOT NULL,
+        affine TEXT NOT NULL,
+        source_affine TEXT NOT NULL,
+        affine_hash TEXT NOT NULL)""",
+    """CREATE TABLE validation_items (
+        case_id INTEGER NOT NULL REFERENCES cases(id),
+        slice_index INTEGER)""",
+    """CREATE TABLE label_versions (
+        case_id INTEGER NOT NULL REFERENCES cases(id),
+        version INTEGER NOT NULL CHECK (version >= 1),
+        path TEXT NOT NULL UNIQUE,
+        sha256 TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        PRIMARY KEY (case_id, version))""",
+    """CREATE TABLE events (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        case_id INTEGER NOT NULL REFERENCES cases(id),
+        slice_index INTEGER,
+        class_id INTEGER REFERENCES classes(id),
+        kind TEXT NOT NULL
+            CHECK (kind IN ('manual', 'corrected', 'pseudo-accepted', 'pseudo-rejected')),
+        annotator TEXT NOT NULL,
+        started_at TEXT,
+        ended_at TEXT NOT NULL,
+        seconds_active REAL NOT NULL CHECK (seconds_active >= 0),
+        boundary_px REAL,
+        boundary_mm REAL,
+        label_version INTEGER,
+        original_path TEXT,
+        dice_original_final REAL,
+        model_version TEXT,
+        FOREIGN KEY (case_id, label_version) REFERENCES label_versions(case_id, version))""",
+    """CREATE INDEX events_by_case ON events(case_id, label_version)""",
+    """CREATE TABLE weak_annotations (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        case_id INTEGER NOT NULL REFERENCES cases(id),
+        class_id INTEGER NOT NULL REFERENCES classes(id),
+        first_slice INTEGER NOT NULL,
+        last_slice INTEGER NOT NULL,
+        annotator TEXT NOT NULL,
+        seconds_active REAL NOT NULL,
+        created_at TEXT NOT NULL,
+        CHECK (0 <= first_slice AND first_slice <= last_slice))""",
+    """CREATE TABLE rounds (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        strategy TEXT NOT NULL,
+        model_version TEXT,
+        created_at TEXT NOT NULL)""",
+    """CREATE TABLE round_suggestions (
+        round_id INTEGER NOT NULL REFERENCES rounds(id),
+        rank INTEGER NOT NULL,
+        case_id INTEGER NOT NULL REFERENCES cases(id),
+        slice_index INTEGER,
+        class_id INTEGER,
+        score REAL NOT NULL,
+        terms TEXT NOT NULL,
+        PRIMARY KEY (round_id, rank))""",
+    """CREATE TABLE checkpoints (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        model_version TEXT NOT NULL UNIQUE,
+        path TEXT NOT NULL,
+        round_id INTEGER REFERENCES rounds(id),
+        created_at TEXT NOT NULL,
+        metrics TEXT NOT NULL)""",
+    """CREATE TABLE scores (
+        model_version TEXT NOT NULL,
+        case_id INTEGER NOT NULL REFERENCES cases(id),
+        slice_index INTEGER,
+        class_id INTEGER,
+        score REAL NOT NULL,
+        terms TEXT NOT NULL,
+        scored_at TEXT NOT NULL)""",
+    """CREATE UNIQUE INDEX scores_by_item
+        ON scores(model_version, case_id, IFNULL(slice_index, -1), IFNULL(class_id, -1))""",
+    """CREATE INDEX scores_by_rank ON scores(model_version, score DESC)""",
+    """CREATE TABLE drafts (
+        case_id INTEGER PRIMARY KEY REFERENCES cases(id),
+        path TEXT NOT NULL,
+        base_version INTEGER,
+        saved_at TEXT NOT NULL)""",
+)
+
+# Append new migrations at the end; never edit one that has shipped.
+MIGRATIONS: tuple[tuple[str, ...], ...] = (_VERSION_1,)
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+def schema_version(conn: sqlite3.Connection) -> int:
+    return int(conn.execute("PRAGMA user_version").fetchone()[0])
+
+
+def migrate(conn: sqlite3.Connection, db_path: Path,
+            migrations: Sequence[Sequence[str]] = MIGRATIONS) -> None:
+    """Bring the database at ``db_path`` up to ``len(migrations)``, or refuse a newer one.
+
+    ``conn`` must be in autocommit mode (``isolation_level=None``).
+    """
+    current = schema_version(conn)
+    newest = len(migrations)
+    if current > newest:
+        raise AlsegError(
+            f"{db_path}: project schema version {current} is newer than this napari-alseg "
+            f"supports (version {newest}); upgrade napari-alseg to open it"
+        )
+    for version in range(current + 1, newest + 1):
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            for statement in migrations[version - 1]:
+                conn.execute(statement)
+            conn.execute(f"PRAGMA user_version = {version:d}")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
