@@ -1,0 +1,170 @@
+"""Boundary-length effort: squares, shared edges, corrections, the B matrix and timing fits."""
+
+import json
+import math
+
+import numpy as np
+import pytest
+
+from napari_alseg.effort import (
+    BoundaryLength,
+    EffortModel,
+    SecondsModel,
+    boundary_length,
+    changed_boundary_length,
+    shared_boundary_length,
+)
+from napari_alseg.errors import AlsegError
+
+CORNER_CUT = 4 - 2 * math.sqrt(2)  # what the contour loses at a square's four corners, px
+
+
+def square(shape, top, left, side):
+    mask = np.zeros(shape, dtype=bool)
+    mask[top : top + side, left : left + side] = True
+    return mask
+
+
+def test_square_effort_is_its_perimeter():
+    length = boundary_length(square((14, 14), 2, 2, 10))
+    assert length.px == pytest.approx(40 - CORNER_CUT)
+    assert length.px == pytest.approx(40, abs=1.2)
+    assert length.mm == length.px
+
+
+def test_square_effort_in_mm_with_anisotropic_spacing():
+    length = boundary_length(square((14, 14), 2, 2, 10), spacing=(2.0, 0.5))
+    corner = math.hypot(0.5 * 2.0, 0.5 * 0.5)
+    assert length.mm == pytest.approx(2 * 9 * 2.0 + 2 * 9 * 0.5 + 4 * corner)
+    assert length.mm == pytest.approx(2 * 10 * 2.0 + 2 * 10 * 0.5, abs=1.0)
+    assert length.px == pytest.approx(40 - CORNER_CUT)
+
+
+def test_disk_effort_close_to_circumference():
+    rows, cols = np.mgrid[:61, :61]
+    disk = (rows - 30) ** 2 + (cols - 30) ** 2 <= 25**2
+    equivalent_radius = math.sqrt(disk.sum() / math.pi)
+    assert boundary_length(disk).px == pytest.approx(2 * math.pi * equivalent_radius, rel=0.08)
+
+
+def test_empty_border_components_and_holes():
+    assert boundary_length(np.zeros((5, 5), bool)) == BoundaryLength(px=0.0, mm=0.0)
+    full = np.ones((5, 5), bool)  # touches every border: padding closes the contour
+    assert boundary_length(full).px == pytest.approx(20 - CORNER_CUT)
+    two = square((20, 20), 1, 1, 5) | square((20, 20), 10, 10, 5)
+    assert boundary_length(two).px == pytest.approx(2 * (20 - CORNER_CUT))
+    ring = square((9, 9), 1, 1, 7) & ~square((9, 9), 3, 3, 3)
+    hole = 12 - CORNER_CUT  # inner contour around the 3×3 hole
+    assert boundary_length(ring).px == pytest.approx(28 - CORNER_CUT + hole)
+
+
+def test_shared_boundary_of_adjacent_squares_is_their_common_edge():
+    left = square((12, 22), 1, 1, 10)
+    right = square((12, 22), 1, 11, 10)
+    shared = shared_boundary_length(left, right)
+    assert shared.px == pytest.approx(10, abs=0.6)
+    assert shared_boundary_length(left, square((12, 22), 1, 12, 9)).px == 0.0
+    tracing_right_after_left = boundary_length(right).px - shared.px
+    assert tracing_right_after_left == pytest.approx(30, abs=1.0)
+
+
+def test_changed_boundary_of_unchanged_and_from_empty():
+    mask = square((14, 14), 2, 2, 10)
+    assert changed_boundary_length(mask, mask).px == 0.0
+    from_scratch = changed_boundary_length(np.zeros_like(mask), mask)
+    assert from_scratch == boundary_length(mask)
+
+
+def test_changed_boundary_of_moved_edge():
+    original = square((14, 14), 2, 2, 10)
+    grown = original.copy()
+    grown[2:12, 12] = True  # right edge one pixel out: new edge + two 1-px extensions
+    assert changed_boundary_length(original, grown).px == pytest.approx(10 + 2, abs=0.5)
+    shrunk = original.copy()
+    shrunk[2:12, 11] = False  # right edge one pixel in: only the new edge is traced
+    assert changed_boundary_length(original, shrunk).px == pytest.approx(10, abs=0.5)
+    assert changed_boundary_length(original, grown, spacing=(1.0, 3.0)).mm > 10
+
+
+def test_changed_boundary_counts_a_flipped_side():
+    corner = np.zeros((4, 4), bool)
+    corner[0, 0] = True
+    complement = np.zeros((4, 4), bool)
+    complement[[0, 1, 1], [1, 0, 1]] = True  # same diagonal line, inside on the other side
+    assert changed_boundary_length(corner, complement) == boundary_length(complement)
+
+
+def test_bad_inputs_raise_alseg_error():
+    with pytest.raises(AlsegError):
+        boundary_length(np.zeros((2, 2, 2), bool))
+    with pytest.raises(AlsegError):
+        boundary_length(np.zeros((2, 2), bool), spacing=(1.0, 0.0))
+    with pytest.raises(AlsegError):
+        shared_boundary_length(np.zeros((2, 2), bool), np.zeros((3, 3), bool))
+
+
+def two_class_stack():
+    """Slice 0: classes 1 and 2 as touching 10×10 squares; slice 1: class 1 as a 6×6 square."""
+    first = np.zeros((12, 22), int)
+    first[1:11, 1:11] = 1
+    first[1:11, 11:21] = 2
+    second = np.zeros((12, 22), int)
+    second[3:9, 3:9] = 1
+    return first, second
+
+
+def test_effort_model_matches_hand_computation():
+    first, second = two_class_stack()
+    prior = 1e-3
+    model = EffortModel(n_classes=3, prior_count=prior)
+    model.observe(first, {1, 2})
+    model.observe(second, {1})
+    square10, square6 = 40 - CORNER_CUT, 24 - CORNER_CUT
+    rectangle = 60 - CORNER_CUT  # 10×20 union of the two squares
+    shared = (2 * square10 - rectangle) / 2
+    expected = np.zeros((3, 3))
+    expected[1, 1] = (square10 + square6) / (2 + prior)
+    expected[2, 2] = square10 / (1 + prior)
+    expected[1, 2] = expected[2, 1] = shared / (1 + prior)
+    np.testing.assert_allclose(model.boundary_matrix, expected)
+
+    np.testing.assert_allclose(
+        model.remaining_effort(set(), {1, 2}), [0, expected[1, 1], expected[2, 2]]
+    )
+    np.testing.assert_allclose(
+        model.remaining_effort({1}, {1, 2}), [0, 0, expected[2, 2] - expected[1, 2]]
+    )
+    unseen = model.remaining_effort(set(), {0})
+    np.testing.assert_allclose(unseen, [model.effort_floor, 0, 0])
+
+
+def test_remaining_effort_table_and_round_trip():
+    first, _ = two_class_stack()
+    model = EffortModel(n_classes=3)
+    model.observe(first, {1, 2}, spacing=(0.5, 0.5))
+    table = model.remaining_effort_table({0: {1}}, {0: {1, 2}, 1: {2}})
+    assert table.shape == (2, 3)
+    np.testing.assert_allclose(table[0], model.remaining_effort({1}, {1, 2}))
+    np.testing.assert_allclose(table[1], model.remaining_effort(set(), {2}))
+
+    restored = EffortModel.from_dict(json.loads(json.dumps(model.to_dict())))
+    np.testing.assert_allclose(restored.boundary_matrix, model.boundary_matrix)
+    with pytest.raises(AlsegError):
+        EffortModel.from_dict({"n_classes": 3})
+    with pytest.raises(AlsegError):
+        model.remaining_effort_table({}, {1: {2}})
+    with pytest.raises(AlsegError):
+        model.observe(first, {5})
+
+
+def test_seconds_model_per_class_pooled_and_none():
+    model = SecondsModel.fit(
+        class_ids=[1, 1, 1, 2],
+        lengths_px=[10, 20, 40, 30],
+        seconds=[7, 12, 22, 10],  # class 1: 2 + 0.5 L exactly
+    )
+    assert model.predict(1, 100) == pytest.approx(52)
+    a, b = np.polyfit([10, 20, 40, 30], [7, 12, 22, 10], 1)[::-1]
+    assert model.predict(2, 50) == pytest.approx(a + b * 50)  # < 3 events: pooled
+    assert SecondsModel.fit([1], [10], [5]).predict(1, 10) is None
+    assert SecondsModel.fit([1, 2], [10, 10], [4, 6]).predict(1, 99) == pytest.approx(5)
