@@ -1,0 +1,34 @@
+"""Segmentation model and fine-tuning engine (pure core; imports torch and MONAI).
+
+Import from here rather than from the modules: the other core modules must not
+import this package at module level, so ``alseg --help`` stays fast.
+"""
+
+from .checkpoints import load_checkpoint, save_checkpoint
+from .device import pick_device
+from .inference import McResult, mc_dropout, mc_dropout_full_passes, mc_dropout_mode, predict_proba
+from .losses import dice_ce_loss, partial_label_ce, renormalise_prediction
+from .networks import ModelSpec, SegmentationNet
+from .training import TrainConfig, TrainingAborted, TrainingItem, TrainProgress, TrainResult, fine_tune
+
+__all__ = [
+    "McResult",
+    "ModelSpec",
+    "SegmentationNet",
+    "TrainConfig",
+    "TrainProgress",
+    "TrainResult",
+    "TrainingAborted",
+    "TrainingItem",
+    "dice_ce_loss",
+    "fine_tune",
+    "load_checkpoint",
+    "mc_dropout",
+    "mc_dropout_full_passes",
+    "mc_dropout_mode",
+    "partial_label_ce",
+    "pick_device",
+    "predict_proba",
+    "renormalise_prediction",
+    "save_checkpoint",
+]

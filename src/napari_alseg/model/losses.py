@@ -1,0 +1,105 @@
+"""Training losses: Dice+CE for full labels, partial-label mixed CE for ROIs (METHODS E).
+
+Shapes: ``logits``/``probs`` ``(B, C, *S)``; ``labels`` ``(B, *S)`` integer;
+``labelled_mask`` ``(B, *S)`` bool; ``allowed_classes`` ``(B, C)`` (one set per item,
+i.e. per slice) or anything broadcastable to ``(B, C, *S)`` (one set per voxel).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from monai.losses import DiceCELoss
+
+
+def dice_ce_loss(logits: torch.Tensor, labels: torch.Tensor, weights: torch.Tensor | None = None) -> torch.Tensor:
+    """Dice + cross-entropy on softmax outputs for fully labelled items (scalar).
+
+    Dice is per item and class (MONAI's default), so the loss is a mean of per-item
+    losses; ``weights`` ``(B,)`` scale each item's term before that mean.
+    """
+    loss = DiceCELoss(softmax=True, to_onehot_y=True)
+    target = labels.unsqueeze(1).long()
+    if weights is None:
+        return loss(logits, target)
+    item_losses = torch.stack([loss(logits[item : item + 1], target[item : item + 1]) for item in range(len(logits))])
+    return (item_losses * weights.to(item_losses)).mean()
+
+
+def partial_label_ce(
+    logits: torch.Tensor,
+    labels: torch.Tensor,
+    labelled_mask: torch.Tensor,
+    allowed_classes: torch.Tensor | None = None,
+    weights: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """METHODS E's mixed cross-entropy, averaged over voxels (scalar).
+
+    Labelled voxels contribute ``-log f_l(x)``; unlabelled voxels ``-log sum_{c in C_n}
+    f_c(x)``: the model is only told the voxel is *not* one of the excluded classes.
+    Computed as a log-sum-exp of log-softmax for stability. ``allowed_classes=None``
+    (or an empty set) means nothing is known and the voxel contributes 0.
+    ``weights`` ``(B,)`` scale each item's mean (e.g. 0.5 for accepted pseudo-labels);
+    with all weights 1 and every voxel labelled this is ``F.cross_entropy``.
+    """
+    voxel_loss = partial_label_ce_map(logits, labels, labelled_mask, allowed_classes)
+    item_loss = voxel_loss.flatten(1).mean(dim=1)
+    if weights is not None:
+        item_loss = item_loss * weights.to(item_loss)
+    return item_loss.mean()
+
+
+def partial_label_ce_map(
+    logits: torch.Tensor,
+    labels: torch.Tensor,
+    labelled_mask: torch.Tensor,
+    allowed_classes: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Per-voxel mixed cross-entropy ``(B, *S)``; see :func:`partial_label_ce`."""
+    log_probs = F.log_softmax(logits, dim=1)
+    labelled = labelled_mask.bool()
+    safe_labels = torch.where(labelled, labels.long(), torch.zeros_like(labels, dtype=torch.long))
+    labelled_loss = -log_probs.gather(1, safe_labels.unsqueeze(1)).squeeze(1)
+    if allowed_classes is None:
+        return torch.where(labelled, labelled_loss, torch.zeros_like(labelled_loss))
+    allowed = _broadcast_allowed(allowed_classes, log_probs)
+    allowed = allowed | ~allowed.any(dim=1, keepdim=True)
+    unlabelled_loss = -torch.logsumexp(log_probs.masked_fill(~allowed, float("-inf")), dim=1)
+    return torch.where(labelled, labelled_loss, unlabelled_loss)
+
+
+def renormalise_prediction(
+    probs: torch.Tensor,
+    labels: torch.Tensor,
+    labelled_mask: torch.Tensor,
+    allowed_classes: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Prediction given partial labels (METHODS E), ``(B, C, *S)`` summing to 1 per voxel.
+
+    Labelled voxels become the one-hot of their label; unlabelled voxels get the
+    network's probabilities restricted to ``C_n`` and renormalised (Bayes' rule with
+    "the voxel is in C_n" as evidence). If the network gives ``C_n`` no mass at all,
+    the voxel gets a uniform distribution over ``C_n``.
+    """
+    n_classes = probs.shape[1]
+    if allowed_classes is None:
+        allowed = torch.ones_like(probs, dtype=torch.bool)
+    else:
+        allowed = _broadcast_allowed(allowed_classes, probs)
+    allowed = allowed | ~allowed.any(dim=1, keepdim=True)
+    restricted = torch.where(allowed, probs, torch.zeros_like(probs))
+    mass = restricted.sum(dim=1, keepdim=True)
+    uniform = allowed.to(probs.dtype) / allowed.sum(dim=1, keepdim=True).to(probs.dtype)
+    renormalised = torch.where(mass > 0, restricted / mass.clamp_min(torch.finfo(probs.dtype).tiny), uniform)
+    labelled = labelled_mask.bool().unsqueeze(1)
+    safe_labels = torch.where(labelled_mask.bool(), labels.long(), torch.zeros_like(labels, dtype=torch.long))
+    one_hot = F.one_hot(safe_labels, n_classes).movedim(-1, 1).to(probs.dtype)
+    return torch.where(labelled, one_hot, renormalised)
+
+
+def _broadcast_allowed(allowed_classes: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
+    """``(B, C)`` or broadcastable ``(B, C, *S)`` -> bool ``(B, C, *S)`` on ``reference``'s device."""
+    allowed = allowed_classes.to(device=reference.device, dtype=torch.bool)
+    if allowed.dim() == 2:
+        allowed = allowed.reshape(*allowed.shape, *([1] * (reference.dim() - 2)))
+    return allowed.expand_as(reference)

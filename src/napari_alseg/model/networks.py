@@ -1,0 +1,189 @@
+"""The segmentation network: MONAI's BasicUNet split so MC dropout re-runs only the head.
+
+METHODS B puts one dropout layer before the last decoder block. Splitting the UNet
+there lets MC-dropout scoring run the encoder and the deeper decoder once and sample
+only the dropout + last decoder block + 1x1 conv ``T`` times (``inference.mc_dropout``).
+
+Any spatial size is accepted: the input is padded (replicate, at the far end of each
+axis) to a multiple of 16 and at least 32 voxels per axis, which the four 2x poolings
+and instance norm need, and ``forward`` crops the logits back.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+
+import torch
+import torch.nn.functional as F
+from monai.networks.blocks import ADN, UpSample
+from monai.networks.layers.factories import Conv
+from monai.networks.nets.basic_unet import Down, TwoConv, UpCat
+from torch import nn
+
+from ..errors import AlsegError
+
+# (enc0, enc1, enc2, enc3, bottleneck, head widths), sized for a 2-core CPU. Measured
+# by benchmarks/bench_model.py on a loaded 2-core EPYC: a 60-step round takes ~20-45 s
+# in 2D (batch 4 x 160^2) and ~75-120 s in 3D (batch 2 x 64^3); narrow full-resolution
+# layers (width 8) keep the T-times-sampled head cheap (~6x faster than T passes at T=20).
+DEFAULT_FEATURES_2D = (8, 32, 64, 128, 256, 8)
+DEFAULT_FEATURES_3D = (8, 16, 32, 64, 128, 8)
+DEFAULT_DROPOUT = 0.2
+POOLING_FACTOR = 16
+MIN_INPUT_SIZE = 32
+NORMS = {"instance": ("instance", {"affine": True}), "batch": ("batch", {})}
+ACTIVATION = ("LeakyReLU", {"negative_slope": 0.1, "inplace": True})
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """Everything needed to rebuild a :class:`SegmentationNet` (stored in checkpoints).
+
+    ``features``: six widths (four encoder levels, bottleneck, head); empty means the
+    default for ``spatial_dims``. ``dropout``: probability of the head dropout.
+    """
+
+    spatial_dims: int
+    in_channels: int
+    n_classes: int
+    features: tuple[int, ...] = field(default=())
+    dropout: float = DEFAULT_DROPOUT
+    norm: str = "instance"
+
+    def __post_init__(self) -> None:
+        if self.spatial_dims not in (2, 3):
+            raise AlsegError(f"spatial_dims must be 2 or 3, got {self.spatial_dims}")
+        if self.in_channels < 1:
+            raise AlsegError(f"in_channels must be at least 1, got {self.in_channels}")
+        if self.n_classes < 2:
+            raise AlsegError(f"n_classes must be at least 2 (background + one structure), got {self.n_classes}")
+        if not 0.0 <= self.dropout < 1.0:
+            raise AlsegError(f"dropout must be in [0, 1), got {self.dropout}")
+        if self.norm not in NORMS:
+            raise AlsegError(f"norm must be one of {sorted(NORMS)}, got {self.norm!r}")
+        features = tuple(int(width) for width in self.features) or default_features(self.spatial_dims)
+        if len(features) != 6 or min(features) < 1:
+            raise AlsegError(f"features must be six positive widths, got {self.features}")
+        object.__setattr__(self, "features", features)
+
+    @property
+    def bottleneck_width(self) -> int:
+        return self.features[4]
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self))
+
+    @classmethod
+    def from_json(cls, text: str) -> ModelSpec:
+        try:
+            values = json.loads(text)
+            return cls(**{**values, "features": tuple(values.get("features", ()))})
+        except (TypeError, ValueError) as error:
+            raise AlsegError(f"not a valid model spec: {error}") from error
+
+    def build(self) -> SegmentationNet:
+        return SegmentationNet(self)
+
+
+def default_features(spatial_dims: int) -> tuple[int, ...]:
+    return DEFAULT_FEATURES_2D if spatial_dims == 2 else DEFAULT_FEATURES_3D
+
+
+def valid_input_shape(spatial_shape: tuple[int, ...]) -> tuple[int, ...]:
+    """Smallest shape >= ``spatial_shape`` the four poolings and instance norm accept."""
+    return tuple(max(MIN_INPUT_SIZE, -(-size // POOLING_FACTOR) * POOLING_FACTOR) for size in spatial_shape)
+
+
+def crop_spatial(tensor: torch.Tensor, spatial_shape: tuple[int, ...]) -> torch.Tensor:
+    """``tensor[..., :s0, :s1(, :s2)]``: undo the far-end padding of the input."""
+    return tensor[(..., *(slice(0, size) for size in spatial_shape))]
+
+
+class LastDecoderBlock(nn.Module):
+    """The UNet's last decoder block, built so that sampling it ``T`` times is cheap.
+
+    BasicUNet's last ``UpCat`` computes ``conv(cat(skip, upsample(x)))`` and a second
+    conv, all at full resolution. Here the decoder side is convolved at half
+    resolution *before* a learned 2x upsampling (8x fewer voxels in 3D), and the
+    skip side, ``skip_conv(skip)``, is added afterwards: a convolution is linear in
+    its input channels, so the skip term is computed once by the backbone.
+    Per sample: dropout -> 3x3 conv (half res) -> 2x deconv -> (+ skip term) ->
+    norm/act -> 1x1 conv. Measured effect: ``benchmarks/bench_model.py``.
+    """
+
+    def __init__(self, spec: ModelSpec) -> None:
+        super().__init__()
+        dims, widths, norm = spec.spatial_dims, spec.features, NORMS[spec.norm]
+        self.skip_conv = Conv["conv", dims](widths[0], widths[5], kernel_size=3, padding=1)
+        self.dropout = nn.Dropout(spec.dropout)
+        self.conv = Conv["conv", dims](widths[1], widths[5], kernel_size=3, padding=1, bias=False)
+        self.upsample = UpSample(dims, widths[5], widths[5], 2, mode="deconv", bias=False)
+        self.norm_act = ADN("NA", widths[5], act=ACTIVATION, norm=norm, norm_dim=dims)
+        self.final_conv = Conv["conv", dims](widths[5], spec.n_classes, kernel_size=1)
+
+    def forward(self, decoder_features: torch.Tensor, skip_term: torch.Tensor) -> torch.Tensor:
+        upsampled = self.upsample(self.conv(self.dropout(decoder_features)))
+        return self.final_conv(self.norm_act(upsampled + skip_term))
+
+
+class SegmentationNet(nn.Module):
+    """BasicUNet (2D or 3D) with a dropout layer in front of its last decoder block.
+
+    ``backbone(x)`` -> ``(decoder_features, skip, bottleneck)``: the part run once.
+    ``head(decoder_features, skip)`` -> logits: dropout -> last up/decoder block ->
+    1x1 conv, the only stochastic part. ``skip`` is the encoder's full-resolution
+    output already passed through the last block's skip-side convolution (see
+    :class:`LastDecoderBlock`). Shapes, for input ``(B, Cin, *S)`` padded to
+    ``P = valid_input_shape(S)``: decoder_features ``(B, f1, *P/2)``, skip
+    ``(B, f5, *P)``, bottleneck ``(B, f4, *P/16)``, head logits ``(B, C, *P)``.
+    """
+
+    def __init__(self, spec: ModelSpec) -> None:
+        super().__init__()
+        self.spec = spec
+        dims, widths, norm = spec.spatial_dims, spec.features, NORMS[spec.norm]
+        self.conv_0 = TwoConv(dims, spec.in_channels, widths[0], ACTIVATION, norm, True, dropout=None)
+        self.down_1 = Down(dims, widths[0], widths[1], ACTIVATION, norm, True, dropout=None)
+        self.down_2 = Down(dims, widths[1], widths[2], ACTIVATION, norm, True, dropout=None)
+        self.down_3 = Down(dims, widths[2], widths[3], ACTIVATION, norm, True, dropout=None)
+        self.down_4 = Down(dims, widths[3], widths[4], ACTIVATION, norm, True, dropout=None)
+        self.upcat_4 = UpCat(dims, widths[4], widths[3], widths[3], ACTIVATION, norm, True, dropout=None)
+        self.upcat_3 = UpCat(dims, widths[3], widths[2], widths[2], ACTIVATION, norm, True, dropout=None)
+        self.upcat_2 = UpCat(dims, widths[2], widths[1], widths[1], ACTIVATION, norm, True, dropout=None)
+        self.last_block = LastDecoderBlock(spec)
+
+    def backbone(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Deterministic part: ``(B, Cin, *S)`` -> (decoder_features, skip, bottleneck)."""
+        x = self._pad(x)
+        x0 = self.conv_0(x)
+        x1 = self.down_1(x0)
+        x2 = self.down_2(x1)
+        x3 = self.down_3(x2)
+        bottleneck = self.down_4(x3)
+        u3 = self.upcat_3(self.upcat_4(bottleneck, x3), x2)
+        return self.upcat_2(u3, x1), self.last_block.skip_conv(x0), bottleneck
+
+    def head(self, decoder_features: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
+        """Stochastic part: logits ``(B, C, *P)``; dropout acts on ``decoder_features``."""
+        return self.last_block(decoder_features, skip)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits ``(B, C, *S)`` for input ``(B, Cin, *S)``."""
+        decoder_features, skip, _ = self.backbone(x)
+        return crop_spatial(self.head(decoder_features, skip), tuple(x.shape[2:]))
+
+    def bottleneck_features(self, x: torch.Tensor) -> torch.Tensor:
+        """Encoder bottleneck averaged over space, ``(B, f4)``: METHODS B's ``h_i``."""
+        return self.backbone(x)[2].mean(dim=tuple(range(2, x.dim())))
+
+    def _pad(self, x: torch.Tensor) -> torch.Tensor:
+        if x.dim() != self.spec.spatial_dims + 2 or x.shape[1] != self.spec.in_channels:
+            expected = f"(batch, {self.spec.in_channels} channel(s), {self.spec.spatial_dims} spatial axes)"
+            raise AlsegError(f"the model expects input {expected}, got shape {tuple(x.shape)}")
+        spatial = tuple(x.shape[2:])
+        padded = valid_input_shape(spatial)
+        if padded == spatial:
+            return x
+        padding = [amount for axis in reversed(range(len(spatial))) for amount in (0, padded[axis] - spatial[axis])]
+        return F.pad(x, padding, mode="replicate")

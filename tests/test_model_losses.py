@@ -1,0 +1,94 @@
+"""Partial-label mixed CE (METHODS E), its prediction-time renormalisation, Dice+CE weights."""
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+from napari_alseg.model.losses import dice_ce_loss, partial_label_ce, partial_label_ce_map, renormalise_prediction
+
+
+def random_problem(seed=0, batch=2, classes=4, shape=(8, 8)):
+    generator = torch.Generator().manual_seed(seed)
+    logits = torch.randn(batch, classes, *shape, generator=generator)
+    labels = torch.randint(0, classes, (batch, *shape), generator=generator)
+    return logits, labels
+
+
+def test_partial_ce_equals_cross_entropy_when_fully_labelled():
+    logits, labels = random_problem()
+    mask = torch.ones_like(labels, dtype=torch.bool)
+    allowed = torch.tensor([[True, False, True, True], [False, True, True, False]])
+    expected = F.cross_entropy(logits, labels)
+    assert torch.allclose(partial_label_ce(logits, labels, mask), expected, atol=1e-6)
+    assert torch.allclose(partial_label_ce(logits, labels, mask, allowed), expected, atol=1e-6)
+
+
+def test_unlabelled_voxels_pay_minus_log_of_allowed_mass():
+    logits, labels = random_problem(seed=1)
+    mask = torch.zeros_like(labels, dtype=torch.bool)
+    mask[:, :4] = True
+    allowed = torch.tensor([[True, False, True, False], [False, True, True, True]])
+    voxel_loss = partial_label_ce_map(logits, labels, mask, allowed)
+    probs = logits.softmax(dim=1)
+    allowed_mass = (probs * allowed[:, :, None, None]).sum(dim=1)
+    expected = torch.where(mask, -probs.gather(1, labels[:, None]).squeeze(1).log(), -allowed_mass.log())
+    assert torch.allclose(voxel_loss, expected, atol=1e-5)
+
+
+def test_per_voxel_allowed_sets_and_unknown_voxels():
+    logits, labels = random_problem(seed=2, batch=1, classes=3, shape=(2, 2))
+    mask = torch.zeros_like(labels, dtype=torch.bool)
+    allowed = torch.zeros(1, 3, 2, 2, dtype=torch.bool)
+    allowed[0, 0, 0, 0] = True
+    allowed[0, :, 0, 1] = True
+    voxel_loss = partial_label_ce_map(logits, labels, mask, allowed)
+    assert torch.allclose(voxel_loss[0, 0, 0], -logits.log_softmax(1)[0, 0, 0, 0], atol=1e-6)
+    assert torch.allclose(voxel_loss[0, 0, 1], torch.tensor(0.0), atol=1e-6)
+    assert torch.allclose(voxel_loss[0, 1], torch.zeros(2), atol=1e-6)
+    assert torch.equal(partial_label_ce_map(logits, labels, mask), torch.zeros(1, 2, 2))
+
+
+def test_partial_ce_gradient_is_finite_and_weights_scale_items():
+    logits, labels = random_problem(seed=3)
+    logits.requires_grad_(True)
+    mask = torch.rand(labels.shape, generator=torch.Generator().manual_seed(0)) > 0.5
+    allowed = torch.tensor([[True, False, False, False], [False, False, False, False]])
+    loss = partial_label_ce(logits, labels, mask, allowed)
+    loss.backward()
+    assert math.isfinite(loss.item()) and torch.isfinite(logits.grad).all()
+    weighted = partial_label_ce(logits, labels, mask, allowed, weights=torch.tensor([1.0, 0.0]))
+    first_only = partial_label_ce(logits[:1], labels[:1], mask[:1], allowed[:1])
+    assert torch.allclose(weighted, first_only / 2, atol=1e-6)
+
+
+def test_renormalised_prediction_keeps_labels_and_excludes_classes():
+    logits, labels = random_problem(seed=4, classes=5)
+    probs = logits.softmax(dim=1)
+    mask = torch.zeros_like(labels, dtype=torch.bool)
+    mask[:, 2:5, 1:6] = True
+    allowed = torch.tensor([[True, True, False, True, False], [False, True, True, True, True]])
+    result = renormalise_prediction(probs, labels, mask, allowed)
+    assert torch.allclose(result.sum(dim=1), torch.ones_like(labels, dtype=probs.dtype), atol=1e-6)
+    assert torch.equal(result.argmax(dim=1)[mask], labels[mask])
+    assert torch.equal(result.amax(dim=1)[mask], torch.ones(int(mask.sum())))
+    excluded = (~allowed)[:, :, None, None].expand_as(probs) & ~mask[:, None]
+    assert torch.all(result[excluded] == 0)
+    ratio = result[0, 1] / result[0, 0]
+    assert torch.allclose(ratio[~mask[0]], (probs[0, 1] / probs[0, 0])[~mask[0]], rtol=1e-4)
+
+
+def test_renormalisation_without_mass_on_allowed_classes_is_uniform():
+    probs = torch.tensor([1.0, 0.0, 0.0]).reshape(1, 3, 1, 1)
+    allowed = torch.tensor([[False, True, True]])
+    unlabelled = torch.zeros(1, 1, 1, dtype=torch.bool)
+    result = renormalise_prediction(probs, torch.zeros(1, 1, 1, dtype=torch.long), unlabelled, allowed)
+    assert torch.allclose(result.flatten(), torch.tensor([0.0, 0.5, 0.5]))
+
+
+def test_dice_ce_weights_of_one_match_the_batched_loss():
+    logits, labels = random_problem(seed=5)
+    plain = dice_ce_loss(logits, labels)
+    assert torch.allclose(dice_ce_loss(logits, labels, torch.ones(2)), plain, atol=1e-6)
+    half = dice_ce_loss(logits, labels, torch.full((2,), 0.5))
+    assert torch.allclose(half, plain / 2, atol=1e-6)

@@ -1,0 +1,167 @@
+"""Fine-tuning rounds: learning, cancel, NaN, validation, partial labels, user errors."""
+
+import numpy as np
+import pytest
+import torch
+
+from napari_alseg.errors import AlsegError
+from napari_alseg.model import training
+from napari_alseg.model.networks import ModelSpec
+from napari_alseg.model.training import TrainConfig, TrainingAborted, TrainingItem, TrainProgress, fine_tune
+
+TINY = (4, 8, 8, 8, 16, 4)
+
+
+@pytest.fixture(autouse=True)
+def single_thread(monkeypatch):
+    """Tiny tensors run best on one thread, and do not stall when other jobs share the CPU."""
+    previous = torch.get_num_threads()
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    yield
+    torch.set_num_threads(previous)
+
+
+def tiny_net(spatial_dims=2, in_channels=1, n_classes=2):
+    torch.manual_seed(0)
+    return ModelSpec(spatial_dims, in_channels, n_classes, TINY, dropout=0.1).build()
+
+
+def square_item(seed, shape=(32, 32), in_channels=1, background_only=False):
+    """A bright square (3D: cube) of class 1 at a random place on noise."""
+    rng = np.random.default_rng(seed)
+    image = rng.normal(0, 0.2, (in_channels, *shape)).astype(np.float32)
+    labels = np.zeros(shape, np.int64)
+    if not background_only:
+        start = rng.integers(2, [size // 2 for size in shape])
+        window = tuple(slice(s, s + size // 3) for s, size in zip(start, shape))
+        labels[window] = 1
+        image[(slice(None), *window)] += 2.0
+    return TrainingItem(image, labels, np.ones(shape, bool))
+
+
+def weights_of(net):
+    return {name: tensor.clone() for name, tensor in net.state_dict().items()}
+
+
+def same_weights(net, weights):
+    return all(torch.equal(tensor, weights[name]) for name, tensor in net.state_dict().items())
+
+
+def quick(**overrides):
+    return TrainConfig(**{"steps": 3, "batch_size": 2, "augment": False, "learning_rate": 1e-2} | overrides)
+
+
+def test_loss_decreases_and_original_net_is_untouched():
+    net = tiny_net().eval()
+    before = weights_of(net)
+    reports = []
+    result = fine_tune(net, [square_item(seed) for seed in range(3)], quick(steps=25), progress=reports.append)
+    assert not result.cancelled and result.steps_done == 25
+    assert result.metrics["final_loss"] < result.metrics["initial_loss"]
+    assert same_weights(net, before) and not net.training
+    assert [report.step for report in reports] == list(range(1, 26))
+    assert all(isinstance(report, TrainProgress) and report.eta_seconds >= 0 for report in reports)
+    trained = tiny_net()
+    trained.load_state_dict(result.state_dict)
+    assert not same_weights(trained, before)
+
+
+def test_3d_multichannel_round_with_augmentation():
+    net = tiny_net(spatial_dims=3, in_channels=2)
+    items = [square_item(seed, shape=(16, 16, 16), in_channels=2) for seed in range(2)]
+    result = fine_tune(net, items, quick(steps=2, augment=True, flip_axes=(0, 2)))
+    assert result.steps_done == 2 and np.isfinite(result.metrics["final_loss"])
+
+
+def test_partial_labels_train_with_the_mixed_loss():
+    item = square_item(0)
+    mask = np.zeros_like(item.labelled_mask)
+    mask[8:20, 8:20] = True
+    partial = TrainingItem(item.image, item.labels, mask, allowed_classes=np.array([True, False]))
+    result = fine_tune(tiny_net(), [partial, square_item(1)], quick(augment=True))
+    assert np.isfinite(result.metrics["final_loss"])
+
+
+def test_cancel_stops_within_one_step_and_keeps_the_previous_weights():
+    net = tiny_net()
+    before = weights_of(net)
+    polls = []
+
+    def should_stop():
+        polls.append(True)
+        return len(polls) > 2
+
+    result = fine_tune(net, [square_item(0), square_item(1)], quick(steps=20), should_stop=should_stop)
+    assert result.cancelled and result.steps_done == 2 and result.state_dict is None
+    assert same_weights(net, before)
+
+
+def test_nan_image_aborts_before_training():
+    net = tiny_net()
+    before = weights_of(net)
+    bad = square_item(0)
+    bad.image[0, 3, 3] = np.nan
+    with pytest.raises(TrainingAborted, match="item 1.*NaN"):
+        fine_tune(net, [square_item(1), bad], quick())
+    assert same_weights(net, before)
+
+
+def test_nan_loss_aborts_and_keeps_the_previous_weights(monkeypatch):
+    net = tiny_net()
+    before = weights_of(net)
+    monkeypatch.setattr(training, "dice_ce_loss", lambda logits, labels, weights: logits.sum() * float("nan"))
+    with pytest.raises(TrainingAborted, match="step 1.*nan"):
+        fine_tune(net, [square_item(0)], quick())
+    assert same_weights(net, before)
+
+
+def test_validation_split_and_best_weights():
+    items = [square_item(seed) for seed in range(5)]
+    result = fine_tune(tiny_net(), items, quick(steps=4, validate_every=2))
+    assert result.metrics["val_items"] == 1 and result.metrics["train_items"] == 4
+    assert result.metrics["best_val_loss"] is not None
+
+
+def test_no_labelled_item_is_a_user_error():
+    empty = square_item(0)
+    empty = TrainingItem(empty.image, empty.labels, np.zeros_like(empty.labelled_mask))
+    with pytest.raises(AlsegError, match="at least 1 labelled item"):
+        fine_tune(tiny_net(), [empty], quick())
+    with pytest.raises(AlsegError, match="at least 1 labelled item"):
+        fine_tune(tiny_net(), [], quick())
+
+
+def test_background_only_items_train_but_warn():
+    items = [square_item(seed, background_only=True) for seed in range(2)]
+    result = fine_tune(tiny_net(), items, quick(steps=1))
+    assert any("background only" in warning for warning in result.metrics["warnings"])
+
+
+def test_labels_outside_the_model_classes_are_a_user_error():
+    item = square_item(0)
+    item.labels[0, 0] = 5
+    with pytest.raises(AlsegError, match="2 classes"):
+        fine_tune(tiny_net(), [item], quick())
+
+
+def test_gpu_out_of_memory_retries_with_half_batch_then_gives_up(monkeypatch):
+    real_train = training._train
+    configs = []
+
+    def out_of_memory_once(net, prepared, config, *args):
+        configs.append(config)
+        if len(configs) == 1:
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory")
+        return real_train(net, prepared, config, *args)
+
+    monkeypatch.setattr(training, "_train", out_of_memory_once)
+    result = fine_tune(tiny_net(), [square_item(0)], quick(steps=1, batch_size=4, patch_size=(96, 96)))
+    assert result.steps_done == 1
+    assert (configs[1].batch_size, configs[1].patch_size) == (2, (48, 48))
+
+    def always_out_of_memory(*args):
+        raise torch.cuda.OutOfMemoryError("CUDA out of memory")
+
+    monkeypatch.setattr(training, "_train", always_out_of_memory)
+    with pytest.raises(AlsegError, match="out of GPU memory"):
+        fine_tune(tiny_net(), [square_item(0)], quick(steps=1))
