@@ -21,8 +21,8 @@ demo:
 test:
 	@PY=$$(./scripts/setup.sh | tail -n 1) && env -u QT_QPA_PLATFORM "$$PY" -m pytest $(PYTEST_ARGS)
 
-# Screenshot of napari with a sample: SAMPLE=brain-stack|tumour-case, OUT=path.png
-SAMPLE ?= tumour-case
+# Screenshots of napari with a sample project after a scripted round: SAMPLE=brain-stack|tumour-cases, OUT=path.png
+SAMPLE ?= tumour-cases
 OUT ?= out/demo-$(SAMPLE).png
 screenshot:
 	@PY=$$(./scripts/setup.sh | tail -n 1) && \

@@ -1,0 +1,34 @@
+"""Segmentation metrics on label arrays (numpy only, so the store and CLI need no torch)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def dice_per_class(prediction: np.ndarray, truth: np.ndarray, n_classes: int,
+                   mask: np.ndarray | None = None) -> np.ndarray:
+    """Dice of each class ``1..C-1`` (background skipped): shape ``(C-1,)``.
+
+    A class absent from both arrays gets NaN, not 1: it says nothing about the model,
+    and a NaN is skipped by :func:`mean_dice` instead of inflating it. ``mask``
+    restricts the comparison to labelled voxels (partial labels).
+    """
+    prediction = np.asarray(prediction)
+    truth = np.asarray(truth)
+    if prediction.shape != truth.shape:
+        raise ValueError(f"prediction {prediction.shape} and truth {truth.shape} differ in shape")
+    if mask is not None:
+        prediction, truth = prediction[mask], truth[mask]
+    scores = np.full(n_classes - 1, np.nan)
+    for class_id in range(1, n_classes):
+        predicted, expected = prediction == class_id, truth == class_id
+        total = int(predicted.sum()) + int(expected.sum())
+        if total:
+            scores[class_id - 1] = 2.0 * int(np.logical_and(predicted, expected).sum()) / total
+    return scores
+
+
+def mean_dice(scores: np.ndarray) -> float:
+    """Mean over the classes that were present (NaN when none was)."""
+    scores = np.asarray(scores, dtype=float)
+    return float(np.nanmean(scores)) if np.any(np.isfinite(scores)) else float("nan")
