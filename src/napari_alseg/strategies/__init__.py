@@ -1,0 +1,102 @@
+"""Query strategies: every method of METHODS.md, ranked from one shared round of scores.
+
+:func:`select` is the one entry point (widget, CLI, session and simulation call it); it
+handles bad input so that each strategy only ranks. :data:`STRATEGIES` is the registry,
+by name, that every front end lists. Importing this package is cheap (numpy only).
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from ..errors import AlsegError
+from .base import GRANULARITIES, NEEDS, QueryItem, Strategy, Suggestion, rank
+from .baseline import RANDOM, SLICE_UNIFORM, select_random
+from .dice_per_effort import DICE_PER_EFFORT
+from .gradient_vae import GRADIENT_VAE
+from .quality_threshold import QUALITY_THRESHOLD, pseudo_label_candidates
+from .redundancy_sampling import NON_SIMILAR, REPRESENTATIVE
+from .uncertainty_sampling import BOOTSTRAP, ENTROPY, ENTROPY_MC, MARGINS, MC_DROPOUT_SUM, MC_DROPOUT_TOP
+
+if TYPE_CHECKING:
+    from ..scoring import PoolScores
+
+__all__ = [
+    "GRANULARITIES",
+    "NEEDS",
+    "STRATEGIES",
+    "QueryItem",
+    "Strategy",
+    "Suggestion",
+    "get_strategy",
+    "pseudo_label_candidates",
+    "rank",
+    "select",
+]
+
+STRATEGIES: dict[str, Strategy] = {
+    strategy.name: strategy
+    for strategy in (
+        RANDOM, SLICE_UNIFORM, ENTROPY, ENTROPY_MC, MARGINS, MC_DROPOUT_TOP, MC_DROPOUT_SUM, BOOTSTRAP,
+        REPRESENTATIVE, NON_SIMILAR, GRADIENT_VAE, QUALITY_THRESHOLD, DICE_PER_EFFORT,
+    )
+}
+
+_MISSING = {
+    "model": "no model yet",
+    "mc": "no MC-dropout scores this round",
+    "features": "no encoder features this round",
+    "bootstrap": "no bootstrap models this round",
+    "vae": "no VAE latents this round",
+    "quality": "no quality ratings this round",
+    "effort": "no effort model",
+}
+
+
+def get_strategy(name: str) -> Strategy:
+    """The registered strategy ``name``; an unknown name is a user mistake."""
+    try:
+        return STRATEGIES[name]
+    except KeyError:
+        raise AlsegError(f"unknown strategy {name!r}; choose from: {', '.join(STRATEGIES)}") from None
+
+
+def select(strategy_name: str, pool: PoolScores, k: int, seed: int) -> list[Suggestion]:
+    """Up to ``k`` distinct candidates of ``pool``, best first, by strategy ``strategy_name``.
+
+    Empty pool, all items labelled or ``k = 0`` give ``[]``; fewer candidates than k give
+    them all. A strategy whose needs the pool lacks (no model, a score not computed) or
+    that does not rank this granularity falls back to random, with the reason in every
+    suggestion's ``message``. Items whose score is NaN are ranked last, and the message
+    says so. Ties follow ``np.random.default_rng(seed)``, so a seed repeats a round.
+    """
+    strategy = get_strategy(strategy_name)
+    if k < 0:
+        raise AlsegError(f"k must be non-negative, got {k}")
+    if k == 0 or not pool.candidates:
+        return []
+    reason = _fallback_reason(strategy, pool)
+    if reason:
+        return [replace(s, message=reason) for s in select_random(pool, k, seed)]
+    return _note_missing_scores(strategy.select(pool, k, seed))
+
+
+def _fallback_reason(strategy: Strategy, pool: PoolScores) -> str:
+    if pool.granularity not in strategy.granularities:
+        kinds = " or ".join(sorted(strategy.granularities))
+        return f"{strategy.name} ranks {kinds} items, not {pool.granularity} items: random suggestions"
+    missing = sorted(strategy.needs - pool.available())
+    if missing:
+        return f"{strategy.name}: {'; '.join(_MISSING[need] for need in missing)}: random suggestions"
+    return ""
+
+
+def _note_missing_scores(suggestions: list[Suggestion]) -> list[Suggestion]:
+    missing = sum(1 for s in suggestions if np.isnan(s.score))
+    if not missing:
+        return suggestions
+    note = f"{missing} item(s) had no score (NaN) and were ranked last"
+    return [replace(s, message=f"{s.message}; {note}" if s.message else note) for s in suggestions]

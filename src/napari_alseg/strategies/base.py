@@ -1,0 +1,132 @@
+"""What every query strategy shares: items, suggestions, the strategy record and ranking.
+
+A strategy ranks the query items of one round from a :class:`~napari_alseg.scoring.PoolScores`
+computed once and shared by all strategies (DESIGN "Scoring and strategies"). Pure numpy:
+importing this package pulls in neither torch nor scikit-learn, so the CLI can list the
+registry without the model backend.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from ..scoring import PoolScores
+
+GRANULARITIES = ("case", "slice", "roi")
+NEEDS = frozenset({"model", "mc", "features", "bootstrap", "vae", "quality", "effort"})
+BBox = tuple[tuple[int, int], ...]
+
+
+@dataclass(frozen=True, order=True)
+class QueryItem:
+    """A case, a slice ``(case, slice_index)`` or an ROI ``(case, slice_index, class_id)``."""
+
+    case: str
+    slice_index: int | None = None
+    class_id: int | None = None
+
+    @property
+    def region(self) -> QueryItem:
+        """The case or slice this item lies in (an ROI's slice; a case or slice itself)."""
+        return QueryItem(self.case, self.slice_index)
+
+
+@dataclass(frozen=True)
+class Suggestion:
+    """One ranked query item and why it was chosen.
+
+    ``terms``: the named numbers behind ``score`` (uncertainty, dice_gap, effort_px,
+    effort_mm, effort_s, quality_class 0 Poor / 1 Adjust / 2 Acceptable, quality_prob,
+    pseudo_label = 1.0 when the prediction is proposed for one-click acceptance).
+    ``bbox``: half-open voxel bounds ``((k0, k1), (j0, j1), (i0, i1))`` to zoom to, None =
+    the whole case. ``message``: a note for the user, e.g. why the strategy fell back.
+    """
+
+    item: QueryItem
+    score: float
+    strategy: str
+    terms: Mapping[str, float]
+    bbox: BBox | None
+    message: str = ""
+
+
+SelectFunction = Callable[["PoolScores", int, int], list[Suggestion]]
+
+
+@dataclass(frozen=True)
+class Strategy:
+    """A named query engine. ``select(pool, k, seed)`` returns up to k suggestions, best first.
+
+    ``granularity`` is the item kind the method was published for; ``granularities`` the
+    kinds it can rank (a pool of another kind falls back to random, see
+    :func:`napari_alseg.strategies.select`). ``needs`` names what the round's scoring must
+    provide, a subset of :data:`NEEDS`.
+    """
+
+    name: str
+    granularity: str
+    description: str
+    needs: frozenset[str]
+    select: SelectFunction
+    granularities: frozenset[str] = field(default=frozenset(GRANULARITIES))
+
+
+def item_key(item: QueryItem) -> tuple[str, int, int]:
+    """A total order on items of mixed kinds (None sorts before every index)."""
+    return (
+        item.case,
+        -1 if item.slice_index is None else item.slice_index,
+        -1 if item.class_id is None else item.class_id,
+    )
+
+
+def rank(scores: Mapping[QueryItem, float], seed: int) -> list[QueryItem]:
+    """Items by descending score; NaN last; exact ties in an order drawn from ``seed``.
+
+    The tie order comes from ``np.random.default_rng(seed)`` over the items in
+    :func:`item_key` order, so it never depends on dict insertion order.
+    """
+    items = sorted(scores, key=item_key)
+    values = np.array([scores[item] for item in items], dtype=float)
+    tie_break = np.random.default_rng(seed).permutation(len(items))
+    missing = np.isnan(values)
+    order = np.lexsort((tie_break, -np.where(missing, 0.0, values), missing))
+    return [items[index] for index in order]
+
+
+def suggestion(
+    pool: PoolScores,
+    item: QueryItem,
+    score: float,
+    strategy: str,
+    extra_terms: Mapping[str, float] | None = None,
+    message: str = "",
+) -> Suggestion:
+    """A suggestion carrying the pool's terms for ``item`` plus ``extra_terms`` and its bbox."""
+    terms = {**pool.terms.get(item, {}), **(extra_terms or {})}
+    return Suggestion(item, float(score), strategy, terms, pool.bboxes.get(item), message)
+
+
+def ranked_suggestions(
+    pool: PoolScores,
+    scores: Mapping[QueryItem, float],
+    k: int,
+    seed: int,
+    strategy: str,
+    term_name: str = "uncertainty",
+) -> list[Suggestion]:
+    """The ``k`` best of ``scores`` as suggestions; the score is also kept as ``term_name``."""
+    return [
+        suggestion(pool, item, scores[item], strategy, {term_name: scores[item]})
+        for item in rank(scores, seed)[:k]
+    ]
+
+
+def term_scores(pool: PoolScores, term: str) -> dict[QueryItem, float]:
+    """``pool.terms[item][term]`` for every candidate; NaN where the term is missing."""
+    return {item: float(pool.terms.get(item, {}).get(term, np.nan)) for item in pool.candidates}

@@ -1,0 +1,97 @@
+"""Suggestive ROI annotation: most Dice to gain per boundary to trace (METHODS E, Atzeni et al.).
+
+Query ``argmax_{n,c} (1 - D̃_c) / R_nc`` over ROI items (case, slice n, class c):
+``D̃_c = α D_c(T-1) + (1-α) D_c(T-2)`` (α = 0.5) from the per-round validation Dice of
+class c, and ``R_nc`` the remaining boundary (mm) of c on slice n from the running
+:class:`~napari_alseg.effort.EffortModel`: boundaries shared with classes already
+delineated on n are free, so a small ROI beside labelled neighbours is cheap.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from ..errors import AlsegError
+from ..uncertainty import dice_gap
+from .base import QueryItem, Strategy, Suggestion, rank, suggestion
+
+if TYPE_CHECKING:
+    from ..scoring import PoolScores
+
+ALPHA = 0.5
+
+
+def select_dice_per_effort(pool: PoolScores, k: int, seed: int, alpha: float = ALPHA) -> list[Suggestion]:
+    """The k ROIs with the largest ``(1 - D̃_c) / R_nc``.
+
+    Terms: ``dice_gap`` (1 - D̃_c), ``effort_mm`` (R_nc), ``effort_px`` (R_nc over the
+    geometric-mean pixel size, exact for square pixels) and ``effort_s`` when the pool
+    has a fitted :class:`~napari_alseg.effort.SecondsModel`. An item whose class is not
+    in ``C_n`` (R_nc = 0) is not queryable and gets NaN, ranked last.
+    """
+    gaps = class_dice_gaps(pool, alpha)
+    delineated = _delineated_classes(pool)
+    remaining: dict[tuple[str, int], np.ndarray] = {}
+    scores, terms = {}, {}
+    for item in pool.candidates:
+        region = (item.case, item.slice_index)
+        if region not in remaining:
+            allowed = pool.allowed.get(region, set(range(pool.n_classes)))
+            remaining[region] = pool.effort.remaining_effort(delineated.get(region, set()), allowed)
+        effort_mm = float(remaining[region][item.class_id])
+        scores[item] = gaps[item.class_id] / effort_mm if effort_mm > 0 else math.nan
+        terms[item] = _effort_terms(pool, item, gaps[item.class_id], effort_mm)
+    return [suggestion(pool, item, scores[item], "dice-per-effort", terms[item])
+            for item in rank(scores, seed)[:k]]
+
+
+def class_dice_gaps(pool: PoolScores, alpha: float = ALPHA) -> np.ndarray:
+    """``1 - D̃_c`` per class id ``(C,)`` (index 0, background, is 1 and never queried).
+
+    ``pool.class_dice_history`` holds one ``(C-1,)`` array per round, classes 1..C-1 as
+    :func:`napari_alseg.metrics.dice_per_class` returns them; NaN (class absent that
+    round) is skipped, so a class keeps its last two measured rounds.
+    """
+    gaps = np.ones(pool.n_classes)
+    for round_dice in pool.class_dice_history:
+        if np.shape(round_dice) != (pool.n_classes - 1,):
+            raise AlsegError(
+                f"class Dice history entries must have {pool.n_classes - 1} values (classes 1..{pool.n_classes - 1}), "
+                f"got shape {np.shape(round_dice)}"
+            )
+    for class_id in range(1, pool.n_classes):
+        history = [float(d[class_id - 1]) for d in pool.class_dice_history if np.isfinite(d[class_id - 1])]
+        gaps[class_id] = dice_gap(history, alpha)
+    return gaps
+
+
+def _delineated_classes(pool: PoolScores) -> dict[tuple[str, int], set[int]]:
+    """``A_n``: classes already delineated per (case, slice), from the labelled ROI items."""
+    delineated: dict[tuple[str, int], set[int]] = {}
+    for item in pool.labelled:
+        if item.slice_index is not None and item.class_id is not None:
+            delineated.setdefault((item.case, item.slice_index), set()).add(item.class_id)
+    return delineated
+
+
+def _effort_terms(pool: PoolScores, item: QueryItem, gap: float, effort_mm: float) -> dict[str, float]:
+    row_mm, col_mm = pool.spacing.get(item.case, (1.0, 1.0))
+    effort_px = effort_mm / math.sqrt(row_mm * col_mm)
+    terms = {"dice_gap": float(gap), "effort_mm": effort_mm, "effort_px": effort_px}
+    seconds = None if pool.seconds_model is None else pool.seconds_model.predict(item.class_id, effort_px)
+    if seconds is not None:
+        terms["effort_s"] = seconds
+    return terms
+
+
+DICE_PER_EFFORT = Strategy(
+    name="dice-per-effort",
+    granularity="roi",
+    description="ROI with the most Dice to gain per boundary to trace, (1 - D̃_c) / R_nc (METHODS E).",
+    needs=frozenset({"effort"}),
+    select=select_dice_per_effort,
+    granularities=frozenset({"roi"}),
+)

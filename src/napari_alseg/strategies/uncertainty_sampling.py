@@ -1,0 +1,53 @@
+"""Uncertainty sampling: rank by one per-item uncertainty term (METHODS B, D, E).
+
+The terms are computed once per round by :func:`napari_alseg.scoring.score_pool` from
+:mod:`napari_alseg.uncertainty`; here each strategy only ranks by its own term.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from .base import Strategy, Suggestion, ranked_suggestions, term_scores
+
+if TYPE_CHECKING:
+    from ..scoring import PoolScores
+
+
+def term_ranker(strategy_name: str, term: str):
+    """A select function ranking candidates by ``pool.terms[item][term]`` (higher first)."""
+
+    def select(pool: PoolScores, k: int, seed: int) -> list[Suggestion]:
+        return ranked_suggestions(pool, term_scores(pool, term), k, seed, strategy_name)
+
+    return select
+
+
+def _strategy(name: str, term: str, granularity: str, needs: set[str], description: str) -> Strategy:
+    return Strategy(name, granularity, description, frozenset(needs), term_ranker(name, term))
+
+
+ENTROPY = _strategy(
+    "entropy", "entropy", "roi", {"model"},
+    "Mean voxel entropy of the prediction (per ROI: binary entropy H_nc of its class; METHODS E).",
+)
+ENTROPY_MC = _strategy(
+    "entropy-mc", "entropy_mc", "roi", {"model", "mc"},
+    "Entropy of the MC-dropout mean prediction, S = 20 samples (METHODS E baseline).",
+)
+MARGINS = _strategy(
+    "margins", "margin", "case", {"model"},
+    "Foreground probabilities nearest 0.5: u = -mean|p - 0.5| (METHODS B).",
+)
+MC_DROPOUT_TOP = _strategy(
+    "mc-dropout-top", "mc_top", "case", {"model", "mc"},
+    "Mean of the top 0.1 % MC-dropout voxel variances: small uncertain structures (METHODS B).",
+)
+MC_DROPOUT_SUM = _strategy(
+    "mc-dropout-sum", "mc_sum", "case", {"model", "mc"},
+    "Sum over voxels of the class-mean MC-dropout variance: broad uncertain volume (METHODS D).",
+)
+BOOTSTRAP = _strategy(
+    "bootstrap", "bootstrap", "case", {"model", "bootstrap"},
+    "Mean variance across models trained on bootstrap resamples of the labels (METHODS B).",
+)
