@@ -7,3 +7,7 @@ Anything raised as :class:`AlsegError` is shown to the user as its one-line mess
 
 class AlsegError(Exception):
     """A user-facing problem: bad input file, bad argument, missing data."""
+
+
+class Cancelled(AlsegError):
+    """The user cancelled long work; nothing was changed. Reported as information, not error."""

@@ -1,0 +1,207 @@
+"""The Session verbs on tiny synthetic projects: submit with effort, retrain, cancel, pseudo-labels."""
+
+import json
+
+import numpy as np
+import pytest
+
+from napari_alseg.errors import AlsegError
+from napari_alseg.nifti import save_volume
+from napari_alseg.session import Session, import_model_backend, slice_trace_length
+from napari_alseg.store import PSEUDO_ACCEPTED, Project
+
+AFFINE = np.diag([1.0, 1.0, 2.0, 1.0])
+CLASSES = {"0": {"name": "background"}, "1": {"name": "core"}, "2": {"name": "rim"}}
+
+
+def blob_case(seed, shape):
+    """A bright square (class 1) with a rim (class 2) on a dark background, per slice."""
+    rng = np.random.default_rng(seed)
+    labels = np.zeros(shape, np.uint8)
+    k, j, i = shape
+    cy, cx = rng.integers(j // 3, 2 * j // 3), rng.integers(i // 3, 2 * i // 3)
+    labels[:, cy - 6:cy + 6, cx - 6:cx + 6] = 2
+    labels[:, cy - 3:cy + 3, cx - 3:cx + 3] = 1
+    image = labels.astype(np.float32) * 2 + rng.normal(0, 0.3, shape).astype(np.float32) + 1
+    return image, labels
+
+
+def make_source(root, *, granularity, n_cases, shape):
+    for index in range(n_cases):
+        case_dir = root / f"case_{index:03d}"
+        case_dir.mkdir(parents=True)
+        image, labels = blob_case(index, shape)
+        save_volume(case_dir / f"case_{index:03d}_t1.nii.gz", image, AFFINE)
+        save_volume(case_dir / f"case_{index:03d}_seg.nii.gz", labels, AFFINE, is_label=True)
+    (root / "classes.json").write_text(json.dumps(CLASSES))
+    (root / "dataset.json").write_text(json.dumps({"name": "blobs", "granularity": granularity}))
+    return root
+
+
+@pytest.fixture(scope="module", autouse=True)
+def torch_imported():
+    import_model_backend()
+
+
+def tiny_config(**overrides):
+    from napari_alseg.model import TrainConfig
+
+    return TrainConfig(**{"steps": 4, "batch_size": 2, "patch_size": None, "augment": False,
+                          "validate_every": 100, **overrides})
+
+
+@pytest.fixture
+def stack_session(tmp_path):
+    source = make_source(tmp_path / "source", granularity="slice", n_cases=1, shape=(6, 32, 32))
+    project = Project.create(tmp_path / "project", source, annotator="dr-a", seed=1)
+    with Session(project, annotator="dr-a", train_config=tiny_config()) as session:
+        yield session
+
+
+def test_submit_records_traced_boundary(stack_session):
+    labels = np.zeros((32, 32), np.uint8)
+    labels[10:20, 10:20] = 1
+    event_id = stack_session.submit("case_000", labels, slice_index=0, seconds_active=12.5)
+    event = stack_session.project.events()[-1]
+    assert event.id == event_id and event.annotator == "dr-a" and event.seconds_active == 12.5
+    assert event.boundary_px == pytest.approx(40, abs=1.5)  # a 10x10 square: its perimeter
+    assert event.boundary_mm == pytest.approx(40, abs=1.5)
+
+
+def test_shared_boundary_is_traced_once():
+    plane = np.zeros((20, 20), np.uint8)
+    plane[5:15, 2:10] = 1
+    plane[5:15, 10:18] = 2
+    both = slice_trace_length(plane, [1, 2], (1.0, 1.0))
+    separate = sum(slice_trace_length(np.where(plane == c, c, 0), [c], (1.0, 1.0)).px for c in (1, 2))
+    assert separate - both.px == pytest.approx(10, abs=1.5)
+
+
+def test_retrain_needs_labels_first(stack_session):
+    with pytest.raises(AlsegError, match="no labelled data yet"):
+        stack_session.retrain()
+
+
+def label_some_slices(session, slices=(0, 1, 2)):
+    truth = session.project.ground_truth("case_000")
+    held_out = {s for _, s in session.project.validation_items()}
+    for n in slices:
+        if n not in held_out:
+            session.submit("case_000", truth[n], slice_index=n, seconds_active=3)
+
+
+def test_retrain_versions_a_checkpoint_with_validation_metrics(stack_session):
+    label_some_slices(stack_session)
+    reports = []
+    report = stack_session.retrain(progress=reports.append)
+    assert not report.cancelled and report.model_version == "v0001"
+    assert stack_session.model_version == "v0001"
+    assert [p.step for p in reports][-1] == report.steps_done == 4
+    assert 0.0 <= report.metrics["val_dice"] <= 1.0 and "val_dice_core" in report.metrics
+    checkpoint = stack_session.project.checkpoints()[-1]
+    assert checkpoint.path.exists() and checkpoint.metrics["val_dice"] == report.metrics["val_dice"]
+    prediction = stack_session.predict_labels("case_000", 0)
+    assert prediction.shape == (32, 32) and prediction.dtype == np.uint8
+
+
+def test_cancel_keeps_the_previous_model(stack_session):
+    label_some_slices(stack_session)
+    stack_session.retrain()
+    before = {k: v.clone() for k, v in stack_session.current_net().state_dict().items()}
+    report = stack_session.retrain(should_stop=lambda: True)
+    assert report.cancelled and report.model_version == "v0001"
+    assert len(stack_session.project.checkpoints()) == 1
+    after = stack_session.current_net().state_dict()
+    assert all((before[k] == after[k]).all() for k in before)
+
+
+def test_roi_submit_trains_on_partial_labels_with_allowed_classes(stack_session):
+    truth = stack_session.project.ground_truth("case_000")
+    n = next(s for s in range(6) if ("case_000", s) not in stack_session.project.validation_items())
+    stack_session.submit("case_000", truth[n], slice_index=n, class_id=1, seconds_active=2)
+    stack_session.mark_class_range("case_000", 2, 0, 3)
+    allowed = stack_session.allowed_classes("case_000")
+    assert not allowed[n, 1] and allowed[n, 0] and allowed[n, 2] == (n <= 3)
+    assert not allowed[5, 2] and allowed[5, 1]
+    (item,) = stack_session.training_items()
+    assert item.labelled_mask.sum() == (truth[n] == 1).sum()
+    np.testing.assert_array_equal(item.allowed_classes, allowed[n])
+
+
+def test_prediction_keeps_given_labels(stack_session):
+    label_some_slices(stack_session)
+    stack_session.retrain()
+    probs = stack_session.predict_probabilities("case_000")
+    snapshot = stack_session.project.current_labels("case_000")
+    np.testing.assert_allclose(probs.sum(axis=0), 1.0, atol=1e-5)
+    given = probs.argmax(axis=0)[snapshot.labelled]
+    np.testing.assert_array_equal(given, snapshot.data[snapshot.labelled])
+
+
+def test_case_project_pseudo_label_accept_and_reopen(tmp_path):
+    source = make_source(tmp_path / "source", granularity="case", n_cases=4, shape=(8, 32, 32))
+    project = Project.create(tmp_path / "project", source, annotator="dr-b", seed=2,
+                             validation_fraction=0.25)
+    training_cases = [c.name for c in project.cases if c.name not in project.validation_cases()]
+    with Session(project, annotator="dr-b", train_config=tiny_config(steps=2, batch_size=1)) as session:
+        assert session.spatial_dims == 3
+        session.submit(training_cases[0], project.ground_truth(training_cases[0]), seconds_active=60)
+        assert session.retrain().model_version == "v0001"
+        session.accept_pseudo(training_cases[1])
+        session.reject_pseudo(training_cases[2])
+        kinds = [e.kind for e in project.events()]
+        assert kinds == ["manual", PSEUDO_ACCEPTED, "pseudo-rejected"]
+        pseudo_items = [item for item in session.training_items() if item.pseudo_label]
+        assert len(pseudo_items) == 1
+    with Session.open(tmp_path / "project", annotator="dr-b") as reopened:
+        assert reopened.model_version == "v0001" and reopened.current_net() is not None
+        assert len(reopened.project.events()) == 3
+
+
+def test_suggest_without_a_model_falls_back_to_random(stack_session):
+    stack_session.strategy = "entropy"
+    suggestions = stack_session.suggest(3)
+    assert len(suggestions) == 3
+    assert all("no model yet" in s.message for s in suggestions)
+    held_out = {s for _, s in stack_session.project.validation_items()}
+    assert not {s.item.slice_index for s in suggestions} & held_out
+    assert len(stack_session.project.rounds()) == 1
+
+
+def test_rescore_then_suggest_ranks_by_uncertainty_and_stores_scores(stack_session):
+    label_some_slices(stack_session)
+    stack_session.retrain()
+    stack_session.strategy = "mc-dropout-top"
+    progress = []
+    pool = stack_session.rescore(progress=lambda done, total: progress.append((done, total)))
+    assert progress and progress[-1][0] == progress[-1][1]
+    assert stack_session.project.has_scores("v0001")
+    suggestions = stack_session.suggest(2)
+    assert [s.message for s in suggestions] == ["", ""]
+    scores = [pool.terms[s.item]["mc_top"] for s in suggestions]
+    assert scores == sorted(scores, reverse=True)
+    first = suggestions[0]
+    stack_session.skip(first.item)
+    assert first.item not in [s.item for s in stack_session.suggest(2)]
+
+
+def test_dice_per_effort_suggests_rois_with_effort_terms(stack_session):
+    label_some_slices(stack_session)
+    stack_session.retrain()
+    stack_session.strategy = "dice-per-effort"
+    assert stack_session.pool_granularity == "roi"
+    stack_session.rescore()
+    suggestion = stack_session.suggest(1)[0]
+    assert suggestion.item.class_id in (1, 2) and suggestion.message == ""
+    assert suggestion.terms["effort_mm"] > 0 and "dice_gap" in suggestion.terms
+    summary = stack_session.effort_summary()
+    assert summary["core"]["remaining_mm"] > 0 and summary["all classes"]["spent_mm"] > 0
+    (version, traced, dice), = stack_session.learning_curve()
+    assert version == "v0001" and traced > 0 and 0 <= dice <= 1
+
+
+def test_uncertainty_map_has_the_case_shape(stack_session):
+    label_some_slices(stack_session)
+    stack_session.retrain()
+    heat = stack_session.uncertainty_map("case_000", samples=4)
+    assert heat.shape == (6, 32, 32) and heat.dtype == np.float32 and heat.min() >= 0
