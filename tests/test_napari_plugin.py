@@ -65,13 +65,15 @@ def test_brain_stack_sample_opens_as_slices(make_napari_viewer, mricron_dir):
     assert set(np.unique(labels.data)) == set(range(11))
 
 
-def test_widget_docks_and_opens_a_sample(make_napari_viewer, qtbot):
+def test_widget_docks_and_opens_a_sample_project(make_napari_viewer, qtbot, tmp_path, monkeypatch):
+    monkeypatch.setenv("ALSEG_PROJECTS_DIR", str(tmp_path))
     viewer = make_napari_viewer()
     _dock, widget = viewer.window.add_plugin_dock_widget("napari-alseg", "Active-learning annotator")
-    assert "No layers" in widget.status.text()
-    widget.sample_buttons["tumour-case"].click()
-    qtbot.waitUntil(lambda: len(viewer.layers) == 4, timeout=60_000)
-    assert "case_000_seg: Labels" in widget.status.text()
+    assert widget.session is None and not widget.go_button.isEnabled()
+    widget.open_sample_project("tumour-cases")
+    assert widget.session is not None and len(widget.session.project.cases) == 12
+    assert widget.suggestions and widget.go_button.isEnabled()
+    widget.close_project()
 
 
 @pytest.mark.slow
@@ -79,12 +81,14 @@ def test_demo_screenshot_shows_the_data(tmp_path, sample_cache):
     out = tmp_path / "demo.png"
     env = {k: v for k, v in os.environ.items() if k != "QT_QPA_PLATFORM"}
     alseg = str(Path(sys.executable).with_name("alseg"))
-    result = subprocess.run([alseg, "demo", "--screenshot", str(out)], capture_output=True,
-                            text=True, env=env, timeout=300)
+    result = subprocess.run([alseg, "demo", "--screenshot", str(out), "--train-steps", "2"],
+                            capture_output=True, text=True, env=env, timeout=600)
     assert result.returncode == 0, result.stderr[-2000:]
     from skimage.io import imread
 
     pixels = imread(out)
     assert pixels.shape[0] >= 600 and pixels.shape[1] >= 900
-    canvas = pixels[100:-100, 100:-500, :3].astype(float)
+    canvas = pixels[100:-100, 350:-550, :3].astype(float)
     assert canvas.std() > 10, "the canvas looks blank"
+    for suffix in ("-review", "-effort"):
+        assert (tmp_path / f"demo{suffix}.png").exists()

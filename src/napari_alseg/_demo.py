@@ -1,47 +1,96 @@
-"""``alseg demo``: napari with a sample open and the annotator docked.
+"""``alseg demo``: napari with a sample project open and the annotator docked.
 
-With a screenshot path it renders the window once and exits, which is how the
-docs' pictures are made headless (under ``xvfb-run``).
+With a screenshot path it plays a short scripted round first (a stand-in annotator
+submits the ground truth of a few cases, the model retrains, the pool is re-scored,
+the first suggestion is opened with its heat map), then saves one picture per tab of
+the widget and exits. That is how the docs' pictures are made headless (``xvfb-run``).
 """
 
 from __future__ import annotations
 
+import os
+import tempfile
+import time
 from pathlib import Path
 
-WINDOW_SIZE = (1400, 900)
+WINDOW_SIZE = (1500, 950)
+DEMO_LABELLED_ITEMS = 4
+DEMO_TRAIN_STEPS = 30
+DEMO_STRATEGY = {"case": "mc-dropout-top", "slice": "dice-per-effort"}
+TAB_PICTURES = {1: "", 2: "-review", 3: "-effort"}
 
 
-def run_demo_viewer(sample: str, *, screenshot: Path | None = None) -> None:
+def run_demo_viewer(sample: str, *, screenshot: Path | None = None,
+                    train_steps: int = DEMO_TRAIN_STEPS) -> None:
     import napari
 
+    if screenshot is not None:  # never touch the user's own sample project
+        os.environ["ALSEG_PROJECTS_DIR"] = tempfile.mkdtemp(prefix="alseg-demo-")
     viewer = napari.Viewer(title="napari-alseg demo")
-    viewer.window.add_plugin_dock_widget("napari-alseg", "Active-learning annotator")
-    viewer.open_sample("napari-alseg", sample)
-    show_like_a_radiologist(viewer)
+    _dock, widget = viewer.window.add_plugin_dock_widget("napari-alseg", "Active-learning annotator")
+    widget.open_sample_project(sample)
     if screenshot is None:
         napari.run()
         return
-    save_window_screenshot(viewer, screenshot)
+    play_scripted_round(widget, train_steps)
+    show_like_a_radiologist(viewer)
+    save_tab_screenshots(viewer, widget, Path(screenshot))
     viewer.close()
 
 
-def show_like_a_radiologist(viewer) -> None:
-    """Mid-slice, anatomy upright: rows grow upwards (superior / anterior at the top)."""
-    viewer.camera.orientation2d = ("up", "right")
-    for axis in range(viewer.dims.ndim - 2):
-        low, high, _step = viewer.dims.range[axis]
-        viewer.dims.set_point(axis, (low + high) / 2)
-    viewer.reset_view()
+def play_scripted_round(widget, train_steps: int) -> None:
+    """Label a few items with the ground truth, retrain briefly, open the top suggestion."""
+    from dataclasses import replace
+
+    from .model import TrainConfig
+
+    session = widget.session
+    widget.strategy_combo.setCurrentText(DEMO_STRATEGY[session.project.granularity])
+    held_out = set(session.project.validation_items())
+    for suggestion in widget.suggestions[:DEMO_LABELLED_ITEMS]:
+        item = suggestion.item
+        truth = session.project.ground_truth(item.case)
+        region = truth if item.slice_index is None else truth[item.slice_index]
+        if (item.case, item.slice_index) not in held_out:
+            session.submit(item.case, region, slice_index=item.slice_index, seconds_active=0)
+    session.train_config = replace(session.train_config or TrainConfig(), steps=train_steps)
+    widget.heat_check.setChecked(True)
+    widget.retrain()
+    wait_until(lambda: session.model_version is not None and not widget.runtime.jobs)
+    widget.go(widget.suggestions[0])
+    wait_until(lambda: widget.editing is not None and not widget.runtime.jobs)
 
 
-def save_window_screenshot(viewer, path: Path) -> None:
-    """Resize first, let Qt paint, then grab the whole window (canvas + dock)."""
+def wait_until(condition, timeout: float = 600.0) -> None:
     from qtpy.QtWidgets import QApplication
 
-    path = Path(path)
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise TimeoutError("the demo round did not finish in time")
+        QApplication.processEvents()
+        time.sleep(0.02)
+
+
+def show_like_a_radiologist(viewer) -> None:
+    """Anatomy upright: rows grow upwards (superior / anterior at the top)."""
+    camera = viewer.scene.camera if hasattr(viewer, "scene") else viewer.camera  # napari >= 0.9 / older
+    camera.orientation2d = ("up", "right")
+
+
+def save_tab_screenshots(viewer, widget, path: Path) -> list[Path]:
+    """One window picture per widget tab: ``out.png``, ``out-review.png``, ``out-effort.png``."""
+    from qtpy.QtWidgets import QApplication
+
     path.parent.mkdir(parents=True, exist_ok=True)
     viewer.window._qt_window.resize(*WINDOW_SIZE)
-    for _ in range(5):
-        QApplication.processEvents()
-    viewer.reset_view()
-    viewer.screenshot(str(path), canvas_only=False)
+    written = []
+    for index, suffix in TAB_PICTURES.items():
+        widget.tabs.setCurrentIndex(index)
+        for _ in range(10):
+            QApplication.processEvents()
+        target = path.with_name(f"{path.stem}{suffix}{path.suffix}")
+        viewer.screenshot(str(target), canvas_only=False)
+        written.append(target)
+    widget.tabs.setCurrentIndex(1)
+    return written

@@ -1,0 +1,83 @@
+"""The current case as napari layers: channels, the labels being edited, the heat map.
+
+Layers are named ``"<case> · <what>"`` so a user can tell them apart and the widget
+can find and replace them; geometry (scale / translate in mm) comes from the project.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .._reader import display_range
+
+HEAT_MAP_COLORMAP = "inferno"  # perceptual, dark where certain: adds light only where it matters
+
+
+def layer_name(case: str, what: str) -> str:
+    return f"{case} · {what}"
+
+
+def owned_layers(viewer) -> list:
+    return [layer for layer in viewer.layers if layer.metadata.get("alseg_case")]
+
+
+def show_case(viewer, session, case: str, labels: np.ndarray):
+    """Replace the previous case's layers with this case's channels and an editable Labels layer."""
+    for layer in owned_layers(viewer):
+        viewer.layers.remove(layer)
+    record = session.project.case(case)
+    geometry = {"scale": record.spacing, "translate": record.origin}
+    image = session.case_image(case)
+    for index, (name, channel) in enumerate(zip(record.channel_names, image)):
+        viewer.add_image(channel, name=layer_name(case, name), colormap="gray",
+                         contrast_limits=display_range(channel), visible=index == 0,
+                         metadata={"alseg_case": case, "alseg_role": "channel"}, **geometry)
+    colors = {info.id: tuple(c / 255 for c in info.color) + (1.0,)
+              for info in session.project.classes if info.color and info.id}
+    layer = viewer.add_labels(labels.astype(session.project.label_dtype, copy=True),
+                              name=layer_name(case, "labels"), opacity=0.5,
+                              metadata={"alseg_case": case, "alseg_role": "labels"}, **geometry)
+    if colors:
+        from napari.utils.colormaps import DirectLabelColormap
+
+        layer.colormap = DirectLabelColormap(color_dict={None: (0, 0, 0, 0), 0: (0, 0, 0, 0), **colors})
+    layer.n_edit_dimensions = 2  # paint the slice on screen, never through the stack
+    return layer
+
+
+def show_heat_map(viewer, session, case: str, values: np.ndarray):
+    """Uncertainty as an additive inferno overlay; the layer is reused between rounds."""
+    name = layer_name(case, "uncertainty")
+    low, high = float(np.nanmin(values)), float(np.nanmax(values))
+    limits = (low, high if high > low else low + 1e-6)
+    if name in viewer.layers:
+        layer = viewer.layers[name]
+        layer.data = values
+        layer.contrast_limits = limits
+        return layer
+    record = session.project.case(case)
+    return viewer.add_image(values, name=name, colormap=HEAT_MAP_COLORMAP, blending="additive",
+                            contrast_limits=limits, opacity=0.8, scale=record.spacing,
+                            translate=record.origin,
+                            metadata={"alseg_case": case, "alseg_role": "heat map"})
+
+
+def jump_to(viewer, session, case: str, slice_index: int | None, bbox) -> None:
+    """Show the slice and zoom the 2D view onto the bounding box (voxel bounds, half-open)."""
+    record = session.project.case(case)
+    spacing, origin = np.asarray(record.spacing), np.asarray(record.origin)
+    viewer.dims.ndisplay = 2
+    viewer.reset_view()
+    if bbox is None:
+        bbox = tuple((0, size) for size in record.shape)
+    centre_voxel = np.array([(low + high - 1) / 2 for low, high in bbox])
+    if slice_index is not None:
+        centre_voxel[0] = slice_index
+    centre_world = origin + centre_voxel * spacing
+    viewer.dims.set_point(0, centre_world[0])
+    full = np.asarray(record.shape[1:]) * spacing[1:]
+    box = np.maximum([(high - low) for low, high in bbox[1:]], 1) * spacing[1:]
+    zoom_factor = float(np.clip(0.8 * np.min(full / box), 1.0, 8.0))  # some context around the box
+    camera = viewer.scene.camera if hasattr(viewer, "scene") else viewer.camera  # napari >= 0.9 / older
+    camera.center = tuple(centre_world[1:])
+    camera.zoom = camera.zoom * zoom_factor

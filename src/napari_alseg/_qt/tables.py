@@ -1,0 +1,57 @@
+"""Small table and plot helpers for the dock widget (no state of their own)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+from qtpy.QtCore import Qt
+from qtpy.QtWidgets import QAbstractItemView, QHeaderView, QTableWidget, QTableWidgetItem
+
+
+def make_table(headers: Sequence[str], *, sortable: bool = True) -> QTableWidget:
+    table = QTableWidget(0, len(headers))
+    table.setHorizontalHeaderLabels(list(headers))
+    table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
+    table.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
+    table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+    table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
+    table.verticalHeader().setVisible(False)
+    table.setSortingEnabled(sortable)
+    table.sortByColumn(0, Qt.SortOrder.AscendingOrder)
+    return table
+
+
+def fill_table(table: QTableWidget, rows: Sequence[Sequence[object]], keys: Sequence[object]) -> None:
+    """Replace the rows; each row's first cell keeps ``keys[i]`` (UserRole) to find it after sorting.
+
+    Numbers are stored as numbers so that sorting a column sorts by value.
+    """
+    sorting = table.isSortingEnabled()
+    table.setSortingEnabled(False)
+    table.setRowCount(len(rows))
+    for row_index, (row, key) in enumerate(zip(rows, keys)):
+        for column, value in enumerate(row):
+            cell = QTableWidgetItem()
+            if isinstance(value, float):
+                cell.setData(Qt.ItemDataRole.DisplayRole, round(value, 3) if math.isfinite(value) else None)
+            elif isinstance(value, int):
+                cell.setData(Qt.ItemDataRole.DisplayRole, value)
+            else:
+                cell.setText("" if value is None else str(value))
+            if column == 0:
+                cell.setData(Qt.ItemDataRole.UserRole, key)
+            table.setItem(row_index, column, cell)
+    table.setSortingEnabled(sorting)
+
+
+def selected_key(table: QTableWidget) -> object | None:
+    rows = table.selectionModel().selectedRows()
+    if not rows:
+        return None
+    return table.item(rows[0].row(), 0).data(Qt.ItemDataRole.UserRole)
+
+
+def row_key(table: QTableWidget, row: int) -> object | None:
+    cell = table.item(row, 0)
+    return None if cell is None else cell.data(Qt.ItemDataRole.UserRole)

@@ -1,0 +1,138 @@
+"""The dock widget driving a whole annotation loop in a real (headless) napari viewer."""
+
+import time
+
+import numpy as np
+import pytest
+from qtpy.QtCore import QTimer
+
+from napari_alseg.samples import generate_sample
+from napari_alseg.strategies import QueryItem
+
+pytestmark = pytest.mark.gui
+
+
+@pytest.fixture(scope="module")
+def tumour_source(tmp_path_factory):
+    return generate_sample("tumour-cases", tmp_path_factory.mktemp("data"), n_cases=6, size=40)
+
+
+@pytest.fixture
+def widget(make_napari_viewer_proxy, qtbot, tmp_path, tumour_source, monkeypatch):
+    from napari_alseg._widget import AlsegWidget
+    from napari_alseg.model import TrainConfig
+
+    monkeypatch.setenv("ALSEG_PROJECTS_DIR", str(tmp_path / "projects"))
+    viewer = make_napari_viewer_proxy()
+    dock = AlsegWidget(viewer)
+    qtbot.addWidget(dock)
+    dock.create_project(tumour_source, tmp_path / "project")
+    dock.session.train_config = TrainConfig(steps=3, batch_size=1, patch_size=(32, 32, 32), augment=False)
+    yield dock
+    dock.close_project()
+
+
+def idle(widget):
+    return widget.editing is not None and not widget.runtime.jobs
+
+
+def test_whole_loop(widget, qtbot):
+    session, viewer = widget.session, widget.viewer
+    assert widget.suggestions and "case_" in widget.suggestion_label.text()
+    first = widget.suggestions[0]
+    widget.go_button.click()
+    qtbot.waitUntil(lambda: idle(widget), timeout=60_000)
+    labels = widget.editing.layer
+    assert labels.data.shape == session.project.case(first.item.case).shape
+    assert labels.data.dtype in (np.uint8, np.uint16)
+    k_mid = int(viewer.dims.current_step[0])
+    assert 0 <= k_mid < labels.data.shape[0]
+
+    labels.selected_label = 2
+    labels.brush_size = 6
+    labels.paint((k_mid, labels.data.shape[1] // 2, labels.data.shape[2] // 2), 2)
+    assert widget.editing.dirty
+    widget.submit_button.click()
+    events = session.project.events()
+    assert len(events) == 1 and events[0].case == first.item.case and events[0].kind == "manual"
+    assert events[0].boundary_px > 0
+    assert (session.project.current_labels(first.item.case).data == 2).any()
+
+    qtbot.waitUntil(lambda: idle(widget), timeout=60_000)  # Submit moved on to the next suggestion
+    assert widget.retrain_button.isEnabled()
+    widget.retrain_button.click()
+    qtbot.waitUntil(lambda: session.model_version == "v0001" and not widget.runtime.jobs, timeout=300_000)
+    assert "v0001" in widget.model_label.text()
+    assert widget.suggestions and first.item not in [s.item for s in widget.suggestions]
+    qtbot.waitUntil(lambda: idle(widget), timeout=120_000)
+
+    widget.heat_check.setChecked(True)
+    case = widget.editing.suggestion.item.case
+    qtbot.waitUntil(lambda: f"{case} · uncertainty" in viewer.layers, timeout=120_000)
+    assert viewer.layers[f"{case} · uncertainty"].data.shape == session.project.case(case).shape
+
+    pseudo_case = next(s.item.case for s in widget.suggestions if s.item.case != case)
+    widget.accept_case(pseudo_case)
+    qtbot.waitUntil(lambda: not widget.runtime.jobs, timeout=120_000)
+    kinds = [(e.case, e.kind) for e in session.project.events()]
+    assert (pseudo_case, "pseudo-accepted") in kinds
+    assert QueryItem(pseudo_case) not in [s.item for s in widget.suggestions]
+
+
+def test_ui_stays_responsive_while_training(widget, qtbot):
+    session = widget.session
+    truth_case = widget.suggestions[0].item.case
+    session.submit(truth_case, session.project.ground_truth(truth_case), seconds_active=1)
+    from napari_alseg.model import TrainConfig
+
+    session.train_config = TrainConfig(steps=12, batch_size=1, patch_size=(32, 32, 32), augment=False)
+    gaps = []
+    last = [time.perf_counter()]
+
+    def tick():
+        now = time.perf_counter()
+        gaps.append(now - last[0])
+        last[0] = now
+
+    timer = QTimer()
+    timer.setInterval(20)
+    timer.timeout.connect(tick)
+    timer.start()
+    widget.retrain_button.click()
+    qtbot.waitUntil(lambda: session.model_version == "v0001", timeout=300_000)
+    timer.stop()
+    widget.cancel_jobs()
+    qtbot.waitUntil(lambda: not widget.runtime.jobs, timeout=300_000)
+    assert len(gaps) > 20
+    worst = max(gaps) - 0.020
+    print(f"timer ticks: {len(gaps)}, worst extra latency {worst * 1000:.0f} ms")
+    assert worst < 0.100
+
+
+def test_errors_become_notifications_not_tracebacks(widget, qtbot, monkeypatch):
+    shown = []
+    monkeypatch.setattr("napari_alseg._widget.show_error", shown.append)
+    widget.retrain()  # nothing labelled yet
+    qtbot.waitUntil(lambda: not widget.runtime.jobs, timeout=60_000)
+    assert shown and shown[0].startswith("no labelled data yet")
+    assert widget.retrain_button.isEnabled()
+
+
+def test_closing_mid_training_cancels_and_keeps_submitted_work(widget, qtbot):
+    from napari_alseg.model import TrainConfig
+    from napari_alseg.store import Project
+
+    session = widget.session
+    folder = session.project.folder
+    case = widget.suggestions[0].item.case
+    session.submit(case, session.project.ground_truth(case), seconds_active=1)
+    session.train_config = TrainConfig(steps=500, batch_size=1, patch_size=(32, 32, 32), augment=False)
+    widget.retrain_button.click()
+    qtbot.waitUntil(lambda: widget.job_progress.value() >= 1, timeout=120_000)
+    started = time.perf_counter()
+    widget.close_project()
+    assert time.perf_counter() - started < 60
+    assert widget.session is None and not widget.runtime.jobs
+    with Project.open(folder) as reopened:  # the lock was released, the label is there
+        assert [e.case for e in reopened.events()] == [case]
+        assert reopened.checkpoints() == []
