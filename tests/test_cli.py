@@ -54,3 +54,29 @@ def test_missing_mricron_data_is_explained(tmp_path):
                             capture_output=True, text=True, env=env)
     assert result.returncode == 2
     assert "mricron-data" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_strategies_lists_every_engine_with_granularity(capsys):
+    from napari_alseg.strategies import STRATEGIES
+
+    assert main(["strategies"]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert [line.split()[0] for line in lines] == list(STRATEGIES)
+    assert all(line.split()[1] in ("case", "slice", "roi") for line in lines)
+
+
+def test_project_commands_round_trip(tmp_path, capsys):
+    source = tmp_path / "data"
+    assert main(["sample-data", str(source), "--only", "tumour-cases"]) == 0
+    project = tmp_path / "project"
+    assert main(["create", str(project), "--from", str(source / "tumour-cases"), "--annotator", "dr-c"]) == 0
+    assert main(["status", str(project)]) == 0
+    assert "12 cases" in capsys.readouterr().out
+    assert main(["retrain", str(project)]) == 2  # nothing labelled yet: a one-line error
+    assert "no labelled data yet" in capsys.readouterr().err
+    assert main(["suggest", str(project), "--strategy", "margins", "-k", "2"]) == 0
+    out = capsys.readouterr().out
+    assert "no model yet" in out and out.count("case_") == 2
+    assert main(["export", str(project), str(tmp_path / "out")]) == 0
+    assert (tmp_path / "out" / "provenance.csv").exists()
+    assert main(["create", str(project), "--from", str(source / "tumour-cases")]) == 2
