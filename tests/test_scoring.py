@@ -160,7 +160,7 @@ def test_train_bootstrap_nets_gives_distinct_members(cpu):
     image, labels = stack(k=2)
     items = [TrainingItem(image[:, n], labels[n], np.ones_like(labels[n], bool)) for n in range(2)]
     net = tiny_net(2)
-    config = TrainConfig(steps=2, batch_size=2, augment=False, device="cpu")
+    config = TrainConfig(steps=1, batch_size=1, augment=False, device="cpu")
     members = train_bootstrap_nets(net, items, config, n=2, seed=1)
     assert len(members) == 2
     first, second = (dict(m.named_parameters())["conv_0.conv_0.conv.weight"] for m in members)

@@ -13,6 +13,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from .errors import AlsegError
+
 WINDOW_SIZE = (1500, 950)
 DEMO_LABELLED_ITEMS = 4
 DEMO_TRAIN_STEPS = 30
@@ -32,10 +34,13 @@ def run_demo_viewer(sample: str, *, screenshot: Path | None = None,
     if screenshot is None:
         napari.run()
         return
-    play_scripted_round(widget, train_steps)
-    show_like_a_radiologist(viewer)
-    save_tab_screenshots(viewer, widget, Path(screenshot))
-    viewer.close()
+    try:
+        play_scripted_round(widget, train_steps)
+        show_like_a_radiologist(viewer)
+        save_tab_screenshots(viewer, widget, Path(screenshot))
+    finally:
+        widget.close_project()  # cancels and waits for any background job before Qt goes away
+        viewer.close()
 
 
 def play_scripted_round(widget, train_steps: int) -> None:
@@ -61,13 +66,14 @@ def play_scripted_round(widget, train_steps: int) -> None:
     wait_until(lambda: widget.editing is not None and not widget.runtime.jobs)
 
 
-def wait_until(condition, timeout: float = 600.0) -> None:
+def wait_until(condition, timeout: float = 1800.0) -> None:
     from qtpy.QtWidgets import QApplication
 
     deadline = time.monotonic() + timeout
     while not condition():
         if time.monotonic() > deadline:
-            raise TimeoutError("the demo round did not finish in time")
+            raise AlsegError(f"the scripted demo round did not finish within {timeout:.0f} s "
+                             "(a busy CPU?): try --train-steps 5")
         QApplication.processEvents()
         time.sleep(0.02)
 
