@@ -12,26 +12,18 @@ from __future__ import annotations
 
 import gzip
 import os
-import tempfile
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from .atomic import atomic_path
 from .errors import AlsegError
 
 NIFTI_SUFFIXES = (".nii", ".nii.gz")
 
 
-def _read_umask() -> int:
-    """Read once at import (single-threaded then): os.umask can only be read by setting it."""
-    current = os.umask(0o022)
-    os.umask(current)
-    return current
-
-
-FILE_UMASK = _read_umask()
 LABEL_NAME_TOKENS = ("label", "labels", "seg", "mask", "gt", "truth", "aal", "atlas")
 
 
@@ -133,28 +125,9 @@ def save_volume(path: str | os.PathLike, data: np.ndarray, affine: np.ndarray, *
     if is_label:
         image.header.set_intent("label")
     suffix = ".nii.gz" if str(path).endswith(".gz") else ".nii"
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp" + suffix, dir=path.parent)
-    os.close(fd)
-    try:
-        nib.save(image, tmp_name)
-        os.chmod(tmp_name, 0o666 & ~FILE_UMASK)  # mkstemp makes it 0600; give it a normal file's mode
-        with open(tmp_name, "rb") as handle:
-            os.fsync(handle.fileno())
-        os.replace(tmp_name, path)
-    except BaseException:
-        Path(tmp_name).unlink(missing_ok=True)
-        raise
-    _fsync_dir(path.parent)
+    with atomic_path(path, suffix=".tmp" + suffix) as temp:
+        nib.save(image, str(temp))
     return path
-
-
-def _fsync_dir(folder: Path) -> None:
-    """Make a rename durable: the directory entry must reach the disk too."""
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _as_3d(raw: np.ndarray, name: str) -> np.ndarray:

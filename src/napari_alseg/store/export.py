@@ -11,12 +11,12 @@ import csv
 import io
 import json
 import os
-import tempfile
 from dataclasses import asdict
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from ..atomic import atomic_path
 from ..errors import AlsegError
 from .labels import LABEL_SUFFIX, write_label_volume
 
@@ -86,14 +86,7 @@ def _csv_text(events: list[dict]) -> str:
 
 def _write_text(path: Path, text: str) -> Path:
     """Atomic replace, like the label files: a reader sees the old export or the new one."""
-    fd, temp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as handle:
+    with atomic_path(path) as temp:
+        with open(temp, "w", encoding="utf-8", newline="") as handle:
             handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temp, path)
-    except BaseException:
-        Path(temp).unlink(missing_ok=True)
-        raise
     return path
