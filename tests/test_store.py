@@ -430,3 +430,18 @@ def test_export_keeps_the_source_affine_and_lists_every_event(tmp_path):
     provenance = json.loads((tmp_path / "export" / "provenance.json").read_text())
     assert len(provenance["events"]) == 3
     assert [c["label_file"] for c in provenance["cases"]] == ["case_000_seg.nii.gz", None]
+
+
+def test_classes_can_be_renamed_and_recoloured_and_stay_so(tmp_path):
+    folder = tmp_path / "project"
+    with Project.create(folder, make_source(tmp_path / "source")) as project:
+        updated = project.update_class(2, name="oedema", color=(10, 20, 30))
+        assert updated.name == "oedema" and project.class_names[2] == "oedema"
+        with pytest.raises(AlsegError, match="already used"):
+            project.update_class(1, name="oedema")
+        with pytest.raises(AlsegError, match="0-255"):
+            project.update_class(1, color=(300, 0, 0))
+        with pytest.raises(AlsegError, match="empty"):
+            project.update_class(1, name="  ")
+    with Project.open(folder) as reopened:
+        assert reopened.classes[2].name == "oedema" and reopened.classes[2].color == (10, 20, 30)

@@ -136,3 +136,14 @@ def test_closing_mid_training_cancels_and_keeps_submitted_work(widget, qtbot):
     with Project.open(folder) as reopened:  # the lock was released, the label is there
         assert [e.case for e in reopened.events()] == [case]
         assert reopened.checkpoints() == []
+
+
+def test_class_names_and_colours_are_editable(widget):
+    project = widget.session.project
+    widget.class_table.item(0, 0).setText("core")
+    assert project.class_names[1] == "core"
+    widget.update_class(2, color=(1, 2, 3))
+    assert project.classes[2].color == (1, 2, 3)
+    assert widget.class_table.item(1, 1).background().color().getRgb()[:3] == (1, 2, 3)
+    widget.class_table.item(1, 0).setText("core")  # a duplicate name is refused, the table reverts
+    assert project.class_names[2] != "core" and widget.class_table.item(1, 0).text() == project.class_names[2]

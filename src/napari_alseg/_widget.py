@@ -14,13 +14,14 @@ import napari
 import numpy as np
 from napari.utils import progress as napari_progress
 from napari.utils.notifications import show_error, show_info, show_warning
-from qtpy.QtCore import QTimer
-from qtpy.QtWidgets import (QCheckBox, QComboBox, QFileDialog, QFormLayout, QGroupBox, QHBoxLayout,
-                            QLabel, QLineEdit, QProgressBar, QPushButton, QSpinBox, QTabWidget,
-                            QVBoxLayout, QWidget)
+from qtpy.QtCore import Qt, QTimer
+from qtpy.QtGui import QColor
+from qtpy.QtWidgets import (QCheckBox, QColorDialog, QComboBox, QFileDialog, QFormLayout, QGroupBox,
+                            QHBoxLayout, QLabel, QLineEdit, QProgressBar, QPushButton, QSpinBox,
+                            QTableWidget, QTableWidgetItem, QTabWidget, QVBoxLayout, QWidget)
 
 from ._qt.background import BackgroundJob, start_job
-from ._qt.case_layers import jump_to, owned_layers, show_case, show_heat_map
+from ._qt.case_layers import apply_class_colors, jump_to, owned_layers, show_case, show_heat_map
 from ._qt.learning_curve import LearningCurve
 from ._qt.tables import fill_table, make_table, row_key, selected_key
 from .errors import AlsegError
@@ -143,9 +144,13 @@ class AlsegWidget(QWidget):
         self.mode_combo = QComboBox()
         self.mode_combo.addItems(MODES)
         form.addRow("Mode:", self.mode_combo)
-        self.classes_label = QLabel()
-        self.classes_label.setWordWrap(True)
-        form.addRow("Classes:", self.classes_label)
+        self.class_table = QTableWidget(0, 2)
+        self.class_table.setHorizontalHeaderLabels(["class (double-click to rename)", "colour"])
+        self.class_table.verticalHeader().setVisible(False)
+        self.class_table.horizontalHeader().setStretchLastSection(True)
+        self.class_table.itemChanged.connect(self._class_renamed)
+        self.class_table.cellDoubleClicked.connect(self._class_cell_clicked)
+        form.addRow("Classes:", self.class_table)
         self._strategy_changed(self.strategy_combo.currentText())
         return tab
 
@@ -312,7 +317,7 @@ class AlsegWidget(QWidget):
         project = session.project
         self.project_label.setText(f"{project.folder}\n{len(project.cases)} cases · "
                                    f"{project.granularity} granularity · {project.dataset_name}")
-        self.classes_label.setText(", ".join(_class_html(info) for info in project.classes[1:]))
+        self._show_classes()
         self._enable(True)
         self._show_model()
         self.tabs.setCurrentIndex(1)
@@ -321,6 +326,47 @@ class AlsegWidget(QWidget):
         else:
             self.refresh_suggestions()
             self._say("No model yet: annotate a few suggestions, then Retrain.")
+
+    def _show_classes(self) -> None:
+        table = self.class_table
+        table.blockSignals(True)
+        classes = self.session.project.classes[1:]
+        table.setRowCount(len(classes))
+        for row, info in enumerate(classes):
+            name = QTableWidgetItem(info.name)
+            name.setData(Qt.ItemDataRole.UserRole, info.id)
+            table.setItem(row, 0, name)
+            swatch = QTableWidgetItem("")
+            swatch.setFlags(swatch.flags() & ~Qt.ItemFlag.ItemIsEditable)
+            swatch.setBackground(QColor(*(info.color or (128, 128, 128))))
+            table.setItem(row, 1, swatch)
+        table.blockSignals(False)
+
+    def _class_renamed(self, cell: QTableWidgetItem) -> None:
+        if self.session is None or cell.column() != 0:
+            return
+        self.update_class(cell.data(Qt.ItemDataRole.UserRole), name=cell.text())
+
+    def _class_cell_clicked(self, row: int, column: int) -> None:
+        if self.session is None or column != 1:
+            return
+        class_id = self.class_table.item(row, 0).data(Qt.ItemDataRole.UserRole)
+        current = self.session.project.classes[class_id].color or (128, 128, 128)
+        chosen = QColorDialog.getColor(QColor(*current), self, "Class colour")
+        if chosen.isValid():
+            self.update_class(class_id, color=(chosen.red(), chosen.green(), chosen.blue()))
+
+    def update_class(self, class_id: int, *, name: str | None = None, color=None) -> None:
+        """Rename / recolour a class in the project and on the layer being edited."""
+        try:
+            self.session.project.update_class(class_id, name=name, color=color)
+        except AlsegError as error:
+            show_error(str(error))
+        self._show_classes()
+        if self.editing is not None:
+            apply_class_colors(self.editing.layer, self.session.project.classes)
+        if self.suggestions:
+            self._show_queue()
 
     def close_project(self) -> None:
         if self.session is None:
@@ -732,11 +778,6 @@ def _user_name() -> str:
         return getpass.getuser()
     except (KeyError, OSError):
         return "annotator"
-
-
-def _class_html(info) -> str:
-    color = "#%02x%02x%02x" % info.color if info.color else "#888888"
-    return f"<span style='color:{color}'>■</span> {info.name}"
 
 
 def _item_text(item: QueryItem, class_names) -> str:

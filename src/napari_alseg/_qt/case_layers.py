@@ -32,17 +32,21 @@ def show_case(viewer, session, case: str, labels: np.ndarray):
         viewer.add_image(channel, name=layer_name(case, name), colormap="gray",
                          contrast_limits=display_range(channel), visible=index == 0,
                          metadata={"alseg_case": case, "alseg_role": "channel"}, **geometry)
-    colors = {info.id: tuple(c / 255 for c in info.color) + (1.0,)
-              for info in session.project.classes if info.color and info.id}
     layer = viewer.add_labels(labels.astype(session.project.label_dtype, copy=True),
                               name=layer_name(case, "labels"), opacity=0.5,
                               metadata={"alseg_case": case, "alseg_role": "labels"}, **geometry)
-    if colors:
-        from napari.utils.colormaps import DirectLabelColormap
-
-        layer.colormap = DirectLabelColormap(color_dict={None: (0, 0, 0, 0), 0: (0, 0, 0, 0), **colors})
+    apply_class_colors(layer, session.project.classes)
     layer.n_edit_dimensions = 2  # paint the slice on screen, never through the stack
     return layer
+
+
+def apply_class_colors(layer, classes) -> None:
+    """The project's class colours on a Labels layer (napari's defaults for classes without one)."""
+    from napari.utils.colormaps import DirectLabelColormap
+
+    colors = {info.id: tuple(c / 255 for c in info.color) + (1.0,) for info in classes if info.color and info.id}
+    if colors:
+        layer.colormap = DirectLabelColormap(color_dict={None: (0, 0, 0, 0), 0: (0, 0, 0, 0), **colors})
 
 
 def show_heat_map(viewer, session, case: str, values: np.ndarray):

@@ -152,6 +152,26 @@ class Project:
 
     # ------------------------------------------------------------------ cases
 
+    def update_class(self, class_id: int, *, name: str | None = None,
+                     color: tuple[int, int, int] | None = None) -> ClassInfo:
+        """Rename or recolour a class (display only: class ids and labels are unchanged)."""
+        self._check_class(class_id, "class")
+        current = self.classes[class_id]
+        name = current.name if name is None else name.strip()
+        if not name:
+            raise AlsegError("a class name cannot be empty")
+        if name != current.name and name in self.class_names:
+            raise AlsegError(f"class name {name!r} is already used by another class")
+        if color is not None and (len(color) != 3 or not all(0 <= int(c) <= 255 for c in color)):
+            raise AlsegError(f"a class colour is three values 0-255, got {color}")
+        color = current.color if color is None else tuple(int(c) for c in color)
+        with self._write_lock, self._db.transaction() as conn:
+            conn.execute("UPDATE classes SET name = ?, color = ? WHERE id = ?",
+                         (name, json.dumps(list(color)) if color else None, class_id))
+        updated = ClassInfo(class_id, name, color)
+        self.classes = tuple(updated if info.id == class_id else info for info in self.classes)
+        return updated
+
     @property
     def class_names(self) -> tuple[str, ...]:
         return tuple(c.name for c in self.classes)
