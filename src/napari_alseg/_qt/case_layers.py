@@ -52,7 +52,8 @@ def apply_class_colors(layer, classes) -> None:
 def show_heat_map(viewer, session, case: str, values: np.ndarray):
     """Uncertainty as an additive inferno overlay; the layer is reused between rounds."""
     name = layer_name(case, "uncertainty")
-    low, high = float(np.nanmin(values)), float(np.nanmax(values))
+    # the score range, with the top 0.5 % clipped so a few extreme voxels don't darken the rest
+    low, high = float(np.nanmin(values)), float(np.nanpercentile(values, 99.5))
     limits = (low, high if high > low else low + 1e-6)
     if name in viewer.layers:
         layer = viewer.layers[name]
