@@ -1,0 +1,170 @@
+"""The standard simulation benchmark: every query engine against random, on the sample data.
+
+A simulated annotator answers from ground truth (:mod:`napari_alseg.simulation`); the
+result is compared with the papers' figures in ``benchmarks/RESULTS.md``.
+
+Quick (default; about 20 min on a busy 2-core CPU, no GPU, the two sets in parallel):
+brain-stack with its slices downsampled 2x in-plane (92 x 88 px of 2 x 2 mm, 36 slices),
+random vs dice-per-effort vs slice-uniform vs entropy; tumour-cases with 16 cases of size
+40, random vs MC dropout (top 0.1 %; the sum variant did not fit the budget). One seed,
+5-6 rounds of 40-60 training steps at a learning rate of 3e-3 (the default 1e-3 learns
+the small structures too slowly for this budget). Training's early stopping (on 20 % of
+the labelled items, best weights kept from step 0 on) is off for brain-stack: with few
+labelled slices it often rejected a whole round and kept the previous model unchanged.
+tumour-cases keeps the default.
+``--full``: the sets at full resolution, 3 seeds, more rounds, 60 steps and every engine
+of each granularity (meant for a GPU; CUDA is used when present).
+
+Strategies that query whole slices or cases (random here) and ROI strategies get their
+own batch size (a group each), because an ROI is a fraction of a slice's outline. Each
+group is its own resumable simulation; their rows are merged into
+``<out>/<set>/rounds.csv``, from which the plot and effort table are made.
+
+    OMP_NUM_THREADS=1 python benchmarks/run_simulation.py [--full] [--only brain-stack] [--out DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from napari_alseg.model import TrainConfig
+from napari_alseg.nifti import load_volume, save_volume
+from napari_alseg.samples import generate_sample, sample_dir
+from napari_alseg.simulation import ROUNDS_CSV, TABLE_MD, simulate, write_report
+
+
+@dataclass(frozen=True)
+class Group:
+    """Strategies simulated together: same items per round (their own unit)."""
+
+    name: str
+    strategies: tuple[str, ...]
+    batch_size: int
+
+
+@dataclass(frozen=True)
+class Plan:
+    """One sample set's benchmark: data options, schedule and strategy groups."""
+
+    sample: str
+    groups: tuple[Group, ...]
+    rounds: int
+    seeds: tuple[int, ...]
+    steps: int
+    train_batch: int
+    learning_rate: float = 3e-3
+    early_stopping: bool = False
+    downsample: int = 1
+    n_cases: int | None = None
+    size: int | None = None
+
+
+QUICK = (
+    Plan("brain-stack", (Group("slices", ("random",), 2),
+                         Group("rois", ("dice-per-effort", "slice-uniform", "entropy"), 10)),
+         rounds=6, seeds=(0,), steps=60, train_batch=4, downsample=2),
+    Plan("tumour-cases", (Group("cases", ("random", "mc-dropout-top"), 2),),
+         rounds=5, seeds=(0,), steps=40, train_batch=2, early_stopping=True, n_cases=16, size=40),
+)
+FULL = (
+    Plan("brain-stack", (Group("slices", ("random", "gradient-vae"), 2),
+                         Group("rois", ("dice-per-effort", "slice-uniform", "entropy", "entropy-mc"), 10)),
+         rounds=12, seeds=(0, 1, 2), steps=60, train_batch=4),
+    Plan("tumour-cases", (Group("cases", ("random", "mc-dropout-top", "mc-dropout-sum", "margins", "bootstrap",
+                                          "representative", "non-similar", "quality-threshold"), 4),),
+         rounds=10, seeds=(0, 1, 2), steps=60, train_batch=2, n_cases=40, size=90),
+)
+
+
+def dataset(plan: Plan, data_dir: Path) -> Path:
+    """The set's folder: the cached sample, a generated variant, or a downsampled copy."""
+    if plan.sample == "tumour-cases" and plan.n_cases is not None:
+        folder = data_dir / f"tumour-cases-{plan.n_cases}x{plan.size}"
+        if not (folder / "tumour-cases" / "dataset.json").exists():
+            generate_sample("tumour-cases", folder, n_cases=plan.n_cases, size=plan.size)
+        return folder / "tumour-cases"
+    source = sample_dir(plan.sample)
+    return source if plan.downsample == 1 else downsampled_stack(source, data_dir, plan.downsample)
+
+
+def downsampled_stack(source: Path, data_dir: Path, factor: int) -> Path:
+    """brain-stack with each slice shrunk ``factor``x in-plane: images block-averaged,
+    labels sampled at each block's first pixel (no new classes); pixel size grows to match."""
+    folder = data_dir / f"brain-stack-down{factor}"
+    if (folder / "dataset.json").exists():
+        return folder
+    (folder / "stack").mkdir(parents=True, exist_ok=True)
+    image = load_volume(source / "stack" / "stack_t1.nii.gz", as_label=False)
+    labels = load_volume(source / "stack" / "stack_seg.nii.gz", as_label=True)
+    k, j, i = image.shape
+    j, i = j // factor * factor, i // factor * factor
+    small = image.data[:, :j, :i].reshape(k, j // factor, factor, i // factor, factor).mean(axis=(2, 4))
+    affine = image.affine.copy()
+    affine[:3, :2] *= factor
+    save_volume(folder / "stack" / "stack_t1.nii.gz", small.astype(np.float32), affine)
+    save_volume(folder / "stack" / "stack_seg.nii.gz", labels.data[:, :j:factor, :i:factor], affine, is_label=True)
+    for name in ("classes.json", "dataset.json"):
+        shutil.copy(source / name, folder / name)
+    return folder
+
+
+def run_plan(plan: Plan, out_dir: Path, data_dir: Path) -> Path:
+    """Simulate every group, merge their rows and write the set's plot and table."""
+    source = dataset(plan, data_dir)
+    set_dir = out_dir / plan.sample
+    config = TrainConfig(steps=plan.steps, batch_size=plan.train_batch, learning_rate=plan.learning_rate,
+                         validation_fraction=0.2 if plan.early_stopping else 0.0)
+    for index, group in enumerate(plan.groups):
+        simulate(source, set_dir / "groups" / group.name, strategies=group.strategies, rounds=plan.rounds,
+                 seeds=plan.seeds, batch_size=group.batch_size, initial_items=group.batch_size,
+                 train_config=config, full_data=index == 0, progress=show)
+    merge_rounds([set_dir / "groups" / group.name / ROUNDS_CSV for group in plan.groups], set_dir / ROUNDS_CSV)
+    write_report(set_dir)
+    return set_dir
+
+
+def merge_rounds(paths: list[Path], target: Path) -> None:
+    rows, columns = [], None
+    for path in paths:
+        with path.open(newline="") as handle:
+            reader = csv.DictReader(handle)
+            columns = columns or reader.fieldnames
+            rows += list(reader)
+    with target.open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, columns)
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def show(row: dict[str, str]) -> None:
+    print(f"{time.strftime('%H:%M:%S')} {row['strategy']} seed {row['seed']} round {row['round']}: "
+          f"test Dice {float(row['dice_test']):.3f}, boundary {float(row['effort_boundary_mm']):.0f} mm "
+          f"({float(row['effort_boundary_pct']):.1f} %), {row['labelled_items']} items, "
+          f"{float(row['wall_seconds']):.0f} s", flush=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--full", action="store_true", help="the bigger runs (GPU when present)")
+    parser.add_argument("--only", choices=("brain-stack", "tumour-cases"), help="run one set")
+    parser.add_argument("--out", type=Path, default=Path(tempfile.gettempdir()) / "alseg-simulation",
+                        help="output folder; a rerun resumes it (default: %(default)s)")
+    args = parser.parse_args()
+    plans = [plan for plan in (FULL if args.full else QUICK) if args.only in (None, plan.sample)]
+    out_dir = args.out / ("full" if args.full else "quick")
+    for plan in plans:
+        started = time.perf_counter()
+        set_dir = run_plan(plan, out_dir, args.out / "data")
+        print(f"{plan.sample}: {time.perf_counter() - started:.0f} s; table {set_dir / TABLE_MD}", flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,143 @@
+"""The simulation benchmark on tiny synthetic stacks: CSV rows, resuming, report, CLI."""
+
+import csv
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from napari_alseg.nifti import save_volume
+from napari_alseg.session import Session, import_model_backend
+from napari_alseg.simulation import (FULL_DATA, TABLE_MD, Curve, effort_to_reach, read_rounds,
+                                     simulate)
+
+AFFINE = np.diag([1.0, 1.0, 2.0, 1.0])
+CLASSES = {"0": {"name": "background"}, "1": {"name": "core"}, "2": {"name": "outer rim"}}
+
+
+def blob_case(seed, shape):
+    """A bright square (class 1) inside a rim (class 2) that drifts from slice to slice."""
+    rng = np.random.default_rng(seed)
+    labels = np.zeros(shape, np.uint8)
+    k, j, i = shape
+    for n in range(k):
+        cy, cx = rng.integers(j // 3, 2 * j // 3), rng.integers(i // 3, 2 * i // 3)
+        labels[n, cy - 6:cy + 6, cx - 6:cx + 6] = 2
+        labels[n, cy - 3:cy + 3, cx - 3:cx + 3] = 1
+    image = labels.astype(np.float32) * 2 + rng.normal(0, 0.3, shape).astype(np.float32) + 1
+    return image, labels
+
+
+def make_source(root, *, granularity, n_cases, shape):
+    for index in range(n_cases):
+        case_dir = root / f"case_{index:03d}"
+        case_dir.mkdir(parents=True)
+        image, labels = blob_case(index, shape)
+        save_volume(case_dir / f"case_{index:03d}_t1.nii.gz", image, AFFINE)
+        save_volume(case_dir / f"case_{index:03d}_seg.nii.gz", labels, AFFINE, is_label=True)
+    (root / "classes.json").write_text(json.dumps(CLASSES))
+    (root / "dataset.json").write_text(json.dumps({"name": "blobs", "granularity": granularity}))
+    return root
+
+
+@pytest.fixture(scope="module", autouse=True)
+def torch_imported():
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    import_model_backend()
+
+
+def tiny_config():
+    from napari_alseg.model import TrainConfig
+
+    return TrainConfig(steps=2, batch_size=2, patch_size=None, augment=False, validate_every=100, device="cpu")
+
+
+def run(source, out, rounds, strategies=("random", "dice-per-effort"), **options):
+    return simulate(source, out, strategies=strategies, rounds=rounds, seeds=[0], batch_size=2,
+                    initial_items=2, train_config=tiny_config(), **options)
+
+
+def test_rounds_csv_columns_and_growing_effort(tmp_path):
+    source = make_source(tmp_path / "source", granularity="slice", n_cases=1, shape=(6, 32, 32))
+    path = run(source, tmp_path / "out", rounds=2)
+    with path.open(newline="") as handle:
+        header = next(csv.reader(handle))
+    assert header[:3] == ["strategy", "seed", "round"]
+    assert {"effort_boundary_px", "effort_boundary_mm", "effort_seconds_est", "dice_test",
+            "dice_test_core", "dice_test_outer_rim", "dice_pool", "wall_seconds"} <= set(header)
+    rows = read_rounds(path)
+    assert [(r["strategy"], r["round"]) for r in rows] == [
+        ("random", 1), ("random", 2), ("dice-per-effort", 1), ("dice-per-effort", 2), (FULL_DATA, 2)]
+    for strategy in ("random", "dice-per-effort"):
+        first, second = (r for r in rows if r["strategy"] == strategy)
+        assert 0 < first["effort_boundary_mm"] <= second["effort_boundary_mm"]
+        assert first["labelled_items"] == 2 and second["labelled_items"] == 4
+        assert 0 <= second["dice_test"] <= 1
+    full = rows[-1]
+    assert full["effort_boundary_pct"] <= 100.0 and full["labelled_slices"] == full["labelled_items"]
+    assert (tmp_path / "out" / TABLE_MD).read_text().count("| random |") >= 2
+    assert (tmp_path / "out" / "dice_vs_effort.png").stat().st_size > 0
+
+
+def test_resume_continues_where_it_stopped(tmp_path):
+    source = make_source(tmp_path / "source", granularity="slice", n_cases=1, shape=(6, 32, 32))
+    out = tmp_path / "out"
+    first = read_rounds(run(source, out, rounds=1, strategies=("random",), full_data=False))
+    with Session.open(out / "projects" / "random-seed0", annotator="oracle") as session:
+        item = session.suggest(1)[0].item  # a crash after one answer of round 2
+        truth = session.project.ground_truth(item.case)[item.slice_index]
+        session.submit(item.case, truth, slice_index=item.slice_index, seconds_active=0.0)
+    second = read_rounds(run(source, out, rounds=2, strategies=("random",), full_data=False))
+    assert [r["round"] for r in second] == [1, 2]
+    assert second[0] == first[0]
+    assert second[1]["labelled_items"] == 4
+    with pytest.raises(Exception, match="other settings"):
+        simulate(source, out, strategies=["random"], rounds=2, seeds=[0], batch_size=3, initial_items=2,
+                 train_config=tiny_config(), full_data=False)
+
+
+def test_correction_mode_submits_corrections_of_the_prediction(tmp_path):
+    source = make_source(tmp_path / "source", granularity="slice", n_cases=1, shape=(6, 32, 32))
+    run(source, tmp_path / "out", rounds=2, strategies=("random",), full_data=False, correction_mode=True)
+    with Session.open(tmp_path / "out" / "projects" / "random-seed0", annotator="oracle") as session:
+        kinds = [e.kind for e in session.project.events() if e.label_version is not None]
+    assert kinds == ["manual", "manual", "corrected", "corrected"]  # no model to correct in round 1
+
+
+def test_interpolated_effort_to_reach():
+    ones = np.ones(3)
+    curve = Curve("x", np.array([1, 2, 3]), 1,
+                  {"dice_test": np.array([0.2, 0.6, 0.8]), "effort_boundary_mm": np.array([10.0, 20.0, 40.0]),
+                   "effort_boundary_pct": np.array([1.0, 2.0, 4.0]), "labelled_items": ones,
+                   "effort_items_pct": ones, "labelled_slices": ones}, {})
+    reached = effort_to_reach(curve, 0.7)
+    assert reached.boundary_mm == pytest.approx(30.0) and reached.round == pytest.approx(2.5)
+    assert effort_to_reach(curve, 0.9) is None
+
+
+def test_simulate_help():
+    done = subprocess.run([sys.executable, "-m", "napari_alseg.cli", "simulate", "--help"],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0 and "--strategies" in done.stdout
+
+
+@pytest.mark.slow
+def test_score_on_dask_workers_equals_in_process(tmp_path):
+    from napari_alseg.cli import main
+
+    source = make_source(tmp_path / "source", granularity="case", n_cases=5, shape=(16, 32, 32))
+    run(source, tmp_path / "out", rounds=1, strategies=("random",), full_data=False, test_fraction=0.2)
+    project = tmp_path / "out" / "projects" / "random-seed0"
+    assert main(["score", str(project), str(tmp_path / "local.csv")]) == 0
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    done = subprocess.run([sys.executable, "-m", "napari_alseg.cli", "score", str(project),
+                           str(tmp_path / "dask.csv"), "--workers", "2"], capture_output=True, text=True,
+                          env=env, timeout=300)
+    assert done.returncode == 0, done.stderr
+    local, remote = (list(csv.DictReader((tmp_path / name).open())) for name in ("local.csv", "dask.csv"))
+    assert [r["case"] for r in local] == [r["case"] for r in remote] and local
+    for a, b in zip(local, remote):
+        assert float(a["score"]) == pytest.approx(float(b["score"]), rel=1e-5)
