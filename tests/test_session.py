@@ -205,3 +205,9 @@ def test_uncertainty_map_has_the_case_shape(stack_session):
     stack_session.retrain()
     heat = stack_session.uncertainty_map("case_000", samples=4)
     assert heat.shape == (6, 32, 32) and heat.dtype == np.float32 and heat.min() >= 0
+
+
+def test_first_network_is_seeded(stack_session):
+    first = stack_session._initial_net().state_dict()
+    again = stack_session._initial_net().state_dict()
+    assert all((first[k] == again[k]).all() for k in first)

@@ -283,7 +283,7 @@ class Session:
             unit = "case" if self.spatial_dims == 3 else "slice or ROI"
             raise AlsegError(f"no labelled data yet: submit at least {MIN_LABELLED_ITEMS} labelled "
                              f"{unit} (outside the validation split) before retraining")
-        net = self.current_net() or self.model_spec().build()
+        net = self.current_net() or self._initial_net()
         config = self.train_config or TrainConfig(device=self.device, seed=self.seed)
         result = fine_tune(net, items, config, progress=progress, should_stop=should_stop)
         previous = self.model_version
@@ -301,6 +301,14 @@ class Session:
         warnings = result.metrics.get("warnings") or []
         return RetrainReport(version, False, result.steps_done, len(items), metrics,
                              message="; ".join(str(w) for w in warnings))
+
+    def _initial_net(self) -> SegmentationNet:
+        """The first network, seeded: the same project and seed start from the same weights."""
+        import torch
+
+        with torch.random.fork_rng():
+            torch.manual_seed(self.seed)
+            return self.model_spec().build()
 
     def validation_metrics(self, net: SegmentationNet) -> dict[str, float]:
         """Dice on the project's fixed validation split, against annotations or ground truth.
