@@ -1,46 +1,24 @@
 """The simulation benchmark on tiny synthetic stacks: CSV rows, resuming, report, CLI."""
 
 import csv
-import json
 import os
 import subprocess
 import sys
 
 import numpy as np
 import pytest
+import synthetic_cases
 
-from napari_alseg.nifti import save_volume
 from napari_alseg.session import Session, import_model_backend
 from napari_alseg.simulation import (FULL_DATA, TABLE_MD, Curve, effort_to_reach, read_rounds,
                                      simulate)
 
-AFFINE = np.diag([1.0, 1.0, 2.0, 1.0])
 CLASSES = {"0": {"name": "background"}, "1": {"name": "core"}, "2": {"name": "outer rim"}}
 
 
-def blob_case(seed, shape):
-    """A bright square (class 1) inside a rim (class 2) that drifts from slice to slice."""
-    rng = np.random.default_rng(seed)
-    labels = np.zeros(shape, np.uint8)
-    k, j, i = shape
-    for n in range(k):
-        cy, cx = rng.integers(j // 3, 2 * j // 3), rng.integers(i // 3, 2 * i // 3)
-        labels[n, cy - 6:cy + 6, cx - 6:cx + 6] = 2
-        labels[n, cy - 3:cy + 3, cx - 3:cx + 3] = 1
-    image = labels.astype(np.float32) * 2 + rng.normal(0, 0.3, shape).astype(np.float32) + 1
-    return image, labels
-
-
 def make_source(root, *, granularity, n_cases, shape):
-    for index in range(n_cases):
-        case_dir = root / f"case_{index:03d}"
-        case_dir.mkdir(parents=True)
-        image, labels = blob_case(index, shape)
-        save_volume(case_dir / f"case_{index:03d}_t1.nii.gz", image, AFFINE)
-        save_volume(case_dir / f"case_{index:03d}_seg.nii.gz", labels, AFFINE, is_label=True)
-    (root / "classes.json").write_text(json.dumps(CLASSES))
-    (root / "dataset.json").write_text(json.dumps({"name": "blobs", "granularity": granularity}))
-    return root
+    return synthetic_cases.make_source(root, granularity=granularity, n_cases=n_cases, shape=shape,
+                                       classes=CLASSES, drift=True)
 
 
 @pytest.fixture(scope="module", autouse=True)
