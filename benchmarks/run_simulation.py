@@ -3,24 +3,26 @@
 A simulated annotator answers from ground truth (:mod:`napari_alseg.simulation`); the
 result is compared with the papers' figures in ``benchmarks/RESULTS.md``.
 
-Quick (default; about 20 min on a busy 2-core CPU, no GPU, the two sets in parallel):
+Standard (default; about 20 min on a quiet 2-core CPU, no GPU, the two sets in parallel,
+one process each): the comparisons METHODS makes its claims on.
 brain-stack with its slices downsampled 2x in-plane (92 x 88 px of 2 x 2 mm, 36 slices),
-random vs dice-per-effort vs slice-uniform vs entropy; tumour-cases with 16 cases of size
-40, random vs MC dropout (top 0.1 %; the sum variant did not fit the budget). One seed,
-5-6 rounds of 40-60 training steps at a learning rate of 3e-3 (the default 1e-3 learns
-the small structures too slowly for this budget). Training's early stopping (on 20 % of
-the labelled items, best weights kept from step 0 on) is off for brain-stack: with few
-labelled slices it often rejected a whole round and kept the previous model unchanged.
-tumour-cases keeps the default.
-``--full``: the sets at full resolution, 3 seeds, more rounds, 60 steps and every engine
-of each granularity (meant for a GPU; CUDA is used when present).
+random ROIs vs dice-per-effort, 10 ROIs a round, 8 rounds of 150 steps at a learning rate
+of 1e-2 (a round's rate decays to 0), no early stopping (each round's weights are kept);
+tumour-cases with 16 cases of size 40, random vs MC dropout (top 0.1 %), 2 cases a round,
+6 rounds of 40 steps at 3e-3 with training's default early stopping. One seed.
+``--all`` adds every other engine to the same runs (resumes them; about 45 min more):
+slice-uniform, entropy, entropy-mc and (2 whole slices a round) random and gradient-vae on
+brain-stack; mc-dropout-sum, margins, entropy, representative, non-similar,
+quality-threshold and bootstrap on tumour-cases.
+``--full``: the sets at full resolution, 3 seeds, more rounds and steps, every engine
+(meant for a GPU; CUDA is used when present).
 
 Strategies that query whole slices or cases (random here) and ROI strategies get their
 own batch size (a group each), because an ROI is a fraction of a slice's outline. Each
 group is its own resumable simulation; their rows are merged into
 ``<out>/<set>/rounds.csv``, from which the plot and effort table are made.
 
-    OMP_NUM_THREADS=1 python benchmarks/run_simulation.py [--full] [--only brain-stack] [--out DIR]
+    OMP_NUM_THREADS=1 python benchmarks/run_simulation.py [--all | --full] [--only brain-stack] [--out DIR]
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ import csv
 import shutil
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -67,21 +69,36 @@ class Plan:
     size: int | None = None
 
 
-QUICK = (
-    Plan("brain-stack", (Group("slices", ("random",), 2),
-                         Group("rois", ("dice-per-effort", "slice-uniform", "entropy"), 10)),
-         rounds=6, seeds=(0,), steps=60, train_batch=4, downsample=2),
+STANDARD = (
+    Plan("brain-stack", (Group("rois", ("random-roi", "dice-per-effort"), 10),),
+         rounds=8, seeds=(0,), steps=150, train_batch=4, learning_rate=1e-2, downsample=2),
     Plan("tumour-cases", (Group("cases", ("random", "mc-dropout-top"), 2),),
-         rounds=5, seeds=(0,), steps=40, train_batch=2, early_stopping=True, n_cases=16, size=40),
+         rounds=6, seeds=(0,), steps=40, train_batch=2, early_stopping=True, n_cases=16, size=40),
 )
+# Every other engine, on the same data and schedule as STANDARD (so its runs are reused).
+OTHERS = {
+    "brain-stack": (Group("rois", ("slice-uniform", "entropy", "entropy-mc"), 10),
+                    Group("slices", ("random", "gradient-vae"), 2)),
+    "tumour-cases": (Group("cases", ("mc-dropout-sum", "margins", "entropy", "representative", "non-similar",
+                                     "quality-threshold", "bootstrap"), 2),),
+}
 FULL = (
-    Plan("brain-stack", (Group("slices", ("random", "gradient-vae"), 2),
-                         Group("rois", ("dice-per-effort", "slice-uniform", "entropy", "entropy-mc"), 10)),
-         rounds=12, seeds=(0, 1, 2), steps=60, train_batch=4),
-    Plan("tumour-cases", (Group("cases", ("random", "mc-dropout-top", "mc-dropout-sum", "margins", "bootstrap",
-                                          "representative", "non-similar", "quality-threshold"), 4),),
-         rounds=10, seeds=(0, 1, 2), steps=60, train_batch=2, n_cases=40, size=90),
+    Plan("brain-stack", (Group("rois", ("random-roi", "dice-per-effort", "slice-uniform", "entropy", "entropy-mc"), 10),
+                         Group("slices", ("random", "gradient-vae"), 2)),
+         rounds=12, seeds=(0, 1, 2), steps=300, train_batch=4, learning_rate=1e-2),
+    Plan("tumour-cases", (Group("cases", ("random", "mc-dropout-top", "mc-dropout-sum", "margins", "entropy",
+                                          "bootstrap", "representative", "non-similar", "quality-threshold"), 4),),
+         rounds=10, seeds=(0, 1, 2), steps=100, train_batch=2, early_stopping=True, n_cases=40, size=90),
 )
+
+
+def with_others(plan: Plan) -> Plan:
+    """``plan`` plus :data:`OTHERS`: extra strategies join a group of the same name."""
+    groups = {group.name: group for group in plan.groups}
+    for extra in OTHERS[plan.sample]:
+        known = groups.get(extra.name)
+        groups[extra.name] = extra if known is None else replace(known, strategies=known.strategies + extra.strategies)
+    return replace(plan, groups=tuple(groups.values()))
 
 
 def dataset(plan: Plan, data_dir: Path) -> Path:
@@ -153,13 +170,16 @@ def show(row: dict[str, str]) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--full", action="store_true", help="the bigger runs (GPU when present)")
+    parser.add_argument("--all", action="store_true",
+                        help="also every other engine against random, on the standard data and schedule")
+    parser.add_argument("--full", action="store_true", help="the bigger runs, every engine (GPU when present)")
     parser.add_argument("--only", choices=("brain-stack", "tumour-cases"), help="run one set")
     parser.add_argument("--out", type=Path, default=Path(tempfile.gettempdir()) / "alseg-simulation",
                         help="output folder; a rerun resumes it (default: %(default)s)")
     args = parser.parse_args()
-    plans = [plan for plan in (FULL if args.full else QUICK) if args.only in (None, plan.sample)]
-    out_dir = args.out / ("full" if args.full else "quick")
+    plans = FULL if args.full else tuple(with_others(p) for p in STANDARD) if args.all else STANDARD
+    plans = [plan for plan in plans if args.only in (None, plan.sample)]
+    out_dir = args.out / ("full" if args.full else "standard")
     for plan in plans:
         started = time.perf_counter()
         set_dir = run_plan(plan, out_dir, args.out / "data")

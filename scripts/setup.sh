@@ -7,7 +7,7 @@
 #      otherwise ./.venv (created if missing);
 #   3. torch, chosen so a machine without an NVIDIA GPU never pulls a CUDA build,
 #      and a torch that is already installed (e.g. a CUDA build) is kept;
-#   4. this package with the PyQt5 binding and the test tools.
+#   4. this package with the PyQt6 binding and the test tools.
 # Prints the environment's python path on its last line.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -18,6 +18,8 @@ libgl1 libegl1 libfontconfig1 libdbus-1-3"
 TORCH_SPEC="${ALSEG_TORCH_SPEC:-torch==2.13.0}"
 
 log() { echo "[setup] $*" >&2; }
+# pip warns about every stray file on a local find-links path; those lines say nothing about this install
+quiet_pip() { grep -v "is ignored: it is neither" || true; }
 
 install_system_packages() {
     command -v dpkg-query >/dev/null || { log "not a Debian system: install mricron-data and Xvfb yourself (see README)"; return 0; }
@@ -63,8 +65,10 @@ install_torch() {
         "$python" -m pip install -q "${ALSEG_TORCH_SPEC:-torch}"
     else
         log "no NVIDIA GPU: installing CPU torch ($TORCH_SPEC${ALSEG_TORCH_INDEX:+ from $ALSEG_TORCH_INDEX})"
-        "$python" -m pip install -q "$TORCH_SPEC" ${ALSEG_TORCH_INDEX:+--index-url "$ALSEG_TORCH_INDEX"}
+        "$python" -m pip install -q "$TORCH_SPEC" ${ALSEG_TORCH_INDEX:+--index-url "$ALSEG_TORCH_INDEX"} 2>&1 \
+            | quiet_pip >&2
     fi
+    "$python" -c 'import torch' || { log "torch installation failed"; exit 1; }
 }
 
 install_package() {
@@ -76,7 +80,7 @@ install_package() {
         return
     fi
     log "installing napari-alseg[pyqt6,testing] (editable)"
-    "$python" -m pip install -q -e ".[pyqt6,testing]" 2>&1 | grep -v "is ignored: it is neither" >&2 || true
+    "$python" -m pip install -q -e ".[pyqt6,testing]" 2>&1 | quiet_pip >&2
     "$python" -c 'import napari_alseg, napari, monai, torch' || { log "installation failed"; exit 1; }
     echo "$want" > "$stamp"
 }

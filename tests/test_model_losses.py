@@ -5,7 +5,8 @@ import math
 import torch
 import torch.nn.functional as F
 
-from napari_alseg.model.losses import dice_ce_loss, partial_label_ce, partial_label_ce_map, renormalise_prediction
+from napari_alseg.model.losses import (delineated_dice_loss, dice_ce_loss, partial_label_ce, partial_label_ce_map,
+                                       renormalise_prediction)
 
 
 def random_problem(seed=0, batch=2, classes=4, shape=(8, 8)):
@@ -92,3 +93,30 @@ def test_dice_ce_weights_of_one_match_the_batched_loss():
     assert torch.allclose(dice_ce_loss(logits, labels, torch.ones(2)), plain, atol=1e-6)
     half = dice_ce_loss(logits, labels, torch.full((2,), 0.5))
     assert torch.allclose(half, plain / 2, atol=1e-6)
+
+
+def roi_item(shape=(8, 8)):
+    """Class 1 delineated on a 2x2 square; class 2 still possible elsewhere."""
+    labels = torch.zeros(1, *shape, dtype=torch.long)
+    labels[0, 2:4, 2:4] = 1
+    labelled = labels > 0
+    allowed = torch.tensor([[True, False, True]])
+    return labels, labelled, allowed
+
+
+def test_delineated_dice_is_zero_for_a_perfect_roi_and_near_one_for_a_missed_one():
+    labels, labelled, allowed = roi_item()
+    perfect = F.one_hot(labels, 3).movedim(-1, 1).float() * 50.0
+    assert delineated_dice_loss(perfect, labels, labelled, allowed).item() < 0.05
+    missed = torch.zeros(1, 3, 8, 8)
+    missed[:, 0] = 50.0
+    assert delineated_dice_loss(missed, labels, labelled, allowed).item() > 0.7
+
+
+def test_delineated_dice_ignores_classes_still_possible_or_absent():
+    labels, labelled, _allowed = roi_item()
+    logits = torch.randn(1, 3, 8, 8)
+    nothing_delineated = torch.tensor([[True, True, True]])
+    assert delineated_dice_loss(logits, labels, labelled, nothing_delineated).item() == 0.0
+    excluded_but_absent = torch.tensor([[True, True, False]])  # class 2 ruled out by range: no mask
+    assert delineated_dice_loss(logits, labels, labelled, excluded_but_absent).item() == 0.0

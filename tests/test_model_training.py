@@ -122,6 +122,18 @@ def test_validation_split_and_best_weights():
     assert result.metrics["best_val_loss"] is not None
 
 
+def test_early_stopping_never_keeps_the_weights_from_before_the_round():
+    net = tiny_net()
+    before = weights_of(net)
+    # a learning rate this high makes the round worse than its start; its weights still win
+    result = fine_tune(net, [square_item(seed) for seed in range(5)],
+                       quick(steps=2, validate_every=2, learning_rate=100.0))
+    assert result.metrics["best_step"] == 2
+    trained = tiny_net()
+    trained.load_state_dict(result.state_dict)
+    assert not same_weights(trained, before)
+
+
 def test_no_labelled_item_is_a_user_error():
     empty = square_item(0)
     empty = TrainingItem(empty.image, empty.labels, np.zeros_like(empty.labelled_mask))

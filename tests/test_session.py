@@ -56,6 +56,17 @@ def test_shared_boundary_is_traced_once():
     assert separate - both.px == pytest.approx(10, abs=1.5)
 
 
+def test_roi_beside_a_delineated_class_is_not_charged_the_shared_boundary(stack_session):
+    plane = np.zeros((32, 32), np.uint8)
+    plane[5:15, 2:10] = 1
+    plane[5:15, 10:18] = 2
+    stack_session.submit("case_000", plane, slice_index=0, class_id=1, seconds_active=1)
+    stack_session.submit("case_000", plane, slice_index=0, class_id=2, seconds_active=1)
+    first, second = [event.boundary_px for event in stack_session.project.events()[-2:]]
+    assert first == pytest.approx(36, abs=1.5)  # the 10x8 rectangle's whole outline
+    assert second == pytest.approx(36 - 10, abs=1.5)  # the 10 px side it shares with class 1 is free
+
+
 def test_retrain_needs_labels_first(stack_session):
     with pytest.raises(AlsegError, match="no labelled data yet"):
         stack_session.retrain()
@@ -177,6 +188,18 @@ def test_dice_per_effort_suggests_rois_with_effort_terms(stack_session):
     assert summary["core"]["remaining_mm"] > 0 and summary["all classes"]["spent_mm"] > 0
     (version, traced, dice), = stack_session.learning_curve()
     assert version == "v0001" and traced > 0 and 0 <= dice <= 1
+
+
+def test_dice_per_effort_measures_class_dice_on_the_manual_labels_only(stack_session):
+    truth = stack_session.project.ground_truth("case_000")
+    held_out = {s for _, s in stack_session.project.validation_items()}
+    open_slice = next(n for n in range(6) if n not in held_out)
+    stack_session.submit("case_000", truth[open_slice], slice_index=open_slice, class_id=1, seconds_active=1)
+    stack_session.retrain()
+    metrics = stack_session.model_metrics()
+    assert 0 <= metrics["label_dice_core"] <= 1 and "label_dice_rim" not in metrics
+    (history,) = stack_session.class_dice_history()
+    assert history[0] == metrics["label_dice_core"] and np.isnan(history[1])  # rim: never delineated
 
 
 def test_uncertainty_map_has_the_case_shape(stack_session):

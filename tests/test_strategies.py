@@ -182,6 +182,17 @@ def test_random_is_repeatable_with_a_seed_and_differs_across_seeds():
 # ----------------------------------------------------------------- gradient-guided VAE
 
 
+def test_random_roi_draws_single_rois_and_refuses_slice_pools():
+    candidates = [QueryItem("c", n, cls) for n in range(10) for cls in (1, 2)]
+    pool = PoolScores("roi", 3, False, None, candidates, [], n_slices={"c": 10})
+    picks = select("random-roi", pool, 6, seed=0)
+    assert len({s.item for s in picks}) == 6 and all(s.strategy == "random-roi" for s in picks)
+    assert all(s.item.class_id in (1, 2) for s in picks)
+    assert len({s.item.slice_index for s in picks}) > 1  # not whole slices
+    slices = PoolScores("slice", 3, False, None, [QueryItem("c", n) for n in range(4)], [], n_slices={"c": 4})
+    assert "roi items, not slice items" in select("random-roi", slices, 1, seed=0)[0].message
+
+
 def vae_pool(latents, seeds):
     candidates = [QueryItem(name) for name in latents]
     all_latents = {QueryItem(name): np.asarray(z, float) for name, z in latents.items()}
@@ -261,7 +272,7 @@ def test_bad_input_is_handled_by_select():
     assert select("entropy", small, 0, seed=0) == []
     with pytest.raises(AlsegError, match="non-negative"):
         select("entropy", small, -1, seed=0)
-    with pytest.raises(AlsegError, match="choose from: random, slice-uniform"):
+    with pytest.raises(AlsegError, match="choose from: random, random-roi, slice-uniform"):
         get_strategy("entropyy")
 
 

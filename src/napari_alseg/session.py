@@ -152,7 +152,8 @@ class Session:
         boundary actually changed; otherwise the whole boundary of what was drawn, each
         shared boundary counted once (METHODS E).
         """
-        effort = self.boundary_effort(case, labels, original=original, class_id=class_id)
+        effort = self.boundary_effort(case, labels, original=original, class_id=class_id,
+                                      slice_index=slice_index)
         item = QueryItem(case, slice_index, class_id)
         self._done.add(item)
         if original is not None and self._pool is not None and item in self._pool.quality_features:
@@ -166,10 +167,16 @@ class Session:
             model_version=self.model_version)
 
     def boundary_effort(self, case: str, labels: np.ndarray, *, original: np.ndarray | None = None,
-                        class_id: int | None = None) -> BoundaryLength:
-        """Boundary length (px, mm) of a slice ``(j, i)`` or volume ``(k, j, i)``, summed over slices."""
+                        class_id: int | None = None, slice_index: int | None = None) -> BoundaryLength:
+        """Boundary length (px, mm) of a slice ``(j, i)`` or volume ``(k, j, i)``, summed over slices.
+
+        A traced ROI (``class_id`` on slice ``slice_index``) is not charged the boundary it
+        shares with classes already delineated on that slice: that line exists (METHODS E).
+        """
         spacing = self.in_plane_spacing(case)
         labels = np.asarray(labels)
+        if original is None and class_id is not None and slice_index is not None and labels.ndim == 2:
+            return self._roi_trace_length(case, slice_index, labels == class_id, class_id)
         slices = labels[np.newaxis] if labels.ndim == 2 else labels
         originals = None if original is None else (np.asarray(original)[np.newaxis]
                                                   if labels.ndim == 2 else np.asarray(original))
@@ -294,6 +301,8 @@ class Session:
         trained.load_state_dict(result.state_dict)
         metrics = {key: value for key, value in result.metrics.items() if isinstance(value, (int, float))}
         metrics.update(self.validation_metrics(trained))
+        if self.spatial_dims == 2:
+            metrics.update(self.label_metrics(trained))
         metrics["n_items"] = len(items)
         version = f"v{len(self.project.checkpoints()) + 1:04d}"
         path = save_checkpoint(self.project.models_dir / f"{version}.pt", trained, self.model_spec(), metrics)
@@ -333,6 +342,30 @@ class Session:
             metrics[f"val_dice_{class_info.name}"] = float(score)
         return metrics
 
+    def label_metrics(self, net: SegmentationNet) -> dict[str, float]:
+        """Per class, the mean Dice of the prediction on the slices where the class was delineated.
+
+        METHODS E's ``D_c``: measured "against the manual labels available", so the
+        query never looks at the validation split (which a simulation reports as test).
+        Raw predictions (no labels kept), one pass per labelled slice of a 2D project.
+        """
+        held_out = set(self.project.validation_items())
+        scores: dict[int, list[float]] = {}
+        for record in self.project.cases:
+            snapshot = self.project.current_labels(record.name)
+            for n, classes in sorted(self.delineated_classes(record.name).items()):
+                if (record.name, n) in held_out or snapshot is None:
+                    continue
+                prediction = self.predict_labels(record.name, n, net=net, partial_labels=False)
+                for c in classes:
+                    truth = snapshot.data[n] == c
+                    predicted = prediction == c
+                    total = truth.sum() + predicted.sum()
+                    if total:
+                        scores.setdefault(c, []).append(2.0 * float((truth & predicted).sum()) / float(total))
+        return {f"label_dice_{self.project.classes[c].name}": float(np.mean(values))
+                for c, values in scores.items()}
+
     def _reference_labels(self, case: str) -> np.ndarray | None:
         snapshot = self.project.current_labels(case)
         if snapshot is not None and snapshot.labelled.all():
@@ -348,10 +381,11 @@ class Session:
             return "case"
         return "roi" if get_strategy(self.strategy).granularity == "roi" else "slice"
 
-    def scoring_needs(self) -> set[str]:
-        """What to compute this round: the strategy's needs, plus MC uncertainty to show."""
+    def scoring_needs(self, *, for_display: bool = True) -> set[str]:
+        """What to compute this round: the strategy's needs, plus (``for_display``) the MC
+        uncertainty and quality ratings the widget shows whatever the strategy."""
         needs = set(get_strategy(self.strategy).needs)
-        if self.current_net() is not None:
+        if self.current_net() is not None and for_display:
             needs |= {"model", "mc"}
             if self.project.granularity == "case":
                 needs.add("quality")
@@ -360,15 +394,16 @@ class Session:
         return needs
 
     def rescore(self, *, progress: Callable[[int, int], None] | None = None,
-                should_stop: Callable[[], bool] | None = None) -> PoolScores:
+                should_stop: Callable[[], bool] | None = None, for_display: bool = True) -> PoolScores:
         """Score the pool once for the active model and strategy; scores are stored per version.
 
         Long (an MC-dropout pass per case or slice): run it off the UI thread.
+        ``for_display=False`` computes only what the strategy ranks by (scripts, simulation).
         """
         from .scoring import score_pool, train_bootstrap_nets
 
         net = self.current_net()
-        needs = self.scoring_needs()
+        needs = self.scoring_needs(for_display=for_display)
         bootstrap = None
         if "bootstrap" in needs and net is not None:
             bootstrap = train_bootstrap_nets(net, self.training_items(), self._bootstrap_config(),
@@ -497,21 +532,36 @@ class Session:
     def effort_model(self) -> EffortModel:
         """METHODS E matrix B from every labelled slice (fully labelled slices: all classes)."""
         model = EffortModel(self.project.n_classes)
-        every_class = set(range(1, self.project.n_classes))
         for record in self.project.cases:
             snapshot = self.project.current_labels(record.name)
             if snapshot is None:
                 continue
             spacing = self.in_plane_spacing(record.name)
-            delineated: dict[int, set[int]] = {}
-            for item in self.project.labelled_items(record.name):
-                slices = range(record.n_slices) if item.slice_index is None else [item.slice_index]
-                for n in slices:
-                    delineated.setdefault(n, set()).update(every_class if item.class_id is None
-                                                          else {item.class_id})
-            for n, classes in sorted(delineated.items()):
+            for n, classes in sorted(self.delineated_classes(record.name).items()):
                 model.observe(snapshot.data[n], classes, spacing)
         return model
+
+    def delineated_classes(self, case: str) -> dict[int, set[int]]:
+        """Per slice index, the classes 1..C-1 delineated there so far (a whole slice: all)."""
+        every_class = set(range(1, self.project.n_classes))
+        delineated: dict[int, set[int]] = {}
+        for item in self.project.labelled_items(case):
+            slices = range(self.project.case(case).n_slices) if item.slice_index is None else [item.slice_index]
+            for n in slices:
+                delineated.setdefault(n, set()).update(every_class if item.class_id is None else {item.class_id})
+        return delineated
+
+    def _roi_trace_length(self, case: str, slice_index: int, mask: np.ndarray, class_id: int) -> BoundaryLength:
+        """The outline of ``mask`` minus what it shares with classes delineated on the slice."""
+        spacing = self.in_plane_spacing(case)
+        length = boundary_length(mask, spacing)
+        px, mm = length.px, length.mm
+        neighbours = self.delineated_classes(case).get(slice_index, set()) - {class_id}
+        snapshot = self.project.current_labels(case)
+        for neighbour in sorted(neighbours):
+            shared = shared_boundary_length(mask, snapshot.data[slice_index] == neighbour, spacing)
+            px, mm = px - shared.px, mm - shared.mm
+        return BoundaryLength(max(px, 0.0), max(mm, 0.0))
 
     def seconds_model(self) -> SecondsModel | None:
         """seconds ≈ a + b·boundary px, fitted on the events that have both (None when too few)."""
@@ -523,9 +573,13 @@ class Session:
                                 [e.boundary_px for e in timed], [e.seconds_active for e in timed])
 
     def class_dice_history(self) -> list[np.ndarray]:
-        """Validation Dice per class (1..C-1) after each round: dice-per-effort's D_c(T)."""
+        """Dice per class (1..C-1) on the manual labels after each round: dice-per-effort's D_c(T).
+
+        NaN for a class not delineated by then (dice-per-effort keeps the room for
+        improvement of such a class at 1).
+        """
         names = self.project.class_names[1:]
-        return [np.array([checkpoint.metrics.get(f"val_dice_{name}", np.nan) for name in names], float)
+        return [np.array([checkpoint.metrics.get(f"label_dice_{name}", np.nan) for name in names], float)
                 for checkpoint in self.project.checkpoints()]
 
     def effort_summary(self) -> dict[str, dict[str, float]]:

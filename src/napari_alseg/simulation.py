@@ -10,7 +10,9 @@ under ``out_dir/projects/`` where they were left.
 
 The test split is each project's own validation split: drawn from the seed alone, so
 every strategy run with the same seed is measured on the same held-out items
-(:func:`simulate` checks this). A ``full-data`` reference trains once on every pool
+(:func:`simulate` checks this). No strategy looks at it: dice-per-effort's ``D_c`` is
+measured on the labels given (:meth:`Session.label_metrics`), and quality ratings learn
+only from labelled validation items (the oracle labels none) and from corrections. A ``full-data`` reference trains once on every pool
 item for as many optimiser steps as an active-learning run gets over all its rounds.
 :func:`write_report` turns the CSV into ``dice_vs_effort.png`` and the papers' table
 (METHODS E): boundary effort to reach 90 / 95 % of the full-data Dice.
@@ -195,13 +197,14 @@ def _mark_class_ranges(session: Session) -> None:
 def _label_round(session: Session, oracle: _Oracle, wanted: int) -> bool:
     """Score, suggest ``wanted`` items and answer them; False when none was left.
 
-    Scoring needs a model, and is skipped for strategies that rank without scores
-    (random, slice-uniform): their suggestions are the same, at no MC-dropout cost.
+    Scoring needs a model and computes only what the strategy ranks by; it is skipped
+    for strategies that rank without scores (random, slice-uniform). In correction mode
+    the display scores are kept too: the quality ratings the corrections teach.
     """
     if wanted <= 0:
         return True
     if session.current_net() is not None and get_strategy(session.strategy).needs:
-        session.rescore()
+        session.rescore(for_display=oracle.correction_mode)
     suggestions: list[Suggestion] = session.suggest(wanted)
     for suggestion in suggestions:
         oracle.answer(suggestion.item)
@@ -559,6 +562,11 @@ def effort_to_reach(curve: Curve, target: float) -> Reached | None:
                    at("effort_items_pct"), at("labelled_slices"))
 
 
+def baseline_strategy(curves: dict[str, Curve]) -> str:
+    """The random baseline ratios refer to: random ROIs (METHODS E) when run, else random."""
+    return "random-roi" if "random-roi" in curves else "random"
+
+
 def effort_table(curves: dict[str, Curve], full_dice: float) -> list[dict[str, str]]:
     """The papers' table: per target and strategy, effort to reach it and its ratio to random."""
     targets = [(f"{fraction:.0%} of full-data Dice", fraction * full_dice) for fraction in RELATIVE_TARGETS]
@@ -567,7 +575,7 @@ def effort_table(curves: dict[str, Curve], full_dice: float) -> list[dict[str, s
     for label, value in targets:
         reached = {name: effort_to_reach(curve, value) if math.isfinite(value) else None
                    for name, curve in curves.items()}
-        baseline = reached.get("random")
+        baseline = reached.get(baseline_strategy(curves))
         for name, curve in curves.items():
             hit = reached[name]
             row = {"target": label, "dice_target": f"{value:.3f}", "strategy": name}
@@ -615,7 +623,7 @@ def _markdown(table: list[dict[str, str]], curves: dict[str, Curve], full_dice: 
         "values are read off the seed-averaged curve, linearly interpolated between rounds. "
         "Labelled items are in the strategy's unit (case, slice or ROI); `% of pool` counts them "
         "against all pool items of that unit (METHODS B's \"% of data\"). "
-        "`× random` = boundary % / random's boundary %.",
+        f"`× random` = boundary % / {baseline_strategy(curves)}'s boundary %.",
         "",
         "| target | strategy | boundary (mm) | % of total boundary | labelled items | % of pool "
         "| labelled slices | × random |",

@@ -8,7 +8,8 @@ reported as small :class:`TrainProgress` records, never as weights.
 Items are 2D slices or 3D cases. Each step samples ``batch_size`` items, crops a
 patch (half the time centred on a labelled foreground voxel, so small structures
 are seen), augments image, labels and mask identically, and takes the Dice+CE loss
-for fully labelled crops and the partial-label mixed CE (METHODS E) for the rest.
+for fully labelled crops and the partial-label mixed CE (METHODS E) plus the Dice of each
+delineated class for the rest.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from monai.transforms import Compose, RandAffined, RandFlipd, RandScaleIntensity
 from ..errors import AlsegError
 from .device import cuda_rng_devices, pick_device
 from .inference import eval_mode
-from .losses import dice_ce_loss, partial_label_ce
+from .losses import delineated_dice_loss, dice_ce_loss, partial_label_ce
 from .networks import MIN_INPUT_SIZE, SegmentationNet
 from .preprocessing import normalise_image
 
@@ -58,6 +59,7 @@ class TrainConfig:
     axes randomly flipped when augmenting, empty by default because a left/right
     flip swaps lateralised atlas labels.
     ``pseudo_label_weight``: loss weight of items marked ``pseudo_label``.
+    ``cosine_decay``: the learning rate falls from ``learning_rate`` to 0 over the round.
     Early stopping holds out ``validation_fraction`` of the items when there are at
     least ``min_items_for_validation``, checks every ``validate_every`` steps and
     stops after ``patience`` checks without improvement, keeping the best weights.
@@ -67,6 +69,7 @@ class TrainConfig:
     steps: int = 60
     batch_size: int | None = None
     learning_rate: float = 1e-3
+    cosine_decay: bool = True
     patch_size: tuple[int, ...] | None = None
     augment: bool = True
     flip_axes: tuple[int, ...] = ()
@@ -189,8 +192,8 @@ def _train(
     augment = _augmenter(config, net.spec.spatial_dims) if config.augment else None
     working = copy.deepcopy(net).to(device).train()
     optimiser = torch.optim.AdamW(working.parameters(), lr=config.learning_rate)
+    schedule = _schedule(optimiser, config)
     stopper = _EarlyStopping([_to_batch([_centre_crop(item, config.patch_size)], device) for item in val_items])
-    stopper.check(working, step=0)
     losses: list[float] = []
     cancelled = False
     started = time.perf_counter()
@@ -204,6 +207,8 @@ def _train(
             crop_shape = _crop_shape(chosen, config.patch_size)
             crops = [_augmented(_random_crop(item, crop_shape, rng), augment) for item in chosen]
             losses.append(_train_step(working, optimiser, _to_batch(crops, device), step))
+            if schedule is not None:
+                schedule.step()
             due = step % config.validate_every == 0 or step == config.steps
             val_loss = stopper.check(working, step) if due else None
             if progress is not None:
@@ -220,7 +225,11 @@ def _train(
 
 
 class _EarlyStopping:
-    """Validation loss on fixed held-out crops; keeps the best weights seen (step 0 included)."""
+    """Validation loss on fixed held-out crops; keeps the best weights seen.
+
+    Step 0 (the weights before this round) is not a candidate: a round that ran to its
+    first check always moves the model on, so new labels are never thrown away whole.
+    """
 
     def __init__(self, val_batches: list[_Batch]) -> None:
         self.val_batches = val_batches
@@ -264,6 +273,13 @@ def _round_metrics(
     }
 
 
+def _schedule(optimiser: torch.optim.Optimizer, config: TrainConfig) -> torch.optim.lr_scheduler.LRScheduler | None:
+    """Cosine decay to 0 over the round: the round ends on settled weights, not mid-jump."""
+    if not config.cosine_decay:
+        return None
+    return torch.optim.lr_scheduler.CosineAnnealingLR(optimiser, T_max=config.steps)
+
+
 def _train_step(working: SegmentationNet, optimiser: torch.optim.Optimizer, batch: _Batch, step: int) -> float:
     optimiser.zero_grad(set_to_none=True)
     loss = _batch_loss(working(batch.images), batch)
@@ -278,7 +294,8 @@ def _train_step(working: SegmentationNet, optimiser: torch.optim.Optimizer, batc
 
 
 def _batch_loss(logits: torch.Tensor, batch: _Batch) -> torch.Tensor:
-    """Dice+CE over fully labelled crops, mixed CE over the rest; mean over the batch."""
+    """Dice+CE over fully labelled crops; mixed CE plus the Dice of each delineated class
+    over the rest (partial labels, METHODS E); mean over the batch."""
     fully_labelled = batch.labelled_mask.flatten(1).all(dim=1)
     partial = ~fully_labelled
     total = logits.new_zeros(())
@@ -293,6 +310,8 @@ def _batch_loss(logits: torch.Tensor, batch: _Batch) -> torch.Tensor:
             batch.allowed_classes[partial],
             batch.weights[partial],
         )
+        partial_loss = partial_loss + delineated_dice_loss(
+            logits[partial], batch.labels[partial], batch.labelled_mask[partial], batch.allowed_classes[partial])
         total = total + partial_loss * partial.sum()
     return total / len(logits)
 

@@ -14,7 +14,7 @@ import numpy as np
 
 from ..errors import AlsegError
 from .base import GRANULARITIES, NEEDS, QueryItem, Strategy, Suggestion, rank
-from .baseline import RANDOM, SLICE_UNIFORM, select_random
+from .baseline import RANDOM, RANDOM_ROI, SLICE_UNIFORM, select_random
 from .dice_per_effort import DICE_PER_EFFORT
 from .gradient_vae import GRADIENT_VAE
 from .quality_threshold import QUALITY_THRESHOLD, pseudo_label_candidates
@@ -40,7 +40,7 @@ __all__ = [
 STRATEGIES: dict[str, Strategy] = {
     strategy.name: strategy
     for strategy in (
-        RANDOM, SLICE_UNIFORM, ENTROPY, ENTROPY_MC, MARGINS, MC_DROPOUT_TOP, MC_DROPOUT_SUM, BOOTSTRAP,
+        RANDOM, RANDOM_ROI, SLICE_UNIFORM, ENTROPY, ENTROPY_MC, MARGINS, MC_DROPOUT_TOP, MC_DROPOUT_SUM, BOOTSTRAP,
         REPRESENTATIVE, NON_SIMILAR, GRADIENT_VAE, QUALITY_THRESHOLD, DICE_PER_EFFORT,
     )
 }

@@ -14,12 +14,16 @@ if TYPE_CHECKING:
     from ..scoring import PoolScores
 
 
-def select_random(pool: PoolScores, k: int, seed: int) -> list[Suggestion]:
+def select_random(pool: PoolScores, k: int, seed: int, name: str = "random") -> list[Suggestion]:
     """``k`` candidates drawn uniformly without replacement; the score is the random draw."""
     items = sorted(pool.candidates, key=item_key)
     draws = np.random.default_rng(seed).random(len(items))
     order = np.argsort(-draws, kind="stable")[:k]
-    return [suggestion(pool, items[i], draws[i], "random") for i in order]
+    return [suggestion(pool, items[i], draws[i], name) for i in order]
+
+
+def select_random_roi(pool: PoolScores, k: int, seed: int) -> list[Suggestion]:
+    return select_random(pool, k, seed, name="random-roi")
 
 
 def select_slice_uniform(pool: PoolScores, k: int, seed: int) -> list[Suggestion]:
@@ -54,6 +58,14 @@ RANDOM = Strategy(
     description="Uniformly random unlabelled items (baseline of every study).",
     needs=frozenset(),
     select=select_random,
+)
+RANDOM_ROI = Strategy(
+    name="random-roi",
+    granularity="roi",
+    description="Uniformly random (slice, class) ROIs: the random baseline of ROI annotation (METHODS E).",
+    needs=frozenset(),
+    select=select_random_roi,
+    granularities=frozenset({"roi"}),
 )
 SLICE_UNIFORM = Strategy(
     name="slice-uniform",
