@@ -22,7 +22,8 @@ own batch size (a group each), because an ROI is a fraction of a slice's outline
 group is its own resumable simulation; their rows are merged into
 ``<out>/<set>/rounds.csv``, from which the plot and effort table are made.
 
-    OMP_NUM_THREADS=1 python benchmarks/run_simulation.py [--all | --full] [--only brain-stack] [--out DIR]
+    OMP_NUM_THREADS=1 python benchmarks/run_simulation.py [--all | --full] [--only brain-stack] [--seeds 0 1 2]
+        [--out DIR]
 """
 
 from __future__ import annotations
@@ -174,11 +175,14 @@ def main() -> None:
                         help="also every other engine against random, on the standard data and schedule")
     parser.add_argument("--full", action="store_true", help="the bigger runs, every engine (GPU when present)")
     parser.add_argument("--only", choices=("brain-stack", "tumour-cases"), help="run one set")
+    parser.add_argument("--seeds", type=int, nargs="+", metavar="SEED",
+                        help="seeds to run instead of the plan's (a rerun with more seeds adds them)")
     parser.add_argument("--out", type=Path, default=Path(tempfile.gettempdir()) / "alseg-simulation",
                         help="output folder; a rerun resumes it (default: %(default)s)")
     args = parser.parse_args()
     plans = FULL if args.full else tuple(with_others(p) for p in STANDARD) if args.all else STANDARD
-    plans = [plan for plan in plans if args.only in (None, plan.sample)]
+    plans = [plan if args.seeds is None else replace(plan, seeds=tuple(args.seeds))
+             for plan in plans if args.only in (None, plan.sample)]
     out_dir = args.out / ("full" if args.full else "standard")
     for plan in plans:
         started = time.perf_counter()

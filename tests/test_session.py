@@ -148,6 +148,24 @@ def test_case_project_pseudo_label_accept_and_reopen(tmp_path):
         assert len(reopened.project.events()) == 3
 
 
+def test_a_correction_is_kept_as_a_quality_example_across_sessions(tmp_path):
+    source = make_source(tmp_path / "source", granularity="case", n_cases=4, shape=(8, 32, 32))
+    project = Project.create(tmp_path / "project", source, annotator="dr-b", seed=2, validation_fraction=0.25)
+    first, second = [c.name for c in project.cases if c.name not in project.validation_cases()][:2]
+    with Session(project, annotator="dr-b", train_config=tiny_config(steps=2, batch_size=1)) as session:
+        session.submit(first, project.ground_truth(first), seconds_active=60)
+        session.retrain()
+        session.rescore()
+        known = session.n_quality_examples
+        prediction = session.predict_labels(second)
+        session.submit(second, project.ground_truth(second), kind="corrected", original=prediction, seconds_active=5)
+        assert session.n_quality_examples == known + 1
+    with Session.open(tmp_path / "project", annotator="dr-b") as reopened:
+        assert reopened.n_quality_examples == known + 1
+        stored = {(case, n) for case, n, _c, _features, _dice in reopened.project.quality_examples()}
+        assert (second, None) in stored
+
+
 def test_suggest_without_a_model_falls_back_to_random(stack_session):
     stack_session.strategy = "entropy"
     suggestions = stack_session.suggest(3)

@@ -73,7 +73,9 @@ class Session:
         self._pool: PoolScores | None = None
         self._done: set[QueryItem] = set()
         self._round_recorded: tuple[str | None, str] | None = None
-        self._quality_examples: dict[QueryItem, tuple[np.ndarray, float]] = {}
+        self._quality_examples: dict[QueryItem, tuple[np.ndarray, float]] = {
+            QueryItem(case, slice_index, class_id): (features, dice)
+            for case, slice_index, class_id, features, dice in project.quality_examples()}
         self._vae = None
         self._uncertainty: dict[tuple[str | None, str], np.ndarray] = {}
 
@@ -154,17 +156,18 @@ class Session:
         """
         effort = self.boundary_effort(case, labels, original=original, class_id=class_id,
                                       slice_index=slice_index)
+        event_id = self.project.submit(
+            case, labels, kind=kind, slice_index=slice_index, class_id=class_id,
+            annotator=self.annotator, seconds_active=seconds_active, started_at=started_at,
+            original=original, boundary_px=effort.px, boundary_mm=effort.mm,
+            model_version=self.model_version)
         item = QueryItem(case, slice_index, class_id)
         self._done.add(item)
         if original is not None and self._pool is not None and item in self._pool.quality_features:
             # a correction reveals the true Dice of a rated prediction: a quality example
             dice = mean_dice(dice_per_class(np.asarray(original), np.asarray(labels), self.project.n_classes))
-            self._quality_examples[item] = (self._pool.quality_features[item], 1.0 if np.isnan(dice) else dice)
-        return self.project.submit(
-            case, labels, kind=kind, slice_index=slice_index, class_id=class_id,
-            annotator=self.annotator, seconds_active=seconds_active, started_at=started_at,
-            original=original, boundary_px=effort.px, boundary_mm=effort.mm,
-            model_version=self.model_version)
+            self._add_quality_examples([(item, self._pool.quality_features[item], 1.0 if np.isnan(dice) else dice)])
+        return event_id
 
     def boundary_effort(self, case: str, labels: np.ndarray, *, original: np.ndarray | None = None,
                         class_id: int | None = None, slice_index: int | None = None) -> BoundaryLength:
@@ -420,8 +423,7 @@ class Session:
             class_dice_history=self.class_dice_history(), recent=self._recent_items(),
             vae=self._vae, seed=self.seed)
         self._vae = pool.vae or self._vae
-        for item, features, dice in pool.quality_examples:
-            self._quality_examples[item] = (features, dice)
+        self._add_quality_examples(pool.quality_examples)
         if pool.model_version is not None:
             self.project.store_scores(pool.model_version, pool.to_scored_items())
         self._pool = pool
@@ -515,6 +517,19 @@ class Session:
 
         config = self.train_config or TrainConfig(device=self.device, seed=self.seed)
         return replace(config, steps=max(1, config.steps // 2))
+
+    @property
+    def n_quality_examples(self) -> int:
+        """Predictions whose true Dice is known: what the quality predictor learns from."""
+        return len(self._quality_examples)
+
+    def _add_quality_examples(self, examples: list[tuple[QueryItem, np.ndarray, float]]) -> None:
+        """Remember (and store, so the next session starts with them) predictions of known Dice."""
+        if not examples:
+            return
+        self.project.store_quality_examples(examples, model_version=self.model_version)
+        for item, features, dice in examples:
+            self._quality_examples[item] = (features, dice)
 
     def _quality_model(self) -> QualityPredictor:
         """Fitted on every prediction whose true Dice is known so far (validation, corrections)."""

@@ -20,6 +20,7 @@ from collections import OrderedDict
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -37,6 +38,9 @@ from .records import (LABELLING_KINDS, PSEUDO_ACCEPTED, PSEUDO_REJECTED,
                       CaseRecord, CheckpointRecord, ClassInfo, EventRecord, LabelledItem,
                       LabelSnapshot, RoundRecord, ScoredItem, WeakAnnotation)
 from .schema import migrate
+
+if TYPE_CHECKING:
+    from ..strategies import QueryItem
 
 DB_NAME = "project.sqlite"
 MODELS_DIR = "models"
@@ -444,6 +448,25 @@ class Project:
         rows = self._db.rows("SELECT * FROM scores WHERE model_version = ? "
                              "ORDER BY score DESC, case_id, slice_index, class_id", (model_version,))
         return [self._scored_item(row) for row in rows]
+
+    # ------------------------------------------------------------------ quality examples
+
+    def store_quality_examples(self, examples: Iterable[tuple[QueryItem, np.ndarray, float]], *,
+                               model_version: str | None) -> None:
+        """Keep ``(item, quality features, true Dice)``; a newer example of an item replaces the older."""
+        rows = [(self.case(item.case).id, _optional_int(item.slice_index), _optional_int(item.class_id),
+                 model_version, json.dumps([float(v) for v in np.asarray(features).ravel()]), float(dice), _now())
+                for item, features, dice in examples]
+        with self._write_lock, self._db.transaction() as conn:
+            conn.executemany(
+                "INSERT OR REPLACE INTO quality_examples (case_id, slice_index, class_id, model_version, "
+                "features, dice, recorded_at) VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
+
+    def quality_examples(self) -> list[tuple[str, int | None, int | None, np.ndarray, float]]:
+        """``(case, slice, class, features, Dice)`` of every stored example, oldest first."""
+        rows = self._db.rows("SELECT * FROM quality_examples ORDER BY rowid")
+        return [(self._cases_by_id[r["case_id"]].name, r["slice_index"], r["class_id"],
+                 np.array(json.loads(r["features"]), dtype=float), float(r["dice"])) for r in rows]
 
     # ------------------------------------------------------------------ export
 

@@ -112,8 +112,23 @@ _VERSION_1 = (
         saved_at TEXT NOT NULL)""",
 )
 
+# Version 2: predictions whose true Dice became known (a correction, a labelled validation
+# item), kept so the quality predictor does not start from nothing in every session.
+_VERSION_2: tuple[str, ...] = (
+    """CREATE TABLE quality_examples (
+        case_id INTEGER NOT NULL REFERENCES cases(id),
+        slice_index INTEGER,
+        class_id INTEGER,
+        model_version TEXT,
+        features TEXT NOT NULL,
+        dice REAL NOT NULL,
+        recorded_at TEXT NOT NULL)""",
+    """CREATE UNIQUE INDEX quality_examples_by_item
+        ON quality_examples(case_id, IFNULL(slice_index, -1), IFNULL(class_id, -1))""",
+)
+
 # Append new migrations at the end; never edit one that has shipped.
-MIGRATIONS: tuple[tuple[str, ...], ...] = (_VERSION_1,)
+MIGRATIONS: tuple[tuple[str, ...], ...] = (_VERSION_1, _VERSION_2)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
