@@ -120,7 +120,8 @@ def save_volume(path: str | os.PathLike, data: np.ndarray, affine: np.ndarray, *
     array = np.asarray(data)
     if array.ndim != 3 or 0 in array.shape:
         raise AlsegError(f"{path.name}: expected a non-empty 3D array, got shape {array.shape}")
-    image = nib.Nifti1Image(array.transpose(2, 1, 0), np.asarray(affine, float))  # a view: nibabel reorders once while writing
+    # a view: nibabel reorders once while writing
+    image = nib.Nifti1Image(array.transpose(2, 1, 0), np.asarray(affine, float))
     image.header.set_xyzt_units("mm")
     if is_label:
         image.header.set_intent("label")

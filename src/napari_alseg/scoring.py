@@ -62,7 +62,7 @@ class PoolScores:
     quality_*). ``features[item]``: bottleneck features ``(F,)`` of candidates and labelled
     items. ``bboxes[item]``: half-open ``((k0, k1), (j0, j1), (i0, i1))`` around the predicted
     foreground (an ROI: its class) plus :data:`BBOX_MARGIN`, the whole region when nothing
-    is predicted. ``class_dice_history``: per round, validation Dice ``(C-1,)`` of classes
+    is predicted. ``class_dice_history``: per round, Dice on the manual labels ``(C-1,)`` of classes
     1..C-1. ``allowed[(case, slice)]``: METHODS E ``C_n``. ``vae_latents``: latent means of
     items and of gradient seeds; ``gradient_latents[seed]``: ``z'`` after the gradient
     step. ``spacing[case]``: in-plane pixel size (row, col) in mm. ``quality_features``:

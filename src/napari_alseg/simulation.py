@@ -12,8 +12,9 @@ The test split is each project's own validation split: drawn from the seed alone
 every strategy run with the same seed is measured on the same held-out items
 (:func:`simulate` checks this). No strategy looks at it: dice-per-effort's ``D_c`` is
 measured on the labels given (:meth:`Session.label_metrics`), and quality ratings learn
-only from labelled validation items (the oracle labels none) and from corrections. A ``full-data`` reference trains once on every pool
-item for as many optimiser steps as an active-learning run gets over all its rounds.
+only from labelled validation items (the oracle labels none) and from corrections.
+A ``full-data`` reference trains once on every pool item for as many optimiser steps as
+an active-learning run gets over all its rounds.
 :func:`write_report` turns the CSV into ``dice_vs_effort.png`` and the papers' table
 (METHODS E): boundary effort to reach 90 / 95 % of the full-data Dice.
 """

@@ -1,7 +1,7 @@
 """Suggestive ROI annotation: most Dice to gain per boundary to trace (METHODS E, Atzeni et al.).
 
 Query ``argmax_{n,c} (1 - D̃_c) / R_nc`` over ROI items (case, slice n, class c):
-``D̃_c = α D_c(T-1) + (1-α) D_c(T-2)`` (α = 0.5) from the per-round validation Dice of
+``D̃_c = α D_c(T-1) + (1-α) D_c(T-2)`` (α = 0.5) from the per-round Dice on the manual labels of
 class c, and ``R_nc`` the remaining boundary (mm) of c on slice n from the running
 :class:`~napari_alseg.effort.EffortModel`: boundaries shared with classes already
 delineated on n are free, so a small ROI beside labelled neighbours is cheap.
