@@ -177,3 +177,10 @@ def test_gpu_out_of_memory_retries_with_half_batch_then_gives_up(monkeypatch):
     monkeypatch.setattr(training, "_train", always_out_of_memory)
     with pytest.raises(AlsegError, match="out of GPU memory"):
         fine_tune(tiny_net(), [square_item(0)], quick(steps=1))
+
+
+@pytest.mark.parametrize("settings", [{"steps": 0}, {"learning_rate": -1.0}, {"learning_rate": float("nan")},
+                                      {"validation_fraction": 1.0}, {"batch_size": 0}])
+def test_impossible_settings_are_refused_when_made(settings):
+    with pytest.raises(AlsegError):
+        TrainConfig(**settings)

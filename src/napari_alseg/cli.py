@@ -210,6 +210,9 @@ def _add_benchmark_commands(commands) -> None:
                           help="items labelled in round 1, before any model (default: the batch size)")
     simulate.add_argument("--steps", type=int, default=30, metavar="N",
                           help="training steps per round (default: %(default)s)")
+    simulate.add_argument("--learning-rate", type=float, default=1e-3, metavar="LR",
+                          help="learning rate at the start of each round; it decays to 0 over the round "
+                               "(default: %(default)s)")
     simulate.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
     simulate.add_argument("--correct", action="store_true",
                           help="the annotator corrects the prediction: effort = boundary changed")
@@ -240,7 +243,8 @@ def run_simulate(args: argparse.Namespace) -> int:
     strategies = [name.strip() for name in args.strategies.split(",") if name.strip()]
     path = simulate(dataset, args.out, strategies=strategies, rounds=args.rounds, seeds=range(args.seeds),
                     batch_size=args.batch, initial_items=args.initial or args.batch,
-                    train_config=TrainConfig(steps=args.steps, device=args.device),
+                    train_config=TrainConfig(steps=args.steps, learning_rate=args.learning_rate,
+                                             device=args.device),
                     correction_mode=args.correct, full_data=args.full, progress=_print_round)
     print(f"rounds: {path}\ntable:  {path.parent / TABLE_MD}")
     return 0

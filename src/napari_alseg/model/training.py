@@ -81,6 +81,16 @@ class TrainConfig:
     seed: int = 0
     device: str | None = None
 
+    def __post_init__(self) -> None:
+        """Refuse impossible settings when they are made (a CLI flag), not rounds later."""
+        batch_size = 1 if self.batch_size is None else self.batch_size
+        if min(self.steps, batch_size, self.validate_every, self.patience) < 1:
+            raise AlsegError("steps, batch_size, validate_every and patience must be at least 1")
+        if not (math.isfinite(self.learning_rate) and self.learning_rate > 0):
+            raise AlsegError(f"learning_rate must be a positive number, got {self.learning_rate}")
+        if not 0.0 <= self.validation_fraction < 1.0:
+            raise AlsegError(f"validation_fraction must be in [0, 1), got {self.validation_fraction}")
+
 
 @dataclass(frozen=True)
 class TrainingItem:
@@ -387,18 +397,11 @@ def _resolved(config: TrainConfig, spatial_dims: int) -> TrainConfig:
 
 
 def _check_config(config: TrainConfig, spatial_dims: int) -> None:
-    batch_size = 1 if config.batch_size is None else config.batch_size
-    counts = (config.steps, batch_size, config.validate_every, config.patience)
-    if min(counts) < 1:
-        raise AlsegError("steps, batch_size, validate_every and patience must be at least 1")
-    if not (math.isfinite(config.learning_rate) and config.learning_rate > 0):
-        raise AlsegError(f"learning_rate must be a positive number, got {config.learning_rate}")
+    """The settings that depend on the data's dimensionality (the rest: ``TrainConfig``)."""
     if config.patch_size is not None and (len(config.patch_size) != spatial_dims or min(config.patch_size) < 1):
         raise AlsegError(f"patch_size must hold {spatial_dims} positive sizes, got {config.patch_size}")
     if any(axis not in range(spatial_dims) for axis in config.flip_axes):
         raise AlsegError(f"flip_axes must be spatial axes 0..{spatial_dims - 1}, got {config.flip_axes}")
-    if not 0.0 <= config.validation_fraction < 1.0:
-        raise AlsegError(f"validation_fraction must be in [0, 1), got {config.validation_fraction}")
 
 
 def _split_validation(
