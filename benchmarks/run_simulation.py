@@ -23,7 +23,7 @@ group is its own resumable simulation; their rows are merged into
 ``<out>/<set>/rounds.csv``, from which the plot and effort table are made.
 
     OMP_NUM_THREADS=1 python benchmarks/run_simulation.py [--all | --full] [--only brain-stack] [--seeds 0 1 2]
-        [--out DIR]
+        [--rounds R] [--out DIR]
 """
 
 from __future__ import annotations
@@ -72,7 +72,7 @@ class Plan:
 
 STANDARD = (
     Plan("brain-stack", (Group("rois", ("random-roi", "dice-per-effort"), 10),),
-         rounds=8, seeds=(0,), steps=150, train_batch=4, learning_rate=1e-2, downsample=2),
+         rounds=13, seeds=(0,), steps=150, train_batch=4, learning_rate=1e-2, downsample=2),
     Plan("tumour-cases", (Group("cases", ("random", "mc-dropout-top"), 2),),
          rounds=6, seeds=(0,), steps=40, train_batch=2, early_stopping=True, n_cases=16, size=40),
 )
@@ -177,12 +177,16 @@ def main() -> None:
     parser.add_argument("--only", choices=("brain-stack", "tumour-cases"), help="run one set")
     parser.add_argument("--seeds", type=int, nargs="+", metavar="SEED",
                         help="seeds to run instead of the plan's (a rerun with more seeds adds them)")
+    parser.add_argument("--rounds", type=int, metavar="R",
+                        help="rounds per run instead of the plan's (a rerun with more rounds extends the runs "
+                             "and adds a full-data reference with the longer budget)")
     parser.add_argument("--out", type=Path, default=Path(tempfile.gettempdir()) / "alseg-simulation",
                         help="output folder; a rerun resumes it (default: %(default)s)")
     args = parser.parse_args()
     plans = FULL if args.full else tuple(with_others(p) for p in STANDARD) if args.all else STANDARD
-    plans = [plan if args.seeds is None else replace(plan, seeds=tuple(args.seeds))
-             for plan in plans if args.only in (None, plan.sample)]
+    overrides = {"seeds": None if args.seeds is None else tuple(args.seeds), "rounds": args.rounds}
+    overrides = {key: value for key, value in overrides.items() if value is not None}
+    plans = [replace(plan, **overrides) for plan in plans if args.only in (None, plan.sample)]
     out_dir = args.out / ("full" if args.full else "standard")
     for plan in plans:
         started = time.perf_counter()

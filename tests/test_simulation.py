@@ -1,6 +1,7 @@
 """The simulation benchmark on tiny synthetic stacks: CSV rows, resuming, report, CLI."""
 
 import csv
+import math
 import os
 import subprocess
 import sys
@@ -10,7 +11,7 @@ import pytest
 import synthetic_cases
 
 from napari_alseg.session import Session, import_model_backend
-from napari_alseg.simulation import (FULL_DATA, TABLE_MD, Curve, effort_to_reach, read_rounds,
+from napari_alseg.simulation import (FULL_DATA, TABLE_MD, Curve, effort_to_reach, full_data_dice, read_rounds,
                                      simulate)
 
 CLASSES = {"0": {"name": "background"}, "1": {"name": "core"}, "2": {"name": "outer rim"}}
@@ -119,3 +120,13 @@ def test_score_on_dask_workers_equals_in_process(tmp_path):
     assert [r["case"] for r in local] == [r["case"] for r in remote] and local
     for a, b in zip(local, remote):
         assert float(a["score"]) == pytest.approx(float(b["score"]), rel=1e-5)
+
+
+def test_full_data_dice_uses_the_largest_budget_only():
+    rows = [{"strategy": FULL_DATA, "seed": 0, "round": 4, "dice_test": 0.5},
+            {"strategy": FULL_DATA, "seed": 0, "round": 8, "dice_test": 0.7},
+            {"strategy": FULL_DATA, "seed": 1, "round": 8, "dice_test": 0.8},
+            {"strategy": "random", "seed": 0, "round": 8, "dice_test": 0.9}]
+    assert full_data_dice(rows) == pytest.approx(0.75)
+    assert math.isnan(full_data_dice(rows[3:]))
+

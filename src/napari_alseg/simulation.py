@@ -532,9 +532,16 @@ def mean_curves(rows: Iterable[dict]) -> dict[str, Curve]:
 
 
 def full_data_dice(rows: Iterable[dict]) -> float:
-    """Mean test Dice of the full-data reference runs (NaN without one)."""
-    dice = [row["dice_test"] for row in rows if row["strategy"] == FULL_DATA and math.isfinite(row["dice_test"])]
-    return float(np.mean(dice)) if dice else math.nan
+    """Mean test Dice over seeds of the full-data reference with the largest budget (NaN without one).
+
+    A rerun with more rounds adds a reference trained for the longer budget
+    (``rounds × steps``); the shorter one would flatter every curve, so it is not mixed in.
+    """
+    reference = [row for row in rows if row["strategy"] == FULL_DATA and math.isfinite(row["dice_test"])]
+    if not reference:
+        return math.nan
+    budget = max(row["round"] for row in reference)
+    return float(np.mean([row["dice_test"] for row in reference if row["round"] == budget]))
 
 
 def effort_to_reach(curve: Curve, target: float) -> Reached | None:
