@@ -68,7 +68,7 @@ install_torch() {
         "$python" -m pip install -q "$TORCH_SPEC" ${ALSEG_TORCH_INDEX:+--index-url "$ALSEG_TORCH_INDEX"} 2>&1 \
             | quiet_pip >&2
     fi
-    "$python" -c 'import torch' || { log "torch installation failed"; exit 1; }
+    "$python" -W ignore -c 'import torch' || { log "torch installation failed"; exit 1; }
 }
 
 install_package() {
