@@ -144,7 +144,8 @@ def run_plan(plan: Plan, out_dir: Path, data_dir: Path) -> Path:
         simulate(source, set_dir / "groups" / group.name, strategies=group.strategies, rounds=plan.rounds,
                  seeds=plan.seeds, batch_size=group.batch_size, initial_items=group.batch_size,
                  train_config=config, full_data=index == 0, progress=show)
-    merge_rounds([set_dir / "groups" / group.name / ROUNDS_CSV for group in plan.groups], set_dir / ROUNDS_CSV)
+    # every group run so far, so a standard rerun keeps the --all strategies in the report
+    merge_rounds(sorted((set_dir / "groups").glob(f"*/{ROUNDS_CSV}")), set_dir / ROUNDS_CSV)
     write_report(set_dir)
     return set_dir
 
