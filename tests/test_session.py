@@ -220,6 +220,21 @@ def test_dice_per_effort_measures_class_dice_on_the_manual_labels_only(stack_ses
     assert history[0] == metrics["label_dice_core"] and np.isnan(history[1])  # rim: never delineated
 
 
+def test_gradient_vae_seeds_are_the_items_the_current_model_learnt_first(stack_session):
+    held_out = {s for _, s in stack_session.project.validation_items()}
+    open_slices = [n for n in range(6) if n not in held_out]
+    label_some_slices(stack_session, open_slices[:2])
+    stack_session.retrain()
+    assert {item.slice_index for item in stack_session.recent_items()} == set(open_slices[:2])
+    label_some_slices(stack_session, open_slices[2:3])
+    stack_session.retrain()
+    assert [item.slice_index for item in stack_session.recent_items()] == open_slices[2:3]
+    stack_session.strategy = "gradient-vae"
+    stack_session.rescore(for_display=False)
+    (suggestion,) = stack_session.suggest(1)
+    assert suggestion.message == "" and suggestion.strategy == "gradient-vae"
+
+
 def test_uncertainty_map_has_the_case_shape(stack_session):
     label_some_slices(stack_session)
     stack_session.retrain()

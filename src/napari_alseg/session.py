@@ -420,7 +420,7 @@ class Session:
             device=self.device, allowed=self._all_allowed(), effort=self.effort_model(),
             seconds_model=self.seconds_model(), spacing={c.name: self.in_plane_spacing(c.name)
                                                          for c in self.project.cases},
-            class_dice_history=self.class_dice_history(), recent=self._recent_items(),
+            class_dice_history=self.class_dice_history(), recent=self.recent_items(),
             vae=self._vae, seed=self.seed)
         self._vae = pool.vae or self._vae
         self._add_quality_examples(pool.quality_examples)
@@ -506,11 +506,17 @@ class Session:
     def _validation_items(self) -> set[QueryItem]:
         return {QueryItem(case, slice_index) for case, slice_index in self.project.validation_items()}
 
-    def _recent_items(self) -> list[QueryItem]:
-        """Items labelled while the current model was active: gradient-vae's seeds."""
-        version = self.model_version
+    def recent_items(self) -> list[QueryItem]:
+        """Items labelled since the model before the current one: gradient-vae's seeds.
+
+        They were labelled while the previous model (none, before the first) was active,
+        so the current model is the first to have learnt from them: "the samples added
+        last round" (METHODS C). Items labelled under the current model count too.
+        """
+        versions = [checkpoint.model_version for checkpoint in self.project.checkpoints()]
+        latest = set(versions[-2:]) | ({None} if len(versions) < 2 else set())
         return [QueryItem(e.case, e.slice_index, e.class_id) for e in self.project.events()
-                if e.label_version is not None and e.model_version == version]
+                if e.label_version is not None and e.model_version in latest]
 
     def _bootstrap_config(self) -> TrainConfig:
         from .model import TrainConfig

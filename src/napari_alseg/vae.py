@@ -149,9 +149,9 @@ def gradient_step_latents(
     ``(*S)``. ``L_seg`` is the soft Dice loss over the labelled voxels.
     """
     device = next(seg_net.parameters()).device
-    inputs = torch.from_numpy(np.asarray(image, np.float32))[None].to(device).requires_grad_(True)
-    target = torch.from_numpy(np.asarray(labels, np.int64))[None].to(device)
-    mask = torch.from_numpy(np.asarray(labelled_mask, bool))[None].to(device)
+    inputs = torch.from_numpy(np.array(image, np.float32))[None].to(device).requires_grad_(True)
+    target = torch.from_numpy(np.array(labels, np.int64))[None].to(device)
+    mask = torch.from_numpy(np.array(labelled_mask, bool))[None].to(device)
     with eval_mode(seg_net), torch.enable_grad():
         (gradient,) = torch.autograd.grad(masked_dice_loss(seg_net(inputs), target, mask), inputs)
     encoder = _double_copy(vae)
