@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import json
 import shutil
 import tempfile
 import time
@@ -41,7 +42,7 @@ import numpy as np
 from napari_alseg.model import TrainConfig
 from napari_alseg.nifti import load_volume, save_volume
 from napari_alseg.samples import generate_sample, sample_dir
-from napari_alseg.simulation import ROUNDS_CSV, TABLE_MD, simulate, write_report
+from napari_alseg.simulation import FULL_DATA, ROUNDS_CSV, SETTINGS_JSON, TABLE_MD, simulate, write_report
 
 
 @dataclass(frozen=True)
@@ -51,6 +52,7 @@ class Group:
     name: str
     strategies: tuple[str, ...]
     batch_size: int
+    correction_mode: bool = False
 
 
 @dataclass(frozen=True)
@@ -81,7 +83,8 @@ OTHERS = {
     "brain-stack": (Group("rois", ("slice-uniform", "entropy", "entropy-mc"), 10),
                     Group("slices", ("random", "gradient-vae"), 2)),
     "tumour-cases": (Group("cases", ("mc-dropout-sum", "margins", "entropy", "representative", "non-similar",
-                                     "quality-threshold", "bootstrap"), 2),),
+                                     "quality-threshold", "bootstrap"), 2),
+                     Group("corrections", ("random", "quality-threshold"), 2, correction_mode=True)),
 }
 FULL = (
     Plan("brain-stack", (Group("rois", ("random-roi", "dice-per-effort", "slice-uniform", "entropy", "entropy-mc"), 10),
@@ -143,7 +146,8 @@ def run_plan(plan: Plan, out_dir: Path, data_dir: Path) -> Path:
     for index, group in enumerate(plan.groups):
         simulate(source, set_dir / "groups" / group.name, strategies=group.strategies, rounds=plan.rounds,
                  seeds=plan.seeds, batch_size=group.batch_size, initial_items=group.batch_size,
-                 train_config=config, full_data=index == 0, progress=show)
+                 train_config=config, correction_mode=group.correction_mode, full_data=index == 0,
+                 progress=show)
     # every group run so far, so a standard rerun keeps the --all strategies in the report
     merge_rounds(sorted((set_dir / "groups").glob(f"*/{ROUNDS_CSV}")), set_dir / ROUNDS_CSV)
     write_report(set_dir)
@@ -151,12 +155,18 @@ def run_plan(plan: Plan, out_dir: Path, data_dir: Path) -> Path:
 
 
 def merge_rounds(paths: list[Path], target: Path) -> None:
+    """One CSV of every group's rows; a correction-mode group's strategies are renamed
+    ``<name> (correcting)`` so they are not averaged with the same strategy tracing."""
     rows, columns = [], None
     for path in paths:
+        settings = json.loads((path.parent / SETTINGS_JSON).read_text())
         with path.open(newline="") as handle:
             reader = csv.DictReader(handle)
             columns = columns or reader.fieldnames
-            rows += list(reader)
+            for row in reader:
+                if settings["correction_mode"] and row["strategy"] != FULL_DATA:
+                    row["strategy"] += " (correcting)"
+                rows.append(row)
     with target.open("w", newline="") as handle:
         writer = csv.DictWriter(handle, columns)
         writer.writeheader()

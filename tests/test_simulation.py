@@ -86,6 +86,24 @@ def test_correction_mode_submits_corrections_of_the_prediction(tmp_path):
     assert kinds == ["manual", "manual", "corrected", "corrected"]  # no model to correct in round 1
 
 
+def test_quality_threshold_accepts_acceptable_predictions_as_free_pseudo_labels(tmp_path, monkeypatch):
+    from napari_alseg.strategies import QueryItem, Suggestion
+
+    def rated_acceptable(session):  # stands in for a fitted quality predictor
+        open_cases = [c.name for c in session.project.cases if session.project.current_labels(c.name) is None
+                      and (c.name, None) not in session.project.validation_items()]
+        return [Suggestion(QueryItem(open_cases[0]), 1.0, "quality-threshold", {"pseudo_label": 1.0}, None)]
+
+    monkeypatch.setattr(Session, "pseudo_label_candidates", rated_acceptable)
+    source = make_source(tmp_path / "source", granularity="case", n_cases=8, shape=(8, 24, 24))
+    rows = read_rounds(run(source, tmp_path / "out", rounds=2, strategies=("quality-threshold",),
+                           full_data=False, correction_mode=True))
+    with Session.open(tmp_path / "out" / "projects" / "quality-threshold-seed0", annotator="oracle") as session:
+        kinds = [e.kind for e in session.project.events() if e.label_version is not None]
+    assert kinds.count("pseudo-accepted") == 1  # after round 2's expert answers (round 1 has no model)
+    assert [r["labelled_items"] for r in rows] == [2, 4]  # the expert's items only
+
+
 def test_interpolated_effort_to_reach():
     ones = np.ones(3)
     curve = Curve("x", np.array([1, 2, 3]), 1,

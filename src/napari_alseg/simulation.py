@@ -37,7 +37,7 @@ from .effort import boundary_length
 from .errors import AlsegError
 from .metrics import dice_per_class, mean_dice
 from .session import Session
-from .store import CORRECTED, MANUAL, Project
+from .store import CORRECTED, MANUAL, PSEUDO_ACCEPTED, Project
 from .strategies import QueryItem, Suggestion, get_strategy
 
 if TYPE_CHECKING:
@@ -204,12 +204,31 @@ def _label_round(session: Session, oracle: _Oracle, wanted: int) -> bool:
     """
     if wanted <= 0:
         return True
-    if session.current_net() is not None and get_strategy(session.strategy).needs:
+    strategy = get_strategy(session.strategy)
+    if session.current_net() is not None and strategy.needs:
         session.rescore(for_display=oracle.correction_mode)
     suggestions: list[Suggestion] = session.suggest(wanted)
     for suggestion in suggestions:
-        oracle.answer(suggestion.item)
+        if suggestion.terms.get("pseudo_label") == 1.0:
+            session.accept_pseudo(suggestion.item.case, slice_index=suggestion.item.slice_index)
+        else:
+            oracle.answer(suggestion.item)
+    if "quality" in strategy.needs and session.current_net() is not None:
+        _accept_pseudo_labels(session)
     return bool(suggestions)
+
+
+def _accept_pseudo_labels(session: Session) -> None:
+    """METHODS A: every prediction rated Acceptable joins training as a pseudo-label, unedited.
+
+    It costs no boundary and is not counted as a labelled item: the table's items are
+    the expert's. A rating is only as good as the corrections it learnt from, so a
+    wrong one costs test Dice, which the curve shows.
+    """
+    for suggestion in session.pseudo_label_candidates():
+        item = suggestion.item
+        if item.class_id is None and not _is_labelled(session, item):
+            session.accept_pseudo(item.case, slice_index=item.slice_index)
 
 
 def _retrain(session: Session, seed: int) -> None:
@@ -339,7 +358,7 @@ def _round_row(session: Session, oracle: _Oracle, totals: _PoolTotals, strategy:
     events = [e for e in project.events() if e.label_version is not None]
     boundary_px = sum(e.boundary_px or 0.0 for e in events)
     boundary_mm = sum(e.boundary_mm or 0.0 for e in events)
-    items = {(e.case, e.slice_index, e.class_id) for e in events}
+    items = {(e.case, e.slice_index, e.class_id) for e in events if e.kind != PSEUDO_ACCEPTED}
     metrics = project.checkpoints()[-1].metrics
     row = {
         "strategy": strategy, "seed": seed, "round": round_index, "labelled_items": len(items),
