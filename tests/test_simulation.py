@@ -11,8 +11,8 @@ import pytest
 import synthetic_cases
 
 from napari_alseg.session import Session, import_model_backend
-from napari_alseg.simulation import (FULL_DATA, TABLE_MD, Curve, effort_to_reach, full_data_dice, read_rounds,
-                                     simulate)
+from napari_alseg.simulation import (FULL_DATA, TABLE_MD, Curve, dice_at_effort, effort_to_reach, full_data_dice,
+                                     read_rounds, simulate)
 
 CLASSES = {"0": {"name": "background"}, "1": {"name": "core"}, "2": {"name": "outer rim"}}
 
@@ -147,4 +147,12 @@ def test_full_data_dice_uses_the_largest_budget_only():
             {"strategy": "random", "seed": 0, "round": 8, "dice_test": 0.9}]
     assert full_data_dice(rows) == pytest.approx(0.75)
     assert math.isnan(full_data_dice(rows[3:]))
+
+
+def test_dice_at_equal_effort_interpolates_inside_the_curve_only():
+    curve = Curve("x", np.array([1, 2, 3]), 1,
+                  {"dice_test": np.array([0.2, 0.6, 0.8]), "effort_boundary_pct": np.array([10.0, 20.0, 40.0])}, {})
+    assert dice_at_effort(curve, 15.0) == pytest.approx(0.4)
+    assert dice_at_effort(curve, 30.0) == pytest.approx(0.7)
+    assert math.isnan(dice_at_effort(curve, 5.0)) and math.isnan(dice_at_effort(curve, 50.0))
 

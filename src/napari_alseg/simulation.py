@@ -594,6 +594,22 @@ def baseline_strategy(curves: dict[str, Curve]) -> str:
     return "random-roi" if "random-roi" in curves else "random"
 
 
+EQUAL_EFFORT_PCT = (5.0, 10.0, 20.0, 30.0, 40.0, 50.0)
+
+
+def dice_at_effort(curve: Curve, boundary_pct: float) -> float:
+    """Mean test Dice at ``boundary_pct`` % of the total boundary, linear between rounds.
+
+    NaN before the first round's effort or beyond the last: the curve says nothing there.
+    """
+    effort, dice = curve.mean["effort_boundary_pct"], curve.mean["dice_test"]
+    order = np.argsort(effort, kind="stable")
+    effort, dice = effort[order], dice[order]
+    if not effort.size or boundary_pct < effort[0] or boundary_pct > effort[-1]:
+        return math.nan
+    return float(np.interp(boundary_pct, effort, dice))
+
+
 def effort_table(curves: dict[str, Curve], full_dice: float) -> list[dict[str, str]]:
     """The papers' table: per target and strategy, effort to reach it and its ratio to random."""
     targets = [(f"{fraction:.0%} of full-data Dice", fraction * full_dice) for fraction in RELATIVE_TARGETS]
@@ -664,6 +680,15 @@ def _markdown(table: list[dict[str, str]], curves: dict[str, Curve], full_dice: 
         lines.append(f"| {row['target']} ({row['dice_target']}) | {row['strategy']} | {row['boundary_mm']} | "
                      f"{row['boundary_pct']} | {row['labelled_items']} | {row['items_pct']} | "
                      f"{row['labelled_slices']} | {row['ratio_to_random'] or '—'} |")
+    lines += ["", "## Test Dice at equal boundary effort", "",
+              "Each seed-averaged curve read at the same share of the total boundary (linear between "
+              "rounds; blank outside the effort the strategy spent). Less sensitive to round-to-round "
+              "noise than the first crossing of a target.", "",
+              "| strategy | " + " | ".join(f"{pct:g} %" for pct in EQUAL_EFFORT_PCT) + " |",
+              "|---|" + "---|" * len(EQUAL_EFFORT_PCT)]
+    for name, curve in curves.items():
+        values = [dice_at_effort(curve, pct) for pct in EQUAL_EFFORT_PCT]
+        lines.append(f"| {name} | " + " | ".join("" if math.isnan(v) else f"{v:.3f}" for v in values) + " |")
     lines += ["", "## Last round", "",
               "| strategy | rounds | seeds | test Dice (mean ± sd) | boundary (mm) | % of total boundary "
               "| labelled items |",
