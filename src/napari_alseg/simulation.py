@@ -712,9 +712,10 @@ def plot_curves(curves: dict[str, Curve], full_dice: float, path: Path) -> Path:
     axes = figure.subplots(1, 2, sharey=True)
     for axis, column, label in ((axes[0], "effort_boundary_mm", "boundary traced (mm)"),
                                 (axes[1], "labelled_items", "labelled items (case, slice or ROI)")):
-        for curve in curves.values():
+        for index, curve in enumerate(curves.values()):
             x, y, sd = curve.mean[column], curve.mean["dice_test"], curve.sd["dice_test"]
-            (line,) = axis.plot(x, y, marker="o", markersize=3, label=curve.strategy)
+            style = "-" if index < 10 else "--"  # the colour cycle has 10 colours: dashes tell the rest apart
+            (line,) = axis.plot(x, y, style, marker="o", markersize=3, label=curve.strategy)
             axis.fill_between(x, y - sd, y + sd, color=line.get_color(), alpha=0.2, linewidth=0)
         if math.isfinite(full_dice):
             axis.axhline(full_dice, color="black", linestyle="--", linewidth=1, label="full data")
