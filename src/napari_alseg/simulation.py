@@ -594,7 +594,7 @@ def baseline_strategy(curves: dict[str, Curve]) -> str:
     return "random-roi" if "random-roi" in curves else "random"
 
 
-EQUAL_EFFORT_PCT = (5.0, 10.0, 20.0, 30.0, 40.0, 50.0)
+EQUAL_EFFORT_PCT = (5.0, 10.0, 20.0, 30.0, 40.0, 50.0, 60.0, 70.0)
 
 
 def dice_at_effort(curve: Curve, boundary_pct: float) -> float:
