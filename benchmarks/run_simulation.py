@@ -3,17 +3,18 @@
 A simulated annotator answers from ground truth (:mod:`napari_alseg.simulation`); the
 result is compared with the papers' figures in ``benchmarks/RESULTS.md``.
 
-Standard (default; about 20 min on a quiet 2-core CPU, no GPU, the two sets in parallel,
+Standard (default; about 25 min on a quiet 2-core CPU, no GPU, the two sets in parallel,
 one process each): the comparisons METHODS makes its claims on.
 brain-stack with its slices downsampled 2x in-plane (92 x 88 px of 2 x 2 mm, 36 slices),
-random ROIs vs dice-per-effort, 10 ROIs a round, 8 rounds of 150 steps at a learning rate
-of 1e-2 (a round's rate decays to 0), no early stopping (each round's weights are kept);
+random ROIs vs dice-per-effort, 10 ROIs a round, 13 rounds (every ROI) of 150 steps at a
+learning rate of 1e-2 (a round's rate decays to 0), no early stopping (each round's weights are kept);
 tumour-cases with 16 cases of size 40, random vs MC dropout (top 0.1 %), 2 cases a round,
 6 rounds of 40 steps at 3e-3 with training's default early stopping. One seed.
-``--all`` adds every other engine to the same runs (resumes them; about 45 min more):
-slice-uniform, entropy, entropy-mc and (2 whole slices a round) random and gradient-vae on
+``--all`` adds every other engine to the same runs (resumes them; about 45 min more at
+``--rounds 8``): slice-uniform, entropy, entropy-mc and (2 whole slices a round) random and gradient-vae on
 brain-stack; mc-dropout-sum, margins, entropy, representative, non-similar,
-quality-threshold and bootstrap on tumour-cases.
+quality-threshold and bootstrap on tumour-cases, and random vs quality-threshold correcting
+the prediction (METHODS A: Acceptable ratings become pseudo-labels).
 ``--full``: the sets at full resolution, 3 seeds, more rounds and steps, every engine
 (meant for a GPU; CUDA is used when present).
 
