@@ -32,3 +32,14 @@ def mean_dice(scores: np.ndarray) -> float:
     """Mean over the classes that were present (NaN when none was)."""
     scores = np.asarray(scores, dtype=float)
     return float(np.nanmean(scores)) if np.any(np.isfinite(scores)) else float("nan")
+
+
+def class_means(per_item: list[np.ndarray]) -> np.ndarray:
+    """Per class, the mean Dice over the items where it was measured (NaN where none was).
+
+    ``per_item``: one :func:`dice_per_class` array per item; NaNs (class absent from an
+    item) are skipped, so each class is averaged over its own items.
+    """
+    stacked = np.stack(per_item)
+    counts = np.isfinite(stacked).sum(axis=0)
+    return np.where(counts > 0, np.nansum(stacked, axis=0) / np.maximum(counts, 1), np.nan)

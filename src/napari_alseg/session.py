@@ -24,7 +24,7 @@ import numpy as np
 from .effort import (BoundaryLength, EffortModel, SecondsModel, boundary_length, changed_boundary_length,
                      shared_boundary_length)
 from .errors import AlsegError
-from .metrics import dice_per_class, mean_dice
+from .metrics import class_means, dice_per_class, mean_dice
 from .store import MANUAL, PSEUDO_ACCEPTED, Project, ScoredItem
 from .strategies import QueryItem, Suggestion, get_strategy, pseudo_label_candidates, select
 
@@ -337,9 +337,7 @@ class Session:
             per_class.append(dice_per_class(prediction, truth, self.project.n_classes))
         if not per_class:
             return {}
-        stacked = np.stack(per_class)
-        counts = np.isfinite(stacked).sum(axis=0)
-        scores = np.where(counts > 0, np.nansum(stacked, axis=0) / np.maximum(counts, 1), np.nan)
+        scores = class_means(per_class)
         metrics = {"val_dice": mean_dice(scores)}
         for class_info, score in zip(self.project.classes[1:], scores):
             metrics[f"val_dice_{class_info.name}"] = float(score)
@@ -360,12 +358,10 @@ class Session:
                 if (record.name, n) in held_out or snapshot is None:
                     continue
                 prediction = self.predict_labels(record.name, n, net=net, partial_labels=False)
+                dice = dice_per_class(prediction, snapshot.data[n], self.project.n_classes)
                 for c in classes:
-                    truth = snapshot.data[n] == c
-                    predicted = prediction == c
-                    total = truth.sum() + predicted.sum()
-                    if total:
-                        scores.setdefault(c, []).append(2.0 * float((truth & predicted).sum()) / float(total))
+                    if np.isfinite(dice[c - 1]):
+                        scores.setdefault(c, []).append(float(dice[c - 1]))
         return {f"label_dice_{self.project.classes[c].name}": float(np.mean(values))
                 for c, values in scores.items()}
 

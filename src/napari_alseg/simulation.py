@@ -35,7 +35,7 @@ import numpy as np
 
 from .effort import boundary_length
 from .errors import AlsegError
-from .metrics import dice_per_class, mean_dice
+from .metrics import class_means, dice_per_class, mean_dice
 from .session import Session
 from .store import CORRECTED, MANUAL, PSEUDO_ACCEPTED, Project
 from .strategies import QueryItem, Suggestion, get_strategy
@@ -407,10 +407,7 @@ def _pool_dice(session: Session, oracle: _Oracle, totals: _PoolTotals) -> float:
 def _class_mean(per_region: list[np.ndarray]) -> float:
     if not per_region:
         return math.nan
-    stacked = np.stack(per_region)
-    counts = np.isfinite(stacked).sum(axis=0)
-    per_class = np.where(counts > 0, np.nansum(stacked, axis=0) / np.maximum(counts, 1), np.nan)
-    return mean_dice(per_class)
+    return mean_dice(class_means(per_region))
 
 
 def _dice_column(class_name: str) -> str:
