@@ -11,3 +11,11 @@ class AlsegError(Exception):
 
 class Cancelled(AlsegError):
     """The user cancelled long work; nothing was changed. Reported as information, not error."""
+
+
+class DamagedProjectError(AlsegError):
+    """A project's database or files fail a check: refused before anything is trusted or written."""
+
+
+class StorageError(AlsegError):
+    """A write could not be completed (disk full, read-only, I/O error); nothing was half-saved."""

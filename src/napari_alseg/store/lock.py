@@ -1,19 +1,31 @@
-"""One process per project: an exclusive ``flock`` on ``project.lock`` while it is open.
+"""One process per project: an exclusive lock held while it is open.
 
 Two processes appending label versions to the same folder would race on version numbers;
-the second opener is refused with the holder's PID instead. The kernel drops the lock when
-the holder dies (even by SIGKILL), so a crash never leaves the project locked.
+the second opener is refused with the holder's PID instead. The operating system drops the
+lock when the holder dies (even by SIGKILL), so a crash never leaves the project locked.
+
+What is locked, per platform:
+
+* POSIX: ``flock`` on ``project.lock`` (which holds the holder's PID, for the message) *and*
+  on ``project.sqlite`` itself. Deleting ``project.lock`` while the project is open
+  therefore lets nobody in: the database file stays locked. (SQLite's own locks are
+  ``fcntl`` byte-range locks, which ``flock`` does not interact with on local disks.)
+* Windows: ``msvcrt.locking`` on a byte of ``project.lock`` far past its text; Windows
+  refuses to delete a file another process holds open, so the lock file cannot vanish.
+
+Neither module is imported at module level, so this module (and the widget that imports
+the store) loads on every platform.
 """
 
 from __future__ import annotations
 
-import fcntl
 import os
 from pathlib import Path
 
 from ..errors import AlsegError
 
 LOCK_NAME = "project.lock"
+_WINDOWS_LOCK_OFFSET = 1 << 30  # beyond the PID text, so readers can still read it
 
 
 class ProjectLock:
@@ -22,36 +34,146 @@ class ProjectLock:
     def __init__(self, path: Path, fd: int) -> None:
         self.path = path
         self._fd: int | None = fd
+        self._guards: list[int] = []  # extra locked files (the database), POSIX only
 
     @classmethod
-    def acquire(cls, folder: Path) -> ProjectLock:
+    def acquire(cls, folder: Path, *, database: Path | None = None) -> ProjectLock:
+        """Lock ``folder`` (and ``database`` when it exists), or raise AlsegError naming the holder."""
         path = folder / LOCK_NAME
+        guard = None
+        if database is not None and database.is_file() and _backend() == "flock":
+            guard = _open_locked(database, folder, holder_file=path)
         try:
             fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
         except OSError as exc:
+            if guard is not None:
+                _unlock_and_close(guard)
             raise AlsegError(f"{path}: cannot create the project lock ({exc.strerror})") from None
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
+        if not _try_lock(fd):
             holder = _read_holder(fd)
             os.close(fd)
+            if guard is not None:
+                _unlock_and_close(guard)
             raise AlsegError(f"{folder}: project is already open {_describe(holder)}; "
                              "close it there first") from None
         os.ftruncate(fd, 0)
-        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
-        return cls(path, fd)
+        _write_at_start(fd)
+        lock = cls(path, fd)
+        if guard is not None:
+            lock._guards.append(guard)
+        return lock
+
+    def guard(self, database: Path) -> None:
+        """Also lock ``database`` (a project just created under this lock)."""
+        if self._fd is None or _backend() != "flock":
+            return
+        self._guards.append(_open_locked(database, self.path.parent, holder_file=self.path))
 
     def release(self) -> None:
         if self._fd is None:
             return
-        os.ftruncate(self._fd, 0)
-        fcntl.flock(self._fd, fcntl.LOCK_UN)
-        os.close(self._fd)
+        try:
+            os.ftruncate(self._fd, 0)
+        except OSError:
+            pass
+        _unlock_and_close(self._fd)
         self._fd = None
+        for guard in self._guards:
+            _unlock_and_close(guard)
+        self._guards.clear()
+
+
+def _backend() -> str:
+    """``"flock"`` (POSIX), ``"msvcrt"`` (Windows), or ``"none"``."""
+    try:
+        import fcntl  # noqa: F401
+        return "flock"
+    except ImportError:
+        pass
+    try:
+        import msvcrt  # noqa: F401
+        return "msvcrt"
+    except ImportError:
+        return "none"
+
+
+def _try_lock(fd: int) -> bool:
+    backend = _backend()
+    if backend == "flock":
+        import fcntl
+
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            return False
+        return True
+    if backend == "msvcrt":
+        import msvcrt
+
+        os.lseek(fd, _WINDOWS_LOCK_OFFSET, os.SEEK_SET)
+        try:
+            msvcrt.locking(fd, msvcrt.LK_NBLCK, 1)
+        except OSError:
+            return False
+        return True
+    raise AlsegError("this platform offers no file locking (neither fcntl nor msvcrt); "
+                     "napari-alseg cannot keep a project to one process here")
+
+
+def _unlock_and_close(fd: int) -> None:
+    try:
+        backend = _backend()
+        if backend == "flock":
+            import fcntl
+
+            fcntl.flock(fd, fcntl.LOCK_UN)
+        elif backend == "msvcrt":
+            import msvcrt
+
+            os.lseek(fd, _WINDOWS_LOCK_OFFSET, os.SEEK_SET)
+            msvcrt.locking(fd, msvcrt.LK_UNLCK, 1)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def _open_locked(database: Path, folder: Path, *, holder_file: Path) -> int:
+    """An fd of ``database`` with an exclusive ``flock`` on it, or AlsegError (already open)."""
+    try:
+        fd = os.open(database, os.O_RDONLY)
+    except OSError as exc:
+        raise AlsegError(f"{database}: cannot open the project database ({exc.strerror})") from None
+    if _try_lock(fd):
+        return fd
+    os.close(fd)
+    holder = None
+    try:
+        with open(holder_file, "rb") as handle:
+            text = handle.read(32).decode("ascii", "replace").strip()
+        holder = int(text) if text.isdigit() else None
+    except OSError:
+        pass
+    where = _describe(holder) if holder is not None else (
+        f"in another process (its {LOCK_NAME} was deleted, so its PID is unknown)")
+    raise AlsegError(f"{folder}: project is already open {where}; close it there first")
+
+
+def _write_at_start(fd: int) -> None:
+    os.lseek(fd, 0, os.SEEK_SET)
+    os.write(fd, f"{os.getpid()}\n".encode())
 
 
 def _read_holder(fd: int) -> int | None:
-    text = os.pread(fd, 32, 0).decode("ascii", "replace").strip()
+    try:
+        if hasattr(os, "pread"):
+            raw = os.pread(fd, 32, 0)
+        else:
+            os.lseek(fd, 0, os.SEEK_SET)
+            raw = os.read(fd, 32)
+    except OSError:
+        return None
+    text = raw.decode("ascii", "replace").strip()
     return int(text) if text.isdigit() else None
 
 

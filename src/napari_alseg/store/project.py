@@ -25,10 +25,10 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from .. import __version__
-from ..errors import AlsegError
+from ..errors import AlsegError, DamagedProjectError, StorageError
 from ..nifti import Volume, load_volume
 from . import export as export_module
-from .database import Database, connect
+from .database import Database, connect, damaged_message, database_error
 from .ingest import ProjectPlan, affine_hash, plan_project
 from .labels import (LabelFiles, array_sha256, check_label_array, label_dtype, labelled_mask,
                      merge_region, region_dice, write_label_region,
@@ -65,6 +65,10 @@ class Project:
         self._snapshots: OrderedDict[tuple[str, int], LabelSnapshot] = OrderedDict()
         try:
             self._load_fixed_records()
+        except (KeyError, TypeError, ValueError) as exc:  # valid SQLite, unreadable records
+            self._db.close()
+            raise DamagedProjectError(damaged_message(
+                self._db.path, f"a stored record cannot be read: {type(exc).__name__}: {exc}")) from None
         except BaseException:
             self._db.close()
             raise
@@ -115,6 +119,7 @@ class Project:
             if (folder / DB_NAME).exists():  # made by another process meanwhile
                 raise AlsegError(f"{folder}: already holds a project ({DB_NAME})")
             _write_new_database(folder, plan, annotator or _default_annotator(), seed)
+            lock.guard(folder / DB_NAME)
             return cls(folder, lock)
         except BaseException:
             if lock is not None:
@@ -129,7 +134,7 @@ class Project:
         folder = Path(folder).absolute()
         if not (folder / DB_NAME).is_file():
             raise AlsegError(f"{folder}: not a project folder (no {DB_NAME})")
-        lock = ProjectLock.acquire(folder)
+        lock = ProjectLock.acquire(folder, database=folder / DB_NAME)
         try:
             project = cls(folder, lock)
         except BaseException:
@@ -408,15 +413,14 @@ class Project:
         if not path.is_file():
             raise AlsegError(f"{path}: checkpoint file not found; save it before recording it")
         stored = self._files.relative(path) if path.is_relative_to(self.folder) else str(path)
-        try:
-            with self._write_lock, self._db.transaction() as conn:
-                return conn.execute(
-                    "INSERT INTO checkpoints (model_version, path, round_id, created_at, metrics) "
-                    "VALUES (?, ?, ?, ?, ?)", (model_version, stored, round_id, _now(),
-                                               json.dumps(dict(metrics or {}), default=float))).lastrowid
-        except sqlite3.IntegrityError:
-            raise AlsegError(f"{self.folder}: model version {model_version!r} is already "
-                             "recorded; give each checkpoint a new version") from None
+        with self._write_lock, self._db.transaction("recording a checkpoint") as conn:
+            if conn.execute("SELECT 1 FROM checkpoints WHERE model_version = ?", (model_version,)).fetchone():
+                raise AlsegError(f"{self.folder}: model version {model_version!r} is already "
+                                 "recorded; give each checkpoint a new version")
+            return conn.execute(
+                "INSERT INTO checkpoints (model_version, path, round_id, created_at, metrics) "
+                "VALUES (?, ?, ?, ?, ?)", (model_version, stored, round_id, _now(),
+                                           json.dumps(dict(metrics or {}), default=float))).lastrowid
 
     def checkpoints(self) -> list[CheckpointRecord]:
         """Recorded checkpoints, oldest first (the last one is the current model)."""
@@ -615,8 +619,14 @@ def _write_new_database(folder: Path, plan: ProjectPlan, annotator: str, seed: i
     """Build ``project.sqlite`` under a temp name and rename it: a project exists whole or not."""
     final = folder / DB_NAME
     temp = folder / f".{DB_NAME}.tmp"
-    temp.unlink(missing_ok=True)
-    conn = connect(temp, wal=False)
+    try:
+        temp.unlink(missing_ok=True)
+        conn = connect(temp, wal=False)
+    except (AlsegError, OSError) as exc:
+        temp.unlink(missing_ok=True)
+        if isinstance(exc, AlsegError):
+            raise
+        raise StorageError(f"{final}: cannot write the project database ({exc.strerror or exc})") from None
     try:
         migrate(conn, temp)
         conn.execute("BEGIN IMMEDIATE")
@@ -626,9 +636,14 @@ def _write_new_database(folder: Path, plan: ProjectPlan, annotator: str, seed: i
         with open(temp, "rb") as handle:
             os.fsync(handle.fileno())
         os.replace(temp, final)
-    except BaseException:
+    except BaseException as exc:
         conn.close()
         temp.unlink(missing_ok=True)
+        if isinstance(exc, sqlite3.Error):
+            raise database_error(final, exc, "creating the project") from None
+        if isinstance(exc, OSError):
+            raise StorageError(f"{final}: cannot write the project database "
+                               f"({exc.strerror or exc}); nothing was created") from None
         raise
 
 
