@@ -24,6 +24,9 @@ from .errors import AlsegError
 NIFTI_SUFFIXES = (".nii", ".nii.gz")
 
 
+_GZIP_MAX_RATIO = 1032  # deflate cannot expand more than this
+_MAX_SHEAR_DEGREES = 0.1  # float noise in an sform stays far below
+
 LABEL_NAME_TOKENS = ("label", "labels", "seg", "mask", "gt", "truth", "aal", "atlas")
 
 
@@ -62,40 +65,47 @@ def looks_like_label_name(path: str | os.PathLike) -> bool:
     return any(token in LABEL_NAME_TOKENS for token in tokens)
 
 
-def load_volume(path: str | os.PathLike, *, as_label: bool | None = None) -> Volume:
-    """Load a 2D/3D NIfTI as a :class:`Volume`, or raise :class:`AlsegError`.
+def load_volume(path: str | os.PathLike, *, as_label: bool | None = None,
+                channel: int | None = None, channels_first: bool = False) -> Volume:
+    """Load a 2D/3D NIfTI (or one channel of a 4D one) as a :class:`Volume`, or raise AlsegError.
 
     ``as_label=None`` decides from the header intent (``NIFTI_INTENT_LABEL``) and the
     file name; label volumes must hold non-negative integers and come back as
-    ``uint8``/``uint16``; images come back as ``float32``.
+    ``uint8``/``uint16``; images come back as ``float32``. ``channel`` picks one channel of
+    a 4D multi-channel file (Medical Segmentation Decathlon / BraTS): along the 4th axis, or
+    along the 1st with ``channels_first`` (then the 2nd-4th axes are space).
+
+    Nothing is trusted before it is read: the header's declared size is checked against
+    the file's size and the free memory, and the affine must be a usable, orthogonal grid.
     """
     import nibabel as nib
 
     path = Path(path)
     name = path.name
-    if not path.exists():
-        raise AlsegError(f"{path}: file not found")
-    if not is_nifti_path(path):
-        raise AlsegError(f"{name}: not a NIfTI file (expected .nii or .nii.gz)")
-    if path.stat().st_size == 0:
-        raise AlsegError(f"{name}: file is empty (0 bytes)")
+    image = _open_image(path)
+    shape = tuple(int(n) for n in image.shape)
+    spatial, index = _voxel_selection(shape, name, channel, channels_first)
+    _check_declared_size(path, image, spatial)
+    affine = _spatial_affine(image, channels_first)
+    _check_affine(affine, name)
     try:
-        image = nib.load(str(path))
-        raw = np.asanyarray(image.dataobj)
+        raw = np.asanyarray(image.dataobj[index] if index is not None else image.dataobj)
     except (EOFError, zlib.error, gzip.BadGzipFile) as exc:
         raise AlsegError(f"{name}: truncated or corrupt gzip data ({exc})") from None
-    except (nib.filebasedimages.ImageFileError, nib.spatialimages.HeaderDataError) as exc:
-        raise AlsegError(f"{name}: not a readable NIfTI image ({exc})") from None
+    except MemoryError:
+        raise AlsegError(f"{name}: not enough memory to load {_human_bytes(_voxels(spatial) * 4)} "
+                         "of image data") from None
+    except PermissionError:
+        raise AlsegError(f"{name}: permission denied; make the file readable "
+                         "(e.g. chmod a+r) and try again") from None
     except (OSError, ValueError) as exc:
         raise AlsegError(f"{name}: cannot read image data ({exc})") from None
-    if not isinstance(image, (nib.Nifti1Image, nib.Nifti2Image)):
-        raise AlsegError(f"{name}: not a NIfTI image ({type(image).__name__})")
 
     data = _as_3d(raw, name)
     if as_label is None:
         as_label = image.header.get_intent()[0] == "label" or looks_like_label_name(path)
     data = _as_label_array(data, name) if as_label else _as_image_array(data, name)
-    data, affine = _flip_to_positive(data, image.affine)
+    data, affine = _flip_to_positive(data, affine)
     spacing, origin = _geometry(affine)
     # (i, j, k) -> (k, j, i): the file's slice axis becomes napari's axis 0.
     return Volume(
@@ -105,6 +115,162 @@ def load_volume(path: str | os.PathLike, *, as_label: bool | None = None) -> Vol
         affine=affine,
         is_label=as_label,
     )
+
+
+def read_shape(path: str | os.PathLike) -> tuple[int, ...]:
+    """The header's array shape (no voxel data read), or AlsegError for an unreadable file."""
+    return tuple(int(n) for n in _open_image(Path(path)).shape)
+
+
+def _open_image(path: Path):
+    """The nibabel image with only its header read; every failure as one AlsegError line."""
+    import nibabel as nib
+
+    name = path.name
+    if not path.exists():
+        raise AlsegError(f"{path}: file not found")
+    if path.is_dir():
+        raise AlsegError(f"{path}: is a folder, not a NIfTI file")
+    if not is_nifti_path(path):
+        raise AlsegError(f"{name}: not a NIfTI file (expected .nii or .nii.gz)")
+    try:
+        with open(path, "rb") as handle:
+            empty = not handle.read(1)
+    except PermissionError:
+        raise AlsegError(f"{path}: permission denied; make the file readable "
+                         "(e.g. chmod a+r) and try again") from None
+    except OSError as exc:
+        raise AlsegError(f"{path}: cannot read the file ({exc.strerror or exc})") from None
+    if empty:
+        raise AlsegError(f"{name}: file is empty (0 bytes)")
+    try:
+        image = nib.load(str(path))
+    except (EOFError, zlib.error, gzip.BadGzipFile) as exc:
+        raise AlsegError(f"{name}: truncated or corrupt gzip data ({exc})") from None
+    except (nib.filebasedimages.ImageFileError, nib.spatialimages.HeaderDataError) as exc:
+        raise AlsegError(f"{name}: not a readable NIfTI image ({exc})") from None
+    except PermissionError:
+        raise AlsegError(f"{path}: permission denied; make the file readable "
+                         "(e.g. chmod a+r) and try again") from None
+    except (OSError, ValueError, MemoryError) as exc:
+        raise AlsegError(f"{name}: cannot read the header ({exc})") from None
+    if not isinstance(image, (nib.Nifti1Image, nib.Nifti2Image)):
+        raise AlsegError(f"{name}: not a NIfTI image ({type(image).__name__})")
+    return image
+
+
+def _voxel_selection(shape: tuple[int, ...], name: str, channel: int | None,
+                     channels_first: bool) -> tuple[tuple[int, ...], tuple | None]:
+    """The spatial shape read, and the index into ``dataobj`` that selects ``channel``."""
+    if channel is None:
+        return shape[:3], None
+    if channels_first:
+        if len(shape) != 4 or not 0 <= channel < shape[0]:
+            raise AlsegError(f"{name}: no channel {channel} along the first axis of shape {shape}")
+        return shape[1:4], (channel,)
+    extra = [axis for axis in range(3, len(shape)) if shape[axis] != 1]
+    if len(shape) < 4 or len(extra) != 1 or not 0 <= channel < shape[extra[0]]:
+        raise AlsegError(f"{name}: no channel {channel} in shape {shape} (expected one 4th axis "
+                         "of channels)")
+    index = tuple(slice(None) if axis < 3 else (channel if axis == extra[0] else 0)
+                  for axis in range(len(shape)))
+    return shape[:3], index
+
+
+def _spatial_affine(image, channels_first: bool) -> np.ndarray:
+    """The voxel-to-world affine of the spatial axes (channel-first files: their voxel sizes)."""
+    affine = np.asarray(image.affine, float)
+    if not channels_first:
+        return affine
+    zooms = tuple(float(z) for z in image.header.get_zooms()[1:4])
+    spatial = np.diag([*zooms, 1.0])
+    spatial[:3, 3] = affine[:3, 3]
+    return spatial
+
+
+def _voxels(shape: tuple[int, ...]) -> int:
+    total = 1
+    for n in shape:
+        total *= int(n)
+    return total
+
+
+def _check_declared_size(path: Path, image, spatial: tuple[int, ...]) -> None:
+    """Refuse a header whose declared size the file cannot hold or memory cannot take.
+
+    An uncompressed file must hold offset + voxels x bytes per voxel; a gzip file cannot
+    expand more than ~1032 x (deflate's limit). Memory needed: the values as stored plus
+    the float32 copy, against what the machine has available now.
+    """
+    name = path.name
+    shape = tuple(int(n) for n in image.shape)
+    if 0 in shape:
+        raise AlsegError(f"{name}: image has zero size (shape {shape})")
+    itemsize = np.dtype(image.header.get_data_dtype()).itemsize
+    stored = _voxels(shape) * itemsize
+    size = path.stat().st_size
+    offset = int(getattr(image.dataobj, "offset", 0) or 0)
+    declared = f"{'x'.join(map(str, shape))} voxels of {image.header.get_data_dtype()}"
+    if str(path).lower().endswith(".gz"):
+        if stored > _GZIP_MAX_RATIO * size:
+            raise AlsegError(f"{name}: header declares {declared} ({_human_bytes(stored)}), more than a "
+                             f"{_human_bytes(size)} gzip file can hold; the header is damaged")
+    elif offset + stored > size:
+        raise AlsegError(f"{name}: header declares {declared} ({_human_bytes(stored)}) but the file "
+                         f"holds {_human_bytes(max(size - offset, 0))} of data; truncated or damaged")
+    needed = _voxels(spatial) * (max(itemsize, 8 if _is_scaled(image) else itemsize) + 4)
+    available = _available_memory()
+    if available is not None and needed > available:
+        raise AlsegError(f"{name}: loading {declared} needs about {_human_bytes(needed)} of memory, "
+                         f"only {_human_bytes(available)} is available")
+
+
+def _is_scaled(image) -> bool:
+    slope = getattr(image.dataobj, "slope", 1.0)
+    inter = getattr(image.dataobj, "inter", 0.0)
+    return not (slope in (None, 1.0) and inter in (None, 0.0))
+
+
+def _available_memory() -> int | None:
+    try:
+        import psutil
+    except ImportError:
+        return None
+    try:
+        return int(psutil.virtual_memory().available)
+    except (OSError, RuntimeError):
+        return None
+
+
+def _human_bytes(count: int) -> str:
+    for unit, size in (("TiB", 1 << 40), ("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
+        if count >= size:
+            return f"{count / size:.1f} {unit}"
+    return f"{count} B"
+
+
+def _check_affine(affine: np.ndarray, name: str) -> None:
+    """A usable grid: finite, no zero-length or parallel axes, no shear (napari would drop it)."""
+    linear = np.asarray(affine, float)[:3, :3]
+    if not np.all(np.isfinite(affine)):
+        raise AlsegError(f"{name}: affine holds NaN or infinite values; fix the header's sform/qform")
+    lengths = np.sqrt((linear**2).sum(axis=0))
+    if np.any(lengths == 0):
+        axis = "ijk"[int(np.argmin(lengths))]
+        raise AlsegError(f"{name}: affine has a zero-length voxel axis ({axis}); the header's voxel "
+                         "size (pixdim) or sform/qform is broken")
+    unit = linear / lengths
+    cosines = np.abs(unit.T @ unit)
+    np.fill_diagonal(cosines, 0.0)
+    a, b = (int(n) for n in np.unravel_index(int(np.argmax(cosines)), cosines.shape))
+    if cosines[a, b] > 1 - 1e-6:
+        raise AlsegError(f"{name}: affine is singular (voxel axes {'ijk'[a]} and {'ijk'[b]} are "
+                         "parallel); fix the header's sform/qform")
+    angle = float(np.degrees(np.arccos(min(float(cosines[a, b]), 1.0))))  # acute angle between the axes
+    if abs(angle - 90.0) > _MAX_SHEAR_DEGREES:
+        raise AlsegError(f"{name}: sheared affine (voxel axes {'ijk'[a]} and {'ijk'[b]} meet at "
+                         f"{angle:.2f}°, not 90°); napari-alseg needs an orthogonal voxel grid and "
+                         "would drop the shear. Resample the image onto an orthogonal grid first")
 
 
 def save_volume(path: str | os.PathLike, data: np.ndarray, affine: np.ndarray, *,
@@ -140,7 +306,9 @@ def _as_3d(raw: np.ndarray, name: str) -> np.ndarray:
     if raw.ndim > 3:
         raise AlsegError(
             f"{name}: 4D image (shape {shape}) where a 3D volume is expected; "
-            "split time points or channels into separate 3D files"
+            "split time points or channels into separate 3D files, or name the channels in the "
+            "source's dataset.json (\"modality\" or \"channel_names\") to use it as one "
+            "multi-channel case"
         )
     if raw.ndim == 2:
         raw = raw[:, :, np.newaxis]
@@ -150,13 +318,18 @@ def _as_3d(raw: np.ndarray, name: str) -> np.ndarray:
 
 
 def _as_image_array(data: np.ndarray, name: str) -> np.ndarray:
-    data = np.asarray(data, dtype=np.float32)
-    n_bad = int(np.count_nonzero(~np.isfinite(data)))
-    if n_bad:
-        raise AlsegError(
-            f"{name}: {n_bad} voxels are NaN or infinite; replace them (e.g. with 0) before use"
-        )
-    return data
+    data = np.asarray(data)
+    if np.issubdtype(data.dtype, np.floating):
+        n_bad = int(np.count_nonzero(~np.isfinite(data)))
+        if n_bad:
+            raise AlsegError(
+                f"{name}: {n_bad} voxels are NaN or infinite; replace them (e.g. with 0) before use"
+            )
+        top = float(np.abs(data).max())
+        if top > np.finfo(np.float32).max:
+            raise AlsegError(f"{name}: values up to {top:.3g} exceed float32's range (±3.4e38); "
+                             "rescale the image before use")
+    return np.asarray(data, dtype=np.float32)
 
 
 def _as_label_array(data: np.ndarray, name: str) -> np.ndarray:

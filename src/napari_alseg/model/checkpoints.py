@@ -3,22 +3,24 @@
 Written atomically (temp file in the same folder, fsync, ``os.replace``) so a crash
 mid-save leaves the previous checkpoint intact: the last good model is never lost.
 Loaded with ``weights_only=True``: a checkpoint cannot run code; the spec and the
-metrics travel as JSON text.
+metrics travel as JSON text. A SHA-256 of the spec, the metrics and every tensor is stored
+inside and verified on load, so flipped bytes are refused instead of predicting differently
+(torch's zip container does not check its CRCs).
 """
 
 from __future__ import annotations
 
+import errno
+import hashlib
 import json
 import os
-import pickle
-import zipfile
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from ..atomic import atomic_path
-from ..errors import AlsegError
+from ..errors import AlsegError, DamagedProjectError, StorageError
 from .networks import ModelSpec, SegmentationNet
 
 CHECKPOINT_FORMAT = "napari-alseg-checkpoint"
@@ -37,10 +39,39 @@ def save_checkpoint(
         "metrics": json.dumps(metrics or {}, default=_plain_number),
         "state_dict": {name: tensor.detach().cpu() for name, tensor in net.state_dict().items()},
     }
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(path) as temp:
-        torch.save(payload, temp)
+    payload["sha256"] = payload_sha256(payload)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_path(path) as temp:
+            torch.save(payload, temp)
+    except (OSError, RuntimeError) as error:
+        raise StorageError(f"{path}: cannot write the checkpoint ({_write_failure(error)}); "
+                           "nothing was saved and the previous model is kept") from None
     return path
+
+
+def payload_sha256(payload: dict[str, Any]) -> str:
+    """SHA-256 over format, version, spec, metrics and every tensor (name, dtype, shape, bytes)."""
+    digest = hashlib.sha256()
+    for key in ("format", "version", "spec", "metrics"):
+        digest.update(f"{key}={payload.get(key)!s}\n".encode())
+    for name in sorted(payload["state_dict"]):
+        tensor = payload["state_dict"][name].detach().cpu().contiguous()
+        digest.update(f"{name}:{tensor.dtype}:{tuple(tensor.shape)}\n".encode())
+        digest.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes() if tensor.numel() else b"")
+    return digest.hexdigest()
+
+
+def _write_failure(error: BaseException) -> str:
+    """A short reason: disk full, permission, or the first line of torch's message."""
+    if isinstance(error, OSError):
+        if error.errno == errno.ENOSPC:
+            return "disk full"
+        return error.strerror or str(error)
+    text = str(error).splitlines()[0] if str(error) else type(error).__name__
+    if "write" in text.lower():
+        return "the file could not be written; is the disk full?"
+    return text[:160]
 
 
 def load_checkpoint(path: str | os.PathLike) -> tuple[SegmentationNet, ModelSpec, dict[str, Any]]:
@@ -50,21 +81,38 @@ def load_checkpoint(path: str | os.PathLike) -> tuple[SegmentationNet, ModelSpec
         raise AlsegError(f"{path}: checkpoint not found")
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
-    except (RuntimeError, EOFError, OSError, ValueError, pickle.UnpicklingError, zipfile.BadZipFile) as error:
-        raise AlsegError(f"{path.name}: not a readable checkpoint (corrupt or truncated): {error}") from error
+    except PermissionError:
+        raise AlsegError(f"{path}: permission denied; make the checkpoint readable") from None
+    except MemoryError:
+        raise AlsegError(f"{path}: not enough memory to load the checkpoint") from None
+    except Exception as error:  # noqa: BLE001 - damaged bytes surface as any of a dozen types
+        # torch's own text advises weights_only=False, which would let a file run code: never say that
+        kind = "holds objects other than tensors" if "weights_only" in str(error) else "corrupt or truncated"
+        raise DamagedProjectError(f"{path}: not a readable napari-alseg checkpoint ({kind}); retrain "
+                                  "to write a new one, or restore the file from a backup") from None
     if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
         raise AlsegError(f"{path.name}: not a napari-alseg checkpoint")
     if payload.get("version") != CHECKPOINT_VERSION:
         raise AlsegError(f"{path.name}: checkpoint version {payload.get('version')} is not supported")
+    stored = payload.get("sha256")
+    if stored is not None:  # written before checksums: nothing to verify against
+        try:
+            actual = payload_sha256(payload)
+        except (KeyError, TypeError, AttributeError, RuntimeError):
+            actual = None
+        if actual != stored:
+            raise DamagedProjectError(f"{path}: checkpoint contents differ from the checksum written "
+                                      "with it; the file is damaged. Retrain, or restore it from a backup")
     try:
         spec = ModelSpec.from_json(payload["spec"])
         metrics = json.loads(payload["metrics"])
         net = spec.build()
         net.load_state_dict(payload["state_dict"])
     except AlsegError as error:
-        raise AlsegError(f"{path.name}: {error}") from error
+        raise AlsegError(f"{path.name}: {error}") from None
     except (RuntimeError, KeyError, TypeError, ValueError) as error:
-        raise AlsegError(f"{path.name}: checkpoint contents do not match its model spec: {error}") from error
+        reason = str(error).splitlines()[0][:160] if str(error) else type(error).__name__
+        raise AlsegError(f"{path.name}: checkpoint contents do not match its model spec: {reason}") from None
     return net.eval(), spec, metrics
 
 

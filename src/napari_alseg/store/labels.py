@@ -81,6 +81,24 @@ class LabelFiles:
         return removed
 
 
+def remove_temp_files(folder: Path) -> list[Path]:
+    """Delete the temp files (``.<name>.XXXX.tmp``) interrupted atomic writes left in ``folder``.
+
+    Used for ``models/``: a checkpoint save killed before its rename leaves one; the
+    previous checkpoint is whole, and nothing refers to the temp file.
+    """
+    if not folder.is_dir():
+        return []
+    removed = [path for path in sorted(folder.iterdir())
+               if path.is_file() and path.name.startswith(".") and ".tmp" in path.name]
+    for path in removed:
+        path.unlink(missing_ok=True)
+    if removed:
+        log.warning("removed %d unfinished file(s) in %s: %s", len(removed), folder,
+                    ", ".join(p.name for p in removed))
+    return removed
+
+
 def write_label_volume(path: Path, data: np.ndarray, case: CaseRecord, *,
                        overwrite: bool = False) -> None:
     """Write a whole ``(k, j, i)`` volume durably, in the source file's orientation and affine."""

@@ -30,7 +30,7 @@ from ..nifti import Volume, load_volume
 from . import export as export_module
 from .database import Database, connect, damaged_message, database_error
 from .ingest import ProjectPlan, affine_hash, plan_project
-from .labels import (LabelFiles, array_sha256, check_label_array, label_dtype, labelled_mask,
+from .labels import (LabelFiles, array_sha256, remove_temp_files, check_label_array, label_dtype, labelled_mask,
                      merge_region, region_dice, write_label_region,
                      write_label_volume)
 from .lock import ProjectLock
@@ -142,6 +142,7 @@ class Project:
             raise
         try:
             project._files.remove_debris(project._referenced_files())
+            remove_temp_files(project.models_dir)
         except BaseException:
             project.close()
             raise
