@@ -34,6 +34,8 @@ class CaseTask:
     case: str
     channel_paths: tuple[str, ...]
     slices: tuple[int, ...] | None = None
+    channel_indices: tuple[int | None, ...] = ()  # per channel: its index in a 4D file (MSD)
+    channels_first: bool = False
 
 
 ScoreRow = tuple[str, "int | None", float, dict[str, float]]
@@ -45,7 +47,10 @@ def score_case(task: CaseTask, mc_samples: int = MC_SAMPLES, seed: int = 0) -> l
     from .scoring import score_pool
 
     net, spec, _metrics = load_checkpoint(task.checkpoint)
-    image = np.stack([load_volume(path, as_label=False).data for path in task.channel_paths]).astype(np.float32)
+    indices = task.channel_indices or (None,) * len(task.channel_paths)
+    image = np.stack([load_volume(path, as_label=False, channel=index,
+                                  channels_first=task.channels_first and index is not None).data
+                      for path, index in zip(task.channel_paths, indices)]).astype(np.float32)
     if image.shape[0] != spec.in_channels:
         raise AlsegError(f"case {task.case!r}: {image.shape[0]} channels, the model expects {spec.in_channels}")
     granularity = "case" if spec.spatial_dims == 3 else "slice"
@@ -77,7 +82,8 @@ def project_tasks(folder: str | os.PathLike) -> list[CaseTask]:
                 continue
             tasks.append(CaseTask(str(checkpoints[-1].path), record.name,
                                   tuple(str(p) for p in record.channel_paths),
-                                  None if project.granularity == "case" else slices))
+                                  None if project.granularity == "case" else slices,
+                                  record.channel_indices, record.channels_first))
         return tasks
 
 
@@ -89,7 +95,8 @@ def folder_tasks(folder: str | os.PathLike, model_project: str | os.PathLike) ->
             raise AlsegError(f"{project.folder}: no model yet; retrain once before scoring")
         checkpoint = str(checkpoints[-1].path)
         channel_order = list(project.cases[0].channel_names)
-    return [CaseTask(checkpoint, case.name, tuple(str(path) for _name, path in case.channels))
+    return [CaseTask(checkpoint, case.name, tuple(str(path) for _name, path in case.channels),
+                     channel_indices=case.channel_indices, channels_first=case.channels_first)
             for case in discover_cases(Path(folder), channel_order)]
 
 

@@ -1,62 +1,258 @@
-"""Finding cases, channels and ground truth in a source folder, by file names only.
+"""Finding cases, channels and ground truth in a source folder, by file names (and headers).
 
-Two layouts are understood:
+Three layouts are understood:
 
 * one subfolder per case: every NIfTI inside is a channel, except one whose name carries a
   label token (``seg``, ``label``, ``mask``, ``gt``, ...) which is the ground truth;
-* flat files named ``<case>_<channel>.nii.gz`` and ``<case>_seg.nii.gz``.
+* flat files named ``<case>_<channel>.nii.gz`` and ``<case>_seg.nii.gz``;
+* the Medical Segmentation Decathlon / BraTS / nnU-Net layout: ``imagesTr/`` (and
+  ``imagesTs/``, unlabelled) with ``labelsTr/<case>.nii.gz``, and a ``dataset.json`` naming the
+  channels (``"modality"``: ``{"0": "FLAIR", ...}`` or ``"channel_names"``). A case is either one
+  4D file (channels on the 4th axis, or on the 1st) or one 3D file per channel
+  (``<case>_0000.nii.gz``, ``<case>_0001.nii.gz``, ...).
 
-Nothing is read here but names and the two optional JSON side files; geometry is checked
-by :mod:`.ingest`.
+A case that cannot be used is never dropped silently: it is returned in
+:attr:`Discovery.skipped` with its reason, and callers refuse or name it. Only headers are read
+here (to find a 4D file's channel axis); geometry is checked by :mod:`.ingest`.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from ..errors import AlsegError
-from ..nifti import LABEL_NAME_TOKENS, NIFTI_SUFFIXES, is_nifti_path, looks_like_label_name
+from ..nifti import LABEL_NAME_TOKENS, NIFTI_SUFFIXES, is_nifti_path, looks_like_label_name, read_shape
 from .records import ClassInfo
 
 CLASSES_FILE = "classes.json"
 DATASET_FILE = "dataset.json"
 SINGLE_CHANNEL_NAME = "image"
+MSD_IMAGES, MSD_LABELS, MSD_TEST_IMAGES = "imagesTr", "labelsTr", "imagesTs"
+_SPLIT_CHANNEL = re.compile(r"^(?P<case>.+)_(?P<channel>\d{4})$")  # nnU-Net: <case>_0000
 
 
 @dataclass(frozen=True)
 class CaseSource:
-    """A case's files: channels as ``(name, path)`` sorted by name, and optional ground truth."""
+    """A case's files: channels as ``(name, path)`` sorted by name, and optional ground truth.
+
+    ``channel_indices``: per channel, its index in a 4D file (None for a 3D file; empty = all
+    3D); ``channels_first``: the 4D file holds channels on its 1st axis instead of its 4th.
+    """
 
     name: str
     channels: tuple[tuple[str, Path], ...]
     ground_truth: Path | None
+    channel_indices: tuple[int | None, ...] = ()
+    channels_first: bool = False
+
+    def channel_index(self, position: int) -> int | None:
+        return self.channel_indices[position] if self.channel_indices else None
 
 
-def discover_cases(source_dir: Path, channel_order: list[str] | None = None) -> list[CaseSource]:
-    """All cases under ``source_dir``, sorted by name; AlsegError when none or ambiguous.
+@dataclass(frozen=True)
+class SkippedCase:
+    """A case that cannot be used, and why (one line)."""
+
+    name: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class Discovery:
+    cases: tuple[CaseSource, ...]
+    skipped: tuple[SkippedCase, ...]
+    layout: str  # "folders/flat" or "msd"
+
+
+def discover_cases(source_dir: Path, channel_order: list[str] | None = None, *,
+                   skip_bad_cases: bool = False) -> list[CaseSource]:
+    """All usable cases under ``source_dir``, sorted by name; AlsegError when none, when
+    ambiguous, or (unless ``skip_bad_cases``) when any case cannot be used (all are named)."""
+    found = discover(source_dir, channel_order)
+    if found.skipped and not skip_bad_cases:
+        raise AlsegError(skipped_message(source_dir, found.skipped))
+    return list(found.cases)
+
+
+def skipped_message(source_dir: Path, skipped: tuple[SkippedCase, ...] | list[SkippedCase]) -> str:
+    """One line naming every unusable case with its reason, and the way out."""
+    listed = "; ".join(f"{case.name}: {case.reason}" for case in skipped)
+    what = "1 case cannot" if len(skipped) == 1 else f"{len(skipped)} cases cannot"
+    return (f"{source_dir}: {what} be used ({listed}); fix the files, or skip these cases "
+            "(alseg create --skip-bad-cases)")
+
+
+def discover(source_dir: Path, channel_order: list[str] | None = None) -> Discovery:
+    """Usable cases (sorted by name) and the cases skipped with their reasons.
 
     Channels come in ``channel_order`` (``dataset.json``'s ``channels``: the model's input
-    order) when given, else sorted by name.
+    order) when given, else sorted by name (MSD layout: ``dataset.json``'s channel order).
     """
     if not source_dir.is_dir():
         raise AlsegError(f"{source_dir}: source folder not found")
-    folders = [p for p in _visible(source_dir) if p.is_dir()]
-    cases = [case for case in (_folder_case(folder) for folder in folders) if case is not None]
-    cases += _flat_cases([p for p in _visible(source_dir) if p.is_file() and is_nifti_path(p)])
-    if not cases:
+    if (source_dir / MSD_IMAGES).is_dir():
+        cases, skipped = _msd_cases(source_dir)
+        layout = "msd"
+    else:
+        folders = [p for p in _visible(source_dir) if p.is_dir() and not is_nifti_path(p)]
+        skipped = [SkippedCase(_stem(p), f"{p.name} is a folder, not a NIfTI file")
+                   for p in _visible(source_dir) if p.is_dir() and is_nifti_path(p)]
+        cases = []
+        for folder in folders:
+            case, problem = _folder_case(folder)
+            if case is not None:
+                cases.append(case)
+            if problem is not None:
+                skipped.append(problem)
+        cases += _flat_cases([p for p in _visible(source_dir) if p.is_file() and is_nifti_path(p)])
+        layout = "folders/flat"
+    if not cases and not skipped:
         raise AlsegError(
-            f"{source_dir}: no NIfTI cases found (expected one subfolder per case, or files "
-            "named <case>_<channel>.nii.gz)"
+            f"{source_dir}: no NIfTI cases found (expected one subfolder per case, files "
+            "named <case>_<channel>.nii.gz, or imagesTr/ + labelsTr/ with a dataset.json)"
         )
     _check_unique_names(cases, source_dir)
-    _check_same_channels(cases)
-    if channel_order is not None:
+    cases, odd = _same_channels(cases)
+    skipped += odd
+    if channel_order is not None and layout != "msd":
         cases = [_reorder_channels(case, channel_order, source_dir) for case in cases]
-    return sorted(cases, key=lambda case: case.name)
+    return Discovery(tuple(sorted(cases, key=lambda case: case.name)),
+                     tuple(sorted(skipped, key=lambda case: case.name)), layout)
+
+
+def msd_channel_names(info: dict[str, Any], where: Path) -> list[str] | None:
+    """``dataset.json``'s channel names in index order (``modality`` or ``channel_names``)."""
+    raw = info.get("channel_names", info.get("modality"))
+    if raw is None:
+        return None
+    if isinstance(raw, list) and all(isinstance(name, str) for name in raw):
+        return list(raw)
+    if not isinstance(raw, dict):
+        raise AlsegError(f"{where}: \"modality\" / \"channel_names\" must map indices to names")
+    try:
+        indices = sorted(int(key) for key in raw)
+    except ValueError:
+        raise AlsegError(f"{where}: channel indices must be integers, got {sorted(raw)}") from None
+    if indices != list(range(len(indices))):
+        raise AlsegError(f"{where}: channel indices must run 0..{len(indices) - 1}, got {indices}")
+    return [str(raw[key]) for key in sorted(raw, key=int)]
+
+
+def msd_classes(info: dict[str, Any], where: Path) -> list[ClassInfo] | None:
+    """``dataset.json``'s ``labels``: MSD ``{"0": "background", ...}`` or nnU-Net ``{"background": 0}``."""
+    raw = info.get("labels")
+    if raw is None:
+        return None
+    if not isinstance(raw, dict) or not raw:
+        raise AlsegError(f"{where}: \"labels\" must map class ids to names")
+    if all(isinstance(value, int) for value in raw.values()):
+        names = {int(value): str(key) for key, value in raw.items()}
+    else:
+        try:
+            names = {int(key): str(value) for key, value in raw.items()}
+        except (TypeError, ValueError):
+            raise AlsegError(f"{where}: \"labels\" must map class ids to names (region lists are "
+                             "not supported)") from None
+    if sorted(names) != list(range(len(names))):
+        raise AlsegError(f"{where}: label ids must run 0..{len(names) - 1}, got {sorted(names)}")
+    return [ClassInfo(class_id, names[class_id]) for class_id in sorted(names)]
+
+
+def _msd_cases(source_dir: Path) -> tuple[list[CaseSource], list[SkippedCase]]:
+    where = source_dir / DATASET_FILE
+    info = read_dataset_info(source_dir)
+    names = msd_channel_names(info, where)
+    if names is None:
+        raise AlsegError(f"{where}: an {MSD_IMAGES}/ layout needs a dataset.json naming its channels "
+                         "(\"modality\": {\"0\": \"FLAIR\", ...} or \"channel_names\")")
+    labels_dir = source_dir / MSD_LABELS
+    labels = {}
+    skipped: list[SkippedCase] = []
+    if labels_dir.is_dir():
+        for path in _visible(labels_dir):
+            if is_nifti_path(path):
+                labels[_stem(path)] = path
+    cases: list[CaseSource] = []
+    seen: set[str] = set()
+    for folder, labelled in ((source_dir / MSD_IMAGES, True), (source_dir / MSD_TEST_IMAGES, False)):
+        if not folder.is_dir():
+            continue
+        for name, channel_files, problem in _msd_groups(folder, len(names)):
+            if problem is None and name in seen:
+                problem = f"appears in both {MSD_IMAGES}/ and {MSD_TEST_IMAGES}/"
+            seen.add(name)
+            truth = labels.pop(name, None) if labelled else None
+            if problem is None and truth is not None and not truth.is_file():
+                problem = f"{MSD_LABELS}/{truth.name} is a folder, not a NIfTI file"
+            if problem is None:
+                case, problem = _msd_case(name, channel_files, names, truth)
+            if problem is not None:
+                skipped.append(SkippedCase(name, problem))
+            else:
+                cases.append(case)
+    skipped += [SkippedCase(name, f"{MSD_LABELS}/{path.name} has no image in {MSD_IMAGES}/")
+                for name, path in labels.items()]
+    return cases, skipped
+
+
+def _msd_groups(folder: Path, n_channels: int):
+    """``(case, [files in channel order], problem)`` for each case in ``imagesTr/`` or ``imagesTs/``."""
+    entries = [p for p in _visible(folder) if is_nifti_path(p)]
+    split = {}
+    for path in entries:
+        match = _SPLIT_CHANNEL.match(_stem(path))
+        if match is None:
+            split = None
+            break
+        split.setdefault(match["case"], {})[int(match["channel"])] = path
+    if split and all(sorted(files) == list(range(n_channels)) for files in split.values()):
+        for case, files in sorted(split.items()):
+            paths = [files[c] for c in range(n_channels)]
+            bad = [p for p in paths if not p.is_file()]
+            yield case, paths, (f"{folder.name}/{bad[0].name} is a folder, not a NIfTI file" if bad else None)
+        return
+    for path in entries:
+        problem = None if path.is_file() else f"{folder.name}/{path.name} is a folder, not a NIfTI file"
+        yield _stem(path), [path], problem
+
+
+def _msd_case(name: str, files: list[Path], channel_names: list[str],
+              truth: Path | None) -> tuple[CaseSource | None, str | None]:
+    n = len(channel_names)
+    if len(files) == n:  # one 3D file per channel (or one channel)
+        if n == 1:
+            shape = _header_shape(files[0])
+            if isinstance(shape, str):
+                return None, shape
+            if len([d for d in shape[3:] if d != 1]):
+                return None, f"{files[0].name}: shape {shape} has more channels than dataset.json's 1"
+        return CaseSource(name, tuple(zip(channel_names, files)), truth), None
+    path = files[0]
+    shape = _header_shape(path)
+    if isinstance(shape, str):
+        return None, shape
+    extra = [d for d in shape[3:] if d != 1]
+    if extra == [n]:
+        channels_first = False
+    elif len(shape) == 4 and shape[0] == n:
+        channels_first = True
+    else:
+        return None, (f"{path.name}: shape {shape} has no axis of {n} channels "
+                      f"(dataset.json names {n}: {', '.join(channel_names)})")
+    return CaseSource(name, tuple((channel, path) for channel in channel_names), truth,
+                      channel_indices=tuple(range(n)), channels_first=channels_first), None
+
+
+def _header_shape(path: Path) -> tuple[int, ...] | str:
+    try:
+        return read_shape(path)
+    except AlsegError as exc:
+        return str(exc)
 
 
 def read_classes(source_dir: Path) -> list[ClassInfo] | None:
@@ -105,13 +301,20 @@ def _channel_name(stem: str, case: str) -> str:
     return stem[len(case) + 1:] if stem.startswith(case + "_") else stem
 
 
-def _folder_case(folder: Path) -> CaseSource | None:
-    files = [p for p in _visible(folder) if p.is_file() and is_nifti_path(p)]
-    if not files:
-        return None
-    labels = [p for p in files if looks_like_label_name(p)]
-    channels = [(_channel_name(_stem(p), folder.name), p) for p in files if p not in labels]
-    return _make_case(folder.name, channels, labels, where=folder)
+def _folder_case(folder: Path) -> tuple[CaseSource | None, SkippedCase | None]:
+    """The case in one subfolder; a case with an unusable entry comes back as skipped."""
+    entries = [p for p in _visible(folder) if is_nifti_path(p)]
+    not_files = [p for p in entries if not p.is_file()]
+    if not_files:
+        return None, SkippedCase(folder.name, f"{not_files[0].name} is a folder, not a NIfTI file")
+    if not entries:
+        return None, None  # not a case folder (docs, derivatives, ...)
+    labels = [p for p in entries if looks_like_label_name(p)]
+    channels = [(_channel_name(_stem(p), folder.name), p) for p in entries if p not in labels]
+    try:
+        return _make_case(folder.name, channels, labels, where=folder), None
+    except AlsegError as exc:
+        return None, SkippedCase(folder.name, str(exc))
 
 
 def _flat_cases(files: list[Path]) -> list[CaseSource]:
@@ -178,17 +381,24 @@ def _check_unique_names(cases: list[CaseSource], source_dir: Path) -> None:
                          "and as flat files")
 
 
-def _check_same_channels(cases: list[CaseSource]) -> None:
-    """The model takes a fixed channel list, so every case must offer the same one."""
-    first = cases[0]
-    expected = [channel for channel, _ in first.channels]
-    for case in cases[1:]:
+def _same_channels(cases: list[CaseSource]) -> tuple[list[CaseSource], list[SkippedCase]]:
+    """The model takes a fixed channel list: cases offering another one are skipped, named."""
+    if not cases:
+        return cases, []
+    ordered = sorted(cases, key=lambda case: case.name)
+    lists = [[channel for channel, _ in case.channels] for case in ordered]
+    expected = max(lists, key=lists.count)  # the most common list; ties: the first case's
+    first = ordered[lists.index(expected)]
+    kept, skipped = [], []
+    for case in ordered:
         found = [channel for channel, _ in case.channels]
-        if found != expected:
-            raise AlsegError(
-                f"{case.channels[0][1].parent}: case '{case.name}' has channels {found} but "
-                f"case '{first.name}' has {expected}; every case needs the same channels"
-            )
+        if found == expected:
+            kept.append(case)
+        else:
+            skipped.append(SkippedCase(case.name, f"case '{case.name}' has channels {found} but "
+                                       f"case '{first.name}' has {expected}; every case needs the "
+                                       "same channels"))
+    return kept, skipped
 
 
 def _read_json(path: Path) -> Any:

@@ -15,7 +15,8 @@ import numpy as np
 
 from ..errors import AlsegError
 from ..nifti import load_volume
-from .discover import CaseSource, discover_cases, read_classes, read_dataset_info
+from .discover import (DATASET_FILE, CaseSource, SkippedCase, discover, msd_classes, read_classes,
+                       read_dataset_info, skipped_message)
 from .records import ClassInfo
 
 GRANULARITIES = ("case", "slice")
@@ -45,18 +46,38 @@ class ProjectPlan:
     classes: tuple[ClassInfo, ...]
     cases: tuple[InspectedCase, ...]
     validation: tuple[tuple[str, int | None], ...]
+    skipped: tuple[SkippedCase, ...] = ()
 
 
 def plan_project(source_dir: Path, *, class_names: Sequence[str] | None, granularity: str | None,
-                 validation_fraction: float, seed: int) -> ProjectPlan:
-    """Read and check every file under ``source_dir``; raise AlsegError on the first problem."""
+                 validation_fraction: float, seed: int, skip_bad_cases: bool = False) -> ProjectPlan:
+    """Read and check every file under ``source_dir``.
+
+    A case that cannot be used (unreadable, mismatched grids, a folder named like a file, ...)
+    is never dropped silently: without ``skip_bad_cases`` every such case is named in one
+    AlsegError; with it they are left out and listed in :attr:`ProjectPlan.skipped`.
+    """
     info = read_dataset_info(source_dir)
     channel_order = info.get("channels")
     if channel_order is not None and not (isinstance(channel_order, list)
                                           and all(isinstance(c, str) for c in channel_order)):
         raise AlsegError(f"{source_dir / 'dataset.json'}: \"channels\" must be a list of names")
-    cases = tuple(inspect_case(source) for source in discover_cases(source_dir, channel_order))
-    classes = _choose_classes(source_dir, class_names, cases)
+    found = discover(source_dir, channel_order)
+    skipped = list(found.skipped)
+    inspected = []
+    for source in found.cases:
+        try:
+            inspected.append(inspect_case(source))
+        except AlsegError as exc:
+            skipped.append(SkippedCase(source.name, str(exc)))
+    skipped.sort(key=lambda case: case.name)
+    if skipped and not skip_bad_cases:
+        raise AlsegError(skipped_message(source_dir, skipped))
+    if not inspected:
+        raise AlsegError(f"{source_dir}: no usable cases ({skipped_message(source_dir, skipped)})")
+    cases = tuple(inspected)
+    classes = _choose_classes(source_dir, class_names, cases,
+                              msd_classes(info, source_dir / DATASET_FILE) if found.layout == "msd" else None)
     granularity = granularity or info.get("granularity") or ("case" if len(cases) > 1 else "slice")
     if granularity not in GRANULARITIES:
         raise AlsegError(f"granularity must be one of {GRANULARITIES}, got {granularity!r}")
@@ -65,7 +86,8 @@ def plan_project(source_dir: Path, *, class_names: Sequence[str] | None, granula
     validation = choose_validation(cases, granularity=granularity,
                                    fraction=validation_fraction, seed=seed)
     return ProjectPlan(source_dir=source_dir, dataset_name=str(info.get("name", source_dir.name)),
-                       granularity=granularity, classes=classes, cases=cases, validation=validation)
+                       granularity=granularity, classes=classes, cases=cases, validation=validation,
+                       skipped=tuple(skipped))
 
 
 def inspect_case(source: CaseSource) -> InspectedCase:
@@ -73,9 +95,9 @@ def inspect_case(source: CaseSource) -> InspectedCase:
     import nibabel as nib
 
     first_name, first_path = source.channels[0]
-    reference = load_volume(first_path, as_label=False)
-    for _, path in source.channels[1:]:
-        _check_same_grid(load_volume(path, as_label=False), reference, path, first_path)
+    reference = _load_channel(source, 0)
+    for position, (_, path) in enumerate(source.channels[1:], start=1):
+        _check_same_grid(_load_channel(source, position), reference, path, first_path)
     max_label = None
     if source.ground_truth is not None:
         truth = load_volume(source.ground_truth, as_label=True)
@@ -87,9 +109,18 @@ def inspect_case(source: CaseSource) -> InspectedCase:
         spacing=reference.spacing,
         origin=reference.origin,
         affine=reference.affine,
-        source_affine=np.asarray(nib.load(str(first_path)).affine, float),
+        # a channel-first file's own affine describes the wrong axes; its spatial one has no flips
+        source_affine=(reference.affine if source.channels_first
+                       else np.asarray(nib.load(str(first_path)).affine, float)),
         max_label=max_label,
     )
+
+
+def _load_channel(source: CaseSource, position: int):
+    """Channel ``position`` of a case: a 3D file, or one channel of its 4D file."""
+    _, path = source.channels[position]
+    return load_volume(path, as_label=False, channel=source.channel_index(position),
+                       channels_first=source.channels_first)
 
 
 def affine_hash(affine: np.ndarray) -> str:
@@ -125,14 +156,18 @@ def _check_same_grid(volume, reference, path: Path, reference_path: Path) -> Non
 
 
 def _choose_classes(source_dir: Path, class_names: Sequence[str] | None,
-                    cases: Sequence[InspectedCase]) -> tuple[ClassInfo, ...]:
-    """Given names win, then ``classes.json``, then as many classes as the ground truth uses."""
+                    cases: Sequence[InspectedCase],
+                    dataset_classes: list[ClassInfo] | None = None) -> tuple[ClassInfo, ...]:
+    """Given names win, then ``classes.json``, then dataset.json's ``labels`` (MSD layout),
+    then as many classes as the ground truth uses."""
     if class_names is not None:
         classes = [ClassInfo(i, str(name)) for i, name in enumerate(class_names)]
         where = "class_names"
     else:
         classes = read_classes(source_dir)
         where = str(source_dir / "classes.json")
+        if classes is None and dataset_classes is not None:
+            classes, where = dataset_classes, str(source_dir / DATASET_FILE)
         if classes is None:
             top = max((c.max_label for c in cases if c.max_label is not None), default=1)
             classes = [ClassInfo(0, "background")] + [

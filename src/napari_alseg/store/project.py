@@ -44,6 +44,7 @@ if TYPE_CHECKING:
 
 DB_NAME = "project.sqlite"
 MODELS_DIR = "models"
+SKIPPED_KEY = "skipped_cases"  # meta: [[case, reason], ...] left out at creation
 _SNAPSHOT_CACHE_SIZE = 4  # label versions kept in memory (a slice submit merges into the last)
 
 
@@ -79,6 +80,8 @@ class Project:
         self.source_dir = Path(meta["source_dir"])
         self.granularity = meta["granularity"]
         self.dataset_name = meta["dataset_name"]
+        self.skipped_cases: tuple[tuple[str, str], ...] = tuple(
+            (str(name), str(reason)) for name, reason in json.loads(meta.get(SKIPPED_KEY, "[]")))
         self.classes = tuple(
             ClassInfo(row["id"], row["name"], tuple(json.loads(row["color"])) if row["color"] else None)
             for row in self._db.rows("SELECT * FROM classes ORDER BY id"))
@@ -93,13 +96,15 @@ class Project:
     def create(cls, folder: str | os.PathLike, source_dir: str | os.PathLike, *,
                class_names: Sequence[str] | None = None, annotator: str | None = None,
                granularity: str | None = None, validation_fraction: float = 0.2,
-               seed: int = 0) -> Project:
+               seed: int = 0, skip_bad_cases: bool = False) -> Project:
         """Make a project in ``folder`` from the NIfTI cases in ``source_dir`` and open it.
 
         Every source file is read and checked before anything is written. ``class_names``
         (index = class id) overrides ``classes.json``; ``granularity`` (``"case"`` or
         ``"slice"``) overrides ``dataset.json`` and decides what the validation split holds
         out: whole cases, or slices. The split is drawn once with ``seed`` and never again.
+        A case that cannot be used stops creation with every such case named, unless
+        ``skip_bad_cases``: then they are left out and listed in :attr:`skipped_cases`.
         """
         folder = Path(folder).absolute()
         if (folder / DB_NAME).exists():
@@ -107,7 +112,7 @@ class Project:
                              "or choose another folder")
         plan = plan_project(Path(source_dir).absolute(), class_names=class_names,
                             granularity=granularity, validation_fraction=validation_fraction,
-                            seed=seed)
+                            seed=seed, skip_bad_cases=skip_bad_cases)
         made_folder = not folder.exists()
         try:
             folder.mkdir(parents=True, exist_ok=True)
@@ -195,6 +200,17 @@ class Project:
         """Where training should put checkpoints (recorded with :meth:`record_checkpoint`)."""
         return self.folder / MODELS_DIR
 
+    def setting(self, key: str) -> str | None:
+        """A project-wide value kept in the ``meta`` table (e.g. the training plan), or None."""
+        rows = self._db.rows("SELECT value FROM meta WHERE key = ?", (key,))
+        return rows[0]["value"] if rows else None
+
+    def store_setting(self, key: str, value: str) -> None:
+        """Keep ``value`` under ``key`` (replacing an older one), durably."""
+        with self._write_lock, self._db.transaction("saving a project setting") as conn:
+            conn.execute("INSERT INTO meta (key, value) VALUES (?, ?) "
+                         "ON CONFLICT(key) DO UPDATE SET value = excluded.value", (key, value))
+
     @property
     def cases(self) -> tuple[CaseRecord, ...]:
         return tuple(self._cases.values())
@@ -208,7 +224,8 @@ class Project:
     def load_channels(self, case: str) -> list[Volume]:
         """The case's channel volumes in model input order, checked against the stored grid."""
         record = self.case(case)
-        return [self._load_on_grid(path, record, as_label=False) for path in record.channel_paths]
+        return [self._load_on_grid(path, record, as_label=False, channel=record.channel_index(position))
+                for position, path in enumerate(record.channel_paths)]
 
     def ground_truth(self, case: str) -> np.ndarray | None:
         """The source's ground-truth labels (for the simulated oracle), or None."""
@@ -473,6 +490,45 @@ class Project:
         return [(self._cases_by_id[r["case_id"]].name, r["slice_index"], r["class_id"],
                  np.array(json.loads(r["features"]), dtype=float), float(r["dice"])) for r in rows]
 
+    # ------------------------------------------------------------------ checks
+
+    def check(self) -> list[str]:
+        """Every problem a full check finds (``alseg status --check``); [] when all is sound.
+
+        SQLite's full ``integrity_check``; every stored text decodes and every JSON column
+        parses; every label version's file exists and matches the checksum recorded at
+        submit; every recorded checkpoint file exists. Reads only; changes nothing.
+        """
+        problems = [f"{DB_NAME}: {line}" for line in self._db.problems(full=True)]
+        for table, columns in _JSON_COLUMNS.items():
+            problems += self._unreadable_rows(table, columns)
+        for case in self.cases:
+            rows = self._db.rows("SELECT version FROM label_versions WHERE case_id = ? ORDER BY version",
+                                 (case.id,))
+            for row in rows:
+                try:
+                    self.labels_at(case.name, row["version"])
+                except AlsegError as exc:
+                    problems.append(f"case {case.name} label version {row['version']}: {exc}")
+        for checkpoint in self.checkpoints():
+            if not checkpoint.path.is_file():
+                problems.append(f"model {checkpoint.model_version}: checkpoint {checkpoint.path} is missing")
+        return problems
+
+    def _unreadable_rows(self, table: str, json_columns: tuple[str, ...]) -> list[str]:
+        problems = []
+        for (rowid,) in self._db.connection().execute(f"SELECT rowid FROM {table}").fetchall():
+            try:
+                row = self._db.row(f"SELECT * FROM {table} WHERE rowid = ?", (rowid,))
+                for column in json_columns:
+                    if row[column] is not None:
+                        json.loads(row[column])
+            except AlsegError:
+                problems.append(f"{DB_NAME}: table {table} row {rowid} holds text that is not UTF-8")
+            except ValueError as exc:
+                problems.append(f"{DB_NAME}: table {table} row {rowid} holds unreadable JSON ({exc})")
+        return problems
+
     # ------------------------------------------------------------------ export
 
     def export(self, out_dir: str | os.PathLike) -> list[Path]:
@@ -571,8 +627,10 @@ class Project:
                 self._snapshots.popitem(last=False)
         return snapshot
 
-    def _load_on_grid(self, path: Path, record: CaseRecord, *, as_label: bool) -> Volume:
-        volume = load_volume(path, as_label=as_label)
+    def _load_on_grid(self, path: Path, record: CaseRecord, *, as_label: bool,
+                      channel: int | None = None) -> Volume:
+        volume = load_volume(path, as_label=as_label, channel=channel,
+                             channels_first=record.channels_first and channel is not None)
         if volume.shape != record.shape or affine_hash(volume.affine) != record.affine_hash:
             raise AlsegError(f"{path}: shape or affine changed since the project was created "
                              f"(now {volume.shape}, recorded {record.shape})")
@@ -613,7 +671,33 @@ class Project:
             ground_truth_path=source_path(row["ground_truth_path"]) if row["ground_truth_path"] else None,
             shape=tuple(json.loads(row["shape"])), spacing=tuple(json.loads(row["spacing"])),
             origin=tuple(json.loads(row["origin"])), affine=np.array(json.loads(row["affine"])),
-            source_affine=np.array(json.loads(row["source_affine"])), affine_hash=row["affine_hash"])
+            source_affine=np.array(json.loads(row["source_affine"])), affine_hash=row["affine_hash"],
+            channel_indices=tuple(json.loads(row["channel_indices"])) if row["channel_indices"] else (),
+            channels_first=bool(row["channels_first"]))
+
+
+_JSON_COLUMNS: dict[str, tuple[str, ...]] = {
+    "meta": (), "classes": ("color",),
+    "cases": ("channel_names", "channel_paths", "shape", "spacing", "origin", "affine", "source_affine",
+              "channel_indices"),
+    "validation_items": (), "label_versions": (), "events": (), "weak_annotations": (), "rounds": (),
+    "round_suggestions": ("terms",), "checkpoints": ("metrics",), "scores": ("terms",), "drafts": (),
+    "quality_examples": ("features",),
+}
+
+
+def check_database_file(path: Path) -> list[str]:
+    """SQLite's full ``integrity_check`` of a database that cannot be opened as a project."""
+    try:
+        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    except sqlite3.Error as exc:
+        return [str(exc)]
+    try:
+        from .database import quick_check
+
+        return quick_check(conn, path, full=True)
+    finally:
+        conn.close()
 
 
 def _write_new_database(folder: Path, plan: ProjectPlan, annotator: str, seed: int) -> None:
@@ -651,7 +735,8 @@ def _write_new_database(folder: Path, plan: ProjectPlan, annotator: str, seed: i
 def _insert_plan(conn: sqlite3.Connection, plan: ProjectPlan, annotator: str, seed: int) -> None:
     meta = {"source_dir": str(plan.source_dir), "dataset_name": plan.dataset_name,
             "granularity": plan.granularity, "created_at": _now(), "created_by": annotator,
-            "validation_seed": str(seed), "created_with": f"napari-alseg {__version__}"}
+            "validation_seed": str(seed), "created_with": f"napari-alseg {__version__}",
+            SKIPPED_KEY: json.dumps([[case.name, case.reason] for case in plan.skipped])}
     conn.executemany("INSERT INTO meta (key, value) VALUES (?, ?)", meta.items())
     conn.executemany("INSERT INTO classes (id, name, color) VALUES (?, ?, ?)",
                      [(c.id, c.name, json.dumps(list(c.color)) if c.color else None) for c in plan.classes])
@@ -660,13 +745,16 @@ def _insert_plan(conn: sqlite3.Connection, plan: ProjectPlan, annotator: str, se
         source = case.source
         case_ids[source.name] = conn.execute(
             "INSERT INTO cases (name, channel_names, channel_paths, ground_truth_path, shape, spacing, "
-            "origin, affine, source_affine, affine_hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "origin, affine, source_affine, affine_hash, channel_indices, channels_first) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (source.name, json.dumps([name for name, _ in source.channels]),
              json.dumps([_source_relative(p, plan.source_dir) for _, p in source.channels]),
              _source_relative(source.ground_truth, plan.source_dir) if source.ground_truth else None,
              json.dumps(list(case.shape)), json.dumps(list(case.spacing)), json.dumps(list(case.origin)),
              json.dumps(case.affine.tolist()), json.dumps(case.source_affine.tolist()),
-             affine_hash(case.affine))).lastrowid
+             affine_hash(case.affine),
+             json.dumps(list(source.channel_indices)) if source.channel_indices else None,
+             int(source.channels_first))).lastrowid
     conn.executemany("INSERT INTO validation_items (case_id, slice_index) VALUES (?, ?)",
                      [(case_ids[name], slice_index) for name, slice_index in plan.validation])
 

@@ -35,7 +35,7 @@ class CaseRecord:
     """One subject: co-registered channels (model input order) and optional ground truth.
 
     ``affine`` is the :class:`~napari_alseg.nifti.Volume` affine (axes flipped to positive
-    spacing); ``source_affine`` is the first channel file's own affine, which label files
+    spacing); a channel of a 4D file (MSD / BraTS) is its path plus ``channel_index``; ``source_affine`` is the first channel file's own affine, which label files
     are written with so that they overlay the source in any NIfTI viewer.
     """
 
@@ -50,10 +50,16 @@ class CaseRecord:
     affine: np.ndarray
     source_affine: np.ndarray
     affine_hash: str
+    channel_indices: tuple[int | None, ...] = ()  # per channel: its index in a 4D file (MSD)
+    channels_first: bool = False
 
     @property
     def n_slices(self) -> int:
         return self.shape[0]
+
+    def channel_index(self, position: int) -> int | None:
+        """Index of channel ``position`` in its 4D file, or None when the file is 3D."""
+        return self.channel_indices[position] if self.channel_indices else None
 
 
 @dataclass(frozen=True, eq=False)

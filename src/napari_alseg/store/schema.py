@@ -127,8 +127,16 @@ _VERSION_2: tuple[str, ...] = (
         ON quality_examples(case_id, IFNULL(slice_index, -1), IFNULL(class_id, -1))""",
 )
 
+# Version 3: channels read from a 4D multi-channel file (MSD / BraTS layout): per channel its
+# index in the file (JSON list, NULL = every channel is its own 3D file), and whether the
+# file holds channels on its first axis.
+_VERSION_3: tuple[str, ...] = (
+    """ALTER TABLE cases ADD COLUMN channel_indices TEXT""",
+    """ALTER TABLE cases ADD COLUMN channels_first INTEGER NOT NULL DEFAULT 0""",
+)
+
 # Append new migrations at the end; never edit one that has shipped.
-MIGRATIONS: tuple[tuple[str, ...], ...] = (_VERSION_1, _VERSION_2)
+MIGRATIONS: tuple[tuple[str, ...], ...] = (_VERSION_1, _VERSION_2, _VERSION_3)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
