@@ -14,6 +14,7 @@ from pathlib import Path
 
 from . import __version__
 from .errors import AlsegError
+from .plan import DEFAULT_LEARNING_RATE
 
 DEMO_SAMPLES = ("tumour-cases", "brain-stack")
 
@@ -38,20 +39,38 @@ def build_parser() -> argparse.ArgumentParser:
     create.add_argument("project", type=Path, metavar="PROJECT", help="new project folder")
     source = create.add_mutually_exclusive_group(required=True)
     source.add_argument("--from", dest="source", type=Path, metavar="DIR",
-                        help="folder of cases (one subfolder per case, or <case>_<channel>.nii.gz files)")
+                        help="folder of cases (one subfolder per case, <case>_<channel>.nii.gz files, "
+                             "or imagesTr/ + labelsTr/ + dataset.json as in the Medical Segmentation "
+                             "Decathlon / BraTS)")
     source.add_argument("--sample", choices=("brain-stack", "tumour-cases"), help="a sample set")
     create.add_argument("--annotator", default=None, help="your name, recorded with every event")
+    create.add_argument("--skip-bad-cases", action="store_true",
+                        help="leave out cases that cannot be used (each is named, with its reason) "
+                             "instead of refusing")
     create.set_defaults(run=run_create)
 
-    status = commands.add_parser("status", help="what a project holds: cases, labels, events, model")
+    status = commands.add_parser("status", help="what a project holds: cases, channels, classes, labels, "
+                                                "events, model")
     status.add_argument("project", type=Path, metavar="PROJECT")
+    status.add_argument("--check", action="store_true",
+                        help="also check everything: SQLite's full integrity check, every stored record, "
+                             "every label file's checksum, every checkpoint (exit 2 on any problem)")
     status.set_defaults(run=run_status)
 
     retrain = commands.add_parser("retrain", help="fine-tune the project's model on its labels")
     retrain.add_argument("project", type=Path, metavar="PROJECT")
-    retrain.add_argument("--steps", type=int, default=60, help="optimiser steps (default: %(default)s)")
+    _add_budget_options(retrain)
     retrain.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
     retrain.set_defaults(run=run_retrain)
+
+    plan = commands.add_parser("plan", help="show or change how a project's model is trained (its plan)")
+    plan.add_argument("project", type=Path, metavar="PROJECT")
+    plan.add_argument("--reset", action="store_true", help="make the plan anew from the data for this device")
+    plan.add_argument("--minutes", type=float, metavar="M", help="training time of a round")
+    plan.add_argument("--batch", type=int, metavar="N", help="crops per training step")
+    plan.add_argument("--patch", type=int, nargs="+", metavar="VOXELS", help="crop size in native voxels, per axis")
+    plan.add_argument("--device", default=None, help="cpu or cuda: the device to plan for with --reset")
+    plan.set_defaults(run=run_plan)
 
     strategies = commands.add_parser("strategies", help="list the query engines")
     strategies.set_defaults(run=run_strategies)
@@ -100,23 +119,40 @@ def run_create(args: argparse.Namespace) -> int:
         from .samples import sample_dir
 
         source = sample_dir(args.sample, progress=_print_progress)
-    with Project.create(args.project, source, annotator=args.annotator) as project:
+    with Project.create(args.project, source, annotator=args.annotator,
+                        skip_bad_cases=args.skip_bad_cases) as project:
         print(f"project {project.folder}: {len(project.cases)} cases, {project.n_classes} classes "
               f"({', '.join(project.class_names)}), granularity {project.granularity}")
+        for name, reason in project.skipped_cases:
+            print(f"skipped case {name}: {reason}")
     return 0
 
 
 def run_status(args: argparse.Namespace) -> int:
-    from .store import Project
+    from .errors import DamagedProjectError
+    from .store import DB_NAME, Project
+    from .store.project import check_database_file
 
-    with Project.open(args.project) as project:
+    try:
+        project = Project.open(args.project)
+    except DamagedProjectError:
+        if args.check and (args.project / DB_NAME).is_file():
+            for line in check_database_file(args.project.absolute() / DB_NAME):
+                print(f"problem: {DB_NAME}: {line}")
+        raise
+    with project:
         events = project.events()
         labelled = [c.name for c in project.cases if project.current_labels(c.name) is not None]
         checkpoints = project.checkpoints()
         print(f"project:      {project.folder} ({project.dataset_name}, granularity {project.granularity})")
         print(f"cases:        {len(project.cases)} ({len(labelled)} with labels, "
               f"{len(project.validation_items())} validation items)")
-        print(f"classes:      {', '.join(project.class_names)}")
+        channels = project.cases[0].channel_names if project.cases else ()
+        print(f"channels:     {', '.join(channels)}")
+        print(f"classes:      {', '.join(f'{c.id} {c.name}' for c in project.classes)}")
+        if project.skipped_cases:
+            print(f"skipped:      {len(project.skipped_cases)} cases left out at creation: "
+                  + "; ".join(f"{name} ({reason})" for name, reason in project.skipped_cases))
         print(f"events:       {len(events)} ({sum(e.seconds_active for e in events):.0f} s active)")
         if checkpoints:
             latest = checkpoints[-1]
@@ -124,18 +160,56 @@ def run_status(args: argparse.Namespace) -> int:
             print(f"model:        {latest.model_version} ({metrics})")
         else:
             print("model:        none yet (label some items, then `alseg retrain`)")
+        if args.check:
+            problems = project.check() + _checkpoint_problems(checkpoints)
+            for problem in problems:
+                print(f"problem:      {problem}")
+            if problems:
+                raise AlsegError(f"{project.folder}: the full check found {len(problems)} problem(s) "
+                                 "(listed above); restore the damaged files from a backup")
+            print("check:        ok (database, records, label checksums, checkpoints)")
     return 0
 
 
-def run_retrain(args: argparse.Namespace) -> int:
+def _checkpoint_problems(checkpoints) -> list[str]:
+    """Load every recorded checkpoint that exists (its checksum is verified on load)."""
+    problems = []
+    present = [c for c in checkpoints if c.path.is_file()]
+    if not present:
+        return problems
+    from .model import load_checkpoint
+
+    for checkpoint in present:
+        try:
+            load_checkpoint(checkpoint.path)
+        except AlsegError as exc:
+            problems.append(f"model {checkpoint.model_version}: {exc}")
+    return problems
+
+
+def _add_budget_options(parser: argparse.ArgumentParser) -> None:
+    """``--minutes`` / ``--steps``: how long a round trains (default: the project plan's budget)."""
+    budget = parser.add_mutually_exclusive_group()
+    budget.add_argument("--minutes", type=float, metavar="M",
+                        help="training time per round (default: the project plan's, see `alseg plan`)")
+    budget.add_argument("--steps", type=int, metavar="N", help="a fixed number of optimiser steps (reproducible)")
+
+
+def _budget_config(args: argparse.Namespace, **options):
     from .model import TrainConfig
+
+    seconds = None if args.minutes is None else args.minutes * 60.0
+    return TrainConfig(steps=args.steps, seconds=seconds, device=args.device, **options)
+
+
+def run_retrain(args: argparse.Namespace) -> int:
     from .session import Session
 
     def show(report) -> None:
-        print(f"\r  step {report.step}/{report.total_steps}  loss {report.loss:.4f}  "
-              f"ETA {report.eta_seconds:.0f} s   ", end="", flush=True)
+        print(f"\r  step {report.step} of ~{report.total_steps}  loss {report.loss:.4f}  "
+              f"{report.eta_seconds:.0f} s left   ", end="", flush=True)
 
-    config = TrainConfig(steps=args.steps, device=args.device)
+    config = _budget_config(args)
     with Session.open(args.project, annotator="cli", train_config=config, device=args.device) as session:
         report = session.retrain(progress=show)
     print()
@@ -143,6 +217,22 @@ def run_retrain(args: argparse.Namespace) -> int:
     print(f"model {report.model_version}: {report.steps_done} steps on {report.n_items} items; {metrics}")
     if report.message:
         print(report.message)
+    return 0
+
+
+def run_plan(args: argparse.Namespace) -> int:
+    from .session import Session
+
+    overrides = {"seconds": None if args.minutes is None else args.minutes * 60.0,
+                 "batch_size": args.batch, "patch_size": None if args.patch is None else tuple(args.patch)}
+    with Session.open(args.project, annotator="cli", device=args.device) as session:
+        if args.reset:
+            plan = session.replan(**overrides)
+        elif any(value is not None for value in overrides.values()):
+            plan = session.set_plan(**overrides)
+        else:
+            plan = session.training_plan()
+    print("\n".join(plan.describe()))
     return 0
 
 
@@ -208,16 +298,15 @@ def _add_benchmark_commands(commands) -> None:
                           help="items labelled per round (default: %(default)s)")
     simulate.add_argument("--initial", type=int, default=None, metavar="N",
                           help="items labelled in round 1, before any model (default: the batch size)")
-    simulate.add_argument("--steps", type=int, default=30, metavar="N",
-                          help="training steps per round (default: %(default)s)")
-    simulate.add_argument("--learning-rate", type=float, default=1e-3, metavar="LR",
-                          help="learning rate at the start of each round; it decays to 0 over the round "
-                               "(default: %(default)s)")
+    _add_budget_options(simulate)
+    simulate.add_argument("--learning-rate", type=float, default=DEFAULT_LEARNING_RATE, metavar="LR",
+                          help="peak learning rate of each round, after a short warm-up; it decays to 0 "
+                               "over the round (default: %(default)s)")
     simulate.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
     simulate.add_argument("--correct", action="store_true",
                           help="the annotator corrects the prediction: effort = boundary changed")
     simulate.add_argument("--full", action="store_true",
-                          help="also train on all pool items (rounds x steps steps): the Dice to reach")
+                          help="also train on all pool items for all rounds' budget: the Dice to reach")
     simulate.set_defaults(run=run_simulate)
 
     score = commands.add_parser("score", help="rank a project's pool (or a folder of cases) by uncertainty")
@@ -232,7 +321,6 @@ def _add_benchmark_commands(commands) -> None:
 
 
 def run_simulate(args: argparse.Namespace) -> int:
-    from .model import TrainConfig
     from .simulation import TABLE_MD, simulate
 
     dataset = Path(args.dataset)
@@ -243,8 +331,7 @@ def run_simulate(args: argparse.Namespace) -> int:
     strategies = [name.strip() for name in args.strategies.split(",") if name.strip()]
     path = simulate(dataset, args.out, strategies=strategies, rounds=args.rounds, seeds=range(args.seeds),
                     batch_size=args.batch, initial_items=args.initial or args.batch,
-                    train_config=TrainConfig(steps=args.steps, learning_rate=args.learning_rate,
-                                             device=args.device),
+                    train_config=_budget_config(args, learning_rate=args.learning_rate),
                     correction_mode=args.correct, full_data=args.full, progress=_print_round)
     print(f"rounds: {path}\ntable:  {path.parent / TABLE_MD}")
     return 0
