@@ -24,6 +24,7 @@ import numpy as np
 from .effort import (BoundaryLength, EffortModel, SecondsModel, boundary_length, changed_boundary_length,
                      shared_boundary_length)
 from .errors import AlsegError
+from .image_cache import ImageCache
 from .metrics import class_means, dice_per_class, mean_dice
 from .store import MANUAL, PSEUDO_ACCEPTED, Project, ScoredItem
 from .strategies import QueryItem, Suggestion, get_strategy, pseudo_label_candidates, select
@@ -66,7 +67,7 @@ class Session:
         self.device = device
         self.batch_size = batch_size
         self.seed = seed
-        self._images: dict[str, np.ndarray] = {}
+        self._images = ImageCache()  # LRU by bytes: a BraTS-size cohort does not fit whole
         self._model_lock = threading.Lock()
         self._net: SegmentationNet | None = None
         self._loaded_version: str | None = None
@@ -100,11 +101,13 @@ class Session:
         return 3 if self.project.granularity == "case" else 2
 
     def case_image(self, case: str) -> np.ndarray:
-        """The case's channels stacked: float32 ``(Cin, k, j, i)``, cached for the session."""
-        if case not in self._images:
+        """The case's channels stacked: float32 ``(Cin, k, j, i)``, from a bounded LRU cache
+        (``$ALSEG_IMAGE_CACHE_MB``; see :mod:`napari_alseg.image_cache`)."""
+        def load() -> np.ndarray:
             volumes = self.project.load_channels(case)
-            self._images[case] = np.stack([volume.data for volume in volumes]).astype(np.float32)
-        return self._images[case]
+            return np.stack([volume.data for volume in volumes]).astype(np.float32, copy=False)
+
+        return self._images.get(case, load)
 
     def in_plane_spacing(self, case: str) -> tuple[float, float]:
         spacing = self.project.case(case).spacing
