@@ -142,7 +142,7 @@ def run_status(args: argparse.Namespace) -> int:
         raise
     with project:
         events = project.events()
-        labelled = [c.name for c in project.cases if project.current_labels(c.name) is not None]
+        labelled = [c.name for c in project.cases if _has_labels(project, c.name, tolerate=args.check)]
         checkpoints = project.checkpoints()
         print(f"project:      {project.folder} ({project.dataset_name}, granularity {project.granularity})")
         print(f"cases:        {len(project.cases)} ({len(labelled)} with labels, "
@@ -169,6 +169,16 @@ def run_status(args: argparse.Namespace) -> int:
                                  "(listed above); restore the damaged files from a backup")
             print("check:        ok (database, records, label checksums, checkpoints)")
     return 0
+
+
+def _has_labels(project, case: str, *, tolerate: bool) -> bool:
+    """Whether ``case`` has labels; a damaged label file raises unless ``tolerate`` (--check lists it)."""
+    try:
+        return project.current_labels(case) is not None
+    except AlsegError:
+        if not tolerate:
+            raise
+        return True
 
 
 def _checkpoint_problems(checkpoints) -> list[str]:

@@ -326,7 +326,7 @@ def _as_image_array(data: np.ndarray, name: str) -> np.ndarray:
                 f"{name}: {n_bad} voxels are NaN or infinite; replace them (e.g. with 0) before use"
             )
         top = float(np.abs(data).max())
-        if top > np.finfo(np.float32).max:
+        if top > float(np.finfo(np.float32).max):
             raise AlsegError(f"{name}: values up to {top:.3g} exceed float32's range (±3.4e38); "
                              "rescale the image before use")
     return np.asarray(data, dtype=np.float32)
