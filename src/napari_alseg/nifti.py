@@ -178,14 +178,12 @@ def _voxel_selection(shape: tuple[int, ...], name: str, channel: int | None,
 
 
 def _spatial_affine(image, channels_first: bool) -> np.ndarray:
-    """The voxel-to-world affine of the spatial axes (channel-first files: their voxel sizes)."""
-    affine = np.asarray(image.affine, float)
-    if not channels_first:
-        return affine
-    zooms = tuple(float(z) for z in image.header.get_zooms()[1:4])
-    spatial = np.diag([*zooms, 1.0])
-    spatial[:3, 3] = affine[:3, 3]
-    return spatial
+    """The voxel-to-world affine of the spatial axes.
+
+    A channel-first file is what saving a ``(C, x, y, z)`` array with the image's own affine
+    gives, so its affine is taken to describe axes 2-4 (NIfTI would apply it to axes 1-3).
+    """
+    return np.asarray(image.affine, float)
 
 
 def _voxels(shape: tuple[int, ...]) -> int:

@@ -109,9 +109,7 @@ def inspect_case(source: CaseSource) -> InspectedCase:
         spacing=reference.spacing,
         origin=reference.origin,
         affine=reference.affine,
-        # a channel-first file's own affine describes the wrong axes; its spatial one has no flips
-        source_affine=(reference.affine if source.channels_first
-                       else np.asarray(nib.load(str(first_path)).affine, float)),
+        source_affine=np.asarray(nib.load(str(first_path)).affine, float),
         max_label=max_label,
     )
 
