@@ -1,0 +1,49 @@
+"""The session's bounded image cache: least recently used out, sized in bytes."""
+
+import numpy as np
+
+from napari_alseg.image_cache import BUDGET_ENV, ImageCache, default_budget
+from napari_alseg.session import Session
+from napari_alseg.store import Project
+from test_store import make_source
+
+
+def array_of(n_bytes, value=0):
+    return np.full(n_bytes // 4, value, np.float32)
+
+
+def test_least_recently_used_images_go_first_once_over_budget():
+    cache = ImageCache(budget_bytes=3000)
+    for key in "abc":
+        cache.get(key, lambda: array_of(1000))
+    assert cache.nbytes == 3000 and len(cache) == 3
+    cache.get("a", lambda: array_of(1000))  # a hit: "a" is now the most recent
+    cache.get("d", lambda: array_of(1000))
+    assert "b" not in cache and all(key in cache for key in "acd")
+    assert cache.loads == 4 and cache.nbytes == 3000
+
+
+def test_one_image_above_the_budget_is_still_kept_alone():
+    cache = ImageCache(budget_bytes=100)
+    big = cache.get("big", lambda: array_of(4000, 7))
+    assert len(cache) == 1 and cache.get("big", lambda: array_of(4)) is big
+    cache.get("next", lambda: array_of(4000))
+    assert "big" not in cache and len(cache) == 1
+
+
+def test_the_budget_comes_from_the_environment(monkeypatch):
+    monkeypatch.setenv(BUDGET_ENV, "3")
+    assert default_budget() == 3 << 20
+    monkeypatch.setenv(BUDGET_ENV, "not a number")
+    assert 0 < default_budget() <= 2 << 30
+
+
+def test_session_images_stay_within_the_budget_and_reload_when_evicted(tmp_path, monkeypatch):
+    monkeypatch.setenv(BUDGET_ENV, "0.0003")  # ~300 B: room for one case of 2 x 4 x 6 x 5 float32
+    with Session(Project.create(tmp_path / "project", make_source(tmp_path / "source")),
+                 annotator="a") as session:
+        first = session.case_image("case_000").copy()
+        session.case_image("case_001")
+        assert len(session._images) == 1 and "case_000" not in session._images
+        np.testing.assert_array_equal(session.case_image("case_000"), first)
+        assert session._images.loads == 3
