@@ -118,7 +118,7 @@ def score_tasks(tasks: Sequence[CaseTask], *, workers: int | None = None,
     try:
         from dask.distributed import Client, LocalCluster
     except ImportError:
-        raise AlsegError("scoring on Dask needs dask[distributed]: pip install 'dask[distributed]'") from None
+        raise AlsegError("scoring on Dask needs dask[distributed]: pip install 'napari-alseg[dask]'") from None
     if address is not None:
         with Client(address) as client:
             return _gather(client, tasks)

@@ -92,7 +92,7 @@ def load_mni_tissue_maps() -> MniTissueMaps:
         from nilearn import datasets
     except ImportError as exc:
         raise AlsegError(
-            f"nilearn is needed for the tumour-cases set: pip install nilearn ({exc})") from None
+            f"nilearn is needed for the tumour-cases set: pip install \"napari-alseg[tumour-sample]\" ({exc})") from None
     loaders = {
         "grey matter": datasets.load_mni152_gm_template,
         "white matter": datasets.load_mni152_wm_template,
