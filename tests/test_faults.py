@@ -418,3 +418,16 @@ def test_the_widget_and_store_import_without_fcntl(project_folder):
     assert "refused: this platform offers no file locking" in result.stdout
     assert "Traceback" not in result.stderr
     assert json.loads(json.dumps(result.stdout))  # printable
+
+
+def test_disk_full_while_exporting_is_one_line(project_folder, tmp_path, monkeypatch):
+    def open_full(file, *args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    with Project.open(project_folder) as project:
+        monkeypatch.setattr("napari_alseg.store.export.open", open_full, raising=False)
+        with pytest.raises(StorageError) as excinfo:
+            project.export(tmp_path / "out")
+        assert "provenance.csv: cannot write the export (No space left on device)" in one_line(excinfo)
+        assert not list((tmp_path / "out").glob(".*tmp*"))
+    assert_work_kept(project_folder)

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..atomic import atomic_path
-from ..errors import AlsegError
+from ..errors import AlsegError, StorageError
 from .labels import LABEL_SUFFIX, write_label_volume
 
 if TYPE_CHECKING:
@@ -86,7 +86,11 @@ def _csv_text(events: list[dict]) -> str:
 
 def _write_text(path: Path, text: str) -> Path:
     """Atomic replace, like the label files: a reader sees the old export or the new one."""
-    with atomic_path(path) as temp:
-        with open(temp, "w", encoding="utf-8", newline="") as handle:
-            handle.write(text)
+    try:
+        with atomic_path(path) as temp:
+            with open(temp, "w", encoding="utf-8", newline="") as handle:
+                handle.write(text)
+    except OSError as exc:
+        raise StorageError(f"{path}: cannot write the export ({exc.strerror or exc}); "
+                           "the previous file, if any, is unchanged") from None
     return path
