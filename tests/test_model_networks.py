@@ -68,3 +68,26 @@ def test_wrong_channel_count_is_a_user_error():
     net = SegmentationNet(ModelSpec(2, 2, 3, TINY))
     with pytest.raises(AlsegError, match="2 channel"):
         net(torch.zeros(1, 1, 32, 32))
+
+
+@pytest.mark.parametrize(("spatial_dims", "spatial", "zoom"), [(2, (50, 38), (0.5, 0.5)), (3, (24, 30, 20), (0.5, 1.0, 0.75))])
+def test_zoomed_net_computes_on_the_working_grid_and_answers_on_the_native_one(spatial_dims, spatial, zoom):
+    net = ModelSpec(spatial_dims, 1, 3, TINY, zoom=zoom).build().eval()
+    x = torch.randn(1, 1, *spatial)
+    with torch.no_grad():
+        logits = net(x)
+        decoder_features, _, _ = net.backbone(x)
+    working = net.working_shape(spatial)
+    assert working == tuple(round(size * factor) for size, factor in zip(spatial, zoom))
+    assert decoder_features.shape[2:] == tuple(size // 2 for size in valid_input_shape(working))
+    assert logits.shape == (1, 3, *spatial)
+
+
+def test_zoom_round_trips_and_old_specs_load_at_native_resolution():
+    spec = ModelSpec(2, 1, 3, TINY, zoom=(0.5, 0.5))
+    assert ModelSpec.from_json(spec.to_json()) == spec
+    old = ModelSpec.from_json('{"spatial_dims": 2, "in_channels": 1, "n_classes": 3, "features": [4, 8, 8, 8, 16, 4], '
+                              '"dropout": 0.2, "norm": "instance"}')
+    assert old.zoom == () and ModelSpec(2, 1, 3, TINY, zoom=(1, 1)).zoom == ()
+    with pytest.raises(AlsegError):
+        ModelSpec(2, 1, 3, TINY, zoom=(0.5,))

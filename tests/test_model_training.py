@@ -109,7 +109,7 @@ def test_nan_image_aborts_before_training():
 def test_nan_loss_aborts_and_keeps_the_previous_weights(monkeypatch):
     net = tiny_net()
     before = weights_of(net)
-    monkeypatch.setattr(training, "dice_ce_loss", lambda logits, labels, weights: logits.sum() * float("nan"))
+    monkeypatch.setattr(training, "batch_dice_ce_loss", lambda logits, labels, weights: logits.sum() * float("nan"))
     with pytest.raises(TrainingAborted, match="step 1.*nan"):
         fine_tune(net, [square_item(0)], quick())
     assert same_weights(net, before)
@@ -117,7 +117,7 @@ def test_nan_loss_aborts_and_keeps_the_previous_weights(monkeypatch):
 
 def test_validation_split_and_best_weights():
     items = [square_item(seed) for seed in range(5)]
-    result = fine_tune(tiny_net(), items, quick(steps=4, validate_every=2))
+    result = fine_tune(tiny_net(), items, quick(steps=4, validate_every=2, validation_fraction=0.2))
     assert result.metrics["val_items"] == 1 and result.metrics["train_items"] == 4
     assert result.metrics["best_val_loss"] is not None
 
@@ -127,7 +127,7 @@ def test_early_stopping_never_keeps_the_weights_from_before_the_round():
     before = weights_of(net)
     # a learning rate this high makes the round worse than its start; its weights still win
     result = fine_tune(net, [square_item(seed) for seed in range(5)],
-                       quick(steps=2, validate_every=2, learning_rate=100.0))
+                       quick(steps=2, validate_every=2, learning_rate=100.0, validation_fraction=0.2))
     assert result.metrics["best_step"] == 2
     trained = tiny_net()
     trained.load_state_dict(result.state_dict)
@@ -184,3 +184,62 @@ def test_gpu_out_of_memory_retries_with_half_batch_then_gives_up(monkeypatch):
 def test_impossible_settings_are_refused_when_made(settings):
     with pytest.raises(AlsegError):
         TrainConfig(**settings)
+
+
+def multiclass_item(seed, shape=(48, 48)):
+    """Class 1 fills most of the image; classes 2 and 3 are a few voxels each."""
+    rng = np.random.default_rng(seed)
+    labels = np.ones(shape, np.int64)
+    labels[:4] = 0
+    labels[10:12, 10:12] = 2
+    labels[30:32, 30:33] = 3
+    image = (labels[None] + rng.normal(0, 0.1, (1, *shape))).astype(np.float32)
+    return TrainingItem(image, labels, np.ones(shape, bool))
+
+
+def test_class_aware_crops_centre_every_labelled_class_equally_often():
+    items = [multiclass_item(seed) for seed in range(2)]
+    prepared, _ = training._prepare_items(items, tiny_net(n_classes=4), training._resolved(quick(), 2))
+    config = quick(batch_size=1, patch_size=(8, 8), random_crop_fraction=0.0)
+    sampler = training._CropSampler(prepared, training._resolved(config, 2), np.random.default_rng(0))
+    centres = [int(crop["labels"][0][4, 4]) for crop in (sampler.batch()[0] for _ in range(300))]
+    counts = np.bincount(centres, minlength=4)
+    assert counts[0] == 0 and all(80 <= count <= 120 for count in counts[1:])  # 1/3 each, whatever its size
+
+
+def test_class_aware_crops_use_only_the_delineated_classes_of_partial_labels():
+    item = multiclass_item(0)
+    mask = item.labels == 2
+    partial = TrainingItem(item.image, item.labels, mask, allowed_classes=np.array([True, True, False, True]))
+    prepared, _ = training._prepare_items([partial], tiny_net(n_classes=4), training._resolved(quick(), 2))
+    assert set(prepared[0].class_voxels) == {2}
+
+
+def test_time_budgeted_round_stops_within_a_few_percent_of_its_budget():
+    reports = []
+    result = fine_tune(tiny_net(), [square_item(seed) for seed in range(3)],
+                       TrainConfig(seconds=3.0, batch_size=2, augment=False), progress=reports.append)
+    assert 3.0 <= result.metrics["seconds"] <= 3.0 * 1.05  # a step of this net takes well under 0.15 s
+    assert result.steps_done == len(reports) > 5
+    assert reports[-1].eta_seconds == pytest.approx(0.0, abs=0.2)
+    assert reports[-1].total_steps == result.steps_done
+
+
+def test_learning_rate_warms_up_then_decays_to_zero():
+    clock = training._RoundClock(TrainConfig(steps=100, warmup_fraction=0.1))
+    factors = [clock.learning_rate_factor(step) for step in range(101)]
+    assert factors[0] < 0.05 and max(factors) == pytest.approx(1.0, abs=0.01)
+    assert int(np.argmax(factors)) in (10, 11) and factors[-1] == pytest.approx(0.0, abs=1e-6)
+
+
+def test_prefetched_batches_equal_the_batches_made_in_line():
+    items = [multiclass_item(seed) for seed in range(2)]
+    prepared, _ = training._prepare_items(items, tiny_net(n_classes=4), training._resolved(quick(), 2))
+
+    def first_batches(prefetch):
+        config = training._resolved(quick(augment=True, prefetch=prefetch, patch_size=(16, 16)), 2)
+        with training._BatchProducer(prepared, config, np.random.default_rng(3)) as batches:
+            return [next(batches) for _ in range(3)]
+
+    for threaded, in_line in zip(first_batches(True), first_batches(False)):
+        assert torch.equal(threaded.images, in_line.images) and torch.equal(threaded.labels, in_line.labels)

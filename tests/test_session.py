@@ -246,3 +246,30 @@ def test_first_network_is_seeded(stack_session):
     first = stack_session._initial_net().state_dict()
     again = stack_session._initial_net().state_dict()
     assert all((first[k] == again[k]).all() for k in first)
+
+
+def test_the_training_plan_is_made_once_kept_with_the_project_and_overridable(tmp_path):
+    source = make_source(tmp_path / "source", granularity="slice", n_cases=1, shape=(6, 32, 32))
+    project = Project.create(tmp_path / "project", source, annotator="dr-a", seed=1)
+    with Session(project, annotator="dr-a") as session:
+        plan = session.training_plan()
+        assert plan.spatial_dims == 2 and plan.device == "cpu"
+        assert session.round_config().seconds == plan.seconds and session.round_config().steps is None
+        session.set_plan(seconds=42.0, batch_size=3)
+    with Session.open(tmp_path / "project", annotator="dr-a", train_config=tiny_config(batch_size=None)) as session:
+        kept = session.training_plan()
+        assert (kept.seconds, kept.batch_size) == (42.0, 3)
+        config = session.round_config()
+        assert config.steps == 4 and config.seconds is None and config.batch_size == 3
+
+
+def test_a_resampling_plan_predicts_on_the_native_grid(tmp_path):
+    source = make_source(tmp_path / "source", granularity="case", n_cases=3, shape=(20, 24, 22))
+    project = Project.create(tmp_path / "project", source, annotator="dr-a", seed=1)
+    with Session(project, annotator="dr-a", train_config=tiny_config()) as session:
+        session.set_plan(zoom=(0.5, 0.5, 0.5), features=(4, 8, 8, 8, 16, 4))
+        case = next(c.name for c in project.cases if (c.name, None) not in set(project.validation_items()))
+        session.submit(case, project.ground_truth(case), seconds_active=1.0)
+        report = session.retrain()
+        assert session.current_net().spec.zoom == (0.5, 0.5, 0.5) and not report.cancelled
+        assert session.predict_labels(case).shape == project.case(case).shape

@@ -18,6 +18,7 @@ from qtpy.QtCore import Qt, QTimer
 from qtpy.QtGui import QColor
 from qtpy.QtWidgets import (QCheckBox, QColorDialog, QComboBox, QFileDialog, QFormLayout, QGroupBox,
                             QHBoxLayout, QLabel, QLineEdit, QProgressBar, QPushButton, QSpinBox,
+                            QDoubleSpinBox,
                             QTableWidget, QTableWidgetItem, QTabWidget, QVBoxLayout, QWidget)
 
 from ._qt.background import BackgroundJob, start_job
@@ -212,6 +213,18 @@ class AlsegWidget(QWidget):
         row.addWidget(self.retrain_button)
         row.addWidget(self.cancel_button)
         inner.addLayout(row)
+        row = QHBoxLayout()
+        row.addWidget(QLabel("Train for"))
+        self.budget_spin = QDoubleSpinBox()
+        self.budget_spin.setRange(0.25, 120.0)
+        self.budget_spin.setSingleStep(0.5)
+        self.budget_spin.setDecimals(2)
+        self.budget_spin.setSuffix(" min")
+        self.budget_spin.setToolTip("Wall-clock training time of one retrain round (kept in the project's plan)")
+        self.budget_spin.editingFinished.connect(self._budget_changed)
+        row.addWidget(self.budget_spin)
+        row.addStretch(1)
+        inner.addLayout(row)
         self.job_progress = QProgressBar()
         self.job_progress.setFormat("%v / %m")
         inner.addWidget(self.job_progress)
@@ -318,6 +331,7 @@ class AlsegWidget(QWidget):
         self.project_label.setText(f"{project.folder}\n{len(project.cases)} cases · "
                                    f"{project.granularity} granularity · {project.dataset_name}")
         self._show_classes()
+        self.budget_spin.setValue(session.training_plan().seconds / 60.0)
         self._enable(True)
         self._show_model()
         self.tabs.setCurrentIndex(1)
@@ -547,16 +561,20 @@ class AlsegWidget(QWidget):
             return
         self.save_draft()
         session = self.session
-        steps = (session.train_config.steps if session.train_config else 60)
-        self._begin_progress("Training", steps)
+        config = session.round_config()
+        self._begin_progress("Training", config.steps or 100)
         self._start("training", session.retrain, on_progress=self._training_progress,
                     on_done=self._trained)
+
+    def _budget_changed(self) -> None:
+        if self.session is not None:
+            self.session.set_plan(seconds=self.budget_spin.value() * 60.0)
 
     def _training_progress(self, report) -> None:
         self.job_progress.setMaximum(report.total_steps)
         self.job_progress.setValue(report.step)
-        self.job_label.setText(f"step {report.step}/{report.total_steps} · loss {report.loss:.3f} · "
-                               f"ETA {report.eta_seconds:.0f} s")
+        self.job_label.setText(f"step {report.step} of ~{report.total_steps} · loss {report.loss:.3f} · "
+                               f"{report.eta_seconds:.0f} s left")
         if self.progress_bar is not None:
             self.progress_bar.total = report.total_steps
             self.progress_bar.n = report.step

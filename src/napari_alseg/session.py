@@ -31,10 +31,12 @@ from .strategies import QueryItem, Suggestion, get_strategy, pseudo_label_candid
 
 if TYPE_CHECKING:
     from .model import ModelSpec, SegmentationNet, TrainConfig, TrainingItem, TrainProgress
+    from .plan import Fingerprint, TrainingPlan
     from .quality import QualityPredictor
     from .scoring import PoolScores
 
 MIN_LABELLED_ITEMS = 1
+PLAN_SETTING = "training_plan"
 
 
 def import_model_backend() -> None:
@@ -122,11 +124,68 @@ class Session:
         return checkpoints[-1].model_version if checkpoints else None
 
     def model_spec(self) -> ModelSpec:
+        """The network a new model of this project gets: its plan's widths and working grid."""
         from .model import ModelSpec
 
+        plan = self.training_plan()
         return ModelSpec(spatial_dims=self.spatial_dims,
                          in_channels=len(self.project.cases[0].channel_names),
-                         n_classes=self.project.n_classes)
+                         n_classes=self.project.n_classes, features=plan.features, zoom=plan.zoom)
+
+    # ------------------------------------------------------------------ training plan
+
+    def fingerprint(self) -> Fingerprint:
+        """What the plan is made from: the items' shapes and voxel sizes (slices for 2D nets)."""
+        from .plan import fingerprint
+
+        cases = self.project.cases
+        axes = slice(None) if self.spatial_dims == 3 else slice(1, None)
+        return fingerprint([record.shape[axes] for record in cases], [record.spacing[axes] for record in cases],
+                           n_channels=len(cases[0].channel_names), n_classes=self.project.n_classes)
+
+    def training_plan(self) -> TrainingPlan:
+        """The project's plan: made from its fingerprint for this device once, then kept with it."""
+        from .plan import TrainingPlan
+
+        stored = self.project.setting(PLAN_SETTING)
+        if stored is not None:
+            return TrainingPlan.from_json(stored)
+        return self.replan()
+
+    def replan(self, **overrides: Any) -> TrainingPlan:
+        """Make the plan anew for this device (``overrides``: fields to set by hand) and keep it."""
+        from .model import pick_device
+        from .plan import make_plan
+
+        device_kind = "cuda" if pick_device(self.device).type == "cuda" else "cpu"
+        plan = make_plan(self.fingerprint(), device_kind).with_overrides(**overrides)
+        self.project.store_setting(PLAN_SETTING, plan.to_json())
+        return plan
+
+    def set_plan(self, **overrides: Any) -> TrainingPlan:
+        """Change some fields of the kept plan (e.g. ``seconds=60``, ``batch_size=4``)."""
+        plan = self.training_plan().with_overrides(**overrides)
+        self.project.store_setting(PLAN_SETTING, plan.to_json())
+        return plan
+
+    def round_config(self) -> TrainConfig:
+        """This round's settings: ``train_config`` where it says, the plan for the rest.
+
+        A config without steps or seconds trains for the plan's budget.
+        """
+        from .model import TrainConfig
+
+        plan = self.training_plan()
+        config = self.train_config or TrainConfig(device=self.device, seed=self.seed)
+        seconds = plan.seconds if config.steps is None and config.seconds is None else config.seconds
+        return replace(config, seconds=seconds, batch_size=config.batch_size or plan.batch_size,
+                       patch_size=config.patch_size or plan.patch_size)
+
+    @property
+    def inference_patch(self) -> tuple[int, ...] | None:
+        """Sliding-window size for prediction and scoring (native voxels): the plan's patch for
+        3D cases; 2D slices (at most the plan's working size) go through whole."""
+        return None if self.spatial_dims == 2 else self.training_plan().patch_size
 
     def current_net(self) -> SegmentationNet | None:
         """The active model's network, loaded once per version (None without a model)."""
@@ -297,13 +356,12 @@ class Session:
             raise AlsegError(f"no labelled data yet: submit at least {MIN_LABELLED_ITEMS} labelled "
                              f"{unit} (outside the validation split) before retraining")
         net = self.current_net() or self._initial_net()
-        config = self.train_config or TrainConfig(device=self.device, seed=self.seed)
-        result = fine_tune(net, items, config, progress=progress, should_stop=should_stop)
+        result = fine_tune(net, items, self.round_config(), progress=progress, should_stop=should_stop)
         previous = self.model_version
         if result.cancelled or result.state_dict is None:
             return RetrainReport(previous, True, result.steps_done, len(items),
                                  message=f"training cancelled; model {previous or '(none)'} kept")
-        trained = self.model_spec().build()
+        trained = net.spec.build()
         trained.load_state_dict(result.state_dict)
         metrics = {key: value for key, value in result.metrics.items() if isinstance(value, (int, float))}
         metrics.update(self.validation_metrics(trained))
@@ -311,7 +369,7 @@ class Session:
             metrics.update(self.label_metrics(trained))
         metrics["n_items"] = len(items)
         version = f"v{len(self.project.checkpoints()) + 1:04d}"
-        path = save_checkpoint(self.project.models_dir / f"{version}.pt", trained, self.model_spec(), metrics)
+        path = save_checkpoint(self.project.models_dir / f"{version}.pt", trained, net.spec, metrics)
         self.project.record_checkpoint(version, path, metrics=metrics)
         warnings = result.metrics.get("warnings") or []
         return RetrainReport(version, False, result.steps_done, len(items), metrics,
@@ -420,7 +478,7 @@ class Session:
             seconds_model=self.seconds_model(), spacing={c.name: self.in_plane_spacing(c.name)
                                                          for c in self.project.cases},
             class_dice_history=self.class_dice_history(), recent=self.recent_items(),
-            vae=self._vae, seed=self.seed)
+            vae=self._vae, seed=self.seed, patch_size=self.inference_patch)
         self._vae = pool.vae or self._vae
         self._add_quality_examples(pool.quality_examples)
         if pool.model_version is not None:
@@ -518,10 +576,10 @@ class Session:
                 if e.label_version is not None and e.model_version in latest]
 
     def _bootstrap_config(self) -> TrainConfig:
-        from .model import TrainConfig
-
-        config = self.train_config or TrainConfig(device=self.device, seed=self.seed)
-        return replace(config, steps=max(1, config.steps // 2))
+        """Half a round per ensemble member (half the steps or half the seconds)."""
+        config = self.round_config()
+        return replace(config, steps=None if config.steps is None else max(1, config.steps // 2),
+                       seconds=None if config.seconds is None else config.seconds / 2)
 
     @property
     def n_quality_examples(self) -> int:
@@ -658,7 +716,8 @@ class Session:
                 raise AlsegError("no model yet: retrain once before showing uncertainty")
             image = self.case_image(case)
             if self.spatial_dims == 3:
-                variance = mc_dropout(net, image, samples=samples, seed=self.seed, device=self.device).variance
+                variance = mc_dropout(net, image, samples=samples, seed=self.seed, device=self.device,
+                                      patch_size=self.inference_patch).variance
                 self._uncertainty[key] = variance.mean(axis=0).astype(np.float32)
             else:
                 planes = [mc_dropout(net, image[:, n], samples=samples, seed=self.seed,
@@ -685,7 +744,7 @@ class Session:
             raise AlsegError("no model yet: retrain once before asking for predictions")
         image = self.case_image(case)
         if self.spatial_dims == 3:
-            probs = predict_proba(net, image, device=self.device)
+            probs = predict_proba(net, image, device=self.device, patch_size=self.inference_patch)
             probs = probs if slice_index is None else probs[:, slice_index]
         elif slice_index is not None:
             probs = predict_proba(net, image[:, slice_index], device=self.device)

@@ -13,8 +13,8 @@ every strategy run with the same seed is measured on the same held-out items
 (:func:`simulate` checks this). No strategy looks at it: dice-per-effort's ``D_c`` is
 measured on the labels given (:meth:`Session.label_metrics`), and quality ratings learn
 only from labelled validation items (the oracle labels none) and from corrections.
-A ``full-data`` reference trains once on every pool item for as many optimiser steps as
-an active-learning run gets over all its rounds.
+A ``full-data`` reference trains once on every pool item for as long as an
+active-learning run trains over all its rounds (steps, or seconds for time-budgeted rounds).
 :func:`write_report` turns the CSV into ``dice_vs_effort.png`` and the papers' table
 (METHODS E): boundary effort to reach 90 / 95 % of the full-data Dice.
 """
@@ -91,7 +91,8 @@ def simulate(dataset_dir: str | os.PathLike, out_dir: str | os.PathLike, *, stra
     Round 1 labels ``initial_items`` items suggested without a model (the strategy's
     model-free fallback, random for most); each later round labels ``batch_size`` items
     (cases, slices or ROIs: the strategy's unit). Each round fine-tunes the last model
-    for ``train_config.steps`` steps (seeded per run). ``correction_mode``: the oracle
+    for ``train_config``'s steps or seconds, the project plan's budget when it sets
+    neither (seeded per run). ``correction_mode``: the oracle
     corrects the model's prediction instead of tracing from scratch, so the effort is the
     boundary it changed. ``full_data`` adds the reference run. ``progress(row)`` gets
     each row as written. A second call with the same ``out_dir`` resumes; changed
@@ -142,11 +143,13 @@ def _run_strategy(run: _Run, rows: _RoundsCsv, strategy: str, seed: int,
 
 
 def _run_full_data(run: _Run, rows: _RoundsCsv, seed: int, progress: Progress | None) -> list:
-    """Every pool item labelled, one training of ``rounds × steps`` steps: the Dice to reach."""
-    steps = run.rounds * run.train_config.steps
-    config = replace(run.train_config, steps=steps)
-    with _open_session(replace(run, train_config=config), f"{FULL_DATA}-steps{steps}-seed{seed}",
-                       "random", seed) as session:
+    """Every pool item labelled, one training of ``rounds`` rounds' budget: the Dice to reach."""
+    with _open_session(run, f"{FULL_DATA}-rounds{run.rounds}-seed{seed}", "random", seed) as session:
+        round_config = session.round_config()
+        session.train_config = replace(
+            round_config,
+            steps=None if round_config.steps is None else run.rounds * round_config.steps,
+            seconds=None if round_config.seconds is None else run.rounds * round_config.seconds)
         rows.use_columns(_columns(session.project))
         if not rows.has(FULL_DATA, seed, run.rounds):
             started = time.perf_counter()

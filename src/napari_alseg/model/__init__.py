@@ -7,11 +7,12 @@ import this package at module level, so ``alseg --help`` stays fast.
 from .checkpoints import load_checkpoint, save_checkpoint
 from .device import pick_device
 from .inference import McResult, mc_dropout, mc_dropout_full_passes, mc_dropout_mode, predict_proba
-from .losses import dice_ce_loss, partial_label_ce, renormalise_prediction
+from .losses import batch_dice_ce_loss, partial_label_ce, renormalise_prediction
 from .networks import ModelSpec, SegmentationNet
 from .training import TrainConfig, TrainingAborted, TrainingItem, TrainProgress, TrainResult, fine_tune
 
 __all__ = [
+    "batch_dice_ce_loss",
     "McResult",
     "ModelSpec",
     "SegmentationNet",
@@ -20,7 +21,6 @@ __all__ = [
     "TrainResult",
     "TrainingAborted",
     "TrainingItem",
-    "dice_ce_loss",
     "fine_tune",
     "load_checkpoint",
     "mc_dropout",

@@ -9,21 +9,34 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from monai.losses import DiceCELoss
+
+DICE_SMOOTH = 1e-5
 
 
-def dice_ce_loss(logits: torch.Tensor, labels: torch.Tensor, weights: torch.Tensor | None = None) -> torch.Tensor:
-    """Dice + cross-entropy on softmax outputs for fully labelled items (scalar).
+def batch_dice_ce_loss(logits: torch.Tensor, labels: torch.Tensor, weights: torch.Tensor | None = None) -> torch.Tensor:
+    """Cross-entropy + batch soft Dice for fully labelled crops (scalar).
 
-    Dice is per item and class (MONAI's default), so the loss is a mean of per-item
-    losses; ``weights`` ``(B,)`` scale each item's term before that mean.
+    The Dice of each foreground class is taken over the whole batch (nnU-Net's batch
+    Dice), over the classes present in it: a crop that happens to miss a small
+    structure does not score it 0, and every present class weighs the same however
+    few voxels it has. ``weights`` ``(B,)`` scale each crop's voxels in both terms.
     """
-    loss = DiceCELoss(softmax=True, to_onehot_y=True)
-    target = labels.unsqueeze(1).long()
-    if weights is None:
-        return loss(logits, target)
-    item_losses = torch.stack([loss(logits[item : item + 1], target[item : item + 1]) for item in range(len(logits))])
-    return (item_losses * weights.to(item_losses)).mean()
+    n_items, n_classes = logits.shape[:2]
+    item_weights = logits.new_ones(n_items) if weights is None else weights.to(logits)
+    voxel_ce = F.cross_entropy(logits, labels.long(), reduction="none")
+    cross_entropy = (voxel_ce.flatten(1).mean(dim=1) * item_weights).mean()
+    probs = F.softmax(logits, dim=1)
+    target = F.one_hot(labels.long(), n_classes).movedim(-1, 1).to(probs.dtype)
+    shape = (n_items, 1, *([1] * (logits.dim() - 2)))
+    weight_map = item_weights.reshape(shape)
+    reduce = (0, *range(2, logits.dim()))
+    overlap = (probs * target * weight_map).sum(dim=reduce)[1:]
+    total = ((probs + target) * weight_map).sum(dim=reduce)[1:]
+    present = (target * weight_map).sum(dim=reduce)[1:] > 0
+    if not present.any():
+        return cross_entropy
+    dice = (2 * overlap + DICE_SMOOTH) / (total + DICE_SMOOTH)
+    return cross_entropy + (1 - dice[present]).mean()
 
 
 def partial_label_ce(

@@ -33,6 +33,7 @@ DEFAULT_DROPOUT = 0.2
 POOLING_FACTOR = 16
 MIN_INPUT_SIZE = 32
 NORMS = {"instance": ("instance", {"affine": True}), "batch": ("batch", {})}
+_LINEAR = {2: "bilinear", 3: "trilinear"}
 ACTIVATION = ("LeakyReLU", {"negative_slope": 0.1, "inplace": True})
 
 
@@ -42,6 +43,8 @@ class ModelSpec:
 
     ``features``: six widths (four encoder levels, bottleneck, head); empty means the
     default for ``spatial_dims``. ``dropout``: probability of the head dropout.
+    ``zoom``: working / native resolution per axis (the training plan's), e.g. 0.5 runs
+    the network on half the voxels per axis; empty or all 1 means native.
     """
 
     spatial_dims: int
@@ -50,6 +53,7 @@ class ModelSpec:
     features: tuple[int, ...] = field(default=())
     dropout: float = DEFAULT_DROPOUT
     norm: str = "instance"
+    zoom: tuple[float, ...] = field(default=())
 
     def __post_init__(self) -> None:
         if self.spatial_dims not in (2, 3):
@@ -66,6 +70,10 @@ class ModelSpec:
         if len(features) != 6 or min(features) < 1:
             raise AlsegError(f"features must be six positive widths, got {self.features}")
         object.__setattr__(self, "features", features)
+        zoom = tuple(float(factor) for factor in self.zoom)
+        if zoom and (len(zoom) != self.spatial_dims or not all(0 < factor <= 1 for factor in zoom)):
+            raise AlsegError(f"zoom must hold {self.spatial_dims} factors in (0, 1], got {self.zoom}")
+        object.__setattr__(self, "zoom", () if all(factor == 1 for factor in zoom) else zoom)
 
     @property
     def bottleneck_width(self) -> int:
@@ -78,7 +86,8 @@ class ModelSpec:
     def from_json(cls, text: str) -> ModelSpec:
         try:
             values = json.loads(text)
-            return cls(**{**values, "features": tuple(values.get("features", ()))})
+            return cls(**{**values, "features": tuple(values.get("features", ())),
+                          "zoom": tuple(values.get("zoom", ()))})
         except (TypeError, ValueError) as error:
             raise AlsegError(f"not a valid model spec: {error}") from error
 
@@ -154,8 +163,8 @@ class SegmentationNet(nn.Module):
         self.last_block = LastDecoderBlock(spec)
 
     def backbone(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Deterministic part: ``(B, Cin, *S)`` -> (decoder_features, skip, bottleneck)."""
-        x = self._pad(x)
+        """Deterministic part: ``(B, Cin, *S)`` -> (decoder_features, skip, bottleneck) on the working grid."""
+        x = self._pad(self._to_working(x))
         x0 = self.conv_0(x)
         x1 = self.down_1(x0)
         x2 = self.down_2(x1)
@@ -171,7 +180,26 @@ class SegmentationNet(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Logits ``(B, C, *S)`` for input ``(B, Cin, *S)``."""
         decoder_features, skip, _ = self.backbone(x)
-        return crop_spatial(self.head(decoder_features, skip), tuple(x.shape[2:]))
+        return self.native_logits(self.head(decoder_features, skip), tuple(x.shape[2:]))
+
+    def working_shape(self, native_shape: tuple[int, ...]) -> tuple[int, ...]:
+        """Spatial shape the network computes on for a native input shape (voxels)."""
+        if not self.spec.zoom:
+            return tuple(native_shape)
+        return tuple(max(1, round(size * factor)) for size, factor in zip(native_shape, self.spec.zoom))
+
+    def native_logits(self, head_logits: torch.Tensor, native_shape: tuple[int, ...]) -> torch.Tensor:
+        """Head output ``(B, C, *P)`` -> logits ``(B, C, *S)`` on the input's native grid."""
+        logits = crop_spatial(head_logits, self.working_shape(native_shape))
+        if not self.spec.zoom:
+            return logits
+        return F.interpolate(logits, size=native_shape, mode=_LINEAR[self.spec.spatial_dims], align_corners=False)
+
+    def _to_working(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.spec.zoom:
+            return x
+        working = self.working_shape(tuple(x.shape[2:]))
+        return F.interpolate(x, size=working, mode=_LINEAR[self.spec.spatial_dims], align_corners=False)
 
     def bottleneck_features(self, x: torch.Tensor) -> torch.Tensor:
         """Encoder bottleneck averaged over space, ``(B, f4)``: METHODS B's ``h_i``."""

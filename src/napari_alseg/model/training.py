@@ -5,19 +5,24 @@ crash or a diverging loss leaves the caller with its last good weights (DESIGN:
 "training can be cancelled without corrupting the last good model"). Progress is
 reported as small :class:`TrainProgress` records, never as weights.
 
-Items are 2D slices or 3D cases. Each step samples ``batch_size`` items, crops a
-patch (half the time centred on a labelled foreground voxel, so small structures
-are seen), augments image, labels and mask identically, and takes the Dice+CE loss
-for fully labelled crops and the partial-label mixed CE (METHODS E) plus the Dice of each
-delineated class for the rest.
+Items are 2D slices or 3D cases. A round runs for a wall-clock budget (``seconds``,
+what the annotator waits for) or a step count (reproducible runs); the learning rate
+warms up and then decays to 0 over that budget. Each step takes ``batch_size`` crops:
+most are centred on a labelled voxel of a class drawn uniformly from the classes
+delineated so far (so a 20-pixel structure is seen as often as cortex), the rest are
+random. Crops are prepared and augmented in a background thread while the network
+steps. Fully labelled crops pay cross-entropy plus a batch Dice; partial labels pay the
+mixed CE of METHODS E plus the Dice of each delineated class.
 """
 
 from __future__ import annotations
 
 import copy
 import math
+import queue
+import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -26,21 +31,25 @@ import torch
 from monai.transforms import Compose, RandAffined, RandFlipd, RandScaleIntensityd, RandShiftIntensityd
 
 from ..errors import AlsegError
+from ..plan import DEFAULT_LEARNING_RATE
 from .device import cuda_rng_devices, pick_device
 from .inference import eval_mode
-from .losses import delineated_dice_loss, dice_ce_loss, partial_label_ce
+from .losses import batch_dice_ce_loss, delineated_dice_loss, partial_label_ce
 from .networks import MIN_INPUT_SIZE, SegmentationNet
 from .preprocessing import normalise_image
 
-# Measured on a 2-core CPU (benchmarks/bench_model.py): ~0.6 s/step in 2D, ~1.5 s/step in 3D.
+# Used when no plan gives them (a bare TrainConfig); a project's plan (model/plan.py) decides.
 DEFAULT_PATCH_2D = (160, 160)
 DEFAULT_PATCH_3D = (64, 64, 64)
-DEFAULT_BATCH_2D = 4
+DEFAULT_BATCH_2D = 8
 DEFAULT_BATCH_3D = 2
-FOREGROUND_CROP_PROBABILITY = 0.5
+DEFAULT_ROUND_SECONDS = 120.0
+RANDOM_CROP_FRACTION = 1 / 3
+WARMUP_FRACTION = 0.05
+PREFETCH_BATCHES = 2
 FINAL_LOSS_WINDOW = 5
 ROTATION_RADIANS = 0.26
-SCALE_RANGE = 0.1
+SCALE_RANGE = 0.15
 INTENSITY_RANGE = 0.1
 AUGMENT_KEYS = ("image", "labels", "mask")
 
@@ -51,45 +60,68 @@ class TrainingAborted(AlsegError):
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """Settings of one fine-tuning round; defaults sized for a 2-core CPU.
+    """Settings of one fine-tuning round.
 
-    ``steps``: optimiser steps per round. ``batch_size``: crops per step (``None``:
-    4 in 2D, 2 in 3D). ``patch_size``: crop size in voxels (``None``: 160x160 in 2D,
-    64^3 in 3D; items smaller than the patch are used whole). ``flip_axes``: spatial
-    axes randomly flipped when augmenting, empty by default because a left/right
-    flip swaps lateralised atlas labels.
+    Length: ``seconds`` of wall-clock training and/or ``steps`` optimiser steps, whichever
+    comes first; with neither, ``DEFAULT_ROUND_SECONDS``. Steps make a run reproducible.
+    ``batch_size``: crops per step and ``patch_size``: crop size in voxels (``None``: the
+    per-dimension defaults; a project's plan fills both; items smaller than the patch
+    are used whole). ``learning_rate``: the peak, reached after a linear warm-up over
+    ``warmup_fraction`` of the round, then cosine decay to 0 (``cosine_decay``).
+    ``random_crop_fraction``: share of crops placed at random; the others are centred
+    on a labelled voxel of a class drawn uniformly from the delineated classes.
+    ``flip_axes``: spatial axes randomly flipped when augmenting, empty by default
+    because a left/right flip swaps lateralised atlas labels.
     ``pseudo_label_weight``: loss weight of items marked ``pseudo_label``.
-    ``cosine_decay``: the learning rate falls from ``learning_rate`` to 0 over the round.
-    Early stopping holds out ``validation_fraction`` of the items when there are at
-    least ``min_items_for_validation``, checks every ``validate_every`` steps and
-    stops after ``patience`` checks without improvement, keeping the best weights.
-    ``device``: ``None`` picks CUDA when available.
+    Early stopping (off by default: it would hold labels back from training) holds out
+    ``validation_fraction`` of the items when there are at least
+    ``min_items_for_validation``, checks every ``validate_every`` steps and stops after
+    ``patience`` checks without improvement, keeping the best weights.
+    ``prefetch``: prepare crops in a background thread. ``device``: ``None`` picks CUDA
+    when available.
     """
 
-    steps: int = 60
+    steps: int | None = None
+    seconds: float | None = None
     batch_size: int | None = None
-    learning_rate: float = 1e-3
+    learning_rate: float = DEFAULT_LEARNING_RATE
+    warmup_fraction: float = WARMUP_FRACTION
     cosine_decay: bool = True
     patch_size: tuple[int, ...] | None = None
     augment: bool = True
+    random_crop_fraction: float = RANDOM_CROP_FRACTION
     flip_axes: tuple[int, ...] = ()
     pseudo_label_weight: float = 0.5
-    validation_fraction: float = 0.2
+    validation_fraction: float = 0.0
     min_items_for_validation: int = 4
     validate_every: int = 10
     patience: int = 3
+    prefetch: bool = True
     seed: int = 0
     device: str | None = None
 
     def __post_init__(self) -> None:
         """Refuse impossible settings when they are made (a CLI flag), not rounds later."""
         batch_size = 1 if self.batch_size is None else self.batch_size
-        if min(self.steps, batch_size, self.validate_every, self.patience) < 1:
+        steps = 1 if self.steps is None else self.steps
+        if min(steps, batch_size, self.validate_every, self.patience) < 1:
             raise AlsegError("steps, batch_size, validate_every and patience must be at least 1")
+        if self.seconds is not None and not (math.isfinite(self.seconds) and self.seconds > 0):
+            raise AlsegError(f"the training budget must be a positive number of seconds, got {self.seconds}")
         if not (math.isfinite(self.learning_rate) and self.learning_rate > 0):
             raise AlsegError(f"learning_rate must be a positive number, got {self.learning_rate}")
-        if not 0.0 <= self.validation_fraction < 1.0:
-            raise AlsegError(f"validation_fraction must be in [0, 1), got {self.validation_fraction}")
+        for name in ("validation_fraction", "warmup_fraction"):
+            if not 0.0 <= getattr(self, name) < 1.0:
+                raise AlsegError(f"{name} must be in [0, 1), got {getattr(self, name)}")
+        if not 0.0 <= self.random_crop_fraction <= 1.0:
+            raise AlsegError(f"random_crop_fraction must be in [0, 1], got {self.random_crop_fraction}")
+
+    @property
+    def budget_seconds(self) -> float | None:
+        """The wall-clock budget in force: ``seconds``, else the default unless steps are set."""
+        if self.seconds is None and self.steps is None:
+            return DEFAULT_ROUND_SECONDS
+        return self.seconds
 
 
 @dataclass(frozen=True)
@@ -112,7 +144,11 @@ class TrainingItem:
 
 @dataclass(frozen=True)
 class TrainProgress:
-    """What the UI shows after each step (a few numbers, never weights)."""
+    """What the UI shows after each step (a few numbers, never weights).
+
+    ``total_steps`` is an estimate for a time-budgeted round (steps so far at the
+    current pace); ``eta_seconds`` is the time left.
+    """
 
     step: int
     total_steps: int
@@ -138,12 +174,18 @@ class TrainResult:
 
 @dataclass(frozen=True)
 class _PreparedItem:
+    """A checked, normalised item; ``class_voxels[c]``: flat indices of voxels labelled c >= 1."""
+
     image: np.ndarray
     labels: np.ndarray
     labelled_mask: np.ndarray
     allowed_classes: np.ndarray
     weight: float
-    foreground: np.ndarray
+    class_voxels: dict[int, np.ndarray]
+
+    @property
+    def has_foreground(self) -> bool:
+        return bool(self.class_voxels)
 
 
 @dataclass(frozen=True)
@@ -153,6 +195,12 @@ class _Batch:
     labelled_mask: torch.Tensor
     allowed_classes: torch.Tensor
     weights: torch.Tensor
+
+    def to(self, device: torch.device) -> _Batch:
+        if device.type == "cpu":
+            return self
+        return _Batch(*(tensor.to(device, non_blocking=True) for tensor in
+                        (self.images, self.labels, self.labelled_mask, self.allowed_classes, self.weights)))
 
 
 def fine_tune(
@@ -199,39 +247,175 @@ def _train(
 ) -> TrainResult:
     rng = np.random.default_rng(config.seed)
     train_items, val_items = _split_validation(prepared, config, rng)
-    augment = _augmenter(config, net.spec.spatial_dims) if config.augment else None
     working = copy.deepcopy(net).to(device).train()
     optimiser = torch.optim.AdamW(working.parameters(), lr=config.learning_rate)
-    schedule = _schedule(optimiser, config)
     stopper = _EarlyStopping([_to_batch([_centre_crop(item, config.patch_size)], device) for item in val_items])
+    clock = _RoundClock(config)
     losses: list[float] = []
     cancelled = False
-    started = time.perf_counter()
-    with torch.random.fork_rng(devices=cuda_rng_devices(device)):
+    with torch.random.fork_rng(devices=cuda_rng_devices(device)), _BatchProducer(train_items, config, rng) as batches:
         torch.manual_seed(config.seed)
-        for step in range(1, config.steps + 1):
+        while not clock.done(len(losses)):
             if should_stop is not None and should_stop():
                 cancelled = True
                 break
-            chosen = [train_items[index] for index in rng.integers(len(train_items), size=config.batch_size)]
-            crop_shape = _crop_shape(chosen, config.patch_size)
-            crops = [_augmented(_random_crop(item, crop_shape, rng), augment) for item in chosen]
-            losses.append(_train_step(working, optimiser, _to_batch(crops, device), step))
-            if schedule is not None:
-                schedule.step()
-            due = step % config.validate_every == 0 or step == config.steps
+            for group in optimiser.param_groups:
+                group["lr"] = config.learning_rate * clock.learning_rate_factor(len(losses))
+            step = len(losses) + 1
+            losses.append(_train_step(working, optimiser, next(batches).to(device), step))
+            due = step % config.validate_every == 0 or clock.done(step)
             val_loss = stopper.check(working, step) if due else None
             if progress is not None:
-                eta = (time.perf_counter() - started) / step * (config.steps - step)
-                progress(TrainProgress(step, config.steps, losses[-1], eta, val_loss))
+                progress(TrainProgress(step, clock.total_steps(step), losses[-1], clock.seconds_left(step), val_loss))
             if stopper.checks_without_gain >= config.patience:
                 break
-    metrics = _round_metrics(losses, stopper, config, device, time.perf_counter() - started, warnings)
-    early_stopped = not cancelled and len(losses) < config.steps
+    metrics = _round_metrics(losses, stopper, config, device, clock.elapsed(), warnings)
+    early_stopped = not cancelled and stopper.checks_without_gain >= config.patience
     metrics.update(train_items=len(train_items), val_items=len(val_items), early_stopped=early_stopped)
     if cancelled:
         return TrainResult(None, len(losses), True, metrics)
     return TrainResult(stopper.best_state or _cpu_state(working), len(losses), False, metrics)
+
+
+class _RoundClock:
+    """How far a round has gone, as a fraction of its step count or time budget (the larger)."""
+
+    def __init__(self, config: TrainConfig) -> None:
+        self.steps = config.steps
+        self.seconds = config.budget_seconds
+        self.warmup = config.warmup_fraction
+        self.cosine = config.cosine_decay
+        self.started = time.perf_counter()
+
+    def elapsed(self) -> float:
+        return time.perf_counter() - self.started
+
+    def fraction(self, steps_done: int) -> float:
+        by_steps = steps_done / self.steps if self.steps else 0.0
+        by_time = self.elapsed() / self.seconds if self.seconds else 0.0
+        return max(by_steps, by_time)
+
+    def done(self, steps_done: int) -> bool:
+        return self.fraction(steps_done) >= 1.0
+
+    def learning_rate_factor(self, steps_done: int) -> float:
+        """Linear warm-up, then cosine decay to 0 over the rest of the round: it ends on settled weights."""
+        fraction = min(1.0, self.fraction(steps_done))
+        if fraction < self.warmup:
+            return (fraction + 1e-3) / self.warmup
+        if not self.cosine:
+            return 1.0
+        return 0.5 * (1.0 + math.cos(math.pi * (fraction - self.warmup) / (1.0 - self.warmup)))
+
+    def total_steps(self, steps_done: int) -> int:
+        fraction = self.fraction(steps_done)
+        return max(steps_done, round(steps_done / fraction)) if fraction > 0 else steps_done
+
+    def seconds_left(self, steps_done: int) -> float:
+        fraction = min(1.0, self.fraction(steps_done))
+        return self.elapsed() * (1.0 - fraction) / fraction if fraction > 0 else 0.0
+
+
+class _CropSampler:
+    """Class-aware crops (MONAI ``RandCropByLabelClassesd``'s idea, over many items at once).
+
+    Each crop is random with probability ``random_crop_fraction``; otherwise a class is
+    drawn uniformly from those labelled in any item (with partial labels: only the
+    classes actually delineated), then an item holding it, then one of its voxels, and
+    the crop is centred there. Background is seen in every crop's surroundings.
+    """
+
+    def __init__(self, items: list[_PreparedItem], config: TrainConfig, rng: np.random.Generator) -> None:
+        self.items = items
+        self.config = config
+        self.rng = rng
+        self.holders: dict[int, list[int]] = {}
+        for index, item in enumerate(items):
+            for class_id in item.class_voxels:
+                self.holders.setdefault(class_id, []).append(index)
+        self.classes = sorted(self.holders)
+
+    def batch(self) -> list[dict[str, np.ndarray]]:
+        picks = [self._pick() for _ in range(self.config.batch_size)]
+        crop_shape = _crop_shape([item for item, _ in picks], self.config.patch_size)
+        return [self._crop(item, centre, crop_shape) for item, centre in picks]
+
+    def _pick(self) -> tuple[_PreparedItem, tuple[int, ...] | None]:
+        rng = self.rng
+        if not self.classes or rng.random() < self.config.random_crop_fraction:
+            return self.items[int(rng.integers(len(self.items)))], None
+        class_id = self.classes[int(rng.integers(len(self.classes)))]
+        holders = self.holders[class_id]
+        item = self.items[holders[int(rng.integers(len(holders)))]]
+        voxels = item.class_voxels[class_id]
+        centre = np.unravel_index(voxels[int(rng.integers(voxels.size))], item.labels.shape)
+        return item, tuple(int(c) for c in centre)
+
+    def _crop(self, item: _PreparedItem, centre: tuple[int, ...] | None,
+              crop_shape: tuple[int, ...]) -> dict[str, np.ndarray]:
+        shape = item.labels.shape
+        if centre is None:
+            starts = [int(self.rng.integers(full - size + 1)) for size, full in zip(crop_shape, shape)]
+        else:
+            starts = _window_starts(centre, crop_shape, shape)
+        return _crop(item, starts, crop_shape)
+
+
+class _BatchProducer:
+    """Batches made ahead in a background thread, so cropping and augmenting overlap the step.
+
+    One thread draws from one seeded RNG, so the batches come in the same order with or
+    without ``prefetch``. An error in the thread is raised in the caller at ``next()``.
+    """
+
+    def __init__(self, items: list[_PreparedItem], config: TrainConfig, rng: np.random.Generator) -> None:
+        self.sampler = _CropSampler(items, config, rng)
+        spatial_dims = items[0].labels.ndim
+        self.augment = _augmenter(config, spatial_dims) if config.augment else None
+        self.prefetch = config.prefetch
+        self.queue: queue.Queue = queue.Queue(maxsize=PREFETCH_BATCHES)
+        self.stopped = threading.Event()
+        self.thread: threading.Thread | None = None
+
+    def make(self) -> _Batch:
+        return _to_batch([_augmented(crop, self.augment) for crop in self.sampler.batch()], torch.device("cpu"))
+
+    def __enter__(self) -> Iterator[_Batch]:
+        if self.prefetch:
+            self.thread = threading.Thread(target=self._fill, name="alseg-crops", daemon=True)
+            self.thread.start()
+        return self
+
+    def __iter__(self) -> Iterator[_Batch]:
+        return self
+
+    def __next__(self) -> _Batch:
+        if not self.prefetch:
+            return self.make()
+        made = self.queue.get()
+        if isinstance(made, BaseException):
+            raise made
+        return made
+
+    def _fill(self) -> None:
+        while not self.stopped.is_set():
+            try:
+                made: _Batch | BaseException = self.make()
+            except BaseException as error:  # handed to the training thread, which raises it
+                made = error
+            while not self.stopped.is_set():
+                try:
+                    self.queue.put(made, timeout=0.1)
+                    break
+                except queue.Full:
+                    continue
+            if isinstance(made, BaseException):
+                return
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stopped.set()
+        if self.thread is not None:
+            self.thread.join()
 
 
 class _EarlyStopping:
@@ -277,17 +461,11 @@ def _round_metrics(
         "best_step": stopper.best_step,
         "batch_size": config.batch_size,
         "patch_size": list(config.patch_size),
+        "learning_rate": config.learning_rate,
         "device": str(device),
         "seconds": seconds,
         "warnings": list(warnings),
     }
-
-
-def _schedule(optimiser: torch.optim.Optimizer, config: TrainConfig) -> torch.optim.lr_scheduler.LRScheduler | None:
-    """Cosine decay to 0 over the round: the round ends on settled weights, not mid-jump."""
-    if not config.cosine_decay:
-        return None
-    return torch.optim.lr_scheduler.CosineAnnealingLR(optimiser, T_max=config.steps)
 
 
 def _train_step(working: SegmentationNet, optimiser: torch.optim.Optimizer, batch: _Batch, step: int) -> float:
@@ -304,13 +482,13 @@ def _train_step(working: SegmentationNet, optimiser: torch.optim.Optimizer, batc
 
 
 def _batch_loss(logits: torch.Tensor, batch: _Batch) -> torch.Tensor:
-    """Dice+CE over fully labelled crops; mixed CE plus the Dice of each delineated class
-    over the rest (partial labels, METHODS E); mean over the batch."""
+    """CE + batch Dice over fully labelled crops; mixed CE plus the Dice of each delineated
+    class over the rest (partial labels, METHODS E); weighted by the crops of each kind."""
     fully_labelled = batch.labelled_mask.flatten(1).all(dim=1)
     partial = ~fully_labelled
     total = logits.new_zeros(())
     if fully_labelled.any():
-        full_loss = dice_ce_loss(logits[fully_labelled], batch.labels[fully_labelled], batch.weights[fully_labelled])
+        full_loss = batch_dice_ce_loss(logits[fully_labelled], batch.labels[fully_labelled], batch.weights[fully_labelled])
         total = total + full_loss * fully_labelled.sum()
     if partial.any():
         partial_loss = partial_label_ce(
@@ -341,17 +519,15 @@ def _prepare_items(
         known = item.allowed_classes
         allowed = np.ones(spec.n_classes, bool) if known is None else np.asarray(known, dtype=bool)
         weight = item.weight * (config.pseudo_label_weight if item.pseudo_label else 1.0)
-        foreground = np.flatnonzero(labels > 0)
-        prepared.append(
-            _PreparedItem(normalise_image(item.image, spec.spatial_dims), labels, mask, allowed, weight, foreground)
-        )
+        prepared.append(_PreparedItem(normalise_image(item.image, spec.spatial_dims), labels, mask, allowed,
+                                      weight, _class_voxels(labels)))
     if not prepared:
         raise AlsegError(
             f"training needs at least 1 labelled item (a slice or case with painted labels); "
             f"none of the {len(items)} item(s) given has any labelled voxel"
         )
     warnings = []
-    if all(item.foreground.size == 0 for item in prepared):
+    if not any(item.has_foreground for item in prepared):
         warnings.append(
             f"all {len(prepared)} labelled item(s) are background only: the model can only learn background; "
             "label some structures"
@@ -426,24 +602,25 @@ def _crop_shape(chosen: list[_PreparedItem], patch_size: tuple[int, ...]) -> tup
     return tuple(int(min(size, patch)) for size, patch in zip(smallest, patch_size))
 
 
-def _random_crop(item: _PreparedItem, crop_shape: tuple[int, ...], rng: np.random.Generator) -> dict[str, np.ndarray]:
-    if item.foreground.size and rng.random() < FOREGROUND_CROP_PROBABILITY:
-        centre = np.unravel_index(item.foreground[rng.integers(item.foreground.size)], item.labels.shape)
-        return _crop(item, _window_starts(centre, crop_shape, item.labels.shape), crop_shape)
-    starts = [int(rng.integers(full - size + 1)) for size, full in zip(crop_shape, item.labels.shape)]
-    return _crop(item, starts, crop_shape)
-
-
 def _centre_crop(item: _PreparedItem, patch_size: tuple[int, ...]) -> dict[str, np.ndarray]:
     """Deterministic validation crop, centred on the labelled foreground when there is some."""
     shape = item.labels.shape
     crop_shape = tuple(min(size, patch) for size, patch in zip(shape, patch_size))
-    if item.foreground.size:
-        coordinates = np.unravel_index(item.foreground, shape)
+    if item.has_foreground:
+        coordinates = np.unravel_index(np.concatenate(list(item.class_voxels.values())), shape)
         centre = [int(np.mean(axis)) for axis in coordinates]
     else:
         centre = [size // 2 for size in shape]
     return _crop(item, _window_starts(centre, crop_shape, shape), crop_shape)
+
+
+def _class_voxels(labels: np.ndarray) -> dict[int, np.ndarray]:
+    """Flat voxel indices per foreground class present in ``labels`` (unlabelled voxels are 0)."""
+    flat = labels.ravel()
+    order = np.argsort(flat, kind="stable")
+    classes, starts = np.unique(flat[order], return_index=True)
+    bounds = list(starts[1:]) + [flat.size]
+    return {int(c): order[start:end] for c, start, end in zip(classes, starts, bounds) if c > 0}
 
 
 def _window_starts(centre: Sequence[int], crop_shape: tuple[int, ...], shape: tuple[int, ...]) -> list[int]:

@@ -1,0 +1,199 @@
+"""Dataset fingerprint -> training plan: nnU-Net's idea, sized to this machine.
+
+A project's images decide, once, how its model is trained: the working spacing
+(large or anisotropic items are resampled inside the network to a coarser, more
+isotropic grid), the crop (patch) and batch sizes, the network's widths and the
+round's wall-clock budget. The plan is stored with the project (``alseg status``
+shows it) and any field can be overridden.
+
+Pure numbers, no torch (outside the ``model`` package, whose import loads torch): the
+CLI can show a plan without importing the model backend.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, fields, replace
+from typing import Any
+
+import numpy as np
+
+from .errors import AlsegError
+
+PLAN_VERSION = 1
+POOLING_FACTOR = 16
+MIN_PATCH = 32
+ANISOTROPY_LIMIT = 3.0
+
+CPU, CUDA = "cpu", "cuda"
+DEFAULT_LEARNING_RATE = 3e-3
+
+
+@dataclass(frozen=True)
+class DeviceBudget:
+    """What one device affords per training step, chosen from measurements (RESULTS.md).
+
+    ``max_working_voxels``: items larger than this (after anisotropy correction) are
+    resampled to a coarser grid. ``max_patch``: crop edge in working voxels.
+    ``batch``: crops per step. ``features``: the six widths of the network.
+    ``seconds``: default wall-clock budget of one training round.
+    """
+
+    max_working_voxels: int
+    max_patch: int
+    batch: int
+    features: tuple[int, ...]
+    seconds: float
+
+
+# Measured with benchmarks/bench_learner.py on a 2-core CPU; GPU sizes follow nnU-Net's
+# defaults scaled down (an H100-class card trains these in a fraction of the CPU time).
+BUDGETS: dict[tuple[str, int], DeviceBudget] = {
+    (CPU, 2): DeviceBudget(256 * 256, 160, 8, (16, 32, 64, 128, 256, 16), 120.0),
+    (CPU, 3): DeviceBudget(128 ** 3, 64, 2, (8, 16, 32, 64, 128, 8), 120.0),
+    (CUDA, 2): DeviceBudget(512 * 512, 256, 16, (32, 64, 128, 256, 320, 32), 60.0),
+    (CUDA, 3): DeviceBudget(192 ** 3, 128, 2, (16, 32, 64, 128, 256, 16), 60.0),
+}
+
+
+@dataclass(frozen=True)
+class Fingerprint:
+    """What the plan is decided from: the items the model sees, not their contents.
+
+    ``median_shape``: spatial shape of a training item in voxels (a slice for 2D
+    projects, a case for 3D); ``median_spacing_mm``: its voxel size per axis.
+    """
+
+    spatial_dims: int
+    n_channels: int
+    n_classes: int
+    n_items: int
+    median_shape: tuple[int, ...]
+    median_spacing_mm: tuple[float, ...]
+
+
+@dataclass(frozen=True)
+class TrainingPlan:
+    """How a project's model is trained and run.
+
+    ``working_spacing_mm``: the grid the network computes on; ``zoom`` = native /
+    working spacing per axis (1 = native, 0.5 = half the voxels per axis). ``patch_size``
+    is in *native* voxels (what training crops and sliding windows cut), ``batch_size``
+    crops per step, ``features`` the network widths, ``seconds`` the default round budget,
+    ``device`` the device kind it was sized for.
+    """
+
+    spatial_dims: int
+    device: str
+    working_spacing_mm: tuple[float, ...]
+    zoom: tuple[float, ...]
+    patch_size: tuple[int, ...]
+    batch_size: int
+    features: tuple[int, ...]
+    seconds: float
+    version: int = PLAN_VERSION
+
+    def __post_init__(self) -> None:
+        dims = self.spatial_dims
+        if dims not in (2, 3):
+            raise AlsegError(f"plan: spatial_dims must be 2 or 3, got {dims}")
+        for name in ("working_spacing_mm", "zoom", "patch_size"):
+            value = tuple(getattr(self, name))
+            if len(value) != dims:
+                raise AlsegError(f"plan: {name} must hold {dims} values, got {value}")
+            object.__setattr__(self, name, value)
+        object.__setattr__(self, "features", tuple(int(width) for width in self.features))
+        if not all(0 < zoom <= 1 for zoom in self.zoom):
+            raise AlsegError(f"plan: zoom factors must be in (0, 1], got {self.zoom}")
+        if min(self.patch_size) < 1 or self.batch_size < 1:
+            raise AlsegError("plan: patch_size and batch_size must be positive")
+        if len(self.features) != 6 or min(self.features) < 1:
+            raise AlsegError(f"plan: features must be six positive widths, got {self.features}")
+        if not (math.isfinite(self.seconds) and self.seconds > 0):
+            raise AlsegError(f"plan: seconds must be a positive number, got {self.seconds}")
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self))
+
+    @classmethod
+    def from_json(cls, text: str) -> TrainingPlan:
+        try:
+            return cls(**json.loads(text))
+        except (TypeError, ValueError) as error:
+            raise AlsegError(f"not a valid training plan: {error}") from error
+
+    def with_overrides(self, **overrides: Any) -> TrainingPlan:
+        """A copy with the given fields replaced (unknown names refused with one line)."""
+        known = {f.name for f in fields(self)} - {"version", "spatial_dims"}
+        unknown = sorted(set(overrides) - known)
+        if unknown:
+            raise AlsegError(f"plan: unknown setting(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+        return replace(self, **{key: value for key, value in overrides.items() if value is not None})
+
+    def describe(self) -> list[str]:
+        """One line per decision, for ``alseg status``."""
+        axes = " x ".join
+        return [
+            f"network: {self.spatial_dims}D U-Net, widths {', '.join(map(str, self.features))}; sized for {self.device}",
+            f"working spacing: {axes(f'{s:g}' for s in self.working_spacing_mm)} mm "
+            f"(zoom {axes(f'{z:.3g}' for z in self.zoom)})",
+            f"patch: {axes(map(str, self.patch_size))} native voxels, batch {self.batch_size}",
+            f"round budget: {self.seconds:g} s",
+        ]
+
+
+def fingerprint(shapes: Sequence[Sequence[int]], spacings_mm: Sequence[Sequence[float]], *,
+                n_channels: int, n_classes: int) -> Fingerprint:
+    """Fingerprint of training items: ``shapes`` / ``spacings_mm`` one row per item."""
+    if len(shapes) == 0 or len(shapes) != len(spacings_mm):
+        raise AlsegError("fingerprint: need the same, non-zero number of shapes and spacings")
+    shape_rows = np.asarray(shapes, dtype=float)
+    spacing_rows = np.asarray(spacings_mm, dtype=float)
+    if shape_rows.ndim != 2 or shape_rows.shape != spacing_rows.shape or shape_rows.shape[1] not in (2, 3):
+        raise AlsegError(f"fingerprint: shapes and spacings must be rows of 2 or 3 values, got {shape_rows.shape}")
+    if (shape_rows < 1).any() or not (spacing_rows > 0).all():
+        raise AlsegError("fingerprint: shapes and spacings must be positive")
+    return Fingerprint(
+        spatial_dims=shape_rows.shape[1],
+        n_channels=int(n_channels),
+        n_classes=int(n_classes),
+        n_items=len(shape_rows),
+        median_shape=tuple(int(round(v)) for v in np.median(shape_rows, axis=0)),
+        median_spacing_mm=tuple(float(v) for v in np.median(spacing_rows, axis=0)),
+    )
+
+
+def make_plan(dataset: Fingerprint, device: str = CPU) -> TrainingPlan:
+    """The plan for ``dataset`` on a ``device`` kind (``"cpu"`` or ``"cuda"``)."""
+    if device not in (CPU, CUDA):
+        raise AlsegError(f"plan: device must be {CPU!r} or {CUDA!r}, got {device!r}")
+    budget = BUDGETS[(device, dataset.spatial_dims)]
+    spacing = working_spacing(dataset.median_shape, dataset.median_spacing_mm, budget.max_working_voxels)
+    zoom = tuple(min(1.0, native / work) for native, work in zip(dataset.median_spacing_mm, spacing))
+    working_shape = [max(1, round(size * z)) for size, z in zip(dataset.median_shape, zoom)]
+    working_patch = [min(budget.max_patch, _round_up(max(size, MIN_PATCH), POOLING_FACTOR)) for size in working_shape]
+    patch = tuple(int(math.ceil(p / z)) for p, z in zip(working_patch, zoom))
+    patch = tuple(min(p, max(size, MIN_PATCH)) for p, size in zip(patch, dataset.median_shape))
+    return TrainingPlan(dataset.spatial_dims, device, tuple(round(s, 4) for s in spacing),
+                        tuple(round(z, 4) for z in zoom), patch, budget.batch, budget.features, budget.seconds)
+
+
+def working_spacing(shape: Sequence[int], spacing_mm: Sequence[float], max_voxels: int) -> tuple[float, ...]:
+    """Coarsen fine axes until no axis is over ``ANISOTROPY_LIMIT`` x finer than the coarsest,
+    then every axis equally until the item holds at most ``max_voxels`` voxels (mm per axis).
+
+    Never finer than native: the network is not asked to invent detail.
+    """
+    spacing = np.asarray(spacing_mm, dtype=float)
+    extent = np.asarray(shape, dtype=float) * spacing
+    spacing = np.maximum(spacing, spacing.max() / ANISOTROPY_LIMIT)
+    voxels = float(np.prod(extent / spacing))
+    if voxels > max_voxels:
+        spacing = spacing * (voxels / max_voxels) ** (1.0 / len(spacing))
+    return tuple(float(value) for value in spacing)
+
+
+def _round_up(value: float, multiple: int) -> int:
+    return int(math.ceil(value / multiple) * multiple)
