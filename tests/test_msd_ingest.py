@@ -117,3 +117,16 @@ def test_a_label_without_an_image_and_a_missing_channel_list_are_explained(tmp_p
     (source / "dataset.json").write_text(json.dumps({"name": "BRATS"}))
     with pytest.raises(AlsegError, match="needs a dataset.json naming its channels"):
         Project.create(tmp_path / "project", source)
+
+
+def test_the_napari_reader_opens_a_4d_msd_file_as_one_layer_per_named_channel(tmp_path):
+    from napari_alseg._reader import read_nifti
+
+    source = make_msd(tmp_path / "msd")
+    layers = read_nifti(str(source / "imagesTr" / "BRATS_002.nii.gz"))
+    assert [meta["name"] for _, meta, _ in layers] == [f"BRATS_002 · {name}" for name in MODALITIES.values()]
+    assert [kind for _, _, kind in layers] == ["image"] * 4
+    assert [meta["visible"] for _, meta, _ in layers] == [True, False, False, False]
+    np.testing.assert_array_equal(layers[2][0], channels_of(1)[2].transpose(2, 1, 0))
+    nib.save(nib.Nifti1Image(np.zeros((*SPATIAL, 2), np.float32), AFFINE), str(tmp_path / "two.nii.gz"))
+    assert [meta["name"] for _, meta, _ in read_nifti(str(tmp_path / "two.nii.gz"))] == ["two · c0", "two · c1"]

@@ -13,7 +13,9 @@ from typing import Any
 
 import numpy as np
 
-from .nifti import Volume, is_nifti_path, load_volume
+from .errors import AlsegError
+from .nifti import Volume, is_nifti_path, load_volume, read_shape
+from .store.discover import DATASET_FILE, msd_channel_names, read_dataset_info
 
 LayerData = tuple[np.ndarray, dict[str, Any], str]
 
@@ -26,9 +28,42 @@ def napari_get_reader(path: str | Sequence[str]) -> Callable[[Any], list[LayerDa
     return read_nifti
 
 
+MAX_CHANNEL_LAYERS = 8  # a 4D file with more volumes is a time series, not channels
+
+
 def read_nifti(path: str | Sequence[str]) -> list[LayerData]:
     paths = [path] if isinstance(path, (str, Path)) else list(path)
-    return [volume_layer_data(load_volume(p), layer_name(p), source=str(p)) for p in paths]
+    layers = []
+    for p in paths:
+        channels = channel_names(p)
+        if channels is None:
+            layers.append(volume_layer_data(load_volume(p), layer_name(p), source=str(p)))
+            continue
+        for index, channel in enumerate(channels):  # MSD / BraTS: one layer per channel
+            layers.append(volume_layer_data(load_volume(p, as_label=False, channel=index),
+                                            f"{layer_name(p)} · {channel}", source=str(p),
+                                            visible=index == 0))
+    return layers
+
+
+def channel_names(path: str | Path) -> list[str] | None:
+    """For a 4D multi-channel file (channels on the 4th axis, at most MAX_CHANNEL_LAYERS):
+    its channels' names, from a ``dataset.json`` beside it or one folder up (MSD's
+    ``"modality"`` / nnU-Net's ``"channel_names"``), else ``c0``, ``c1``, ...; None otherwise."""
+    shape = read_shape(path)
+    extra = [n for n in shape[3:] if n != 1]
+    if len(extra) != 1 or extra[0] > MAX_CHANNEL_LAYERS:
+        return None
+    count = extra[0]
+    for folder in (Path(path).parent, Path(path).parent.parent):
+        try:
+            info = read_dataset_info(folder)
+            names = msd_channel_names(info, folder / DATASET_FILE)
+        except AlsegError:
+            continue
+        if names is not None and len(names) == count:
+            return names
+    return [f"c{index}" for index in range(count)]
 
 
 def layer_name(path: str | Path) -> str:
