@@ -163,6 +163,8 @@ def _voxel_selection(shape: tuple[int, ...], name: str, channel: int | None,
                      channels_first: bool) -> tuple[tuple[int, ...], tuple | None]:
     """The spatial shape read, and the index into ``dataobj`` that selects ``channel``."""
     if channel is None:
+        if any(n != 1 for n in shape[3:]):  # refused before its data are read
+            raise AlsegError(_four_d_message(name, shape))
         return shape[:3], None
     if channels_first:
         if len(shape) != 4 or not 0 <= channel < shape[0]:
@@ -302,17 +304,18 @@ def _as_3d(raw: np.ndarray, name: str) -> np.ndarray:
     while raw.ndim > 3 and raw.shape[-1] == 1:
         raw = raw[..., 0]
     if raw.ndim > 3:
-        raise AlsegError(
-            f"{name}: 4D image (shape {shape}) where a 3D volume is expected; "
-            "split time points or channels into separate 3D files, or name the channels in the "
-            "source's dataset.json (\"modality\" or \"channel_names\") to use it as one "
-            "multi-channel case"
-        )
+        raise AlsegError(_four_d_message(name, shape))
     if raw.ndim == 2:
         raw = raw[:, :, np.newaxis]
     if raw.ndim != 3:
         raise AlsegError(f"{name}: expected a 2D or 3D image, got shape {shape}")
     return raw
+
+
+def _four_d_message(name: str, shape: tuple[int, ...]) -> str:
+    return (f"{name}: 4D image (shape {shape}) where a 3D volume is expected; split time points "
+            "or channels into separate 3D files, or name the channels in the source's dataset.json "
+            "(\"modality\" or \"channel_names\") to use it as one multi-channel case")
 
 
 def _as_image_array(data: np.ndarray, name: str) -> np.ndarray:

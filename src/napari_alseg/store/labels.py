@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import AlsegError
+from ..errors import AlsegError, StorageError
 from ..nifti import load_volume, save_volume
 from .records import CaseRecord, LabelledItem
 
@@ -124,7 +124,8 @@ def _save(path: Path, data: np.ndarray, affine: np.ndarray) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         save_volume(path, data, affine, is_label=True)
     except OSError as exc:
-        raise AlsegError(f"{path}: cannot write label file ({exc.strerror or exc})") from None
+        raise StorageError(f"{path}: cannot write label file ({exc.strerror or exc}); "
+                           "nothing was saved") from None
 
 
 def to_source_orientation(data: np.ndarray, source_affine: np.ndarray) -> np.ndarray:
