@@ -25,7 +25,7 @@ from ._qt.background import BackgroundJob, start_job
 from ._qt.case_layers import apply_class_colors, jump_to, owned_layers, show_case, show_heat_map
 from ._qt.learning_curve import LearningCurve
 from ._qt.tables import fill_table, make_table, row_key, selected_key
-from .errors import AlsegError
+from .errors import AlsegError, BadCasesError
 from .store import CORRECTED, MANUAL
 from .strategies import STRATEGIES, QueryItem, Suggestion
 from .timing import ActivityClock
@@ -291,11 +291,29 @@ class AlsegWidget(QWidget):
         from .store import Project
 
         try:
-            Project.create(folder, source, annotator=self.annotator_edit.text()).close()
+            try:
+                Project.create(folder, source, annotator=self.annotator_edit.text()).close()
+            except BadCasesError as error:  # never drop a case silently: name them, ask
+                listed = "\n".join(f"• {name}: {reason}" for name, reason in error.skipped)
+                if not self.confirm(f"{len(error.skipped)} case(s) cannot be used:\n{listed}\n\n"
+                                    "Create the project without them?"):
+                    show_error(str(error))
+                    return
+                Project.create(folder, source, annotator=self.annotator_edit.text(),
+                               skip_bad_cases=True).close()
+                show_warning(f"created without {len(error.skipped)} case(s): "
+                             + ", ".join(name for name, _ in error.skipped))
         except AlsegError as error:
             show_error(str(error))
             return
         self.open_project(folder)
+
+    def confirm(self, question: str) -> bool:
+        """Ask yes/no in a dialog (a seam tests replace)."""
+        from qtpy.QtWidgets import QMessageBox
+
+        answer = QMessageBox.question(self, "napari-alseg", question)
+        return answer == QMessageBox.StandardButton.Yes
 
     def open_sample_project(self, sample: str) -> None:
         """Open (creating on first use) a project over one of the sample sets."""

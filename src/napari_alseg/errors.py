@@ -19,3 +19,14 @@ class DamagedProjectError(AlsegError):
 
 class StorageError(AlsegError):
     """A write could not be completed (disk full, read-only, I/O error); nothing was half-saved."""
+
+
+class BadCasesError(AlsegError):
+    """Some cases of a source folder cannot be used; ``skipped`` holds ``(case, reason)`` pairs.
+
+    Creating the project with ``skip_bad_cases=True`` leaves them out (and lists them).
+    """
+
+    def __init__(self, message: str, skipped: tuple[tuple[str, str], ...] = ()) -> None:
+        super().__init__(message)
+        self.skipped = skipped

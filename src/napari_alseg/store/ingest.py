@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import AlsegError
+from ..errors import AlsegError, BadCasesError
 from ..nifti import load_volume
 from .discover import (DATASET_FILE, CaseSource, SkippedCase, discover, msd_classes, read_classes,
                        read_dataset_info, skipped_message)
@@ -72,7 +72,8 @@ def plan_project(source_dir: Path, *, class_names: Sequence[str] | None, granula
             skipped.append(SkippedCase(source.name, str(exc)))
     skipped.sort(key=lambda case: case.name)
     if skipped and not skip_bad_cases:
-        raise AlsegError(skipped_message(source_dir, skipped))
+        raise BadCasesError(skipped_message(source_dir, skipped),
+                            tuple((case.name, case.reason) for case in skipped))
     if not inspected:
         raise AlsegError(f"{source_dir}: no usable cases ({skipped_message(source_dir, skipped)})")
     cases = tuple(inspected)
