@@ -517,7 +517,11 @@ class Project:
 
     def _unreadable_rows(self, table: str, json_columns: tuple[str, ...]) -> list[str]:
         problems = []
-        for (rowid,) in self._db.connection().execute(f"SELECT rowid FROM {table}").fetchall():
+        try:
+            rowids = [row[0] for row in self._db.rows(f"SELECT rowid FROM {table}")]
+        except AlsegError as exc:
+            return [f"{DB_NAME}: table {table} cannot be read ({exc})"]
+        for rowid in rowids:
             try:
                 row = self._db.row(f"SELECT * FROM {table} WHERE rowid = ?", (rowid,))
                 for column in json_columns:
