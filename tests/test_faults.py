@@ -431,3 +431,36 @@ def test_disk_full_while_exporting_is_one_line(project_folder, tmp_path, monkeyp
         assert "provenance.csv: cannot write the export (No space left on device)" in one_line(excinfo)
         assert not list((tmp_path / "out").glob(".*tmp*"))
     assert_work_kept(project_folder)
+
+
+class _FakeMsvcrt:
+    """Windows' msvcrt.locking semantics (byte-range, non-blocking), for the lock's Windows path."""
+
+    LK_UNLCK, LK_NBLCK = 0, 2
+
+    def __init__(self):
+        self.held = {}
+
+    def locking(self, fd, mode, nbytes):
+        stat = os.fstat(fd)
+        key = (stat.st_dev, stat.st_ino, os.lseek(fd, 0, os.SEEK_CUR), nbytes)
+        if mode == self.LK_NBLCK:
+            if key in self.held:
+                raise OSError(errno.EACCES, "Permission denied")
+            self.held[key] = fd
+        elif mode == self.LK_UNLCK:
+            self.held.pop(key, None)
+
+
+def test_the_lock_works_with_msvcrt_where_fcntl_is_missing(project_folder, monkeypatch):
+    fake = _FakeMsvcrt()
+    monkeypatch.setitem(sys.modules, "fcntl", None)
+    monkeypatch.setitem(sys.modules, "msvcrt", fake)
+    with Project.open(project_folder):
+        assert len(fake.held) == 1
+        with pytest.raises(AlsegError) as excinfo:
+            Project.open(project_folder)
+        assert "project is already open in this process (PID" in one_line(excinfo)
+    assert fake.held == {}
+    with Project.open(project_folder) as project:
+        assert project.current_labels("case_000").version == 1
