@@ -78,15 +78,15 @@ def load_volume(path: str | os.PathLike, *, as_label: bool | None = None,
     Nothing is trusted before it is read: the header's declared size is checked against
     the file's size and the free memory, and the affine must be a usable, orthogonal grid.
     """
-    import nibabel as nib
-
     path = Path(path)
     name = path.name
     image = _open_image(path)
     shape = tuple(int(n) for n in image.shape)
     spatial, index = _voxel_selection(shape, name, channel, channels_first)
     _check_declared_size(path, image, spatial)
-    affine = _spatial_affine(image, channels_first)
+    # A channel-first file is what saving a (C, x, y, z) array with the image's own affine
+    # gives, so its affine is taken to describe the spatial axes 2-4, not 1-3.
+    affine = np.asarray(image.affine, float)
     _check_affine(affine, name)
     try:
         raw = np.asanyarray(image.dataobj[index] if index is not None else image.dataobj)
@@ -104,7 +104,11 @@ def load_volume(path: str | os.PathLike, *, as_label: bool | None = None,
     data = _as_3d(raw, name)
     if as_label is None:
         as_label = image.header.get_intent()[0] == "label" or looks_like_label_name(path)
-    data = _as_label_array(data, name) if as_label else _as_image_array(data, name)
+    try:
+        data = _as_label_array(data, name) if as_label else _as_image_array(data, name)
+    except MemoryError:
+        raise AlsegError(f"{name}: not enough memory to convert {_human_bytes(_voxels(spatial) * 4)} "
+                         "of image data") from None
     data, affine = _flip_to_positive(data, affine)
     spacing, origin = _geometry(affine)
     # (i, j, k) -> (k, j, i): the file's slice axis becomes napari's axis 0.
@@ -177,15 +181,6 @@ def _voxel_selection(shape: tuple[int, ...], name: str, channel: int | None,
     index = tuple(slice(None) if axis < 3 else (channel if axis == extra[0] else 0)
                   for axis in range(len(shape)))
     return shape[:3], index
-
-
-def _spatial_affine(image, channels_first: bool) -> np.ndarray:
-    """The voxel-to-world affine of the spatial axes.
-
-    A channel-first file is what saving a ``(C, x, y, z)`` array with the image's own affine
-    gives, so its affine is taken to describe axes 2-4 (NIfTI would apply it to axes 1-3).
-    """
-    return np.asarray(image.affine, float)
 
 
 def _voxels(shape: tuple[int, ...]) -> int:
