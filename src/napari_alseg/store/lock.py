@@ -20,6 +20,7 @@ the store) loads on every platform.
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 
 from ..errors import AlsegError
@@ -67,7 +68,14 @@ class ProjectLock:
         """Also lock ``database`` (a project just created under this lock)."""
         if self._fd is None or _backend() != "flock":
             return
-        self._guards.append(_open_locked(database, self.path.parent, holder_file=self.path))
+        for attempt in range(20):  # an opener refused by project.lock may hold it for a moment
+            try:
+                self._guards.append(_open_locked(database, self.path.parent, holder_file=self.path))
+                return
+            except AlsegError:
+                if attempt == 19:
+                    raise
+                time.sleep(0.05)
 
     def release(self) -> None:
         if self._fd is None:
