@@ -130,3 +130,14 @@ def test_the_napari_reader_opens_a_4d_msd_file_as_one_layer_per_named_channel(tm
     np.testing.assert_array_equal(layers[2][0], channels_of(1)[2].transpose(2, 1, 0))
     nib.save(nib.Nifti1Image(np.zeros((*SPATIAL, 2), np.float32), AFFINE), str(tmp_path / "two.nii.gz"))
     assert [meta["name"] for _, meta, _ in read_nifti(str(tmp_path / "two.nii.gz"))] == ["two · c0", "two · c1"]
+
+
+def test_a_broken_link_in_a_case_folder_is_named(tmp_path):
+    from test_store import make_source
+
+    source = make_source(tmp_path / "source", n_cases=2, channels=("t1",))
+    channel = source / "case_001" / "case_001_t1.nii.gz"
+    channel.unlink()
+    channel.symlink_to(tmp_path / "gone.nii.gz")
+    with pytest.raises(AlsegError, match="case_001: case_001_t1.nii.gz is a broken link"):
+        Project.create(tmp_path / "project", source)

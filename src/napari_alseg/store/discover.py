@@ -100,7 +100,7 @@ def discover(source_dir: Path, channel_order: list[str] | None = None) -> Discov
         layout = "msd"
     else:
         folders = [p for p in _visible(source_dir) if p.is_dir() and not is_nifti_path(p)]
-        skipped = [SkippedCase(_stem(p), f"{p.name} is a folder, not a NIfTI file")
+        skipped = [SkippedCase(_stem(p), _not_a_file(p.name, p))
                    for p in _visible(source_dir) if p.is_dir() and is_nifti_path(p)]
         cases = []
         for folder in folders:
@@ -188,7 +188,7 @@ def _msd_cases(source_dir: Path) -> tuple[list[CaseSource], list[SkippedCase]]:
             seen.add(name)
             truth = labels.pop(name, None) if labelled else None
             if problem is None and truth is not None and not truth.is_file():
-                problem = f"{MSD_LABELS}/{truth.name} is a folder, not a NIfTI file"
+                problem = _not_a_file(f"{MSD_LABELS}/{truth.name}", truth)
             if problem is None:
                 case, problem = _msd_case(name, channel_files, names, truth)
             if problem is not None:
@@ -214,10 +214,10 @@ def _msd_groups(folder: Path, n_channels: int):
         for case, files in sorted(split.items()):
             paths = [files[c] for c in range(n_channels)]
             bad = [p for p in paths if not p.is_file()]
-            yield case, paths, (f"{folder.name}/{bad[0].name} is a folder, not a NIfTI file" if bad else None)
+            yield case, paths, (_not_a_file(f"{folder.name}/{bad[0].name}", bad[0]) if bad else None)
         return
     for path in entries:
-        problem = None if path.is_file() else f"{folder.name}/{path.name} is a folder, not a NIfTI file"
+        problem = None if path.is_file() else _not_a_file(f"{folder.name}/{path.name}", path)
         yield _stem(path), [path], problem
 
 
@@ -246,6 +246,15 @@ def _msd_case(name: str, files: list[Path], channel_names: list[str],
                       f"(dataset.json names {n}: {', '.join(channel_names)})")
     return CaseSource(name, tuple((channel, path) for channel in channel_names), truth,
                       channel_indices=tuple(range(n)), channels_first=channels_first), None
+
+
+def _not_a_file(shown: str, path: Path) -> str:
+    """Why an entry named like a NIfTI file cannot be read as one."""
+    if path.is_dir():
+        return f"{shown} is a folder, not a NIfTI file"
+    if path.is_symlink():
+        return f"{shown} is a broken link"
+    return f"{shown} is not a regular file"
 
 
 def _header_shape(path: Path) -> tuple[int, ...] | str:
@@ -306,7 +315,7 @@ def _folder_case(folder: Path) -> tuple[CaseSource | None, SkippedCase | None]:
     entries = [p for p in _visible(folder) if is_nifti_path(p)]
     not_files = [p for p in entries if not p.is_file()]
     if not_files:
-        return None, SkippedCase(folder.name, f"{not_files[0].name} is a folder, not a NIfTI file")
+        return None, SkippedCase(folder.name, _not_a_file(not_files[0].name, not_files[0]))
     if not entries:
         return None, None  # not a case folder (docs, derivatives, ...)
     labels = [p for p in entries if looks_like_label_name(p)]
