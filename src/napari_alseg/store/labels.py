@@ -73,8 +73,8 @@ class LabelFiles:
             is_temp = path.name.startswith(".") and ".tmp" in path.name
             is_orphan = bool(_MANAGED_NAME.match(path.name)) and self.relative(path) not in referenced
             if is_temp or is_orphan:
-                path.unlink()
-                removed.append(path)
+                if _unlink(path):
+                    removed.append(path)
         if removed:
             log.warning("removed %d unfinished label file(s): %s", len(removed),
                         ", ".join(self.relative(p) for p in removed))
@@ -90,13 +90,21 @@ def remove_temp_files(folder: Path) -> list[Path]:
     if not folder.is_dir():
         return []
     removed = [path for path in sorted(folder.iterdir())
-               if path.is_file() and path.name.startswith(".") and ".tmp" in path.name]
-    for path in removed:
-        path.unlink(missing_ok=True)
+               if path.is_file() and path.name.startswith(".") and ".tmp" in path.name and _unlink(path)]
     if removed:
         log.warning("removed %d unfinished file(s) in %s: %s", len(removed), folder,
                     ", ".join(p.name for p in removed))
     return removed
+
+
+def _unlink(path: Path) -> bool:
+    """Remove debris; on a read-only disk leave it (it is never read as data) and say so."""
+    try:
+        path.unlink(missing_ok=True)
+    except OSError as exc:
+        log.warning("cannot remove unfinished file %s (%s)", path, exc.strerror or exc)
+        return False
+    return True
 
 
 def write_label_volume(path: Path, data: np.ndarray, case: CaseRecord, *,
