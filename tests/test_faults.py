@@ -462,3 +462,26 @@ def test_the_lock_works_with_msvcrt_where_fcntl_is_missing(project_folder, monke
     assert fake.held == {}
     with Project.open(project_folder) as project:
         assert project.current_labels("case_000").version == 1
+
+
+@pytest.mark.parametrize("unlockable", [DB_NAME, "project.lock"])
+def test_a_file_system_without_locks_is_explained_not_called_already_open(project_folder, monkeypatch,
+                                                                          unlockable):
+    import fcntl
+
+    real_flock = fcntl.flock
+
+    def flock(fd, operation):  # NFS refuses flock on some descriptors with ENOLCK / EBADF
+        if os.readlink(f"/proc/self/fd/{fd}").endswith(unlockable) and operation & fcntl.LOCK_EX:
+            raise OSError(errno.ENOLCK, "No locks available")
+        return real_flock(fd, operation)
+
+    monkeypatch.setattr(fcntl, "flock", flock)
+    if unlockable == DB_NAME:  # project.lock still keeps a second process out
+        with Project.open(project_folder) as project:
+            assert project.current_labels("case_000").version == 1
+            assert "already open" in run_python(OPEN_ONCE, project_folder)
+    else:
+        with pytest.raises(AlsegError) as excinfo:
+            Project.open(project_folder)
+        assert "project.lock: cannot lock the project (No locks available)" in one_line(excinfo)

@@ -19,6 +19,8 @@ the store) loads on every platform.
 
 from __future__ import annotations
 
+import errno
+import logging
 import os
 import time
 from pathlib import Path
@@ -26,6 +28,7 @@ from pathlib import Path
 from ..errors import AlsegError
 
 LOCK_NAME = "project.lock"
+log = logging.getLogger(__name__)
 _WINDOWS_LOCK_OFFSET = 1 << 30  # beyond the PID text, so readers can still read it
 
 
@@ -50,7 +53,15 @@ class ProjectLock:
             if guard is not None:
                 _unlock_and_close(guard)
             raise AlsegError(f"{path}: cannot create the project lock ({exc.strerror})") from None
-        if not _try_lock(fd):
+        try:
+            locked = _try_lock(fd)
+        except OSError as exc:
+            os.close(fd)
+            if guard is not None:
+                _unlock_and_close(guard)
+            raise AlsegError(f"{path}: cannot lock the project ({exc.strerror or exc}); this file "
+                             "system offers no file locks, so keep the project on a local disk") from None
+        if not locked:
             holder = _read_holder(fd)
             os.close(fd)
             if guard is not None:
@@ -70,7 +81,9 @@ class ProjectLock:
             return
         for attempt in range(20):  # an opener refused by project.lock may hold it for a moment
             try:
-                self._guards.append(_open_locked(database, self.path.parent, holder_file=self.path))
+                guard = _open_locked(database, self.path.parent, holder_file=self.path)
+                if guard is not None:
+                    self._guards.append(guard)
                 return
             except AlsegError:
                 if attempt == 19:
@@ -112,8 +125,10 @@ def _try_lock(fd: int) -> bool:
 
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            return False
+        except OSError as exc:
+            if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+                return False
+            raise  # no locking here (e.g. some network file systems): not "already open"
         return True
     if backend == "msvcrt":
         import msvcrt
@@ -146,13 +161,21 @@ def _unlock_and_close(fd: int) -> None:
         os.close(fd)
 
 
-def _open_locked(database: Path, folder: Path, *, holder_file: Path) -> int:
-    """An fd of ``database`` with an exclusive ``flock`` on it, or AlsegError (already open)."""
+def _open_locked(database: Path, folder: Path, *, holder_file: Path) -> int | None:
+    """An fd of ``database`` with an exclusive ``flock`` on it, AlsegError when another
+    process holds it, or None where the file system cannot lock a read-only descriptor
+    (NFS emulates flock with fcntl locks): then ``project.lock`` alone guards the project."""
     try:
         fd = os.open(database, os.O_RDONLY)
     except OSError as exc:
         raise AlsegError(f"{database}: cannot open the project database ({exc.strerror})") from None
-    if _try_lock(fd):
+    try:
+        locked = _try_lock(fd)
+    except OSError as exc:
+        os.close(fd)
+        log.warning("cannot lock %s (%s); relying on %s alone", database, exc.strerror or exc, LOCK_NAME)
+        return None
+    if locked:
         return fd
     os.close(fd)
     holder = None
