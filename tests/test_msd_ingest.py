@@ -81,6 +81,8 @@ def test_labels_written_for_an_msd_case_overlay_its_source(tmp_path):
         labels[1, 2, 3] = 2
         project.submit("BRATS_101", labels, kind="manual", annotator="a", seconds_active=1.0)
         written = project.export(tmp_path / "out")
+    provenance = json.loads((tmp_path / "out" / "provenance.json").read_text())
+    assert provenance["cases"][0]["channel_indices"] == {"FLAIR": 0, "T1w": 1, "t1gd": 2, "T2w": 3}
     exported = nib.load(str(next(p for p in written if p.name == "BRATS_101_seg.nii.gz")))
     np.testing.assert_allclose(exported.affine, AFFINE)
     assert exported.get_fdata()[3, 2, 1] == 2
@@ -89,7 +91,7 @@ def test_labels_written_for_an_msd_case_overlay_its_source(tmp_path):
 def test_status_lists_the_modality_names_and_classes(tmp_path, capsys):
     source = make_msd(tmp_path / "msd")
     assert main(["create", str(tmp_path / "project"), "--from", str(source)]) == 0
-    capsys.readouterr()
+    assert "channels: FLAIR, T1w, t1gd, T2w" in capsys.readouterr().out
     assert main(["status", str(tmp_path / "project")]) == 0
     out = capsys.readouterr().out
     assert "channels:     FLAIR, T1w, t1gd, T2w" in out

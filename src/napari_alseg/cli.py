@@ -123,6 +123,7 @@ def run_create(args: argparse.Namespace) -> int:
                         skip_bad_cases=args.skip_bad_cases) as project:
         print(f"project {project.folder}: {len(project.cases)} cases, {project.n_classes} classes "
               f"({', '.join(project.class_names)}), granularity {project.granularity}")
+        print(f"channels: {', '.join(project.cases[0].channel_names)}")
         for name, reason in project.skipped_cases:
             print(f"skipped case {name}: {reason}")
     return 0

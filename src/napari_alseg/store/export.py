@@ -50,6 +50,9 @@ def export_project(project: Project, out_dir: Path) -> list[Path]:
             "name": case.name, "label_file": label_file,
             "label_version": snapshot.version if snapshot else None,
             "channels": dict(zip(case.channel_names, map(str, case.channel_paths))),
+            # MSD / BraTS: every channel is one volume of the same 4D file
+            "channel_indices": (dict(zip(case.channel_names, case.channel_indices))
+                                if case.channel_indices else None),
             "ground_truth": str(case.ground_truth_path) if case.ground_truth_path else None,
             "shape_kji": list(case.shape), "spacing_kji_mm": list(case.spacing),
         })
