@@ -180,6 +180,7 @@ def _corrupt_pages(folder):
 
 def test_a_malformed_database_is_refused_on_open_and_by_every_command(project_folder, tmp_path, capsys):
     _corrupt_pages(project_folder)
+    damaged = (project_folder / DB_NAME).read_bytes()
     with pytest.raises(DamagedProjectError) as excinfo:
         Project.open(project_folder)
     message = one_line(excinfo)
@@ -191,6 +192,8 @@ def test_a_malformed_database_is_refused_on_open_and_by_every_command(project_fo
     captured = capsys.readouterr()
     assert captured.out.count("problem: project.sqlite:") >= 1
     assert len(captured.err.strip().splitlines()) == 1
+    assert (project_folder / DB_NAME).read_bytes() == damaged  # nothing written: salvage stays possible
+    assert (project_folder / "labels" / "case_000" / "v0001.nii.gz").is_file()
 
 
 def test_text_corruption_in_a_record_is_damage_not_a_unicode_traceback(project_folder):
