@@ -35,8 +35,9 @@ class CaseRecord:
     """One subject: co-registered channels (model input order) and optional ground truth.
 
     ``affine`` is the :class:`~napari_alseg.nifti.Volume` affine (axes flipped to positive
-    spacing); a channel of a 4D file (MSD / BraTS) is its path plus ``channel_index``; ``source_affine`` is the first channel file's own affine, which label files
-    are written with so that they overlay the source in any NIfTI viewer.
+    spacing); ``source_affine`` is the first channel file's own affine, which label files
+    are written with so that they overlay the source in any NIfTI viewer. A channel of a 4D
+    file (MSD / BraTS) is its path plus :meth:`channel_index`.
     """
 
     id: int
