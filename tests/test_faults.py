@@ -260,6 +260,19 @@ def test_temp_checkpoint_debris_is_removed_on_open(project_folder):
         assert sorted(p.name for p in models.iterdir()) == ["notes.txt"]
 
 
+def test_an_unrecorded_checkpoint_of_a_killed_retrain_is_removed_on_open(project_folder):
+    models = project_folder / "models"
+    with Project.open(project_folder) as project:
+        models.mkdir()
+        (models / "v0001.pt").write_bytes(b"recorded")
+        project.record_checkpoint("v0001", models / "v0001.pt")
+        (models / "v0002.pt").write_bytes(b"saved, then killed before it was recorded")
+        (models / "imported.pt").write_bytes(b"not a version name: left alone")
+    with Project.open(project_folder) as project:
+        assert sorted(p.name for p in models.iterdir()) == ["imported.pt", "v0001.pt"]
+        assert [c.model_version for c in project.checkpoints()] == ["v0001"]
+
+
 def test_deleting_the_lock_file_does_not_let_a_second_writer_in(project_folder):
     with Project.open(project_folder):
         (project_folder / "project.lock").unlink()

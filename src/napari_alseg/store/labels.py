@@ -73,7 +73,7 @@ class LabelFiles:
             is_temp = path.name.startswith(".") and ".tmp" in path.name
             is_orphan = bool(_MANAGED_NAME.match(path.name)) and self.relative(path) not in referenced
             if is_temp or is_orphan:
-                if _unlink(path):
+                if remove_file(path):
                     removed.append(path)
         if removed:
             log.warning("removed %d unfinished label file(s): %s", len(removed),
@@ -90,14 +90,14 @@ def remove_temp_files(folder: Path) -> list[Path]:
     if not folder.is_dir():
         return []
     removed = [path for path in sorted(folder.iterdir())
-               if path.is_file() and path.name.startswith(".") and ".tmp" in path.name and _unlink(path)]
+               if path.is_file() and path.name.startswith(".") and ".tmp" in path.name and remove_file(path)]
     if removed:
         log.warning("removed %d unfinished file(s) in %s: %s", len(removed), folder,
                     ", ".join(p.name for p in removed))
     return removed
 
 
-def _unlink(path: Path) -> bool:
+def remove_file(path: Path) -> bool:
     """Remove debris; on a read-only disk leave it (it is never read as data) and say so."""
     try:
         path.unlink(missing_ok=True)

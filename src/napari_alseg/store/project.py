@@ -13,6 +13,7 @@ from __future__ import annotations
 import getpass
 import json
 import os
+import re
 import shutil
 import sqlite3
 import threading
@@ -30,8 +31,8 @@ from ..nifti import Volume, load_volume
 from . import export as export_module
 from .database import Database, connect, damaged_message, database_error
 from .ingest import ProjectPlan, affine_hash, plan_project
-from .labels import (LabelFiles, array_sha256, remove_temp_files, check_label_array, label_dtype, labelled_mask,
-                     merge_region, region_dice, write_label_region,
+from .labels import (LabelFiles, array_sha256, check_label_array, label_dtype, labelled_mask,
+                     merge_region, region_dice, remove_file, remove_temp_files, write_label_region,
                      write_label_volume)
 from .lock import ProjectLock
 from .records import (LABELLING_KINDS, PSEUDO_ACCEPTED, PSEUDO_REJECTED,
@@ -44,6 +45,7 @@ if TYPE_CHECKING:
 
 DB_NAME = "project.sqlite"
 MODELS_DIR = "models"
+_CHECKPOINT_NAME = re.compile(r"^v\d{4,}\.pt$")  # what Session.retrain writes
 SKIPPED_KEY = "skipped_cases"  # meta: [[case, reason], ...] left out at creation
 _SNAPSHOT_CACHE_SIZE = 4  # label versions kept in memory (a slice submit merges into the last)
 
@@ -148,6 +150,7 @@ class Project:
         try:
             project._files.remove_debris(project._referenced_files())
             remove_temp_files(project.models_dir)
+            project._remove_unrecorded_checkpoints()
         except BaseException:
             project.close()
             raise
@@ -639,6 +642,17 @@ class Project:
             raise AlsegError(f"{path}: shape or affine changed since the project was created "
                              f"(now {volume.shape}, recorded {record.shape})")
         return volume
+
+    def _remove_unrecorded_checkpoints(self) -> list[Path]:
+        """Delete ``models/vNNNN.pt`` files no checkpoint row records: a retrain killed between
+        saving its checkpoint and recording it (it never reported a new model)."""
+        if not self.models_dir.is_dir():
+            return []
+        recorded = {row["path"] for row in self._db.rows("SELECT path FROM checkpoints")}
+        orphans = [path for path in sorted(self.models_dir.iterdir())
+                   if path.is_file() and _CHECKPOINT_NAME.match(path.name)
+                   and self._files.relative(path) not in recorded and str(path) not in recorded]
+        return [path for path in orphans if remove_file(path)]
 
     def _referenced_files(self) -> set[str]:
         rows = self._db.rows("SELECT path FROM label_versions UNION ALL "
