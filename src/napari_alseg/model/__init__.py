@@ -4,7 +4,7 @@ Import from here rather than from the modules: the other core modules must not
 import this package at module level, so ``alseg --help`` stays fast.
 """
 
-from .checkpoints import load_checkpoint, save_checkpoint
+from .checkpoints import load_checkpoint, load_model_file, save_checkpoint, save_model_file
 from .device import pick_device
 from .inference import McResult, mc_dropout, mc_dropout_full_passes, mc_dropout_mode, predict_proba
 from .losses import batch_dice_ce_loss, partial_label_ce, renormalise_prediction
@@ -23,6 +23,7 @@ __all__ = [
     "TrainingItem",
     "fine_tune",
     "load_checkpoint",
+    "load_model_file",
     "mc_dropout",
     "mc_dropout_full_passes",
     "mc_dropout_mode",
@@ -31,4 +32,5 @@ __all__ = [
     "predict_proba",
     "renormalise_prediction",
     "save_checkpoint",
+    "save_model_file",
 ]
