@@ -71,7 +71,16 @@ def test_project_commands_round_trip(tmp_path, capsys):
     project = tmp_path / "project"
     assert main(["create", str(project), "--from", str(source / "tumour-cases"), "--annotator", "dr-c"]) == 0
     assert main(["status", str(project)]) == 0
-    assert "12 cases" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "12 cases" in out and "plan:         not made yet" in out
+    assert main(["plan", str(project), "--minutes", "1.5", "--batch", "3"]) == 0
+    assert "round budget: 90 s" in capsys.readouterr().out
+    assert main(["status", str(project)]) == 0
+    out = capsys.readouterr().out
+    assert "3D U-Net" in out and "batch 3" in out and "round budget: 90 s" in out
+    assert main(["plan", str(project), "--patch", "32", "32"]) == 2  # a 3D plan needs 3 sizes: one line
+    assert "patch_size must hold 3 values" in capsys.readouterr().err
+    assert main(["retrain", str(project), "--minutes", "0"]) == 2
     assert main(["retrain", str(project)]) == 2  # nothing labelled yet: a one-line error
     assert "no labelled data yet" in capsys.readouterr().err
     assert main(["suggest", str(project), "--strategy", "margins", "-k", "2"]) == 0

@@ -1,11 +1,12 @@
-"""Partial-label mixed CE (METHODS E), its prediction-time renormalisation, Dice+CE weights."""
+"""Partial-label mixed CE (METHODS E), its prediction-time renormalisation, batch Dice + CE."""
 
 import math
 
+import pytest
 import torch
 import torch.nn.functional as F
 
-from napari_alseg.model.losses import (delineated_dice_loss, dice_ce_loss, partial_label_ce, partial_label_ce_map,
+from napari_alseg.model.losses import (batch_dice_ce_loss, delineated_dice_loss, partial_label_ce, partial_label_ce_map,
                                        renormalise_prediction)
 
 
@@ -87,12 +88,24 @@ def test_renormalisation_without_mass_on_allowed_classes_is_uniform():
     assert torch.allclose(result.flatten(), torch.tensor([0.0, 0.5, 0.5]))
 
 
-def test_dice_ce_weights_of_one_match_the_batched_loss():
+def test_batch_dice_ce_weights_of_one_match_no_weights_and_zero_weight_crops_do_not_count():
     logits, labels = random_problem(seed=5)
-    plain = dice_ce_loss(logits, labels)
-    assert torch.allclose(dice_ce_loss(logits, labels, torch.ones(2)), plain, atol=1e-6)
-    half = dice_ce_loss(logits, labels, torch.full((2,), 0.5))
-    assert torch.allclose(half, plain / 2, atol=1e-6)
+    plain = batch_dice_ce_loss(logits, labels)
+    assert torch.allclose(batch_dice_ce_loss(logits, labels, torch.ones(2)), plain, atol=1e-6)
+    first_only = batch_dice_ce_loss(logits[:1], labels[:1])
+    masked = batch_dice_ce_loss(logits, labels, torch.tensor([1.0, 0.0]))
+    # the zeroed crop adds nothing to the Dice; its cross-entropy term is zero, halving the CE mean
+    dice_part = first_only - F.cross_entropy(logits[:1], labels[:1])
+    assert torch.allclose(masked, dice_part + F.cross_entropy(logits[:1], labels[:1]) / 2, atol=1e-5)
+
+
+def test_batch_dice_is_over_the_batch_so_a_crop_missing_a_class_does_not_score_it_zero():
+    labels = torch.zeros(2, 8, 8, dtype=torch.long)
+    labels[0, 2:4, 2:4] = 1  # class 1 only in the first crop
+    perfect = F.one_hot(labels, 2).movedim(-1, 1).float() * 20.0
+    assert batch_dice_ce_loss(perfect, labels).item() < 0.01
+    assert batch_dice_ce_loss(torch.zeros(1, 2, 8, 8), torch.zeros(1, 8, 8, dtype=torch.long)).item() == \
+        pytest.approx(math.log(2), abs=1e-6)  # no foreground anywhere: cross-entropy alone
 
 
 def roi_item(shape=(8, 8)):

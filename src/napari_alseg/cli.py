@@ -47,6 +47,9 @@ def build_parser() -> argparse.ArgumentParser:
     create.add_argument("--skip-bad-cases", action="store_true",
                         help="leave out cases that cannot be used (each is named, with its reason) "
                              "instead of refusing")
+    create.add_argument("--init-model", type=Path, metavar="FILE",
+                        help="start from a model exported by `alseg model export` (its channels and classes "
+                             "must match these cases'): its weights become the first model, its plan the plan")
     create.set_defaults(run=run_create)
 
     status = commands.add_parser("status", help="what a project holds: cases, channels, classes, labels, "
@@ -86,6 +89,15 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("out", type=Path, metavar="OUT")
     export.set_defaults(run=run_export)
 
+    model = commands.add_parser("model", help="move models between projects")
+    model_commands = model.add_subparsers(dest="model_command", metavar="ACTION", required=True)
+    model_export = model_commands.add_parser(
+        "export", help="write the project's current model as one file (weights, classes, channels, plan, metrics, "
+                       "checksum) that `alseg create --init-model` starts a project from")
+    model_export.add_argument("project", type=Path, metavar="PROJECT")
+    model_export.add_argument("out", type=Path, metavar="OUT", help="file to write, or a folder to write it in")
+    model_export.set_defaults(run=run_model_export)
+
     demo = commands.add_parser(
         "demo", help="open napari with a sample project and the annotator widget docked"
     )
@@ -119,14 +131,28 @@ def run_create(args: argparse.Namespace) -> int:
         from .samples import sample_dir
 
         source = sample_dir(args.sample, progress=_print_progress)
-    with Project.create(args.project, source, annotator=args.annotator,
-                        skip_bad_cases=args.skip_bad_cases) as project:
+    options = {"annotator": args.annotator, "skip_bad_cases": args.skip_bad_cases}
+    if args.init_model is not None:
+        from .model_transfer import create_project
+
+        project = create_project(args.project, source, init_model=args.init_model, **options)
+    else:
+        project = Project.create(args.project, source, **options)
+    with project:
         print(f"project {project.folder}: {len(project.cases)} cases, {project.n_classes} classes "
               f"({', '.join(project.class_names)}), granularity {project.granularity}")
         print(f"channels: {', '.join(project.cases[0].channel_names)}")
         for name, reason in project.skipped_cases:
             print(f"skipped case {name}: {reason}")
+        _print_initial_model(project, "initial model: ")
     return 0
+
+
+def _print_initial_model(project, label: str) -> None:
+    from .model_transfer import initial_model_lines
+
+    for line in initial_model_lines(project):
+        print(f"{label}{line}")
 
 
 def run_status(args: argparse.Namespace) -> int:
@@ -161,6 +187,8 @@ def run_status(args: argparse.Namespace) -> int:
             print(f"model:        {latest.model_version} ({metrics})")
         else:
             print("model:        none yet (label some items, then `alseg retrain`)")
+        _print_plan(project)
+        _print_initial_model(project, "initial model: ")
         if args.check:
             problems = project.check() + _checkpoint_problems(checkpoints)
             for problem in problems:
@@ -211,6 +239,18 @@ def _budget_config(args: argparse.Namespace, **options):
 
     seconds = None if args.minutes is None else args.minutes * 60.0
     return TrainConfig(steps=args.steps, seconds=seconds, device=args.device, **options)
+
+
+def _print_plan(project) -> None:
+    """The training plan kept with the project (made at the first retrain or `alseg plan`)."""
+    from .plan import PLAN_SETTING, TrainingPlan
+
+    stored = project.setting(PLAN_SETTING)
+    if stored is None:
+        print("plan:         not made yet (the first retrain makes it; `alseg plan PROJECT` shows it now)")
+        return
+    for index, line in enumerate(TrainingPlan.from_json(stored).describe()):
+        print(f"{'plan:' if index == 0 else '':14}{line}")
 
 
 def run_retrain(args: argparse.Namespace) -> int:
@@ -282,6 +322,16 @@ def run_export(args: argparse.Namespace) -> int:
     with Project.open(args.project) as project:
         written = project.export(args.out)
     print(f"exported {len(written)} files to {args.out}")
+    return 0
+
+
+def run_model_export(args: argparse.Namespace) -> int:
+    from .session import Session
+
+    with Session.open(args.project, annotator="cli") as session:
+        written = session.export_model(args.out)
+        version = session.model_version
+    print(f"exported model {version} to {written}")
     return 0
 
 

@@ -20,6 +20,7 @@ import numpy as np
 
 from .errors import AlsegError
 from .nifti import load_volume
+from .plan import PLAN_SETTING, TrainingPlan, inference_patch
 from .store import DB_NAME, Project, discover_cases
 from .strategies import QueryItem
 
@@ -36,6 +37,7 @@ class CaseTask:
     slices: tuple[int, ...] | None = None
     channel_indices: tuple[int | None, ...] = ()  # per channel: its index in a 4D file (MSD)
     channels_first: bool = False
+    patch_size: tuple[int, ...] | None = None  # sliding windows, as the project's session predicts
 
 
 ScoreRow = tuple[str, "int | None", float, dict[str, float]]
@@ -59,7 +61,7 @@ def score_case(task: CaseTask, mc_samples: int = MC_SAMPLES, seed: int = 0) -> l
         skipped = {QueryItem(task.case, n) for n in range(image.shape[1]) if n not in task.slices}
     pool = score_pool(net, spec, {task.case: image}, {task.case: None}, granularity=granularity,
                       n_classes=spec.n_classes, needs={"model", "mc"}, mc_samples=mc_samples,
-                      validation=skipped, seed=seed)
+                      validation=skipped, seed=seed, patch_size=task.patch_size)
     return [(item.case, item.slice_index, item.score, dict(item.terms)) for item in pool.to_scored_items()]
 
 
@@ -83,7 +85,7 @@ def project_tasks(folder: str | os.PathLike) -> list[CaseTask]:
             tasks.append(CaseTask(str(checkpoints[-1].path), record.name,
                                   tuple(str(p) for p in record.channel_paths),
                                   None if project.granularity == "case" else slices,
-                                  record.channel_indices, record.channels_first))
+                                  record.channel_indices, record.channels_first, _patch(project)))
         return tasks
 
 
@@ -95,9 +97,16 @@ def folder_tasks(folder: str | os.PathLike, model_project: str | os.PathLike) ->
             raise AlsegError(f"{project.folder}: no model yet; retrain once before scoring")
         checkpoint = str(checkpoints[-1].path)
         channel_order = list(project.cases[0].channel_names)
+        patch = _patch(project)
     return [CaseTask(checkpoint, case.name, tuple(str(path) for _name, path in case.channels),
-                     channel_indices=case.channel_indices, channels_first=case.channels_first)
+                     channel_indices=case.channel_indices, channels_first=case.channels_first, patch_size=patch)
             for case in discover_cases(Path(folder), channel_order)]
+
+
+def _patch(project: Project) -> tuple[int, ...] | None:
+    """The sliding-window size the project's own session predicts with."""
+    stored = project.setting(PLAN_SETTING)
+    return inference_patch(None if stored is None else TrainingPlan.from_json(stored))
 
 
 def tasks_for(target: str | os.PathLike, model_project: str | os.PathLike | None) -> list[CaseTask]:

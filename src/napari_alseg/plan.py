@@ -28,6 +28,7 @@ MIN_PATCH = 32
 ANISOTROPY_LIMIT = 3.0
 
 CPU, CUDA = "cpu", "cuda"
+PLAN_SETTING = "training_plan"  # the project's meta key the plan is kept under
 DEFAULT_LEARNING_RATE = 3e-3
 
 
@@ -142,6 +143,12 @@ class TrainingPlan:
             f"patch: {axes(map(str, self.patch_size))} native voxels, batch {self.batch_size}",
             f"round budget: {self.seconds:g} s",
         ]
+
+
+def inference_patch(plan: TrainingPlan | None) -> tuple[int, ...] | None:
+    """Sliding-window size for prediction and scoring (native voxels): the plan's patch for 3D
+    cases; 2D slices (at most the plan's working size) and plan-less models go through whole."""
+    return plan.patch_size if plan is not None and plan.spatial_dims == 3 else None
 
 
 def fingerprint(shapes: Sequence[Sequence[int]], spacings_mm: Sequence[Sequence[float]], *,

@@ -24,19 +24,18 @@ import numpy as np
 from .effort import (BoundaryLength, EffortModel, SecondsModel, boundary_length, changed_boundary_length,
                      shared_boundary_length)
 from .errors import AlsegError
-from .image_cache import ImageCache
+from .image_cache import ImageCache, LazyImages
 from .metrics import class_means, dice_per_class, mean_dice
+from .plan import PLAN_SETTING, Fingerprint, TrainingPlan, fingerprint, inference_patch, make_plan
 from .store import MANUAL, PSEUDO_ACCEPTED, Project, ScoredItem
 from .strategies import QueryItem, Suggestion, get_strategy, pseudo_label_candidates, select
 
 if TYPE_CHECKING:
     from .model import ModelSpec, SegmentationNet, TrainConfig, TrainingItem, TrainProgress
-    from .plan import Fingerprint, TrainingPlan
     from .quality import QualityPredictor
     from .scoring import PoolScores
 
 MIN_LABELLED_ITEMS = 1
-PLAN_SETTING = "training_plan"
 
 
 def import_model_backend() -> None:
@@ -136,8 +135,6 @@ class Session:
 
     def fingerprint(self) -> Fingerprint:
         """What the plan is made from: the items' shapes and voxel sizes (slices for 2D nets)."""
-        from .plan import fingerprint
-
         cases = self.project.cases
         axes = slice(None) if self.spatial_dims == 3 else slice(1, None)
         return fingerprint([record.shape[axes] for record in cases], [record.spacing[axes] for record in cases],
@@ -145,8 +142,6 @@ class Session:
 
     def training_plan(self) -> TrainingPlan:
         """The project's plan: made from its fingerprint for this device once, then kept with it."""
-        from .plan import TrainingPlan
-
         stored = self.project.setting(PLAN_SETTING)
         if stored is not None:
             return TrainingPlan.from_json(stored)
@@ -155,7 +150,6 @@ class Session:
     def replan(self, **overrides: Any) -> TrainingPlan:
         """Make the plan anew for this device (``overrides``: fields to set by hand) and keep it."""
         from .model import pick_device
-        from .plan import make_plan
 
         device_kind = "cuda" if pick_device(self.device).type == "cuda" else "cpu"
         plan = make_plan(self.fingerprint(), device_kind).with_overrides(**overrides)
@@ -183,9 +177,8 @@ class Session:
 
     @property
     def inference_patch(self) -> tuple[int, ...] | None:
-        """Sliding-window size for prediction and scoring (native voxels): the plan's patch for
-        3D cases; 2D slices (at most the plan's working size) go through whole."""
-        return None if self.spatial_dims == 2 else self.training_plan().patch_size
+        """Sliding-window size for prediction and scoring (native voxels), see :func:`plan.inference_patch`."""
+        return inference_patch(self.training_plan())
 
     def current_net(self) -> SegmentationNet | None:
         """The active model's network, loaded once per version (None without a model)."""
@@ -204,6 +197,13 @@ class Session:
     def model_metrics(self) -> dict[str, Any]:
         checkpoints = self.project.checkpoints()
         return dict(checkpoints[-1].metrics) if checkpoints else {}
+
+    def export_model(self, path: str | Path) -> Path:
+        """The current model as a self-describing file another project can start from
+        (:mod:`napari_alseg.model_transfer`); ``path`` may be a folder."""
+        from .model_transfer import export_model
+
+        return export_model(self, path)
 
     # ------------------------------------------------------------------ annotating
 
@@ -547,8 +547,12 @@ class Session:
         self.project.record_round(self.strategy, served, model_version=self.model_version)
         self._round_recorded = key
 
-    def _all_images(self) -> dict[str, np.ndarray]:
-        return {record.name: self.case_image(record.name) for record in self.project.cases}
+    def _all_images(self) -> LazyImages:
+        """Every case's image for scoring, loaded through the bounded cache only when read:
+        scoring a cohort holds at most the cache's bytes plus one case. Shapes come from the
+        project's records, ``(Cin, k, j, i)``."""
+        return LazyImages({record.name: (len(record.channel_names), *record.shape) for record in self.project.cases},
+                          self.case_image)
 
     def _all_labels(self) -> dict[str, tuple[np.ndarray, np.ndarray] | None]:
         labels = {}

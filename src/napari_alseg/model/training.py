@@ -249,6 +249,7 @@ def _train(
     train_items, val_items = _split_validation(prepared, config, rng)
     working = copy.deepcopy(net).to(device).train()
     optimiser = torch.optim.AdamW(working.parameters(), lr=config.learning_rate)
+    scaler = torch.amp.GradScaler(device.type, enabled=device.type == "cuda")  # mixed precision on CUDA only
     stopper = _EarlyStopping([_to_batch([_centre_crop(item, config.patch_size)], device) for item in val_items])
     clock = _RoundClock(config)
     losses: list[float] = []
@@ -262,7 +263,7 @@ def _train(
             for group in optimiser.param_groups:
                 group["lr"] = config.learning_rate * clock.learning_rate_factor(len(losses))
             step = len(losses) + 1
-            losses.append(_train_step(working, optimiser, next(batches).to(device), step))
+            losses.append(_train_step(working, optimiser, scaler, next(batches).to(device), step))
             due = step % config.validate_every == 0 or clock.done(step)
             val_loss = stopper.check(working, step) if due else None
             if progress is not None:
@@ -468,16 +469,20 @@ def _round_metrics(
     }
 
 
-def _train_step(working: SegmentationNet, optimiser: torch.optim.Optimizer, batch: _Batch, step: int) -> float:
+def _train_step(working: SegmentationNet, optimiser: torch.optim.Optimizer, scaler: torch.amp.GradScaler,
+                batch: _Batch, step: int) -> float:
+    """One optimiser step; float16 autocast with loss scaling when ``scaler`` is enabled (CUDA)."""
     optimiser.zero_grad(set_to_none=True)
-    loss = _batch_loss(working(batch.images), batch)
+    with torch.autocast(batch.images.device.type, dtype=torch.float16, enabled=scaler.is_enabled()):
+        loss = _batch_loss(working(batch.images), batch)
     if not torch.isfinite(loss):
         raise TrainingAborted(
             f"training aborted at step {step}: the loss became {loss.item()} "
             "(diverging; try a lower learning rate). The previous model is kept."
         )
-    loss.backward()
-    optimiser.step()
+    scaler.scale(loss).backward()
+    scaler.step(optimiser)
+    scaler.update()
     return float(loss.item())
 
 
