@@ -184,7 +184,7 @@ def run_status(args: argparse.Namespace) -> int:
         if checkpoints:
             latest = checkpoints[-1]
             metrics = ", ".join(f"{k}={v:.3f}" for k, v in latest.metrics.items() if isinstance(v, float))
-            print(f"model:        {latest.model_version} ({metrics})")
+            print(f"model:        {latest.model_version}" + (f" ({metrics})" if metrics else ""))
         else:
             print("model:        none yet (label some items, then `alseg retrain`)")
         _print_plan(project)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import threading
 from collections import OrderedDict
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Iterator, Mapping
 
 import numpy as np
 
@@ -86,3 +86,35 @@ class ImageCache:
         with self._lock:
             self._items.clear()
             self._bytes = 0
+
+
+class LazyImages(Mapping):
+    """A read-only ``case → (Cin, k, j, i)`` mapping that loads each image only when asked.
+
+    What a cohort-wide pass (pool scoring) is handed instead of a dict of every image:
+    with ``load`` going through an :class:`ImageCache`, it holds at most the cache's bytes
+    plus the image in use. ``shapes`` (from the project's records) answer shape questions
+    without reading a file; :func:`image_shapes` uses them.
+    """
+
+    def __init__(self, shapes: Mapping[str, tuple[int, ...]], load: Callable[[str], np.ndarray]) -> None:
+        self.shapes = {case: tuple(int(size) for size in shape) for case, shape in shapes.items()}
+        self._load = load
+
+    def __getitem__(self, case: str) -> np.ndarray:
+        if case not in self.shapes:
+            raise KeyError(case)
+        return self._load(case)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.shapes)
+
+    def __len__(self) -> int:
+        return len(self.shapes)
+
+
+def image_shapes(images: Mapping[str, np.ndarray]) -> dict[str, tuple[int, ...]]:
+    """Each image's shape: from :attr:`LazyImages.shapes` without loading, else from the arrays."""
+    if isinstance(images, LazyImages):
+        return dict(images.shapes)
+    return {case: tuple(np.shape(image)) for case, image in images.items()}

@@ -33,6 +33,7 @@ from scipy import ndimage
 
 from .effort import EffortModel, SecondsModel
 from .errors import AlsegError
+from .image_cache import image_shapes
 from .quality import QualityPredictor, prediction_dice, quality_features
 from .store.records import ScoredItem
 from .strategies.base import GRANULARITIES, NEEDS, BBox, QueryItem, item_key
@@ -140,6 +141,7 @@ class _Round:
     net: SegmentationNet
     spatial_dims: int
     images: Mapping[str, np.ndarray]
+    shapes: Mapping[str, tuple[int, ...]]
     labels: Mapping[str, tuple[np.ndarray, np.ndarray] | None]
     allowed: Mapping[str, np.ndarray]
     needs: frozenset[str]
@@ -199,8 +201,10 @@ def score_pool(
 ) -> PoolScores:
     """Score every candidate of one round for the strategies whose ``needs`` are given.
 
-    ``images``: case → ``(Cin, k, j, i)`` float32; ``labels``: case → (class ids ``(k, j, i)``,
-    labelled mask ``(k, j, i)`` bool) or None. A case (slice) is labelled when its mask is
+    ``images``: case → ``(Cin, k, j, i)`` float32, read one region at a time in case order (a
+    :class:`~napari_alseg.image_cache.LazyImages` loads each case only then, and gives every
+    shape without loading); ``labels``: case → (class ids ``(k, j, i)``, labelled mask
+    ``(k, j, i)`` bool) or None. A case (slice) is labelled when its mask is
     all True; an ROI when its class was delineated on the slice (labelled pixels of that
     class, or the whole slice labelled). ``net`` None: no model yet; only items and whole-
     region boxes are filled (random and slice-uniform still work). ``mc_samples``: T (S =
@@ -214,20 +218,21 @@ def score_pool(
     docstring for ``should_stop``.
     """
     needs = _checked_needs(needs)
-    spec = _checked_inputs(net, spec, images, labels, granularity, n_classes)
+    shapes = image_shapes(images)
+    spec = _checked_inputs(net, spec, shapes, labels, granularity, n_classes)
     allowed = dict(allowed or {})
-    candidates, labelled = _items(granularity, images, labels, allowed, n_classes, set(validation))
+    candidates, labelled = _items(granularity, shapes, labels, allowed, n_classes, set(validation))
     pool = PoolScores(
         granularity, n_classes, net is not None, model_version, candidates, labelled,
-        n_slices={case: int(image.shape[1]) for case, image in images.items()},
+        n_slices={case: int(shape[1]) for case, shape in shapes.items()},
         class_dice_history=[np.asarray(d, dtype=float) for d in class_dice_history],
         effort=effort, seconds_model=seconds_model, spacing=dict(spacing or {}),
-        allowed=_allowed_sets(images, allowed, n_classes),
+        allowed=_allowed_sets(shapes, allowed, n_classes),
     )
-    pool.bboxes = {item: _whole_bbox(item, images[item.case].shape[1:]) for item in candidates}
+    pool.bboxes = {item: _whole_bbox(item, shapes[item.case][1:]) for item in candidates}
     if net is None:
         return pool
-    scoring = _Round(net, spec.spatial_dims, images, labels, allowed, needs, mc_samples,
+    scoring = _Round(net, spec.spatial_dims, images, shapes, labels, allowed, needs, mc_samples,
                      list(bootstrap_nets or []) if "bootstrap" in needs else [], quality_model,
                      patch_size, device, seed)
     _check_bootstrap(scoring)
@@ -285,7 +290,7 @@ def train_bootstrap_nets(
 
 def _items(
     granularity: str,
-    images: Mapping[str, np.ndarray],
+    shapes: Mapping[str, tuple[int, ...]],
     labels: Mapping[str, tuple[np.ndarray, np.ndarray] | None],
     allowed: Mapping[str, np.ndarray],
     n_classes: int,
@@ -294,13 +299,13 @@ def _items(
     """(candidates, labelled) in :func:`item_key` order; validation items in neither."""
     candidates: list[QueryItem] = []
     labelled: list[QueryItem] = []
-    for case in sorted(images):
+    for case in sorted(shapes):
         given = labels.get(case)
         mask = None if given is None else np.asarray(given[1], dtype=bool)
         if granularity == "case":
             regions = [(QueryItem(case), mask)]
         else:
-            regions = [(QueryItem(case, n), None if mask is None else mask[n]) for n in range(images[case].shape[1])]
+            regions = [(QueryItem(case, n), None if mask is None else mask[n]) for n in range(shapes[case][1])]
         for region, region_mask in regions:
             if _is_validation(region, validation):
                 continue
@@ -336,10 +341,10 @@ def _allowed_row(allowed: Mapping[str, np.ndarray], region: QueryItem, n_classes
     return {int(c) for c in np.flatnonzero(rows[region.slice_index])}
 
 
-def _allowed_sets(images: Mapping[str, np.ndarray], allowed: Mapping[str, np.ndarray],
+def _allowed_sets(shapes: Mapping[str, tuple[int, ...]], allowed: Mapping[str, np.ndarray],
                   n_classes: int) -> dict[tuple[str, int], set[int]]:
     return {(case, n): _allowed_row(allowed, QueryItem(case, n), n_classes)
-            for case, image in images.items() for n in range(image.shape[1])}
+            for case, shape in shapes.items() for n in range(shape[1])}
 
 
 def _regions(pool: PoolScores, needs: frozenset[str], validation_regions: list[QueryItem]) -> list[QueryItem]:
@@ -358,11 +363,11 @@ def _quality_regions(scoring: _Round, granularity: str, validation: Collection[Q
         return []
     validation = set(validation)
     regions = []
-    for case, image in scoring.images.items():
+    for case, shape in scoring.shapes.items():
         given = scoring.labels.get(case)
         if given is None:
             continue
-        slices = [None] if granularity == "case" else range(image.shape[1])
+        slices = [None] if granularity == "case" else range(shape[1])
         for n in slices:
             region = QueryItem(case, n)
             if _is_validation(region, validation) and scoring.region_labels(region)[1].all():
@@ -382,7 +387,7 @@ def _score_region(scoring: _Round, pool: PoolScores, region: QueryItem, is_valid
     prediction = _with_partial_labels(prediction, scoring, region)
     for item in items:
         pool.terms[item] = _item_terms(prediction, item, scoring)
-        pool.bboxes[item] = _item_bbox(prediction.probs, item, scoring.images[item.case].shape[1:])
+        pool.bboxes[item] = _item_bbox(prediction.probs, item, scoring.shapes[item.case][1:])
         if "quality" in scoring.needs and item.class_id is None:
             features = quality_features(_normalised(scoring, region), prediction.probs, prediction.variance)
             pool.quality_features[item] = features
@@ -618,8 +623,8 @@ def _add_vae_latents(
 
 def _all_regions(scoring: _Round, granularity: str) -> list[QueryItem]:
     if granularity == "case":
-        return [QueryItem(case) for case in sorted(scoring.images)]
-    return [QueryItem(case, n) for case in sorted(scoring.images) for n in range(scoring.images[case].shape[1])]
+        return [QueryItem(case) for case in sorted(scoring.shapes)]
+    return [QueryItem(case, n) for case in sorted(scoring.shapes) for n in range(scoring.shapes[case][1])]
 
 
 def _seed_regions(scoring: _Round, pool: PoolScores, recent: Collection[QueryItem] | None) -> list[QueryItem]:
@@ -649,19 +654,19 @@ def _checked_needs(needs: Collection[str]) -> frozenset[str]:
 def _checked_inputs(
     net: SegmentationNet | None,
     spec: ModelSpec | None,
-    images: Mapping[str, np.ndarray],
+    shapes: Mapping[str, tuple[int, ...]],
     labels: Mapping[str, tuple[np.ndarray, np.ndarray] | None],
     granularity: str,
     n_classes: int,
 ) -> ModelSpec | None:
     if granularity not in GRANULARITIES:
         raise AlsegError(f"granularity must be one of {GRANULARITIES}, got {granularity!r}")
-    for case, image in images.items():
-        if np.ndim(image) != 4:
-            raise AlsegError(f"case {case}: image must be (channels, k, j, i), got shape {np.shape(image)}")
+    for case, shape in shapes.items():
+        if len(shape) != 4:
+            raise AlsegError(f"case {case}: image must be (channels, k, j, i), got shape {shape}")
         given = labels.get(case)
-        if given is not None and not np.shape(given[0]) == np.shape(given[1]) == np.shape(image)[1:]:
-            raise AlsegError(f"case {case}: labels and labelled mask must have the image's shape {np.shape(image)[1:]}")
+        if given is not None and not np.shape(given[0]) == np.shape(given[1]) == shape[1:]:
+            raise AlsegError(f"case {case}: labels and labelled mask must have the image's shape {shape[1:]}")
     if net is None:
         return spec
     spec = spec or net.spec

@@ -18,7 +18,7 @@ import shutil
 import sqlite3
 import threading
 from collections import OrderedDict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -98,7 +98,8 @@ class Project:
     def create(cls, folder: str | os.PathLike, source_dir: str | os.PathLike, *,
                class_names: Sequence[str] | None = None, annotator: str | None = None,
                granularity: str | None = None, validation_fraction: float = 0.2,
-               seed: int = 0, skip_bad_cases: bool = False) -> Project:
+               seed: int = 0, skip_bad_cases: bool = False,
+               before_writing: Callable[[ProjectPlan], None] | None = None) -> Project:
         """Make a project in ``folder`` from the NIfTI cases in ``source_dir`` and open it.
 
         Every source file is read and checked before anything is written. ``class_names``
@@ -107,6 +108,8 @@ class Project:
         out: whole cases, or slices. The split is drawn once with ``seed`` and never again.
         A case that cannot be used stops creation with every such case named, unless
         ``skip_bad_cases``: then they are left out and listed in :attr:`skipped_cases`.
+        ``before_writing(plan)`` sees the checked cases and classes first; raising refuses them
+        with nothing written (an initial model that does not fit, say).
         """
         folder = Path(folder).absolute()
         if (folder / DB_NAME).exists():
@@ -115,6 +118,8 @@ class Project:
         plan = plan_project(Path(source_dir).absolute(), class_names=class_names,
                             granularity=granularity, validation_fraction=validation_fraction,
                             seed=seed, skip_bad_cases=skip_bad_cases)
+        if before_writing is not None:
+            before_writing(plan)
         made_folder = not folder.exists()
         try:
             folder.mkdir(parents=True, exist_ok=True)
