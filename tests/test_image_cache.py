@@ -47,3 +47,41 @@ def test_session_images_stay_within_the_budget_and_reload_when_evicted(tmp_path,
         assert len(session._images) == 1 and "case_000" not in session._images
         np.testing.assert_array_equal(session.case_image("case_000"), first)
         assert session._images.loads == 3
+
+
+def test_scoring_a_cohort_holds_at_most_the_cache_plus_one_case(tmp_path, monkeypatch):
+    import weakref
+
+    import torch
+
+    from napari_alseg.image_cache import LazyImages, image_shapes
+    from napari_alseg.model import save_checkpoint
+
+    one_case = 2 * 4 * 6 * 5 * 4  # bytes: 2 channels x (4, 6, 5) float32
+    monkeypatch.setenv(BUDGET_ENV, str(2 * one_case / (1 << 20)))  # room for two cases
+    with Session(Project.create(tmp_path / "project", make_source(tmp_path / "source", n_cases=8)),
+                 annotator="a", strategy="mc-dropout-top") as session:
+        torch.manual_seed(0)
+        net = session.model_spec().build()
+        session.project.record_checkpoint("v0001", save_checkpoint(session.project.models_dir / "v0001.pt",
+                                                                   net, net.spec))
+        images = session._all_images()
+        assert isinstance(images, LazyImages) and len(images) == 8 and session._images.loads == 0
+        assert image_shapes(images)["case_003"] == (2, 4, 6, 5)  # from the records: nothing loaded
+
+        alive, peak, peak_bytes = [], [0], [0]
+        load = session.case_image
+
+        def watched(case):
+            image = load(case)
+            if not any(ref() is image for ref in alive):
+                alive.append(weakref.ref(image))
+            peak[0] = max(peak[0], sum(ref() is not None for ref in alive))
+            peak_bytes[0] = max(peak_bytes[0], session._images.nbytes)
+            return image
+
+        monkeypatch.setattr(session, "case_image", watched)
+        pool = session.rescore(for_display=False)
+        assert {item.case for item in pool.candidates} and pool.terms
+        assert session._images.loads == len(pool.candidates) == 6  # each pool case read once, in turn
+        assert peak_bytes[0] <= 2 * one_case and peak[0] <= 3
