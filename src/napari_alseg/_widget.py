@@ -35,6 +35,7 @@ QUEUE_LENGTH = 20
 SAMPLE_PROJECTS = ("tumour-cases", "brain-stack")
 MODES = ("correct the prediction", "trace from scratch")
 EXCLUSIVE_JOBS = {"training", "scoring"}
+MODEL_FILE_FILTER = "napari-alseg model (*.pt);;all files (*)"
 
 
 def projects_root() -> Path:
@@ -119,6 +120,19 @@ class AlsegWidget(QWidget):
         buttons.addWidget(self.open_button)
         buttons.addWidget(self.new_button)
         form.addRow(buttons)
+        init_row = QHBoxLayout()
+        self.init_model_edit = QLineEdit()
+        self.init_model_edit.setPlaceholderText("none: new projects start untrained")
+        self.init_model_edit.setToolTip("a model exported from another project (alseg model export); "
+                                        "its channels and classes must match the new cases'")
+        self.init_model_button = QPushButton("Choose…")
+        self.init_model_button.clicked.connect(self._choose_init_model)
+        init_row.addWidget(self.init_model_edit)
+        init_row.addWidget(self.init_model_button)
+        form.addRow("Initial model (optional):", init_row)
+        self.export_model_button = QPushButton("Export model…")
+        self.export_model_button.clicked.connect(self._choose_and_export_model)
+        form.addRow(self.export_model_button)
         sample_row = QHBoxLayout()
         self.sample_combo = QComboBox()
         self.sample_combo.addItems(SAMPLE_PROJECTS)
@@ -287,20 +301,51 @@ class AlsegWidget(QWidget):
         if target:
             self.create_project(Path(source), Path(target) / f"{Path(source).name}-project")
 
+    def _choose_init_model(self) -> None:
+        path, _filter = QFileDialog.getOpenFileName(self, "Initial model for new projects", "",
+                                                    MODEL_FILE_FILTER)
+        if path:
+            self.init_model_edit.setText(path)
+
+    def _choose_and_export_model(self) -> None:
+        suggested = str(Path.home() / f"{self.session.project.dataset_name}-{self.session.model_version}.pt")
+        path, _filter = QFileDialog.getSaveFileName(self, "Export the model", suggested, MODEL_FILE_FILTER)
+        if path:
+            self.export_model(Path(path))
+
+    def export_model(self, path: Path) -> None:
+        """The current model as one file another project can start from (Session.export_model)."""
+        try:
+            written = self.session.export_model(path)
+        except AlsegError as error:
+            show_error(str(error))
+            return
+        show_info(f"model {self.session.model_version} exported to {written}")
+
     def create_project(self, source: Path, folder: Path) -> None:
+        """A project over ``source`` in ``folder`` (from the initial model when one is chosen), then open it."""
+        from .model_transfer import create_project
         from .store import Project
+
+        init_model = self.init_model_edit.text().strip()
+
+        def create(**options) -> None:
+            options["annotator"] = self.annotator_edit.text()
+            if init_model:
+                create_project(folder, source, init_model=Path(init_model), **options).close()
+            else:
+                Project.create(folder, source, **options).close()
 
         try:
             try:
-                Project.create(folder, source, annotator=self.annotator_edit.text()).close()
+                create()
             except BadCasesError as error:  # never drop a case silently: name them, ask
                 listed = "\n".join(f"• {name}: {reason}" for name, reason in error.skipped)
                 if not self.confirm(f"{len(error.skipped)} case(s) cannot be used:\n{listed}\n\n"
                                     "Create the project without them?"):
                     show_error(str(error))
                     return
-                Project.create(folder, source, annotator=self.annotator_edit.text(),
-                               skip_bad_cases=True).close()
+                create(skip_bad_cases=True)
                 show_warning(f"created without {len(error.skipped)} case(s): "
                              + ", ".join(name for name, _ in error.skipped))
         except AlsegError as error:
@@ -802,7 +847,8 @@ class AlsegWidget(QWidget):
     def _enable(self, enabled: bool) -> None:
         for widget in (self.go_button, self.skip_button, self.next_button, self.submit_button,
                        self.draft_button, self.first_button, self.last_button, self.heat_check,
-                       self.retrain_button, self.accept_button, self.edit_button, self.reject_button):
+                       self.retrain_button, self.accept_button, self.edit_button, self.reject_button,
+                       self.export_model_button):
             widget.setEnabled(enabled)
 
     def _say(self, message: str) -> None:

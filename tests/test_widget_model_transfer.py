@@ -1,0 +1,61 @@
+"""The Project tab's model export and initial-model choice, in a headless napari viewer."""
+
+import pytest
+
+from test_model_transfer import give_model
+from test_store import make_source
+
+pytestmark = pytest.mark.gui
+
+
+@pytest.fixture
+def dock(make_napari_viewer_proxy, qtbot, monkeypatch):
+    from napari_alseg import _widget
+
+    shown = []
+    for kind in ("error", "info", "warning"):
+        monkeypatch.setattr(_widget, f"show_{kind}", lambda message, kind=kind: shown.append((kind, message)))
+    widget = _widget.AlsegWidget(make_napari_viewer_proxy())
+    qtbot.addWidget(widget)
+    widget.shown = shown
+    yield widget
+    qtbot.waitUntil(lambda: not widget.runtime.jobs, timeout=120_000)
+    widget.close_project()
+
+
+def test_export_a_model_then_start_a_project_from_it(dock, qtbot, tmp_path, monkeypatch):
+    from qtpy.QtWidgets import QFileDialog
+
+    source = make_source(tmp_path / "source", n_cases=3)
+    dock.create_project(source, tmp_path / "first")
+    qtbot.waitUntil(lambda: not dock.runtime.jobs, timeout=120_000)  # the first suggestion is on screen
+    give_model(dock.session)
+    model_path = tmp_path / "shared" / "model.pt"
+    monkeypatch.setattr(QFileDialog, "getSaveFileName", lambda *args: (str(model_path), ""))
+    dock.export_model_button.click()
+    assert model_path.is_file() and dock.shown[-1] == ("info", f"model v0001 exported to {model_path}")
+    dock.close_project()
+
+    monkeypatch.setattr(QFileDialog, "getOpenFileName", lambda *args: (str(model_path), ""))
+    dock.init_model_button.click()
+    assert dock.init_model_edit.text() == str(model_path)
+    dock.create_project(source, tmp_path / "second")
+    assert dock.session.project.folder == tmp_path / "second" and dock.session.model_version == "v0001"
+    qtbot.waitUntil(lambda: not dock.runtime.jobs, timeout=120_000)
+    assert "scored with model v0001" in dock.status.text()
+
+
+def test_an_initial_model_that_does_not_fit_is_one_notification(dock, tmp_path):
+    from napari_alseg.session import Session
+    from napari_alseg.store import Project
+
+    with Session(Project.create(tmp_path / "trained", make_source(tmp_path / "source", n_cases=3)),
+                 annotator="a") as session:
+        give_model(session)
+        model_path = session.export_model(tmp_path / "model.pt")
+    dock.init_model_edit.setText(str(model_path))
+    dock.create_project(make_source(tmp_path / "other", n_cases=3, channels=("t2",)), tmp_path / "new")
+    kind, message = dock.shown[-1]
+    assert kind == "error" and "\n" not in message and "the model has 2 channels, these cases 1" in message
+    assert dock.session is None and not (tmp_path / "new").exists()
+
