@@ -41,7 +41,7 @@ import numpy as np
 OLD_COMMIT = "a264b8b"
 OLD_TREE = Path("/tmp/alseg-learner-old")
 TEST_FRACTION = 0.2
-DEFAULT_MINUTES = {"brain-stack": 10.0, "tumour-cases": 5.0}
+DEFAULT_MINUTES = {"brain-stack": 10.0, "sagittal-stack": 10.0, "tumour-cases": 5.0, "wm-lesions": 5.0}
 FALLBACK_MINUTES = 6.0
 COLUMNS = ("set", "recipe", "fraction", "seed", "round", "seconds", "steps", "n_train", "n_test",
            "mean_dice", "class_dice")

@@ -253,3 +253,18 @@ def test_mixed_precision_round_on_cuda_learns_and_returns_cpu_weights():
     result = fine_tune(tiny_net(), [square_item(seed) for seed in range(3)], quick(steps=25, device="cuda"))
     assert result.metrics["final_loss"] < result.metrics["initial_loss"] and result.metrics["device"].startswith("cuda")
     assert all(tensor.device.type == "cpu" for tensor in result.state_dict.values())
+
+
+def test_a_zoomed_net_trains_on_its_working_grid_and_predicts_on_the_native_one():
+    torch.manual_seed(0)
+    net = ModelSpec(2, 1, 2, TINY, zoom=(0.5, 0.5)).build()
+    items = [square_item(seed, shape=(64, 64)) for seed in range(3)]
+    prepared, _ = training._prepare_items(items, net, training._resolved(quick(), 2))
+    assert prepared[0].labels.shape == (32, 32) and prepared[0].image.shape == (1, 32, 32)
+    assert prepared[0].labels.sum() == pytest.approx(items[0].labels.sum() / 4, rel=0.2)
+    result = fine_tune(net, items, quick(steps=20, patch_size=(64, 64)))
+    assert result.metrics["patch_size"] == [32, 32]
+    trained = ModelSpec(2, 1, 2, TINY, zoom=(0.5, 0.5)).build()
+    trained.load_state_dict(result.state_dict)
+    with torch.no_grad():
+        assert trained.eval()(torch.from_numpy(items[0].image)[None]).shape == (1, 2, 64, 64)

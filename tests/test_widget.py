@@ -147,3 +147,13 @@ def test_class_names_and_colours_are_editable(widget):
     assert widget.class_table.item(1, 1).background().color().getRgb()[:3] == (1, 2, 3)
     widget.class_table.item(1, 0).setText("core")  # a duplicate name is refused, the table reverts
     assert project.class_names[2] != "core" and widget.class_table.item(1, 0).text() == project.class_names[2]
+
+
+def test_round_budget_box_shows_and_sets_the_project_plan(widget, qtbot):
+    session = widget.session
+    assert widget.budget_spin.value() == pytest.approx(session.training_plan().seconds / 60.0)
+    widget.budget_spin.setValue(1.5)
+    widget.budget_spin.editingFinished.emit()
+    assert session.training_plan().seconds == pytest.approx(90.0)
+    session.train_config = None  # no explicit steps: the round follows the plan's budget
+    assert session.round_config().seconds == pytest.approx(90.0) and session.round_config().steps is None

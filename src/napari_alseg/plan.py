@@ -29,7 +29,7 @@ ANISOTROPY_LIMIT = 3.0
 
 CPU, CUDA = "cpu", "cuda"
 PLAN_SETTING = "training_plan"  # the project's meta key the plan is kept under
-DEFAULT_LEARNING_RATE = 3e-3
+DEFAULT_LEARNING_RATE = 1e-2
 
 
 @dataclass(frozen=True)
@@ -49,13 +49,15 @@ class DeviceBudget:
     seconds: float
 
 
-# Measured with benchmarks/bench_learner.py on a 2-core CPU; GPU sizes follow nnU-Net's
-# defaults scaled down (an H100-class card trains these in a fraction of the CPU time).
+# Chosen with benchmarks/bench_learner.py on the sample sets (brain-stack, tumour-cases) on a
+# 2-core CPU: working on about 90^2 px (2D) or 48^3 voxels (3D) lets a 2-minute round take
+# several times more steps than the native grid, which learnt more per minute there
+# (benchmarks/RESULTS.md). GPU sizes follow nnU-Net's scale; not measured here (no GPU lent).
 BUDGETS: dict[tuple[str, int], DeviceBudget] = {
-    (CPU, 2): DeviceBudget(256 * 256, 160, 8, (16, 32, 64, 128, 256, 16), 120.0),
-    (CPU, 3): DeviceBudget(128 ** 3, 64, 2, (8, 16, 32, 64, 128, 8), 120.0),
+    (CPU, 2): DeviceBudget(8192, 160, 8, (16, 32, 64, 128, 256, 32), 120.0),
+    (CPU, 3): DeviceBudget(48 ** 3, 64, 2, (8, 16, 32, 64, 128, 8), 120.0),
     (CUDA, 2): DeviceBudget(512 * 512, 256, 16, (32, 64, 128, 256, 320, 32), 60.0),
-    (CUDA, 3): DeviceBudget(192 ** 3, 128, 2, (16, 32, 64, 128, 256, 16), 60.0),
+    (CUDA, 3): DeviceBudget(160 ** 3, 128, 2, (16, 32, 64, 128, 256, 16), 60.0),
 }
 
 

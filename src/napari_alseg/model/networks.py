@@ -12,6 +12,8 @@ and instance norm need, and ``forward`` crops the logits back.
 from __future__ import annotations
 
 import json
+import math
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 
 import torch
@@ -35,6 +37,11 @@ MIN_INPUT_SIZE = 32
 NORMS = {"instance": ("instance", {"affine": True}), "batch": ("batch", {})}
 _LINEAR = {2: "bilinear", 3: "trilinear"}
 ACTIVATION = ("LeakyReLU", {"negative_slope": 0.1, "inplace": True})
+# Floats per (samples x rows x voxels) tile of LastDecoderBlock.softmax_sums: ~2 MiB, which
+# kept its per-voxel work in cache and its per-call overhead small on the 2-core EPYC.
+SOFTMAX_SUMS_TILE = 2**19
+# |logit| up to which exp() needs no max shift: thousands of classes of exp(80) stay finite.
+SAFE_EXPONENT = 80.0
 
 
 @dataclass(frozen=True)
@@ -109,6 +116,34 @@ def crop_spatial(tensor: torch.Tensor, spatial_shape: tuple[int, ...]) -> torch.
     return tensor[(..., *(slice(0, size) for size in spatial_shape))]
 
 
+def _to_phase_rows(tensor: torch.Tensor) -> torch.Tensor:
+    """``(F, *P)`` -> ``(F * 2^d, V)``: row ``(f, a)`` holds voxels ``2 * i + a`` over half-res voxels ``i``."""
+    channels, dims = tensor.shape[0], tensor.dim() - 1
+    split = tensor.reshape(channels, *(part for size in tensor.shape[1:] for part in (size // 2, 2)))
+    return split.permute(0, *range(2, 2 * dims + 1, 2), *range(1, 2 * dims, 2)).reshape(channels * 2**dims, -1)
+
+
+def _from_phase_rows(rows: torch.Tensor, half_shape: tuple[int, ...]) -> torch.Tensor:
+    """``(F, 2^d, V)`` in phase layout -> ``(F, *2H)`` for half-resolution shape ``H``."""
+    dims = len(half_shape)
+    split = rows.reshape(rows.shape[0], *([2] * dims), *half_shape)
+    order = [axis for offset in range(dims) for axis in (1 + dims + offset, 1 + offset)]
+    return split.permute(0, *order).reshape(rows.shape[0], *(2 * size for size in half_shape))
+
+
+def _softmax_(logits: torch.Tensor) -> torch.Tensor:
+    """In-place softmax over axis 1, what ``torch.softmax`` computes in fewer passes.
+
+    Logits within :data:`SAFE_EXPONENT` (all a trained net gives) are exponentiated as
+    they are; only others pay for subtracting each voxel's maximum first.
+    """
+    low, high = torch.aminmax(logits)
+    if high > SAFE_EXPONENT or low < -SAFE_EXPONENT:
+        logits.sub_(logits.amax(dim=1, keepdim=True))
+    logits.exp_()
+    return logits.div_(logits.sum(dim=1, keepdim=True))
+
+
 class LastDecoderBlock(nn.Module):
     """The UNet's last decoder block, built so that sampling it ``T`` times is cheap.
 
@@ -132,8 +167,164 @@ class LastDecoderBlock(nn.Module):
         self.final_conv = Conv["conv", dims](widths[5], spec.n_classes, kernel_size=1)
 
     def forward(self, decoder_features: torch.Tensor, skip_term: torch.Tensor) -> torch.Tensor:
-        upsampled = self.upsample(self.conv(self.dropout(decoder_features)))
+        return self.decode(self.dropout(decoder_features), skip_term)
+
+    def decode(self, dropped_features: torch.Tensor, skip_term: torch.Tensor) -> torch.Tensor:
+        """Everything after the dropout: ``(B, f1, *P/2)`` -> logits ``(B, C, *P)``.
+
+        ``skip_term`` ``(B or 1, f5, *P)``. Lets MC dropout supply its own dropout samples.
+        """
+        upsampled = self.upsample(self.conv(dropped_features))
         return self.final_conv(self.norm_act(upsampled + skip_term))
+
+    def softmax_sums(
+        self, dropped_chunks: Iterable[torch.Tensor], skip_term: torch.Tensor, spatial_shape: tuple[int, ...]
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Sums over samples of ``softmax(decode(dropped, skip_term))`` and of its square, ``(C, *S)`` each.
+
+        ``dropped_chunks`` yields ``(t, f1, *P/2)`` dropped decoder features (any ``t``);
+        ``skip_term`` is ``(1, f5, *P)``; ``S = spatial_shape <= P`` is the part kept (the
+        unpadded input); the norm layer must be in eval mode. Equal to cropping and summing
+        :meth:`decode`'s softmax sample by sample up to float rounding, and several times
+        faster on a CPU (:class:`_PhaseLayoutHead` says how).
+        """
+        head = _PhaseLayoutHead(self, skip_term, spatial_shape)
+        for dropped in dropped_chunks:
+            head.add(dropped)
+        return head.sums()
+
+
+class _PhaseLayoutHead:
+    """:meth:`LastDecoderBlock.softmax_sums` for one skip term, without a per-sample ``(C, *P)`` tensor.
+
+    The 2x deconv (kernel 2, stride 2) sends each half-resolution voxel to its own block
+    of ``2^d`` voxels, and everything after it is per voxel. So the full-resolution work
+    runs in a *phase layout*: ``R = f5 * 2^d`` rows (channel, offset in the block) by
+    ``V`` columns (half-resolution voxels). There the deconv is a ``(R, f5)`` matrix
+    product, the skip term is permuted once, and the eval-mode norm is a per-sample
+    scale and shift: instance-norm statistics (over all of ``*P``) follow from the conv
+    output's ``f5 x f5`` covariance and its cross-moments with the (centred) skip term,
+    without forming the normalised input. The rest runs only over the half-resolution
+    voxels that reach ``*S``, in tiles of :data:`SOFTMAX_SUMS_TILE` floats held in buffers
+    reused from tile to tile, and only the two sums go back to ``(C, *S)``.
+    """
+
+    def __init__(self, block: LastDecoderBlock, skip_term: torch.Tensor, spatial_shape: tuple[int, ...]) -> None:
+        self.block, self.norm, self.spatial_shape = block, block.norm_act.N, spatial_shape
+        dims = skip_term.dim() - 2
+        self.half_shape = tuple(size // 2 for size in skip_term.shape[2:])
+        self.kept_half_shape = tuple(-(-size // 2) for size in spatial_shape)
+        self.phases, self.width = 2**dims, skip_term.shape[1]
+        skip_rows = _to_phase_rows(skip_term[0])
+        self.kept_skip_rows = self._kept(skip_rows[None])[0]
+        deconv = block.upsample.deconv.weight
+        self.deconv_rows = deconv.permute(1, *range(2, 2 + dims), 0).reshape(self.width * self.phases, self.width)
+        n_classes = block.final_conv.out_channels
+        final_weight = block.final_conv.weight.reshape(1, n_classes, self.width)
+        self.final_weight_bias = torch.cat([final_weight, block.final_conv.bias.reshape(1, n_classes, 1)], dim=2)
+        self.total = skip_rows.new_zeros(n_classes, self.phases, self.kept_skip_rows.shape[1])
+        self.total_squares = torch.zeros_like(self.total)
+        self.uses_running_stats = not self.norm.training and self.norm.running_mean is not None
+        if not self.uses_running_stats:
+            self._prepare_instance_stats(skip_rows)
+
+    def _prepare_instance_stats(self, skip_rows: torch.Tensor) -> None:
+        """Per window, from the skip term's ``(R, V)`` phase rows: row means ``(R,)``,
+        per-channel variance sums ``(f5,)``, and ``cross_weights`` ``(f5, V, f5)`` that turn a
+        sample's conv output into its per-channel covariance sums with the skip term in one
+        batched product over conv channels; ``quad_weights`` ``(f5, f5 * f5)`` do the same for
+        the deconv part's variance from the conv output's covariance."""
+        width, phases = self.width, self.phases
+        self.skip_means = skip_rows.mean(dim=1)
+        centred = skip_rows - self.skip_means[:, None]
+        self.skip_variance_sums = torch.einsum("rv,rv->r", centred, centred).view(width, phases).sum(dim=1) / centred.shape[1]
+        deconv = self.deconv_rows.view(width, phases, width)
+        self.cross_weights = torch.einsum("cav,cak->kvc", centred.view(width, phases, -1), deconv)
+        self.quad_weights = torch.einsum("cak,cal->ckl", deconv, deconv).reshape(width, -1)
+
+    def _kept(self, rows: torch.Tensor) -> torch.Tensor:
+        """``(B, F, V)`` half-resolution columns -> ``(B, F, V')``, only those that reach ``*S``."""
+        if self.kept_half_shape == self.half_shape:
+            return rows
+        grid = rows.view(*rows.shape[:2], *self.half_shape)
+        return crop_spatial(grid, self.kept_half_shape).reshape(*rows.shape[:2], -1)
+
+    def add(self, dropped: torch.Tensor) -> None:
+        """Adds the softmax and its square of ``t`` samples, ``dropped`` ``(t, f1, *H)``.
+
+        The norm's shift and the 1x1 conv's bias ride in the matrix products on a row of
+        ones: the conv output gets one, and the first product writes another below the
+        normed rows, so each tile costs two products, the skip term, the activation and
+        the softmax.
+        """
+        samples, width, phases = dropped.shape[0], self.width, self.phases
+        n_classes, voxels = self.total.shape[0], self.kept_skip_rows.shape[1]
+        conv_rows = dropped.new_empty(samples, width + 1, math.prod(self.half_shape))
+        conv_rows[:, :width].view(samples, width, *self.half_shape).copy_(self.block.conv(dropped))
+        conv_rows[:, width] = 1.0
+        scale, shift = self._scale_shift(conv_rows[:, :width])
+        conv_rows = self._kept(conv_rows)
+        rows = width * phases
+        row_scale = scale.repeat_interleave(phases, dim=1)[..., None]
+        deconv_shift = conv_rows.new_zeros(samples, rows + phases, width + 1)
+        deconv_shift[:, :rows, :width] = self.deconv_rows * row_scale
+        deconv_shift[:, :rows, width] = shift.repeat_interleave(phases, dim=1)
+        deconv_shift[:, rows:, width] = 1.0
+        final_weight_bias = self.final_weight_bias.expand(samples, -1, -1)
+        tile = max(1, SOFTMAX_SUMS_TILE // (samples * (rows + phases)))
+        normed_buffer = dropped.new_empty(samples * (rows + phases) * tile)
+        logits_buffer = dropped.new_empty(samples * n_classes * phases * tile)
+        for start in range(0, voxels, tile):
+            columns = slice(start, start + tile)
+            size = min(tile, voxels - start)
+            with_ones = normed_buffer[: samples * (rows + phases) * size].view(samples, rows + phases, size)
+            torch.bmm(deconv_shift, conv_rows[:, :, columns], out=with_ones)
+            normed = with_ones[:, :rows]
+            normed.addcmul_(self.kept_skip_rows[:, columns], row_scale)
+            self.block.norm_act.A(normed)
+            logits = logits_buffer[: samples * n_classes * phases * size].view(samples, n_classes, -1)
+            torch.bmm(final_weight_bias, with_ones.view(samples, width + 1, -1), out=logits)
+            probs = _softmax_(logits).view(samples, n_classes, phases, size)
+            self.total[:, :, columns] += probs.sum(dim=0)
+            self.total_squares[:, :, columns] += probs.square_().sum(dim=0)
+
+    def sums(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The sums so far, ``(C, *S)`` each."""
+        return tuple(
+            crop_spatial(_from_phase_rows(total, self.kept_half_shape), self.spatial_shape)
+            for total in (self.total, self.total_squares)
+        )
+
+    def _scale_shift(self, conv_rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The norm as ``x * scale + shift``, ``(t, f5)`` each, for ``x = deconv + skip``; ``conv_rows`` ``(t, f5, V)``.
+
+        Running statistics where the norm uses them (BatchNorm in eval mode); otherwise each
+        sample's mean and variance over ``*P``. A channel's variance is the mean over its
+        ``2^d`` rows of each row's variance (the deconv part's, the skip's, twice their
+        covariance) plus the spread of the row means; the conv output and the skip term are
+        centred first, so no large sums cancel.
+        """
+        samples, width, voxels = conv_rows.shape
+        if self.uses_running_stats:
+            mean = self.norm.running_mean.expand(samples, width)
+            variance = self.norm.running_var.expand(samples, width)
+        else:
+            conv_means = conv_rows.mean(dim=2)
+            centred = conv_rows - conv_means[..., None]
+            covariance = centred @ centred.transpose(1, 2) / voxels
+            cross = torch.bmm(conv_rows.transpose(0, 1), self.cross_weights).sum(dim=0) / voxels
+            within = covariance.reshape(samples, -1) @ self.quad_weights.T + 2 * cross + self.skip_variance_sums
+            row_means = (conv_means @ self.deconv_rows.T + self.skip_means).view(samples, width, -1)
+            mean = row_means.mean(dim=2)
+            spread = (row_means - mean[..., None]).square().sum(dim=2)
+            variance = ((within + spread) / self.phases).clamp_min(0.0)
+        scale = torch.rsqrt(variance + self.norm.eps)
+        if self.norm.weight is not None:
+            scale = scale * self.norm.weight
+        shift = -mean * scale
+        if self.norm.bias is not None:
+            shift = shift + self.norm.bias
+        return scale, shift
 
 
 class SegmentationNet(nn.Module):
@@ -164,7 +355,16 @@ class SegmentationNet(nn.Module):
 
     def backbone(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Deterministic part: ``(B, Cin, *S)`` -> (decoder_features, skip, bottleneck) on the working grid."""
-        x = self._pad(self._to_working(x))
+        return self._backbone_on_working_grid(self._to_working(x))
+
+    def working_forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits ``(B, C, *W)`` for input already on the working grid (training resamples its
+        items once, so the network and the loss run on the coarser grid only)."""
+        decoder_features, skip, _ = self._backbone_on_working_grid(x)
+        return crop_spatial(self.head(decoder_features, skip), tuple(x.shape[2:]))
+
+    def _backbone_on_working_grid(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        x = self._pad(x)
         x0 = self.conv_0(x)
         x1 = self.down_1(x0)
         x2 = self.down_2(x1)

@@ -28,6 +28,7 @@ from typing import Any
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from monai.transforms import Compose, RandAffined, RandFlipd, RandScaleIntensityd, RandShiftIntensityd
 
 from ..errors import AlsegError
@@ -220,6 +221,7 @@ def fine_tune(
     """
     config = _resolved(config or TrainConfig(), net.spec.spatial_dims)
     prepared, warnings = _prepare_items(items, net, config)
+    config = replace(config, patch_size=net.working_shape(config.patch_size))
     device = pick_device(config.device)
     try:
         return _train(net, prepared, config, device, progress, should_stop, warnings)
@@ -437,7 +439,8 @@ class _EarlyStopping:
         if not self.val_batches:
             return None
         with eval_mode(working), torch.no_grad():
-            val_loss = float(np.mean([_batch_loss(working(batch.images), batch).item() for batch in self.val_batches]))
+            losses = [_batch_loss(working.working_forward(batch.images), batch).item() for batch in self.val_batches]
+            val_loss = float(np.mean(losses))
         if val_loss < self.best_loss:
             self.best_loss, self.best_step, self.best_state = val_loss, step, _cpu_state(working)
             self.checks_without_gain = 0
@@ -474,7 +477,7 @@ def _train_step(working: SegmentationNet, optimiser: torch.optim.Optimizer, scal
     """One optimiser step; float16 autocast with loss scaling when ``scaler`` is enabled (CUDA)."""
     optimiser.zero_grad(set_to_none=True)
     with torch.autocast(batch.images.device.type, dtype=torch.float16, enabled=scaler.is_enabled()):
-        loss = _batch_loss(working(batch.images), batch)
+        loss = _batch_loss(working.working_forward(batch.images), batch)
     if not torch.isfinite(loss):
         raise TrainingAborted(
             f"training aborted at step {step}: the loss became {loss.item()} "
@@ -512,7 +515,7 @@ def _batch_loss(logits: torch.Tensor, batch: _Batch) -> torch.Tensor:
 def _prepare_items(
     items: Sequence[TrainingItem], net: SegmentationNet, config: TrainConfig
 ) -> tuple[list[_PreparedItem], list[str]]:
-    """Check every item, normalise its image and keep those with labelled voxels."""
+    """Check every item, normalise its image, put it on the net's working grid, keep those with labels."""
     spec = net.spec
     prepared = []
     for index, item in enumerate(items):
@@ -524,8 +527,8 @@ def _prepare_items(
         known = item.allowed_classes
         allowed = np.ones(spec.n_classes, bool) if known is None else np.asarray(known, dtype=bool)
         weight = item.weight * (config.pseudo_label_weight if item.pseudo_label else 1.0)
-        prepared.append(_PreparedItem(normalise_image(item.image, spec.spatial_dims), labels, mask, allowed,
-                                      weight, _class_voxels(labels)))
+        image, labels, mask = _on_working_grid(net, normalise_image(item.image, spec.spatial_dims), labels, mask)
+        prepared.append(_PreparedItem(image, labels, mask, allowed, weight, _class_voxels(labels)))
     if not prepared:
         raise AlsegError(
             f"training needs at least 1 labelled item (a slice or case with painted labels); "
@@ -538,6 +541,24 @@ def _prepare_items(
             "label some structures"
         )
     return prepared, warnings
+
+
+def _on_working_grid(net: SegmentationNet, image: np.ndarray, labels: np.ndarray,
+                     mask: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Resample an item to the net's working grid: image linearly, labels and mask nearest.
+
+    Done once per round, so crops, augmentation, the network and the loss all run on the
+    coarser grid (nnU-Net resamples its data the same way); prediction resamples inside
+    the net and answers on the native grid.
+    """
+    working = net.working_shape(labels.shape)
+    if working == labels.shape:
+        return image, labels, mask
+    mode = "bilinear" if labels.ndim == 2 else "trilinear"
+    resampled = F.interpolate(torch.from_numpy(image)[None], size=working, mode=mode, align_corners=False)[0]
+    nearest = F.interpolate(torch.from_numpy(np.stack([labels, mask]).astype(np.float32))[None], size=working,
+                            mode="nearest-exact")[0]
+    return resampled.numpy(), nearest[0].numpy().astype(np.int64), nearest[1].numpy() > 0.5
 
 
 def _check_item(index: int, item: TrainingItem, spatial_dims: int, in_channels: int, n_classes: int) -> None:
