@@ -193,3 +193,14 @@ def test_a_failed_install_removes_what_creation_wrote(tmp_path, source, model_fi
     with pytest.raises(StorageError):
         create_project(existing, source, init_model=model_file[0])
     assert [p.name for p in existing.iterdir()] == ["notes.txt"]
+
+
+def test_a_2d_model_round_trips_too(tmp_path):
+    stack = make_source(tmp_path / "stack", n_cases=1, granularity="slice")
+    with Session(Project.create(tmp_path / "trained", stack), annotator="a") as session:
+        give_model(session, seed=3)
+        path = session.export_model(tmp_path / "stack.pt")
+        expected = session.predict_probabilities("case_000", 2)
+    with Session(create_project(tmp_path / "new", stack, init_model=path), annotator="b") as session:
+        assert session.spatial_dims == 2 and len(session.training_plan().patch_size) == 2
+        np.testing.assert_array_equal(session.predict_probabilities("case_000", 2), expected)
