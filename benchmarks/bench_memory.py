@@ -1,6 +1,7 @@
 """Peak memory of pool scoring on real-size volumes, through the real Session path.
 
-Two scenarios, each in its own process so each peak is its own (``ru_maxrss`` only grows):
+Two scenarios, each scored in its own process so each peak is its own (``ru_maxrss`` only
+grows), after another process wrote its cases:
 
 * **brats**: ``--cases`` (default 20) BraTS-size cases, 4 channels x 240 x 240 x 155 voxels
   (1 mm), 4 classes; target: peak below 4 GB;
@@ -73,51 +74,50 @@ def write_cases(folder: Path, n_cases: int, shape: tuple[int, int, int], spacing
                                                      "channels": list(channels)}))
 
 
-def run_scenario(name: str, n_cases: int) -> None:
-    """One scenario in this process: write, create, give a model, score; print figures."""
+def scenario(name: str, n_cases: int) -> tuple[int, tuple[int, ...], tuple[float, ...], tuple[str, ...],
+                                                tuple[str, ...]]:
+    """``(cases, shape, spacing, channels, classes)`` of a scenario (CT: always one case)."""
+    if name == "brats":
+        return n_cases, BRATS_SHAPE, BRATS_SPACING, BRATS_CHANNELS, BRATS_CLASSES
+    return 1, CT_SHAPE, CT_SPACING, ("ct",), CT_CLASSES
+
+
+def run_scenario(name: str, n_cases: int, root: Path) -> None:
+    """Score the cases under ``root/source`` in this process: create, give a model, score; print figures."""
     import torch
 
     from napari_alseg.model import save_checkpoint
     from napari_alseg.session import Session
     from napari_alseg.store import Project
 
-    if name == "brats":
-        shape, spacing, channels, classes = BRATS_SHAPE, BRATS_SPACING, BRATS_CHANNELS, BRATS_CLASSES
-    else:
-        shape, spacing, channels, classes, n_cases = CT_SHAPE, CT_SPACING, ("ct",), CT_CLASSES, 1
+    n_cases, shape, _spacing, channels, classes = scenario(name, n_cases)
     case_mb = len(channels) * np.prod(shape) * 4 / 1e6
     print(f"[{name}] {n_cases} case(s) of {len(channels)} x {' x '.join(map(str, shape))} voxels "
           f"({case_mb:.0f} MB float32 each), {len(classes)} classes; strategy {STRATEGY} (needs: model)",
           flush=True)
-    with tempfile.TemporaryDirectory(prefix=f"bench-memory-{name}-") as root:
-        root = Path(root)
-        started = time.perf_counter()
-        write_cases(root / "source", n_cases, shape, spacing, channels, classes)
-        print(f"[{name}] wrote the cases in {time.perf_counter() - started:.0f} s; "
-              f"peak RSS {peak_rss_mb():.0f} MB", flush=True)
-        started = time.perf_counter()
-        project = Project.create(root / "project", root / "source", validation_fraction=0.0)
-        print(f"[{name}] created the project in {time.perf_counter() - started:.0f} s; "
-              f"peak RSS {peak_rss_mb():.0f} MB", flush=True)
-        with Session(project, annotator="bench", strategy=STRATEGY, device="cpu") as session:
-            plan = session.training_plan()
-            print(f"[{name}] plan: " + "; ".join(plan.describe()), flush=True)
-            torch.manual_seed(0)
-            net = session.model_spec().build()
-            path = save_checkpoint(project.models_dir / "v0001.pt", net, net.spec)
-            project.record_checkpoint("v0001", path)
-            print(f"[{name}] image cache budget {session._images.budget_bytes / 1e6:.0f} MB", flush=True)
+    started = time.perf_counter()
+    project = Project.create(root / "project", root / "source", validation_fraction=0.0)
+    print(f"[{name}] created the project in {time.perf_counter() - started:.0f} s; "
+          f"peak RSS {peak_rss_mb():.0f} MB", flush=True)
+    with Session(project, annotator="bench", strategy=STRATEGY, device="cpu") as session:
+        plan = session.training_plan()
+        print(f"[{name}] plan: " + "; ".join(plan.describe()), flush=True)
+        torch.manual_seed(0)
+        net = session.model_spec().build()
+        path = save_checkpoint(project.models_dir / "v0001.pt", net, net.spec)
+        project.record_checkpoint("v0001", path)
+        print(f"[{name}] image cache budget {session._images.budget_bytes / 1e6:.0f} MB", flush=True)
 
-            def progress(done: int, total: int) -> None:
-                print(f"[{name}]   scored {done}/{total} cases, {time.perf_counter() - started:.0f} s, "
-                      f"peak RSS {peak_rss_mb():.0f} MB, cache {session._images.nbytes / 1e6:.0f} MB "
-                      f"({len(session._images)} cases)", flush=True)
+        def progress(done: int, total: int) -> None:
+            print(f"[{name}]   scored {done}/{total} cases, {time.perf_counter() - started:.0f} s, "
+                  f"peak RSS {peak_rss_mb():.0f} MB, cache {session._images.nbytes / 1e6:.0f} MB "
+                  f"({len(session._images)} cases)", flush=True)
 
-            started = time.perf_counter()
-            pool = session.rescore(progress=progress, for_display=False)
-            seconds = time.perf_counter() - started
-        print(f"[{name}] RESULT: scored {len(pool.terms)} cases in {seconds:.0f} s "
-              f"({seconds / max(1, len(pool.terms)):.0f} s/case); peak RSS {peak_rss_mb():.0f} MB", flush=True)
+        started = time.perf_counter()
+        pool = session.rescore(progress=progress, for_display=False)
+        seconds = time.perf_counter() - started
+    print(f"[{name}] RESULT: scored {len(pool.terms)} cases in {seconds:.0f} s "
+          f"({seconds / max(1, len(pool.terms)):.0f} s/case); peak RSS {peak_rss_mb():.0f} MB", flush=True)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -125,18 +125,28 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cases", type=int, default=20, help="BraTS-size cases to score (default: %(default)s)")
     parser.add_argument("--only", choices=("brats", "ct"), help="run one scenario")
     parser.add_argument("--cache-mb", type=float, help="image cache budget in MiB (sets ALSEG_IMAGE_CACHE_MB)")
-    parser.add_argument("--scenario", choices=("brats", "ct"), help=argparse.SUPPRESS)  # the child process
+    parser.add_argument("--step", nargs=3, metavar=("ACTION", "NAME", "ROOT"), help=argparse.SUPPRESS)  # children
     args = parser.parse_args(argv)
-    if args.scenario:
-        run_scenario(args.scenario, args.cases)
+    if args.step:
+        action, name, root = args.step
+        if action == "write":
+            n_cases, shape, spacing, channels, classes = scenario(name, args.cases)
+            started = time.perf_counter()
+            write_cases(Path(root) / "source", n_cases, shape, spacing, channels, classes)
+            print(f"[{name}] wrote the cases in {time.perf_counter() - started:.0f} s (another process)", flush=True)
+        else:
+            run_scenario(name, args.cases, Path(root))
         return 0
     env = dict(os.environ)
     if args.cache_mb is not None:
         env["ALSEG_IMAGE_CACHE_MB"] = str(args.cache_mb)
     for name in [args.only] if args.only else ["brats", "ct"]:
-        result = subprocess.run([sys.executable, __file__, "--scenario", name, "--cases", str(args.cases)], env=env)
-        if result.returncode:
-            return result.returncode
+        with tempfile.TemporaryDirectory(prefix=f"bench-memory-{name}-") as root:
+            for action in ("write", "score"):
+                command = [sys.executable, __file__, "--step", action, name, root, "--cases", str(args.cases)]
+                result = subprocess.run(command, env=env)
+                if result.returncode:
+                    return result.returncode
     return 0
 
 

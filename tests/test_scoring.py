@@ -209,3 +209,16 @@ def test_available_follows_what_the_pool_holds():
     assert pool.available() == {"model", "mc", "bootstrap"}
     pool.features[item] = np.ones(4)
     assert "features" in pool.available()
+
+
+def test_prediction_boxes_computed_in_slabs_match_the_whole_argmax(monkeypatch):
+    from napari_alseg import scoring
+
+    rng = np.random.default_rng(0)
+    probs = rng.random((3, 9, 7, 6)).astype(np.float32)
+    probs[1:, :2] = 0  # no foreground on the first two slices
+    whole = {item: scoring._item_bbox(probs, item, (9, 7, 6)) for item in (QueryItem("c"), QueryItem("c", None, 2))}
+    monkeypatch.setattr(scoring, "BBOX_SLAB_VOXELS", 50)  # one slice of 7 x 6 at a time
+    assert {item: scoring._item_bbox(probs, item, (9, 7, 6)) for item in whole} == whole
+    hard = probs.argmax(axis=0)
+    assert whole[QueryItem("c")][0] == (max(0, int(np.nonzero((hard > 0).any(axis=(1, 2)))[0][0]) - 2), 9)
