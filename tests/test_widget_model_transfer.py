@@ -43,6 +43,7 @@ def test_export_a_model_then_start_a_project_from_it(dock, qtbot, tmp_path, monk
     assert dock.session.project.folder == tmp_path / "second" and dock.session.model_version == "v0001"
     qtbot.waitUntil(lambda: not dock.runtime.jobs, timeout=120_000)
     assert "scored with model v0001" in dock.status.text()
+    assert "no validation Dice on this project yet" in dock.model_label.text()
 
 
 def test_an_initial_model_that_does_not_fit_is_one_notification(dock, tmp_path):

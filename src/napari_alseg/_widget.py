@@ -839,6 +839,9 @@ class AlsegWidget(QWidget):
             self.model_label.setText("No model yet.")
             return
         metrics = self.session.model_metrics()
+        if "val_dice" not in metrics:  # e.g. an initial model from another project
+            self.model_label.setText(f"Active model <b>{version}</b> · no validation Dice on this project yet")
+            return
         per_class = [f"{k.removeprefix('val_dice_')} {v:.2f}" for k, v in metrics.items()
                      if k.startswith("val_dice_") and np.isfinite(v)]
         self.model_label.setText(f"Active model <b>{version}</b> · validation Dice "
