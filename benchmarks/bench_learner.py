@@ -17,7 +17,12 @@ any labelled folder (``--folder DIR``, the layouts ``alseg create`` reads).
 
     python benchmarks/bench_learner.py [--sets brain-stack tumour-cases] [--folder DIR]
         [--recipes new old] [--fractions 1.0 0.1] [--seeds 0 1 2] [--minutes M]
-        [--out results/learner.csv]
+        [--steps N --rounds R] [--out results/learner.csv]
+    python benchmarks/bench_learner.py --step-times [--sets ...]   # seconds per step, old and new
+
+``--steps N --rounds R`` trains R rounds of N steps instead of the plan's seconds: the
+curve then does not depend on what else shares the CPU, and ``--step-times`` (run on a
+quiet machine) converts steps into this machine's minutes.
 
 Each (set, recipe, fraction, seed) runs in its own process (``--worker``); rows are
 appended to the CSV as rounds finish, and a run already in the CSV is skipped, so an
@@ -43,6 +48,7 @@ OLD_TREE = Path("/tmp/alseg-learner-old")
 TEST_FRACTION = 0.2
 DEFAULT_MINUTES = {"brain-stack": 10.0, "sagittal-stack": 10.0, "tumour-cases": 5.0, "wm-lesions": 5.0}
 FALLBACK_MINUTES = 6.0
+TIMING_WARMUP, TIMING_STEPS = 3, 20
 COLUMNS = ("set", "recipe", "fraction", "seed", "round", "seconds", "steps", "n_train", "n_test",
            "mean_dice", "class_dice")
 REPO = Path(__file__).resolve().parents[1]
@@ -148,7 +154,7 @@ def run_worker(args: argparse.Namespace) -> None:
     net = spec.build()
     budget = args.minutes * 60.0
     spent, steps, round_index = 0.0, 0, 0
-    while spent < budget * 0.98 and (max_rounds is None or round_index < max_rounds):
+    while (max_rounds is not None or spent < budget * 0.98) and (max_rounds is None or round_index < max_rounds):
         round_index += 1
         started = time.perf_counter()
         result = fine_tune(net, items, config)
@@ -163,6 +169,40 @@ def run_worker(args: argparse.Namespace) -> None:
         append_row(Path(args.out), row)
         print(f"{args.set} {args.recipe} f={args.fraction} seed {args.seed} round {round_index}: "
               f"{spent:.0f} s, {steps} steps, test Dice {row['mean_dice']:.3f} [{row['class_dice']}]", flush=True)
+
+
+def time_steps(args: argparse.Namespace) -> None:
+    """Seconds per optimiser step of one recipe on one set (after a short warm-up), as JSON."""
+    import torch
+
+    from napari_alseg.model import TrainingItem, fine_tune
+
+    images, labels, spacings, n_classes, two_d = load_items(set_folder(args.set))
+    test, train = split(len(images), 1.0, 0, two_d)
+    items = [TrainingItem(images[i], labels[i], np.ones(labels[i].shape, bool)) for i in train]
+    config, spec, _ = recipe_settings(args.recipe, 2 if two_d else 3, images, spacings, train, n_classes, 0,
+                                      {"steps": TIMING_STEPS})
+    torch.manual_seed(0)
+    net = spec.build()
+    fine_tune(net, items, replace(config, steps=TIMING_WARMUP))
+    started = time.perf_counter()
+    fine_tune(net, items, config)
+    seconds = (time.perf_counter() - started) / TIMING_STEPS
+    print(json.dumps({"set": args.set, "recipe": args.recipe, "seconds_per_step": round(seconds, 3),
+                      "threads": torch.get_num_threads(), "batch": config.batch_size,
+                      "patch": list(config.patch_size or ()), "features": list(spec.features),
+                      "zoom": list(spec.zoom)}), flush=True)
+
+
+def run_step_times(args: argparse.Namespace) -> None:
+    """Per-step time of each recipe on each set, one process at a time (run it on a quiet machine)."""
+    for name in args.sets:
+        for recipe in args.recipes:
+            env = dict(os.environ)
+            if recipe == "old":
+                env["PYTHONPATH"] = str(old_tree() / "src")
+            subprocess.run([sys.executable, __file__, "--worker-times", "--set", name, "--recipe", recipe],
+                           check=True, env=env, cwd="/tmp" if recipe == "old" else None)
 
 
 def recipe_settings(recipe, dims, images, spacings, train, n_classes, seed, override):
@@ -234,6 +274,8 @@ def run_all(args: argparse.Namespace) -> None:
                     command = [sys.executable, __file__, "--worker", "--set", name, "--recipe", recipe,
                                "--fraction", str(fraction), "--seed", str(seed), "--minutes", str(minutes),
                                "--out", str(out.resolve())]
+                    if args.steps:
+                        command += ["--override", json.dumps({"steps": args.steps, "rounds": args.rounds})]
                     subprocess.run(command, check=True, env=env, cwd="/tmp" if recipe == "old" else None)
     print_summary(out)
 
@@ -270,8 +312,14 @@ def main() -> None:
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument("--minutes", type=float, default=None,
                         help="training time per run (default: brain-stack 10, tumour-cases 5, others 6)")
+    parser.add_argument("--steps", type=int, default=None,
+                        help="rounds of N optimiser steps instead of the plan's seconds (load-independent)")
+    parser.add_argument("--rounds", type=int, default=None, help="with --steps: how many rounds")
     parser.add_argument("--out", default=str(REPO / "benchmarks/results/learner.csv"))
     parser.add_argument("--summary", action="store_true", help="only print the table from --out")
+    parser.add_argument("--step-times", action="store_true",
+                        help="only measure seconds per step of each recipe on each set (quiet machine)")
+    parser.add_argument("--worker-times", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--set", help=argparse.SUPPRESS)
     parser.add_argument("--recipe", help=argparse.SUPPRESS)
@@ -282,6 +330,10 @@ def main() -> None:
     args.sets = list(args.sets) + [str(Path(folder).resolve()) for folder in args.folder]
     if args.worker:
         run_worker(args)
+    elif args.worker_times:
+        time_steps(args)
+    elif args.step_times:
+        run_step_times(args)
     elif args.summary:
         print_summary(Path(args.out))
     else:
