@@ -1,4 +1,4 @@
-"""Model benchmark: fine-tuning round time, MC-dropout scoring throughput, peak memory.
+"""Model benchmark: fine-tuning round time, MC-dropout scoring throughput and agreement, peak memory.
 
 Not a test: prints figures. Data shaped like our sample sets, synthetic by default:
 2D brain stack (37 slices of 180x180, 1 channel, 11 classes) and 3D tumour cases
@@ -21,9 +21,18 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from napari_alseg.model import ModelSpec, TrainConfig, TrainingItem, fine_tune, mc_dropout, mc_dropout_full_passes
+from napari_alseg.model import (
+    McResult,
+    ModelSpec,
+    TrainConfig,
+    TrainingItem,
+    fine_tune,
+    mc_dropout,
+    mc_dropout_full_passes,
+)
 from napari_alseg.model.device import pick_device
 from napari_alseg.nifti import load_volume
+from napari_alseg.scoring import region_terms
 
 TUMOUR_CHANNELS = ("t1c", "t2", "flair")
 
@@ -96,24 +105,45 @@ def time_round(spec: ModelSpec, images, labels, config: TrainConfig) -> tuple[to
 
 
 def time_mc(net, images, samples: int, device: torch.device) -> dict:
-    """Cases per minute of the head-only sampler and of ``samples`` full passes.
+    """Cases per minute of the head-only sampler and of ``samples`` full passes, and their score gap.
 
     The two run alternately, case by case, so that load from other processes on a
-    shared machine falls on both alike.
+    shared machine falls on both alike. They draw the same dropout masks, so their
+    scores differ by float rounding only (:func:`score_differences`, largest over cases).
     """
     mc_dropout(net, images[0], samples=2, device=device)
     head_only = full = 0.0
+    differences: dict[str, float] = {}
     for image in images:
         started = time.perf_counter()
-        mc_dropout(net, image, samples=samples, device=device)
+        sampled = mc_dropout(net, image, samples=samples, device=device)
         head_only += time.perf_counter() - started
         started = time.perf_counter()
-        mc_dropout_full_passes(net, image, samples=samples, device=device)
+        reference = mc_dropout_full_passes(net, image, samples=samples, device=device)
         full += time.perf_counter() - started
+        for name, difference in score_differences(sampled, reference).items():
+            differences[name] = max(differences.get(name, 0.0), difference)
     return {
         "head_only_per_min": 60 * len(images) / head_only,
         "full_passes_per_min": 60 * len(images) / full,
         "speedup": full / head_only,
+        "differences": differences,
+    }
+
+
+def score_differences(sampled: McResult, reference: McResult) -> dict[str, float]:
+    """Largest absolute gaps of the mean-probability and variance maps; relative gaps of the
+    scores made from them (``scoring.region_terms``: mc_top, mc_sum, entropy_mc)."""
+    terms, reference_terms = (
+        region_terms(result.mean_probs, result.mean_probs, result.variance) for result in (sampled, reference)
+    )
+    return {
+        "mean_probs": float(np.abs(sampled.mean_probs - reference.mean_probs).max()),
+        "variance": float(np.abs(sampled.variance - reference.variance).max()),
+        **{
+            name: abs(terms[name] - reference_terms[name]) / max(abs(reference_terms[name]), 1e-12)
+            for name in ("mc_top", "mc_sum", "entropy_mc")
+        },
     }
 
 
@@ -150,6 +180,12 @@ def benchmark(name: str, images, labels, n_classes: int, args: argparse.Namespac
     print(
         f"MC dropout, T={args.samples}, {len(mc_items)} {unit}: head-only {mc['head_only_per_min']:.1f} {unit}/min, "
         f"full passes {mc['full_passes_per_min']:.1f} {unit}/min, speed-up {mc['speedup']:.1f}x"
+    )
+    gaps = mc["differences"]
+    print(
+        f"head-only vs full passes, largest gap: mean probs {gaps['mean_probs']:.1e}, variance {gaps['variance']:.1e} "
+        f"(absolute); mc_top {gaps['mc_top']:.1e}, mc_sum {gaps['mc_sum']:.1e}, entropy_mc {gaps['entropy_mc']:.1e} "
+        "(relative)"
     )
     print(f"peak RSS after scoring: {peak_rss_mib():.0f} MiB; load average {load_average()}")
 
