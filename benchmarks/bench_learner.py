@@ -191,7 +191,7 @@ def time_steps(args: argparse.Namespace) -> None:
     print(json.dumps({"set": args.set, "recipe": args.recipe, "seconds_per_step": round(seconds, 3),
                       "threads": torch.get_num_threads(), "batch": config.batch_size,
                       "patch": list(config.patch_size or ()), "features": list(spec.features),
-                      "zoom": list(spec.zoom)}), flush=True)
+                      "zoom": list(getattr(spec, "zoom", ()))}), flush=True)
 
 
 def run_step_times(args: argparse.Namespace) -> None:
