@@ -157,7 +157,9 @@ def run_worker(args: argparse.Namespace) -> None:
     while (max_rounds is not None or spent < budget * 0.98) and (max_rounds is None or round_index < max_rounds):
         round_index += 1
         started = time.perf_counter()
-        result = fine_tune(net, items, config)
+        left = budget - spent
+        result = fine_tune(net, items, config if max_rounds or config.seconds is None or config.seconds <= left
+                           else replace(config, seconds=left))  # the last timed round ends on the budget
         spent += time.perf_counter() - started
         steps += result.steps_done
         net.load_state_dict(result.state_dict)
