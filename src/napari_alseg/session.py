@@ -348,7 +348,7 @@ class Session:
         Cancelled or failed rounds leave the previous checkpoint active (training runs
         on a copy). Raises :class:`AlsegError` when nothing is labelled yet.
         """
-        from .model import TrainConfig, fine_tune, save_checkpoint
+        from .model import fine_tune, save_checkpoint
 
         items = self.training_items()
         if len(items) < MIN_LABELLED_ITEMS:
