@@ -243,13 +243,13 @@ def _budget_config(args: argparse.Namespace, **options):
 
 def _print_plan(project) -> None:
     """The training plan kept with the project (made at the first retrain or `alseg plan`)."""
-    from .plan import PLAN_SETTING, TrainingPlan
+    from .plan import stored_plan
 
-    stored = project.setting(PLAN_SETTING)
-    if stored is None:
+    plan = stored_plan(project)
+    if plan is None:
         print("plan:         not made yet (the first retrain makes it; `alseg plan PROJECT` shows it now)")
         return
-    for index, line in enumerate(TrainingPlan.from_json(stored).describe()):
+    for index, line in enumerate(plan.describe()):
         print(f"{'plan:' if index == 0 else '':14}{line}")
 
 

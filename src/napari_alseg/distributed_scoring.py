@@ -20,7 +20,7 @@ import numpy as np
 
 from .errors import AlsegError
 from .nifti import load_volume
-from .plan import PLAN_SETTING, TrainingPlan, inference_patch
+from .plan import inference_patch, stored_plan
 from .store import DB_NAME, Project, discover_cases
 from .strategies import QueryItem
 
@@ -105,8 +105,7 @@ def folder_tasks(folder: str | os.PathLike, model_project: str | os.PathLike) ->
 
 def _patch(project: Project) -> tuple[int, ...] | None:
     """The sliding-window size the project's own session predicts with."""
-    stored = project.setting(PLAN_SETTING)
-    return inference_patch(None if stored is None else TrainingPlan.from_json(stored))
+    return inference_patch(stored_plan(project))
 
 
 def tasks_for(target: str | os.PathLike, model_project: str | os.PathLike | None) -> list[CaseTask]:

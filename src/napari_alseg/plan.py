@@ -147,6 +147,12 @@ class TrainingPlan:
         ]
 
 
+def stored_plan(project) -> TrainingPlan | None:
+    """The plan kept in a project's ``meta`` table (anything with ``setting(key)``), or None."""
+    stored = project.setting(PLAN_SETTING)
+    return None if stored is None else TrainingPlan.from_json(stored)
+
+
 def inference_patch(plan: TrainingPlan | None) -> tuple[int, ...] | None:
     """Sliding-window size for prediction and scoring (native voxels): the plan's patch for 3D
     cases; 2D slices (at most the plan's working size) and plan-less models go through whole."""

@@ -26,7 +26,7 @@ from .effort import (BoundaryLength, EffortModel, SecondsModel, boundary_length,
 from .errors import AlsegError
 from .image_cache import ImageCache, LazyImages
 from .metrics import class_means, dice_per_class, mean_dice
-from .plan import PLAN_SETTING, Fingerprint, TrainingPlan, fingerprint, inference_patch, make_plan
+from .plan import PLAN_SETTING, Fingerprint, TrainingPlan, fingerprint, inference_patch, make_plan, stored_plan
 from .store import MANUAL, PSEUDO_ACCEPTED, Project, ScoredItem
 from .strategies import QueryItem, Suggestion, get_strategy, pseudo_label_candidates, select
 
@@ -142,10 +142,7 @@ class Session:
 
     def training_plan(self) -> TrainingPlan:
         """The project's plan: made from its fingerprint for this device once, then kept with it."""
-        stored = self.project.setting(PLAN_SETTING)
-        if stored is not None:
-            return TrainingPlan.from_json(stored)
-        return self.replan()
+        return stored_plan(self.project) or self.replan()
 
     def replan(self, **overrides: Any) -> TrainingPlan:
         """Make the plan anew for this device (``overrides``: fields to set by hand) and keep it."""

@@ -32,19 +32,15 @@ import torch.nn.functional as F
 from monai.transforms import Compose, RandAffined, RandFlipd, RandScaleIntensityd, RandShiftIntensityd
 
 from ..errors import AlsegError
-from ..plan import DEFAULT_LEARNING_RATE
+from ..plan import BUDGETS, CPU, DEFAULT_LEARNING_RATE
 from .device import cuda_rng_devices, pick_device
 from .inference import eval_mode
 from .losses import batch_dice_ce_loss, delineated_dice_loss, partial_label_ce
 from .networks import MIN_INPUT_SIZE, SegmentationNet
 from .preprocessing import normalise_image
 
-# Used when no plan gives them (a bare TrainConfig); a project's plan (model/plan.py) decides.
-DEFAULT_PATCH_2D = (160, 160)
-DEFAULT_PATCH_3D = (64, 64, 64)
-DEFAULT_BATCH_2D = 8
-DEFAULT_BATCH_3D = 2
-DEFAULT_ROUND_SECONDS = 120.0
+# A bare TrainConfig (no project plan) gets the CPU plan's batch, patch edge and round budget.
+DEFAULT_ROUND_SECONDS = BUDGETS[(CPU, 2)].seconds
 RANDOM_CROP_FRACTION = 1 / 3
 WARMUP_FRACTION = 0.05
 PREFETCH_BATCHES = 2
@@ -593,8 +589,8 @@ def _resolved(config: TrainConfig, spatial_dims: int) -> TrainConfig:
     _check_config(config, spatial_dims)
     return replace(
         config,
-        batch_size=config.batch_size or (DEFAULT_BATCH_2D if spatial_dims == 2 else DEFAULT_BATCH_3D),
-        patch_size=tuple(config.patch_size or (DEFAULT_PATCH_2D if spatial_dims == 2 else DEFAULT_PATCH_3D)),
+        batch_size=config.batch_size or BUDGETS[(CPU, spatial_dims)].batch,
+        patch_size=tuple(config.patch_size or (BUDGETS[(CPU, spatial_dims)].max_patch,) * spatial_dims),
     )
 
 
