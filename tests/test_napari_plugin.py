@@ -69,11 +69,12 @@ def test_widget_docks_and_opens_a_sample_project(make_napari_viewer, qtbot, tmp_
     monkeypatch.setenv("ALSEG_PROJECTS_DIR", str(tmp_path))
     viewer = make_napari_viewer()
     _dock, widget = viewer.window.add_plugin_dock_widget("napari-alseg", "Active-learning annotator")
-    assert widget.session is None and not widget.go_button.isEnabled()
-    widget.open_sample_project("tumour-cases")
-    assert widget.session is not None and len(widget.session.project.cases) == 12
-    assert widget.suggestions and widget.go_button.isEnabled()
-    widget.close_project()
+    controller = widget.controller
+    assert controller.session is None and not widget.annotate_tab.go_button.isEnabled()
+    controller.open_sample_project("tumour-cases")
+    assert controller.session is not None and len(controller.session.project.cases) == 12
+    assert controller.suggestions and widget.annotate_tab.go_button.isEnabled()
+    controller.close_project()
 
 
 @pytest.mark.slow

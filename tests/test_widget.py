@@ -1,5 +1,6 @@
 """The dock widget driving a whole annotation loop in a real (headless) napari viewer."""
 
+import threading
 import time
 
 import numpy as np
@@ -26,23 +27,27 @@ def widget(make_napari_viewer_proxy, qtbot, tmp_path, tumour_source, monkeypatch
     viewer = make_napari_viewer_proxy()
     dock = AlsegWidget(viewer)
     qtbot.addWidget(dock)
-    dock.create_project(tumour_source, tmp_path / "project")
-    dock.session.train_config = TrainConfig(steps=3, batch_size=1, patch_size=(32, 32, 32), augment=False)
+    dock.controller.create_project(tumour_source, tmp_path / "project")
+    dock.controller.session.train_config = TrainConfig(steps=3, batch_size=1, patch_size=(32, 32, 32), augment=False)
     yield dock
-    dock.close_project()
+    dock.controller.close_project()
 
 
 def idle(widget):
-    return widget.editing is not None and not widget.runtime.jobs
+    return widget.controller.editor.editing is not None and not widget.controller.running_jobs
+
+
+def no_jobs(widget):
+    return not widget.controller.running_jobs
 
 
 def test_whole_loop(widget, qtbot):
-    session, viewer = widget.session, widget.viewer
-    assert widget.suggestions and "case_" in widget.suggestion_label.text()
-    first = widget.suggestions[0]
-    widget.go_button.click()
+    session, viewer = widget.controller.session, widget.viewer
+    assert widget.controller.suggestions and "case_" in widget.annotate_tab.suggestion_label.text()
+    first = widget.controller.suggestions[0]
+    widget.annotate_tab.go_button.click()
     qtbot.waitUntil(lambda: idle(widget), timeout=60_000)
-    labels = widget.editing.layer
+    labels = widget.controller.editor.editing.layer
     assert labels.data.shape == session.project.case(first.item.case).shape
     assert labels.data.dtype in (np.uint8, np.uint16)
     k_mid = int(viewer.dims.current_step[0])
@@ -51,37 +56,37 @@ def test_whole_loop(widget, qtbot):
     labels.selected_label = 2
     labels.brush_size = 6
     labels.paint((k_mid, labels.data.shape[1] // 2, labels.data.shape[2] // 2), 2)
-    assert widget.editing.dirty
-    widget.submit_button.click()
+    assert widget.controller.editor.editing.dirty
+    widget.annotate_tab.submit_button.click()
     events = session.project.events()
     assert len(events) == 1 and events[0].case == first.item.case and events[0].kind == "manual"
     assert events[0].boundary_px > 0
     assert (session.project.current_labels(first.item.case).data == 2).any()
 
     qtbot.waitUntil(lambda: idle(widget), timeout=60_000)  # Submit moved on to the next suggestion
-    assert widget.retrain_button.isEnabled()
-    widget.retrain_button.click()
-    qtbot.waitUntil(lambda: session.model_version == "v0001" and not widget.runtime.jobs, timeout=300_000)
-    assert "v0001" in widget.model_label.text()
-    assert widget.suggestions and first.item not in [s.item for s in widget.suggestions]
+    assert widget.annotate_tab.model_box.retrain_button.isEnabled()
+    widget.annotate_tab.model_box.retrain_button.click()
+    qtbot.waitUntil(lambda: session.model_version == "v0001" and no_jobs(widget), timeout=300_000)
+    assert "v0001" in widget.annotate_tab.model_box.model_label.text()
+    assert widget.controller.suggestions and first.item not in [s.item for s in widget.controller.suggestions]
     qtbot.waitUntil(lambda: idle(widget), timeout=120_000)
 
-    widget.heat_check.setChecked(True)
-    case = widget.editing.suggestion.item.case
+    widget.annotate_tab.heat_check.setChecked(True)
+    case = widget.controller.editor.editing.suggestion.item.case
     qtbot.waitUntil(lambda: f"{case} · uncertainty" in viewer.layers, timeout=120_000)
     assert viewer.layers[f"{case} · uncertainty"].data.shape == session.project.case(case).shape
 
-    pseudo_case = next(s.item.case for s in widget.suggestions if s.item.case != case)
-    widget.accept_case(pseudo_case)
-    qtbot.waitUntil(lambda: not widget.runtime.jobs, timeout=120_000)
+    pseudo_case = next(s.item.case for s in widget.controller.suggestions if s.item.case != case)
+    widget.controller.accept_case(pseudo_case)
+    qtbot.waitUntil(lambda: no_jobs(widget), timeout=120_000)
     kinds = [(e.case, e.kind) for e in session.project.events()]
     assert (pseudo_case, "pseudo-accepted") in kinds
-    assert QueryItem(pseudo_case) not in [s.item for s in widget.suggestions]
+    assert QueryItem(pseudo_case) not in [s.item for s in widget.controller.suggestions]
 
 
 def test_ui_stays_responsive_while_training(widget, qtbot):
-    session = widget.session
-    truth_case = widget.suggestions[0].item.case
+    session = widget.controller.session
+    truth_case = widget.controller.suggestions[0].item.case
     session.submit(truth_case, session.project.ground_truth(truth_case), seconds_active=1)
     from napari_alseg.model import TrainConfig
 
@@ -98,11 +103,11 @@ def test_ui_stays_responsive_while_training(widget, qtbot):
     timer.setInterval(20)
     timer.timeout.connect(tick)
     timer.start()
-    widget.retrain_button.click()
+    widget.annotate_tab.model_box.retrain_button.click()
     qtbot.waitUntil(lambda: session.model_version == "v0001", timeout=300_000)
     timer.stop()
-    widget.cancel_jobs()
-    qtbot.waitUntil(lambda: not widget.runtime.jobs, timeout=300_000)
+    widget.controller.cancel_jobs()
+    qtbot.waitUntil(lambda: no_jobs(widget), timeout=300_000)
     assert len(gaps) > 20
     worst = max(gaps) - 0.020
     print(f"timer ticks: {len(gaps)}, worst extra latency {worst * 1000:.0f} ms")
@@ -112,48 +117,88 @@ def test_ui_stays_responsive_while_training(widget, qtbot):
 def test_errors_become_notifications_not_tracebacks(widget, qtbot, monkeypatch):
     shown = []
     monkeypatch.setattr("napari_alseg._widget.show_error", shown.append)
-    widget.retrain()  # nothing labelled yet
-    qtbot.waitUntil(lambda: not widget.runtime.jobs, timeout=60_000)
+    widget.controller.learning.retrain()  # nothing labelled yet
+    qtbot.waitUntil(lambda: no_jobs(widget), timeout=60_000)
     assert shown and shown[0].startswith("no labelled data yet")
-    assert widget.retrain_button.isEnabled()
+    assert widget.annotate_tab.model_box.retrain_button.isEnabled()
 
 
 def test_closing_mid_training_cancels_and_keeps_submitted_work(widget, qtbot):
     from napari_alseg.model import TrainConfig
     from napari_alseg.store import Project
 
-    session = widget.session
+    session = widget.controller.session
     folder = session.project.folder
-    case = widget.suggestions[0].item.case
+    case = widget.controller.suggestions[0].item.case
     session.submit(case, session.project.ground_truth(case), seconds_active=1)
     session.train_config = TrainConfig(steps=500, batch_size=1, patch_size=(32, 32, 32), augment=False)
-    widget.retrain_button.click()
-    qtbot.waitUntil(lambda: widget.job_progress.value() >= 1, timeout=120_000)
+    widget.annotate_tab.model_box.retrain_button.click()
+    qtbot.waitUntil(lambda: widget.annotate_tab.model_box.job_progress.value() >= 1, timeout=120_000)
     started = time.perf_counter()
-    widget.close_project()
+    widget.controller.close_project()
     assert time.perf_counter() - started < 60
-    assert widget.session is None and not widget.runtime.jobs
+    assert widget.controller.session is None and no_jobs(widget)
     with Project.open(folder) as reopened:  # the lock was released, the label is there
         assert [e.case for e in reopened.events()] == [case]
         assert reopened.checkpoints() == []
 
 
 def test_class_names_and_colours_are_editable(widget):
-    project = widget.session.project
-    widget.class_table.item(0, 0).setText("core")
+    project, class_table = widget.controller.session.project, widget.project_tab.class_table
+    class_table.item(0, 0).setText("core")
     assert project.class_names[1] == "core"
-    widget.update_class(2, color=(1, 2, 3))
+    widget.controller.update_class(2, color=(1, 2, 3))
     assert project.classes[2].color == (1, 2, 3)
-    assert widget.class_table.item(1, 1).background().color().getRgb()[:3] == (1, 2, 3)
-    widget.class_table.item(1, 0).setText("core")  # a duplicate name is refused, the table reverts
-    assert project.class_names[2] != "core" and widget.class_table.item(1, 0).text() == project.class_names[2]
+    assert class_table.item(1, 1).background().color().getRgb()[:3] == (1, 2, 3)
+    class_table.item(1, 0).setText("core")  # a duplicate name is refused, the table reverts
+    assert project.class_names[2] != "core" and class_table.item(1, 0).text() == project.class_names[2]
 
 
 def test_round_budget_box_shows_and_sets_the_project_plan(widget, qtbot):
-    session = widget.session
-    assert widget.budget_spin.value() == pytest.approx(session.training_plan().seconds / 60.0)
-    widget.budget_spin.setValue(1.5)
-    widget.budget_spin.editingFinished.emit()
+    session, spin = widget.controller.session, widget.annotate_tab.model_box.budget_spin
+    assert spin.value() == pytest.approx(session.training_plan().seconds / 60.0)
+    assert widget.controller.round.budget_minutes == pytest.approx(spin.value())  # bound both ways
+    spin.setValue(1.5)
+    spin.editingFinished.emit()
+    assert widget.controller.round.budget_minutes == 1.5
     assert session.training_plan().seconds == pytest.approx(90.0)
     session.train_config = None  # no explicit steps: the round follows the plan's budget
     assert session.round_config().seconds == pytest.approx(90.0) and session.round_config().steps is None
+
+
+def test_an_item_submitted_or_skipped_while_the_pool_is_scored_does_not_come_back(widget, qtbot, monkeypatch):
+    """The rescore race (issue 12): the worker scores from labels read at its start; what the
+    annotator submits or skips meanwhile must stay out of the suggestions it brings back."""
+    from test_model_transfer import give_model
+
+    controller = widget.controller
+    session = controller.session
+    give_model(session)
+    controller.editor.go()
+    qtbot.waitUntil(lambda: idle(widget), timeout=120_000)
+    submitted = controller.editor.editing.item
+    scoring, release = threading.Event(), threading.Event()
+    score_in_worker = session.rescore
+
+    def held_after_the_first_case(*, progress=None, **options):
+        def first_case_scored(done, total):
+            scoring.set()
+            release.wait(120)
+            if progress is not None:
+                progress(done, total)
+        return score_in_worker(progress=first_case_scored, **options)
+
+    monkeypatch.setattr(session, "rescore", held_after_the_first_case)
+    controller.learning.rescore()
+    qtbot.waitUntil(scoring.is_set, timeout=120_000)
+    layer = controller.editor.editing.layer
+    layer.paint((int(widget.viewer.dims.current_step[0]), layer.data.shape[1] // 2, layer.data.shape[2] // 2), 1)
+    widget.annotate_tab.submit_button.click()  # Submit stays enabled while scoring, as before
+    skipped = controller.suggestions[0].item
+    widget.annotate_tab.skip_button.click()
+    assert "scoring" in controller.running_jobs
+    release.set()
+    qtbot.waitUntil(lambda: no_jobs(widget), timeout=300_000)
+    assert "Pool scored" in widget.status.text()
+    suggested = [s.item for s in controller.suggestions]
+    assert suggested and submitted not in suggested and skipped not in suggested

@@ -19,31 +19,32 @@ def dock(make_napari_viewer_proxy, qtbot, monkeypatch):
     qtbot.addWidget(widget)
     widget.shown = shown
     yield widget
-    qtbot.waitUntil(lambda: not widget.runtime.jobs, timeout=120_000)
-    widget.close_project()
+    qtbot.waitUntil(lambda: not widget.controller.running_jobs, timeout=120_000)
+    widget.controller.close_project()
 
 
 def test_export_a_model_then_start_a_project_from_it(dock, qtbot, tmp_path, monkeypatch):
     from qtpy.QtWidgets import QFileDialog
 
     source = make_source(tmp_path / "source", n_cases=3)
-    dock.create_project(source, tmp_path / "first")
-    qtbot.waitUntil(lambda: not dock.runtime.jobs, timeout=120_000)  # the first suggestion is on screen
-    give_model(dock.session)
+    dock.controller.create_project(source, tmp_path / "first")
+    qtbot.waitUntil(lambda: not dock.controller.running_jobs, timeout=120_000)  # the first suggestion is on screen
+    give_model(dock.controller.session)
     model_path = tmp_path / "shared" / "model.pt"
     monkeypatch.setattr(QFileDialog, "getSaveFileName", lambda *args: (str(model_path), ""))
-    dock.export_model_button.click()
+    dock.project_tab.export_model_button.click()
     assert model_path.is_file() and dock.shown[-1] == ("info", f"model v0001 exported to {model_path}")
-    dock.close_project()
+    dock.controller.close_project()
 
     monkeypatch.setattr(QFileDialog, "getOpenFileName", lambda *args: (str(model_path), ""))
-    dock.init_model_button.click()
-    assert dock.init_model_edit.text() == str(model_path)
-    dock.create_project(source, tmp_path / "second")
-    assert dock.session.project.folder == tmp_path / "second" and dock.session.model_version == "v0001"
-    qtbot.waitUntil(lambda: not dock.runtime.jobs, timeout=120_000)
+    dock.project_tab.init_model_button.click()
+    assert dock.project_tab.init_model_edit.text() == str(model_path)
+    dock.controller.create_project(source, tmp_path / "second")
+    session = dock.controller.session
+    assert session.project.folder == tmp_path / "second" and session.model_version == "v0001"
+    qtbot.waitUntil(lambda: not dock.controller.running_jobs, timeout=120_000)
     assert "scored with model v0001" in dock.status.text()
-    assert "no validation Dice on this project yet" in dock.model_label.text()
+    assert "no validation Dice on this project yet" in dock.annotate_tab.model_box.model_label.text()
 
 
 def test_an_initial_model_that_does_not_fit_is_one_notification(dock, tmp_path):
@@ -54,9 +55,9 @@ def test_an_initial_model_that_does_not_fit_is_one_notification(dock, tmp_path):
                  annotator="a") as session:
         give_model(session)
         model_path = session.export_model(tmp_path / "model.pt")
-    dock.init_model_edit.setText(str(model_path))
-    dock.create_project(make_source(tmp_path / "other", n_cases=3, channels=("t2",)), tmp_path / "new")
+    dock.project_tab.init_model_edit.setText(str(model_path))
+    dock.controller.create_project(make_source(tmp_path / "other", n_cases=3, channels=("t2",)), tmp_path / "new")
     kind, message = dock.shown[-1]
     assert kind == "error" and "\n" not in message and "the model has 2 channels, these cases 1" in message
-    assert dock.session is None and not (tmp_path / "new").exists()
+    assert dock.controller.session is None and not (tmp_path / "new").exists()
 

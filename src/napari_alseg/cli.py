@@ -336,7 +336,7 @@ def run_model_export(args: argparse.Namespace) -> int:
 
 
 def run_demo(args: argparse.Namespace) -> int:
-    from ._demo import run_demo_viewer
+    from ._qt.demo import run_demo_viewer
 
     run_demo_viewer(args.sample, screenshot=args.screenshot, train_steps=args.train_steps)
     if args.screenshot:

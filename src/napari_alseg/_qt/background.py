@@ -21,6 +21,17 @@ from ..errors import AlsegError, Cancelled
 log = logging.getLogger(__name__)
 
 
+@dataclass(frozen=True)
+class JobProgress:
+    """How far a long job is: ``done`` of ``total`` steps, with a line for the annotator."""
+
+    name: str
+    description: str
+    done: int
+    total: int
+    text: str = ""
+
+
 @dataclass
 class BackgroundJob:
     """A running job: ``cancel()`` asks the core to stop at its next step."""
@@ -69,3 +80,51 @@ def start_job(name: str, function: Callable[..., Any], *, on_progress: Callable[
     job = BackgroundJob(name, worker, stop)
     worker.start()
     return job
+
+
+class JobRunner:
+    """The dock's running jobs: started, cancelled together, awaited when the dock closes.
+
+    ``on_change(name, running)`` is called on the main thread when a job starts or ends.
+    A job's result arrives only while it is tracked: after :meth:`shutdown` (project
+    closed) late results are dropped, never applied to a closed session.
+    """
+
+    def __init__(self, on_change: Callable[[str, bool], None]) -> None:
+        self.jobs: list[BackgroundJob] = []
+        self._on_change = on_change
+
+    @property
+    def names(self) -> set[str]:
+        return {job.name for job in self.jobs}
+
+    def start(self, name: str, function: Callable[..., Any], *, on_done: Callable[[Any], None],
+              on_error: Callable[[str], None], on_cancelled: Callable[[str], None],
+              on_progress: Callable[[Any], None] | None = None) -> BackgroundJob:
+        def ending(handler: Callable[[Any], None]) -> Callable[[Any], None]:
+            def end(result: Any) -> None:
+                if job not in self.jobs:
+                    return
+                self.jobs.remove(job)
+                self._on_change(name, False)
+                handler(result)
+            return end
+
+        job = start_job(name, function, on_progress=on_progress, on_done=ending(on_done),
+                        on_error=ending(on_error), on_cancelled=ending(on_cancelled))
+        self.jobs.append(job)
+        self._on_change(name, True)
+        return job
+
+    def cancel(self) -> None:
+        for job in self.jobs:
+            job.cancel()
+
+    def shutdown(self) -> None:
+        """Cancel every job and wait for it (a training round stops within one step)."""
+        from napari.qt.threading import WorkerBase
+
+        self.cancel()
+        if self.jobs:
+            WorkerBase.await_workers(msecs=120_000)
+        self.jobs.clear()

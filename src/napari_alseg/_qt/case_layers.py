@@ -49,6 +49,11 @@ def apply_class_colors(layer, classes) -> None:
         layer.colormap = DirectLabelColormap(color_dict={None: (0, 0, 0, 0), 0: (0, 0, 0, 0), **colors})
 
 
+def remove_heat_maps(viewer) -> None:
+    for layer in [layer for layer in owned_layers(viewer) if layer.metadata.get("alseg_role") == "heat map"]:
+        viewer.layers.remove(layer)
+
+
 def show_heat_map(viewer, session, case: str, values: np.ndarray):
     """Uncertainty as an additive inferno overlay; the layer is reused between rounds."""
     name = layer_name(case, "uncertainty")

@@ -13,7 +13,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from .errors import AlsegError
+from ..errors import AlsegError
 
 WINDOW_SIZE = (1500, 950)
 DEMO_LABELLED_ITEMS = 4
@@ -30,7 +30,7 @@ def run_demo_viewer(sample: str, *, screenshot: Path | None = None,
         os.environ["ALSEG_PROJECTS_DIR"] = tempfile.mkdtemp(prefix="alseg-demo-")
     viewer = napari.Viewer(title="napari-alseg demo")
     _dock, widget = viewer.window.add_plugin_dock_widget("napari-alseg", "Active-learning annotator")
-    widget.open_sample_project(sample)
+    widget.controller.open_sample_project(sample)
     if screenshot is None:
         napari.run()
         return
@@ -39,7 +39,7 @@ def run_demo_viewer(sample: str, *, screenshot: Path | None = None,
         show_like_a_radiologist(viewer)
         save_tab_screenshots(viewer, widget, Path(screenshot))
     finally:
-        widget.close_project()  # cancels and waits for any background job before Qt goes away
+        widget.controller.close_project()  # cancels and waits for any background job before Qt goes away
         viewer.close()
 
 
@@ -47,23 +47,24 @@ def play_scripted_round(widget, train_steps: int) -> None:
     """Label a few items with the ground truth, retrain briefly, open the top suggestion."""
     from dataclasses import replace
 
-    from .model import TrainConfig
+    from ..model import TrainConfig
 
-    session = widget.session
-    widget.strategy_combo.setCurrentText(DEMO_STRATEGY[session.project.granularity])
+    controller = widget.controller
+    session = controller.session
+    controller.loop.strategy = DEMO_STRATEGY[session.project.granularity]
     held_out = set(session.project.validation_items())
-    for suggestion in widget.suggestions[:DEMO_LABELLED_ITEMS]:
+    for suggestion in controller.suggestions[:DEMO_LABELLED_ITEMS]:
         item = suggestion.item
         truth = session.project.ground_truth(item.case)
         region = truth if item.slice_index is None else truth[item.slice_index]
         if (item.case, item.slice_index) not in held_out:
             session.submit(item.case, region, slice_index=item.slice_index, seconds_active=0)
     session.train_config = replace(session.train_config or TrainConfig(), steps=train_steps)
-    widget.heat_check.setChecked(True)
-    widget.retrain()
-    wait_until(lambda: session.model_version is not None and not widget.runtime.jobs)
-    widget.go(widget.suggestions[0])
-    wait_until(lambda: widget.editing is not None and not widget.runtime.jobs)
+    controller.editor.set_heat_map(True)
+    controller.learning.retrain()
+    wait_until(lambda: session.model_version is not None and not controller.running_jobs)
+    controller.editor.go(controller.suggestions[0])
+    wait_until(lambda: controller.editor.editing is not None and not controller.running_jobs)
 
 
 def wait_until(condition, timeout: float = 1800.0) -> None:

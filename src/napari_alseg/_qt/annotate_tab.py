@@ -1,0 +1,99 @@
+"""The Annotate tab: the suggestion queue, the annotating buttons, and the model box."""
+
+from __future__ import annotations
+
+from qtpy.QtWidgets import QCheckBox, QGroupBox, QHBoxLayout, QLabel, QPushButton, QVBoxLayout, QWidget
+
+from .describe import describe, quality_text
+from .model_box import ModelBox
+from .tables import fill_table, make_table, row_key
+
+
+class AnnotateTab(QWidget):
+    def __init__(self, controller) -> None:
+        super().__init__()
+        self.controller = controller
+        layout = QVBoxLayout(self)
+        layout.addWidget(self._suggestion_box())
+        layout.addWidget(self._annotate_box())
+        self.model_box = ModelBox(controller)
+        layout.addWidget(self.model_box)
+        layout.addStretch(1)
+        controller.suggestions_changed.connect(self._show_queue)
+        controller.suggestion_changed.connect(self._show_queue)
+        controller.classes_changed.connect(lambda: self._show_queue() if controller.suggestions else None)
+        controller.heat_map_toggled.connect(self.heat_check.setChecked)
+        controller.project_opened.connect(lambda: self._enable(True))
+        controller.project_closed.connect(lambda: self._enable(False))
+        self._enable(False)
+
+    def _suggestion_box(self) -> QGroupBox:
+        box = QGroupBox("Next suggestion")
+        inner = QVBoxLayout(box)
+        self.suggestion_label = QLabel("—")
+        self.suggestion_label.setWordWrap(True)
+        inner.addWidget(self.suggestion_label)
+        row = QHBoxLayout()
+        editor = self.controller.editor
+        self.go_button = QPushButton("Go")
+        self.go_button.clicked.connect(lambda: editor.go())
+        self.skip_button = QPushButton("Skip")
+        self.skip_button.clicked.connect(self.controller.skip)
+        self.next_button = QPushButton("Next")
+        self.next_button.clicked.connect(self.controller.next_suggestion)
+        for button in (self.go_button, self.skip_button, self.next_button):
+            row.addWidget(button)
+        inner.addLayout(row)
+        self.queue_table = make_table(["#", "case", "slice", "class", "score", "effort mm", "quality"])
+        self.queue_table.cellDoubleClicked.connect(self._queue_row_clicked)
+        self.queue_table.setMaximumHeight(180)
+        inner.addWidget(self.queue_table)
+        return box
+
+    def _annotate_box(self) -> QGroupBox:
+        box = QGroupBox("Annotate")
+        inner = QVBoxLayout(box)
+        editor = self.controller.editor
+        row = QHBoxLayout()
+        self.submit_button = QPushButton("Submit (Shift+S)")
+        self.submit_button.clicked.connect(editor.submit)
+        self.draft_button = QPushButton("Save draft")
+        self.draft_button.clicked.connect(editor.save_draft)
+        row.addWidget(self.submit_button)
+        row.addWidget(self.draft_button)
+        inner.addLayout(row)
+        row = QHBoxLayout()
+        self.first_button = QPushButton("Class starts on this slice")
+        self.first_button.clicked.connect(lambda: editor.mark_range("first"))
+        self.last_button = QPushButton("Class ends on this slice")
+        self.last_button.clicked.connect(lambda: editor.mark_range("last"))
+        row.addWidget(self.first_button)
+        row.addWidget(self.last_button)
+        inner.addLayout(row)
+        self.heat_check = QCheckBox("Show uncertainty heat map")
+        self.heat_check.toggled.connect(editor.set_heat_map)
+        inner.addWidget(self.heat_check)
+        return box
+
+    def _show_queue(self) -> None:
+        controller = self.controller
+        names = controller.session.project.class_names
+        suggestions = controller.suggestions
+        rows = [(rank + 1, s.item.case, s.item.slice_index, None if s.item.class_id is None
+                 else names[s.item.class_id], float(s.score), float(s.terms.get("effort_mm", float("nan"))),
+                 quality_text(s.terms))
+                for rank, s in enumerate(suggestions)]
+        fill_table(self.queue_table, rows, [s.item for s in suggestions])
+        self.suggestion_label.setText(describe(suggestions[0], names) if suggestions
+                                      else "Nothing left to suggest: every item is labelled.")
+
+    def _queue_row_clicked(self, row: int, _column: int) -> None:
+        item = row_key(self.queue_table, row)
+        chosen = next((s for s in self.controller.suggestions if s.item == item), None)
+        if chosen is not None:
+            self.controller.editor.go(chosen)
+
+    def _enable(self, enabled: bool) -> None:
+        for widget in (self.go_button, self.skip_button, self.next_button, self.submit_button,
+                       self.draft_button, self.first_button, self.last_button, self.heat_check):
+            widget.setEnabled(enabled)

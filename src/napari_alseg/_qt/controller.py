@@ -1,0 +1,328 @@
+"""The dock's controller: owns the session, the background jobs and the item being edited.
+
+The tabs subscribe to its signals and call its verbs; it is the one Qt object that
+drives the :class:`~napari_alseg.session.Session`. Long work runs in thread workers that
+compute and return; the handlers here run on the main thread, and only they change
+session state or layers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from qtpy.QtCore import QObject, QTimer, Signal
+
+from ..errors import AlsegError, BadCasesError
+from ..strategies import QueryItem, Suggestion
+from .background import JobProgress, JobRunner
+from .case_layers import apply_class_colors, owned_layers
+from .editing import ItemEditor
+from .training import LearningJobs
+from .settings import CORRECT, LoopSettings, RoundSettings, projects_root, user_name
+
+DRAFT_INTERVAL_MS = 30_000
+QUEUE_LENGTH = 20
+EXCLUSIVE_JOBS = {"training", "scoring"}  # Retrain waits until neither runs
+
+
+@dataclass
+class Runtime:
+    """What must be cleaned up when the dock closes: running jobs and the open session."""
+
+    jobs: JobRunner
+    session: object = None
+
+    def shutdown(self, *_args) -> None:
+        self.jobs.shutdown()
+        if self.session is not None:
+            self.session.close()
+            self.session = None
+
+
+@dataclass
+class Queue:
+    """The ranked suggestions shown, and what left the queue while a scoring job ran."""
+
+    suggestions: list[Suggestion] = field(default_factory=list)
+    left_out_while_scoring: set[QueryItem] = field(default_factory=set)
+
+
+class AlsegController(QObject):
+    """Owns the session, the jobs, the queue and (through :attr:`editor`) the item edited.
+
+    Parts with one job each: :attr:`editor` (:class:`ItemEditor`: go, submit, drafts,
+    class ranges, heat map), :attr:`learning` (:class:`LearningJobs`: retrain, rescore);
+    settings :attr:`loop` and :attr:`round` are evented dataclasses the tabs show.
+    """
+
+    project_opened = Signal()
+    project_closed = Signal()
+    classes_changed = Signal()
+    suggestions_changed = Signal()  # a new ranking (after submit, skip, scoring...)
+    suggestion_changed = Signal()  # the same ranking, another item first (Next)
+    item_opened = Signal()
+    annotate_requested = Signal()  # e.g. Review's Edit: the Annotate tab should come up
+    heat_map_toggled = Signal(bool)
+    job_started = Signal(str)
+    job_progress = Signal(object)  # JobProgress
+    job_finished = Signal(str)
+    model_changed = Signal()
+    scores_changed = Signal(object)  # the adopted pool
+    status = Signal(str)
+    info = Signal(str)
+    warning = Signal(str)
+    error = Signal(str)
+
+    def __init__(self, viewer, parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self.viewer = viewer
+        self.runtime = Runtime(JobRunner(self._job_changed))
+        self.loop = LoopSettings(annotator=user_name())
+        self.round = RoundSettings()
+        self.queue = Queue()
+        self.editor = ItemEditor(self)
+        self.learning = LearningJobs(self)
+        self.init_model: Path | None = None
+        self.ask: Callable[[str], bool] = lambda question: False  # the dock asks the person
+        self._showing_plan = False
+        self.loop.events.annotator.connect(self._annotator_changed)
+        self.loop.events.strategy.connect(self._strategy_changed)
+        self.loop.events.batch_size.connect(self._batch_changed)
+        self.round.events.budget_minutes.connect(self._budget_changed)
+        self.draft_timer = QTimer(self)
+        self.draft_timer.setInterval(DRAFT_INTERVAL_MS)
+        self.draft_timer.timeout.connect(self.editor.save_draft)
+        self.draft_timer.start()
+
+    @property
+    def session(self):
+        return self.runtime.session
+
+    @property
+    def suggestions(self) -> list[Suggestion]:
+        return self.queue.suggestions
+
+    @property
+    def running_jobs(self) -> set[str]:
+        return self.runtime.jobs.names
+
+    @property
+    def can_retrain(self) -> bool:
+        return self.session is not None and not self.running_jobs & EXCLUSIVE_JOBS
+
+    # ------------------------------------------------------------------ project
+
+    def set_init_model(self, path: str | Path | None) -> None:
+        """The model new projects start from (an exported file), or None: untrained."""
+        text = str(path or "").strip()
+        self.init_model = Path(text) if text else None
+
+    def create_project(self, source: Path, folder: Path) -> None:
+        """A project over ``source`` in ``folder`` (from the initial model when one is chosen), then open it."""
+        from ..model_transfer import create_project
+        from ..store import Project
+
+        init_model = self.init_model
+
+        def create(**options) -> None:
+            options["annotator"] = self.loop.annotator
+            if init_model is not None:
+                create_project(folder, source, init_model=init_model, **options).close()
+            else:
+                Project.create(folder, source, **options).close()
+
+        try:
+            try:
+                create()
+            except BadCasesError as error:  # never drop a case silently: name them, ask
+                listed = "\n".join(f"• {name}: {reason}" for name, reason in error.skipped)
+                if not self.ask(f"{len(error.skipped)} case(s) cannot be used:\n{listed}\n\n"
+                                "Create the project without them?"):
+                    self.error.emit(str(error))
+                    return
+                create(skip_bad_cases=True)
+                self.warning.emit(f"created without {len(error.skipped)} case(s): "
+                                  + ", ".join(name for name, _ in error.skipped))
+        except AlsegError as error:
+            self.error.emit(str(error))
+            return
+        self.open_project(folder)
+
+    def open_sample_project(self, sample: str) -> None:
+        """Open (creating on first use) a project over one of the sample sets."""
+        from ..samples import sample_dir
+        from ..store import DB_NAME
+
+        folder = projects_root() / sample
+        try:
+            if not (folder / DB_NAME).exists():
+                self.status.emit(f"Creating the {sample} sample project (first time: generating data)…")
+                self.create_project(sample_dir(sample), folder)
+                return
+        except AlsegError as error:
+            self.error.emit(str(error))
+            return
+        self.open_project(folder)
+
+    def open_project(self, folder: Path) -> None:
+        from ..session import Session, import_model_backend
+
+        self.close_project()
+        try:
+            session = Session.open(folder, annotator=self.loop.annotator or user_name(),
+                                   strategy=self.loop.strategy, batch_size=self.loop.batch_size)
+        except AlsegError as error:
+            self.error.emit(str(error))
+            return
+        self.runtime.session = session
+        self.status.emit("Loading the model backend (torch)…")
+        import_model_backend()  # on the UI thread once, never first inside a worker
+        self._showing_plan = True
+        try:
+            self.round.budget_minutes = session.training_plan().seconds / 60.0
+        finally:
+            self._showing_plan = False
+        self.project_opened.emit()
+        self.model_changed.emit()
+        if session.model_version is not None:
+            self.learning.rescore()
+        else:
+            self.refresh_suggestions()
+            self.status.emit("No model yet: annotate a few suggestions, then Retrain.")
+
+    def close_project(self) -> None:
+        if self.session is None:
+            return
+        self.editor.save_draft()
+        self.runtime.shutdown()
+        for layer in owned_layers(self.viewer):
+            self.viewer.layers.remove(layer)
+        self.editor.close()
+        self.project_closed.emit()
+
+    def export_model(self, path: Path) -> None:
+        """The current model as one file another project can start from (Session.export_model)."""
+        try:
+            written = self.session.export_model(path)
+        except AlsegError as error:
+            self.error.emit(str(error))
+            return
+        self.info.emit(f"model {self.session.model_version} exported to {written}")
+
+    def update_class(self, class_id: int, *, name: str | None = None, color=None) -> None:
+        """Rename / recolour a class in the project and on the layer being edited."""
+        try:
+            self.session.project.update_class(class_id, name=name, color=color)  # no Session verb yet
+        except AlsegError as error:
+            self.error.emit(str(error))
+        if self.editor.editing is not None:
+            apply_class_colors(self.editor.editing.layer, self.session.project.classes)
+        self.classes_changed.emit()
+
+    def _annotator_changed(self, name: str) -> None:
+        if self.session is not None and name.strip():
+            self.session.annotator = name.strip()
+
+    def _strategy_changed(self, name: str) -> None:
+        if self.session is not None:
+            self.session.strategy = name
+            self.learning.rescore() if self.session.model_version else self.refresh_suggestions()
+
+    def _batch_changed(self, value: int) -> None:
+        if self.session is not None:
+            self.session.batch_size = value
+            self.refresh_suggestions()
+
+    def _budget_changed(self, minutes: float) -> None:
+        if self.session is not None and not self._showing_plan:
+            self.session.set_plan(seconds=minutes * 60.0)
+
+    # ------------------------------------------------------------------ suggestions
+
+    def refresh_suggestions(self) -> None:
+        if self.session is None:
+            return
+        try:
+            self.queue.suggestions = self.session.suggest(max(QUEUE_LENGTH, self.loop.batch_size))
+        except AlsegError as error:
+            self.error.emit(str(error))
+            return
+        self.suggestions_changed.emit()
+
+    def next_suggestion(self) -> None:
+        if self.suggestions:
+            self.queue.suggestions = self.suggestions[1:] + self.suggestions[:1]
+            self.suggestion_changed.emit()
+
+    def skip(self) -> None:
+        if self.session is None or not self.suggestions:
+            return
+        self.leave_out(self.suggestions[0].item)
+        self.refresh_suggestions()
+
+    def leave_out(self, item: QueryItem) -> None:
+        """Out of this round's suggestions; remembered if a scoring job is running, so the
+        pool it returns (scored from labels read before) cannot bring the item back."""
+        self.session.skip(item)
+        if "scoring" in self.running_jobs:
+            self.queue.left_out_while_scoring.add(item)
+
+    def keep_left_out(self) -> None:
+        """A scored pool was adopted: what left the queue while it was computed stays out."""
+        for item in self.queue.left_out_while_scoring:
+            self.session.skip(item)
+        if "scoring" not in self.running_jobs:
+            self.queue.left_out_while_scoring.clear()
+
+    # ------------------------------------------------------------------ review
+
+    def accept_case(self, case: str) -> None:
+        """One click: the case's prediction is stored as its labels (kind pseudo-accepted)."""
+        session = self.session
+
+        def accept(progress=None, should_stop=None):
+            return session.accept_pseudo(case)
+
+        self.start_job("accepting", accept,
+                       on_done=lambda _id: self._reviewed(case, f"Accepted {case}'s prediction"))
+
+    def reject_case(self, case: str) -> None:
+        try:
+            self.session.reject_pseudo(case)
+        except AlsegError as error:
+            self.error.emit(str(error))
+            return
+        self._reviewed(case, f"Rejected {case}'s prediction: it stays in the annotation queue")
+
+    def edit_case(self, case: str) -> None:
+        """Open the case's prediction for correction on the Annotate tab."""
+        self.loop.mode = CORRECT
+        suggestion = next((s for s in self.suggestions if s.item.case == case),
+                          Suggestion(QueryItem(case), float("nan"), "review", {}, None))
+        self.annotate_requested.emit()
+        self.editor.go(suggestion)
+
+    def _reviewed(self, case: str, message: str) -> None:
+        self.info.emit(message)
+        self.leave_out(QueryItem(case))
+        self.refresh_suggestions()
+
+    # ------------------------------------------------------------------ jobs
+
+    def start_job(self, name: str, function, *, on_done, on_progress=None) -> None:
+        self.runtime.jobs.start(name, function, on_done=on_done, on_progress=on_progress,
+                                on_error=self.error.emit, on_cancelled=self.info.emit)
+
+    def _job_changed(self, name: str, running: bool) -> None:
+        (self.job_started if running else self.job_finished).emit(name)
+
+    def report_progress(self, progress: JobProgress) -> None:
+        """Forward a running job's progress to the tabs (late reports of ended jobs are dropped)."""
+        if progress.name in self.running_jobs:
+            self.job_progress.emit(progress)
+
+    def cancel_jobs(self) -> None:
+        self.runtime.jobs.cancel()
+        self.status.emit("Cancelling… the current model stays active.")

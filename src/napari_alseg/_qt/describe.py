@@ -1,0 +1,56 @@
+"""Words for what the dock shows: a query item, a predicted quality, a suggestion's numbers."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..strategies import QueryItem, Suggestion
+
+SHOWN_TERMS = {"mc_top": "uncertainty (MC top 0.1 %)", "entropy": "entropy", "margin": "margin",
+               "dice_gap": "Dice gap 1−D̃", "effort_px": "effort px", "effort_mm": "effort mm",
+               "effort_s": "est. seconds", "quality_prob": "quality probability"}
+
+
+def item_text(item: QueryItem, class_names) -> str:
+    parts = [item.case]
+    if item.slice_index is not None:
+        parts.append(f"slice {item.slice_index}")
+    if item.class_id is not None:
+        parts.append(class_names[item.class_id])
+    return " · ".join(parts)
+
+
+def quality_text(terms) -> str:
+    from ..quality import CLASS_NAMES
+
+    quality = terms.get("quality_class", float("nan"))
+    return CLASS_NAMES[int(quality)] if np.isfinite(quality) else ""
+
+
+def describe(suggestion: Suggestion, class_names) -> str:
+    """The suggestion and the numbers behind it, for the annotator to judge (rich text)."""
+    terms = suggestion.terms
+    lines = [f"<b>{item_text(suggestion.item, class_names)}</b> — {suggestion.strategy}, "
+             f"score {suggestion.score:.4g}"]
+    for key, label in SHOWN_TERMS.items():
+        value = terms.get(key)
+        if value is not None and np.isfinite(value):
+            lines.append(f"{label}: {value:.3g}")
+    quality = quality_text(terms)
+    if quality:
+        lines.append(f"predicted quality: {quality}")
+    if suggestion.message:
+        lines.append(f"<i>{suggestion.message}</i>")
+    return "<br>".join(lines)
+
+
+def model_text(version: str | None, metrics: dict) -> str:
+    """The active model and its validation Dice (overall, then per class)."""
+    if version is None:
+        return "No model yet."
+    if "val_dice" not in metrics:  # e.g. an initial model from another project
+        return f"Active model <b>{version}</b> · no validation Dice on this project yet"
+    per_class = [f"{k.removeprefix('val_dice_')} {v:.2f}" for k, v in metrics.items()
+                 if k.startswith("val_dice_") and np.isfinite(v)]
+    return (f"Active model <b>{version}</b> · validation Dice "
+            f"{metrics.get('val_dice', float('nan')):.3f}<br>{', '.join(per_class)}")

@@ -1,0 +1,219 @@
+"""The item on screen: open it as layers, note the annotator's strokes, submit, drafts, heat map.
+
+:class:`ItemEditor` is the controller's part that owns the item being edited; it emits
+through the controller's signals and changes layers only on the main thread.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from ..errors import AlsegError
+from ..store import CORRECTED, MANUAL
+from ..strategies import QueryItem, Suggestion
+from ..timing import ActivityClock
+from .case_layers import jump_to, remove_heat_maps, show_case, show_heat_map
+from .describe import item_text
+from .settings import CORRECT
+
+
+@dataclass
+class Editing:
+    """What is being annotated, the layer it is painted on, and what the layer started from."""
+
+    suggestion: Suggestion
+    layer: Any
+    prefill: np.ndarray | None
+    clock: ActivityClock
+    dirty: bool = False
+
+    @property
+    def item(self) -> QueryItem:
+        return self.suggestion.item
+
+    def touch(self, _event=None) -> None:
+        """A stroke (or any change of the layer's data): unsaved work, and the annotator is active."""
+        self.dirty = True
+        self.clock.touch()
+
+    def submission(self) -> dict[str, Any]:
+        """Keyword arguments of :meth:`Session.submit` for what the layer holds now."""
+        item = self.item
+        data = np.asarray(self.layer.data)
+        region = data if item.slice_index is None else data[item.slice_index]
+        original = None
+        if self.prefill is not None:
+            original = self.prefill if item.slice_index is None else self.prefill[item.slice_index]
+        return dict(labels=region, kind=CORRECTED if original is not None else MANUAL,
+                    seconds_active=self.clock.active_seconds(), slice_index=item.slice_index,
+                    class_id=item.class_id, original=original, started_at=self.clock.started_at)
+
+
+def open_item(viewer, session, suggestion: Suggestion, prediction: np.ndarray | None) -> Editing:
+    """Show the case (its draft, else its labels) and jump to the item; main thread only."""
+    item = suggestion.item
+    labels = session.load_draft(item.case)
+    if labels is None:
+        snapshot = session.project.current_labels(item.case)
+        record = session.project.case(item.case)
+        labels = (snapshot.data.copy() if snapshot is not None
+                  else np.zeros(record.shape, session.project.label_dtype))
+    prefill = None if prediction is None else prefill_labels(labels, prediction, item)
+    layer = show_case(viewer, session, item.case, labels)
+    jump_to(viewer, session, item.case, item.slice_index, suggestion.bbox)
+    viewer.layers.selection.active = layer
+    layer.mode = "paint"
+    layer.selected_label = item.class_id or 1
+    clock = ActivityClock()
+    clock.start()
+    editing = Editing(suggestion, layer, prefill, clock)
+    layer.events.paint.connect(editing.touch)
+    layer.events.data.connect(editing.touch)
+    return editing
+
+
+def prefill_labels(labels: np.ndarray, prediction: np.ndarray, item: QueryItem) -> np.ndarray:
+    """Labels with the prediction filled in where the item lies (keeping what is labelled)."""
+    filled = labels.copy()
+    if item.slice_index is None:
+        filled[...] = prediction
+    elif item.class_id is None:
+        filled[item.slice_index] = prediction
+    else:
+        plane = filled[item.slice_index]
+        plane[(prediction == item.class_id) & (plane == 0)] = item.class_id
+    return filled
+
+
+class ItemEditor:
+    """Go, trace, submit: the item being edited and the verbs on it (a part of the controller)."""
+
+    def __init__(self, controller) -> None:
+        self.controller = controller
+        self.editing: Editing | None = None
+        self.heat_map_shown = False
+
+    @property
+    def session(self):
+        return self.controller.session
+
+    @property
+    def viewer(self):
+        return self.controller.viewer
+
+    def go(self, suggestion: Suggestion | None = None) -> None:
+        """Load the case, prefill (correct mode) and jump to the item; prediction runs in a worker."""
+        controller = self.controller
+        if suggestion is None:
+            suggestion = controller.suggestions[0] if controller.suggestions else None
+        if self.session is None or suggestion is None:
+            return
+        self.save_draft()
+        session = self.session
+        correcting = controller.loop.mode == CORRECT and session.model_version is not None
+        item = suggestion.item
+
+        def prepare(progress=None, should_stop=None):
+            return session.predict_labels(item.case, item.slice_index) if correcting else None
+
+        controller.status.emit(f"Opening {item.case}…")
+        controller.start_job("prediction", prepare,
+                             on_done=lambda prediction: self._show_item(suggestion, prediction))
+
+    def _show_item(self, suggestion: Suggestion, prediction: np.ndarray | None) -> None:
+        self.editing = open_item(self.viewer, self.session, suggestion, prediction)
+        self.controller.item_opened.emit()
+        if self.heat_map_shown:
+            self._show_heat_map()
+        names = self.session.project.class_names
+        self.controller.status.emit(f"Annotating {item_text(suggestion.item, names)}. Submit with Shift+S.")
+
+    def close(self) -> None:
+        self.editing = None
+
+    def submit(self) -> None:
+        """Save the item through the session (durable before this returns), then go on."""
+        editing, controller = self.editing, self.controller
+        if self.session is None or editing is None:
+            controller.warning.emit("Nothing to submit: press Go on a suggestion first.")
+            return
+        try:
+            self.session.submit(editing.item.case, **editing.submission())
+        except AlsegError as error:
+            controller.error.emit(str(error))
+            return
+        editing.dirty = False
+        controller.leave_out(editing.item)
+        controller.info.emit(f"Saved {item_text(editing.item, self.session.project.class_names)}")
+        self.editing = None
+        controller.refresh_suggestions()
+        if controller.suggestions:
+            self.go(controller.suggestions[0])
+
+    def save_draft(self) -> None:
+        editing = self.editing
+        if self.session is None or editing is None or not editing.dirty:
+            return
+        try:
+            self.session.save_draft(editing.item.case, np.asarray(editing.layer.data))
+        except AlsegError as error:
+            self.controller.error.emit(str(error))
+            return
+        editing.dirty = False
+
+    def mark_range(self, end: str) -> None:
+        """Weak annotation (METHODS E): the selected class starts (``"first"``) / ends
+        (``"last"``) on the slice on screen."""
+        if self.session is None or self.editing is None:
+            self.controller.warning.emit("Open a case first (Go).")
+            return
+        layer, case = self.editing.layer, self.editing.item.case
+        class_id = int(layer.selected_label)
+        current = int(self.viewer.dims.current_step[0])
+        weak = self.session.project.weak_annotations(case).get(class_id)
+        first, last = (weak.first_slice, weak.last_slice) if weak else (0, layer.data.shape[0] - 1)
+        first, last = (current, max(current, last)) if end == "first" else (min(first, current), current)
+        try:
+            self.session.mark_class_range(case, class_id, first, last)
+        except AlsegError as error:
+            self.controller.error.emit(str(error))
+            return
+        name = self.session.project.class_names[class_id]
+        self.controller.info.emit(f"{name} appears only on slices {first}–{last} of {case}")
+
+    def set_heat_map(self, shown: bool) -> None:
+        """Show (computed in a worker) or hide the uncertainty of the case on screen."""
+        if shown != self.heat_map_shown:
+            self.heat_map_shown = shown
+            self.controller.heat_map_toggled.emit(shown)
+        if self.session is None or self.editing is None:
+            return
+        if shown:
+            self._show_heat_map()
+        else:
+            remove_heat_maps(self.viewer)
+
+    def refresh_heat_map(self) -> None:
+        """Recompute the heat map if it is shown (a new model or new scores)."""
+        if self.heat_map_shown:
+            self.set_heat_map(True)
+
+    def _show_heat_map(self) -> None:
+        session, case = self.session, self.editing.item.case
+        if session.model_version is None:
+            self.controller.warning.emit("No model yet: the heat map needs a trained model.")
+            self.set_heat_map(False)
+            return
+
+        def compute(progress=None, should_stop=None):
+            return session.uncertainty_map(case)
+
+        def show(values) -> None:
+            show_heat_map(self.viewer, session, case, values)
+            if self.editing is not None:
+                self.viewer.layers.selection.active = self.editing.layer
+
+        self.controller.start_job("uncertainty map", compute, on_done=show)

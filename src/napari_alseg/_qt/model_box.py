@@ -1,0 +1,85 @@
+"""The model box of the Annotate tab: Retrain / Cancel, the round's budget, progress, the model."""
+
+from __future__ import annotations
+
+from napari.utils import progress as napari_progress
+from qtpy.QtWidgets import QGroupBox, QHBoxLayout, QLabel, QProgressBar, QPushButton, QVBoxLayout
+
+from .background import JobProgress
+from .describe import model_text
+
+
+class ModelBox(QGroupBox):
+    def __init__(self, controller) -> None:
+        super().__init__("Model")
+        self.controller = controller
+        inner = QVBoxLayout(self)
+        row = QHBoxLayout()
+        self.retrain_button = QPushButton("Retrain")
+        self.retrain_button.clicked.connect(controller.learning.retrain)
+        self.cancel_button = QPushButton("Cancel")
+        self.cancel_button.clicked.connect(controller.cancel_jobs)
+        row.addWidget(self.retrain_button)
+        row.addWidget(self.cancel_button)
+        inner.addLayout(row)
+        budget = controller.round.gui
+        budget.margins = (0, 0, 0, 0)
+        self.budget_spin = budget.budget_minutes.native
+        self.budget_spin.setDecimals(2)
+        self.budget_spin.setSuffix(" min")
+        self.budget_spin.setKeyboardTracking(False)  # the plan changes on Enter / focus out, not per key
+        row = QHBoxLayout()
+        row.addWidget(budget.native)
+        row.addStretch(1)
+        inner.addLayout(row)
+        self.job_progress = QProgressBar()
+        self.job_progress.setFormat("%v / %m")
+        inner.addWidget(self.job_progress)
+        self.job_label = QLabel("")
+        inner.addWidget(self.job_label)
+        self.model_label = QLabel("no model yet")
+        self.model_label.setWordWrap(True)
+        inner.addWidget(self.model_label)
+        self.progress_bar = None  # napari's activity-dock bar for the job shown
+        self._progress_job: str | None = None
+        controller.model_changed.connect(self._show_model)
+        controller.job_progress.connect(self._show_progress)
+        controller.job_started.connect(self._update_buttons)
+        controller.job_finished.connect(self._job_finished)
+        controller.project_opened.connect(self._update_buttons)
+        controller.project_closed.connect(self._update_buttons)
+        self._update_buttons()
+
+    def _update_buttons(self, *_args) -> None:
+        self.cancel_button.setEnabled(bool(self.controller.running_jobs))
+        self.retrain_button.setEnabled(self.controller.can_retrain)
+
+    def _show_model(self) -> None:
+        session = self.controller.session
+        version = session.model_version
+        self.model_label.setText(model_text(version, session.model_metrics() if version else {}))
+
+    def _show_progress(self, progress: JobProgress) -> None:
+        if progress.name != self._progress_job:
+            self._end_progress()
+            self._progress_job = progress.name
+            self.progress_bar = napari_progress(total=progress.total, desc=progress.description)
+        self.job_progress.setMaximum(progress.total)
+        self.job_progress.setValue(progress.done)
+        self.job_label.setText(progress.text)
+        self.progress_bar.total = progress.total
+        self.progress_bar.n = progress.done
+        self.progress_bar.set_description(progress.description)
+        self.progress_bar.refresh()
+
+    def _job_finished(self, name: str) -> None:
+        if name == self._progress_job:
+            self._end_progress()
+        self._update_buttons()
+
+    def _end_progress(self) -> None:
+        self.job_label.setText("")
+        self._progress_job = None
+        if self.progress_bar is not None:
+            self.progress_bar.close()
+            self.progress_bar = None

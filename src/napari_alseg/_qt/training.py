@@ -1,0 +1,78 @@
+"""Retrain and rescore as background jobs: the controller's part for the model and the pool.
+
+Workers compute and return; :meth:`LearningJobs._rescored` runs on the main thread and is
+where the scored pool becomes the session's.
+"""
+
+from __future__ import annotations
+
+from .background import JobProgress
+
+
+class LearningJobs:
+    """One-click retrain (then rescore), and rescoring the pool for the active model."""
+
+    def __init__(self, controller) -> None:
+        self.controller = controller
+
+    @property
+    def session(self):
+        return self.controller.session
+
+    def retrain(self) -> None:
+        controller = self.controller
+        if self.session is None:
+            return
+        controller.editor.save_draft()
+        session = self.session
+        config = session.round_config()
+        controller.start_job("training", session.retrain, on_progress=self._training_progress,
+                             on_done=self._trained)
+        controller.report_progress(JobProgress("training", "Training", 0, config.steps or 100))
+
+    def _training_progress(self, report) -> None:
+        self.controller.report_progress(JobProgress(
+            "training", f"Training (loss {report.loss:.3f})", report.step, report.total_steps,
+            f"step {report.step} of ~{report.total_steps} · loss {report.loss:.3f} · "
+            f"{report.eta_seconds:.0f} s left"))
+
+    def _trained(self, report) -> None:
+        controller = self.controller
+        if report.cancelled:
+            controller.info.emit(report.message)
+            return
+        controller.info.emit(f"Model {report.model_version} trained: validation Dice "
+                             f"{report.metrics.get('val_dice', float('nan')):.3f}")
+        if report.message:
+            controller.warning.emit(report.message)
+        controller.model_changed.emit()
+        self.rescore()
+
+    def rescore(self) -> None:
+        """Re-score the pool in the background, then refresh suggestions, tables and heat map."""
+        controller = self.controller
+        if self.session is None:
+            return
+        session = self.session
+
+        def progress_of(update) -> None:
+            done, total = update
+            controller.report_progress(JobProgress("scoring", "Scoring the pool", done, total,
+                                                   f"scoring {done}/{total}"))
+
+        def run(progress=None, should_stop=None):
+            report = (lambda done, total: progress((done, total))) if progress else None
+            return session.rescore(progress=report, should_stop=should_stop)
+
+        controller.start_job("scoring", run, on_progress=progress_of, on_done=self._rescored)
+        controller.report_progress(JobProgress("scoring", "Scoring the pool", 0, 1))
+
+    def _rescored(self, pool) -> None:
+        controller = self.controller
+        controller.keep_left_out()
+        controller.scores_changed.emit(pool)
+        controller.refresh_suggestions()
+        if controller.suggestions and controller.suggestions[0].message:
+            controller.info.emit(controller.suggestions[0].message)
+        controller.status.emit(f"Pool scored with model {pool.model_version}: {len(pool.candidates)} items.")
+        controller.editor.refresh_heat_map()
