@@ -106,12 +106,12 @@ def run_scenario(name: str, n_cases: int, root: Path) -> None:
         net = session.model_spec().build()
         path = save_checkpoint(project.models_dir / "v0001.pt", net, net.spec)
         project.record_checkpoint("v0001", path)
-        print(f"[{name}] image cache budget {session._images.budget_bytes / 1e6:.0f} MB", flush=True)
+        print(f"[{name}] image cache budget {session.image_cache.budget_bytes / 1e6:.0f} MB", flush=True)
 
         def progress(done: int, total: int) -> None:
             print(f"[{name}]   scored {done}/{total} cases, {time.perf_counter() - started:.0f} s, "
-                  f"peak RSS {peak_rss_mb():.0f} MB, cache {session._images.nbytes / 1e6:.0f} MB "
-                  f"({len(session._images)} cases)", flush=True)
+                  f"peak RSS {peak_rss_mb():.0f} MB, cache {session.image_cache.nbytes / 1e6:.0f} MB "
+                  f"({len(session.image_cache)} cases)", flush=True)
 
         started = time.perf_counter()
         pool = session.rescore(progress=progress, for_display=False)

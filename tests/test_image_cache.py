@@ -44,9 +44,9 @@ def test_session_images_stay_within_the_budget_and_reload_when_evicted(tmp_path,
                  annotator="a") as session:
         first = session.case_image("case_000").copy()
         session.case_image("case_001")
-        assert len(session._images) == 1 and "case_000" not in session._images
+        assert len(session.image_cache) == 1 and "case_000" not in session.image_cache
         np.testing.assert_array_equal(session.case_image("case_000"), first)
-        assert session._images.loads == 3
+        assert session.image_cache.loads == 3
 
 
 def test_scoring_a_cohort_holds_at_most_the_cache_plus_one_case(tmp_path, monkeypatch):
@@ -65,8 +65,8 @@ def test_scoring_a_cohort_holds_at_most_the_cache_plus_one_case(tmp_path, monkey
         net = session.model_spec().build()
         session.project.record_checkpoint("v0001", save_checkpoint(session.project.models_dir / "v0001.pt",
                                                                    net, net.spec))
-        images = session._all_images()
-        assert isinstance(images, LazyImages) and len(images) == 8 and session._images.loads == 0
+        images = session.view.all_images()
+        assert isinstance(images, LazyImages) and len(images) == 8 and session.image_cache.loads == 0
         assert image_shapes(images)["case_003"] == (2, 4, 6, 5)  # from the records: nothing loaded
 
         alive, peak, peak_bytes = [], [0], [0]
@@ -77,11 +77,11 @@ def test_scoring_a_cohort_holds_at_most_the_cache_plus_one_case(tmp_path, monkey
             if not any(ref() is image for ref in alive):
                 alive.append(weakref.ref(image))
             peak[0] = max(peak[0], sum(ref() is not None for ref in alive))
-            peak_bytes[0] = max(peak_bytes[0], session._images.nbytes)
+            peak_bytes[0] = max(peak_bytes[0], session.image_cache.nbytes)
             return image
 
         monkeypatch.setattr(session, "case_image", watched)
         pool = session.rescore(for_display=False)
         assert {item.case for item in pool.candidates} and pool.terms
-        assert session._images.loads == len(pool.candidates) == 6  # each pool case read once, in turn
+        assert session.image_cache.loads == len(pool.candidates) == 6  # each pool case read once, in turn
         assert peak_bytes[0] <= 2 * one_case and peak[0] <= 3

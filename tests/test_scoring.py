@@ -11,6 +11,7 @@ from napari_alseg.model import ModelSpec, TrainConfig, TrainingItem
 from napari_alseg.quality import FEATURE_NAMES
 from napari_alseg.scoring import (
     PoolScores,
+    ScoreRequest,
     ScoringCancelled,
     region_terms,
     roi_terms,
@@ -57,8 +58,8 @@ def partially_labelled_stack():
 
 def test_items_without_a_model_per_granularity():
     images, labels, validation = partially_labelled_stack()
-    pool = score_pool(None, None, images, labels, granularity="slice", n_classes=3, needs={"mc"},
-                      validation=validation)
+    pool = score_pool(ScoreRequest(None, None, images, labels, granularity="slice", n_classes=3, needs={"mc"},
+                                   validation=validation))
     assert pool.candidates == [QueryItem("c", n) for n in (1, 2, 3)]
     assert pool.labelled == [QueryItem("c", 0)]
     assert not pool.has_model and pool.terms == {} and pool.available() == frozenset()
@@ -67,8 +68,8 @@ def test_items_without_a_model_per_granularity():
 
     allowed = np.ones((5, 3), bool)
     allowed[3, 2] = False  # weak annotation: class 2 does not reach slice 3
-    rois = score_pool(None, None, images, labels, granularity="roi", n_classes=3, needs=set(),
-                      validation=validation, allowed={"c": allowed})
+    rois = score_pool(ScoreRequest(None, None, images, labels, granularity="roi", n_classes=3, needs=set(),
+                                   validation=validation, allowed={"c": allowed}))
     assert [(i.slice_index, i.class_id) for i in rois.candidates] == [(1, 1), (1, 2), (2, 2), (3, 1)]
     assert [(i.slice_index, i.class_id) for i in rois.labelled] == [(0, 1), (0, 2), (2, 1)]
     assert rois.allowed[("c", 3)] == {0, 1}
@@ -76,8 +77,9 @@ def test_items_without_a_model_per_granularity():
     volumes = {name: np.zeros((1, 4, 8, 8), np.float32) for name in ("a", "b", "c")}
     full, half = np.ones((4, 8, 8), bool), np.zeros((4, 8, 8), bool)
     half[0] = True
-    cases = score_pool(None, None, volumes, {"a": (np.zeros((4, 8, 8)), full), "b": (np.zeros((4, 8, 8)), half)},
-                       granularity="case", n_classes=3, needs=set(), validation={QueryItem("c")})
+    cases = score_pool(ScoreRequest(None, None, volumes,
+                                    {"a": (np.zeros((4, 8, 8)), full), "b": (np.zeros((4, 8, 8)), half)},
+                                    granularity="case", n_classes=3, needs=set(), validation={QueryItem("c")}))
     assert cases.candidates == [QueryItem("b")] and cases.labelled == [QueryItem("a")]
     assert cases.bboxes[QueryItem("b")] == ((0, 4), (0, 8), (0, 8))
 
@@ -85,9 +87,9 @@ def test_items_without_a_model_per_granularity():
 def test_scored_slices_carry_terms_features_boxes_and_progress(cpu):
     images, labels, validation = partially_labelled_stack()
     calls = []
-    pool = score_pool(tiny_net(2), None, images, labels, granularity="slice", n_classes=3,
-                      needs={"model", "mc", "features"}, mc_samples=3, validation=validation, device=cpu,
-                      model_version="v0002", progress=lambda done, total: calls.append((done, total)))
+    pool = score_pool(ScoreRequest(tiny_net(2), None, images, labels, granularity="slice", n_classes=3,
+                                   needs={"model", "mc", "features"}, mc_samples=3, validation=validation,
+                                   device=cpu, model_version="v0002"), progress=lambda done, total: calls.append((done, total)))
     assert pool.has_model and pool.model_version == "v0002"
     assert pool.available() == {"model", "mc", "features"}
     assert calls == [(1, 4), (2, 4), (3, 4), (4, 4)]  # slices 0-3; slice 0 for its features
@@ -104,10 +106,10 @@ def test_scored_slices_carry_terms_features_boxes_and_progress(cpu):
 
 def test_partially_labelled_slice_is_scored_on_the_renormalised_prediction(cpu):
     images, labels, validation = partially_labelled_stack()
-    pool = score_pool(tiny_net(2), None, images, labels, granularity="slice", n_classes=3,
-                      needs={"model"}, validation=validation, device=cpu)
-    fresh = score_pool(tiny_net(2), None, images, {}, granularity="slice", n_classes=3,
-                       needs={"model"}, validation=validation, device=cpu)
+    pool = score_pool(ScoreRequest(tiny_net(2), None, images, labels, granularity="slice", n_classes=3,
+                                   needs={"model"}, validation=validation, device=cpu))
+    fresh = score_pool(ScoreRequest(tiny_net(2), None, images, {}, granularity="slice", n_classes=3,
+                                    needs={"model"}, validation=validation, device=cpu))
     # Slice 2's labelled pixels are certain now; slice 1 has no labels and is unchanged.
     assert pool.terms[QueryItem("c", 2)]["entropy"] < fresh.terms[QueryItem("c", 2)]["entropy"]
     assert pool.terms[QueryItem("c", 1)]["entropy"] == pytest.approx(fresh.terms[QueryItem("c", 1)]["entropy"])
@@ -117,8 +119,8 @@ def test_should_stop_cancels_cleanly(cpu):
     images, labels, validation = partially_labelled_stack()
     answers = iter([False, False, True])
     with pytest.raises(ScoringCancelled) as raised:
-        score_pool(tiny_net(2), None, images, labels, granularity="slice", n_classes=3, needs={"model"},
-                   validation=validation, device=cpu, should_stop=lambda: next(answers))
+        score_pool(ScoreRequest(tiny_net(2), None, images, labels, granularity="slice", n_classes=3,
+                                needs={"model"}, validation=validation, device=cpu), should_stop=lambda: next(answers))
     assert isinstance(raised.value, AlsegError)
 
 
@@ -128,8 +130,9 @@ def test_validation_cases_give_quality_examples_and_quality_is_unknown_without_a
         image, truth = stack(k=6, shape=(24, 24), seed=index)
         images[f"c{index}"] = image
         labels[f"c{index}"] = (truth, np.full(truth.shape, index == 2))
-    pool = score_pool(tiny_net(3), None, images, labels, granularity="case", n_classes=3,
-                      needs={"model", "mc", "quality"}, mc_samples=2, validation={QueryItem("c2")}, device=cpu)
+    pool = score_pool(ScoreRequest(tiny_net(3), None, images, labels, granularity="case", n_classes=3,
+                                   needs={"model", "mc", "quality"}, mc_samples=2, validation={QueryItem("c2")},
+                                   device=cpu))
     assert pool.candidates == [QueryItem("c0"), QueryItem("c1")]
     assert [example[0] for example in pool.quality_examples] == [QueryItem("c2")]
     _item, features, dice = pool.quality_examples[0]
@@ -141,17 +144,17 @@ def test_validation_cases_give_quality_examples_and_quality_is_unknown_without_a
 
 def test_vae_latents_and_gradient_steps_of_the_seeds(cpu):
     images, labels, validation = partially_labelled_stack()
-    pool = score_pool(tiny_net(2), None, images, labels, granularity="slice", n_classes=3,
-                      needs={"model", "vae"}, validation=validation, device=cpu, vae_steps=5,
-                      recent=[QueryItem("c", 0)])
+    pool = score_pool(ScoreRequest(tiny_net(2), None, images, labels, granularity="slice", n_classes=3,
+                                   needs={"model", "vae"}, validation=validation, device=cpu, vae_steps=5,
+                                   recent=[QueryItem("c", 0)]))
     assert "vae" in pool.available()
     assert set(pool.gradient_latents) == {QueryItem("c", 0)}
     z, moved = pool.vae_latents[QueryItem("c", 0)], pool.gradient_latents[QueryItem("c", 0)]
     assert z.shape == (2,)  # a small set: 2 latent dimensions (METHODS C)
     assert 0 < np.linalg.norm(moved - z) < 1e-2  # a real, small step
     assert set(pool.vae_latents) >= set(pool.candidates)
-    again = score_pool(tiny_net(2), None, images, labels, granularity="slice", n_classes=3,
-                       needs={"model", "vae"}, validation=validation, device=cpu, vae=pool.vae)
+    again = score_pool(ScoreRequest(tiny_net(2), None, images, labels, granularity="slice", n_classes=3,
+                                    needs={"model", "vae"}, validation=validation, device=cpu, vae=pool.vae))
     assert again.vae is pool.vae
     np.testing.assert_allclose(again.vae_latents[QueryItem("c", 1)], pool.vae_latents[QueryItem("c", 1)])
 
@@ -194,13 +197,14 @@ def test_roi_terms_ignore_labelled_pixels():
 def test_inputs_are_checked():
     images, labels, _ = partially_labelled_stack()
     with pytest.raises(AlsegError, match="granularity"):
-        score_pool(None, None, images, labels, granularity="volume", n_classes=3, needs=set())
+        score_pool(ScoreRequest(None, None, images, labels, granularity="volume", n_classes=3, needs=set()))
     with pytest.raises(AlsegError, match="unknown scoring needs"):
-        score_pool(None, None, images, labels, granularity="slice", n_classes=3, needs={"magic"})
+        score_pool(ScoreRequest(None, None, images, labels, granularity="slice", n_classes=3, needs={"magic"}))
     with pytest.raises(AlsegError, match="2D net"):
-        score_pool(tiny_net(3), None, images, labels, granularity="slice", n_classes=3, needs=set())
+        score_pool(ScoreRequest(tiny_net(3), None, images, labels, granularity="slice", n_classes=3, needs=set()))
     with pytest.raises(AlsegError, match=r"\(channels, k, j, i\)"):
-        score_pool(None, None, {"c": images["c"][0]}, {}, granularity="slice", n_classes=3, needs=set())
+        score_pool(ScoreRequest(None, None, {"c": images["c"][0]}, {}, granularity="slice", n_classes=3,
+                                needs=set()))
 
 
 def test_available_follows_what_the_pool_holds():
@@ -212,13 +216,43 @@ def test_available_follows_what_the_pool_holds():
 
 
 def test_prediction_boxes_computed_in_slabs_match_the_whole_argmax(monkeypatch):
-    from napari_alseg import scoring
+    from napari_alseg.scoring import boxes
 
     rng = np.random.default_rng(0)
     probs = rng.random((3, 9, 7, 6)).astype(np.float32)
     probs[1:, :2] = 0  # no foreground on the first two slices
-    whole = {item: scoring._item_bbox(probs, item, (9, 7, 6)) for item in (QueryItem("c"), QueryItem("c", None, 2))}
-    monkeypatch.setattr(scoring, "BBOX_SLAB_VOXELS", 50)  # one slice of 7 x 6 at a time
-    assert {item: scoring._item_bbox(probs, item, (9, 7, 6)) for item in whole} == whole
+    whole = {item: boxes.item_bbox(probs, item, (9, 7, 6)) for item in (QueryItem("c"), QueryItem("c", None, 2))}
+    monkeypatch.setattr(boxes, "BBOX_SLAB_VOXELS", 50)  # one slice of 7 x 6 at a time
+    assert {item: boxes.item_bbox(probs, item, (9, 7, 6)) for item in whole} == whole
     hard = probs.argmax(axis=0)
     assert whole[QueryItem("c")][0] == (max(0, int(np.nonzero((hard > 0).any(axis=(1, 2)))[0][0]) - 2), 9)
+
+
+def test_scoring_and_the_model_share_one_partial_label_posterior():
+    """Scoring's METHODS E prediction is the model's renormalise_prediction, also where the
+    network puts no mass on the classes still possible (both: uniform over C_n)."""
+    from types import SimpleNamespace
+
+    from napari_alseg.model import renormalise_prediction
+    from napari_alseg.scoring.predict import RegionPrediction, with_partial_labels
+
+    probs = np.zeros((3, 4, 4), np.float32)
+    probs[0] = 0.7
+    probs[1] = 0.3  # class 2 gets nothing
+    probs[:, 0, 0] = (0.2, 0.3, 0.5)
+    labels = np.zeros((4, 4), np.int64)
+    mask = np.zeros((4, 4), bool)
+    mask[3] = True
+    labels[3] = 1
+    allowed = np.array([False, False, True])  # C_n = {2}: the network gives it no mass off (0, 0)
+    allowed_map = torch.from_numpy(np.broadcast_to(allowed[:, None, None], probs.shape).copy())
+    expected = renormalise_prediction(torch.from_numpy(probs)[None], torch.from_numpy(labels)[None],
+                                      torch.from_numpy(mask)[None], allowed_map[None])[0].numpy()
+    region = QueryItem("c", 0)
+    inputs = SimpleNamespace(region_labels=lambda _region: (labels, mask), region_allowed=lambda _region: allowed)
+    scored = with_partial_labels(RegionPrediction(probs, probs, np.ones_like(probs), None, None), inputs, region)
+    np.testing.assert_allclose(scored.probs, expected, atol=1e-6)
+    np.testing.assert_allclose(scored.mc_probs, expected, atol=1e-6)
+    np.testing.assert_allclose(scored.probs[:, 1, 1], [0, 0, 1])  # no mass on C_n: uniform over C_n = {2}
+    np.testing.assert_allclose(scored.probs[:, 3, 0], [0, 1, 0])  # a labelled pixel keeps its label
+    assert (scored.variance[:, 3] == 0).all()

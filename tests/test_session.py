@@ -6,7 +6,8 @@ import pytest
 import synthetic_cases
 
 from napari_alseg.errors import AlsegError
-from napari_alseg.session import Session, import_model_backend, slice_trace_length
+from napari_alseg.effort import slice_trace_length
+from napari_alseg.session import Session, import_model_backend
 from napari_alseg.store import PSEUDO_ACCEPTED, Project
 
 CLASSES = {"0": {"name": "background"}, "1": {"name": "core"}, "2": {"name": "rim"}}
@@ -243,8 +244,8 @@ def test_uncertainty_map_has_the_case_shape(stack_session):
 
 
 def test_first_network_is_seeded(stack_session):
-    first = stack_session._initial_net().state_dict()
-    again = stack_session._initial_net().state_dict()
+    first = stack_session.learner.initial_net().state_dict()
+    again = stack_session.learner.initial_net().state_dict()
     assert all((first[k] == again[k]).all() for k in first)
 
 

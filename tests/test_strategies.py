@@ -11,7 +11,7 @@ from napari_alseg.effort import EffortModel, SecondsModel
 from napari_alseg.errors import AlsegError
 from napari_alseg.model import ModelSpec
 from napari_alseg.quality import FEATURE_NAMES, QualityPredictor
-from napari_alseg.scoring import PoolScores, region_terms, score_pool
+from napari_alseg.scoring import PoolScores, ScoreRequest, region_terms, score_pool
 from napari_alseg.strategies import STRATEGIES, QueryItem, get_strategy, pseudo_label_candidates, select
 from napari_alseg.strategies.gradient_vae import direction_cosine
 
@@ -342,9 +342,10 @@ def real_pool(request, one_thread):
         images[f"c{index}"], labels[f"c{index}"] = image, (truth, mask)
     validation = {QueryItem("c0", 5)} if dims == 2 else {QueryItem("c4")}
     predictor = QualityPredictor().fit(rng.normal(size=(12, len(FEATURE_NAMES))), np.linspace(0.3, 0.95, 12))
-    pool = score_pool(net, net.spec, images, labels, granularity=granularity, n_classes=3, needs=ALL_NEEDS,
-                      mc_samples=3, bootstrap_nets=bootstrap, quality_model=predictor, validation=validation,
-                      effort=EffortModel(3), vae_steps=10, device=one_thread)
+    pool = score_pool(ScoreRequest(net, net.spec, images, labels, granularity=granularity, n_classes=3,
+                                   needs=ALL_NEEDS, mc_samples=3, bootstrap_nets=bootstrap,
+                                   quality_model=predictor, validation=validation, effort=EffortModel(3),
+                                   vae_steps=10, device=one_thread))
     return pool, validation
 
 

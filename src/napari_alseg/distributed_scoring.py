@@ -46,7 +46,7 @@ ScoreRow = tuple[str, "int | None", float, dict[str, float]]
 def score_case(task: CaseTask, mc_samples: int = MC_SAMPLES, seed: int = 0) -> list[ScoreRow]:
     """``(case, slice or None, score, terms)`` of one case's items; pure: same task, same rows."""
     from .model import load_checkpoint
-    from .scoring import score_pool
+    from .scoring import ScoreRequest, score_pool
 
     net, spec, _metrics = load_checkpoint(task.checkpoint)
     indices = task.channel_indices or (None,) * len(task.channel_paths)
@@ -59,9 +59,9 @@ def score_case(task: CaseTask, mc_samples: int = MC_SAMPLES, seed: int = 0) -> l
     skipped = set()
     if granularity == "slice" and task.slices is not None:
         skipped = {QueryItem(task.case, n) for n in range(image.shape[1]) if n not in task.slices}
-    pool = score_pool(net, spec, {task.case: image}, {task.case: None}, granularity=granularity,
-                      n_classes=spec.n_classes, needs={"model", "mc"}, mc_samples=mc_samples,
-                      validation=skipped, seed=seed, patch_size=task.patch_size)
+    pool = score_pool(ScoreRequest(net, spec, {task.case: image}, {task.case: None}, granularity=granularity,
+                                   n_classes=spec.n_classes, needs={"model", "mc"}, mc_samples=mc_samples,
+                                   validation=skipped, seed=seed, patch_size=task.patch_size))
     return [(item.case, item.slice_index, item.score, dict(item.terms)) for item in pool.to_scored_items()]
 
 

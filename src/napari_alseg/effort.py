@@ -87,6 +87,57 @@ def changed_boundary_length(
     return _segments_length(final_segments[is_new], _checked_spacing(spacing))
 
 
+def slice_trace_length(plane: np.ndarray, classes: Iterable[int], spacing: Spacing) -> BoundaryLength:
+    """Boundary to trace on one slice ``(j, i)``: every class outline, each shared boundary once."""
+    masks = {c: plane == c for c in classes}
+    masks = {c: mask for c, mask in masks.items() if mask.any()}
+    px = mm = 0.0
+    for mask in masks.values():
+        length = boundary_length(mask, spacing)
+        px, mm = px + length.px, mm + length.mm
+    present = sorted(masks)
+    for index, a in enumerate(present):
+        for b in present[index + 1:]:
+            shared = shared_boundary_length(masks[a], masks[b], spacing)
+            px, mm = px - shared.px, mm - shared.mm
+    return BoundaryLength(max(px, 0.0), max(mm, 0.0))
+
+
+def roi_trace_length(mask: np.ndarray, neighbours: Iterable[np.ndarray], spacing: Spacing) -> BoundaryLength:
+    """A traced ROI's outline minus what it shares with the ``neighbours`` already delineated on
+    its slice (masks ``(j, i)``): that line exists (METHODS E)."""
+    length = boundary_length(mask, spacing)
+    px, mm = length.px, length.mm
+    for neighbour in neighbours:
+        shared = shared_boundary_length(mask, neighbour, spacing)
+        px, mm = px - shared.px, mm - shared.mm
+    return BoundaryLength(max(px, 0.0), max(mm, 0.0))
+
+
+def traced_boundary(labels: np.ndarray, classes: Iterable[int], spacing: Spacing,
+                    original: np.ndarray | None = None) -> BoundaryLength:
+    """Boundary length of a slice ``(j, i)`` or volume ``(k, j, i)`` of ``classes``, summed over slices.
+
+    With ``original`` (a corrected prediction, same shape) only the boundary changed counts;
+    otherwise each slice's :func:`slice_trace_length`.
+    """
+    labels = np.asarray(labels)
+    slices = labels[np.newaxis] if labels.ndim == 2 else labels
+    originals = None if original is None else (np.asarray(original)[np.newaxis] if labels.ndim == 2
+                                               else np.asarray(original))
+    classes = list(classes)
+    px = mm = 0.0
+    for index, plane in enumerate(slices):
+        if originals is None:
+            length = slice_trace_length(plane, classes, spacing)
+            px, mm = px + length.px, mm + length.mm
+            continue
+        for c in classes:
+            length = changed_boundary_length(originals[index] == c, plane == c, spacing)
+            px, mm = px + length.px, mm + length.mm
+    return BoundaryLength(px, mm)
+
+
 class EffortModel:
     """Running boundary-length matrix ``B`` (C×C, mm) and remaining effort ``R_nc`` (METHODS E).
 

@@ -22,12 +22,12 @@ from pathlib import Path
 import numpy as np
 from scipy import ndimage
 
+from .domain import QUALITY_CLASS_NAMES as CLASS_NAMES  # noqa: F401 (the old name, re-exported)
 from .errors import AlsegError
 from .metrics import dice_per_class, mean_dice
 from .uncertainty import entropy_map, top_fraction_mean
 
 POOR, ADJUST, ACCEPTABLE = 0, 1, 2
-CLASS_NAMES = ("Poor", "Acceptable with adjustments", "Acceptable")
 MIN_FIT_CASES = 6
 MODELS = ("boosting", "logistic")
 SAVE_FORMAT = "napari-alseg-quality"

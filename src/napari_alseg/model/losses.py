@@ -7,6 +7,7 @@ i.e. per slice) or anything broadcastable to ``(B, C, *S)`` (one set per voxel).
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -105,8 +106,7 @@ def partial_label_ce_map(
     labelled_loss = -log_probs.gather(1, safe_labels.unsqueeze(1)).squeeze(1)
     if allowed_classes is None:
         return torch.where(labelled, labelled_loss, torch.zeros_like(labelled_loss))
-    allowed = _broadcast_allowed(allowed_classes, log_probs)
-    allowed = allowed | ~allowed.any(dim=1, keepdim=True)
+    allowed = _possible_classes(allowed_classes, log_probs)
     unlabelled_loss = -torch.logsumexp(log_probs.masked_fill(~allowed, float("-inf")), dim=1)
     return torch.where(labelled, labelled_loss, unlabelled_loss)
 
@@ -125,11 +125,7 @@ def renormalise_prediction(
     the voxel gets a uniform distribution over ``C_n``.
     """
     n_classes = probs.shape[1]
-    if allowed_classes is None:
-        allowed = torch.ones_like(probs, dtype=torch.bool)
-    else:
-        allowed = _broadcast_allowed(allowed_classes, probs)
-    allowed = allowed | ~allowed.any(dim=1, keepdim=True)
+    allowed = _possible_classes(allowed_classes, probs)
     restricted = torch.where(allowed, probs, torch.zeros_like(probs))
     mass = restricted.sum(dim=1, keepdim=True)
     uniform = allowed.to(probs.dtype) / allowed.sum(dim=1, keepdim=True).to(probs.dtype)
@@ -138,6 +134,44 @@ def renormalise_prediction(
     safe_labels = torch.where(labelled_mask.bool(), labels.long(), torch.zeros_like(labels, dtype=torch.long))
     one_hot = F.one_hot(safe_labels, n_classes).movedim(-1, 1).to(probs.dtype)
     return torch.where(labelled, one_hot, renormalised)
+
+
+def renormalise_prediction_array(
+    probs: np.ndarray,
+    labels: np.ndarray | None,
+    labelled_mask: np.ndarray | None,
+    allowed_classes: np.ndarray | None = None,
+) -> np.ndarray:
+    """:func:`renormalise_prediction` of one region held in numpy: the one partial-label
+    posterior, shared by scoring and prediction (no second formula to drift).
+
+    ``probs`` ``(C, *S)``; ``labels``, ``labelled_mask`` ``(*S)`` or None (nothing
+    labelled); ``allowed_classes`` broadcastable to ``(C, *S)`` or None (every class).
+    Returns ``(C, *S)`` in ``probs``' dtype.
+    """
+    probs_t = _tensor(probs)[None]
+    if labelled_mask is None:
+        mask_t = torch.zeros(probs.shape[1:], dtype=torch.bool)[None]
+        labels_t = torch.zeros(probs.shape[1:], dtype=torch.long)[None]
+    else:
+        mask_t = _tensor(np.asarray(labelled_mask, dtype=bool))[None]
+        labels_t = _tensor(np.asarray(labels).astype(np.int64, copy=False))[None]
+    allowed_t = None if allowed_classes is None else _tensor(np.asarray(allowed_classes, dtype=bool))[None]
+    return renormalise_prediction(probs_t, labels_t, mask_t, allowed_t)[0].numpy()
+
+
+def _tensor(array: np.ndarray) -> torch.Tensor:
+    """A CPU tensor sharing ``array``'s memory; a read-only array (a label snapshot) is copied."""
+    array = np.ascontiguousarray(array)
+    return torch.from_numpy(array if array.flags.writeable else array.copy())
+
+
+def _possible_classes(allowed_classes: torch.Tensor | None, reference: torch.Tensor) -> torch.Tensor:
+    """``C_n`` as bool ``(B, C, *S)``: an empty set (or None) means nothing is excluded."""
+    if allowed_classes is None:
+        return torch.ones_like(reference, dtype=torch.bool)
+    allowed = _broadcast_allowed(allowed_classes, reference)
+    return allowed | ~allowed.any(dim=1, keepdim=True)
 
 
 def _broadcast_allowed(allowed_classes: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:

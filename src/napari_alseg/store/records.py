@@ -12,13 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
-MANUAL = "manual"
-CORRECTED = "corrected"
-PSEUDO_ACCEPTED = "pseudo-accepted"
-PSEUDO_REJECTED = "pseudo-rejected"
-EVENT_KINDS = (MANUAL, CORRECTED, PSEUDO_ACCEPTED, PSEUDO_REJECTED)
-# Kinds that produce a new label version (a rejection only records the verdict).
-LABELLING_KINDS = (MANUAL, CORRECTED, PSEUDO_ACCEPTED)
+# event kinds live in the domain leaf; re-exported here for the store's readers
+from ..domain import CORRECTED, EVENT_KINDS, LABELLING_KINDS, MANUAL, PSEUDO_ACCEPTED, PSEUDO_REJECTED  # noqa: F401
 
 
 @dataclass(frozen=True)

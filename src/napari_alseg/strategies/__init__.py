@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from ..domain import NEED_BOOTSTRAP, NEED_EFFORT, NEED_FEATURES, NEED_MC, NEED_MODEL, NEED_QUALITY, NEED_VAE
 from ..errors import AlsegError
 from .base import GRANULARITIES, NEEDS, QueryItem, Strategy, Suggestion, rank
 from .baseline import RANDOM, RANDOM_ROI, SLICE_UNIFORM, select_random
@@ -22,7 +23,7 @@ from .redundancy_sampling import NON_SIMILAR, REPRESENTATIVE
 from .uncertainty_sampling import BOOTSTRAP, ENTROPY, ENTROPY_MC, MARGINS, MC_DROPOUT_SUM, MC_DROPOUT_TOP
 
 if TYPE_CHECKING:
-    from ..scoring import PoolScores
+    from ..pool import PoolScores
 
 __all__ = [
     "GRANULARITIES",
@@ -46,13 +47,13 @@ STRATEGIES: dict[str, Strategy] = {
 }
 
 _MISSING = {
-    "model": "no model yet",
-    "mc": "no MC-dropout scores this round",
-    "features": "no encoder features this round",
-    "bootstrap": "no bootstrap models this round",
-    "vae": "no VAE latents this round",
-    "quality": "no quality ratings this round",
-    "effort": "no effort model",
+    NEED_MODEL: "no model yet",
+    NEED_MC: "no MC-dropout scores this round",
+    NEED_FEATURES: "no encoder features this round",
+    NEED_BOOTSTRAP: "no bootstrap models this round",
+    NEED_VAE: "no VAE latents this round",
+    NEED_QUALITY: "no quality ratings this round",
+    NEED_EFFORT: "no effort model",
 }
 
 

@@ -14,26 +14,10 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from ..domain import GRANULARITIES, NEEDS, TERM_UNCERTAINTY, BBox, QueryItem, item_key  # noqa: F401 (re-exported)
+
 if TYPE_CHECKING:
-    from ..scoring import PoolScores
-
-GRANULARITIES = ("case", "slice", "roi")
-NEEDS = frozenset({"model", "mc", "features", "bootstrap", "vae", "quality", "effort"})
-BBox = tuple[tuple[int, int], ...]
-
-
-@dataclass(frozen=True, order=True)
-class QueryItem:
-    """A case, a slice ``(case, slice_index)`` or an ROI ``(case, slice_index, class_id)``."""
-
-    case: str
-    slice_index: int | None = None
-    class_id: int | None = None
-
-    @property
-    def region(self) -> QueryItem:
-        """The case or slice this item lies in (an ROI's slice; a case or slice itself)."""
-        return QueryItem(self.case, self.slice_index)
+    from ..pool import PoolScores
 
 
 @dataclass(frozen=True)
@@ -76,15 +60,6 @@ class Strategy:
     granularities: frozenset[str] = field(default=frozenset(GRANULARITIES))
 
 
-def item_key(item: QueryItem) -> tuple[str, int, int]:
-    """A total order on items of mixed kinds (None sorts before every index)."""
-    return (
-        item.case,
-        -1 if item.slice_index is None else item.slice_index,
-        -1 if item.class_id is None else item.class_id,
-    )
-
-
 def rank(scores: Mapping[QueryItem, float], seed: int) -> list[QueryItem]:
     """Items by descending score; NaN last; exact ties in an order drawn from ``seed``.
 
@@ -118,7 +93,7 @@ def ranked_suggestions(
     k: int,
     seed: int,
     strategy: str,
-    term_name: str = "uncertainty",
+    term_name: str = TERM_UNCERTAINTY,
 ) -> list[Suggestion]:
     """The ``k`` best of ``scores`` as suggestions; the score is also kept as ``term_name``."""
     return [

@@ -7,11 +7,12 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from ..domain import CASE, ROI, SLICE
 from ..redundancy import longest_unlabelled_run_order
 from .base import QueryItem, Strategy, Suggestion, item_key, suggestion
 
 if TYPE_CHECKING:
-    from ..scoring import PoolScores
+    from ..pool import PoolScores
 
 
 def select_random(pool: PoolScores, k: int, seed: int, name: str = "random") -> list[Suggestion]:
@@ -54,24 +55,24 @@ def _case_slice_order(
 
 RANDOM = Strategy(
     name="random",
-    granularity="case",
+    granularity=CASE,
     description="Uniformly random unlabelled items (baseline of every study).",
     needs=frozenset(),
     select=select_random,
 )
 RANDOM_ROI = Strategy(
     name="random-roi",
-    granularity="roi",
+    granularity=ROI,
     description="Uniformly random (slice, class) ROIs: the random baseline of ROI annotation (METHODS E).",
     needs=frozenset(),
     select=select_random_roi,
-    granularities=frozenset({"roi"}),
+    granularities=frozenset({ROI}),
 )
 SLICE_UNIFORM = Strategy(
     name="slice-uniform",
-    granularity="roi",
+    granularity=ROI,
     description="All ROIs of one slice at a time, slices spread to shorten the longest unlabelled run (METHODS E).",
     needs=frozenset(),
     select=select_slice_uniform,
-    granularities=frozenset({"slice", "roi"}),
+    granularities=frozenset({SLICE, ROI}),
 )

@@ -14,12 +14,13 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from ..domain import NEED_EFFORT, ROI, TERM_DICE_GAP, TERM_EFFORT_MM, TERM_EFFORT_PX, TERM_EFFORT_S
 from ..errors import AlsegError
 from ..uncertainty import dice_gap
 from .base import QueryItem, Strategy, Suggestion, rank, suggestion
 
 if TYPE_CHECKING:
-    from ..scoring import PoolScores
+    from ..pool import PoolScores
 
 ALPHA = 0.5
 
@@ -80,18 +81,18 @@ def _delineated_classes(pool: PoolScores) -> dict[tuple[str, int], set[int]]:
 def _effort_terms(pool: PoolScores, item: QueryItem, gap: float, effort_mm: float) -> dict[str, float]:
     row_mm, col_mm = pool.spacing.get(item.case, (1.0, 1.0))
     effort_px = effort_mm / math.sqrt(row_mm * col_mm)
-    terms = {"dice_gap": float(gap), "effort_mm": effort_mm, "effort_px": effort_px}
+    terms = {TERM_DICE_GAP: float(gap), TERM_EFFORT_MM: effort_mm, TERM_EFFORT_PX: effort_px}
     seconds = None if pool.seconds_model is None else pool.seconds_model.predict(item.class_id, effort_px)
     if seconds is not None:
-        terms["effort_s"] = seconds
+        terms[TERM_EFFORT_S] = seconds
     return terms
 
 
 DICE_PER_EFFORT = Strategy(
     name="dice-per-effort",
-    granularity="roi",
+    granularity=ROI,
     description="ROI with the most Dice to gain per boundary to trace, (1 - D̃_c) / R_nc (METHODS E).",
-    needs=frozenset({"effort"}),
+    needs=frozenset({NEED_EFFORT}),
     select=select_dice_per_effort,
-    granularities=frozenset({"roi"}),
+    granularities=frozenset({ROI}),
 )

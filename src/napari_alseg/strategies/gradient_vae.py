@@ -16,11 +16,12 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from ..domain import NEED_MODEL, NEED_VAE, SLICE
 from .base import QueryItem, Strategy, Suggestion, item_key, rank, suggestion
 from .baseline import select_random
 
 if TYPE_CHECKING:
-    from ..scoring import PoolScores
+    from ..pool import PoolScores
 
 ANGLE_DEGREES = 45.0
 
@@ -97,8 +98,8 @@ def _suggestion(pool: PoolScores, item: QueryItem, point: np.ndarray, latents: M
 
 GRADIENT_VAE = Strategy(
     name="gradient-vae",
-    granularity="slice",
+    granularity=SLICE,
     description="Nearest unlabelled sample ahead of each seed's loss-gradient step in a VAE latent space (METHODS C).",
-    needs=frozenset({"model", "vae"}),
+    needs=frozenset({NEED_MODEL, NEED_VAE}),
     select=select_gradient_vae,
 )

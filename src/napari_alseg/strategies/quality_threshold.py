@@ -22,28 +22,32 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from ..domain import (
+    CASE, NEED_MC, NEED_MODEL, NEED_QUALITY, SLICE, TERM_MC_TOP, TERM_PSEUDO_LABEL, TERM_QUALITY_CLASS,
+    TERM_QUALITY_P_ACCEPTABLE, TERM_QUALITY_P_ADJUST, TERM_QUALITY_P_POOR,
+)
 from ..quality import ACCEPTABLE
 from .base import QueryItem, Strategy, Suggestion, rank, ranked_suggestions, suggestion, term_scores
 
 if TYPE_CHECKING:
-    from ..scoring import PoolScores
+    from ..pool import PoolScores
 
 FALLBACK_NOTE = "ranked by MC-dropout uncertainty instead"
 
 
 def select_quality_threshold(pool: PoolScores, k: int, seed: int) -> list[Suggestion]:
     """Expert items first (Poor, Adjust, unknown), then Acceptable ones flagged as pseudo-labels."""
-    quality = term_scores(pool, "quality_class")
+    quality = term_scores(pool, TERM_QUALITY_CLASS)
     if not any(np.isfinite(value) for value in quality.values()):
         message = f"{pool.quality_status or 'quality unknown'}: {FALLBACK_NOTE}"
         return [replace(s, message=message)
-                for s in ranked_suggestions(pool, term_scores(pool, "mc_top"), k, seed, "quality-threshold")]
+                for s in ranked_suggestions(pool, term_scores(pool, TERM_MC_TOP), k, seed, "quality-threshold")]
     badness = _badness(pool)
     for_expert = {item: badness[item] for item, value in quality.items() if value != ACCEPTABLE}
     acceptable = {item: badness[item] for item, value in quality.items() if value == ACCEPTABLE}
     picks = [(item, 0.0) for item in rank(for_expert, seed)]
     picks += [(item, 1.0) for item in rank(acceptable, seed)]
-    return [suggestion(pool, item, badness[item], "quality-threshold", {"pseudo_label": pseudo})
+    return [suggestion(pool, item, badness[item], "quality-threshold", {TERM_PSEUDO_LABEL: pseudo})
             for item, pseudo in picks[:k]]
 
 
@@ -53,26 +57,26 @@ def pseudo_label_candidates(pool: PoolScores, threshold: float = 0.5) -> list[Su
     Each carries ``pseudo_label = 1.0``; the session shows them for one-click acceptance
     (kind pseudo-accepted) or rejection. Empty when quality is unknown.
     """
-    quality = term_scores(pool, "quality_class")
-    confidence = term_scores(pool, "quality_p_acceptable")
+    quality = term_scores(pool, TERM_QUALITY_CLASS)
+    confidence = term_scores(pool, TERM_QUALITY_P_ACCEPTABLE)
     chosen = {item: confidence[item] for item, value in quality.items()
               if value == ACCEPTABLE and confidence[item] >= threshold}
-    return [suggestion(pool, item, chosen[item], "quality-threshold", {"pseudo_label": 1.0})
+    return [suggestion(pool, item, chosen[item], "quality-threshold", {TERM_PSEUDO_LABEL: 1.0})
             for item in rank(chosen, seed=0)]
 
 
 def _badness(pool: PoolScores) -> dict[QueryItem, float]:
     """``p_poor + 0.5 p_adjust`` per candidate (0 = surely Acceptable, 1 = surely Poor)."""
-    poor = term_scores(pool, "quality_p_poor")
-    adjust = term_scores(pool, "quality_p_adjust")
+    poor = term_scores(pool, TERM_QUALITY_P_POOR)
+    adjust = term_scores(pool, TERM_QUALITY_P_ADJUST)
     return {item: poor[item] + 0.5 * adjust[item] for item in pool.candidates}
 
 
 QUALITY_THRESHOLD = Strategy(
     name="quality-threshold",
-    granularity="case",
+    granularity=CASE,
     description="Predicted-quality triage: Poor/Adjust to the expert, Acceptable offered as pseudo-labels (METHODS A).",
-    needs=frozenset({"model", "mc", "quality"}),
+    needs=frozenset({NEED_MODEL, NEED_MC, NEED_QUALITY}),
     select=select_quality_threshold,
-    granularities=frozenset({"case", "slice"}),
+    granularities=frozenset({CASE, SLICE}),
 )

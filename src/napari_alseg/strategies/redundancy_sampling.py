@@ -13,13 +13,14 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from ..domain import CASE, NEED_FEATURES, NEED_MC, NEED_MODEL, TERM_MC_TOP, TERM_UNCERTAINTY
 from ..redundancy import cosine_similarity_matrix, top_then_restrict
 from .base import QueryItem, Strategy, Suggestion, rank, suggestion, term_scores
 
 if TYPE_CHECKING:
-    from ..scoring import PoolScores
+    from ..pool import PoolScores
 
-UNCERTAINTY_TERM = "mc_top"
+UNCERTAINTY_TERM = TERM_MC_TOP
 
 
 def restricted_ranker(strategy_name: str, method: str):
@@ -48,7 +49,7 @@ def restricted_ranker(strategy_name: str, method: str):
         closest = _max_similarity(pool, picks, annotated)
         return [
             suggestion(pool, item, -position, strategy_name,
-                       {"uncertainty": scores[item], "max_similarity": closest[position]})
+                       {TERM_UNCERTAINTY: scores[item], "max_similarity": closest[position]})
             for position, item in enumerate(picks)
         ]
 
@@ -72,15 +73,15 @@ def _max_similarity(pool: PoolScores, picks: list[QueryItem], annotated: np.ndar
 
 REPRESENTATIVE = Strategy(
     name="representative",
-    granularity="case",
+    granularity=CASE,
     description="Top-2k MC-dropout uncertain, then k by greedy max cover of feature similarity (METHODS B).",
-    needs=frozenset({"model", "mc", "features"}),
+    needs=frozenset({NEED_MODEL, NEED_MC, NEED_FEATURES}),
     select=restricted_ranker("representative", "representative"),
 )
 NON_SIMILAR = Strategy(
     name="non-similar",
-    granularity="case",
+    granularity=CASE,
     description="Top-2k MC-dropout uncertain, then k least similar to labelled and picked items (METHODS B).",
-    needs=frozenset({"model", "mc", "features"}),
+    needs=frozenset({NEED_MODEL, NEED_MC, NEED_FEATURES}),
     select=restricted_ranker("non-similar", "non_similar"),
 )

@@ -8,10 +8,14 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from ..domain import (
+    CASE, NEED_BOOTSTRAP, NEED_MC, NEED_MODEL, ROI, TERM_BOOTSTRAP, TERM_ENTROPY, TERM_ENTROPY_MC, TERM_MARGIN,
+    TERM_MC_SUM, TERM_MC_TOP,
+)
 from .base import Strategy, Suggestion, ranked_suggestions, term_scores
 
 if TYPE_CHECKING:
-    from ..scoring import PoolScores
+    from ..pool import PoolScores
 
 
 def term_ranker(strategy_name: str, term: str):
@@ -28,26 +32,26 @@ def _strategy(name: str, term: str, granularity: str, needs: set[str], descripti
 
 
 ENTROPY = _strategy(
-    "entropy", "entropy", "roi", {"model"},
+    "entropy", TERM_ENTROPY, ROI, {NEED_MODEL},
     "Mean voxel entropy of the prediction (per ROI: binary entropy H_nc of its class; METHODS E).",
 )
 ENTROPY_MC = _strategy(
-    "entropy-mc", "entropy_mc", "roi", {"model", "mc"},
+    "entropy-mc", TERM_ENTROPY_MC, ROI, {NEED_MODEL, NEED_MC},
     "Entropy of the MC-dropout mean prediction, S = 20 samples (METHODS E baseline).",
 )
 MARGINS = _strategy(
-    "margins", "margin", "case", {"model"},
+    "margins", TERM_MARGIN, CASE, {NEED_MODEL},
     "Foreground probabilities nearest 0.5: u = -mean|p - 0.5| (METHODS B).",
 )
 MC_DROPOUT_TOP = _strategy(
-    "mc-dropout-top", "mc_top", "case", {"model", "mc"},
+    "mc-dropout-top", TERM_MC_TOP, CASE, {NEED_MODEL, NEED_MC},
     "Mean of the top 0.1 % MC-dropout voxel variances: small uncertain structures (METHODS B).",
 )
 MC_DROPOUT_SUM = _strategy(
-    "mc-dropout-sum", "mc_sum", "case", {"model", "mc"},
+    "mc-dropout-sum", TERM_MC_SUM, CASE, {NEED_MODEL, NEED_MC},
     "Sum over voxels of the class-mean MC-dropout variance: broad uncertain volume (METHODS D).",
 )
 BOOTSTRAP = _strategy(
-    "bootstrap", "bootstrap", "case", {"model", "bootstrap"},
+    "bootstrap", TERM_BOOTSTRAP, CASE, {NEED_MODEL, NEED_BOOTSTRAP},
     "Mean variance across models trained on bootstrap resamples of the labels (METHODS B).",
 )

@@ -1,0 +1,96 @@
+"""The domain's names: the leaf every layer imports and that imports nothing of ours.
+
+A name that crosses layers (query items, granularities, scoring needs, score terms, event
+kinds, quality classes) is a constant here, never a string repeated in the store, the
+scoring, the strategies, the session and the widget: a typo fails at import, not as a
+missing column. Pure Python; importing it costs nothing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+# ---------------------------------------------------------------------------- query items
+
+CASE = "case"
+SLICE = "slice"
+ROI = "roi"
+GRANULARITIES = (CASE, SLICE, ROI)  # what a strategy ranks
+PROJECT_GRANULARITIES = (CASE, SLICE)  # what a project is annotated at (ROIs live on slices)
+
+BBox = tuple[tuple[int, int], ...]  # half-open voxel bounds ((k0, k1), (j0, j1), (i0, i1))
+
+
+@dataclass(frozen=True, order=True)
+class QueryItem:
+    """A case, a slice ``(case, slice_index)`` or an ROI ``(case, slice_index, class_id)``."""
+
+    case: str
+    slice_index: int | None = None
+    class_id: int | None = None
+
+    @property
+    def region(self) -> QueryItem:
+        """The case or slice this item lies in (an ROI's slice; a case or slice itself)."""
+        return QueryItem(self.case, self.slice_index)
+
+
+def item_key(item: QueryItem) -> tuple[str, int, int]:
+    """A total order on items of mixed kinds (None sorts before every index)."""
+    return (
+        item.case,
+        -1 if item.slice_index is None else item.slice_index,
+        -1 if item.class_id is None else item.class_id,
+    )
+
+
+# ---------------------------------------------------------------------------- scoring needs
+
+NEED_MODEL = "model"
+NEED_MC = "mc"
+NEED_FEATURES = "features"
+NEED_BOOTSTRAP = "bootstrap"
+NEED_VAE = "vae"
+NEED_QUALITY = "quality"
+NEED_EFFORT = "effort"
+NEEDS = frozenset({NEED_MODEL, NEED_MC, NEED_FEATURES, NEED_BOOTSTRAP, NEED_VAE, NEED_QUALITY, NEED_EFFORT})
+
+# ---------------------------------------------------------------------------- score terms
+
+TERM_ENTROPY = "entropy"  # mean voxel entropy of the prediction (nats)
+TERM_ENTROPY_MC = "entropy_mc"  # the same of the MC-dropout mean
+TERM_MARGIN = "margin"  # minus the mean top-two margin
+TERM_MC_TOP = "mc_top"  # mean of the top 0.1 % MC-dropout variances (probability²)
+TERM_MC_SUM = "mc_sum"  # their sum over the region
+TERM_BOOTSTRAP = "bootstrap"  # variance across bootstrap models
+TERM_UNCERTAINTY = "uncertainty"  # a strategy's own score, kept beside the others
+TERM_DICE_GAP = "dice_gap"  # dice-per-effort's room for improvement of the class
+TERM_EFFORT_PX = "effort_px"  # estimated boundary to trace (px)
+TERM_EFFORT_MM = "effort_mm"  # the same in mm
+TERM_EFFORT_S = "effort_s"  # the same in seconds (a fitted seconds model)
+TERM_QUALITY_P_POOR = "quality_p_poor"
+TERM_QUALITY_P_ADJUST = "quality_p_adjust"
+TERM_QUALITY_P_ACCEPTABLE = "quality_p_acceptable"
+TERM_QUALITY_CLASS = "quality_class"  # the predicted quality class 0/1/2 (a float: terms are numbers)
+TERM_QUALITY_PROB = "quality_prob"  # its probability
+TERM_PSEUDO_LABEL = "pseudo_label"  # 1.0: the prediction is proposed for one-click acceptance
+
+UNCERTAINTY_TERMS = (TERM_MC_TOP, TERM_ENTROPY_MC, TERM_ENTROPY, TERM_MARGIN)  # a stored score: the first present
+
+# ---------------------------------------------------------------------------- quality classes
+
+QUALITY_POOR = 0
+QUALITY_ADJUST = 1
+QUALITY_ACCEPTABLE = 2
+QUALITY_CLASS_NAMES = ("Poor", "Acceptable with adjustments", "Acceptable")
+QUALITY_PROBABILITY_TERMS = (TERM_QUALITY_P_POOR, TERM_QUALITY_P_ADJUST, TERM_QUALITY_P_ACCEPTABLE)  # by class
+
+# ---------------------------------------------------------------------------- annotation events
+
+MANUAL = "manual"
+CORRECTED = "corrected"
+PSEUDO_ACCEPTED = "pseudo-accepted"
+PSEUDO_REJECTED = "pseudo-rejected"
+EVENT_KINDS = (MANUAL, CORRECTED, PSEUDO_ACCEPTED, PSEUDO_REJECTED)
+LABELLING_KINDS = (MANUAL, CORRECTED, PSEUDO_ACCEPTED)  # the kinds that write a label version
+TRACED_KINDS = (MANUAL, CORRECTED)  # the kinds whose seconds time a traced boundary

@@ -1,0 +1,91 @@
+"""The record of one round of pool scoring: what every strategy ranks from (DESIGN).
+
+It lies below both :mod:`napari_alseg.scoring` (which fills it) and
+:mod:`napari_alseg.strategies` (which rank it), so neither imports the other.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from .domain import (
+    NEED_BOOTSTRAP, NEED_EFFORT, NEED_FEATURES, NEED_MC, NEED_MODEL, NEED_QUALITY, NEED_VAE, TERM_BOOTSTRAP,
+    TERM_MC_TOP, TERM_QUALITY_CLASS, UNCERTAINTY_TERMS, BBox, QueryItem, item_key,
+)
+from .effort import EffortModel, SecondsModel
+from .store.records import ScoredItem
+
+PRIMARY_TERMS = UNCERTAINTY_TERMS  # the stored score of an item: the first of these present
+
+
+@dataclass
+class PoolScores:
+    """Everything the strategies rank from, for one round.
+
+    ``candidates``: unlabelled, non-validation items of ``granularity``; ``labelled``: items
+    already labelled (ROIs: (slice, class) delineated). ``terms[item]``: named numbers
+    (entropy, entropy_mc, margin, mc_top, mc_sum, bootstrap in nats / probability²;
+    quality_*). ``features[item]``: bottleneck features ``(F,)`` of candidates and labelled
+    items. ``bboxes[item]``: half-open ``((k0, k1), (j0, j1), (i0, i1))`` around the predicted
+    foreground (an ROI: its class) plus :data:`BBOX_MARGIN`, the whole region when nothing
+    is predicted. ``class_dice_history``: per round, Dice on the manual labels ``(C-1,)`` of classes
+    1..C-1. ``allowed[(case, slice)]``: METHODS E ``C_n``. ``vae_latents``: latent means of
+    items and of gradient seeds; ``gradient_latents[seed]``: ``z'`` after the gradient
+    step. ``spacing[case]``: in-plane pixel size (row, col) in mm. ``quality_features``:
+    :func:`~napari_alseg.quality.quality_features` of candidates, to pair later with the
+    Dice the annotator's correction reveals; ``quality_examples``: (validation item,
+    features, true Dice); ``quality_status``: why quality is unknown ("" when rated).
+    ``vae``: the VAE used, to reuse next round.
+    """
+
+    granularity: str
+    n_classes: int
+    has_model: bool
+    model_version: str | None
+    candidates: list[QueryItem]
+    labelled: list[QueryItem]
+    terms: dict[QueryItem, dict[str, float]] = field(default_factory=dict)
+    features: dict[QueryItem, np.ndarray] = field(default_factory=dict)
+    bboxes: dict[QueryItem, BBox] = field(default_factory=dict)
+    n_slices: dict[str, int] = field(default_factory=dict)
+    class_dice_history: list[np.ndarray] = field(default_factory=list)
+    effort: EffortModel | None = None
+    allowed: dict[tuple[str, int], set[int]] = field(default_factory=dict)
+    vae_latents: dict[QueryItem, np.ndarray] | None = None
+    gradient_latents: dict[QueryItem, np.ndarray] | None = None
+    seconds_model: SecondsModel | None = None
+    spacing: dict[str, tuple[float, float]] = field(default_factory=dict)
+    quality_features: dict[QueryItem, np.ndarray] = field(default_factory=dict)
+    quality_examples: list[tuple[QueryItem, np.ndarray, float]] = field(default_factory=list)
+    quality_status: str = ""
+    vae: Any = None
+
+    def available(self) -> frozenset[str]:
+        """Which of :data:`~napari_alseg.strategies.NEEDS` this pool can serve."""
+        def has_term(name: str) -> bool:
+            return any(name in terms for terms in self.terms.values())
+
+        present = {
+            "model": self.has_model,
+            "mc": has_term("mc_top"),
+            "features": bool(self.candidates) and all(item in self.features for item in self.candidates),
+            "bootstrap": has_term("bootstrap"),
+            "vae": self.vae_latents is not None and self.gradient_latents is not None,
+            "quality": has_term("quality_class"),
+            "effort": self.effort is not None,
+        }
+        return frozenset(need for need, ok in present.items() if ok)
+
+    def to_scored_items(self) -> list[ScoredItem]:
+        """Candidates for ``project.store_scores``: finite terms only; score = the first of
+        :data:`PRIMARY_TERMS` present (``-inf`` when none, e.g. without a model)."""
+        scored = []
+        for item in sorted(self.candidates, key=item_key):
+            terms = {name: float(value) for name, value in self.terms.get(item, {}).items() if math.isfinite(value)}
+            score = next((terms[name] for name in PRIMARY_TERMS if name in terms), -math.inf)
+            scored.append(ScoredItem(item.case, item.slice_index, item.class_id, score, terms))
+        return scored

@@ -1,0 +1,117 @@
+"""What one round of scoring is asked to do (:class:`ScoreRequest`) and the checks on it."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Collection, Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from ..domain import CASE, GRANULARITIES, NEEDS, QueryItem
+from ..effort import EffortModel, SecondsModel
+from ..errors import AlsegError
+from ..quality import QualityPredictor
+
+if TYPE_CHECKING:
+    from ..model import ModelSpec, SegmentationNet
+    from ..vae import ConvVAE
+    from .predict import RoundInputs
+
+DEFAULT_VAE_STEPS = 300
+
+
+class ScoringCancelled(AlsegError):
+    """``should_stop()`` asked to stop; nothing of the round is kept."""
+
+
+@dataclass(frozen=True)
+class ScoreRequest:
+    """The inputs of one :func:`~napari_alseg.scoring.score_pool` round.
+
+    ``images``: case → ``(Cin, k, j, i)`` float32, read one region at a time in case order (a
+    :class:`~napari_alseg.image_cache.LazyImages` loads each case only then, and gives every
+    shape without loading); ``labels``: case → (class ids ``(k, j, i)``, labelled mask
+    ``(k, j, i)`` bool) or None. A case (slice) is labelled when its mask is
+    all True; an ROI when its class was delineated on the slice (labelled pixels of that
+    class, or the whole slice labelled). ``net`` None: no model yet; only items and whole-
+    region boxes are filled (random and slice-uniform still work). ``spec``: the net's (its
+    own when None). ``granularity``: one of :data:`~napari_alseg.domain.GRANULARITIES`;
+    ``needs``: a subset of :data:`~napari_alseg.domain.NEEDS`. ``mc_samples``: T (S = 20 in
+    METHODS E). ``bootstrap_nets``: 2+ nets (:func:`train_bootstrap_nets`).
+    ``validation``: items (or whole cases / slices) never suggested. ``allowed``: case →
+    ``(k, C)`` bool, METHODS E ``C_n`` (``Session.allowed_classes``); None = all classes.
+    ``effort``, ``seconds_model``, ``spacing``, ``class_dice_history`` pass through to
+    dice-per-effort. ``recent``: items labelled last round, the gradient-vae seeds (None =
+    all labelled). ``vae``: reuse a trained VAE instead of training one for ``vae_steps``.
+    ``patch_size``: sliding windows (native voxels), None = whole region.
+    """
+
+    net: SegmentationNet | None
+    spec: ModelSpec | None
+    images: Mapping[str, np.ndarray]
+    labels: Mapping[str, tuple[np.ndarray, np.ndarray] | None]
+    granularity: str
+    n_classes: int
+    needs: Collection[str] = frozenset()
+    mc_samples: int = 20
+    bootstrap_nets: Sequence[SegmentationNet] | None = None
+    quality_model: QualityPredictor | None = None
+    validation: Collection[QueryItem] = frozenset()
+    model_version: str | None = None
+    device: Any = None
+    allowed: Mapping[str, np.ndarray] | None = None
+    effort: EffortModel | None = None
+    seconds_model: SecondsModel | None = None
+    spacing: Mapping[str, tuple[float, float]] | None = None
+    class_dice_history: Sequence[np.ndarray] = ()
+    recent: Collection[QueryItem] | None = None
+    vae: ConvVAE | None = None
+    vae_steps: int = DEFAULT_VAE_STEPS
+    patch_size: tuple[int, ...] | None = None
+    seed: int = 0
+
+
+def check_stop(should_stop: Callable[[], bool] | None) -> None:
+    if should_stop is not None and should_stop():
+        raise ScoringCancelled("scoring cancelled; the previous round's suggestions are kept")
+
+
+def checked_needs(needs: Collection[str]) -> frozenset[str]:
+    needs = frozenset(needs)
+    unknown = sorted(needs - NEEDS)
+    if unknown:
+        raise AlsegError(f"unknown scoring needs {unknown}; valid: {sorted(NEEDS)}")
+    return needs
+
+
+def checked_inputs(
+    net: SegmentationNet | None,
+    spec: ModelSpec | None,
+    shapes: Mapping[str, tuple[int, ...]],
+    labels: Mapping[str, tuple[np.ndarray, np.ndarray] | None],
+    granularity: str,
+    n_classes: int,
+) -> ModelSpec | None:
+    if granularity not in GRANULARITIES:
+        raise AlsegError(f"granularity must be one of {GRANULARITIES}, got {granularity!r}")
+    for case, shape in shapes.items():
+        if len(shape) != 4:
+            raise AlsegError(f"case {case}: image must be (channels, k, j, i), got shape {shape}")
+        given = labels.get(case)
+        if given is not None and not np.shape(given[0]) == np.shape(given[1]) == shape[1:]:
+            raise AlsegError(f"case {case}: labels and labelled mask must have the image's shape {shape[1:]}")
+    if net is None:
+        return spec
+    spec = spec or net.spec
+    expected_dims = 3 if granularity == CASE else 2
+    if spec.spatial_dims != expected_dims:
+        raise AlsegError(f"{granularity} items are scored with a {expected_dims}D net, got a {spec.spatial_dims}D one")
+    if spec.n_classes != n_classes:
+        raise AlsegError(f"the net predicts {spec.n_classes} classes but the project has {n_classes}")
+    return spec
+
+
+def check_bootstrap(scoring: RoundInputs) -> None:
+    if len(scoring.bootstrap_nets) == 1:
+        raise AlsegError("bootstrap scoring needs at least 2 models (train_bootstrap_nets with n >= 2)")

@@ -1,0 +1,88 @@
+"""The round itself: :func:`score_pool` predicts each region once and fills the pool."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+
+from ..domain import NEED_BOOTSTRAP, NEED_FEATURES, NEED_QUALITY, NEED_VAE, QueryItem
+from ..image_cache import image_shapes
+from ..pool import PoolScores
+from ..quality import prediction_dice, quality_features
+from .boxes import item_bbox, whole_bbox
+from .items import allowed_sets, candidate_items, quality_regions, regions_to_predict
+from .predict import RegionPrediction, RoundInputs, normalised_image, predict_region, with_partial_labels
+from .request import ScoreRequest, check_bootstrap, check_stop, checked_inputs, checked_needs
+from .terms import item_terms, quality_status, quality_terms
+from .vae_latents import add_vae_latents
+
+def score_pool(request: ScoreRequest, *, progress: Callable[[int, int], None] | None = None,
+               should_stop: Callable[[], bool] | None = None) -> PoolScores:
+    """Score every candidate of one round for the strategies whose ``request.needs`` are given.
+
+    Pure: reads the request's images and labels, returns a new pool and changes nothing
+    else, so it may run in a worker thread. ``progress(done, total)`` after each case or
+    slice and VAE stage; ``should_stop()`` before each, :class:`ScoringCancelled` when it
+    answers True (see :class:`ScoreRequest` for the inputs).
+    """
+    r = request
+    needs = checked_needs(r.needs)
+    shapes = image_shapes(r.images)
+    spec = checked_inputs(r.net, r.spec, shapes, r.labels, r.granularity, r.n_classes)
+    allowed = dict(r.allowed or {})
+    candidates, labelled = candidate_items(r.granularity, shapes, r.labels, allowed, r.n_classes, set(r.validation))
+    pool = PoolScores(
+        r.granularity, r.n_classes, r.net is not None, r.model_version, candidates, labelled,
+        n_slices={case: int(shape[1]) for case, shape in shapes.items()},
+        class_dice_history=[np.asarray(d, dtype=float) for d in r.class_dice_history],
+        effort=r.effort, seconds_model=r.seconds_model, spacing=dict(r.spacing or {}),
+        allowed=allowed_sets(shapes, allowed, r.n_classes),
+    )
+    pool.bboxes = {item: whole_bbox(item, shapes[item.case][1:]) for item in candidates}
+    if r.net is None:
+        return pool
+    scoring = RoundInputs(r.net, spec.spatial_dims, r.images, shapes, r.labels, allowed, needs, r.mc_samples,
+                          list(r.bootstrap_nets or []) if NEED_BOOTSTRAP in needs else [], r.quality_model,
+                          r.patch_size, r.device, r.seed)
+    check_bootstrap(scoring)
+    validation_regions = quality_regions(scoring, r.granularity, r.validation) if NEED_QUALITY in needs else []
+    regions = regions_to_predict(pool, needs, validation_regions)
+    total = len(regions) + (2 if NEED_VAE in needs else 0)
+    for done, region in enumerate(regions, start=1):
+        check_stop(should_stop)
+        _score_region(scoring, pool, region, region in validation_regions)
+        if progress is not None:
+            progress(done, total)
+    if NEED_QUALITY in needs:
+        pool.quality_status = quality_status(r.quality_model)
+    if NEED_VAE in needs:
+        add_vae_latents(scoring, pool, r.recent, r.vae, r.vae_steps, progress, should_stop, len(regions), total)
+    return pool
+
+
+def _score_region(scoring: RoundInputs, pool: PoolScores, region: QueryItem, is_validation: bool) -> None:
+    items = [item for item in pool.candidates if item.region == region]
+    prediction = predict_region(scoring, region, with_mc=bool(items) or is_validation)
+    if is_validation:
+        _add_quality_example(scoring, pool, region, prediction)
+        return
+    prediction = with_partial_labels(prediction, scoring, region)
+    for item in items:
+        pool.terms[item] = item_terms(prediction, item, scoring)
+        pool.bboxes[item] = item_bbox(prediction.probs, item, scoring.shapes[item.case][1:])
+        if NEED_QUALITY in scoring.needs and item.class_id is None:
+            features = quality_features(normalised_image(scoring, region), prediction.probs, prediction.variance)
+            pool.quality_features[item] = features
+            pool.terms[item].update(quality_terms(scoring.quality_model, features))
+    if NEED_FEATURES in scoring.needs:
+        for item in pool.candidates + pool.labelled:
+            if item.region == region:
+                pool.features[item] = prediction.features
+
+
+def _add_quality_example(scoring: RoundInputs, pool: PoolScores, region: QueryItem,
+                         prediction: RegionPrediction) -> None:
+    labels, _mask = scoring.region_labels(region)
+    features = quality_features(normalised_image(scoring, region), prediction.probs, prediction.variance)
+    pool.quality_examples.append((region, features, prediction_dice(prediction.probs, labels, pool.n_classes)))

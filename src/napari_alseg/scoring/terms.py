@@ -1,0 +1,104 @@
+"""The named numbers of one item (METHODS B, D, E; quality A), from one region's prediction."""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING
+
+import numpy as np
+from scipy import ndimage
+
+from ..domain import (
+    QUALITY_PROBABILITY_TERMS, TERM_BOOTSTRAP, TERM_ENTROPY, TERM_ENTROPY_MC, TERM_MARGIN, TERM_MC_SUM,
+    TERM_MC_TOP, TERM_QUALITY_CLASS, TERM_QUALITY_PROB, QueryItem,
+)
+from ..quality import QualityPredictor
+from ..uncertainty import bootstrap_score, class_entropy, margin_score, mean_entropy, top_fraction_mean
+
+if TYPE_CHECKING:
+    from .predict import RegionPrediction, RoundInputs
+
+ROI_DILATION = 2  # px: an ROI's scoring region is its predicted area grown by this much
+
+
+def item_terms(prediction: RegionPrediction, item: QueryItem, scoring: RoundInputs) -> dict[str, float]:
+    maps = {"mc_probs": prediction.mc_probs, "variance": prediction.variance, "members": prediction.members}
+    if item.class_id is None:
+        return region_terms(prediction.probs, **maps)
+    given = scoring.region_labels(item.region)
+    unlabelled = np.ones(prediction.probs.shape[1:], bool) if given is None else ~np.asarray(given[1], bool)
+    return roi_terms(prediction.probs, item.class_id, unlabelled, **maps)
+
+
+def region_terms(
+    probs: np.ndarray,
+    mc_probs: np.ndarray | None = None,
+    variance: np.ndarray | None = None,
+    members: np.ndarray | None = None,
+) -> dict[str, float]:
+    """Terms of a whole case or slice: mean entropy (E baseline), margins (B); with MC
+    dropout (``mc_probs``, ``variance`` ``(C, *S)``) entropy_mc (E), mc_top = mean of the top
+    0.1 % class-mean variances (B), mc_sum = their sum (D); with bootstrap ``members``
+    ``(M, C, *S)`` the mean variance across models (B)."""
+    terms = {TERM_ENTROPY: mean_entropy(probs), TERM_MARGIN: margin_score(probs)}
+    if variance is not None:
+        voxel_variance = np.asarray(variance).mean(axis=0)
+        terms.update({
+            TERM_ENTROPY_MC: mean_entropy(mc_probs),
+            TERM_MC_TOP: top_fraction_mean(voxel_variance),
+            TERM_MC_SUM: float(voxel_variance.sum()),
+        })
+    if members is not None:
+        terms[TERM_BOOTSTRAP] = bootstrap_score(members)
+    return terms
+
+
+def roi_terms(
+    probs: np.ndarray,
+    class_id: int,
+    unlabelled: np.ndarray,
+    mc_probs: np.ndarray | None = None,
+    variance: np.ndarray | None = None,
+    members: np.ndarray | None = None,
+) -> dict[str, float]:
+    """Terms of a (slice, class) item, as :func:`region_terms` but for class ``class_id`` only.
+
+    The scoring region is the class's predicted area grown by :data:`ROI_DILATION` px,
+    restricted to ``unlabelled`` pixels (the whole unlabelled slice when the class is not
+    predicted): binary entropy ``H_nc`` (METHODS E), margin of ``p_c``, and the variance
+    of ``p_c``: top 0.1 % over the slice, sum over the region.
+    """
+    region = ndimage.binary_dilation(probs.argmax(axis=0) == class_id, iterations=ROI_DILATION) & unlabelled
+    if not region.any():
+        region = unlabelled if unlabelled.any() else np.ones_like(unlabelled)
+    terms = {
+        TERM_ENTROPY: class_entropy(probs, class_id, region),
+        TERM_MARGIN: -float(np.abs(probs[class_id][region] - 0.5).mean()),
+    }
+    if variance is not None:
+        class_variance = np.asarray(variance)[class_id]
+        terms.update({
+            TERM_ENTROPY_MC: class_entropy(mc_probs, class_id, region),
+            TERM_MC_TOP: top_fraction_mean(class_variance),
+            TERM_MC_SUM: float(class_variance[region].sum()),
+        })
+    if members is not None:
+        terms[TERM_BOOTSTRAP] = float(np.asarray(members)[:, class_id].var(axis=0)[region].mean())
+    return terms
+
+
+def quality_terms(model: QualityPredictor | None, features: np.ndarray) -> dict[str, float]:
+    """quality_p_poor/_adjust/_acceptable, quality_class (0/1/2) and quality_prob; NaN when unknown."""
+    probabilities = np.full(3, np.nan) if model is None else model.predict_proba(features[None])[0]
+    known = bool(np.isfinite(probabilities).all())
+    return {
+        **{name: float(p) for name, p in zip(QUALITY_PROBABILITY_TERMS, probabilities)},
+        TERM_QUALITY_CLASS: float(probabilities.argmax()) if known else math.nan,
+        TERM_QUALITY_PROB: float(probabilities.max()) if known else math.nan,
+    }
+
+
+def quality_status(model: QualityPredictor | None) -> str:
+    if model is None:
+        return "quality unknown: no quality predictor yet"
+    return model.reason

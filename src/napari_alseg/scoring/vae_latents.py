@@ -1,0 +1,63 @@
+"""METHODS C's inputs: VAE latents of every item and the gradient steps of the seeds."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Collection
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from ..domain import CASE, QueryItem, item_key
+from ..pool import PoolScores
+from .predict import RoundInputs, normalised_image
+from .request import check_stop
+
+if TYPE_CHECKING:
+    from ..vae import ConvVAE
+
+def add_vae_latents(
+    scoring: RoundInputs,
+    pool: PoolScores,
+    recent: Collection[QueryItem] | None,
+    vae: ConvVAE | None,
+    steps: int,
+    progress: Callable[[int, int], None] | None,
+    should_stop: Callable[[], bool] | None,
+    done: int,
+    total: int,
+) -> None:
+    """METHODS C: a VAE on every slice (case), latents of all items, gradient steps of seeds."""
+    from ..vae import encode_latents, fit_vae, gradient_step_latents
+
+    regions = all_regions(scoring, pool.granularity)
+    normalised = {region: normalised_image(scoring, region) for region in regions}
+    check_stop(should_stop)
+    pool.vae = vae or fit_vae(list(normalised.values()), scoring.spatial_dims, steps=steps, seed=scoring.seed,
+                              should_stop=should_stop)
+    latents = dict(zip(regions, encode_latents(pool.vae, list(normalised.values()))))
+    if progress is not None:
+        progress(done + 1, total)
+    check_stop(should_stop)
+    pool.vae_latents = {item: latents[item.region] for item in pool.candidates + pool.labelled}
+    pool.gradient_latents = {}
+    for seed_region in _seed_regions(scoring, pool, recent):
+        labels, mask = scoring.region_labels(seed_region)
+        z, moved = gradient_step_latents(scoring.net, pool.vae, normalised[seed_region], labels, mask)
+        pool.vae_latents[seed_region] = z
+        pool.gradient_latents[seed_region] = moved
+    if progress is not None:
+        progress(total, total)
+
+
+def all_regions(scoring: RoundInputs, granularity: str) -> list[QueryItem]:
+    if granularity == CASE:
+        return [QueryItem(case) for case in sorted(scoring.shapes)]
+    return [QueryItem(case, n) for case in sorted(scoring.shapes) for n in range(scoring.shapes[case][1])]
+
+
+def _seed_regions(scoring: RoundInputs, pool: PoolScores, recent: Collection[QueryItem] | None) -> list[QueryItem]:
+    """Regions of the items labelled last round (all labelled when unknown) with labels."""
+    seeds = pool.labelled if recent is None else list(recent)
+    regions = sorted({item.region for item in seeds}, key=item_key)
+    return [region for region in regions
+            if (given := scoring.region_labels(region)) is not None and np.asarray(given[1]).any()]

@@ -1,0 +1,314 @@
+"""The annotator's verbs over one project: what the widget, the CLI and the simulation drive.
+
+A :class:`Session` is a thin facade over four parts with one job each (napari's
+``ViewerModel`` shape): :attr:`~Session.view` (a read-only view of the labels),
+:attr:`~Session.learner` (plan, network, training rounds, prediction),
+:attr:`~Session.queries` (scoring, suggestions, rounds, quality examples) and
+:attr:`~Session.accounting` (effort). Every verb is plain Python with callbacks for
+progress and cancel.
+
+Long work computes and returns; only the caller's thread changes session state. A widget
+runs :meth:`Session.compute_rescore` / :meth:`Session.compute_round` in a thread worker and
+hands the result to :meth:`Session.adopt_rescore` / :meth:`Session.adopt_round` on the main
+thread; scripts call :meth:`Session.rescore` / :meth:`Session.retrain`, which do both.
+
+torch is imported only by the verbs that need a model; call :func:`import_model_backend`
+once on the main thread before starting a worker, because a first import inside a worker
+holds the GIL for seconds and freezes the UI.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from ..domain import MANUAL, QueryItem
+from ..effort import BoundaryLength, EffortModel, SecondsModel
+from ..image_cache import ImageCache
+from ..plan import Fingerprint, TrainingPlan
+from ..store import Project
+from ..strategies import Suggestion
+from .accounting import EffortAccounting
+from .labels import LabelsView
+from .learner import Learner, RetrainReport, TrainedRound
+from .queries import Queries, RescoreResult
+from .settings import SessionSettings
+
+if TYPE_CHECKING:
+    from ..model import ModelSpec, SegmentationNet, TrainConfig, TrainingItem, TrainProgress
+    from ..pool import PoolScores
+
+
+def import_model_backend() -> None:
+    """Import torch + MONAI now (≈5 s), on the calling thread; later imports are free."""
+    from .. import model  # noqa: F401
+
+
+class Session:
+    """One annotator working on one project with one model and one strategy at a time."""
+
+    def __init__(self, project: Project, *, annotator: str, strategy: str = "random",
+                 train_config: TrainConfig | None = None, device: str | None = None,
+                 batch_size: int = 5, seed: int = 0) -> None:
+        self.project = project
+        self.settings = SessionSettings(annotator, strategy, train_config, device, batch_size, seed)
+        self.view = LabelsView(project, ImageCache())
+        self.learner = Learner(project, self.settings, self.view)
+        self.accounting = EffortAccounting(project, self.view)
+        self.queries = Queries(project, self.settings, self.view, self.learner, self.accounting)
+
+    @classmethod
+    def open(cls, folder: str | Path, **options: Any) -> Session:
+        return cls(Project.open(folder), **options)
+
+    def close(self) -> None:
+        self.project.close()
+
+    def __enter__(self) -> Session:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    # ------------------------------------------------------------------ settings
+
+    annotator = property(lambda self: self.settings.annotator,
+                         lambda self, value: setattr(self.settings, "annotator", value))
+    strategy = property(lambda self: self.settings.strategy,
+                        lambda self, value: setattr(self.settings, "strategy", value))
+    train_config = property(lambda self: self.settings.train_config,
+                            lambda self, value: setattr(self.settings, "train_config", value))
+    device = property(lambda self: self.settings.device,
+                      lambda self, value: setattr(self.settings, "device", value))
+    batch_size = property(lambda self: self.settings.batch_size,
+                          lambda self, value: setattr(self.settings, "batch_size", value))
+    seed = property(lambda self: self.settings.seed, lambda self, value: setattr(self.settings, "seed", value))
+
+    # ------------------------------------------------------------------ labels (read-only)
+
+    @property
+    def spatial_dims(self) -> int:
+        return self.view.spatial_dims
+
+    @property
+    def image_cache(self) -> ImageCache:
+        return self.view.images
+
+    def case_image(self, case: str) -> np.ndarray:
+        return self.view.case_image(case)
+
+    def in_plane_spacing(self, case: str) -> tuple[float, float]:
+        return self.view.in_plane_spacing(case)
+
+    def allowed_classes(self, case: str) -> np.ndarray:
+        return self.view.allowed_classes(case)
+
+    def delineated_classes(self, case: str) -> dict[int, set[int]]:
+        return self.view.delineated_classes(case)
+
+    def training_items(self) -> list[TrainingItem]:
+        return self.view.training_items()
+
+    def recent_items(self) -> list[QueryItem]:
+        return self.view.recent_items()
+
+    # ------------------------------------------------------------------ model
+
+    @property
+    def model_version(self) -> str | None:
+        return self.learner.model_version
+
+    @property
+    def inference_patch(self) -> tuple[int, ...] | None:
+        return self.learner.inference_patch
+
+    def model_spec(self) -> ModelSpec:
+        return self.learner.model_spec()
+
+    def fingerprint(self) -> Fingerprint:
+        return self.learner.fingerprint()
+
+    def training_plan(self) -> TrainingPlan:
+        return self.learner.training_plan()
+
+    def replan(self, **overrides: Any) -> TrainingPlan:
+        return self.learner.replan(**overrides)
+
+    def set_plan(self, **overrides: Any) -> TrainingPlan:
+        return self.learner.set_plan(**overrides)
+
+    def round_config(self) -> TrainConfig:
+        return self.learner.round_config()
+
+    def current_net(self) -> SegmentationNet | None:
+        return self.learner.current_net()
+
+    def model_metrics(self) -> dict[str, Any]:
+        return self.learner.model_metrics()
+
+    def class_dice_history(self) -> list[np.ndarray]:
+        return self.learner.class_dice_history()
+
+    def export_model(self, path: str | Path) -> Path:
+        """The current model as a self-describing file another project can start from
+        (:mod:`napari_alseg.model_transfer`); ``path`` may be a folder."""
+        from ..model_transfer import export_model
+
+        return export_model(self, path)
+
+    def compute_round(self, *, progress: Callable[[TrainProgress], None] | None = None,
+                      should_stop: Callable[[], bool] | None = None) -> TrainedRound:
+        """Train a round on a snapshot of the labels (a worker may run this); nothing is saved."""
+        return self.learner.compute_round(progress=progress, should_stop=should_stop)
+
+    def adopt_round(self, trained: TrainedRound) -> RetrainReport:
+        """Save and record a trained round: the new active model (the caller's thread)."""
+        return self.learner.adopt_round(trained)
+
+    def retrain(self, *, progress: Callable[[TrainProgress], None] | None = None,
+                should_stop: Callable[[], bool] | None = None) -> RetrainReport:
+        """Fine-tune the active model on every label so far; a new checkpoint on success.
+
+        Cancelled or failed rounds leave the previous checkpoint active (training runs
+        on a copy). Raises :class:`~napari_alseg.errors.AlsegError` when nothing is labelled yet.
+        """
+        return self.adopt_round(self.compute_round(progress=progress, should_stop=should_stop))
+
+    def validation_metrics(self, net: SegmentationNet) -> dict[str, float]:
+        return self.learner.validation_metrics(net)
+
+    def label_metrics(self, net: SegmentationNet) -> dict[str, float]:
+        return self.learner.label_metrics(net)
+
+    def predict_probabilities(self, case: str, slice_index: int | None = None, *,
+                              net: SegmentationNet | None = None, partial_labels: bool = True) -> np.ndarray:
+        return self.learner.predict_probabilities(case, slice_index, net=net, partial_labels=partial_labels)
+
+    def predict_labels(self, case: str, slice_index: int | None = None, *,
+                       net: SegmentationNet | None = None, partial_labels: bool = True) -> np.ndarray:
+        return self.learner.predict_labels(case, slice_index, net=net, partial_labels=partial_labels)
+
+    def uncertainty_map(self, case: str, *, samples: int = 20) -> np.ndarray:
+        return self.learner.uncertainty_map(case, samples=samples)
+
+    # ------------------------------------------------------------------ annotating
+
+    def submit(self, case: str, labels: np.ndarray, *, kind: str = MANUAL, seconds_active: float,
+               slice_index: int | None = None, class_id: int | None = None,
+               original: np.ndarray | None = None, started_at: datetime | None = None) -> int:
+        """Save submitted labels durably, with the boundary the annotator had to trace.
+
+        For a correction (``original`` = the prefilled prediction) the effort is the
+        boundary actually changed; otherwise the whole boundary of what was drawn, each
+        shared boundary counted once (METHODS E). The item is left out of this round's
+        suggestions, also of a rescore computed while it was being submitted.
+        """
+        effort = self.accounting.boundary_effort(case, labels, original=original, class_id=class_id,
+                                                 slice_index=slice_index)
+        event_id = self.project.submit(
+            case, labels, kind=kind, slice_index=slice_index, class_id=class_id,
+            annotator=self.annotator, seconds_active=seconds_active, started_at=started_at,
+            original=original, boundary_px=effort.px, boundary_mm=effort.mm,
+            model_version=self.model_version)
+        item = QueryItem(case, slice_index, class_id)
+        self.queries.handled(item)
+        if original is not None:
+            self.queries.correction_submitted(item, original, labels)
+        return event_id
+
+    def accept_pseudo(self, case: str, prediction: np.ndarray | None = None, *,
+                      slice_index: int | None = None, seconds_active: float = 0.0) -> int:
+        """One click: the model's prediction becomes the case's labels (kind pseudo-accepted)."""
+        prediction = self.predict_labels(case, slice_index) if prediction is None else prediction
+        return self.project.accept_pseudo(case, prediction, slice_index=slice_index,
+                                          annotator=self.annotator, seconds_active=seconds_active,
+                                          model_version=self.model_version)
+
+    def reject_pseudo(self, case: str, *, slice_index: int | None = None,
+                      seconds_active: float = 0.0) -> int:
+        """Record that the prediction was not good enough; the case stays for the annotator."""
+        return self.project.reject_pseudo(case, slice_index=slice_index, annotator=self.annotator,
+                                          seconds_active=seconds_active, model_version=self.model_version)
+
+    def save_draft(self, case: str, labels: np.ndarray) -> None:
+        self.project.save_draft(case, labels)
+
+    def load_draft(self, case: str) -> np.ndarray | None:
+        return self.project.load_draft(case)
+
+    def mark_class_range(self, case: str, class_id: int, first_slice: int, last_slice: int) -> int:
+        """Weak annotation (METHODS E): class ``class_id`` appears only on slices first..last."""
+        return self.project.add_weak_annotation(case, class_id, first_slice, last_slice,
+                                                annotator=self.annotator)
+
+    def export(self, out_dir: str | Path) -> list[Path]:
+        return self.project.export(out_dir)
+
+    # ------------------------------------------------------------------ suggesting
+
+    @property
+    def pool_granularity(self) -> str:
+        return self.queries.pool_granularity
+
+    def scoring_needs(self, *, for_display: bool = True) -> set[str]:
+        return self.queries.scoring_needs(for_display=for_display)
+
+    def compute_rescore(self, *, progress: Callable[[int, int], None] | None = None,
+                        should_stop: Callable[[], bool] | None = None, for_display: bool = True) -> RescoreResult:
+        """Score the pool for the active model and strategy and return it; changes nothing
+        (a worker may run this). Hand the result to :meth:`adopt_rescore`."""
+        return self.queries.compute_rescore(progress=progress, should_stop=should_stop, for_display=for_display)
+
+    def adopt_rescore(self, result: RescoreResult) -> PoolScores:
+        """The computed pool becomes the current one (the caller's thread); items submitted or
+        skipped since it was computed stay out of the suggestions. Scores are stored per version."""
+        return self.queries.adopt_rescore(result)
+
+    def rescore(self, *, progress: Callable[[int, int], None] | None = None,
+                should_stop: Callable[[], bool] | None = None, for_display: bool = True) -> PoolScores:
+        """:meth:`compute_rescore` then :meth:`adopt_rescore` (scripts, CLI, simulation).
+
+        ``for_display=False`` computes only what the strategy ranks by.
+        """
+        return self.adopt_rescore(self.compute_rescore(progress=progress, should_stop=should_stop,
+                                                       for_display=for_display))
+
+    def suggest(self, k: int | None = None) -> list[Suggestion]:
+        return self.queries.suggest(k)
+
+    def skip(self, item: QueryItem) -> None:
+        """Leave an item out of this round's suggestions (it comes back after re-scoring)."""
+        self.queries.handled(item)
+
+    def pseudo_label_candidates(self) -> list[Suggestion]:
+        return self.queries.pseudo_label_candidates()
+
+    def quality_rows(self) -> list[tuple[str, str, float]]:
+        return self.queries.quality_rows()
+
+    @property
+    def n_quality_examples(self) -> int:
+        return self.queries.n_quality_examples
+
+    # ------------------------------------------------------------------ effort
+
+    def boundary_effort(self, case: str, labels: np.ndarray, *, original: np.ndarray | None = None,
+                        class_id: int | None = None, slice_index: int | None = None) -> BoundaryLength:
+        return self.accounting.boundary_effort(case, labels, original=original, class_id=class_id,
+                                               slice_index=slice_index)
+
+    def effort_model(self) -> EffortModel:
+        return self.accounting.effort_model()
+
+    def seconds_model(self) -> SecondsModel | None:
+        return self.accounting.seconds_model()
+
+    def effort_summary(self) -> dict[str, dict[str, float]]:
+        return self.accounting.effort_summary()
+
+    def learning_curve(self) -> list[tuple[str, float, float]]:
+        return self.accounting.learning_curve()

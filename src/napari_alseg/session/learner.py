@@ -1,0 +1,336 @@
+"""The learner: the project's plan, the network cache, training rounds, prediction, heat maps.
+
+Training is two steps (DESIGN: a worker computes and returns; the main thread adopts):
+:meth:`Learner.compute_round` trains on a snapshot of the labels and returns a
+:class:`TrainedRound` without touching the project; :meth:`Learner.adopt_round` saves and
+records the checkpoint, which makes it the active model. Prediction and uncertainty maps
+change nothing the UI reads (the network and heat-map caches are locked memos), so they may
+run in a worker too.
+
+torch is imported only by the methods that need a model.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from ..errors import AlsegError
+from ..metrics import class_means, dice_per_class, mean_dice
+from ..plan import PLAN_SETTING, Fingerprint, TrainingPlan, fingerprint, inference_patch, make_plan, stored_plan
+from ..store import Project
+from .labels import LabelsView
+from .settings import SessionSettings
+
+if TYPE_CHECKING:
+    from ..model import ModelSpec, SegmentationNet, TrainConfig, TrainProgress
+
+MIN_LABELLED_ITEMS = 1
+
+
+@dataclass(frozen=True)
+class RetrainReport:
+    """What one retrain round did; small enough to hand across threads."""
+
+    model_version: str | None
+    cancelled: bool
+    steps_done: int
+    n_items: int
+    metrics: dict[str, Any] = field(default_factory=dict)
+    message: str = ""
+
+
+@dataclass(frozen=True)
+class TrainedRound:
+    """A finished (or cancelled) round not yet adopted: the trained net (None when
+    cancelled), its metrics, and the model it was trained from."""
+
+    base_version: str | None
+    net: SegmentationNet | None
+    spec: ModelSpec | None
+    steps_done: int
+    n_items: int
+    metrics: dict[str, Any] = field(default_factory=dict)
+    warnings: tuple[str, ...] = ()
+
+    @property
+    def cancelled(self) -> bool:
+        return self.net is None
+
+
+class Learner:
+    """One project's model: plan, active network, rounds, predictions."""
+
+    def __init__(self, project: Project, settings: SessionSettings, view: LabelsView) -> None:
+        self.project = project
+        self.settings = settings
+        self.view = view
+        self._lock = threading.Lock()
+        self._net: SegmentationNet | None = None
+        self._loaded_version: str | None = None
+        self._uncertainty: dict[tuple[str | None, str], np.ndarray] = {}
+
+    # ------------------------------------------------------------------ model
+
+    @property
+    def model_version(self) -> str | None:
+        """The active model: the last recorded checkpoint (None before the first retrain)."""
+        checkpoints = self.project.checkpoints()
+        return checkpoints[-1].model_version if checkpoints else None
+
+    def model_spec(self) -> ModelSpec:
+        """The network a new model of this project gets: its plan's widths and working grid."""
+        from ..model import ModelSpec
+
+        plan = self.training_plan()
+        return ModelSpec(spatial_dims=self.view.spatial_dims,
+                         in_channels=len(self.project.cases[0].channel_names),
+                         n_classes=self.project.n_classes, features=plan.features, zoom=plan.zoom)
+
+    def current_net(self) -> SegmentationNet | None:
+        """The active model's network, loaded once per version (None without a model)."""
+        from ..model import load_checkpoint
+
+        checkpoints = self.project.checkpoints()
+        if not checkpoints:
+            return None
+        latest = checkpoints[-1]
+        with self._lock:
+            if self._loaded_version != latest.model_version:
+                self._net, _spec, _metrics = load_checkpoint(latest.path)
+                self._loaded_version = latest.model_version
+            return self._net
+
+    def model_metrics(self) -> dict[str, Any]:
+        checkpoints = self.project.checkpoints()
+        return dict(checkpoints[-1].metrics) if checkpoints else {}
+
+    def class_dice_history(self) -> list[np.ndarray]:
+        """Dice per class (1..C-1) on the manual labels after each round: dice-per-effort's D_c(T).
+
+        NaN for a class not delineated by then (dice-per-effort keeps the room for
+        improvement of such a class at 1).
+        """
+        names = self.project.class_names[1:]
+        return [np.array([checkpoint.metrics.get(f"label_dice_{name}", np.nan) for name in names], float)
+                for checkpoint in self.project.checkpoints()]
+
+    def initial_net(self) -> SegmentationNet:
+        """The first network, seeded: the same project and seed start from the same weights."""
+        import torch
+
+        with torch.random.fork_rng():
+            torch.manual_seed(self.settings.seed)
+            return self.model_spec().build()
+
+    # ------------------------------------------------------------------ training plan
+
+    def fingerprint(self) -> Fingerprint:
+        """What the plan is made from: the items' shapes and voxel sizes (slices for 2D nets)."""
+        cases = self.project.cases
+        axes = slice(None) if self.view.spatial_dims == 3 else slice(1, None)
+        return fingerprint([record.shape[axes] for record in cases], [record.spacing[axes] for record in cases],
+                           n_channels=len(cases[0].channel_names), n_classes=self.project.n_classes)
+
+    def training_plan(self) -> TrainingPlan:
+        """The project's plan: made from its fingerprint for this device once, then kept with it."""
+        return stored_plan(self.project) or self.replan()
+
+    def replan(self, **overrides: Any) -> TrainingPlan:
+        """Make the plan anew for this device (``overrides``: fields to set by hand) and keep it."""
+        from ..model import pick_device
+
+        device_kind = "cuda" if pick_device(self.settings.device).type == "cuda" else "cpu"
+        plan = make_plan(self.fingerprint(), device_kind).with_overrides(**overrides)
+        self.project.store_setting(PLAN_SETTING, plan.to_json())
+        return plan
+
+    def set_plan(self, **overrides: Any) -> TrainingPlan:
+        """Change some fields of the kept plan (e.g. ``seconds=60``, ``batch_size=4``)."""
+        plan = self.training_plan().with_overrides(**overrides)
+        self.project.store_setting(PLAN_SETTING, plan.to_json())
+        return plan
+
+    def round_config(self) -> TrainConfig:
+        """This round's settings: ``train_config`` where it says, the plan for the rest.
+
+        A config without steps or seconds trains for the plan's budget.
+        """
+        from ..model import TrainConfig
+
+        plan = self.training_plan()
+        config = self.settings.train_config or TrainConfig(device=self.settings.device, seed=self.settings.seed)
+        seconds = plan.seconds if config.steps is None and config.seconds is None else config.seconds
+        return replace(config, seconds=seconds, batch_size=config.batch_size or plan.batch_size,
+                       patch_size=config.patch_size or plan.patch_size)
+
+    def bootstrap_config(self) -> TrainConfig:
+        """Half a round per ensemble member (half the steps or half the seconds)."""
+        config = self.round_config()
+        return replace(config, steps=None if config.steps is None else max(1, config.steps // 2),
+                       seconds=None if config.seconds is None else config.seconds / 2)
+
+    @property
+    def inference_patch(self) -> tuple[int, ...] | None:
+        """Sliding-window size for prediction and scoring (native voxels), see :func:`plan.inference_patch`."""
+        return inference_patch(self.training_plan())
+
+    # ------------------------------------------------------------------ training
+
+    def compute_round(self, *, progress: Callable[[TrainProgress], None] | None = None,
+                      should_stop: Callable[[], bool] | None = None) -> TrainedRound:
+        """Fine-tune the active model on a snapshot of every label so far; nothing is saved.
+
+        Safe in a worker thread: reads the project, writes nothing. Raises
+        :class:`AlsegError` when nothing is labelled yet.
+        """
+        from ..model import fine_tune
+
+        items = self.view.training_items()
+        if len(items) < MIN_LABELLED_ITEMS:
+            unit = "case" if self.view.spatial_dims == 3 else "slice or ROI"
+            raise AlsegError(f"no labelled data yet: submit at least {MIN_LABELLED_ITEMS} labelled "
+                             f"{unit} (outside the validation split) before retraining")
+        base_version = self.model_version
+        net = self.current_net() or self.initial_net()
+        result = fine_tune(net, items, self.round_config(), progress=progress, should_stop=should_stop)
+        if result.cancelled or result.state_dict is None:
+            return TrainedRound(base_version, None, net.spec, result.steps_done, len(items))
+        trained = net.spec.build()
+        trained.load_state_dict(result.state_dict)
+        metrics = {key: value for key, value in result.metrics.items() if isinstance(value, (int, float))}
+        metrics.update(self.validation_metrics(trained))
+        if self.view.spatial_dims == 2:
+            metrics.update(self.label_metrics(trained))
+        metrics["n_items"] = len(items)
+        warnings = tuple(str(w) for w in result.metrics.get("warnings") or [])
+        return TrainedRound(base_version, trained, net.spec, result.steps_done, len(items), metrics, warnings)
+
+    def adopt_round(self, trained: TrainedRound) -> RetrainReport:
+        """Save and record a trained round's checkpoint: it becomes the active model (main thread).
+
+        A cancelled round changes nothing; the previous checkpoint stays active.
+        """
+        from ..model import save_checkpoint
+
+        if trained.cancelled:
+            previous = self.model_version
+            return RetrainReport(previous, True, trained.steps_done, trained.n_items,
+                                 message=f"training cancelled; model {previous or '(none)'} kept")
+        version = f"v{len(self.project.checkpoints()) + 1:04d}"
+        path = save_checkpoint(self.project.models_dir / f"{version}.pt", trained.net, trained.spec, trained.metrics)
+        self.project.record_checkpoint(version, path, metrics=trained.metrics)
+        return RetrainReport(version, False, trained.steps_done, trained.n_items, dict(trained.metrics),
+                             message="; ".join(trained.warnings))
+
+    def validation_metrics(self, net: SegmentationNet) -> dict[str, float]:
+        """Dice on the project's fixed validation split, against annotations or ground truth.
+
+        Items without either are skipped; with none at all the dict is empty.
+        """
+        per_class: list[np.ndarray] = []
+        for case, slice_index in self.project.validation_items():
+            reference = self.view.reference_labels(case)
+            if reference is None:
+                continue
+            prediction = self.predict_labels(case, slice_index, net=net, partial_labels=False)
+            truth = reference if slice_index is None else reference[slice_index]
+            per_class.append(dice_per_class(prediction, truth, self.project.n_classes))
+        if not per_class:
+            return {}
+        scores = class_means(per_class)
+        metrics = {"val_dice": mean_dice(scores)}
+        for class_info, score in zip(self.project.classes[1:], scores):
+            metrics[f"val_dice_{class_info.name}"] = float(score)
+        return metrics
+
+    def label_metrics(self, net: SegmentationNet) -> dict[str, float]:
+        """Per class, the mean Dice of the prediction on the slices where the class was delineated.
+
+        METHODS E's ``D_c``: measured "against the manual labels available", so the
+        query never looks at the validation split (which a simulation reports as test).
+        Raw predictions (no labels kept), one pass per labelled slice of a 2D project.
+        """
+        held_out = self.view.held_out()
+        scores: dict[int, list[float]] = {}
+        for record in self.project.cases:
+            snapshot = self.project.current_labels(record.name)
+            for n, classes in sorted(self.view.delineated_classes(record.name).items()):
+                if (record.name, n) in held_out or snapshot is None:
+                    continue
+                prediction = self.predict_labels(record.name, n, net=net, partial_labels=False)
+                dice = dice_per_class(prediction, snapshot.data[n], self.project.n_classes)
+                for c in classes:
+                    if np.isfinite(dice[c - 1]):
+                        scores.setdefault(c, []).append(float(dice[c - 1]))
+        return {f"label_dice_{self.project.classes[c].name}": float(np.mean(values))
+                for c, values in scores.items()}
+
+    # ------------------------------------------------------------------ prediction
+
+    def predict_probabilities(self, case: str, slice_index: int | None = None, *,
+                              net: SegmentationNet | None = None,
+                              partial_labels: bool = True) -> np.ndarray:
+        """Softmax ``(C, *region)`` of a case (3D) or one slice (2D nets: every slice when None).
+
+        With ``partial_labels`` the METHODS E posterior applies (the one scoring uses):
+        given labels are kept, unlabelled voxels are renormalised over the classes still possible.
+        """
+        from ..model import predict_proba
+        from ..model.losses import renormalise_prediction_array
+
+        net = net or self.current_net()
+        if net is None:
+            raise AlsegError("no model yet: retrain once before asking for predictions")
+        device = self.settings.device
+        image = self.view.case_image(case)
+        if self.view.spatial_dims == 3:
+            probs = predict_proba(net, image, device=device, patch_size=self.inference_patch)
+            probs = probs if slice_index is None else probs[:, slice_index]
+        elif slice_index is not None:
+            probs = predict_proba(net, image[:, slice_index], device=device)
+        else:
+            probs = np.stack([predict_proba(net, image[:, n], device=device)
+                              for n in range(image.shape[1])], axis=1)
+        snapshot = self.project.current_labels(case) if partial_labels else None
+        if snapshot is None:
+            return probs
+        region = slice(None) if slice_index is None else slice_index
+        allowed = self.view.allowed_classes(case)
+        allowed_map = allowed.T[:, :, None, None] if slice_index is None else allowed[slice_index][:, None, None]
+        return renormalise_prediction_array(probs, snapshot.data[region], snapshot.labelled[region], allowed_map)
+
+    def predict_labels(self, case: str, slice_index: int | None = None, *,
+                       net: SegmentationNet | None = None, partial_labels: bool = True) -> np.ndarray:
+        """The model's label map of a case ``(k, j, i)`` or slice ``(j, i)``, in the project's dtype."""
+        probs = self.predict_probabilities(case, slice_index, net=net, partial_labels=partial_labels)
+        return probs.argmax(axis=0).astype(self.project.label_dtype)
+
+    def uncertainty_map(self, case: str, *, samples: int = 20) -> np.ndarray:
+        """MC-dropout uncertainty ``V(x) = mean_c Var_t p_t(x, c)`` over the case ``(k, j, i)``.
+
+        Computed once per (model version, case) and remembered; long: run it off the UI thread.
+        """
+        from ..model import mc_dropout
+
+        key = (self.model_version, case)
+        with self._lock:
+            if key in self._uncertainty:
+                return self._uncertainty[key]
+        net = self.current_net()
+        if net is None:
+            raise AlsegError("no model yet: retrain once before showing uncertainty")
+        image = self.view.case_image(case)
+        options = {"samples": samples, "seed": self.settings.seed, "device": self.settings.device}
+        if self.view.spatial_dims == 3:
+            variance = mc_dropout(net, image, patch_size=self.inference_patch, **options).variance
+            heat = variance.mean(axis=0).astype(np.float32)
+        else:
+            heat = np.stack([mc_dropout(net, image[:, n], **options).variance.mean(axis=0)
+                             for n in range(image.shape[1])]).astype(np.float32)
+        with self._lock:
+            return self._uncertainty.setdefault(key, heat)

@@ -1,0 +1,238 @@
+"""The queries: scoring the pool, suggesting, skipping, round records, quality examples.
+
+Scoring is two steps, so a worker never changes what the UI reads (issue 12's race):
+:meth:`Queries.compute_rescore` scores a snapshot of the labels and returns a
+:class:`RescoreResult`, changing nothing; :meth:`Queries.adopt_rescore` (the caller's
+thread) makes it the current pool, stores its scores and quality examples, and leaves out
+every item submitted or skipped since the snapshot was taken, which the labels it was
+scored from could not know about.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from ..domain import (
+    CASE, NEED_BOOTSTRAP, NEED_EFFORT, NEED_MC, NEED_MODEL, NEED_QUALITY, QUALITY_CLASS_NAMES,
+    QUALITY_PROBABILITY_TERMS, ROI, SLICE, TERM_QUALITY_CLASS, QueryItem,
+)
+from ..metrics import dice_per_class, mean_dice
+from ..store import Project, ScoredItem
+from ..strategies import Suggestion, get_strategy, pseudo_label_candidates, select
+from .accounting import EffortAccounting
+from .labels import LabelsView
+from .learner import Learner
+from .settings import SessionSettings
+
+if TYPE_CHECKING:
+    from ..pool import PoolScores
+    from ..quality import QualityPredictor
+
+
+@dataclass(frozen=True)
+class RescoreResult:
+    """A scored pool not yet adopted. ``handled_mark``: how many items had been submitted or
+    skipped when its labels were read (the items after it are left out on adoption)."""
+
+    pool: PoolScores
+    handled_mark: int
+    vae: Any = None
+
+    @property
+    def model_version(self) -> str | None:
+        return self.pool.model_version
+
+
+class Queries:
+    """What to annotate next, from one shared round of scores."""
+
+    def __init__(self, project: Project, settings: SessionSettings, view: LabelsView, learner: Learner,
+                 accounting: EffortAccounting) -> None:
+        self.project = project
+        self.settings = settings
+        self.view = view
+        self.learner = learner
+        self.accounting = accounting
+        self._lock = threading.Lock()  # guards the journal and the quality examples against workers' reads
+        self._pool: PoolScores | None = None
+        self._handled: list[QueryItem] = []  # every item submitted or skipped, in order
+        self._left_out: set[QueryItem] = set()  # those since the current pool's labels were read
+        self._round_recorded: tuple[str | None, str] | None = None
+        self._quality_examples: dict[QueryItem, tuple[np.ndarray, float]] = {
+            QueryItem(case, slice_index, class_id): (features, dice)
+            for case, slice_index, class_id, features, dice in project.quality_examples()}
+        self._vae = None
+
+    # ------------------------------------------------------------------ what this round ranks
+
+    @property
+    def pool_granularity(self) -> str:
+        """The item kind this round ranks: cases for 3D projects; slices or ROIs for 2D stacks."""
+        if self.project.granularity == CASE:
+            return CASE
+        return ROI if get_strategy(self.settings.strategy).granularity == ROI else SLICE
+
+    def scoring_needs(self, *, for_display: bool = True) -> set[str]:
+        """What to compute this round: the strategy's needs, plus (``for_display``) the MC
+        uncertainty and quality ratings the widget shows whatever the strategy."""
+        needs = set(get_strategy(self.settings.strategy).needs)
+        if self.learner.current_net() is not None and for_display:
+            needs |= {NEED_MODEL, NEED_MC}
+            if self.project.granularity == CASE:
+                needs.add(NEED_QUALITY)
+        if self.pool_granularity == ROI:
+            needs.add(NEED_EFFORT)
+        return needs
+
+    # ------------------------------------------------------------------ scoring
+
+    def compute_rescore(self, *, progress: Callable[[int, int], None] | None = None,
+                        should_stop: Callable[[], bool] | None = None, for_display: bool = True) -> RescoreResult:
+        """Score the pool for the active model and strategy; returns the result, changes nothing.
+
+        Long (an MC-dropout pass per case or slice): safe to run in a worker thread.
+        ``for_display=False`` computes only what the strategy ranks by (scripts, simulation).
+        """
+        from ..scoring import ScoreRequest, score_pool, train_bootstrap_nets
+
+        with self._lock:
+            mark = len(self._handled)
+            examples = list(self._quality_examples.values())
+        net = self.learner.current_net()
+        needs = self.scoring_needs(for_display=for_display)
+        bootstrap = None
+        if NEED_BOOTSTRAP in needs and net is not None:
+            bootstrap = train_bootstrap_nets(net, self.view.training_items(), self.learner.bootstrap_config(),
+                                             seed=self.settings.seed, should_stop=should_stop)
+        request = ScoreRequest(
+            net, net.spec if net is not None else None, self.view.all_images(), self.view.all_labels(),
+            granularity=self.pool_granularity, n_classes=self.project.n_classes, needs=needs,
+            bootstrap_nets=bootstrap, quality_model=self._quality_model(examples) if NEED_QUALITY in needs else None,
+            validation=self.view.validation_query_items(), model_version=self.learner.model_version,
+            device=self.settings.device, allowed=self.view.all_allowed(), effort=self.accounting.effort_model(),
+            seconds_model=self.accounting.seconds_model(), spacing=self.view.all_spacings(),
+            class_dice_history=self.learner.class_dice_history(), recent=self.view.recent_items(),
+            vae=self._vae, seed=self.settings.seed, patch_size=self.learner.inference_patch)
+        pool = score_pool(request, progress=progress, should_stop=should_stop)
+        return RescoreResult(pool, mark, pool.vae)
+
+    def adopt_rescore(self, result: RescoreResult) -> PoolScores:
+        """Make a computed pool the current one (the caller's thread): store its scores and
+        quality examples, keep its VAE, and leave out what was handled since it was computed."""
+        pool = result.pool
+        self._vae = result.vae or self._vae
+        self._add_quality_examples(pool.quality_examples)
+        if pool.model_version is not None:
+            self.project.store_scores(pool.model_version, pool.to_scored_items())
+        with self._lock:
+            self._pool = pool
+            self._left_out = set(self._handled[result.handled_mark:])
+        return pool
+
+    def rescore(self, **options: Any) -> PoolScores:
+        """:meth:`compute_rescore` then :meth:`adopt_rescore`, for scripts and the CLI."""
+        return self.adopt_rescore(self.compute_rescore(**options))
+
+    # ------------------------------------------------------------------ suggesting
+
+    def suggest(self, k: int | None = None) -> list[Suggestion]:
+        """The next ``k`` items to annotate, from the scores of the last adopted rescore.
+
+        Instant: ranks stored scores. Without a model, or before scoring, suggestions
+        come from a model-free pool (random / slice-uniform; others fall back to random
+        and say so). Items submitted or skipped since the scoring are left out.
+        """
+        pool = self._usable_pool()
+        remaining = replace(pool, candidates=[item for item in pool.candidates if item not in self._left_out])
+        suggestions = select(self.settings.strategy, remaining, k or self.settings.batch_size, self.settings.seed)
+        self._record_round(suggestions)
+        return suggestions
+
+    def handled(self, item: QueryItem) -> None:
+        """An item was submitted or skipped: leave it out of this round's suggestions (it
+        comes back after re-scoring if it is still a candidate then)."""
+        with self._lock:
+            self._handled.append(item)
+            self._left_out.add(item)
+
+    def pseudo_label_candidates(self) -> list[Suggestion]:
+        """Cases predicted Acceptable (quality-threshold, METHODS A), for one-click review."""
+        pool = self._usable_pool()
+        return [s for s in pseudo_label_candidates(pool) if s.item not in self._left_out]
+
+    def quality_rows(self) -> list[tuple[str, str, float]]:
+        """``(case, predicted quality class, its probability)`` of every scored candidate."""
+        pool = self._usable_pool()
+        rows = []
+        for item in pool.candidates:
+            terms = pool.terms.get(item, {})
+            quality = terms.get(TERM_QUALITY_CLASS, float("nan"))
+            if np.isfinite(quality):
+                probability = terms.get(QUALITY_PROBABILITY_TERMS[int(quality)], float("nan"))
+                rows.append((item.case, QUALITY_CLASS_NAMES[int(quality)], float(probability)))
+        return rows
+
+    def _usable_pool(self) -> PoolScores:
+        """The adopted pool while it fits the model and strategy, else a model-free one (cheap)."""
+        pool = self._pool
+        if (pool is None or pool.model_version != self.learner.model_version
+                or pool.granularity != self.pool_granularity):
+            from ..scoring import ScoreRequest, score_pool
+
+            pool = score_pool(ScoreRequest(None, None, self.view.all_images(), self.view.all_labels(),
+                                           granularity=self.pool_granularity, n_classes=self.project.n_classes,
+                                           validation=self.view.validation_query_items(),
+                                           allowed=self.view.all_allowed()))
+            self._pool = pool
+        return pool
+
+    def _record_round(self, suggestions: list[Suggestion]) -> None:
+        """One round record per (model version, strategy): what was served, with scores."""
+        key = (self.learner.model_version, self.settings.strategy)
+        if not suggestions or self._round_recorded == key:
+            return
+        served = [ScoredItem(s.item.case, s.item.slice_index, s.item.class_id,
+                             float(s.score) if np.isfinite(s.score) else 0.0,
+                             {name: float(v) for name, v in s.terms.items() if np.isfinite(v)})
+                  for s in suggestions]
+        self.project.record_round(self.settings.strategy, served, model_version=self.learner.model_version)
+        self._round_recorded = key
+
+    # ------------------------------------------------------------------ quality examples
+
+    @property
+    def n_quality_examples(self) -> int:
+        """Predictions whose true Dice is known: what the quality predictor learns from."""
+        return len(self._quality_examples)
+
+    def correction_submitted(self, item: QueryItem, original: np.ndarray, labels: np.ndarray) -> None:
+        """A correction reveals the true Dice of a rated prediction: a quality example."""
+        pool = self._pool
+        if pool is None or item not in pool.quality_features:
+            return
+        dice = mean_dice(dice_per_class(np.asarray(original), np.asarray(labels), self.project.n_classes))
+        self._add_quality_examples([(item, pool.quality_features[item], 1.0 if np.isnan(dice) else dice)])
+
+    def _add_quality_examples(self, examples: list[tuple[QueryItem, np.ndarray, float]]) -> None:
+        """Remember (and store, so the next session starts with them) predictions of known Dice."""
+        if not examples:
+            return
+        self.project.store_quality_examples(examples, model_version=self.learner.model_version)
+        with self._lock:
+            for item, features, dice in examples:
+                self._quality_examples[item] = (features, dice)
+
+    def _quality_model(self, examples: list[tuple[np.ndarray, float]]) -> QualityPredictor:
+        """Fitted on every prediction whose true Dice is known so far (validation, corrections)."""
+        from ..quality import QualityPredictor
+
+        predictor = QualityPredictor(seed=self.settings.seed)
+        if examples:
+            predictor.fit(np.stack([features for features, _dice in examples]),
+                          np.array([dice for _features, dice in examples]))
+        return predictor

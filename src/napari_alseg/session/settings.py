@@ -1,0 +1,22 @@
+"""The plain values a session runs with, shared by its parts (the facade's setters write here)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ..model import TrainConfig
+
+
+@dataclass
+class SessionSettings:
+    """Who annotates, with which strategy, and how rounds train and rank (``batch_size``:
+    suggestions per request; ``seed``: the one seed of weights, MC masks and ties)."""
+
+    annotator: str
+    strategy: str = "random"
+    train_config: TrainConfig | None = None
+    device: str | None = None
+    batch_size: int = 5
+    seed: int = 0

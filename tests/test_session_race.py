@@ -1,0 +1,73 @@
+"""The rescore race (issue 12): an item submitted or skipped while the pool is being scored
+must not come back as a suggestion when the new scores are adopted."""
+
+import pytest
+import synthetic_cases
+
+from napari_alseg.session import Session, import_model_backend
+from napari_alseg.store import Project
+
+CLASSES = {"0": {"name": "background"}, "1": {"name": "core"}, "2": {"name": "rim"}}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def torch_imported():
+    import_model_backend()
+
+
+@pytest.fixture
+def trained_session(tmp_path):
+    from napari_alseg.model import TrainConfig
+
+    source = synthetic_cases.make_source(tmp_path / "source", granularity="slice", n_cases=1, shape=(6, 32, 32),
+                                         classes=CLASSES)
+    project = Project.create(tmp_path / "project", source, annotator="dr-a", seed=1)
+    config = TrainConfig(steps=2, batch_size=2, patch_size=None, augment=False, validate_every=100)
+    with Session(project, annotator="dr-a", train_config=config) as session:
+        held_out = {n for _, n in project.validation_items()}
+        open_slices = [n for n in range(6) if n not in held_out]
+        truth = project.ground_truth("case_000")
+        session.submit("case_000", truth[open_slices[0]], slice_index=open_slices[0], seconds_active=1)
+        session.retrain()
+        yield session, open_slices[1:]
+
+
+def test_an_item_submitted_during_a_rescore_is_not_suggested_again(trained_session):
+    """The annotator submits while the worker scores (here: from the progress callback)."""
+    session, open_slices = trained_session
+    truth = session.project.ground_truth("case_000")
+    submitted = []
+
+    def annotator_submits_meanwhile(done, total):
+        if not submitted:
+            n = open_slices[0]
+            session.submit("case_000", truth[n], slice_index=n, seconds_active=1)
+            submitted.append(n)
+
+    session.rescore(progress=annotator_submits_meanwhile)
+    suggested = {s.item.slice_index for s in session.suggest(100)}
+    assert submitted and submitted[0] not in suggested
+    assert suggested  # the rest of the pool is still served
+
+
+def test_compute_then_adopt_drops_items_submitted_or_skipped_in_between(trained_session):
+    session, open_slices = trained_session
+    truth = session.project.ground_truth("case_000")
+    result = session.compute_rescore()
+    n_submitted, n_skipped = open_slices[:2]
+    session.submit("case_000", truth[n_submitted], slice_index=n_submitted, seconds_active=1)
+    session.skip(type(result.pool.candidates[0])("case_000", n_skipped))
+    assert not session.project.has_scores(session.model_version)  # computing changed nothing
+    session.adopt_rescore(result)
+    suggested = {s.item.slice_index for s in session.suggest(100)}
+    assert n_submitted not in suggested and n_skipped not in suggested
+    assert session.project.has_scores(session.model_version)
+
+
+def test_compute_rescore_leaves_session_state_alone(trained_session):
+    session, _open = trained_session
+    before = session.suggest(100)
+    session.compute_rescore()
+    after = session.suggest(100)
+    assert [s.item for s in after] == [s.item for s in before]
+    assert not session.project.has_scores(session.model_version)
