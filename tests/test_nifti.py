@@ -7,7 +7,13 @@ import numpy as np
 import pytest
 
 from napari_alseg.errors import AlsegError
-from napari_alseg.nifti import load_volume, looks_like_label_name, save_volume
+from napari_alseg.nifti import (
+    affine_direction,
+    affine_from_geometry,
+    load_volume,
+    looks_like_label_name,
+    save_volume,
+)
 
 
 def write_nifti(path, array, affine=None, intent=None):
@@ -122,3 +128,41 @@ def test_bad_labels(tmp_path):
         load_volume(write_nifti(tmp_path / "a_seg.nii", np.full((2, 2, 2), 0.5, np.float32)))
     with pytest.raises(AlsegError, match="negative"):
         load_volume(write_nifti(tmp_path / "b_seg.nii", np.full((2, 2, 2), -1, np.int16)))
+
+
+def _oblique_affine():
+    """20 degrees about z, the voxel axes permuted (i along y), anisotropic, off-centre."""
+    angle = np.radians(20.0)
+    rotation = np.array([[np.cos(angle), -np.sin(angle), 0], [np.sin(angle), np.cos(angle), 0], [0, 0, 1]])
+    permutation = np.array([[0, 1, 0], [1, 0, 0], [0, 0, 1]])
+    affine = np.eye(4)
+    affine[:3, :3] = rotation @ permutation @ np.diag([0.9, 1.1, 2.5])
+    affine[:3, 3] = (-40.0, 25.0, 12.5)
+    return affine
+
+
+@pytest.mark.parametrize("affine", [
+    np.diag([1.0, 1.0, 1.0, 1.0]),
+    np.array([[0.5, 0, 0, -10.0], [0, 0.8, 0, 20.0], [0, 0, 3.0, 5.0], [0, 0, 0, 1]]),
+    np.array([[-2.0, 0, 0, 30.0], [0, 1, 0, -7.0], [0, 0, 4.0, 2.0], [0, 0, 0, 1]]),  # LAS: flipped
+    _oblique_affine(),
+])
+def test_affine_from_geometry_inverts_the_readers_geometry(tmp_path, affine):
+    array = np.random.default_rng(2).random((4, 5, 6)).astype(np.float32)
+    volume = load_volume(write_nifti(tmp_path / "t1.nii.gz", array, affine))
+    rebuilt = affine_from_geometry(volume.spacing, volume.origin, affine_direction(volume.affine))
+    np.testing.assert_allclose(rebuilt, volume.affine, atol=1e-9)
+
+
+def test_affine_from_geometry_without_direction_is_axis_aligned():
+    affine = affine_from_geometry((2.5, 1.1, 0.9), (10.0, -60.0, -40.0))
+    np.testing.assert_allclose(affine, [[0.9, 0, 0, -40.0], [0, 1.1, 0, -60.0], [0, 0, 2.5, 10.0], [0, 0, 0, 1]])
+
+
+def test_affine_from_geometry_refuses_bad_geometry():
+    with pytest.raises(AlsegError, match="zero-length"):
+        affine_from_geometry((0.0, 1.0, 1.0), (0.0, 0.0, 0.0))
+    with pytest.raises(AlsegError, match="3 spacings"):
+        affine_from_geometry((1.0, 1.0), (0.0, 0.0))
+    with pytest.raises(AlsegError, match="parallel"):
+        affine_from_geometry((1.0, 1.0, 1.0), (0.0, 0.0, 0.0), np.array([[1, 1, 0], [0, 0, 0], [0, 0, 1.0]]))

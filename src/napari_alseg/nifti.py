@@ -292,6 +292,51 @@ def save_volume(path: str | os.PathLike, data: np.ndarray, affine: np.ndarray, *
     return path
 
 
+def affine_direction(affine: np.ndarray) -> np.ndarray:
+    """The voxel axes' unit world directions: the columns of ``affine[:3, :3]``, normalised.
+
+    ``(i, j, k)`` order like the affine; what an oblique or permuted grid keeps once its
+    spacing is taken out, for :func:`affine_from_geometry`.
+    """
+    linear = np.asarray(affine, float)[:3, :3]
+    lengths = np.sqrt((linear**2).sum(axis=0))
+    if np.any(lengths == 0) or not np.all(np.isfinite(linear)):
+        raise AlsegError("affine has a zero-length or non-finite voxel axis")
+    return linear / lengths
+
+
+def affine_from_geometry(spacing: tuple[float, ...] | np.ndarray, origin: tuple[float, ...] | np.ndarray,
+                         direction: np.ndarray | None = None) -> np.ndarray:
+    """The voxel-to-world affine of a ``(k, j, i)`` volume: the inverse of :func:`load_volume`'s geometry.
+
+    ``spacing`` and ``origin`` (mm) are in the array's ``(k, j, i)`` order, as in
+    :class:`Volume` and a layer's napari ``scale`` / ``translate``. ``direction`` holds the
+    voxel axes' unit world directions as ``(i, j, k)`` columns (:func:`affine_direction` of
+    the affine the volume was read with); None means the axis-aligned grid (identity).
+    Each origin entry is the world coordinate on its axis' dominant world axis, as the
+    reader reports it, so for the file's own spacing, origin and direction this gives back
+    the file's (flipped-to-positive) affine. Returned in nibabel's ``(i, j, k)`` order.
+    """
+    import nibabel as nib
+
+    spacing_ijk = np.asarray(spacing, float)[::-1]
+    origin_ijk = np.asarray(origin, float)[::-1]
+    if spacing_ijk.shape != (3,) or origin_ijk.shape != (3,):
+        raise AlsegError(f"expected 3 spacings and 3 origin values, got {spacing_ijk.size} and "
+                         f"{origin_ijk.size}")
+    if not (np.all(np.isfinite(spacing_ijk)) and np.all(np.isfinite(origin_ijk))):
+        raise AlsegError("spacing and origin must be finite numbers")
+    if np.any(spacing_ijk == 0):
+        raise AlsegError(f"spacing {tuple(spacing_ijk[::-1])} has a zero-length axis")
+    unit = np.eye(3) if direction is None else affine_direction(np.asarray(direction, float))
+    affine = np.eye(4)
+    affine[:3, :3] = unit * spacing_ijk
+    _check_affine(affine, "direction")
+    world_axis = nib.orientations.io_orientation(affine)[:, 0].astype(int)
+    affine[world_axis, 3] = origin_ijk
+    return affine
+
+
 def _as_3d(raw: np.ndarray, name: str) -> np.ndarray:
     if raw.size == 0 or 0 in raw.shape:
         raise AlsegError(f"{name}: image has zero size (shape {raw.shape})")
