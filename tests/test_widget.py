@@ -178,7 +178,7 @@ def test_an_item_submitted_or_skipped_while_the_pool_is_scored_does_not_come_bac
     qtbot.waitUntil(lambda: idle(widget), timeout=120_000)
     submitted = controller.editor.editing.item
     scoring, release = threading.Event(), threading.Event()
-    score_in_worker = session.rescore
+    score_in_worker = session.compute_rescore
 
     def held_after_the_first_case(*, progress=None, **options):
         def first_case_scored(done, total):
@@ -188,7 +188,7 @@ def test_an_item_submitted_or_skipped_while_the_pool_is_scored_does_not_come_bac
                 progress(done, total)
         return score_in_worker(progress=first_case_scored, **options)
 
-    monkeypatch.setattr(session, "rescore", held_after_the_first_case)
+    monkeypatch.setattr(session, "compute_rescore", held_after_the_first_case)
     controller.learning.rescore()
     qtbot.waitUntil(scoring.is_set, timeout=120_000)
     layer = controller.editor.editing.layer

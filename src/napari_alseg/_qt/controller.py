@@ -9,7 +9,7 @@ session state or layers.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from qtpy.QtCore import QObject, QTimer, Signal
@@ -39,14 +39,6 @@ class Runtime:
         if self.session is not None:
             self.session.close()
             self.session = None
-
-
-@dataclass
-class Queue:
-    """The ranked suggestions shown, and what left the queue while a scoring job ran."""
-
-    suggestions: list[Suggestion] = field(default_factory=list)
-    left_out_while_scoring: set[QueryItem] = field(default_factory=set)
 
 
 class AlsegController(QObject):
@@ -81,7 +73,7 @@ class AlsegController(QObject):
         self.runtime = Runtime(JobRunner(self._job_changed))
         self.loop = LoopSettings(annotator=user_name())
         self.round = RoundSettings()
-        self.queue = Queue()
+        self.suggestions: list[Suggestion] = []  # the ranked queue shown; Next rotates it
         self.editor = ItemEditor(self)
         self.learning = LearningJobs(self)
         self.init_model: Path | None = None
@@ -99,10 +91,6 @@ class AlsegController(QObject):
     @property
     def session(self):
         return self.runtime.session
-
-    @property
-    def suggestions(self) -> list[Suggestion]:
-        return self.queue.suggestions
 
     @property
     def running_jobs(self) -> set[str]:
@@ -245,7 +233,7 @@ class AlsegController(QObject):
         if self.session is None:
             return
         try:
-            self.queue.suggestions = self.session.suggest(max(QUEUE_LENGTH, self.loop.batch_size))
+            self.suggestions = self.session.suggest(max(QUEUE_LENGTH, self.loop.batch_size))
         except AlsegError as error:
             self.error.emit(str(error))
             return
@@ -253,28 +241,14 @@ class AlsegController(QObject):
 
     def next_suggestion(self) -> None:
         if self.suggestions:
-            self.queue.suggestions = self.suggestions[1:] + self.suggestions[:1]
+            self.suggestions = self.suggestions[1:] + self.suggestions[:1]
             self.suggestion_changed.emit()
 
     def skip(self) -> None:
         if self.session is None or not self.suggestions:
             return
-        self.leave_out(self.suggestions[0].item)
+        self.session.skip(self.suggestions[0].item)
         self.refresh_suggestions()
-
-    def leave_out(self, item: QueryItem) -> None:
-        """Out of this round's suggestions; remembered if a scoring job is running, so the
-        pool it returns (scored from labels read before) cannot bring the item back."""
-        self.session.skip(item)
-        if "scoring" in self.running_jobs:
-            self.queue.left_out_while_scoring.add(item)
-
-    def keep_left_out(self) -> None:
-        """A scored pool was adopted: what left the queue while it was computed stays out."""
-        for item in self.queue.left_out_while_scoring:
-            self.session.skip(item)
-        if "scoring" not in self.running_jobs:
-            self.queue.left_out_while_scoring.clear()
 
     # ------------------------------------------------------------------ review
 
@@ -282,11 +256,18 @@ class AlsegController(QObject):
         """One click: the case's prediction is stored as its labels (kind pseudo-accepted)."""
         session = self.session
 
-        def accept(progress=None, should_stop=None):
-            return session.accept_pseudo(case)
+        def predict(progress=None, should_stop=None):
+            return session.predict_labels(case)
 
-        self.start_job("accepting", accept,
-                       on_done=lambda _id: self._reviewed(case, f"Accepted {case}'s prediction"))
+        def accept(prediction) -> None:  # the write, on the main thread like every submit
+            try:
+                session.accept_pseudo(case, prediction)
+            except AlsegError as error:
+                self.error.emit(str(error))
+                return
+            self._reviewed(case, f"Accepted {case}'s prediction")
+
+        self.start_job("accepting", predict, on_done=accept)
 
     def reject_case(self, case: str) -> None:
         try:
@@ -306,7 +287,7 @@ class AlsegController(QObject):
 
     def _reviewed(self, case: str, message: str) -> None:
         self.info.emit(message)
-        self.leave_out(QueryItem(case))
+        self.session.skip(QueryItem(case))
         self.refresh_suggestions()
 
     # ------------------------------------------------------------------ jobs

@@ -146,7 +146,6 @@ class ItemEditor:
             controller.error.emit(str(error))
             return
         editing.dirty = False
-        controller.leave_out(editing.item)
         controller.info.emit(f"Saved {item_text(editing.item, self.session.project.class_names)}")
         self.editing = None
         controller.refresh_suggestions()

@@ -1,11 +1,14 @@
 """Retrain and rescore as background jobs: the controller's part for the model and the pool.
 
-Workers compute and return; :meth:`LearningJobs._rescored` runs on the main thread and is
-where the scored pool becomes the session's.
+Workers only compute (``Session.compute_round`` / ``compute_rescore``: nothing saved, no
+session state changed); the ``returned`` handlers here run on the main thread and adopt the
+result (``adopt_round`` records the checkpoint, ``adopt_rescore`` makes the pool current and
+leaves out what was submitted or skipped while it was scored).
 """
 
 from __future__ import annotations
 
+from ..errors import AlsegError
 from .background import JobProgress
 
 
@@ -26,7 +29,7 @@ class LearningJobs:
         controller.editor.save_draft()
         session = self.session
         config = session.round_config()
-        controller.start_job("training", session.retrain, on_progress=self._training_progress,
+        controller.start_job("training", session.compute_round, on_progress=self._training_progress,
                              on_done=self._trained)
         controller.report_progress(JobProgress("training", "Training", 0, config.steps or 100))
 
@@ -36,8 +39,13 @@ class LearningJobs:
             f"step {report.step} of ~{report.total_steps} · loss {report.loss:.3f} · "
             f"{report.eta_seconds:.0f} s left"))
 
-    def _trained(self, report) -> None:
+    def _trained(self, trained) -> None:
         controller = self.controller
+        try:
+            report = self.session.adopt_round(trained)
+        except AlsegError as error:
+            controller.error.emit(str(error))
+            return
         if report.cancelled:
             controller.info.emit(report.message)
             return
@@ -62,14 +70,18 @@ class LearningJobs:
 
         def run(progress=None, should_stop=None):
             report = (lambda done, total: progress((done, total))) if progress else None
-            return session.rescore(progress=report, should_stop=should_stop)
+            return session.compute_rescore(progress=report, should_stop=should_stop)
 
         controller.start_job("scoring", run, on_progress=progress_of, on_done=self._rescored)
         controller.report_progress(JobProgress("scoring", "Scoring the pool", 0, 1))
 
-    def _rescored(self, pool) -> None:
+    def _rescored(self, result) -> None:
         controller = self.controller
-        controller.keep_left_out()
+        try:
+            pool = self.session.adopt_rescore(result)
+        except AlsegError as error:
+            controller.error.emit(str(error))
+            return
         controller.scores_changed.emit(pool)
         controller.refresh_suggestions()
         if controller.suggestions and controller.suggestions[0].message:
