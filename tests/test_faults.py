@@ -348,31 +348,29 @@ def test_disk_full_at_commit_saves_nothing_and_the_next_submit_works(project_fol
 
 
 def test_disk_full_while_creating_a_project_leaves_nothing(tmp_path, monkeypatch, capsys):
-    from napari_alseg.store import project as project_module
+    from napari_alseg.store import creation
 
     source = make_source(tmp_path / "source", n_cases=2)
-    real_migrate = project_module.migrate
+    real_migrate = creation.migrate
 
-    def migrate_on_a_full_disk(conn, path, *args):
+    def migrate_on_a_full_disk(conn, path, *args, **options):
         conn.execute("PRAGMA max_page_count = 1")
-        return real_migrate(conn, path, *args)
+        return real_migrate(conn, path, *args, **options)
 
-    monkeypatch.setattr(project_module, "migrate", migrate_on_a_full_disk)
+    monkeypatch.setattr(creation, "migrate", migrate_on_a_full_disk)
     line = cli_error(capsys, ["create", tmp_path / "project", "--from", source])
     assert f"{tmp_path / 'project' / DB_NAME}: disk full while creating the project" in line
     assert not (tmp_path / "project").exists()
 
 
 def test_enospc_on_fsync_while_creating_a_project_leaves_nothing(tmp_path, monkeypatch):
-    from napari_alseg.store import project as project_module
-
     source = make_source(tmp_path / "source", n_cases=2)
     (tmp_path / "project").mkdir()
 
     def fsync_full(fd):
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(project_module.os, "fsync", fsync_full)
+    monkeypatch.setattr(os, "fsync", fsync_full)
     with pytest.raises(StorageError) as excinfo:
         Project.create(tmp_path / "project", source)
     assert "cannot write the project database (No space left on device)" in one_line(excinfo)

@@ -1,6 +1,7 @@
 """Atomic file replacement: a reader (or a crash) sees the old file or the new one, never half.
 
-Used for every file the annotator's work depends on: label versions, checkpoints, exports.
+Used for every file the annotator's work depends on: label versions, checkpoints, exports,
+the project database. Also the one folder-making helper (:func:`make_folder`).
 """
 
 from __future__ import annotations
@@ -11,6 +12,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from .errors import AlsegError
+
 
 def _read_umask() -> int:
     """Read once at import (single-threaded then): os.umask can only be read by setting it."""
@@ -20,6 +23,18 @@ def _read_umask() -> int:
 
 
 FILE_UMASK = _read_umask()
+
+
+def make_folder(folder: str | os.PathLike, what: str = "the folder") -> Path:
+    """Create ``folder`` (and its parents) if missing; one AlsegError line naming ``what`` if not possible."""
+    folder = Path(folder)
+    if folder.exists() and not folder.is_dir():
+        raise AlsegError(f"{folder}: is a file, not a folder; it cannot be {what}")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise AlsegError(f"{folder}: cannot create {what} ({exc.strerror or exc})") from None
+    return folder
 
 
 @contextmanager

@@ -70,13 +70,13 @@ class PoolScores:
             return any(name in terms for terms in self.terms.values())
 
         present = {
-            "model": self.has_model,
-            "mc": has_term("mc_top"),
-            "features": bool(self.candidates) and all(item in self.features for item in self.candidates),
-            "bootstrap": has_term("bootstrap"),
-            "vae": self.vae_latents is not None and self.gradient_latents is not None,
-            "quality": has_term("quality_class"),
-            "effort": self.effort is not None,
+            NEED_MODEL: self.has_model,
+            NEED_MC: has_term(TERM_MC_TOP),
+            NEED_FEATURES: bool(self.candidates) and all(item in self.features for item in self.candidates),
+            NEED_BOOTSTRAP: has_term(TERM_BOOTSTRAP),
+            NEED_VAE: self.vae_latents is not None and self.gradient_latents is not None,
+            NEED_QUALITY: has_term(TERM_QUALITY_CLASS),
+            NEED_EFFORT: self.effort is not None,
         }
         return frozenset(need for need, ok in present.items() if ok)
 

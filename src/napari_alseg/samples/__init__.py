@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from ..atomic import make_folder
 from ..errors import AlsegError
 from . import brain_stack, tumour_cases
 from .layout import DATASET_FILE, is_complete, load_class_names, write_json
@@ -104,13 +105,7 @@ def _check_options(name: str, writer: Callable[..., dict], options: dict) -> Non
 
 
 def _writable_folder(out_dir: Path) -> Path:
-    folder = Path(out_dir).expanduser()
-    if folder.exists() and not folder.is_dir():
-        raise AlsegError(f"{folder}: is a file, not a folder; choose a folder for the sample data")
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise AlsegError(f"{folder}: cannot create the output folder ({exc.strerror})") from None
+    folder = make_folder(Path(out_dir).expanduser(), "the output folder")
     if not os.access(folder, os.W_OK | os.X_OK):
         raise AlsegError(f"{folder}: output folder is not writable")
     return folder

@@ -8,13 +8,13 @@ append-only label volumes under ``labels/``. See :class:`Project`.
 from .discover import CaseSource, discover_cases
 from .project import DB_NAME, Project
 from .records import (CORRECTED, EVENT_KINDS, MANUAL, PSEUDO_ACCEPTED, PSEUDO_REJECTED,
-                      CaseRecord, CheckpointRecord, ClassInfo, EventRecord, LabelledItem,
+                      CaseGeometry, CaseRecord, CheckpointRecord, ClassInfo, EventRecord, LabelledItem,
                       LabelSnapshot, RoundRecord, ScoredItem, WeakAnnotation)
 from .schema import SCHEMA_VERSION
 
 __all__ = [
     "CORRECTED", "DB_NAME", "EVENT_KINDS", "MANUAL", "PSEUDO_ACCEPTED", "PSEUDO_REJECTED",
-    "SCHEMA_VERSION", "CaseRecord", "CaseSource", "CheckpointRecord", "ClassInfo", "EventRecord",
+    "SCHEMA_VERSION", "CaseGeometry", "CaseRecord", "CaseSource", "CheckpointRecord", "ClassInfo", "EventRecord",
     "LabelSnapshot", "LabelledItem", "Project", "RoundRecord", "ScoredItem", "WeakAnnotation",
     "discover_cases",
 ]

@@ -10,18 +10,35 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
 from dataclasses import asdict
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Protocol
 
-from ..atomic import atomic_path
+from ..atomic import atomic_path, make_folder
 from ..errors import AlsegError, StorageError
 from .labels import LABEL_SUFFIX, write_label_volume
+from .records import CaseRecord, CheckpointRecord, ClassInfo, EventRecord, LabelSnapshot, WeakAnnotation
 
-if TYPE_CHECKING:
-    from .project import Project
+
+class ExportSource(Protocol):
+    """What an export reads of a project (:class:`~napari_alseg.store.project.Project` is one);
+    a protocol, so this module does not import the project that calls it."""
+
+    folder: Path
+    dataset_name: str
+    source_dir: Path
+    classes: tuple[ClassInfo, ...]
+
+    @property
+    def cases(self) -> tuple[CaseRecord, ...]: ...
+    @property
+    def class_names(self) -> tuple[str, ...]: ...
+    def current_labels(self, case: str) -> LabelSnapshot | None: ...
+    def events(self, case: str | None = None) -> list[EventRecord]: ...
+    def weak_annotations(self, case: str) -> dict[int, WeakAnnotation]: ...
+    def checkpoints(self) -> list[CheckpointRecord]: ...
+    def validation_items(self) -> list[tuple[str, int | None]]: ...
 
 CSV_NAME = "provenance.csv"
 JSON_NAME = "provenance.json"
@@ -30,12 +47,9 @@ EVENT_COLUMNS = ("id", "case", "slice_index", "class_id", "class_name", "kind", 
                  "label_version", "dice_original_final", "model_version", "original_path")
 
 
-def export_project(project: Project, out_dir: Path) -> list[Path]:
+def export_project(project: ExportSource, out_dir: Path) -> list[Path]:
     """Write ``<case>_seg.nii.gz`` per labelled case and the provenance files; return paths."""
-    try:
-        out_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise AlsegError(f"{out_dir}: cannot create export folder ({exc.strerror})") from None
+    make_folder(out_dir, "the export folder")
     written = []
     case_entries = []
     for case in project.cases:
@@ -72,7 +86,7 @@ def export_project(project: Project, out_dir: Path) -> list[Path]:
     return written
 
 
-def _event_row(project: Project, event) -> dict:
+def _event_row(project: ExportSource, event: EventRecord) -> dict:
     row = asdict(event)
     row["class_name"] = None if event.class_id is None else project.class_names[event.class_id]
     row["original_path"] = str(event.original_path) if event.original_path else None

@@ -17,22 +17,18 @@ from ..errors import AlsegError, BadCasesError
 from ..nifti import load_volume
 from .discover import (DATASET_FILE, CaseSource, SkippedCase, discover, msd_classes, read_classes,
                        read_dataset_info, skipped_message)
-from .records import ClassInfo
+from .records import CaseGeometry, ClassInfo, HasGeometry
 
 GRANULARITIES = ("case", "slice")
 _AFFINE_ATOL_MM = 1e-3
 
 
 @dataclass(frozen=True, eq=False)
-class InspectedCase:
-    """A case whose files all load and agree; geometry as in :class:`~.records.CaseRecord`."""
+class InspectedCase(HasGeometry):
+    """A case whose files all load and agree, on the grid the project will record."""
 
     source: CaseSource
-    shape: tuple[int, int, int]
-    spacing: tuple[float, float, float]
-    origin: tuple[float, float, float]
-    affine: np.ndarray
-    source_affine: np.ndarray
+    geometry: CaseGeometry
     max_label: int | None
 
 
@@ -106,11 +102,9 @@ def inspect_case(source: CaseSource) -> InspectedCase:
         max_label = int(truth.data.max())
     return InspectedCase(
         source=source,
-        shape=tuple(int(n) for n in reference.shape),
-        spacing=reference.spacing,
-        origin=reference.origin,
-        affine=reference.affine,
-        source_affine=np.asarray(nib.load(str(first_path)).affine, float),
+        geometry=CaseGeometry(shape=tuple(int(n) for n in reference.shape), spacing=reference.spacing,
+                              origin=reference.origin, affine=reference.affine,
+                              source_affine=np.asarray(nib.load(str(first_path)).affine, float)),
         max_label=max_label,
     )
 

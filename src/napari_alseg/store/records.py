@@ -26,32 +26,53 @@ class ClassInfo:
 
 
 @dataclass(frozen=True, eq=False)
-class CaseRecord:
-    """One subject: co-registered channels (model input order) and optional ground truth.
+class CaseGeometry:
+    """A case's voxel grid, as ingest checks it and the project stores it.
 
-    ``affine`` is the :class:`~napari_alseg.nifti.Volume` affine (axes flipped to positive
-    spacing); ``source_affine`` is the first channel file's own affine, which label files
-    are written with so that they overlay the source in any NIfTI viewer. A channel of a 4D
-    file (MSD / BraTS) is its path plus :meth:`channel_index`.
+    ``shape`` ``(k, j, i)``; ``spacing`` and ``origin`` in mm in the same order; ``affine`` is
+    the :class:`~napari_alseg.nifti.Volume` affine (axes flipped to positive spacing);
+    ``source_affine`` is the first channel file's own affine, which label files are written
+    with so that they overlay the source in any NIfTI viewer.
     """
+
+    shape: tuple[int, int, int]
+    spacing: tuple[float, float, float]
+    origin: tuple[float, float, float]
+    affine: np.ndarray
+    source_affine: np.ndarray
+
+
+class HasGeometry:
+    """``shape``, ``spacing``, ``origin``, ``affine``, ``source_affine``, ``n_slices`` of ``self.geometry``."""
+
+    geometry: CaseGeometry
+
+    shape = property(lambda self: self.geometry.shape)
+    spacing = property(lambda self: self.geometry.spacing)
+    origin = property(lambda self: self.geometry.origin)
+    affine = property(lambda self: self.geometry.affine)
+    source_affine = property(lambda self: self.geometry.source_affine)
+
+    @property
+    def n_slices(self) -> int:
+        return self.geometry.shape[0]
+
+
+@dataclass(frozen=True, eq=False)
+class CaseRecord(HasGeometry):
+    """One subject: co-registered channels (model input order) and optional ground truth, on
+    one :class:`CaseGeometry`. A channel of a 4D file (MSD / BraTS) is its path plus
+    :meth:`channel_index`."""
 
     id: int
     name: str
     channel_names: tuple[str, ...]
     channel_paths: tuple[Path, ...]
     ground_truth_path: Path | None
-    shape: tuple[int, int, int]
-    spacing: tuple[float, float, float]
-    origin: tuple[float, float, float]
-    affine: np.ndarray
-    source_affine: np.ndarray
+    geometry: CaseGeometry
     affine_hash: str
     channel_indices: tuple[int | None, ...] = ()  # per channel: its index in a 4D file (MSD)
     channels_first: bool = False
-
-    @property
-    def n_slices(self) -> int:
-        return self.shape[0]
 
     def channel_index(self, position: int) -> int | None:
         """Index of channel ``position`` in its 4D file, or None when the file is 3D."""

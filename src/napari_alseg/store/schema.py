@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from ..errors import AlsegError
+from .sqlite import transaction
 
 # Times are ISO 8601 UTC text; JSON columns hold lists/dicts; paths are relative to the
 # project folder (label files) or to the source folder (channels) where possible.
@@ -145,10 +146,12 @@ def schema_version(conn: sqlite3.Connection) -> int:
 
 
 def migrate(conn: sqlite3.Connection, db_path: Path,
-            migrations: Sequence[Sequence[str]] = MIGRATIONS) -> None:
+            migrations: Sequence[Sequence[str]] = MIGRATIONS, *, action: str = "opening the project") -> None:
     """Bring the database at ``db_path`` up to ``len(migrations)``, or refuse a newer one.
 
-    ``conn`` must be in autocommit mode (``isolation_level=None``).
+    ``conn`` must be in autocommit mode (``isolation_level=None``). Each migration runs in
+    its own :func:`~napari_alseg.store.sqlite.transaction`; a sqlite3 error comes out as one
+    AlsegError line naming ``db_path`` and what was being done (``action``).
     """
     current = schema_version(conn)
     newest = len(migrations)
@@ -158,12 +161,7 @@ def migrate(conn: sqlite3.Connection, db_path: Path,
             f"supports (version {newest}); upgrade napari-alseg to open it"
         )
     for version in range(current + 1, newest + 1):
-        conn.execute("BEGIN IMMEDIATE")
-        try:
+        with transaction(conn, db_path, action):
             for statement in migrations[version - 1]:
                 conn.execute(statement)
             conn.execute(f"PRAGMA user_version = {version:d}")
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-        conn.execute("COMMIT")

@@ -1,0 +1,126 @@
+"""The project's fixed records: classes, cases, settings, the validation split."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import AlsegError
+from ..nifti import Volume, load_volume
+from .ingest import affine_hash
+from .records import CaseGeometry, CaseRecord, ClassInfo
+from .state import MODELS_DIR, ProjectState
+
+
+class CasesMixin(ProjectState):
+    """Classes, cases and their volumes, project settings, the held-out items."""
+
+    def update_class(self, class_id: int, *, name: str | None = None,
+                     color: tuple[int, int, int] | None = None) -> ClassInfo:
+        """Rename or recolour a class (display only: class ids and labels are unchanged)."""
+        self._check_class(class_id, "class")
+        current = self.classes[class_id]
+        name = current.name if name is None else name.strip()
+        if not name:
+            raise AlsegError("a class name cannot be empty")
+        if name != current.name and name in self.class_names:
+            raise AlsegError(f"class name {name!r} is already used by another class")
+        if color is not None and (len(color) != 3 or not all(0 <= int(c) <= 255 for c in color)):
+            raise AlsegError(f"a class colour is three values 0-255, got {color}")
+        color = current.color if color is None else tuple(int(c) for c in color)
+        with self._write_lock, self._db.transaction() as conn:
+            conn.execute("UPDATE classes SET name = ?, color = ? WHERE id = ?",
+                         (name, json.dumps(list(color)) if color else None, class_id))
+        updated = ClassInfo(class_id, name, color)
+        self.classes = tuple(updated if info.id == class_id else info for info in self.classes)
+        return updated
+
+    @property
+    def class_names(self) -> tuple[str, ...]:
+        return tuple(c.name for c in self.classes)
+
+    @property
+    def n_classes(self) -> int:
+        return len(self.classes)
+
+    @property
+    def models_dir(self) -> Path:
+        """Where training should put checkpoints (recorded with :meth:`record_checkpoint`)."""
+        return self.folder / MODELS_DIR
+
+    def setting(self, key: str) -> str | None:
+        """A project-wide value kept in the ``meta`` table (e.g. the training plan), or None."""
+        rows = self._db.rows("SELECT value FROM meta WHERE key = ?", (key,))
+        return rows[0]["value"] if rows else None
+
+    def store_setting(self, key: str, value: str) -> None:
+        """Keep ``value`` under ``key`` (replacing an older one), durably."""
+        with self._write_lock, self._db.transaction("saving a project setting") as conn:
+            conn.execute("INSERT INTO meta (key, value) VALUES (?, ?) "
+                         "ON CONFLICT(key) DO UPDATE SET value = excluded.value", (key, value))
+
+    @property
+    def cases(self) -> tuple[CaseRecord, ...]:
+        return tuple(self._cases.values())
+
+    def case(self, name: str) -> CaseRecord:
+        try:
+            return self._cases[name]
+        except KeyError:
+            raise AlsegError(f"{self.folder}: no case named {name!r}") from None
+
+    def load_channels(self, case: str) -> list[Volume]:
+        """The case's channel volumes in model input order, checked against the stored grid."""
+        record = self.case(case)
+        return [self._load_on_grid(path, record, as_label=False, channel=record.channel_index(position))
+                for position, path in enumerate(record.channel_paths)]
+
+    def ground_truth(self, case: str) -> np.ndarray | None:
+        """The source's ground-truth labels (for the simulated oracle), or None."""
+        record = self.case(case)
+        if record.ground_truth_path is None:
+            return None
+        data = self._load_on_grid(record.ground_truth_path, record, as_label=True).data
+        return data.astype(self.label_dtype, copy=False)
+
+    def validation_items(self) -> list[tuple[str, int | None]]:
+        """The held-out ``(case, slice)`` items fixed at creation; slice None = whole case."""
+        rows = self._db.rows("SELECT case_id, slice_index FROM validation_items "
+                             "ORDER BY case_id, slice_index")
+        return [(self._cases_by_id[r["case_id"]].name, r["slice_index"]) for r in rows]
+
+    def validation_cases(self) -> list[str]:
+        """Names of the cases held out whole for validation (empty for slice granularity)."""
+        return sorted({case for case, slice_index in self.validation_items() if slice_index is None})
+
+    def _check_class(self, class_id: int, what: str) -> None:
+        if not isinstance(class_id, (int, np.integer)) or not 0 <= class_id < self.n_classes:
+            raise AlsegError(f"{what}: class id {class_id} is out of range; this project has "
+                             f"{self.n_classes} classes (0..{self.n_classes - 1})")
+
+    def _load_on_grid(self, path: Path, record: CaseRecord, *, as_label: bool,
+                      channel: int | None = None) -> Volume:
+        volume = load_volume(path, as_label=as_label, channel=channel,
+                             channels_first=record.channels_first and channel is not None)
+        if volume.shape != record.shape or affine_hash(volume.affine) != record.affine_hash:
+            raise AlsegError(f"{path}: shape or affine changed since the project was created "
+                             f"(now {volume.shape}, recorded {record.shape})")
+        return volume
+
+    def _case_record(self, row: sqlite3.Row) -> CaseRecord:
+        def source_path(stored: str) -> Path:
+            return self.source_dir / stored  # an absolute stored path stays absolute
+
+        return CaseRecord(
+            id=row["id"], name=row["name"], channel_names=tuple(json.loads(row["channel_names"])),
+            channel_paths=tuple(source_path(p) for p in json.loads(row["channel_paths"])),
+            ground_truth_path=source_path(row["ground_truth_path"]) if row["ground_truth_path"] else None,
+            geometry=CaseGeometry(shape=tuple(json.loads(row["shape"])), spacing=tuple(json.loads(row["spacing"])),
+                                  origin=tuple(json.loads(row["origin"])), affine=np.array(json.loads(row["affine"])),
+                                  source_affine=np.array(json.loads(row["source_affine"]))),
+            affine_hash=row["affine_hash"],
+            channel_indices=tuple(json.loads(row["channel_indices"])) if row["channel_indices"] else (),
+            channels_first=bool(row["channels_first"]))

@@ -1,0 +1,81 @@
+"""Creating a project's database: built whole under a temp name, then renamed into place."""
+
+from __future__ import annotations
+
+import getpass
+import json
+import sqlite3
+from pathlib import Path
+
+from .. import __version__
+from ..atomic import atomic_path
+from ..errors import AlsegError, StorageError
+from .sqlite import connect, database_error
+from .ingest import ProjectPlan, affine_hash
+from .rows import now
+from .schema import migrate
+from .state import DB_NAME
+
+SKIPPED_KEY = "skipped_cases"  # meta: [[case, reason], ...] left out at creation
+
+
+def write_new_database(folder: Path, plan: ProjectPlan, annotator: str, seed: int) -> None:
+    """Build ``project.sqlite`` under a temp name and rename it (:func:`~napari_alseg.atomic.atomic_path`):
+    a project exists whole or not at all."""
+    final = folder / DB_NAME
+    try:
+        with atomic_path(final) as temp:
+            conn = connect(temp, wal=False)
+            try:
+                migrate(conn, final, action="creating the project")
+                conn.execute("BEGIN IMMEDIATE")
+                _insert_plan(conn, plan, annotator, seed)
+                conn.execute("COMMIT")
+            finally:
+                conn.close()
+    except sqlite3.Error as exc:
+        raise database_error(final, exc, "creating the project") from None
+    except AlsegError:
+        raise
+    except OSError as exc:
+        raise StorageError(f"{final}: cannot write the project database "
+                           f"({exc.strerror or exc}); nothing was created") from None
+
+
+def _insert_plan(conn: sqlite3.Connection, plan: ProjectPlan, annotator: str, seed: int) -> None:
+    meta = {"source_dir": str(plan.source_dir), "dataset_name": plan.dataset_name,
+            "granularity": plan.granularity, "created_at": now(), "created_by": annotator,
+            "validation_seed": str(seed), "created_with": f"napari-alseg {__version__}",
+            SKIPPED_KEY: json.dumps([[case.name, case.reason] for case in plan.skipped])}
+    conn.executemany("INSERT INTO meta (key, value) VALUES (?, ?)", meta.items())
+    conn.executemany("INSERT INTO classes (id, name, color) VALUES (?, ?, ?)",
+                     [(c.id, c.name, json.dumps(list(c.color)) if c.color else None) for c in plan.classes])
+    case_ids = {}
+    for case in plan.cases:
+        source = case.source
+        case_ids[source.name] = conn.execute(
+            "INSERT INTO cases (name, channel_names, channel_paths, ground_truth_path, shape, spacing, "
+            "origin, affine, source_affine, affine_hash, channel_indices, channels_first) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (source.name, json.dumps([name for name, _ in source.channels]),
+             json.dumps([_source_relative(p, plan.source_dir) for _, p in source.channels]),
+             _source_relative(source.ground_truth, plan.source_dir) if source.ground_truth else None,
+             json.dumps(list(case.shape)), json.dumps(list(case.spacing)), json.dumps(list(case.origin)),
+             json.dumps(case.affine.tolist()), json.dumps(case.source_affine.tolist()),
+             affine_hash(case.affine),
+             json.dumps(list(source.channel_indices)) if source.channel_indices else None,
+             int(source.channels_first))).lastrowid
+    conn.executemany("INSERT INTO validation_items (case_id, slice_index) VALUES (?, ?)",
+                     [(case_ids[name], slice_index) for name, slice_index in plan.validation])
+
+
+def _source_relative(path: Path, source_dir: Path) -> str:
+    """Relative to the source folder where possible, so moving the two together keeps working."""
+    return path.relative_to(source_dir).as_posix() if path.is_relative_to(source_dir) else str(path)
+
+
+def default_annotator() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return "unknown"
