@@ -1,0 +1,39 @@
+"""Simulation benchmark: every query engine against random, with an oracle that never tires.
+
+A simulated annotator answers each query from the dataset's ground truth through the
+same :class:`~napari_alseg.session.Session` verbs the widget uses (DESIGN "Simulation
+benchmark"): per round ``rescore`` (once a model exists) → ``suggest(k)`` → ``submit``
+the true labels of each suggested item → ``retrain``. Every round appends one row to
+``rounds.csv`` (flushed and fsynced, so a killed run loses at most the round in
+progress) and a restarted run skips the rows already there, reopening the projects
+under ``out_dir/projects/`` where they were left.
+
+The test split is each project's own validation split: drawn from the seed alone, so
+every strategy run with the same seed is measured on the same held-out items
+(:func:`simulate` checks this). No strategy looks at it: dice-per-effort's ``D_c`` is
+measured on the labels given (:meth:`Session.label_metrics`), and quality ratings learn
+only from labelled validation items (the oracle labels none) and from corrections.
+A ``full-data`` reference trains once on every pool item for as long as an
+active-learning run trains over all its rounds (steps, or seconds for time-budgeted rounds).
+:func:`write_report` turns the CSV into ``dice_vs_effort.png`` and the papers' table
+(METHODS E): boundary effort to reach 90 / 95 % of the full-data Dice.
+
+One module per concern: :mod:`.loop` (the run loop), :mod:`.oracle` (the simulated
+annotator), :mod:`.measure` (one round's row), :mod:`.files` (names, ``rounds.csv``,
+settings) and :mod:`.report` (curves, tables, plots).
+"""
+
+from .files import (ABSOLUTE_TARGETS, ANNOTATOR, BASE_COLUMNS, FULL_DATA, PLOT_PNG, RELATIVE_TARGETS, ROUNDS_CSV,
+                    SECONDS_PER_PX, SETTINGS_JSON, TABLE_CSV, TABLE_MD, TAIL_COLUMNS, TEST_FRACTION, Progress)
+from .loop import simulate
+from .report import (CURVE_COLUMNS, EQUAL_EFFORT_PCT, TABLE_COLUMNS, Curve, Reached, baseline_strategy,
+                     dice_at_effort, effort_table, effort_to_reach, full_data_dice, mean_curves, plot_curves,
+                     read_rounds, write_report)
+
+__all__ = [
+    "ABSOLUTE_TARGETS", "ANNOTATOR", "BASE_COLUMNS", "CURVE_COLUMNS", "EQUAL_EFFORT_PCT", "FULL_DATA", "PLOT_PNG",
+    "RELATIVE_TARGETS", "ROUNDS_CSV", "SECONDS_PER_PX", "SETTINGS_JSON", "TABLE_COLUMNS", "TABLE_CSV", "TABLE_MD",
+    "TAIL_COLUMNS", "TEST_FRACTION", "Curve", "Progress", "Reached", "baseline_strategy", "dice_at_effort",
+    "effort_table", "effort_to_reach", "full_data_dice", "mean_curves", "plot_curves", "read_rounds", "simulate",
+    "write_report",
+]

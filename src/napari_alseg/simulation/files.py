@@ -1,0 +1,114 @@
+"""The simulation's files: names, the columns of ``rounds.csv``, appending rows durably, settings."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from ..errors import AlsegError
+
+if TYPE_CHECKING:
+    from ..model import TrainConfig
+
+# The oracle spends no real time, so seconds are estimated from the traced boundary at a
+# fixed tracing speed of 10 px/s (0.1 s per px), a round figure for outlining with a
+# mouse or pen in a viewer; not measured. Only the effort_seconds_est column uses it.
+SECONDS_PER_PX = 0.1
+TEST_FRACTION = 0.2
+FULL_DATA = "full-data"
+ANNOTATOR = "oracle"
+ROUNDS_CSV = "rounds.csv"
+SETTINGS_JSON = "settings.json"
+PLOT_PNG = "dice_vs_effort.png"
+TABLE_MD = "effort_table.md"
+TABLE_CSV = "effort_table.csv"
+RELATIVE_TARGETS = (0.90, 0.95)  # fractions of the full-data Dice (METHODS E table)
+ABSOLUTE_TARGETS = (0.5, 0.7)  # plain Dice values, meaningful without a full-data run
+BASE_COLUMNS = (
+    "strategy", "seed", "round", "labelled_items", "labelled_slices", "effort_items_pct",
+    "effort_boundary_px", "effort_boundary_mm", "effort_boundary_pct", "effort_seconds_est",
+    "dice_test",
+)
+TAIL_COLUMNS = ("dice_pool", "wall_seconds", "model_version")
+
+Progress = Callable[[dict[str, str]], None]
+
+
+@dataclass(frozen=True)
+class SimulationRun:
+    """The fixed settings of one simulation, shared by every (strategy, seed) run."""
+
+    dataset_dir: Path
+    out_dir: Path
+    rounds: int
+    batch_size: int
+    initial_items: int
+    train_config: TrainConfig
+    correction_mode: bool
+    test_fraction: float
+
+
+class RoundsCsv:
+    """``rounds.csv``, appended row by row and fsynced; knows which rows exist already."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.columns: tuple[str, ...] = ()
+        self._done: set[tuple[str, int, int]] = set()
+        if path.exists() and path.stat().st_size:
+            with path.open(newline="") as handle:
+                reader = csv.DictReader(handle)
+                self.columns = tuple(reader.fieldnames or ())
+                self._done = {(r["strategy"], int(r["seed"]), int(r["round"])) for r in reader}
+
+    def use_columns(self, columns: tuple[str, ...]) -> None:
+        """Write the header of a new file, or check an existing file's header matches."""
+        if self.columns and self.columns != columns:
+            raise AlsegError(f"{self.path}: written with other columns (another dataset?); "
+                             "choose another output folder")
+        if not self.columns:
+            with self.path.open("w", newline="") as handle:
+                csv.writer(handle).writerow(columns)
+                _sync(handle)
+            self.columns = columns
+
+    def has(self, strategy: str, seed: int, round_index: int) -> bool:
+        return (strategy, seed, round_index) in self._done
+
+    def append(self, row: dict[str, str], progress: Progress | None) -> None:
+        with self.path.open("a", newline="") as handle:
+            csv.DictWriter(handle, self.columns).writerow(row)
+            _sync(handle)
+        self._done.add((row["strategy"], int(row["seed"]), int(row["round"])))
+        if progress is not None:
+            progress(row)
+
+
+def _sync(handle) -> None:
+    handle.flush()
+    os.fsync(handle.fileno())
+
+
+def check_settings(run: SimulationRun) -> None:
+    """Refuse to resume into results made with other settings (they would not compare)."""
+    settings = {"dataset": str(run.dataset_dir), "batch_size": run.batch_size,
+                "initial_items": run.initial_items, "correction_mode": run.correction_mode,
+                "test_fraction": run.test_fraction,
+                "train_config": {k: v for k, v in asdict(run.train_config).items() if k != "seed"}}
+    settings = json.loads(json.dumps(settings))
+    path = run.out_dir / SETTINGS_JSON
+    if path.exists():
+        stored = json.loads(path.read_text())
+        changed = sorted(key for key in settings if stored.get(key) != settings[key])
+        if changed:
+            raise AlsegError(f"{run.out_dir}: holds a simulation with other settings ({', '.join(changed)}); "
+                             "choose another output folder")
+        return
+    path.write_text(json.dumps(settings, indent=2))
+
+

@@ -1,0 +1,198 @@
+"""The run loop: every (strategy, seed) through the session's verbs, round after round."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Sequence
+from dataclasses import replace
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from ..domain import CASE, NEED_QUALITY, TERM_PSEUDO_LABEL
+from ..errors import AlsegError
+from ..session import Session
+from ..store import Project
+from ..strategies import Suggestion, get_strategy
+from .files import ANNOTATOR, FULL_DATA, ROUNDS_CSV, TEST_FRACTION, Progress, RoundsCsv, SimulationRun, check_settings
+from .measure import PoolTotals, columns_of, is_labelled, round_row
+from .oracle import Oracle
+from .report import write_report
+
+if TYPE_CHECKING:
+    from ..model import TrainConfig
+
+
+def simulate(dataset_dir: str | os.PathLike, out_dir: str | os.PathLike, *, strategies: Sequence[str],
+             rounds: int, seeds: Sequence[int], batch_size: int, initial_items: int,
+             train_config: TrainConfig, correction_mode: bool = False,
+             test_fraction: float = TEST_FRACTION, full_data: bool = True,
+             progress: Progress | None = None) -> Path:
+    """Run ``rounds`` rounds per (strategy, seed) and return the path of ``rounds.csv``.
+
+    Round 1 labels ``initial_items`` items suggested without a model (the strategy's
+    model-free fallback, random for most); each later round labels ``batch_size`` items
+    (cases, slices or ROIs: the strategy's unit). Each round fine-tunes the last model
+    for ``train_config``'s steps or seconds, the project plan's budget when it sets
+    neither (seeded per run). ``correction_mode``: the oracle
+    corrects the model's prediction instead of tracing from scratch, so the effort is the
+    boundary it changed. ``full_data`` adds the reference run. ``progress(row)`` gets
+    each row as written. A second call with the same ``out_dir`` resumes; changed
+    settings (other than strategies, seeds and rounds) are refused.
+    """
+    for name in strategies:
+        get_strategy(name)
+    if rounds < 1 or batch_size < 1 or initial_items < 1:
+        raise AlsegError("rounds, batch_size and initial_items must each be at least 1")
+    run = SimulationRun(Path(dataset_dir).absolute(), Path(out_dir).absolute(), rounds, batch_size, initial_items,
+               train_config, correction_mode, test_fraction)
+    run.out_dir.mkdir(parents=True, exist_ok=True)
+    check_settings(run)
+    rows = RoundsCsv(run.out_dir / ROUNDS_CSV)
+    for seed in seeds:
+        test_split = None
+        for strategy in strategies:
+            test_split = _check_same_split(test_split, _run_strategy(run, rows, strategy, int(seed), progress))
+        if full_data:
+            _check_same_split(test_split, _run_full_data(run, rows, int(seed), progress))
+    write_report(run.out_dir)
+    return rows.path
+
+
+def _run_strategy(run: SimulationRun, rows: RoundsCsv, strategy: str, seed: int,
+                  progress: Progress | None) -> list:
+    """All missing rounds of one (strategy, seed); returns the project's test split."""
+    with _open_session(run, f"{strategy}-seed{seed}", strategy, seed) as session:
+        rows.use_columns(columns_of(session.project))
+        totals = PoolTotals.of(session)
+        oracle = Oracle(session, run.correction_mode)
+        for round_index in range(1, run.rounds + 1):
+            if rows.has(strategy, seed, round_index):
+                continue
+            started = time.perf_counter()
+            if len(session.project.checkpoints()) < round_index:
+                wanted = run.initial_items if round_index == 1 else run.batch_size
+                if not _label_round(session, oracle, wanted - _submitted_this_round(session)):
+                    break  # pool exhausted: nothing new to learn from
+                _retrain(session, seed)
+            row = round_row(session, oracle, totals, strategy, seed, round_index,
+                             time.perf_counter() - started)
+            rows.append(row, progress)
+        return session.project.validation_items()
+
+
+def _run_full_data(run: SimulationRun, rows: RoundsCsv, seed: int, progress: Progress | None) -> list:
+    """Every pool item labelled, one training of ``rounds`` rounds' budget: the Dice to reach."""
+    with _open_session(run, f"{FULL_DATA}-rounds{run.rounds}-seed{seed}", "random", seed) as session:
+        round_config = session.round_config()
+        session.train_config = replace(
+            round_config,
+            steps=None if round_config.steps is None else run.rounds * round_config.steps,
+            seconds=None if round_config.seconds is None else run.rounds * round_config.seconds)
+        rows.use_columns(columns_of(session.project))
+        if not rows.has(FULL_DATA, seed, run.rounds):
+            started = time.perf_counter()
+            totals = PoolTotals.of(session)
+            oracle = Oracle(session, correction_mode=False)
+            if not session.project.checkpoints():
+                for region in totals.regions:
+                    if not is_labelled(session, region):
+                        oracle.answer(region)
+                _retrain(session, seed)
+            rows.append(round_row(session, oracle, totals, FULL_DATA, seed, run.rounds,
+                                   time.perf_counter() - started), progress)
+        return session.project.validation_items()
+
+
+def _open_session(run: SimulationRun, name: str, strategy: str, seed: int) -> Session:
+    """The run's project, created on first use (with METHODS E slice ranges) or reopened."""
+    folder = run.out_dir / "projects" / name
+    if not (folder / "project.sqlite").exists():
+        project = Project.create(folder, run.dataset_dir, annotator=ANNOTATOR,
+                                 validation_fraction=run.test_fraction, seed=seed)
+    else:
+        project = Project.open(folder)
+    session = Session(project, annotator=ANNOTATOR, strategy=strategy,
+                      train_config=replace(run.train_config, seed=seed),
+                      device=run.train_config.device, batch_size=run.batch_size, seed=seed)
+    if project.granularity != CASE:
+        _mark_class_ranges(session)
+    return session
+
+
+def _mark_class_ranges(session: Session) -> None:
+    """METHODS E weak supervision, two clicks per structure: the slices each class spans.
+
+    Only ranges not yet recorded are added, so a project reopened after a crash ends
+    up with each range once.
+    """
+    for record in session.project.cases:
+        marked = session.project.weak_annotations(record.name)
+        truth = session.project.ground_truth(record.name)
+        if truth is None:
+            raise AlsegError(f"case {record.name!r} has no ground truth: the simulated oracle needs it")
+        for class_id in range(1, session.project.n_classes):
+            present = np.flatnonzero((truth == class_id).any(axis=(1, 2)))
+            if present.size and class_id not in marked:
+                session.mark_class_range(record.name, class_id, int(present[0]), int(present[-1]))
+
+
+def _label_round(session: Session, oracle: Oracle, wanted: int) -> bool:
+    """Score, suggest ``wanted`` items and answer them; False when none was left.
+
+    Scoring needs a model and computes only what the strategy ranks by; it is skipped
+    for strategies that rank without scores (random, slice-uniform). In correction mode
+    the display scores are kept too: the quality ratings the corrections teach.
+    """
+    if wanted <= 0:
+        return True
+    strategy = get_strategy(session.strategy)
+    if session.current_net() is not None and strategy.needs:
+        session.rescore(for_display=oracle.correction_mode)
+    suggestions: list[Suggestion] = session.suggest(wanted)
+    for suggestion in suggestions:
+        if suggestion.terms.get(TERM_PSEUDO_LABEL) == 1.0:
+            session.accept_pseudo(suggestion.item.case, slice_index=suggestion.item.slice_index)
+        else:
+            oracle.answer(suggestion.item)
+    if NEED_QUALITY in strategy.needs and session.current_net() is not None:
+        _accept_pseudo_labels(session)
+    return bool(suggestions)
+
+
+def _accept_pseudo_labels(session: Session) -> None:
+    """METHODS A: every prediction rated Acceptable joins training as a pseudo-label, unedited.
+
+    It costs no boundary and is not counted as a labelled item: the table's items are
+    the expert's. A rating is only as good as the corrections it learnt from, so a
+    wrong one costs test Dice, which the curve shows.
+    """
+    for suggestion in session.pseudo_label_candidates():
+        item = suggestion.item
+        if item.class_id is None and not is_labelled(session, item):
+            session.accept_pseudo(item.case, slice_index=item.slice_index)
+
+
+def _retrain(session: Session, seed: int) -> None:
+    """Retrain with torch's global RNG seeded: the first round's fresh net is drawn from it,
+    so every strategy run with the same seed starts from the same initial weights."""
+    import torch
+
+    torch.manual_seed(seed)
+    session.retrain()
+
+
+def _submitted_this_round(session: Session) -> int:
+    """Items already answered under the active model: a round cut short by a crash."""
+    version = session.model_version
+    return sum(1 for e in session.project.events() if e.label_version is not None and e.model_version == version)
+
+
+def _check_same_split(expected: list | None, split: list) -> list:
+    if expected is not None and split != expected:
+        raise AlsegError("the test split differs between runs of the same seed; results would not compare")
+    return split
+
+
