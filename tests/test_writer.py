@@ -173,3 +173,12 @@ def test_viewer_layers_save_round_trips(make_napari_viewer, tmp_path):
     np.testing.assert_allclose(second.translate, first.translate, rtol=0, atol=GEOMETRY_TOLERANCE_MM)
     np.testing.assert_allclose(second.metadata["affine"], first.metadata["affine"], rtol=0,
                                atol=GEOMETRY_TOLERANCE_MM)
+
+
+@pytest.mark.gui
+def test_widget_is_in_the_layers_segment_menu(make_napari_viewer):
+    from napari._app_model import get_app_model
+
+    make_napari_viewer()
+    items = get_app_model().menus.get_menu("napari/layers/segment")
+    assert "napari-alseg.make_widget" in [item.command.id for item in items if hasattr(item, "command")]
