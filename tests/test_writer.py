@@ -135,6 +135,17 @@ def test_unsupported_layers_get_one_line_errors(tmp_path, layer, message):
     assert not list(tmp_path.iterdir())  # nothing half-written
 
 
+def test_the_writer_commands_check_what_they_are_given(tmp_path):
+    from napari_alseg._writer import write_image, write_labels
+
+    with pytest.raises(AlsegError, match="empty"):
+        write_image(str(tmp_path / "empty.nii.gz"), np.zeros((0, 4, 5), np.float32), {})
+    with pytest.raises(AlsegError, match="end in .nii or .nii.gz"):
+        write_labels(str(tmp_path / "labels.tif"), np.zeros((3, 4, 5), np.uint8), {})
+    assert write_labels(str(tmp_path / "bare.nii"), np.ones((3, 4, 5), np.uint8), {}) == [
+        str(tmp_path / "bare.nii")]
+
+
 def test_layer_types_without_a_nifti_writer_write_nothing(tmp_path):
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")

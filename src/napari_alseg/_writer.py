@@ -59,6 +59,8 @@ def layer_volume(data: Any, meta: dict[str, Any], *, is_label: bool,
     if array.ndim not in (2, 3):
         raise AlsegError(f"{name}: a {array.ndim}D layer (shape {array.shape}) cannot be saved as one "
                          "NIfTI volume; only 2D and 3D layers can")
+    if array.size == 0:
+        raise AlsegError(f"{name}: the layer is empty (shape {array.shape}); nothing to save")
     _refuse_extra_transforms(meta, array.ndim, name)
     scale = np.asarray(meta.get("scale", np.ones(array.ndim)), float)
     translate = np.asarray(meta.get("translate", np.zeros(array.ndim)), float)
