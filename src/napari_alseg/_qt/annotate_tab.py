@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from qtpy.QtWidgets import QCheckBox, QGroupBox, QHBoxLayout, QLabel, QPushButton, QVBoxLayout, QWidget
 
+from ..domain import TERM_EFFORT_MM
 from .describe import describe, quality_text
 from .model_box import ModelBox
 from .tables import fill_table, make_table, row_key
@@ -80,7 +81,7 @@ class AnnotateTab(QWidget):
         names = controller.session.project.class_names
         suggestions = controller.suggestions
         rows = [(rank + 1, s.item.case, s.item.slice_index, None if s.item.class_id is None
-                 else names[s.item.class_id], float(s.score), float(s.terms.get("effort_mm", float("nan"))),
+                 else names[s.item.class_id], float(s.score), float(s.terms.get(TERM_EFFORT_MM, float("nan"))),
                  quality_text(s.terms))
                 for rank, s in enumerate(suggestions)]
         fill_table(self.queue_table, rows, [s.item for s in suggestions])

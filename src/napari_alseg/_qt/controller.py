@@ -15,7 +15,8 @@ from pathlib import Path
 from qtpy.QtCore import QObject, QTimer, Signal
 
 from ..errors import AlsegError, BadCasesError
-from ..strategies import QueryItem, Suggestion
+from ..domain import QueryItem
+from ..strategies import Suggestion
 from .background import JobProgress, JobRunner
 from .case_layers import apply_class_colors, owned_layers
 from .editing import ItemEditor

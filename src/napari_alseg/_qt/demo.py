@@ -13,12 +13,13 @@ import tempfile
 import time
 from pathlib import Path
 
+from ..domain import CASE, SLICE
 from ..errors import AlsegError
 
 WINDOW_SIZE = (1500, 950)
 DEMO_LABELLED_ITEMS = 4
 DEMO_TRAIN_STEPS = 30
-DEMO_STRATEGY = {"case": "mc-dropout-top", "slice": "dice-per-effort"}
+DEMO_STRATEGY = {CASE: "mc-dropout-top", SLICE: "dice-per-effort"}
 TAB_PICTURES = {1: "", 2: "-review", 3: "-effort"}
 
 

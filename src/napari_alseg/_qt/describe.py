@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..strategies import QueryItem, Suggestion
+from .. import domain
+from ..domain import QueryItem
+from ..strategies import Suggestion
 
-SHOWN_TERMS = {"mc_top": "uncertainty (MC top 0.1 %)", "entropy": "entropy", "margin": "margin",
-               "dice_gap": "Dice gap 1−D̃", "effort_px": "effort px", "effort_mm": "effort mm",
-               "effort_s": "est. seconds", "quality_prob": "quality probability"}
+SHOWN_TERMS = {domain.TERM_MC_TOP: "uncertainty (MC top 0.1 %)", domain.TERM_ENTROPY: "entropy",
+               domain.TERM_MARGIN: "margin", domain.TERM_DICE_GAP: "Dice gap 1−D̃",
+               domain.TERM_EFFORT_PX: "effort px", domain.TERM_EFFORT_MM: "effort mm",
+               domain.TERM_EFFORT_S: "est. seconds", domain.TERM_QUALITY_PROB: "quality probability"}
 
 
 def item_text(item: QueryItem, class_names) -> str:
@@ -21,10 +24,8 @@ def item_text(item: QueryItem, class_names) -> str:
 
 
 def quality_text(terms) -> str:
-    from ..quality import CLASS_NAMES
-
-    quality = terms.get("quality_class", float("nan"))
-    return CLASS_NAMES[int(quality)] if np.isfinite(quality) else ""
+    quality = terms.get(domain.TERM_QUALITY_CLASS, float("nan"))
+    return domain.QUALITY_CLASS_NAMES[int(quality)] if np.isfinite(quality) else ""
 
 
 def describe(suggestion: Suggestion, class_names) -> str:

@@ -12,8 +12,8 @@ from typing import Any
 import numpy as np
 
 from ..errors import AlsegError
-from ..store import CORRECTED, MANUAL
-from ..strategies import QueryItem, Suggestion
+from ..domain import CORRECTED, MANUAL, QueryItem
+from ..strategies import Suggestion
 from ..timing import ActivityClock
 from .case_layers import jump_to, remove_heat_maps, show_case, show_heat_map
 from .describe import item_text

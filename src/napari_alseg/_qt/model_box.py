@@ -64,13 +64,17 @@ class ModelBox(QGroupBox):
             self._end_progress()
             self._progress_job = progress.name
             self.progress_bar = napari_progress(total=progress.total, desc=progress.description)
+            if self._progress_job != progress.name:  # the job ended while the bar was made
+                self._end_progress()
+                return
+        bar = self.progress_bar  # updating napari's bar may run events that end the job
         self.job_progress.setMaximum(progress.total)
         self.job_progress.setValue(progress.done)
         self.job_label.setText(progress.text)
-        self.progress_bar.total = progress.total
-        self.progress_bar.n = progress.done
-        self.progress_bar.set_description(progress.description)
-        self.progress_bar.refresh()
+        bar.total = progress.total
+        bar.n = progress.done
+        bar.set_description(progress.description)  # a closed bar ignores these
+        bar.refresh()
 
     def _job_finished(self, name: str) -> None:
         if name == self._progress_job:

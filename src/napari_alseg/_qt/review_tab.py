@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from qtpy.QtWidgets import QHBoxLayout, QLabel, QPushButton, QVBoxLayout, QWidget
 
+from ..domain import CASE
 from .tables import fill_table, make_table, selected_key
 
 
@@ -51,7 +52,7 @@ class ReviewTab(QWidget):
         if rows:
             self.review_note.setText("Accept stores the prediction as a pseudo-label; Edit opens it for "
                                      "correction; Reject keeps the case for the annotator.")
-        elif session.project.granularity != "case":
+        elif session.project.granularity != CASE:
             self.review_note.setText("Quality review rates whole 3D cases; this project annotates slices.")
         else:
             self.review_note.setText("No quality ratings yet: they appear after a retrain once enough "
