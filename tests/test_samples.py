@@ -188,3 +188,97 @@ def test_sample_dir_generates_once_and_replaces_incomplete_copies(mricron_dir, t
 
 def test_sample_sets_constant():
     assert SAMPLE_SETS == ("brain-stack", "tumour-cases")
+
+
+# ----------------------------------------------------------------- benchmark pools
+
+GRADED = {"n_cases": 6, "size": 40, "variety": "graded"}
+
+
+@pytest.fixture(scope="module")
+def graded_set(tmp_path_factory) -> Path:
+    return generate_sample("tumour-cases", tmp_path_factory.mktemp("graded"), seed=7, **GRADED)
+
+
+def test_graded_cases_vary_in_lesion_count_size_contrast_and_noise(graded_set):
+    cases = json.loads((graded_set / "dataset.json").read_text())["cases"]
+    assert len(cases) == 6
+    counts = [case["n_lesions"] for case in cases]
+    assert set(counts) <= {1, 2, 3} and len(set(counts)) > 1
+    assert len({case["lesion_voxels"] for case in cases}) == 6
+    assert max(case["lesion_voxels"] for case in cases) > 2 * min(case["lesion_voxels"] for case in cases)
+    for name in ("lesion_contrast", "noise_sd", "bias_sd"):
+        values = [case[name] for case in cases]
+        assert max(values) > 1.5 * min(values), name
+    difficulty = [case["difficulty"] for case in cases]
+    assert min(difficulty) < 0.25 and max(difficulty) > 0.75
+    assert {case["brain"] for case in cases} == {"mni152", "colin27"}
+    assert len({lesion["site"] for case in cases for lesion in case["lesions"]}) > 1
+
+
+def test_graded_cases_measured_contrast_falls_with_difficulty(graded_set):
+    cases = json.loads((graded_set / "dataset.json").read_text())["cases"]
+    easiest, hardest = (min(cases, key=lambda c: c["difficulty"]), max(cases, key=lambda c: c["difficulty"]))
+
+    def oedema_contrast(case):
+        arrays = _case_arrays(graded_set, case["id"])
+        healthy = (arrays["flair"] > 0) & (arrays["seg"] == 0)
+        lesion, tissue = arrays["flair"][arrays["seg"] == 2].mean(), arrays["flair"][healthy].mean()
+        return (lesion - tissue) / tissue
+
+    assert oedema_contrast(easiest) > 1.3 * oedema_contrast(hardest) > 0
+
+
+def test_graded_cases_hold_every_class_and_the_lesion_count_matches_the_labels(graded_set):
+    from scipy import ndimage
+
+    for case in json.loads((graded_set / "dataset.json").read_text())["cases"]:
+        seg = _case_arrays(graded_set, case["id"])["seg"]
+        assert set(np.unique(seg)) == {0, 1, 2, 3}
+        _, n_tumours = ndimage.label(np.isin(seg, (1, 3)))
+        assert n_tumours >= case["n_lesions"]  # lesions lie apart; a coarse grid may split one
+
+
+def test_graded_case_depends_only_on_seed_and_index(graded_set):
+    maps = load_mni_tissue_maps()
+    colin = tumour_cases.colin_tissue_maps(load_colin_templates())
+    grid = tumour_cases.case_grid([maps, colin], GRADED["size"])
+    brains = [tumour_cases.base_brain(name, m, grid) for name, m in (("mni152", maps), ("colin27", colin))]
+    alone = tumour_cases.generate_graded_case(brains, grid, 7, 3)
+    np.testing.assert_array_equal(alone.labels.transpose(2, 1, 0), _case_arrays(graded_set, "case_003")["seg"])
+
+
+def test_default_sample_stays_single_lesion(tiny_tumour_set):
+    info = json.loads((tiny_tumour_set / "dataset.json").read_text())
+    assert "variety" not in info["options"] and "n_lesions" not in info["cases"][0]
+
+
+def test_benchmark_set_names_use_their_presets(tmp_path, monkeypatch):
+    from napari_alseg.samples import BENCHMARK_SETS
+
+    assert set(BENCHMARK_SETS) == {"brain-stack-72", "tumour-cases-60"}
+    with pytest.raises(AlsegError, match="tumour-cases-60"):
+        generate_sample("tumour-cases-6", tmp_path)
+    folder = generate_sample("tumour-cases-60", tmp_path, n_cases=2, size=24)
+    info = json.loads((folder / "dataset.json").read_text())
+    assert folder.name == info["name"] == "tumour-cases-60" and info["seed"] == 2009
+    assert info["options"] == {"n_cases": "2", "variety": "graded", "size": "24"}
+    assert [case["id"] for case in info["cases"]] == ["case_000", "case_001"]
+
+
+def test_bad_graded_options_are_one_line_errors(tmp_path):
+    for options, message in (({"variety": "hard"}, "variety"), ({"brains": "colin27"}, "brains"),
+                             ({"variety": "graded", "brains": "mni152+bert"}, "brains")):
+        with pytest.raises(AlsegError, match=message) as caught:
+            generate_sample("tumour-cases", tmp_path, n_cases=1, size=24, **options)
+        assert "\n" not in str(caught.value)
+
+
+def test_brain_stack_72_has_at_least_60_exact_slices(mricron_dir, tmp_path, monkeypatch):
+    monkeypatch.setenv("ALSEG_MRICRON_DIR", str(mricron_dir))
+    folder = generate_sample("brain-stack-72", tmp_path)
+    labels = load_volume(folder / "stack" / "stack_seg.nii.gz")
+    assert labels.shape[0] >= 60 and labels.spacing[0] == 2.5
+    y_mm = json.loads((folder / "dataset.json").read_text())["slice_y_mm"]
+    assert len(y_mm) == labels.shape[0] and set(np.diff(y_mm)) == {2.0, 3.0}
+    assert set(np.unique(labels.data)) == set(range(11))

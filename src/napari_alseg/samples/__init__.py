@@ -4,6 +4,12 @@
 ``mricron-data``). ``tumour-cases``: 3-channel 3D brains with a synthetic tumour
 (nilearn's bundled MNI152 2009 maps). Nothing is downloaded; the same seed gives the
 same arrays. Pure Python: no Qt, no napari.
+
+Larger variants for the simulation benchmark, named in :data:`BENCHMARK_SETS` and made
+by the same generators with preset options: ``brain-stack-72`` (slices every 2.5 mm, 72
+slices) and ``tumour-cases-60`` (60 graded cases: one to three lesions, graded size,
+contrast, bias and noise, two base brains where installed). They are never part of
+:func:`generate_all`; :func:`generate_sample` and :func:`sample_dir` take their names.
 """
 
 from __future__ import annotations
@@ -22,9 +28,14 @@ from ..errors import AlsegError
 from . import brain_stack, tumour_cases
 from .layout import DATASET_FILE, is_complete, load_class_names, write_json
 
-__all__ = ["SAMPLE_SETS", "generate_all", "generate_sample", "load_class_names", "sample_dir"]
+__all__ = ["BENCHMARK_SETS", "SAMPLE_SETS", "generate_all", "generate_sample", "load_class_names", "sample_dir"]
 
 SAMPLE_SETS: tuple[str, ...] = ("brain-stack", "tumour-cases")
+# name -> (generator set, preset options); options given to generate_sample override them
+BENCHMARK_SETS: dict[str, tuple[str, dict]] = {
+    "brain-stack-72": ("brain-stack", {"slice_step_mm": 2.5}),
+    "tumour-cases-60": ("tumour-cases", {"n_cases": 60, "variety": "graded"}),
+}
 DEFAULT_SEEDS = {"brain-stack": 2022, "tumour-cases": 2009}
 GENERATOR_VERSION = 1
 _WRITERS = {"brain-stack": brain_stack.write_set, "tumour-cases": tumour_cases.write_set}
@@ -39,11 +50,15 @@ def generate_sample(name: str, out_dir: Path, *, seed: int | None = None,
     The set is built in a hidden sibling folder and renamed into place, replacing any
     previous copy, so a crash never leaves a half-written set under the real name;
     ``dataset.json`` is written last. ``options`` go to the set's generator
-    (brain-stack: ``mricron_dir``, ``slice_step_mm``; tumour-cases: ``n_cases``, ``size``).
+    (brain-stack: ``mricron_dir``, ``slice_step_mm``; tumour-cases: ``n_cases``, ``size``,
+    ``variety``, ``brains``). A :data:`BENCHMARK_SETS` name uses its generator with its
+    preset options, the given ones on top, and its generator's default seed.
     """
     writer = _writer(name)
     _check_options(name, writer, options)
-    seed = DEFAULT_SEEDS[name] if seed is None else int(seed)
+    generator, preset = BENCHMARK_SETS.get(name, (name, {}))
+    options = {**preset, **options}
+    seed = DEFAULT_SEEDS[generator] if seed is None else int(seed)
     out_dir = _writable_folder(out_dir)
     report = progress or (lambda message: None)
     started = time.perf_counter()
@@ -90,9 +105,11 @@ def cache_root() -> Path:
 
 
 def _writer(name: str) -> Callable[..., dict]:
-    if name not in _WRITERS:
-        raise AlsegError(f"unknown sample set {name!r}; valid names: {', '.join(SAMPLE_SETS)}")
-    return _WRITERS[name]
+    generator = BENCHMARK_SETS.get(name, (name, {}))[0]
+    if generator not in _WRITERS:
+        valid = ", ".join((*SAMPLE_SETS, *BENCHMARK_SETS))
+        raise AlsegError(f"unknown sample set {name!r}; valid names: {valid}")
+    return _WRITERS[generator]
 
 
 def _check_options(name: str, writer: Callable[..., dict], options: dict) -> None:

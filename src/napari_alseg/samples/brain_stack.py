@@ -128,12 +128,21 @@ def coronal_plan(brain: np.ndarray, step_mm: float) -> tuple[list[int], slice, s
 
     ``brain`` is ``(x, y, z)`` on a 1 mm grid; the crop (rows = z, columns = x) is the
     brain's bounding box plus :data:`MARGIN_PX`, possibly reaching outside the volume.
+    A fractional ``step_mm`` (2.5) cuts each slice at the nearest template plane, so the
+    true gaps alternate (2, 3, 2, ... mm); ``dataset.json`` records each slice's position.
     """
     occupied = np.argwhere(brain)
     low, high = occupied.min(axis=0), occupied.max(axis=0)
-    step = max(int(round(step_mm)), 1)
-    first_y = int(low[1] + ((high[1] - low[1]) % step) // 2)
-    slice_y = list(range(first_y, int(high[1]) + 1, step))
+    if float(step_mm).is_integer():
+        step = max(int(step_mm), 1)
+        first_y = int(low[1] + ((high[1] - low[1]) % step) // 2)
+        slice_y = list(range(first_y, int(high[1]) + 1, step))
+    else:
+        # A fractional step: positions every step_mm, centred, each cut at the nearest
+        # 1 mm template plane (image and labels alike, so the labels stay exact).
+        n_slices = int((high[1] - low[1]) // step_mm) + 1
+        first = low[1] + ((high[1] - low[1]) - (n_slices - 1) * step_mm) / 2.0
+        slice_y = [int(np.floor(first + n * step_mm + 0.5)) for n in range(n_slices)]
     rows = slice(int(low[2]) - MARGIN_PX, int(high[2]) + 1 + MARGIN_PX)
     columns = slice(int(low[0]) - MARGIN_PX, int(high[0]) + 1 + MARGIN_PX)
     return slice_y, rows, columns

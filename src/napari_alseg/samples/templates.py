@@ -34,7 +34,11 @@ class ColinTemplates:
 
 @dataclass(frozen=True)
 class MniTissueMaps:
-    """MNI152 2009 probabilities on one grid, arrays ``(x, y, z)`` in [0, 1]; ``affine`` in mm."""
+    """Tissue probabilities on one grid, arrays ``(x, y, z)`` in [0, 1]; ``affine`` in mm.
+
+    MNI152 2009 from nilearn (:func:`load_mni_tissue_maps`), or Colin27 in the same form
+    (:func:`colin_tissue_maps`).
+    """
 
     grey_matter: np.ndarray
     white_matter: np.ndarray
@@ -112,6 +116,35 @@ def load_mni_tissue_maps() -> MniTissueMaps:
         brain_mask=np.clip(arrays["brain mask"], 0.0, 1.0),
         affine=np.asarray(images["brain mask"].affine, float),
     )
+
+
+def colin_tissue_maps(templates: ColinTemplates) -> MniTissueMaps:
+    """Colin27 as grey/white-matter probabilities and a brain mask at 2 mm, like the MNI maps.
+
+    A second healthy anatomy for the tumour cases (one subject's brain, sharper than the
+    MNI152 average). Probabilities are a partial-volume model of the T1 inside the brain:
+    the 3-class Otsu split gives the CSF, grey- and white-matter means, and a voxel between
+    two means is a linear mixture of those two tissues. The 1 mm maps are then averaged in
+    2 x 2 x 2 blocks (the affine moves to the block centres).
+    """
+    from skimage.filters import threshold_multiotsu
+
+    t1, inside = templates.t1, templates.t1 > 0
+    csf_top, grey_top = threshold_multiotsu(t1[inside], classes=3)
+    values = t1[inside]
+    csf_mean, grey_mean, white_mean = (float(values[mask].mean()) for mask in (
+        values < csf_top, (values >= csf_top) & (values < grey_top), values >= grey_top))
+    white = np.clip((t1 - grey_mean) / (white_mean - grey_mean), 0.0, 1.0)
+    grey = np.where(t1 < grey_mean, np.clip((t1 - csf_mean) / (grey_mean - csf_mean), 0.0, 1.0), 1.0 - white)
+    maps = [np.where(inside, array, 0.0) for array in (grey, white, inside.astype(np.float32))]
+    even = tuple(size // 2 * 2 for size in t1.shape)
+    grey, white, brain = (
+        array[:even[0], :even[1], :even[2]].reshape(even[0] // 2, 2, even[1] // 2, 2, even[2] // 2, 2)
+        .mean(axis=(1, 3, 5)).astype(np.float32) for array in maps)
+    affine = templates.affine.copy()
+    affine[:3, :3] = templates.affine[:3, :3] * 2.0
+    affine[:3, 3] = templates.affine[:3, :3] @ np.full(3, 0.5) + templates.affine[:3, 3]
+    return MniTissueMaps(grey_matter=grey, white_matter=white, brain_mask=brain, affine=affine)
 
 
 def require_same_grid(grids: dict[str, tuple[tuple[int, ...], np.ndarray]]) -> None:
