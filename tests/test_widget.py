@@ -202,3 +202,29 @@ def test_an_item_submitted_or_skipped_while_the_pool_is_scored_does_not_come_bac
     assert "Pool scored" in widget.status.text()
     suggested = [s.item for s in controller.suggestions]
     assert suggested and submitted not in suggested and skipped not in suggested
+
+
+def test_the_controller_drives_the_loop_without_any_tab(make_napari_viewer_proxy, qtbot, tmp_path, tumour_source):
+    """The tabs hold no state: the controller alone opens, edits, submits and says so."""
+    from napari_alseg._qt.controller import AlsegController
+
+    controller = AlsegController(make_napari_viewer_proxy())
+    said = {"info": [], "status": [], "opened": []}
+    controller.info.connect(said["info"].append)
+    controller.status.connect(said["status"].append)
+    controller.item_opened.connect(lambda: said["opened"].append(controller.editor.editing.item))
+    controller.create_project(tumour_source, tmp_path / "project")
+    try:
+        first = controller.suggestions[0].item
+        controller.editor.go()
+        qtbot.waitUntil(lambda: bool(said["opened"]) and not controller.running_jobs, timeout=60_000)
+        assert said["opened"] == [first] and controller.editor.editing.layer.name == f"{first.case} · labels"
+        controller.editor.submit()
+        assert said["info"][-1] == f"Saved {first.case}"
+        assert [e.case for e in controller.session.project.events()] == [first.case]
+        assert first not in [s.item for s in controller.suggestions]
+        controller.loop.batch_size = 7  # a setting reaches the session through the bound dataclass
+        assert controller.session.batch_size == 7
+    finally:
+        qtbot.waitUntil(lambda: not controller.running_jobs, timeout=60_000)
+        controller.close_project()
