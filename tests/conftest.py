@@ -23,3 +23,22 @@ def mricron_dir() -> Path:
             pytest.fail(message)
         pytest.skip(message)
     return MRICRON_TEMPLATES
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """Tiny nets on a shared 2-core machine: one torch thread avoids OpenMP contention."""
+    import torch
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield torch.device("cpu")
+    torch.set_num_threads(previous)
+
+
+@pytest.fixture(scope="module")
+def model_backend():
+    """torch + MONAI imported once, up front, as the widget does before starting a worker."""
+    from napari_alseg.session import import_model_backend
+
+    import_model_backend()

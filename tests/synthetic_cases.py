@@ -33,3 +33,14 @@ def make_source(root, *, granularity, n_cases, shape, classes, drift=False):
     (root / "classes.json").write_text(json.dumps(classes))
     (root / "dataset.json").write_text(json.dumps({"name": "blobs", "granularity": granularity}))
     return root
+
+
+BLOB_CLASSES = {"0": {"name": "background"}, "1": {"name": "core"}, "2": {"name": "rim"}}
+
+
+def tiny_config(**overrides):
+    """A training round of a few steps on whole items: seconds, not minutes, on a CPU."""
+    from napari_alseg.model import TrainConfig
+
+    return TrainConfig(**{"steps": 4, "batch_size": 2, "patch_size": None, "augment": False,
+                          "validate_every": 100, **overrides})

@@ -25,12 +25,8 @@ TINY = (4, 8, 8, 8, 16, 4)
 
 
 @pytest.fixture(scope="module")
-def cpu():
-    """Tiny nets on a shared 2-core machine: one torch thread avoids OpenMP contention."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield torch.device("cpu")
-    torch.set_num_threads(previous)
+def cpu(one_torch_thread):
+    return one_torch_thread
 
 
 def tiny_net(dims, seed=0):

@@ -7,27 +7,17 @@ import synthetic_cases
 
 from napari_alseg.errors import AlsegError
 from napari_alseg.effort import slice_trace_length
-from napari_alseg.session import Session, import_model_backend
+from napari_alseg.session import Session
 from napari_alseg.store import PSEUDO_ACCEPTED, Project
 
-CLASSES = {"0": {"name": "background"}, "1": {"name": "core"}, "2": {"name": "rim"}}
+from synthetic_cases import tiny_config
+
+pytestmark = pytest.mark.usefixtures("model_backend")
 
 
 def make_source(root, *, granularity, n_cases, shape):
     return synthetic_cases.make_source(root, granularity=granularity, n_cases=n_cases, shape=shape,
-                                       classes=CLASSES, drift=False)
-
-
-@pytest.fixture(scope="module", autouse=True)
-def torch_imported():
-    import_model_backend()
-
-
-def tiny_config(**overrides):
-    from napari_alseg.model import TrainConfig
-
-    return TrainConfig(**{"steps": 4, "batch_size": 2, "patch_size": None, "augment": False,
-                          "validate_every": 100, **overrides})
+                                       classes=synthetic_cases.BLOB_CLASSES, drift=False)
 
 
 @pytest.fixture

@@ -4,26 +4,18 @@ must not come back as a suggestion when the new scores are adopted."""
 import pytest
 import synthetic_cases
 
-from napari_alseg.session import Session, import_model_backend
+from napari_alseg.session import Session
 from napari_alseg.store import Project
 
-CLASSES = {"0": {"name": "background"}, "1": {"name": "core"}, "2": {"name": "rim"}}
-
-
-@pytest.fixture(scope="module", autouse=True)
-def torch_imported():
-    import_model_backend()
+pytestmark = pytest.mark.usefixtures("model_backend")
 
 
 @pytest.fixture
 def trained_session(tmp_path):
-    from napari_alseg.model import TrainConfig
-
     source = synthetic_cases.make_source(tmp_path / "source", granularity="slice", n_cases=1, shape=(6, 32, 32),
-                                         classes=CLASSES)
+                                         classes=synthetic_cases.BLOB_CLASSES)
     project = Project.create(tmp_path / "project", source, annotator="dr-a", seed=1)
-    config = TrainConfig(steps=2, batch_size=2, patch_size=None, augment=False, validate_every=100)
-    with Session(project, annotator="dr-a", train_config=config) as session:
+    with Session(project, annotator="dr-a", train_config=synthetic_cases.tiny_config(steps=2)) as session:
         held_out = {n for _, n in project.validation_items()}
         open_slices = [n for n in range(6) if n not in held_out]
         truth = project.ground_truth("case_000")

@@ -314,12 +314,8 @@ def synthetic_case(rng, k, shape=(32, 32)):
 
 
 @pytest.fixture(scope="module")
-def one_thread():
-    """Tiny nets on a shared 2-core machine: one torch thread avoids OpenMP contention."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield torch.device("cpu")
-    torch.set_num_threads(previous)
+def one_thread(one_torch_thread):
+    return one_torch_thread
 
 
 @pytest.fixture(scope="module", params=["slice", "roi", "case"])

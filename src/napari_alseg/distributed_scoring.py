@@ -18,11 +18,12 @@ from pathlib import Path
 
 import numpy as np
 
+from .domain import CASE, NEED_MC, NEED_MODEL, SLICE
 from .errors import AlsegError
 from .nifti import load_volume
 from .plan import inference_patch, stored_plan
 from .store import DB_NAME, Project, discover_cases
-from .strategies import QueryItem
+from .domain import QueryItem
 
 MC_SAMPLES = 20
 
@@ -55,12 +56,12 @@ def score_case(task: CaseTask, mc_samples: int = MC_SAMPLES, seed: int = 0) -> l
                       for path, index in zip(task.channel_paths, indices)]).astype(np.float32)
     if image.shape[0] != spec.in_channels:
         raise AlsegError(f"case {task.case!r}: {image.shape[0]} channels, the model expects {spec.in_channels}")
-    granularity = "case" if spec.spatial_dims == 3 else "slice"
+    granularity = CASE if spec.spatial_dims == 3 else SLICE
     skipped = set()
-    if granularity == "slice" and task.slices is not None:
+    if granularity == SLICE and task.slices is not None:
         skipped = {QueryItem(task.case, n) for n in range(image.shape[1]) if n not in task.slices}
     pool = score_pool(ScoreRequest(net, spec, {task.case: image}, {task.case: None}, granularity=granularity,
-                                   n_classes=spec.n_classes, needs={"model", "mc"}, mc_samples=mc_samples,
+                                   n_classes=spec.n_classes, needs={NEED_MODEL, NEED_MC}, mc_samples=mc_samples,
                                    validation=skipped, seed=seed, patch_size=task.patch_size))
     return [(item.case, item.slice_index, item.score, dict(item.terms)) for item in pool.to_scored_items()]
 
@@ -84,7 +85,7 @@ def project_tasks(folder: str | os.PathLike) -> list[CaseTask]:
                 continue
             tasks.append(CaseTask(str(checkpoints[-1].path), record.name,
                                   tuple(str(p) for p in record.channel_paths),
-                                  None if project.granularity == "case" else slices,
+                                  None if project.granularity == CASE else slices,
                                   record.channel_indices, record.channels_first, _patch(project)))
         return tasks
 

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from . import __version__
+from .domain import CASE
 from .errors import AlsegError
 from .plan import MIN_PATCH, Fingerprint, TrainingPlan
 
@@ -138,7 +139,7 @@ def check_fits(model: ExportedModel, plan: ProjectPlan) -> None:
     """Refuse, in one line, cases the model cannot take: another dimensionality, channel count
     or class count, or channel / class names that differ where both sides name them."""
     where = model.path.name
-    dims = 3 if plan.granularity == "case" else 2
+    dims = 3 if plan.granularity == CASE else 2
     if model.spec.spatial_dims != dims:
         raise AlsegError(f"{where}: a {model.spec.spatial_dims}D model ({model.info.granularity} granularity), "
                          f"but these cases make a {plan.granularity}-granularity project ({dims}D); set "

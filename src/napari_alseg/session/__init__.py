@@ -1,7 +1,6 @@
 """The annotator's session: a facade (:class:`Session`) over the labels view, the learner,
 the queries and the effort accounting. See :mod:`napari_alseg.session.facade`."""
 
-from ..effort import slice_trace_length  # noqa: F401 (its old home)
 from .facade import Session, import_model_backend
 from .learner import MIN_LABELLED_ITEMS, RetrainReport, TrainedRound
 from .queries import RescoreResult

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from ..domain import CASE
 from ..errors import AlsegError
 from ..metrics import class_means, dice_per_class, mean_dice
 from ..plan import PLAN_SETTING, Fingerprint, TrainingPlan, fingerprint, inference_patch, make_plan, stored_plan
@@ -192,7 +193,7 @@ class Learner:
 
         items = self.view.training_items()
         if len(items) < MIN_LABELLED_ITEMS:
-            unit = "case" if self.view.spatial_dims == 3 else "slice or ROI"
+            unit = CASE if self.view.spatial_dims == 3 else "slice or ROI"
             raise AlsegError(f"no labelled data yet: submit at least {MIN_LABELLED_ITEMS} labelled "
                              f"{unit} (outside the validation split) before retraining")
         base_version = self.model_version

@@ -13,13 +13,14 @@ from pathlib import Path
 
 import numpy as np
 
+from ..domain import CASE, PROJECT_GRANULARITIES, SLICE
 from ..errors import AlsegError, BadCasesError
 from ..nifti import load_volume
 from .discover import (DATASET_FILE, CaseSource, SkippedCase, discover, msd_classes, read_classes,
                        read_dataset_info, skipped_message)
 from .records import CaseGeometry, ClassInfo, HasGeometry
 
-GRANULARITIES = ("case", "slice")
+GRANULARITIES = PROJECT_GRANULARITIES
 _AFFINE_ATOL_MM = 1e-3
 
 
@@ -75,7 +76,7 @@ def plan_project(source_dir: Path, *, class_names: Sequence[str] | None, granula
     cases = tuple(inspected)
     classes = _choose_classes(source_dir, class_names, cases,
                               msd_classes(info, source_dir / DATASET_FILE) if found.layout == "msd" else None)
-    granularity = granularity or info.get("granularity") or ("case" if len(cases) > 1 else "slice")
+    granularity = granularity or info.get("granularity") or (CASE if len(cases) > 1 else SLICE)
     if granularity not in GRANULARITIES:
         raise AlsegError(f"granularity must be one of {GRANULARITIES}, got {granularity!r}")
     if not 0.0 <= validation_fraction < 1.0:
@@ -128,7 +129,7 @@ def choose_validation(cases: Sequence[InspectedCase], *, granularity: str, fract
 
     At least one item is held out when ``fraction > 0`` and at least one is left to train on.
     """
-    if granularity == "case":
+    if granularity == CASE:
         pool = [(case.source.name, None) for case in cases]
     else:
         pool = [(case.source.name, k) for case in cases for k in range(case.shape[0])]
