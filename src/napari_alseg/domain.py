@@ -74,6 +74,7 @@ TERM_QUALITY_P_ACCEPTABLE = "quality_p_acceptable"
 TERM_QUALITY_CLASS = "quality_class"  # the predicted quality class 0/1/2 (a float: terms are numbers)
 TERM_QUALITY_PROB = "quality_prob"  # its probability
 TERM_PSEUDO_LABEL = "pseudo_label"  # 1.0: the prediction is proposed for one-click acceptance
+TERM_FOREGROUND = "foreground"  # predicted foreground: expected voxels (an ROI: pixels of its class)
 
 UNCERTAINTY_TERMS = (TERM_MC_TOP, TERM_ENTROPY_MC, TERM_ENTROPY, TERM_MARGIN)  # a stored score: the first present
 

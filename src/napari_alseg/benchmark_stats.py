@@ -1,0 +1,217 @@
+"""Statistics of learning curves for the simulation benchmark: pure numpy / scipy.
+
+A curve is one run's ``(effort, dice)`` points, one per round: effort spent so far (cases,
+slices, boundary mm, seconds; any unit that only grows) and the test Dice of the model
+trained on it. These functions turn curves into the numbers RESULTS reports:
+
+- :func:`area_under_curve`: the headline, mean test Dice over a fixed effort budget;
+  less noisy than a first crossing because every round counts.
+- :func:`effort_to_reach` / :func:`effort_to_fraction`: effort at the first crossing of a
+  target (e.g. 90 / 95 % of the full-data Dice), NaN when never reached.
+- :func:`mean_interval`: mean and 95 % interval over seeds (t or bootstrap).
+- :func:`paired_comparison`: an engine against random, seed by seed (paired t or
+  Wilcoxon signed-rank), with a "not significant" flag.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+STEP, TRAPEZOID = "step", "trapezoid"
+T_INTERVAL, BOOTSTRAP = "t", "bootstrap"
+PAIRED_T, WILCOXON = "paired-t", "wilcoxon"
+
+
+def _curve(effort: Sequence[float], dice: Sequence[float]) -> tuple[np.ndarray, np.ndarray]:
+    effort, dice = np.asarray(effort, float), np.asarray(dice, float)
+    if effort.ndim != 1 or effort.shape != dice.shape or not len(effort):
+        raise ValueError(f"a curve needs matching 1D effort and dice, got shapes {effort.shape} and {dice.shape}")
+    if not (np.isfinite(effort).all() and np.isfinite(dice).all()):
+        raise ValueError("effort and dice must be finite")
+    order = np.argsort(effort, kind="stable")
+    effort, dice = effort[order], dice[order]
+    if (effort < 0).any():
+        raise ValueError("effort must be >= 0")
+    return effort, dice
+
+
+def area_under_curve(effort: Sequence[float], dice: Sequence[float], max_effort: float, *,
+                     method: str = STEP, before_first: float = 0.0, normalise: bool = True) -> float:
+    """Area under test Dice vs effort over ``[0, max_effort]``; by default divided by ``max_effort``.
+
+    Normalised, it is the mean Dice over the budget (0..1), comparable across units.
+
+    ``step`` (default): each round's Dice holds until the next round's point, because
+    that is the model the annotator has while spending that effort; it never credits a
+    gain before the round that bought it. ``trapezoid``: linear between points, as if
+    rounds were infinitely fine; it rewards sparse rounds with interpolated gains.
+    Before the first point the curve is ``before_first`` (0: no model yet; ``trapezoid``
+    rises linearly from ``(0, before_first)``), and past the last point it stays flat at
+    the last Dice. Points beyond ``max_effort`` are ignored; repeated efforts keep the
+    last point (the Dice after that round).
+    """
+    if method not in (STEP, TRAPEZOID):
+        raise ValueError(f"method must be {STEP!r} or {TRAPEZOID!r}, got {method!r}")
+    if not max_effort > 0:
+        raise ValueError(f"max_effort must be > 0, got {max_effort!r}")
+    effort, dice = _curve(effort, dice)
+    keep = np.append(effort[1:] != effort[:-1], True)  # the last of each repeated effort
+    effort, dice = effort[keep], dice[keep]
+    if effort[0] > 0:
+        effort, dice = np.insert(effort, 0, 0.0), np.insert(dice, 0, before_first)
+    # values at the budget's end, then cut there
+    at_end = _step_value(effort, dice, max_effort) if method == STEP else float(np.interp(max_effort, effort, dice))
+    inside = effort < max_effort
+    effort, dice = np.append(effort[inside], max_effort), np.append(dice[inside], at_end)
+    widths = np.diff(effort)
+    if method == STEP:
+        area = float((widths * dice[:-1]).sum())
+    else:
+        area = float((widths * (dice[:-1] + dice[1:]) / 2.0).sum())
+    return area / max_effort if normalise else area
+
+
+def _step_value(effort: np.ndarray, dice: np.ndarray, at: float) -> float:
+    return float(dice[np.searchsorted(effort, at, side="right") - 1])
+
+
+def effort_to_reach(effort: Sequence[float], dice: Sequence[float], target: float) -> float:
+    """Effort at which the curve first reaches ``target`` Dice; NaN if it never does.
+
+    Linear interpolation between the last point below the target and the first point at
+    or above it. A curve whose first point already reaches the target gives that point's
+    effort (what happened before it was not measured).
+    """
+    effort, dice = _curve(effort, dice)
+    reached = np.nonzero(dice >= target)[0]
+    if not len(reached):
+        return math.nan
+    first = int(reached[0])
+    if first == 0:
+        return float(effort[0])
+    (e0, e1), (d0, d1) = effort[first - 1:first + 1], dice[first - 1:first + 1]
+    return float(e0 + (target - d0) / (d1 - d0) * (e1 - e0))
+
+
+def effort_to_fraction(effort: Sequence[float], dice: Sequence[float], reference_dice: float,
+                       fraction: float = 0.9) -> float:
+    """:func:`effort_to_reach` of ``fraction`` (0.9, 0.95) of a reference Dice (the full-data model's)."""
+    if not 0.0 < fraction <= 1.0:
+        raise ValueError(f"fraction must be in (0, 1], got {fraction!r}")
+    return effort_to_reach(effort, dice, fraction * reference_dice)
+
+
+@dataclass(frozen=True)
+class Interval:
+    """Mean over seeds and its interval; ``n`` finite values used, ``n_missing`` NaNs left out.
+
+    ``low`` / ``high`` are NaN with fewer than two values: one seed has no spread to show.
+    """
+
+    mean: float
+    low: float
+    high: float
+    n: int
+    n_missing: int
+    method: str
+    confidence: float
+
+    def __str__(self) -> str:
+        missing = f", {self.n_missing} never" if self.n_missing else ""
+        if math.isnan(self.low):
+            return f"{self.mean:.3g} (n={self.n}{missing})"
+        return f"{self.mean:.3g} [{self.low:.3g}, {self.high:.3g}] (n={self.n}{missing})"
+
+
+def mean_interval(values: Sequence[float], *, confidence: float = 0.95, method: str = T_INTERVAL,
+                  n_resamples: int = 10_000, seed: int = 0) -> Interval:
+    """Mean of ``values`` (one per seed) and its ``confidence`` interval; NaNs are left out and counted.
+
+    ``t``: mean +- t_{n-1} * sd / sqrt(n), right for a handful of seeds if the values are
+    roughly normal. ``bootstrap``: percentile interval of the mean over ``n_resamples``
+    resamples drawn from ``seed`` (no normality assumed, but too narrow for n < 10).
+    """
+    from scipy import stats
+
+    if method not in (T_INTERVAL, BOOTSTRAP):
+        raise ValueError(f"method must be {T_INTERVAL!r} or {BOOTSTRAP!r}, got {method!r}")
+    if not 0.0 < confidence < 1.0:
+        raise ValueError(f"confidence must be in (0, 1), got {confidence!r}")
+    values = np.asarray(values, float).ravel()
+    finite = values[~np.isnan(values)]
+    n, n_missing = len(finite), int(len(values) - len(finite))
+    mean = float(finite.mean()) if n else math.nan
+    low = high = math.nan
+    if n >= 2 and method == T_INTERVAL:
+        half = float(stats.t.ppf(0.5 + confidence / 2.0, n - 1) * finite.std(ddof=1) / math.sqrt(n))
+        low, high = mean - half, mean + half
+    elif n >= 2:
+        rng = np.random.default_rng(seed)
+        means = finite[rng.integers(n, size=(n_resamples, n))].mean(axis=1)
+        low, high = (float(q) for q in np.quantile(means, [0.5 - confidence / 2.0, 0.5 + confidence / 2.0]))
+    return Interval(mean, low, high, n, n_missing, method, confidence)
+
+
+@dataclass(frozen=True)
+class PairedComparison:
+    """An engine against a baseline over the same seeds: differences ``engine - baseline``.
+
+    ``better`` is True when the difference favours the engine and is significant at
+    ``alpha``; ``significant`` False means "not significant" (say so in the report).
+    ``n``: seeds with both values finite.
+    """
+
+    mean_difference: float
+    interval: Interval
+    p_value: float
+    significant: bool
+    better: bool
+    n: int
+    test: str
+    alpha: float
+
+    @property
+    def verdict(self) -> str:
+        if not self.significant:
+            return f"not significant (p = {self.p_value:.2g}, n = {self.n})"
+        return f"{'better' if self.better else 'worse'} (p = {self.p_value:.2g}, n = {self.n})"
+
+
+def paired_comparison(engine: Sequence[float], baseline: Sequence[float], *, test: str = PAIRED_T,
+                      alpha: float = 0.05, higher_is_better: bool = True) -> PairedComparison:
+    """Two-sided paired test of ``engine`` vs ``baseline``, one value per seed, seeds aligned.
+
+    ``paired-t`` (scipy ``ttest_rel``) or ``wilcoxon`` (signed-rank; exact for small n,
+    but with 5 seeds its smallest possible p is 0.0625, so it can never be significant at
+    0.05 below 6 seeds). Pairs with a NaN are dropped. With fewer than two pairs, or
+    differences that are all zero, p is NaN or 1 and nothing is significant.
+    ``higher_is_better``: False for efforts (less is better).
+    """
+    from scipy import stats
+
+    if test not in (PAIRED_T, WILCOXON):
+        raise ValueError(f"test must be {PAIRED_T!r} or {WILCOXON!r}, got {test!r}")
+    engine, baseline = np.asarray(engine, float).ravel(), np.asarray(baseline, float).ravel()
+    if engine.shape != baseline.shape:
+        raise ValueError(f"paired values need one per seed on both sides, got {len(engine)} and {len(baseline)}")
+    both = ~(np.isnan(engine) | np.isnan(baseline))
+    differences = engine[both] - baseline[both]
+    n = len(differences)
+    interval = mean_interval(differences)
+    if n < 2:
+        p_value = math.nan
+    elif not differences.any():
+        p_value = 1.0
+    elif test == PAIRED_T and np.ptp(differences) == 0.0:
+        p_value = 0.0  # identical non-zero differences: t is infinite
+    elif test == PAIRED_T:
+        p_value = float(stats.ttest_rel(engine[both], baseline[both]).pvalue)
+    else:
+        p_value = float(stats.wilcoxon(differences).pvalue)
+    significant = bool(p_value < alpha)
+    favours = interval.mean > 0 if higher_is_better else interval.mean < 0
+    return PairedComparison(interval.mean, interval, p_value, significant, significant and favours, n, test, alpha)
