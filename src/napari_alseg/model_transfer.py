@@ -32,7 +32,6 @@ from .plan import MIN_PATCH, Fingerprint, TrainingPlan
 
 if TYPE_CHECKING:
     from .model import ModelSpec, SegmentationNet
-    from .session import Session
     from .store import Project
     from .store.ingest import ProjectPlan
 
@@ -100,19 +99,18 @@ class ExportedModel:
 # ---------------------------------------------------------------------------- out
 
 
-def export_model(session: Session, path: str | os.PathLike) -> Path:
-    """Write the project's current model, with its description, to ``path`` (a folder: a file
-    ``<dataset>-<version>.pt`` in it); atomic, like every checkpoint."""
+def export_model(project: Project, plan: TrainingPlan, path: str | os.PathLike) -> Path:
+    """Write the project's current model, with its description and training ``plan``, to
+    ``path`` (a folder: a file ``<dataset>-<version>.pt`` in it); atomic, like every checkpoint."""
     from .model import load_checkpoint, save_model_file
 
-    project = session.project
     checkpoints = project.checkpoints()
     if not checkpoints:
         raise AlsegError(f"{project.folder}: no model yet; retrain once before exporting it")
     latest = checkpoints[-1]
     net, spec, metrics = load_checkpoint(latest.path)
     info = ModelInfo(class_names=project.class_names, channel_names=tuple(project.cases[0].channel_names),
-                     granularity=project.granularity, plan=session.training_plan().to_json(),
+                     granularity=project.granularity, plan=plan.to_json(),
                      dataset=project.dataset_name, model_version=latest.model_version,
                      exported_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
                      software=f"napari-alseg {__version__}")
@@ -181,13 +179,15 @@ def install_model(project: Project, model: ExportedModel, *, device: str | None 
     """Make ``model`` the (empty) project's first checkpoint and its plan the project's; the
     provenance goes under :data:`INITIAL_MODEL_SETTING`. Returns the plan kept."""
     from .model import save_checkpoint
-    from .session import Session
+    from .session.labels import LabelsView
+    from .session.learner import Learner
+    from .session.settings import SessionSettings
 
     if project.checkpoints():
         raise AlsegError(f"{project.folder}: already has a model; an initial model is for a new project")
-    session = Session(project, annotator="init-model", device=device)  # not closed: the caller's project
-    here = session.replan()
-    plan = session.set_plan(**imported_plan_fields(model.training_plan(), here, model.spec, session.fingerprint()))
+    learner = Learner(project, SessionSettings("init-model", device=device), LabelsView(project))
+    here = learner.replan()
+    plan = learner.set_plan(**imported_plan_fields(model.training_plan(), here, model.spec, learner.fingerprint()))
     path = save_checkpoint(project.models_dir / f"{FIRST_VERSION}.pt", model.net, model.spec)
     # No metrics of its own yet: the source project's Dice says nothing about these cases.
     project.record_checkpoint(FIRST_VERSION, path)

@@ -158,7 +158,7 @@ class Session:
         (:mod:`napari_alseg.model_transfer`); ``path`` may be a folder."""
         from ..model_transfer import export_model
 
-        return export_model(self, path)
+        return export_model(self.project, self.training_plan(), path)
 
     def compute_round(self, *, progress: Callable[[TrainProgress], None] | None = None,
                       should_stop: Callable[[], bool] | None = None) -> TrainedRound:
