@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Protocol
 
 from ..atomic import atomic_path, make_folder
-from ..errors import AlsegError, StorageError
+from ..errors import StorageError
 from .labels import LABEL_SUFFIX, write_label_volume
 from .records import CaseRecord, CheckpointRecord, ClassInfo, EventRecord, LabelSnapshot, WeakAnnotation
 
