@@ -164,11 +164,12 @@ def write_set(folder: Path, *, seed: int, progress: Callable[[str], None] | None
         raise AlsegError(f"tumour-cases: variety must be one of {', '.join(VARIETIES)}, got {variety!r}")
     if variety == SINGLE and brains not in ("auto", MNI152):
         raise AlsegError(f"tumour-cases: the single variety uses the MNI152 brain only, got brains={brains!r}")
+    wanted = _wanted_brains(brains)
     report = progress or (lambda message: None)
     report("tumour-cases: reading nilearn's MNI152 2009 tissue maps")
     maps = load_mni_tissue_maps()
     if variety == GRADED:
-        return _write_graded_set(folder, seed, report, n_cases, size, maps, brains)
+        return _write_graded_set(folder, seed, report, n_cases, size, maps, brains, wanted)
     grid = case_grid(maps, size)
     cases = []
     for index in range(n_cases):
@@ -206,8 +207,8 @@ def _set_info(grid: CaseGrid, cases: list[dict], source: str) -> dict:
 
 
 def _write_graded_set(folder: Path, seed: int, report: Callable[[str], None], n_cases: int, size: int,
-                      mni_maps: MniTissueMaps, brains: str) -> dict:
-    all_maps = {MNI152: mni_maps, **_other_brains(brains, report)}
+                      mni_maps: MniTissueMaps, brains: str, wanted: tuple[str, ...]) -> dict:
+    all_maps = {MNI152: mni_maps, **_other_brains(wanted, brains == "auto", report)}
     grid = case_grid(list(all_maps.values()), size)
     base_brains = [base_brain(name, maps, grid) for name, maps in all_maps.items()]
     report(f"tumour-cases: graded, base brains {', '.join(brain.name for brain in base_brains)}")
@@ -235,19 +236,23 @@ def _write_graded_set(folder: Path, seed: int, report: Callable[[str], None], n_
     return info
 
 
-def _other_brains(brains: str, report: Callable[[str], None]) -> dict[str, MniTissueMaps]:
-    """The base brains besides MNI152: every installed one for ``auto``, else those named."""
-    wanted = BRAINS if brains == "auto" else tuple(brains.split("+"))
-    unknown = sorted(set(wanted) - set(BRAINS))
-    if unknown or MNI152 not in wanted:
+def _wanted_brains(brains: str) -> tuple[str, ...]:
+    wanted = BRAINS if brains == "auto" else tuple(str(brains).split("+"))
+    if sorted(set(wanted) - set(BRAINS)) or MNI152 not in wanted:
         raise AlsegError(f"tumour-cases: brains must be 'auto' or names joined by '+' from "
                          f"{', '.join(BRAINS)}, including {MNI152}; got {brains!r}")
+    return wanted
+
+
+def _other_brains(wanted: tuple[str, ...], optional: bool, report: Callable[[str], None]
+                  ) -> dict[str, MniTissueMaps]:
+    """The base brains besides MNI152; an ``optional`` one that is not installed is skipped."""
     others = {}
     if COLIN27 in wanted:
         try:
             others[COLIN27] = colin_tissue_maps(load_colin_templates())
         except AlsegError as exc:
-            if brains != "auto":
+            if not optional:
                 raise
             report(f"tumour-cases: Colin27 not used ({exc})")
     return others
