@@ -44,12 +44,12 @@ class ProjectTab(QWidget):
         sample_row.addWidget(self.sample_combo)
         sample_row.addWidget(self.sample_button)
         form.addRow("Sample:", sample_row)
-        settings = controller.loop.gui  # annotator, query engine, batch size, mode
-        settings.margins = (0, 0, 0, 0)
-        form.addRow(settings.native)
         self.strategy_help = QLabel()
         self.strategy_help.setWordWrap(True)
-        form.addRow(self.strategy_help)
+        for setting in controller.loop.gui:  # annotator, query engine, batch size, mode (bound to loop)
+            form.addRow(setting.label, setting.native)
+            if setting.name == "strategy":
+                form.addRow(self.strategy_help)
         self.class_table = QTableWidget(0, 2)
         self.class_table.setHorizontalHeaderLabels(["class (double-click to rename)", "colour"])
         self.class_table.verticalHeader().setVisible(False)
