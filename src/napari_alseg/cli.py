@@ -349,7 +349,8 @@ def _add_benchmark_commands(commands) -> None:
     simulate = commands.add_parser(
         "simulate", help="benchmark query strategies against random with a simulated annotator")
     simulate.add_argument("dataset", metavar="DATASET",
-                          help="folder of cases with ground truth, or a sample name (brain-stack, tumour-cases)")
+                          help="folder of cases with ground truth, or a sample name (brain-stack, tumour-cases, "
+                               "or the benchmark pools brain-stack-72, tumour-cases-60)")
     simulate.add_argument("out", type=Path, metavar="OUT", help="output folder (a rerun resumes it)")
     simulate.add_argument("--strategies", default="random", metavar="A,B",
                           help="comma-separated strategy names (default: %(default)s; see `alseg strategies`)")
@@ -385,7 +386,9 @@ def run_simulate(args: argparse.Namespace) -> int:
     from .simulation import TABLE_MD, simulate
 
     dataset = Path(args.dataset)
-    if not dataset.exists() and args.dataset in DEMO_SAMPLES:
+    from .samples import BENCHMARK_SETS
+
+    if not dataset.exists() and args.dataset in (*DEMO_SAMPLES, *BENCHMARK_SETS):
         from .samples import sample_dir
 
         dataset = sample_dir(args.dataset, progress=_print_progress)
