@@ -7,7 +7,7 @@ import pytest
 from scipy import stats
 
 from napari_alseg.benchmark_stats import (
-    area_under_curve, effort_to_fraction, effort_to_reach, mean_interval, paired_comparison,
+    area_under_curve, curve_at, effort_to_fraction, effort_to_reach, mean_interval, paired_comparison,
 )
 
 EFFORT, DICE = [1.0, 2.0, 3.0], [0.5, 0.7, 0.9]
@@ -59,6 +59,16 @@ def test_bad_curves_are_refused(args, message):
         area_under_curve(*args)
     with pytest.raises(ValueError, match="method"):
         area_under_curve(EFFORT, DICE, 4.0, method="simpson")
+
+
+def test_curve_at_follows_the_area_conventions():
+    grid = [0.0, 0.5, 1.0, 1.5, 2.0, 3.0, 9.0]
+    np.testing.assert_allclose(curve_at(EFFORT, DICE, grid), [0, 0, 0.5, 0.5, 0.7, 0.9, 0.9])
+    np.testing.assert_allclose(curve_at(EFFORT, DICE, grid, method="trapezoid"), [0, 0.25, 0.5, 0.6, 0.7, 0.9, 0.9])
+    np.testing.assert_allclose(curve_at(EFFORT, DICE, [0.5], before_first=0.2), [0.2])
+    fine = np.linspace(0, 4, 40001)
+    assert curve_at(EFFORT, DICE, fine, method="trapezoid").mean() == pytest.approx(
+        area_under_curve(EFFORT, DICE, 4.0, method="trapezoid"), abs=1e-4)
 
 
 # ----------------------------------------------------------------- effort to a target

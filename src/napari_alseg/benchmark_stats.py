@@ -5,7 +5,8 @@ slices, boundary mm, seconds; any unit that only grows) and the test Dice of the
 trained on it. These functions turn curves into the numbers RESULTS reports:
 
 - :func:`area_under_curve`: the headline, mean test Dice over a fixed effort budget;
-  less noisy than a first crossing because every round counts.
+  less noisy than a first crossing because every round counts. :func:`curve_at`: a
+  curve's Dice on a common effort grid, for bands over seeds.
 - :func:`effort_to_reach` / :func:`effort_to_fraction`: effort at the first crossing of a
   target (e.g. 90 / 95 % of the full-data Dice), NaN when never reached.
 - :func:`mean_interval`: mean and 95 % interval over seeds (t or bootstrap).
@@ -73,6 +74,28 @@ def area_under_curve(effort: Sequence[float], dice: Sequence[float], max_effort:
     else:
         area = float((widths * (dice[:-1] + dice[1:]) / 2.0).sum())
     return area / max_effort if normalise else area
+
+
+def curve_at(effort: Sequence[float], dice: Sequence[float], at: Sequence[float] | float, *,
+             method: str = STEP, before_first: float = 0.0) -> np.ndarray:
+    """The curve's Dice at efforts ``at`` (same conventions as :func:`area_under_curve`).
+
+    For bands over seeds: evaluate every seed's curve on one effort grid, then take
+    :func:`mean_interval` at each grid point, so runs whose rounds fall at different
+    efforts (pools of different sizes, boundary mm) are compared at the same effort.
+    """
+    if method not in (STEP, TRAPEZOID):
+        raise ValueError(f"method must be {STEP!r} or {TRAPEZOID!r}, got {method!r}")
+    effort, dice = _curve(effort, dice)
+    keep = np.append(effort[1:] != effort[:-1], True)
+    effort, dice = effort[keep], dice[keep]
+    at = np.asarray(at, float)
+    if method == TRAPEZOID:
+        if effort[0] > 0:
+            effort, dice = np.insert(effort, 0, 0.0), np.insert(dice, 0, before_first)
+        return np.interp(at, effort, dice)
+    index = np.searchsorted(effort, at, side="right") - 1
+    return np.where(index >= 0, dice[np.clip(index, 0, None)], before_first)
 
 
 def _step_value(effort: np.ndarray, dice: np.ndarray, at: float) -> float:
