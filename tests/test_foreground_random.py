@@ -93,3 +93,59 @@ def test_without_the_foreground_term_it_is_plain_random_and_says_so():
     picks = select(NAME, case_pool(with_term=False), 2, seed=5)
     assert [s.item for s in picks] == [s.item for s in select("random", case_pool(with_term=False), 2, seed=5)]
     assert all("no predicted foreground" in s.message for s in picks)
+
+
+# ----------------------------------------------------------------- a real (tiny) scoring run
+
+
+@pytest.fixture(scope="module")
+def scored_slices(one_torch_thread):
+    """A tiny 2D net trained to see bright squares, scoring a case whose slices 0-3 hold
+    squares of growing size and 4-7 hold none; slice 1 is half labelled."""
+    import torch
+
+    from napari_alseg.model import ModelSpec, TrainConfig, TrainingItem, fine_tune
+    from napari_alseg.scoring import ScoreRequest, score_pool
+
+    rng = np.random.default_rng(0)
+    truth = np.zeros((8, 32, 32), np.int64)
+    for n, half in enumerate((3, 5, 7, 9)):
+        truth[n, 16 - half:16 + half, 16 - half:16 + half] = 1
+    image = (truth * 2.0 + rng.normal(0, 0.2, truth.shape))[None].astype(np.float32)
+    torch.manual_seed(0)
+    net = ModelSpec(2, 1, 2, (4, 8, 8, 8, 16, 4)).build()
+    items = [TrainingItem(image[:, n], truth[n], np.ones((32, 32), bool)) for n in (0, 2, 3, 5, 6)]
+    result = fine_tune(net, items, TrainConfig(steps=150, batch_size=4, patch_size=None, augment=False,
+                                               learning_rate=3e-2, device="cpu"))
+    net.load_state_dict(result.state_dict)
+    labelled = np.zeros(truth.shape, bool)
+    labelled[1, :, :16] = True  # half of slice 1: a partial label, still a candidate
+    pool = score_pool(ScoreRequest(net, net.spec, {"c": image}, {"c": (truth, labelled)}, granularity="slice",
+                                   n_classes=2, needs={"model"}, device=one_torch_thread))
+    return pool, truth, labelled
+
+
+def test_scoring_computes_the_foreground_over_unlabelled_voxels(scored_slices):
+    pool, truth, labelled = scored_slices
+    assert all(TERM_FOREGROUND in pool.terms[item] for item in pool.candidates)
+    foreground = {item.slice_index: pool.terms[item][TERM_FOREGROUND] for item in pool.candidates}
+    # the trained net sees the squares: slices with one have far more predicted foreground
+    empty = max(foreground[n] for n in (4, 5, 6, 7))
+    assert foreground[0] > empty and min(foreground[2], foreground[3]) > 5 * empty
+    for n in (0, 2, 3):
+        assert foreground[n] == pytest.approx((truth[n] == 1).sum(), rel=0.5)
+    # slice 1: only its unlabelled right half counts (the square straddles both halves)
+    assert foreground[1] == pytest.approx((truth[1][:, 16:] == 1).sum(), rel=0.5)
+    assert foreground[1] < foreground[2]
+
+
+def test_random_foreground_follows_the_scored_foreground(scored_slices):
+    pool = scored_slices[0]
+    items = sorted(pool.candidates)
+    weights = foreground_weights(np.array([pool.terms[item][TERM_FOREGROUND] for item in items]))
+    picks = [select(NAME, pool, 1, seed=seed)[0] for seed in range(2000)]
+    assert not any("random suggestions" in s.message for s in picks)
+    frequencies = np.array([sum(s.item == item for s in picks) for item in items]) / len(picks)
+    np.testing.assert_allclose(frequencies, weights, atol=0.035)
+    squares = sum(frequencies[i] for i, item in enumerate(items) if item.slice_index in (0, 1, 2, 3))
+    assert squares > 0.7  # 4 of 8 slices hold the foreground and draw most of the picks

@@ -90,7 +90,7 @@ def test_scored_slices_carry_terms_features_boxes_and_progress(cpu):
     assert pool.available() == {"model", "mc", "features"}
     assert calls == [(1, 4), (2, 4), (3, 4), (4, 4)]  # slices 0-3; slice 0 for its features
     for item in pool.candidates:
-        assert set(pool.terms[item]) == {"entropy", "margin", "entropy_mc", "mc_top", "mc_sum"}
+        assert set(pool.terms[item]) == {"entropy", "margin", "entropy_mc", "mc_top", "mc_sum", "foreground"}
         (k0, k1), (j0, j1), (i0, i1) = pool.bboxes[item]
         assert (k0, k1) == (item.slice_index, item.slice_index + 1) and 0 <= j0 < j1 <= 32 and 0 <= i0 < i1 <= 32
     assert set(pool.features) == {QueryItem("c", n) for n in range(4)}

@@ -9,8 +9,8 @@ import numpy as np
 from scipy import ndimage
 
 from ..domain import (
-    QUALITY_PROBABILITY_TERMS, TERM_BOOTSTRAP, TERM_ENTROPY, TERM_ENTROPY_MC, TERM_MARGIN, TERM_MC_SUM,
-    TERM_MC_TOP, TERM_QUALITY_CLASS, TERM_QUALITY_PROB, QueryItem,
+    QUALITY_PROBABILITY_TERMS, TERM_BOOTSTRAP, TERM_ENTROPY, TERM_ENTROPY_MC, TERM_FOREGROUND, TERM_MARGIN,
+    TERM_MC_SUM, TERM_MC_TOP, TERM_QUALITY_CLASS, TERM_QUALITY_PROB, QueryItem,
 )
 from ..quality import QualityPredictor
 from ..uncertainty import bootstrap_score, class_entropy, margin_score, mean_entropy, top_fraction_mean
@@ -23,11 +23,25 @@ ROI_DILATION = 2  # px: an ROI's scoring region is its predicted area grown by t
 
 def item_terms(prediction: RegionPrediction, item: QueryItem, scoring: RoundInputs) -> dict[str, float]:
     maps = {"mc_probs": prediction.mc_probs, "variance": prediction.variance, "members": prediction.members}
-    if item.class_id is None:
-        return region_terms(prediction.probs, **maps)
     given = scoring.region_labels(item.region)
     unlabelled = np.ones(prediction.probs.shape[1:], bool) if given is None else ~np.asarray(given[1], bool)
+    if item.class_id is None:
+        return region_terms(prediction.probs, unlabelled=unlabelled, **maps)
     return roi_terms(prediction.probs, item.class_id, unlabelled, **maps)
+
+
+def foreground(probs: np.ndarray, unlabelled: np.ndarray | None = None, class_id: int | None = None) -> float:
+    """Expected foreground voxels still to label: ``Σ (1 - p_0)`` (or ``Σ p_c`` for class
+    ``class_id``) over the ``unlabelled`` voxels of ``probs`` ``(C, *S)``.
+
+    Unlabelled voxels only: labelled ones carry their (one-hot) labels after the partial-label
+    posterior, and foreground already delineated is not what a new query buys (nnActive draws
+    its foreground patches from what is not yet annotated).
+    """
+    expected = probs[class_id] if class_id is not None else 1.0 - probs[0]
+    if unlabelled is None:
+        return float(np.asarray(expected, dtype=np.float64).sum())
+    return float(np.asarray(expected, dtype=np.float64)[np.asarray(unlabelled, bool)].sum())
 
 
 def region_terms(
@@ -35,12 +49,15 @@ def region_terms(
     mc_probs: np.ndarray | None = None,
     variance: np.ndarray | None = None,
     members: np.ndarray | None = None,
+    unlabelled: np.ndarray | None = None,
 ) -> dict[str, float]:
-    """Terms of a whole case or slice: mean entropy (E baseline), margins (B); with MC
+    """Terms of a whole case or slice: mean entropy (E baseline), margins (B), the predicted
+    :func:`foreground` over ``unlabelled`` voxels (None: all; nnActive's baseline); with MC
     dropout (``mc_probs``, ``variance`` ``(C, *S)``) entropy_mc (E), mc_top = mean of the top
     0.1 % class-mean variances (B), mc_sum = their sum (D); with bootstrap ``members``
     ``(M, C, *S)`` the mean variance across models (B)."""
-    terms = {TERM_ENTROPY: mean_entropy(probs), TERM_MARGIN: margin_score(probs)}
+    terms = {TERM_ENTROPY: mean_entropy(probs), TERM_MARGIN: margin_score(probs),
+             TERM_FOREGROUND: foreground(probs, unlabelled)}
     if variance is not None:
         voxel_variance = np.asarray(variance).mean(axis=0)
         terms.update({
@@ -66,7 +83,9 @@ def roi_terms(
     The scoring region is the class's predicted area grown by :data:`ROI_DILATION` px,
     restricted to ``unlabelled`` pixels (the whole unlabelled slice when the class is not
     predicted): binary entropy ``H_nc`` (METHODS E), margin of ``p_c``, and the variance
-    of ``p_c``: top 0.1 % over the slice, sum over the region.
+    of ``p_c``: top 0.1 % over the slice, sum over the region. The predicted
+    :func:`foreground` is ``Σ p_c`` over the slice's unlabelled pixels (not the region: a
+    class the model misses still has its small expected area).
     """
     region = ndimage.binary_dilation(probs.argmax(axis=0) == class_id, iterations=ROI_DILATION) & unlabelled
     if not region.any():
@@ -74,6 +93,7 @@ def roi_terms(
     terms = {
         TERM_ENTROPY: class_entropy(probs, class_id, region),
         TERM_MARGIN: -float(np.abs(probs[class_id][region] - 0.5).mean()),
+        TERM_FOREGROUND: foreground(probs, unlabelled, class_id),
     }
     if variance is not None:
         class_variance = np.asarray(variance)[class_id]
