@@ -7,6 +7,11 @@ import numpy as np
 import pytest
 
 from napari_alseg.effort import (
+    ESTIMATOR_PAPER,
+    ESTIMATOR_PRIOR,
+    MIN_REMAINING_FRACTION,
+    PREDICTION_HALF_WEIGHT,
+    PRIOR_PSEUDO_COUNT,
     BoundaryLength,
     EffortModel,
     SecondsModel,
@@ -126,16 +131,107 @@ def test_effort_model_matches_hand_computation():
     expected[1, 1] = (square10 + square6) / (2 + prior)
     expected[2, 2] = square10 / (1 + prior)
     expected[1, 2] = expected[2, 1] = shared / (1 + prior)
-    np.testing.assert_allclose(model.boundary_matrix, expected)
+    np.testing.assert_allclose(model.boundary_matrix_of(ESTIMATOR_PAPER), expected)
 
+    paper = {"estimator": ESTIMATOR_PAPER}
     np.testing.assert_allclose(
-        model.remaining_effort(set(), {1, 2}), [0, expected[1, 1], expected[2, 2]]
+        model.remaining_effort(set(), {1, 2}, **paper), [0, expected[1, 1], expected[2, 2]]
     )
     np.testing.assert_allclose(
-        model.remaining_effort({1}, {1, 2}), [0, 0, expected[2, 2] - expected[1, 2]]
+        model.remaining_effort({1}, {1, 2}, **paper), [0, 0, expected[2, 2] - expected[1, 2]]
     )
-    unseen = model.remaining_effort(set(), {0})
+    unseen = model.remaining_effort(set(), {0}, **paper)
     np.testing.assert_allclose(unseen, [model.effort_floor, 0, 0])
+
+    # the prior estimator: each diagonal mean shrinks towards the mean outline μ of the classes
+    mu = ((square10 + square6) / 2 + square10) / 2
+    boundary = model.boundary_matrix
+    assert boundary[1, 1] == pytest.approx((square10 + square6 + PRIOR_PSEUDO_COUNT * mu) / (2 + PRIOR_PSEUDO_COUNT))
+    assert boundary[2, 2] == pytest.approx((square10 + PRIOR_PSEUDO_COUNT * mu) / (1 + PRIOR_PSEUDO_COUNT))
+    assert boundary[1, 2] == pytest.approx(expected[1, 2])
+    # background (class 0) was never delineated: it costs μ, not the 0.001 mm floor
+    assert model.remaining_effort(set(), {0})[0] == pytest.approx(mu)
+
+
+def test_an_unseen_class_is_priced_at_a_typical_outline_not_near_zero():
+    first, second = two_class_stack()
+    model = EffortModel(n_classes=4)
+    model.observe(first, {1, 2})
+    model.observe(second, {1})
+    square10, square6 = 40 - CORNER_CUT, 24 - CORNER_CUT
+    mu = ((square10 + square6) / 2 + square10) / 2
+    remaining = model.remaining_effort(set(), {1, 2, 3})
+    assert remaining[3] == pytest.approx(mu) and remaining[3] > 20  # class 3: never delineated
+    estimate = model.estimate(3, set(), {3})
+    assert estimate.mm == pytest.approx(mu) and "prior" in estimate.source
+    # the paper's B prices it at the 0.001 mm floor, and says nothing it can support
+    assert model.remaining_effort(set(), {3}, ESTIMATOR_PAPER)[3] == pytest.approx(1e-3)
+    assert model.estimate(3, set(), {3}, estimator=ESTIMATOR_PAPER).mm is None
+    # the prior fades as the class is delineated: after many outlines B_33 is their mean
+    third = np.zeros((12, 22), int)
+    third[2:6, 2:6] = 3
+    for _ in range(200):
+        model.observe(third, {3})
+    assert model.boundary_matrix[3, 3] == pytest.approx(16 - CORNER_CUT, rel=0.02)
+
+
+def test_an_empty_roi_does_not_shrink_its_class_outline():
+    first, _ = two_class_stack()
+    model = EffortModel(n_classes=3)
+    model.observe(first, {1, 2})
+    before = model.boundary_matrix.copy()
+    paper_before = model.boundary_matrix_of(ESTIMATOR_PAPER).copy()
+    empty = np.zeros_like(first)
+    empty[1:11, 1:11] = 1  # class 2 delineated but absent on this slice (an empty ROI)
+    for _ in range(5):
+        model.observe(empty, {2})
+    assert model.boundary_matrix[2, 2] == pytest.approx(before[2, 2])
+    assert model.delineations(2) == 1
+    # the paper's B counted each as a zero-length outline: a fifth of the length left
+    assert model.boundary_matrix_of(ESTIMATOR_PAPER)[2, 2] == pytest.approx(paper_before[2, 2] / 6, rel=1e-3)
+    # an absent class's contact is not a zero-length shared boundary either
+    model.observe(empty, {1, 2})
+    assert model.boundary_matrix[1, 2] == pytest.approx(before[1, 2])
+
+
+def test_nothing_delineated_gives_an_unknown_effort_not_a_number():
+    model = EffortModel(n_classes=3)
+    assert np.isnan(model.remaining_effort(set(), {1, 2})[1:]).all()
+    estimate = model.estimate(1, set(), {1, 2}, predicted_mm=50.0)
+    assert estimate.mm is None and "unknown" in estimate.source
+    only_empty = EffortModel(n_classes=3)
+    only_empty.observe(np.zeros((8, 8), int), {1, 2})
+    assert only_empty.estimate(1, set(), {1, 2}).mm is None
+
+
+def test_the_prediction_outline_is_blended_in_as_the_class_is_delineated():
+    first, _ = two_class_stack()
+    model = EffortModel(n_classes=3)
+    model.observe(first, {1, 2})
+    prior_only = model.estimate(1, set(), {1, 2}, estimator=ESTIMATOR_PRIOR).mm
+    predicted = 3.0 * prior_only
+    estimates = []
+    for n_seen in range(1, 40):
+        blended = model.estimate(1, set(), {1, 2}, predicted_mm=predicted)
+        weight = n_seen / (n_seen + PREDICTION_HALF_WEIGHT)
+        b_only = model.estimate(1, set(), {1, 2}, estimator=ESTIMATOR_PRIOR).mm
+        assert blended.mm == pytest.approx(weight * predicted + (1 - weight) * b_only)
+        assert "prediction" in blended.source
+        estimates.append(blended.mm)
+        model.observe(first, {1})
+    assert estimates == sorted(estimates)  # the prediction's weight grows with the delineations
+    assert estimates[-1] == pytest.approx(predicted, rel=0.15)
+    # no prediction of the class on the slice (NaN), or a class never delineated: B alone
+    assert model.estimate(1, set(), {1, 2}, predicted_mm=math.nan).mm == pytest.approx(
+        model.estimate(1, set(), {1, 2}, estimator=ESTIMATOR_PRIOR).mm)
+    fresh = EffortModel(n_classes=4)
+    fresh.observe(first, {1, 2})
+    assert fresh.estimate(3, set(), {3}, predicted_mm=1e-4).mm == pytest.approx(fresh.boundary_matrix[3, 3])
+    # a prediction that claims the ROI is free is floored at a share of the class's outline
+    assert model.estimate(1, set(), {1, 2}, predicted_mm=0.0).mm == pytest.approx(
+        MIN_REMAINING_FRACTION * model.boundary_matrix[1, 1], rel=0.2)
+    with pytest.raises(AlsegError, match="estimator"):
+        model.estimate(1, set(), {1}, estimator="guess")
 
 
 def test_remaining_effort_table_and_round_trip():
@@ -149,6 +245,7 @@ def test_remaining_effort_table_and_round_trip():
 
     restored = EffortModel.from_dict(json.loads(json.dumps(model.to_dict())))
     np.testing.assert_allclose(restored.boundary_matrix, model.boundary_matrix)
+    np.testing.assert_allclose(restored.boundary_matrix_of(ESTIMATOR_PAPER), model.boundary_matrix_of(ESTIMATOR_PAPER))
     with pytest.raises(AlsegError):
         EffortModel.from_dict({"n_classes": 3})
     with pytest.raises(AlsegError):

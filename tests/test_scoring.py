@@ -190,6 +190,27 @@ def test_roi_terms_ignore_labelled_pixels():
     assert roi_terms(probs, 1, np.ones((10, 10), bool))["entropy"] == pytest.approx(np.log(2) / 2)
 
 
+
+def test_the_predicted_outline_leaves_out_contact_with_delineated_neighbours():
+    from napari_alseg.effort import boundary_length, roi_trace_length
+    from napari_alseg.scoring.terms import predicted_outline_mm
+
+    probs = np.zeros((3, 20, 20), np.float32)
+    probs[0] = 1.0
+    probs[:, 4:10, 4:14] = np.array([0.1, 0.8, 0.1])[:, None, None]  # class 1 predicted: 6×10
+    probs[:, 10:16, 4:14] = np.array([0.1, 0.1, 0.8])[:, None, None]  # class 2 below it, touching
+    labels = np.zeros((20, 20), np.int64)
+    labels[10:16, 4:14] = 2
+    labelled = labels == 2  # class 2 delineated on this slice
+    predicted = probs.argmax(axis=0) == 1
+    alone = predicted_outline_mm(probs, 1, None, (1.0, 1.0))
+    assert alone == pytest.approx(boundary_length(predicted).mm)
+    beside = predicted_outline_mm(probs, 1, (labels, labelled), (0.5, 2.0))
+    assert beside == pytest.approx(roi_trace_length(predicted, [labelled], (0.5, 2.0)).mm)
+    assert beside < boundary_length(predicted, (0.5, 2.0)).mm - 15  # the 10 px shared edge (20 mm) is free
+    without_class_2 = np.stack([probs[0] + probs[2], probs[1], np.zeros_like(probs[2])])
+    assert math.isnan(predicted_outline_mm(without_class_2, 2, None, (1.0, 1.0)))  # not predicted: no outline
+
 def test_inputs_are_checked():
     images, labels, _ = partially_labelled_stack()
     with pytest.raises(AlsegError, match="granularity"):

@@ -155,6 +155,51 @@ def test_dice_per_effort_rejects_history_of_the_wrong_length():
         select("dice-per-effort", pool, 1, seed=0)
 
 
+def test_dice_per_effort_prices_an_unseen_class_at_a_prior_not_at_the_floor():
+    effort = observed_effort(touching=False)  # classes 1 and 2 seen; pools of 4 classes below
+    labels = np.zeros((40, 40), np.int64)
+    labels[5:25, 5:25] = 1
+    four = EffortModel(4)
+    four.observe(labels, [1])
+    pool = PoolScores("roi", 4, True, "v1", [QueryItem("c", 3, 1), QueryItem("c", 3, 3)], [], n_slices={"c": 10},
+                      class_dice_history=[np.array([0.6, np.nan, np.nan])], effort=four)
+    picks = {s.item.class_id: s for s in select("dice-per-effort", pool, 2, seed=0)}
+    unseen = picks[3]
+    assert unseen.terms["effort_mm"] == pytest.approx(four.boundary_matrix[1, 1]) and unseen.terms["effort_mm"] > 50
+    assert unseen.score < 1.0 and unseen.score == pytest.approx(1.0 / unseen.terms["effort_mm"])
+    # the paper's B: the unseen class scores gap / 0.001 = 1000, and no effort is shown for it
+    paper = {s.item.class_id: s for s in select("dice-per-effort-paper", pool, 2, seed=0)}
+    assert paper[3].score == pytest.approx(1000.0, rel=1e-3)
+    assert "effort_mm" not in paper[3].terms and "effort unknown" in paper[3].message
+    assert paper[1].terms["effort_mm"] == pytest.approx(effort.boundary_matrix_of("paper")[1, 1], rel=1e-3)
+
+
+def test_dice_per_effort_says_effort_unknown_before_any_outline():
+    pool = roi_pool([(3, 1), (3, 2), (4, 2)], [], EffortModel(3), history=[[0.2, 0.7]])
+    picks = select("dice-per-effort", pool, 3, seed=0)
+    assert all("effort_mm" not in s.terms and "effort unknown" in s.message for s in picks)
+    assert picks[0].item.class_id == 1 and picks[0].score == pytest.approx(0.8)  # ranked by the Dice gap
+
+
+def test_dice_per_effort_uses_the_predicted_outline_as_the_model_matures():
+    effort = EffortModel(3)
+    labels = np.zeros((40, 40), np.int64)
+    labels[5:25, 5:25] = 1
+    labels[30:36, 30:36] = 2
+    for _ in range(20):
+        effort.observe(labels, [1, 2])  # class 2's B is a 6×6 square's outline, ~23 mm at 1 mm
+    pool = roi_pool([(3, 2), (4, 2)], [], effort)
+    pool.spacing = {}
+    pool.terms = {QueryItem("c", 3, 2): {"effort_pred_mm": 200.0}, QueryItem("c", 4, 2): {"effort_pred_mm": 10.0}}
+    picks = select("dice-per-effort", pool, 2, seed=0)
+    assert [s.item.slice_index for s in picks] == [4, 3]  # the prediction says slice 4's outline is short
+    weight = 20 / (20 + 5)
+    b_only = effort.estimate(2, set(), {2}, estimator="prior").mm
+    assert picks[1].terms["effort_mm"] == pytest.approx(weight * 200 + (1 - weight) * b_only)
+    paper = select("dice-per-effort-paper", pool, 2, seed=0)
+    assert paper[0].terms["effort_mm"] == pytest.approx(paper[1].terms["effort_mm"])  # B alone: no difference
+
+
 # ----------------------------------------------------------------- baselines
 
 

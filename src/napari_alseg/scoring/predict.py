@@ -7,7 +7,7 @@ same posterior the model uses (:func:`napari_alseg.model.losses.renormalise_pred
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -47,6 +47,7 @@ class RoundInputs:
     patch_size: tuple[int, ...] | None
     device: Any
     seed: int
+    spacing: Mapping[str, tuple[float, float]] = field(default_factory=dict)  # case -> in-plane (row, col) mm
 
     def image(self, region: QueryItem) -> np.ndarray:
         image = self.images[region.case]

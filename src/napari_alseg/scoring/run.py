@@ -44,7 +44,7 @@ def score_pool(request: ScoreRequest, *, progress: Callable[[int, int], None] | 
         return pool
     scoring = RoundInputs(r.net, spec.spatial_dims, r.images, shapes, r.labels, allowed, needs, r.mc_samples,
                           list(r.bootstrap_nets or []) if NEED_BOOTSTRAP in needs else [], r.quality_model,
-                          r.patch_size, r.device, r.seed)
+                          r.patch_size, r.device, r.seed, dict(r.spacing or {}))
     check_bootstrap(scoring)
     validation_regions = quality_regions(scoring, r.granularity, r.validation) if NEED_QUALITY in needs else []
     regions = regions_to_predict(pool, needs, validation_regions)

@@ -10,8 +10,10 @@ from scipy import ndimage
 
 from ..domain import (
     QUALITY_PROBABILITY_TERMS, TERM_BOOTSTRAP, TERM_ENTROPY, TERM_ENTROPY_MC, TERM_FOREGROUND, TERM_MARGIN,
-    TERM_MC_SUM, TERM_MC_TOP, TERM_QUALITY_CLASS, TERM_QUALITY_PROB, QueryItem,
+    TERM_EFFORT_PREDICTED_MM, TERM_MC_SUM, TERM_MC_TOP, TERM_QUALITY_CLASS, TERM_QUALITY_PROB, NEED_EFFORT,
+    QueryItem,
 )
+from ..effort import roi_trace_length
 from ..quality import QualityPredictor
 from ..uncertainty import bootstrap_score, class_entropy, margin_score, mean_entropy, top_fraction_mean
 
@@ -27,7 +29,30 @@ def item_terms(prediction: RegionPrediction, item: QueryItem, scoring: RoundInpu
     unlabelled = np.ones(prediction.probs.shape[1:], bool) if given is None else ~np.asarray(given[1], bool)
     if item.class_id is None:
         return region_terms(prediction.probs, unlabelled=unlabelled, **maps)
-    return roi_terms(prediction.probs, item.class_id, unlabelled, **maps)
+    terms = roi_terms(prediction.probs, item.class_id, unlabelled, **maps)
+    if NEED_EFFORT in scoring.needs:
+        spacing = scoring.spacing.get(item.case, (1.0, 1.0))
+        terms[TERM_EFFORT_PREDICTED_MM] = predicted_outline_mm(prediction.probs, item.class_id, given, spacing)
+    return terms
+
+
+def predicted_outline_mm(probs: np.ndarray, class_id: int, given: tuple[np.ndarray, np.ndarray] | None,
+                         spacing: tuple[float, float]) -> float:
+    """The boundary (mm) of class ``class_id`` in the prediction of a slice ``probs`` ``(C, H, W)``
+    (the partial-label posterior: argmax), minus its contact with the classes 1..C-1 delineated on
+    the slice (``given``: labels, labelled mask ``(H, W)``), which is free (METHODS E).
+
+    NaN when the class is not predicted on the slice: no outline to go by (the effort model
+    then uses B alone), rather than a zero that would price the ROI as free.
+    """
+    predicted = probs.argmax(axis=0) == class_id
+    if not predicted.any():
+        return math.nan
+    neighbours = []
+    if given is not None:
+        labels, mask = np.asarray(given[0]), np.asarray(given[1], bool)
+        neighbours = [mask & (labels == c) for c in np.unique(labels[mask]) if c not in (0, class_id)]
+    return roi_trace_length(predicted, neighbours, spacing).mm
 
 
 def foreground(probs: np.ndarray, unlabelled: np.ndarray | None = None, class_id: int | None = None) -> float:

@@ -66,7 +66,9 @@ class EffortAccounting:
         """Per class: effort spent so far (mm, px, s) and estimated remaining boundary (mm).
 
         Remaining = Σ over unlabelled (slice, class) of METHODS E ``R_nc`` (shared
-        boundaries with labelled neighbours are free), from the running matrix B.
+        boundaries with labelled neighbours are free), from the running matrix B with its
+        prior for classes not yet delineated (:data:`~napari_alseg.effort.ESTIMATOR_PRIOR`);
+        NaN (unknown, shown blank) while no outline has been delineated at all.
         """
         names = self.project.class_names
         summary = {name: {"spent_mm": 0.0, "spent_px": 0.0, "spent_s": 0.0, "remaining_mm": 0.0}

@@ -16,7 +16,7 @@ from ..domain import NEED_BOOTSTRAP, NEED_EFFORT, NEED_FEATURES, NEED_MC, NEED_M
 from ..errors import AlsegError
 from .base import GRANULARITIES, NEEDS, QueryItem, Strategy, Suggestion, rank
 from .baseline import RANDOM, RANDOM_ROI, SLICE_UNIFORM, select_random
-from .dice_per_effort import DICE_PER_EFFORT
+from .dice_per_effort import DICE_PER_EFFORT, DICE_PER_EFFORT_PAPER
 from .foreground_random import RANDOM_FOREGROUND
 from .gradient_vae import GRADIENT_VAE
 from .quality_threshold import QUALITY_THRESHOLD, pseudo_label_candidates
@@ -44,6 +44,7 @@ STRATEGIES: dict[str, Strategy] = {
     for strategy in (
         RANDOM, RANDOM_ROI, SLICE_UNIFORM, RANDOM_FOREGROUND, ENTROPY, ENTROPY_MC, MARGINS, MC_DROPOUT_TOP,
         MC_DROPOUT_SUM, BOOTSTRAP, REPRESENTATIVE, NON_SIMILAR, GRADIENT_VAE, QUALITY_THRESHOLD, DICE_PER_EFFORT,
+        DICE_PER_EFFORT_PAPER,
     )
 }
 

@@ -5,6 +5,14 @@ Query ``argmax_{n,c} (1 - D̃_c) / R_nc`` over ROI items (case, slice n, class c
 class c, and ``R_nc`` the remaining boundary (mm) of c on slice n from the running
 :class:`~napari_alseg.effort.EffortModel`: boundaries shared with classes already
 delineated on n are free, so a small ROI beside labelled neighbours is cheap.
+
+``dice-per-effort`` prices an ROI with the model's ``predicted`` estimator (a prior for
+classes not yet delineated, empty delineations not counted as outlines, and the current
+prediction's own outline blended in as the model matures); ``dice-per-effort-paper`` with
+the paper's ``B`` as published, so the benchmark can compare the two. Neither shows an
+effort the data cannot support: where there is none, the suggestion carries no effort
+terms and its message says "effort unknown" (the ranking then uses the Dice gap alone,
+or for the paper's estimator its 0.001 mm floor, as published).
 """
 
 from __future__ import annotations
@@ -14,7 +22,10 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ..domain import NEED_EFFORT, ROI, TERM_DICE_GAP, TERM_EFFORT_MM, TERM_EFFORT_PX, TERM_EFFORT_S
+from ..domain import (
+    NEED_EFFORT, ROI, TERM_DICE_GAP, TERM_EFFORT_MM, TERM_EFFORT_PREDICTED_MM, TERM_EFFORT_PX, TERM_EFFORT_S,
+)
+from ..effort import DEFAULT_ESTIMATOR, ESTIMATOR_PAPER, EffortEstimate
 from ..errors import AlsegError
 from ..uncertainty import dice_gap
 from .base import QueryItem, Strategy, Suggestion, rank, suggestion
@@ -25,28 +36,46 @@ if TYPE_CHECKING:
 ALPHA = 0.5
 
 
-def select_dice_per_effort(pool: PoolScores, k: int, seed: int, alpha: float = ALPHA) -> list[Suggestion]:
-    """The k ROIs with the largest ``(1 - D̃_c) / R_nc``.
+def select_dice_per_effort(pool: PoolScores, k: int, seed: int, alpha: float = ALPHA,
+                          estimator: str = DEFAULT_ESTIMATOR) -> list[Suggestion]:
+    """The k ROIs with the largest ``(1 - D̃_c) / R_nc``, ``R_nc`` by ``estimator``
+    (:data:`~napari_alseg.effort.ESTIMATORS`).
 
     Terms: ``dice_gap`` (1 - D̃_c), ``effort_mm`` (R_nc), ``effort_px`` (R_nc over the
     geometric-mean pixel size, exact for square pixels) and ``effort_s`` when the pool
-    has a fitted :class:`~napari_alseg.effort.SecondsModel`. An item whose class is not
-    in ``C_n`` (R_nc = 0) is not queryable and gets NaN, ranked last.
+    has a fitted :class:`~napari_alseg.effort.SecondsModel`; the effort terms only where
+    the estimate is supported (else the message says "effort unknown" and why). An item
+    whose class is not in ``C_n`` (R_nc = 0) is not queryable and gets NaN, ranked last.
+    With no supported estimate the score is the Dice gap alone (every ROI is then unknown
+    alike: nothing has been delineated).
     """
     gaps = class_dice_gaps(pool, alpha)
     delineated = _delineated_classes(pool)
-    remaining: dict[tuple[str, int], np.ndarray] = {}
-    scores, terms = {}, {}
+    scores, terms, messages = {}, {}, {}
     for item in pool.candidates:
         region = (item.case, item.slice_index)
-        if region not in remaining:
-            allowed = pool.allowed.get(region, set(range(pool.n_classes)))
-            remaining[region] = pool.effort.remaining_effort(delineated.get(region, set()), allowed)
-        effort_mm = float(remaining[region][item.class_id])
-        scores[item] = gaps[item.class_id] / effort_mm if effort_mm > 0 else math.nan
-        terms[item] = _effort_terms(pool, item, gaps[item.class_id], effort_mm)
-    return [suggestion(pool, item, scores[item], "dice-per-effort", terms[item])
+        allowed = pool.allowed.get(region, set(range(pool.n_classes)))
+        on_slice = delineated.get(region, set())
+        predicted = pool.terms.get(item, {}).get(TERM_EFFORT_PREDICTED_MM)
+        estimate = pool.effort.estimate(item.class_id, on_slice, allowed, predicted, estimator)
+        gap = gaps[item.class_id]
+        ranking_mm = estimate.mm
+        if ranking_mm is None and estimator == ESTIMATOR_PAPER:
+            ranking_mm = float(pool.effort.remaining_effort(on_slice, allowed, ESTIMATOR_PAPER)[item.class_id])
+        if ranking_mm is None:
+            scores[item] = float(gap)
+        else:
+            scores[item] = gap / ranking_mm if ranking_mm > 0 else math.nan
+        terms[item] = _effort_terms(pool, item, gap, estimate)
+        messages[item] = "" if estimate.mm is not None else f"effort {estimate.source}"
+    name = PAPER_NAME if estimator == ESTIMATOR_PAPER else NAME
+    return [suggestion(pool, item, scores[item], name, terms[item], messages[item])
             for item in rank(scores, seed)[:k]]
+
+
+def select_dice_per_effort_paper(pool: PoolScores, k: int, seed: int) -> list[Suggestion]:
+    """:func:`select_dice_per_effort` with the paper's ``B`` (METHODS E as published)."""
+    return select_dice_per_effort(pool, k, seed, estimator=ESTIMATOR_PAPER)
 
 
 def class_dice_gaps(pool: PoolScores, alpha: float = ALPHA) -> np.ndarray:
@@ -78,21 +107,36 @@ def _delineated_classes(pool: PoolScores) -> dict[tuple[str, int], set[int]]:
     return delineated
 
 
-def _effort_terms(pool: PoolScores, item: QueryItem, gap: float, effort_mm: float) -> dict[str, float]:
+def _effort_terms(pool: PoolScores, item: QueryItem, gap: float, estimate: EffortEstimate) -> dict[str, float]:
+    terms = {TERM_DICE_GAP: float(gap)}
+    if estimate.mm is None:
+        return terms
     row_mm, col_mm = pool.spacing.get(item.case, (1.0, 1.0))
-    effort_px = effort_mm / math.sqrt(row_mm * col_mm)
-    terms = {TERM_DICE_GAP: float(gap), TERM_EFFORT_MM: effort_mm, TERM_EFFORT_PX: effort_px}
+    effort_px = estimate.mm / math.sqrt(row_mm * col_mm)
+    terms.update({TERM_EFFORT_MM: estimate.mm, TERM_EFFORT_PX: effort_px})
     seconds = None if pool.seconds_model is None else pool.seconds_model.predict(item.class_id, effort_px)
     if seconds is not None:
         terms[TERM_EFFORT_S] = seconds
     return terms
 
 
+NAME = "dice-per-effort"
+PAPER_NAME = "dice-per-effort-paper"
 DICE_PER_EFFORT = Strategy(
-    name="dice-per-effort",
+    name=NAME,
     granularity=ROI,
-    description="ROI with the most Dice to gain per boundary to trace, (1 - D̃_c) / R_nc (METHODS E).",
+    description=("ROI with the most Dice to gain per boundary to trace, (1 - D̃_c) / R_nc (METHODS E); effort "
+                 "from B with a prior for unseen classes, blended with the prediction's own outline."),
     needs=frozenset({NEED_EFFORT}),
     select=select_dice_per_effort,
+    granularities=frozenset({ROI}),
+)
+
+DICE_PER_EFFORT_PAPER = Strategy(
+    name=PAPER_NAME,
+    granularity=ROI,
+    description="dice-per-effort with the paper's B as published (ε-prior towards 0, 0.001 mm floor): to compare.",
+    needs=frozenset({NEED_EFFORT}),
+    select=select_dice_per_effort_paper,
     granularities=frozenset({ROI}),
 )
