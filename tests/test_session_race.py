@@ -63,3 +63,20 @@ def test_compute_rescore_leaves_session_state_alone(trained_session):
     after = session.suggest(100)
     assert [s.item for s in after] == [s.item for s in before]
     assert not session.project.has_scores(session.model_version)
+
+
+def test_a_computed_round_changes_nothing_until_it_is_adopted(trained_session):
+    session, open_slices = trained_session
+    truth = session.project.ground_truth("case_000")
+    trained = session.compute_round()
+    assert not trained.cancelled and session.model_version == "v0001" and len(session.project.checkpoints()) == 1
+    session.submit("case_000", truth[open_slices[0]], slice_index=open_slices[0], seconds_active=1)  # meanwhile
+    report = session.adopt_round(trained)
+    assert report.model_version == session.model_version == "v0002" and not report.cancelled
+    assert trained.n_items == 1  # trained on the labels as they were when the round started
+
+
+def test_a_cancelled_round_adopts_to_nothing(trained_session):
+    session, _open = trained_session
+    report = session.adopt_round(session.compute_round(should_stop=lambda: True))
+    assert report.cancelled and report.model_version == "v0001" and len(session.project.checkpoints()) == 1
