@@ -11,8 +11,8 @@ import pytest
 import synthetic_cases
 
 from napari_alseg.session import Session, import_model_backend
-from napari_alseg.simulation import (FULL_DATA, TABLE_MD, Curve, dice_at_effort, effort_to_reach, full_data_dice,
-                                     read_rounds, simulate)
+from napari_alseg.simulation import (CONVERGENCE_TOLERANCE, FULL_DATA, REFERENCE_CSV, TABLE_MD, Curve, dice_at_effort,
+                                     effort_to_reach, full_data_dice, read_rounds, reference_defects, simulate)
 
 CLASSES = {"0": {"name": "background"}, "1": {"name": "core"}, "2": {"name": "outer rim"}}
 
@@ -59,6 +59,16 @@ def test_rounds_csv_columns_and_growing_effort(tmp_path):
     assert full["effort_boundary_pct"] <= 100.0 and full["labelled_slices"] == full["labelled_items"]
     assert (tmp_path / "out" / TABLE_MD).read_text().count("| random |") >= 2
     assert (tmp_path / "out" / "dice_vs_effort.png").stat().st_size > 0
+    # the reference trains at least the runs' 2 rounds, chunk by chunk, each chunk's Dice recorded
+    with (tmp_path / "out" / REFERENCE_CSV).open(newline="") as handle:
+        chunks = list(csv.DictReader(handle))
+    assert [int(c["chunk"]) for c in chunks] == list(range(1, len(chunks) + 1)) and 2 <= len(chunks) <= 4
+    assert all(c["budget_rounds"] == "2" for c in chunks)
+    assert float(chunks[-1]["dice_test"]) == pytest.approx(full["dice_test"], abs=1e-5)
+    converged = chunks[-1]["converged"] == "1"
+    assert converged == (float(chunks[-1]["spread_last"]) <= CONVERGENCE_TOLERANCE)
+    assert converged or len(chunks) == 4  # trains on while not flat, up to twice the rounds
+    assert "## Reference check" in (tmp_path / "out" / TABLE_MD).read_text()
 
 
 def test_resume_continues_where_it_stopped(tmp_path):
@@ -138,6 +148,51 @@ def test_score_on_dask_workers_equals_in_process(tmp_path):
     assert [r["case"] for r in local] == [r["case"] for r in remote] and local
     for a, b in zip(local, remote):
         assert float(a["score"]) == pytest.approx(float(b["score"]), rel=1e-5)
+
+
+def chunk(seed, number, dice, converged, budget=3):
+    return {"seed": str(seed), "budget_rounds": str(budget), "chunk": str(number), "dice_test": str(dice),
+            "spread_last": "0.01" if converged else "0.2", "converged": "1" if converged else "0"}
+
+
+def test_a_reference_below_an_active_learning_round_or_unconverged_is_a_defect():
+    rows = [{"strategy": FULL_DATA, "seed": 0, "round": 3, "dice_test": 0.8},
+            {"strategy": FULL_DATA, "seed": 1, "round": 3, "dice_test": 0.6},
+            {"strategy": "random", "seed": 0, "round": 2, "dice_test": 0.7},
+            {"strategy": "random", "seed": 1, "round": 2, "dice_test": 0.65},
+            {"strategy": "random", "seed": 1, "round": 3, "dice_test": 0.62}]
+    fine = [chunk(0, n, 0.8, n == 3) for n in (1, 2, 3)] + [chunk(1, n, 0.6, n == 3) for n in (1, 2, 3)]
+    defects = reference_defects(rows, fine)
+    assert len(defects) == 1 and defects[0].startswith("DEFECT: seed 1")
+    assert "0.600" in defects[0] and "random's round 2 (0.650)" in defects[0]
+    unconverged = [chunk(0, n, 0.8, False) for n in range(1, 7)] + fine[3:]
+    defects = reference_defects(rows, unconverged)
+    assert any("seed 0" in d and "did not converge in 6 chunks" in d for d in defects)
+    assert any("no per-chunk" in d for d in reference_defects(rows, fine[:3]))  # seed 1 unchecked
+    assert reference_defects(rows[2:], fine) == []  # no reference, nothing to check
+
+
+def test_the_report_states_a_defective_reference(tmp_path):
+    from napari_alseg.simulation import write_report
+
+    columns = ("strategy", "seed", "round", "labelled_items", "labelled_slices", "effort_items_pct",
+               "effort_boundary_px", "effort_boundary_mm", "effort_boundary_pct", "effort_seconds_est",
+               "dice_test", "wall_seconds", "model_version")
+    values = [("random", 0, 1, 0.5), ("random", 0, 2, 0.9), (FULL_DATA, 0, 2, 0.7)]
+    with (tmp_path / "rounds.csv").open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, columns)
+        writer.writeheader()
+        for strategy, seed, round_index, dice in values:
+            writer.writerow({**dict.fromkeys(columns, "1"), "strategy": strategy, "seed": seed, "round": round_index,
+                             "dice_test": dice, "model_version": "v"})
+    with (tmp_path / REFERENCE_CSV).open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, ("seed", "budget_rounds", "chunk", "dice_test", "spread_last", "converged"))
+        writer.writeheader()
+        writer.writerows([chunk(0, 1, 0.69, False, budget=2), chunk(0, 2, 0.7, True, budget=2)])
+    write_report(tmp_path)
+    text = (tmp_path / TABLE_MD).read_text()
+    assert "**DEFECT: seed 0: the full-data reference (test Dice 0.700) scores below random's round 2" in text
+    assert "defect report, not as results" in text
 
 
 def test_full_data_dice_uses_the_largest_budget_only():

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 import os
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -23,6 +24,7 @@ TEST_FRACTION = 0.2
 FULL_DATA = "full-data"
 ANNOTATOR = "oracle"
 ROUNDS_CSV = "rounds.csv"
+REFERENCE_CSV = "reference.csv"  # the full-data reference's test Dice after each chunk of training
 SETTINGS_JSON = "settings.json"
 PLOT_PNG = "dice_vs_effort.png"
 TABLE_MD = "effort_table.md"
@@ -35,6 +37,14 @@ BASE_COLUMNS = (
     "dice_test",
 )
 TAIL_COLUMNS = ("dice_pool", "wall_seconds", "model_version")
+REFERENCE_COLUMNS = ("seed", "budget_rounds", "chunk", "dice_test", "spread_last", "converged", "wall_seconds")
+# The reference trains in chunks of one round's budget (the schedule of an active-learning run)
+# and is converged when its test Dice over the last CONVERGENCE_WINDOW share of chunks (at
+# least 2) moves by at most CONVERGENCE_TOLERANCE; it trains at least ``rounds`` chunks and,
+# while not converged, up to REFERENCE_MAX_FACTOR times as many.
+CONVERGENCE_TOLERANCE = 0.02
+CONVERGENCE_WINDOW = 1 / 3
+REFERENCE_MAX_FACTOR = 2
 
 Progress = Callable[[dict[str, str]], None]
 
@@ -87,6 +97,51 @@ class RoundsCsv:
         self._done.add((row["strategy"], int(row["seed"]), int(row["round"])))
         if progress is not None:
             progress(row)
+
+
+class ReferenceCsv:
+    """``reference.csv``: one row per chunk of the full-data reference's training, appended and
+    fsynced; a chunk already there (a resumed run) is not written twice."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._done: set[tuple[int, int, int]] = set()
+        if path.exists() and path.stat().st_size:
+            self._done = {(int(r["seed"]), int(r["budget_rounds"]), int(r["chunk"])) for r in read_reference(path)}
+
+    def append(self, row: dict[str, object]) -> None:
+        key = (int(row["seed"]), int(row["budget_rounds"]), int(row["chunk"]))
+        if key in self._done:
+            return
+        new = not (self.path.exists() and self.path.stat().st_size)
+        with self.path.open("a", newline="") as handle:
+            writer = csv.DictWriter(handle, REFERENCE_COLUMNS)
+            if new:
+                writer.writeheader()
+            writer.writerow(row)
+            _sync(handle)
+        self._done.add(key)
+
+
+def read_reference(path: Path) -> list[dict[str, str]]:
+    """The rows of ``reference.csv`` as text ([] when there is none)."""
+    if not path.exists():
+        return []
+    with path.open(newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def convergence_window(rounds: int) -> int:
+    """How many last chunks must agree: :data:`CONVERGENCE_WINDOW` of ``rounds``, at least 2."""
+    return max(2, math.ceil(CONVERGENCE_WINDOW * rounds))
+
+
+def last_spread(curve: list[float], window: int) -> float:
+    """max - min of the last ``window`` values of ``curve`` (NaN when fewer, or any is NaN)."""
+    tail = curve[-window:]
+    if len(tail) < window or not all(math.isfinite(v) for v in tail):
+        return math.nan
+    return max(tail) - min(tail)
 
 
 def _sync(handle) -> None:

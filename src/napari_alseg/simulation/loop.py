@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import time
 from collections.abc import Sequence
@@ -16,8 +17,11 @@ from ..errors import AlsegError
 from ..session import Session
 from ..store import Project
 from ..strategies import Suggestion, get_strategy
-from .files import ANNOTATOR, FULL_DATA, ROUNDS_CSV, TEST_FRACTION, Progress, RoundsCsv, SimulationRun, check_settings
-from .measure import PoolTotals, columns_of, is_labelled, round_row
+from .files import (
+    ANNOTATOR, CONVERGENCE_TOLERANCE, FULL_DATA, REFERENCE_CSV, REFERENCE_MAX_FACTOR, ROUNDS_CSV, TEST_FRACTION,
+    Progress, ReferenceCsv, RoundsCsv, SimulationRun, check_settings, convergence_window, last_spread,
+)
+from .measure import PoolTotals, columns_of, format_value, is_labelled, round_row
 from .oracle import Oracle
 from .report import write_report
 
@@ -38,7 +42,8 @@ def simulate(dataset_dir: str | os.PathLike, out_dir: str | os.PathLike, *, stra
     for ``train_config``'s steps or seconds, the project plan's budget when it sets
     neither (seeded per run). ``correction_mode``: the oracle
     corrects the model's prediction instead of tracing from scratch, so the effort is the
-    boundary it changed. ``full_data`` adds the reference run. ``progress(row)`` gets
+    boundary it changed. ``full_data`` adds the reference run (trained to convergence,
+    ``reference.csv``). ``progress(row)`` gets
     each row as written. A second call with the same ``out_dir`` resumes; changed
     settings (other than strategies, seeds and rounds) are refused.
     """
@@ -84,26 +89,48 @@ def _run_strategy(run: SimulationRun, rows: RoundsCsv, strategy: str, seed: int,
 
 
 def _run_full_data(run: SimulationRun, rows: RoundsCsv, seed: int, progress: Progress | None) -> list:
-    """Every pool item labelled, one training of ``rounds`` rounds' budget: the Dice to reach."""
+    """Every pool item labelled and trained in chunks of one round's budget: the Dice to reach.
+
+    The schedule of an active-learning run (``rounds`` fine-tunes, each warm-started from
+    the last) on all the data, so the reference trains at least as long as the longest
+    run; each chunk's test Dice goes to ``reference.csv``. It is converged when the last
+    :func:`~.files.convergence_window` chunks agree within ``CONVERGENCE_TOLERANCE``;
+    until then it trains on, up to ``REFERENCE_MAX_FACTOR × rounds`` chunks, and the
+    report calls a reference that never converged a defect. The ``rounds.csv`` row keeps
+    ``round = rounds`` (the budget it was made for) and the last chunk's Dice.
+    """
     with _open_session(run, f"{FULL_DATA}-rounds{run.rounds}-seed{seed}", "random", seed) as session:
-        round_config = session.round_config()
-        session.train_config = replace(
-            round_config,
-            steps=None if round_config.steps is None else run.rounds * round_config.steps,
-            seconds=None if round_config.seconds is None else run.rounds * round_config.seconds)
         rows.use_columns(columns_of(session.project))
         if not rows.has(FULL_DATA, seed, run.rounds):
             started = time.perf_counter()
             totals = PoolTotals.of(session)
             oracle = Oracle(session, correction_mode=False)
-            if not session.project.checkpoints():
-                for region in totals.regions:
-                    if not is_labelled(session, region):
-                        oracle.answer(region)
-                _retrain(session, seed)
+            for region in totals.regions:
+                if not is_labelled(session, region):
+                    oracle.answer(region)
+            _train_reference(session, run, seed, ReferenceCsv(run.out_dir / REFERENCE_CSV))
             rows.append(round_row(session, oracle, totals, FULL_DATA, seed, run.rounds,
                                    time.perf_counter() - started), progress)
         return session.project.validation_items()
+
+
+def _train_reference(session: Session, run: SimulationRun, seed: int, reference: ReferenceCsv) -> None:
+    """Chunks until converged (at least ``rounds``, at most ``REFERENCE_MAX_FACTOR × rounds``);
+    a resumed run counts the chunks its checkpoints hold."""
+    window = convergence_window(run.rounds)
+    least, most = max(run.rounds, window), max(REFERENCE_MAX_FACTOR * run.rounds, window)
+    curve = [float(c.metrics.get("val_dice", math.nan)) for c in session.project.checkpoints()]
+    while len(curve) < most:
+        if len(curve) >= least and last_spread(curve, window) <= CONVERGENCE_TOLERANCE:
+            break
+        chunk_started = time.perf_counter()
+        _retrain(session, seed)
+        curve.append(float(session.project.checkpoints()[-1].metrics.get("val_dice", math.nan)))
+        spread = last_spread(curve, window)
+        reference.append({"seed": seed, "budget_rounds": run.rounds, "chunk": len(curve),
+                          "dice_test": format_value(curve[-1]), "spread_last": format_value(spread),
+                          "converged": int(len(curve) >= least and spread <= CONVERGENCE_TOLERANCE),
+                          "wall_seconds": format_value(time.perf_counter() - chunk_started)})
 
 
 def _open_session(run: SimulationRun, name: str, strategy: str, seed: int) -> Session:

@@ -11,7 +11,10 @@ from pathlib import Path
 
 import numpy as np
 
-from .files import ABSOLUTE_TARGETS, FULL_DATA, PLOT_PNG, RELATIVE_TARGETS, ROUNDS_CSV, TABLE_CSV, TABLE_MD
+from .files import (
+    ABSOLUTE_TARGETS, CONVERGENCE_TOLERANCE, FULL_DATA, PLOT_PNG, REFERENCE_CSV, RELATIVE_TARGETS, ROUNDS_CSV,
+    TABLE_CSV, TABLE_MD, read_reference,
+)
 
 
 @dataclass(frozen=True)
@@ -81,6 +84,40 @@ def full_data_dice(rows: Iterable[dict]) -> float:
         return math.nan
     budget = max(row["round"] for row in reference)
     return float(np.mean([row["dice_test"] for row in reference if row["round"] == budget]))
+
+
+def reference_defects(rows: Iterable[dict], reference_rows: Iterable[dict] = ()) -> list[str]:
+    """Why the full-data reference cannot be trusted as "full data", one line each ([] = none).
+
+    Per seed, the reference with the largest budget is a defect when an active-learning run
+    of that seed scored higher in any round (the reference is then not the best model, and
+    targets relative to it flatter every curve), and when its ``reference.csv`` chunks
+    never converged (or there are none: a reference from before chunks were recorded).
+    """
+    rows = list(rows)
+    reference = [r for r in rows if r["strategy"] == FULL_DATA and math.isfinite(r["dice_test"])]
+    if not reference:
+        return []
+    budget = max(r["round"] for r in reference)
+    chunks = [r for r in reference_rows if int(r["budget_rounds"]) == budget]
+    defects = []
+    for ref in sorted((r for r in reference if r["round"] == budget), key=lambda r: r["seed"]):
+        seed = ref["seed"]
+        runs = [r for r in rows if r["strategy"] != FULL_DATA and r["seed"] == seed and math.isfinite(r["dice_test"])]
+        best = max(runs, key=lambda r: r["dice_test"], default=None)
+        if best is not None and best["dice_test"] > ref["dice_test"]:
+            defects.append(f"DEFECT: seed {seed}: the full-data reference (test Dice {ref['dice_test']:.3f}) scores "
+                           f"below {best['strategy']}'s round {best['round']} ({best['dice_test']:.3f}); it is not "
+                           "the best model, so targets relative to it are not results.")
+        own = sorted((r for r in chunks if int(r["seed"]) == seed), key=lambda r: int(r["chunk"]))
+        if not own:
+            defects.append(f"DEFECT: seed {seed}: the full-data reference has no per-chunk test Dice "
+                           f"({REFERENCE_CSV}); its convergence is unchecked.")
+        elif own[-1]["converged"] != "1":
+            defects.append(f"DEFECT: seed {seed}: the full-data reference did not converge in {own[-1]['chunk']} "
+                           f"chunks: its test Dice moved by {float(own[-1]['spread_last']):.3f} over its last chunks "
+                           f"(tolerance {CONVERGENCE_TOLERANCE:g}).")
+    return defects
 
 
 def effort_to_reach(curve: Curve, target: float) -> Reached | None:
@@ -168,18 +205,33 @@ def write_report(out_dir: str | os.PathLike) -> tuple[Path, Path, Path]:
     curves = mean_curves(rows)
     full_dice = full_data_dice(rows)
     table = effort_table(curves, full_dice)
+    defects = reference_defects(rows, read_reference(out_dir / REFERENCE_CSV))
     with (out_dir / TABLE_CSV).open("w", newline="") as handle:
         writer = csv.DictWriter(handle, TABLE_COLUMNS, restval="")
         writer.writeheader()
         writer.writerows(table)
-    (out_dir / TABLE_MD).write_text(_markdown(table, curves, full_dice))
+    (out_dir / TABLE_MD).write_text(_markdown(table, curves, full_dice, defects))
     plot_curves(curves, full_dice, out_dir / PLOT_PNG)
     return out_dir / PLOT_PNG, out_dir / TABLE_MD, out_dir / TABLE_CSV
 
 
-def _markdown(table: list[dict[str, str]], curves: dict[str, Curve], full_dice: float) -> str:
+def _markdown(table: list[dict[str, str]], curves: dict[str, Curve], full_dice: float,
+              defects: list[str] = ()) -> str:
+    if not math.isfinite(full_dice):
+        check = ["No full-data reference was run: only the absolute Dice targets apply."]
+    elif defects:
+        check = [f"**{line}**" for line in defects]
+        check += ["", "The relative targets below (\"% of full-data Dice\") use this defective reference: "
+                      "read them as a defect report, not as results."]
+    else:
+        check = [f"The full-data reference converged (test Dice flat within {CONVERGENCE_TOLERANCE:g} over its "
+                 "last chunks) and scores at least as high as every active-learning round of its seed."]
     lines = [
         "# Effort to reach a Dice target",
+        "",
+        "## Reference check",
+        "",
+        *check,
         "",
         f"Full-data test Dice (mean over seeds): {full_dice:.3f}. Effort is the boundary traced "
         "(mm, and % of the total ground-truth boundary of the pool, every structure traced on its own); "
