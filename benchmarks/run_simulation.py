@@ -1,184 +1,119 @@
-"""The standard simulation benchmark: every query engine against random, on the sample data.
+"""The standard simulation benchmark: every query engine against both random baselines.
 
 A simulated annotator answers from ground truth (:mod:`napari_alseg.simulation`); the
-result is compared with the papers' figures in ``benchmarks/RESULTS.md``.
+result is compared with the papers' figures in ``benchmarks/RESULTS.md``. Each plan is a
+:class:`~napari_alseg.simulation.plans.BenchmarkPlan`, also written as JSON under
+``benchmarks/plans/`` (``--write-plans``), so that one command reproduces it on any data:
+``alseg simulate MYDATA OUT --plan benchmarks/plans/standard-brain-stack.json``.
 
-Standard (default; about 25 min on a quiet 2-core CPU, no GPU, the two sets in parallel,
-one process each): the comparisons METHODS makes its claims on.
-brain-stack with its slices downsampled 2x in-plane (92 x 88 px of 2 x 2 mm, 36 slices),
-random ROIs vs dice-per-effort, 10 ROIs a round, 13 rounds (every ROI) of 150 steps at a
-learning rate of 1e-2 (a round's rate decays to 0), no early stopping (each round's weights are kept);
-tumour-cases with 16 cases of size 40, random vs MC dropout (top 0.1 %), 2 cases a round,
-6 rounds of 40 steps at 3e-3 with training's default early stopping. One seed.
-``--all`` adds every other engine to the same runs (resumes them; about 45 min more at
-``--rounds 8``): slice-uniform, entropy, entropy-mc and (2 whole slices a round) random and gradient-vae on
-brain-stack; mc-dropout-sum, margins, entropy, representative, non-similar,
-quality-threshold and bootstrap on tumour-cases, and random vs quality-threshold correcting
-the prediction (METHODS A: Acceptable ratings become pseudo-labels).
-``--full``: the sets at full resolution, 3 seeds, more rounds and steps, every engine
+Standard (default): the comparisons METHODS makes its claims on, on the benchmark pools
+(``samples.BENCHMARK_SETS``), 2 seeds, every strategy group with plain random and the
+foreground-aware random (nnActive) beside it.
+
+- brain-stack-72 (72 coronal slices every 2.5 mm, downsampled 2x in-plane to 92 x 88 px of
+  2 x 2 mm): random-roi, random-foreground, dice-per-effort and dice-per-effort-paper (the
+  paper's B, to measure the effort estimator against), 10 ROIs a round, 10 rounds of 50 steps.
+- tumour-cases-60 (60 graded cases generated at 40 voxels along the brain's long axis):
+  random, random-foreground, mc-dropout-top, 4 cases a round (round 1 too), 6 rounds of 40 steps.
+
+Training uses the project plan's crop, batch and learning rate (the learner as
+``bench_learner.py`` measures it); steps, not seconds, so reruns repeat.
+
+Sizing (<= 90 min on this 2-core CPU, the two sets in parallel, one process and one
+thread each, ``--parallel``), from the learner's per-step times on a quiet machine
+(2D step ~0.6 s, 3D step ~1.3 s) plus a per-round overhead for scoring the pool and
+measuring the row (predictions of every pool slice / case, MC dropout for mc-dropout-top):
+
+- brain-stack: (4 strategies + 1 full-data reference) x 10 rounds = 50 round-units per seed;
+  each 50 steps x 0.6 s = 30 s + ~10 s overhead (58 pool slices predicted twice, ~600 ROI
+  outlines) = 40 s; 50 x 40 s = 2000 s per seed, x 2 seeds = 4000 s = 67 min. The
+  reference trains on past its 10 chunks only while its Dice is not yet flat, at most 10
+  more: worst case +2 x 10 x 40 s = 800 s, 80 min.
+- tumour-cases: (3 + 1) x 6 rounds = 24 round-units per seed; each 40 steps x 1.3 s = 52 s
+  + ~20 s overhead (48 pool cases predicted, 20 MC samples of the head each for
+  mc-dropout-top) = 72 s; 24 x 72 s = 1728 s per seed, x 2 seeds = 3456 s = 58 min;
+  worst case with the reference's extra chunks +2 x 6 x 72 s = 864 s, 72 min.
+- In parallel the longer set decides: ~67 min expected, 80 min worst case. Run one after
+  the other (no ``--parallel``), the sum is ~125 min: use ``--only`` or ``--parallel``.
+  Under load (both cores busy) a step can be slower than on a quiet machine; the
+  progress line shows rounds done and the time left at the pace measured so far.
+
+``--all`` adds every other engine to the same runs (resumes them): slice-uniform,
+entropy, entropy-mc and a whole-slice group (random, random-foreground, gradient-vae, 2
+slices a round) on brain-stack; mc-dropout-sum, margins, entropy, representative,
+non-similar, quality-threshold and bootstrap on tumour-cases, and random,
+random-foreground vs quality-threshold correcting the prediction (METHODS A).
+``--full``: the pools at full resolution, 3 seeds, more rounds and steps, every engine
 (meant for a GPU; CUDA is used when present).
 
-Strategies that query whole slices or cases (random here) and ROI strategies get their
-own batch size (a group each), because an ROI is a fraction of a slice's outline. Each
-group is its own resumable simulation; their rows are merged into
-``<out>/<set>/rounds.csv``, from which the plot and effort table are made.
-
-    OMP_NUM_THREADS=1 python benchmarks/run_simulation.py [--all | --full] [--only brain-stack] [--seeds 0 1 2]
-        [--rounds R] [--out DIR]
+    OMP_NUM_THREADS=1 python benchmarks/run_simulation.py [--all | --full] [--only brain-stack] [--parallel]
+        [--seeds 0 1 2] [--rounds R] [--steps N] [--out DIR] [--write-plans]
 """
 
 from __future__ import annotations
 
 import argparse
-import csv
-import json
-import shutil
+import os
+import subprocess
+import sys
 import tempfile
 import time
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 
-import numpy as np
+from napari_alseg.simulation import TABLE_MD
+from napari_alseg.simulation.plans import BenchmarkPlan, Group, run_plan, save_plan, with_overrides
 
-from napari_alseg.model import TrainConfig
-from napari_alseg.nifti import load_volume, save_volume
-from napari_alseg.samples import generate_sample, sample_dir
-from napari_alseg.simulation import FULL_DATA, ROUNDS_CSV, SETTINGS_JSON, TABLE_MD, simulate, write_report
+PLANS_DIR = Path(__file__).resolve().parent / "plans"
 
-
-@dataclass(frozen=True)
-class Group:
-    """Strategies simulated together: same items per round (their own unit)."""
-
-    name: str
-    strategies: tuple[str, ...]
-    batch_size: int
-    correction_mode: bool = False
-
-
-@dataclass(frozen=True)
-class Plan:
-    """One sample set's benchmark: data options, schedule and strategy groups."""
-
-    sample: str
-    groups: tuple[Group, ...]
-    rounds: int
-    seeds: tuple[int, ...]
-    steps: int
-    train_batch: int
-    learning_rate: float = 3e-3
-    early_stopping: bool = False
-    downsample: int = 1
-    n_cases: int | None = None
-    size: int | None = None
-
-
-STANDARD = (
-    Plan("brain-stack", (Group("rois", ("random-roi", "dice-per-effort"), 10),),
-         rounds=13, seeds=(0,), steps=150, train_batch=4, learning_rate=1e-2, downsample=2),
-    Plan("tumour-cases", (Group("cases", ("random", "mc-dropout-top"), 2),),
-         rounds=6, seeds=(0,), steps=40, train_batch=2, early_stopping=True, n_cases=16, size=40),
-)
+STANDARD = {
+    "brain-stack": BenchmarkPlan(
+        (Group("rois", ("random-roi", "random-foreground", "dice-per-effort", "dice-per-effort-paper"), 10),),
+        rounds=10, seeds=(0, 1), dataset="brain-stack-72", downsample=2, steps=50),
+    "tumour-cases": BenchmarkPlan(
+        (Group("cases", ("random", "random-foreground", "mc-dropout-top"), 4),),
+        rounds=6, seeds=(0, 1), dataset="tumour-cases-60", dataset_options={"size": 40}, steps=40),
+}
 # Every other engine, on the same data and schedule as STANDARD (so its runs are reused).
 OTHERS = {
     "brain-stack": (Group("rois", ("slice-uniform", "entropy", "entropy-mc"), 10),
-                    Group("slices", ("random", "gradient-vae"), 2)),
+                    Group("slices", ("random", "random-foreground", "gradient-vae"), 2)),
     "tumour-cases": (Group("cases", ("mc-dropout-sum", "margins", "entropy", "representative", "non-similar",
-                                     "quality-threshold", "bootstrap"), 2),
-                     Group("corrections", ("random", "quality-threshold"), 2, correction_mode=True)),
+                                     "quality-threshold", "bootstrap"), 4),
+                     Group("corrections", ("random", "random-foreground", "quality-threshold"), 4,
+                           correction_mode=True)),
 }
-FULL = (
-    Plan("brain-stack", (Group("rois", ("random-roi", "dice-per-effort", "slice-uniform", "entropy", "entropy-mc"), 10),
-                         Group("slices", ("random", "gradient-vae"), 2)),
-         rounds=12, seeds=(0, 1, 2), steps=300, train_batch=4, learning_rate=1e-2),
-    Plan("tumour-cases", (Group("cases", ("random", "mc-dropout-top", "mc-dropout-sum", "margins", "entropy",
-                                          "bootstrap", "representative", "non-similar", "quality-threshold"), 4),),
-         rounds=10, seeds=(0, 1, 2), steps=100, train_batch=2, early_stopping=True, n_cases=40, size=90),
-)
+FULL = {
+    "brain-stack": BenchmarkPlan(
+        (Group("rois", ("random-roi", "random-foreground", "dice-per-effort", "dice-per-effort-paper",
+                        "slice-uniform", "entropy", "entropy-mc"), 10),
+         Group("slices", ("random", "random-foreground", "gradient-vae"), 2)),
+        rounds=12, seeds=(0, 1, 2), dataset="brain-stack-72", steps=300),
+    "tumour-cases": BenchmarkPlan(
+        (Group("cases", ("random", "random-foreground", "mc-dropout-top", "mc-dropout-sum", "margins", "entropy",
+                         "bootstrap", "representative", "non-similar", "quality-threshold"), 5),),
+        rounds=10, seeds=(0, 1, 2), dataset="tumour-cases-60", steps=100),
+}
 
 
-def with_others(plan: Plan) -> Plan:
+def with_others(sample: str, plan: BenchmarkPlan) -> BenchmarkPlan:
     """``plan`` plus :data:`OTHERS`: extra strategies join a group of the same name."""
     groups = {group.name: group for group in plan.groups}
-    for extra in OTHERS[plan.sample]:
+    for extra in OTHERS[sample]:
         known = groups.get(extra.name)
         groups[extra.name] = extra if known is None else replace(known, strategies=known.strategies + extra.strategies)
     return replace(plan, groups=tuple(groups.values()))
 
 
-def dataset(plan: Plan, data_dir: Path) -> Path:
-    """The set's folder: the cached sample, a generated variant, or a downsampled copy."""
-    if plan.sample == "tumour-cases" and plan.n_cases is not None:
-        folder = data_dir / f"tumour-cases-{plan.n_cases}x{plan.size}"
-        if not (folder / "tumour-cases" / "dataset.json").exists():
-            generate_sample("tumour-cases", folder, n_cases=plan.n_cases, size=plan.size)
-        return folder / "tumour-cases"
-    source = sample_dir(plan.sample)
-    return source if plan.downsample == 1 else downsampled_stack(source, data_dir, plan.downsample)
-
-
-def downsampled_stack(source: Path, data_dir: Path, factor: int) -> Path:
-    """brain-stack with each slice shrunk ``factor``x in-plane: images block-averaged,
-    labels sampled at each block's first pixel (no new classes); pixel size grows to match."""
-    folder = data_dir / f"brain-stack-down{factor}"
-    if (folder / "dataset.json").exists():
-        return folder
-    (folder / "stack").mkdir(parents=True, exist_ok=True)
-    image = load_volume(source / "stack" / "stack_t1.nii.gz", as_label=False)
-    labels = load_volume(source / "stack" / "stack_seg.nii.gz", as_label=True)
-    k, j, i = image.shape
-    j, i = j // factor * factor, i // factor * factor
-    small = image.data[:, :j, :i].reshape(k, j // factor, factor, i // factor, factor).mean(axis=(2, 4))
-    affine = image.affine.copy()
-    affine[:3, :2] *= factor
-    save_volume(folder / "stack" / "stack_t1.nii.gz", small.astype(np.float32), affine)
-    save_volume(folder / "stack" / "stack_seg.nii.gz", labels.data[:, :j:factor, :i:factor], affine, is_label=True)
-    for name in ("classes.json", "dataset.json"):
-        shutil.copy(source / name, folder / name)
-    return folder
-
-
-def run_plan(plan: Plan, out_dir: Path, data_dir: Path) -> Path:
-    """Simulate every group, merge their rows and write the set's plot and table."""
-    source = dataset(plan, data_dir)
-    set_dir = out_dir / plan.sample
-    config = TrainConfig(steps=plan.steps, batch_size=plan.train_batch, learning_rate=plan.learning_rate,
-                         validation_fraction=0.2 if plan.early_stopping else 0.0)
-    for index, group in enumerate(plan.groups):
-        simulate(source, set_dir / "groups" / group.name, strategies=group.strategies, rounds=plan.rounds,
-                 seeds=plan.seeds, batch_size=group.batch_size, initial_items=group.batch_size,
-                 train_config=config, correction_mode=group.correction_mode, full_data=index == 0,
-                 progress=show)
-    # every group run so far, so a standard rerun keeps the --all strategies in the report
-    merge_rounds(sorted((set_dir / "groups").glob(f"*/{ROUNDS_CSV}")), set_dir / ROUNDS_CSV)
-    write_report(set_dir)
-    return set_dir
-
-
-def merge_rounds(paths: list[Path], target: Path) -> None:
-    """One CSV of every group's rows; a correction-mode group's strategies are renamed
-    ``<name> (correcting)`` so they are not averaged with the same strategy tracing."""
-    rows, columns = [], None
-    for path in paths:
-        settings = json.loads((path.parent / SETTINGS_JSON).read_text())
-        with path.open(newline="") as handle:
-            reader = csv.DictReader(handle)
-            columns = columns or reader.fieldnames
-            for row in reader:
-                if settings["correction_mode"] and row["strategy"] != FULL_DATA:
-                    row["strategy"] += " (correcting)"
-                rows.append(row)
-    with target.open("w", newline="") as handle:
-        writer = csv.DictWriter(handle, columns)
-        writer.writeheader()
-        writer.writerows(rows)
-
-
-def show(row: dict[str, str]) -> None:
-    print(f"{time.strftime('%H:%M:%S')} {row['strategy']} seed {row['seed']} round {row['round']}: "
-          f"test Dice {float(row['dice_test']):.3f}, boundary {float(row['effort_boundary_mm']):.0f} mm "
-          f"({float(row['effort_boundary_pct']):.1f} %), {row['labelled_items']} items, "
-          f"{float(row['wall_seconds']):.0f} s", flush=True)
+def write_plans() -> list[Path]:
+    """``benchmarks/plans/{standard,all,full}-<set>.json``: the plans as ``alseg simulate --plan`` reads them."""
+    PLANS_DIR.mkdir(exist_ok=True)
+    written = []
+    for sample in STANDARD:
+        for kind, plan in (("standard", STANDARD[sample]), ("all", with_others(sample, STANDARD[sample])),
+                           ("full", FULL[sample])):
+            written.append(save_plan(plan, PLANS_DIR / f"{kind}-{sample}.json"))
+    return written
 
 
 def main() -> None:
@@ -186,24 +121,46 @@ def main() -> None:
     parser.add_argument("--all", action="store_true",
                         help="also every other engine against random, on the standard data and schedule")
     parser.add_argument("--full", action="store_true", help="the bigger runs, every engine (GPU when present)")
-    parser.add_argument("--only", choices=("brain-stack", "tumour-cases"), help="run one set")
+    parser.add_argument("--only", choices=tuple(STANDARD), help="run one set")
+    parser.add_argument("--parallel", action="store_true", help="run the sets at once, one process each")
     parser.add_argument("--seeds", type=int, nargs="+", metavar="SEED",
                         help="seeds to run instead of the plan's (a rerun with more seeds adds them)")
     parser.add_argument("--rounds", type=int, metavar="R",
                         help="rounds per run instead of the plan's (a rerun with more rounds extends the runs "
                              "and adds a full-data reference with the longer budget)")
+    parser.add_argument("--steps", type=int, metavar="N", help="training steps per round instead of the plan's")
     parser.add_argument("--out", type=Path, default=Path(tempfile.gettempdir()) / "alseg-simulation",
                         help="output folder; a rerun resumes it (default: %(default)s)")
+    parser.add_argument("--write-plans", action="store_true", help=f"write the plans as JSON into {PLANS_DIR}")
     args = parser.parse_args()
-    plans = FULL if args.full else tuple(with_others(p) for p in STANDARD) if args.all else STANDARD
-    overrides = {"seeds": None if args.seeds is None else tuple(args.seeds), "rounds": args.rounds}
-    overrides = {key: value for key, value in overrides.items() if value is not None}
-    plans = [replace(plan, **overrides) for plan in plans if args.only in (None, plan.sample)]
-    out_dir = args.out / ("full" if args.full else "standard")
-    for plan in plans:
+    if args.write_plans:
+        for path in write_plans():
+            print(path)
+        return
+    kind = "full" if args.full else "all" if args.all else "standard"
+    samples = [sample for sample in STANDARD if args.only in (None, sample)]
+    if args.parallel and len(samples) > 1:
+        children = [subprocess.Popen([sys.executable, __file__, *_passed_on(args), "--only", sample],
+                                     env={**os.environ, "OMP_NUM_THREADS": "1"}) for sample in samples]
+        sys.exit(max(child.wait() for child in children))
+    for sample in samples:
+        plan = FULL[sample] if args.full else with_others(sample, STANDARD[sample]) if args.all else STANDARD[sample]
+        plan = with_overrides(plan, seeds=None if args.seeds is None else tuple(args.seeds), rounds=args.rounds,
+                              steps=args.steps)
         started = time.perf_counter()
-        set_dir = run_plan(plan, out_dir, args.out / "data")
-        print(f"{plan.sample}: {time.perf_counter() - started:.0f} s; table {set_dir / TABLE_MD}", flush=True)
+        out = run_plan(plan, args.out / kind / sample, data_dir=args.out / "data",
+                       show=lambda line, s=sample: print(f"{time.strftime('%H:%M:%S')} {s} {line}", flush=True))
+        print(f"{sample}: {(time.perf_counter() - started) / 60:.1f} min; table {out / TABLE_MD}", flush=True)
+
+
+def _passed_on(args: argparse.Namespace) -> list[str]:
+    passed = ["--out", str(args.out)]
+    passed += ["--all"] if args.all else []
+    passed += ["--full"] if args.full else []
+    passed += ["--seeds", *map(str, args.seeds)] if args.seeds else []
+    passed += ["--rounds", str(args.rounds)] if args.rounds else []
+    passed += ["--steps", str(args.steps)] if args.steps else []
+    return passed
 
 
 if __name__ == "__main__":

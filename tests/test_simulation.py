@@ -5,6 +5,7 @@ import math
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -211,3 +212,79 @@ def test_dice_at_equal_effort_interpolates_inside_the_curve_only():
     assert dice_at_effort(curve, 30.0) == pytest.approx(0.7)
     assert math.isnan(dice_at_effort(curve, 5.0)) and math.isnan(dice_at_effort(curve, 50.0))
 
+
+
+# ----------------------------------------------------------------- plans and `alseg simulate`
+
+PLANS = Path(__file__).resolve().parents[1] / "benchmarks" / "plans"
+
+
+def test_a_plan_round_trips_through_json_and_refuses_unknown_keys(tmp_path):
+    from napari_alseg.errors import AlsegError
+    from napari_alseg.simulation.plans import BenchmarkPlan, Group, load_plan, plan_from_dict, save_plan
+
+    plan = BenchmarkPlan((Group("rois", ("random-roi", "dice-per-effort"), 10),
+                          Group("fix", ("random",), 2, initial_items=3, correction_mode=True)),
+                         rounds=4, seeds=(0, 2), dataset="brain-stack-72", downsample=2, steps=50,
+                         patch_size=(64, 64), dataset_options={"size": 40})
+    assert load_plan(save_plan(plan, tmp_path / "plan.json")) == plan
+    with pytest.raises(AlsegError, match="unknown keys"):
+        plan_from_dict({"groups": [], "rounds": 2, "round": 3})
+    with pytest.raises(AlsegError, match="unknown group keys"):
+        plan_from_dict({"groups": [{"name": "a", "strategies": ["random"], "batch": 2}], "rounds": 2})
+
+
+@pytest.mark.parametrize("path", sorted(PLANS.glob("*.json")), ids=lambda path: path.stem)
+def test_the_shipped_plans_name_real_strategies_with_both_random_baselines(path):
+    from napari_alseg.strategies import STRATEGIES
+    from napari_alseg.simulation.plans import load_plan
+
+    plan = load_plan(path)
+    for group in plan.groups:
+        assert set(group.strategies) <= set(STRATEGIES)
+        assert "random-foreground" in group.strategies
+        assert {"random", "random-roi"} & set(group.strategies)
+    if path.stem.startswith("standard"):
+        assert plan.dataset in ("brain-stack-72", "tumour-cases-60") and plan.steps is not None
+
+
+def test_a_downsampled_copy_halves_slices_in_plane_and_cases_in_3d(tmp_path):
+    from napari_alseg.nifti import load_volume
+    from napari_alseg.simulation.datasets import downsampled_copy
+
+    for granularity, expected in (("slice", (6, 16, 16)), ("case", (3, 16, 16))):
+        source = make_source(tmp_path / granularity, granularity=granularity, n_cases=1, shape=(6, 32, 33))
+        small = downsampled_copy(source, tmp_path / f"{granularity}-down2", 2)
+        image = load_volume(small / "case_000" / "case_000_t1.nii.gz")
+        labels = load_volume(small / "case_000" / "case_000_seg.nii.gz")
+        big = load_volume(source / "case_000" / "case_000_seg.nii.gz")
+        assert image.data.shape == labels.data.shape == expected and labels.is_label
+        assert set(np.unique(labels.data)) <= set(np.unique(big.data))
+        np.testing.assert_allclose(np.abs(np.diag(labels.affine))[:3][::-1] / np.abs(np.diag(big.affine))[:3][::-1],
+                                   [1 if granularity == "slice" else 2, 2, 2])
+        assert (small / "classes.json").exists()
+        assert downsampled_copy(source, tmp_path / f"{granularity}-down2", 2) == small  # kept for reruns
+
+
+def test_alseg_simulate_runs_a_plan_file_with_overrides_and_shows_time_left(tmp_path, capsys):
+    from napari_alseg.cli import main
+    from napari_alseg.simulation.plans import BenchmarkPlan, Group, save_plan
+
+    source = make_source(tmp_path / "source", granularity="slice", n_cases=1, shape=(6, 32, 32))
+    plan = BenchmarkPlan((Group("rois", ("random-roi", "random-foreground"), 3),
+                          Group("slices", ("random",), 2)), rounds=5, seeds=(0,), steps=40)
+    save_plan(plan, tmp_path / "plan.json")
+    out = tmp_path / "out"
+    assert main(["simulate", str(source), str(out), "--plan", str(tmp_path / "plan.json"), "--rounds", "1",
+                 "--steps", "2", "--train-batch", "2", "--patch", "32", "32", "--device", "cpu"]) == 0
+    printed = capsys.readouterr().out
+    assert "[1/4 rounds" in printed and "left]" in printed and "[4/4 rounds" in printed  # 3 runs + reference
+    rows = read_rounds(out / "rounds.csv")
+    assert sorted((r["strategy"], r["round"]) for r in rows) == [
+        (FULL_DATA, 1), ("random", 1), ("random-foreground", 1), ("random-roi", 1)]
+    settings = (out / "groups" / "rois" / "settings.json").read_text()
+    assert '"steps": 2' in settings and '"batch_size": 2' in settings
+    assert (out / REFERENCE_CSV).exists() and (out / TABLE_MD).exists()
+    with pytest.raises(SystemExit):
+        main(["simulate", str(source), str(out), "--plan", str(tmp_path / "plan.json"), "--bogus"])
+    assert main(["simulate", str(source), str(out), "--plan", str(tmp_path / "plan.json"), "--batch", "3"]) == 2

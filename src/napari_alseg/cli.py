@@ -347,28 +347,49 @@ def run_demo(args: argparse.Namespace) -> int:
 def _add_benchmark_commands(commands) -> None:
     """``simulate`` (the simulation benchmark) and ``score`` (pool scoring, optionally on Dask)."""
     simulate = commands.add_parser(
-        "simulate", help="benchmark query strategies against random with a simulated annotator")
+        "simulate", help="benchmark query strategies against random with a simulated annotator",
+        description="Run active learning with a simulated annotator (answers from ground truth) and report "
+                    "test Dice against effort. Everything the standard benchmark uses is an option, or give "
+                    "its plan: `alseg simulate MYDATA OUT --plan benchmarks/plans/standard-brain-stack.json` "
+                    "runs benchmarks/run_simulation.py's plan on your data; options given with --plan replace "
+                    "the plan's values.")
     simulate.add_argument("dataset", metavar="DATASET",
                           help="folder of cases with ground truth, or a sample name (brain-stack, tumour-cases, "
                                "or the benchmark pools brain-stack-72, tumour-cases-60)")
     simulate.add_argument("out", type=Path, metavar="OUT", help="output folder (a rerun resumes it)")
-    simulate.add_argument("--strategies", default="random", metavar="A,B",
-                          help="comma-separated strategy names (default: %(default)s; see `alseg strategies`)")
-    simulate.add_argument("--rounds", type=int, default=5, help="rounds per run (default: %(default)s)")
-    simulate.add_argument("--seeds", type=int, default=1, metavar="S", help="seeds 0..S-1 (default: %(default)s)")
-    simulate.add_argument("--batch", type=int, default=5, metavar="K",
-                          help="items labelled per round (default: %(default)s)")
+    simulate.add_argument("--plan", type=Path, metavar="FILE",
+                          help="a benchmark plan (JSON: groups of strategies, rounds, seeds, training, data)")
+    simulate.add_argument("--write-plan", type=Path, metavar="FILE",
+                          help="write the plan these options make (with --plan: the merged one) and exit")
+    simulate.add_argument("--strategies", default=None, metavar="A,B",
+                          help="comma-separated strategy names (default: random; both random baselines are "
+                               "random and random-foreground, random-roi for ROIs; see `alseg strategies`)")
+    simulate.add_argument("--rounds", type=int, default=None, help="rounds per run (default: 5)")
+    simulate.add_argument("--seeds", type=int, default=None, metavar="S", help="seeds 0..S-1 (default: 1)")
+    simulate.add_argument("--first-seed", type=int, default=None, metavar="N",
+                          help="with --seeds: seeds N..N+S-1 (default: 0)")
+    simulate.add_argument("--batch", type=int, default=None, metavar="K",
+                          help="items labelled per round (default: 5)")
     simulate.add_argument("--initial", type=int, default=None, metavar="N",
                           help="items labelled in round 1, before any model (default: the batch size)")
     _add_budget_options(simulate)
-    simulate.add_argument("--learning-rate", type=float, default=DEFAULT_LEARNING_RATE, metavar="LR",
+    simulate.add_argument("--train-batch", type=int, default=None, metavar="N",
+                          help="crops per training step (default: the project plan's, see `alseg plan`)")
+    simulate.add_argument("--patch", type=int, nargs="+", default=None, metavar="VOXELS",
+                          help="training crop size in native voxels, per axis (default: the project plan's)")
+    simulate.add_argument("--learning-rate", type=float, default=None, metavar="LR",
                           help="peak learning rate of each round, after a short warm-up; it decays to 0 "
-                               "over the round (default: %(default)s)")
+                               f"over the round (default: {DEFAULT_LEARNING_RATE:g})")
+    simulate.add_argument("--early-stopping", action="store_true",
+                          help="hold out a fifth of the labelled items and stop a round when they stop improving")
+    simulate.add_argument("--downsample", type=int, default=None, metavar="F",
+                          help="shrink every volume F times first (2D stacks in-plane; a copy in OUT/data)")
     simulate.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
     simulate.add_argument("--correct", action="store_true",
                           help="the annotator corrects the prediction: effort = boundary changed")
     simulate.add_argument("--full", action="store_true",
-                          help="also train on all pool items for all rounds' budget: the Dice to reach")
+                          help="also train on all pool items (at least all rounds' budget, until its test Dice "
+                               "is flat): the Dice to reach")
     simulate.set_defaults(run=run_simulate)
 
     score = commands.add_parser("score", help="rank a project's pool (or a folder of cases) by uncertainty")
@@ -383,28 +404,55 @@ def _add_benchmark_commands(commands) -> None:
 
 
 def run_simulate(args: argparse.Namespace) -> int:
-    from .simulation import TABLE_MD, simulate
+    from .simulation import TABLE_MD
+    from .simulation.plans import run_plan, save_plan
 
-    dataset = Path(args.dataset)
-    from .samples import BENCHMARK_SETS
-
-    if not dataset.exists() and args.dataset in (*DEMO_SAMPLES, *BENCHMARK_SETS):
-        from .samples import sample_dir
-
-        dataset = sample_dir(args.dataset, progress=_print_progress)
-    strategies = [name.strip() for name in args.strategies.split(",") if name.strip()]
-    path = simulate(dataset, args.out, strategies=strategies, rounds=args.rounds, seeds=range(args.seeds),
-                    batch_size=args.batch, initial_items=args.initial or args.batch,
-                    train_config=_budget_config(args, learning_rate=args.learning_rate),
-                    correction_mode=args.correct, full_data=args.full, progress=_print_round)
-    print(f"rounds: {path}\ntable:  {path.parent / TABLE_MD}")
+    plan = _simulation_plan(args)
+    if args.write_plan is not None:
+        print(f"plan: {save_plan(plan, args.write_plan)}")
+        return 0
+    started = time.perf_counter()
+    out = run_plan(plan, args.out, dataset=args.dataset, show=_print_line)
+    print(f"done in {(time.perf_counter() - started) / 60:.1f} min\nrounds: {out / 'rounds.csv'}\n"
+          f"table:  {out / TABLE_MD}")
     return 0
 
 
-def _print_round(row: dict[str, str]) -> None:
-    print(f"{row['strategy']} seed {row['seed']} round {row['round']}: test Dice {float(row['dice_test']):.3f}, "
-          f"boundary {float(row['effort_boundary_mm']):.0f} mm ({float(row['effort_boundary_pct']):.1f} %), "
-          f"{row['labelled_items']} items, {float(row['wall_seconds']):.0f} s", flush=True)
+def _simulation_plan(args: argparse.Namespace):
+    """The plan of ``--plan`` with the options given on top, or one group from the options."""
+    from .simulation.plans import BenchmarkPlan, Group, load_plan, with_overrides
+
+    seeds = None
+    if args.seeds is not None or args.first_seed is not None:
+        seeds = tuple(range(args.first_seed or 0, (args.first_seed or 0) + (args.seeds or 1)))
+    overrides = {
+        "rounds": args.rounds, "seeds": seeds, "steps": args.steps, "minutes": args.minutes,
+        "train_batch": args.train_batch, "patch_size": None if args.patch is None else tuple(args.patch),
+        "learning_rate": args.learning_rate, "downsample": args.downsample, "device": args.device,
+        "early_stopping": True if args.early_stopping else None, "full_data": True if args.full else None,
+    }
+    if args.steps is not None or args.minutes is not None:  # one budget replaces the other
+        overrides.update(steps=args.steps or 0, minutes=args.minutes or 0)
+    if args.plan is not None:
+        if args.strategies is not None or args.batch is not None or args.initial is not None or args.correct:
+            raise AlsegError("with --plan, strategies, batch sizes and --correct come from the plan's groups")
+        plan = with_overrides(load_plan(args.plan), **overrides)
+    else:
+        strategies = [name.strip() for name in (args.strategies or "random").split(",") if name.strip()]
+        batch = args.batch or 5
+        group = Group("strategies", tuple(strategies), batch, args.initial or batch, args.correct)
+        plan = with_overrides(BenchmarkPlan((group,), rounds=5, full_data=False), **overrides)
+    return _budget_fixed(plan)
+
+
+def _budget_fixed(plan):
+    from dataclasses import replace
+
+    return replace(plan, steps=plan.steps or None, minutes=plan.minutes or None)
+
+
+def _print_line(message: str) -> None:
+    print(message, flush=True)
 
 
 def run_score(args: argparse.Namespace) -> int:
