@@ -3,11 +3,13 @@
 import pkgutil
 import subprocess
 import sys
+import tomllib
+from pathlib import Path
 
 import napari_alseg
 
 # Modules allowed to touch Qt / napari: the thin UI layer.
-UI_MODULES = {"napari_alseg._widget", "napari_alseg._demo"}
+UI_MODULES = {"napari_alseg._widget"}
 UI_PACKAGE = "napari_alseg._qt"
 FORBIDDEN = ("qtpy", "PyQt5", "PyQt6", "PySide2", "PySide6", "magicgui", "napari.qt", "napari._qt")
 
@@ -40,3 +42,12 @@ def test_cli_help_does_not_import_torch_or_napari():
     )
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == ""
+
+
+def test_import_linter_forbids_qt_in_every_core_module():
+    """A new top-level core module must join the contract's list, or lint-imports never checks it."""
+    pyproject = tomllib.loads((Path(__file__).resolve().parents[1] / "pyproject.toml").read_text())
+    contracts = pyproject["tool"]["importlinter"]["contracts"]
+    listed = next(set(c["source_modules"]) for c in contracts if "qtpy" in c.get("forbidden_modules", ()))
+    top_level = {".".join(name.split(".")[:2]) for name in core_modules()}
+    assert sorted(top_level - listed) == []
