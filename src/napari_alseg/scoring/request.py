@@ -10,7 +10,7 @@ import numpy as np
 
 from ..domain import CASE, GRANULARITIES, NEEDS, QueryItem
 from ..effort import EffortModel, SecondsModel
-from ..errors import AlsegError
+from ..errors import AlsegError, Cancelled
 from ..quality import QualityPredictor
 
 if TYPE_CHECKING:
@@ -21,8 +21,8 @@ if TYPE_CHECKING:
 DEFAULT_VAE_STEPS = 300
 
 
-class ScoringCancelled(AlsegError):
-    """``should_stop()`` asked to stop; nothing of the round is kept."""
+class ScoringCancelled(Cancelled):
+    """``should_stop()`` asked to stop; nothing of the round is kept (shown as information)."""
 
 
 @dataclass(frozen=True)
