@@ -50,7 +50,7 @@ DEFAULT_MINUTES = {"brain-stack": 10.0, "sagittal-stack": 10.0, "tumour-cases": 
 FALLBACK_MINUTES = 6.0
 TIMING_WARMUP, TIMING_STEPS = 3, 20
 COLUMNS = ("set", "recipe", "fraction", "seed", "round", "seconds", "steps", "n_train", "n_test",
-           "mean_dice", "class_dice")
+           "mean_dice", "class_dice", "stack_dice", "stack_class_dice")
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -125,15 +125,26 @@ def split(n_items: int, fraction: float, seed: int, two_d: bool) -> tuple[np.nda
     return test, np.sort(pool[:n_train])
 
 
-def test_dice(net, images, labels, test, n_classes, patch_size):
+def test_dice(net, images, labels, test, n_classes, patch_size, two_d):
+    """Per class: the mean of per-item Dice, and for 2D stacks the Dice of all test slices together.
+
+    The per-item mean scores each test slice alone, so a few stray pixels of a structure
+    on a slice that lacks it count as Dice 0 for that slice. The stack Dice treats the test
+    slices as one volume (how a structure's segmentation of a case is usually scored); it
+    is NaN-filled for 3D sets, whose items are whole cases already.
+    """
     from napari_alseg.metrics import class_means, dice_per_class
     from napari_alseg.model import predict_proba
 
-    per_item = []
+    per_item, predicted, truth = [], [], []
     for index in test:
-        probs = predict_proba(net, images[index], patch_size=patch_size)
-        per_item.append(dice_per_class(probs.argmax(axis=0), labels[index], n_classes))
-    return class_means(per_item)
+        prediction = predict_proba(net, images[index], patch_size=patch_size).argmax(axis=0)
+        per_item.append(dice_per_class(prediction, labels[index], n_classes))
+        predicted.append(prediction.ravel())
+        truth.append(np.asarray(labels[index]).ravel())
+    stack = (dice_per_class(np.concatenate(predicted), np.concatenate(truth), n_classes) if two_d
+             else np.full(n_classes - 1, np.nan))
+    return class_means(per_item), stack
 
 
 # ---------------------------------------------------------------- one run (a worker process)
@@ -163,14 +174,17 @@ def run_worker(args: argparse.Namespace) -> None:
         spent += time.perf_counter() - started
         steps += result.steps_done
         net.load_state_dict(result.state_dict)
-        scores = test_dice(net, images, labels, test, n_classes, patch)
+        scores, stack = test_dice(net, images, labels, test, n_classes, patch, two_d)
         row = {"set": args.set, "recipe": args.recipe, "fraction": args.fraction, "seed": args.seed,
                "round": round_index, "seconds": round(spent, 1), "steps": steps, "n_train": len(train),
                "n_test": len(test), "mean_dice": round(float(np.nanmean(scores)), 4),
-               "class_dice": " ".join(f"{value:.3f}" for value in scores)}
+               "class_dice": " ".join(f"{value:.3f}" for value in scores),
+               "stack_dice": round(float(np.nanmean(stack)), 4) if two_d else "",
+               "stack_class_dice": " ".join(f"{value:.3f}" for value in stack) if two_d else ""}
         append_row(Path(args.out), row)
         print(f"{args.set} {args.recipe} f={args.fraction} seed {args.seed} round {round_index}: "
-              f"{spent:.0f} s, {steps} steps, test Dice {row['mean_dice']:.3f} [{row['class_dice']}]", flush=True)
+              f"{spent:.0f} s, {steps} steps, test Dice {row['mean_dice']:.3f} [{row['class_dice']}]"
+              + (f", stack Dice {row['stack_dice']:.3f} [{row['stack_class_dice']}]" if two_d else ""), flush=True)
 
 
 def time_steps(args: argparse.Namespace) -> None:
@@ -234,10 +248,17 @@ def recipe_settings(recipe, dims, images, spacings, train, n_classes, seed, over
 
 
 def append_row(path: Path, row: dict) -> None:
+    """Append one row; a CSV written before a column existed is rewritten with it left blank."""
     path.parent.mkdir(parents=True, exist_ok=True)
+    rows = read_rows(path)
+    if path.exists() and rows and list(rows[0]) != list(COLUMNS):
+        with path.open("w", newline="") as handle:
+            writer = csv.DictWriter(handle, COLUMNS, restval="")
+            writer.writeheader()
+            writer.writerows({key: old.get(key, "") for key in COLUMNS} for old in rows)
     new = not path.exists()
     with path.open("a", newline="") as handle:
-        writer = csv.DictWriter(handle, COLUMNS)
+        writer = csv.DictWriter(handle, COLUMNS, restval="")
         if new:
             writer.writeheader()
         writer.writerow(row)
@@ -293,16 +314,24 @@ def print_summary(out: Path) -> None:
     groups: dict[tuple, list[dict]] = {}
     for (name, recipe, fraction, _), row in last.items():
         groups.setdefault((name, recipe, fraction), []).append(row)
-    print("| set | recipe | labelled | seeds | train s | steps | s/step | test Dice | per class (mean over seeds) |")
-    print("|---|---|---|---|---|---|---|---|---|")
+    print("| set | recipe | labelled | seeds | train s | steps | s/step | test Dice (per slice/case) | per class "
+          "(mean over seeds) | stack Dice | per class |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     for (name, recipe, fraction), group in sorted(groups.items()):
         dice = np.array([float(r["mean_dice"]) for r in group])
         classes = np.mean([[float(v) for v in r["class_dice"].split()] for r in group], axis=0)
         seconds = np.mean([float(r["seconds"]) for r in group])
         steps = np.mean([int(r["steps"]) for r in group])
         spread = f" ± {dice.std(ddof=1):.3f}" if len(dice) > 1 else ""
+        stacked = [r for r in group if r.get("stack_dice")]
+        stack_text = "– | –"
+        if stacked:
+            stack_classes = np.mean([[float(v) for v in r["stack_class_dice"].split()] for r in stacked], axis=0)
+            stack_text = (f"{np.mean([float(r['stack_dice']) for r in stacked]):.3f} ({len(stacked)}) | "
+                          + " ".join(f"{c:.2f}" for c in stack_classes))
         print(f"| {name} | {recipe} | {float(fraction):.0%} | {len(group)} | {seconds:.0f} | {steps:.0f} | "
-              f"{seconds / steps:.2f} | {dice.mean():.3f}{spread} | {' '.join(f'{c:.2f}' for c in classes)} |")
+              f"{seconds / steps:.2f} | {dice.mean():.3f}{spread} | {' '.join(f'{c:.2f}' for c in classes)} | "
+              f"{stack_text} |")
 
 
 def main() -> None:
