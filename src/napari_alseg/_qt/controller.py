@@ -203,7 +203,7 @@ class AlsegController(QObject):
     def update_class(self, class_id: int, *, name: str | None = None, color=None) -> None:
         """Rename / recolour a class in the project and on the layer being edited."""
         try:
-            self.session.project.update_class(class_id, name=name, color=color)  # no Session verb yet
+            self.session.update_class(class_id, name=name, color=color)
         except AlsegError as error:
             self.error.emit(str(error))
         if self.editor.editing is not None:

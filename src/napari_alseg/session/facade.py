@@ -248,6 +248,11 @@ class Session:
     def export(self, out_dir: str | Path) -> list[Path]:
         return self.project.export(out_dir)
 
+    def update_class(self, class_id: int, *, name: str | None = None,
+                     color: tuple[int, int, int] | None = None) -> None:
+        """Rename or recolour a class (its id and every label stay as they are)."""
+        self.project.update_class(class_id, name=name, color=color)
+
     # ------------------------------------------------------------------ suggesting
 
     @property
