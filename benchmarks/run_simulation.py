@@ -11,7 +11,8 @@ Standard (default): the comparisons METHODS makes its claims on, on the benchmar
 foreground-aware random (nnActive) beside it.
 
 - brain-stack-72 (72 coronal slices every 2.5 mm, downsampled 2x in-plane to 92 x 88 px of
-  2 x 2 mm): random-roi, random-foreground, dice-per-effort and dice-per-effort-paper (the
+  2 x 2 mm): random-roi, random-foreground-roi (the foreground-aware draw over ROIs; plain
+  random-foreground ranks whole slices), dice-per-effort and dice-per-effort-paper (the
   paper's B, to measure the effort estimator against), 10 ROIs a round, 10 rounds of 50 steps.
 - tumour-cases-60 (60 graded cases generated at 40 voxels along the brain's long axis):
   random, random-foreground, mc-dropout-top, 4 cases a round (round 1 too), 6 rounds of 40 steps.
@@ -24,19 +25,23 @@ thread each, ``--parallel``), from the learner's per-step times on a quiet machi
 (2D step ~0.6 s, 3D step ~1.3 s) plus a per-round overhead for scoring the pool and
 measuring the row (predictions of every pool slice / case, MC dropout for mc-dropout-top):
 
-- brain-stack: (4 strategies + 1 full-data reference) x 10 rounds = 50 round-units per seed;
-  each 50 steps x 0.6 s = 30 s + ~10 s overhead (58 pool slices predicted twice, ~600 ROI
-  outlines) = 40 s; 50 x 40 s = 2000 s per seed, x 2 seeds = 4000 s = 67 min. The
-  reference trains on past its 10 chunks only while its Dice is not yet flat, at most 10
-  more: worst case +2 x 10 x 40 s = 800 s, 80 min.
+- brain-stack: 4 strategies x 10 rounds = 40 rounds per seed, each 50 steps x 0.6 s = 30 s
+  + ~10 s overhead (58 pool slices predicted for scoring and for the row, ~600 ROI outlines
+  priced): 40 x 40 s = 1600 s; the full-data reference's 10 chunks cost 30 s + ~15 s (all 58
+  slices prepared, test Dice, checkpoint) = 450 s; 2050 s per seed, x 2 seeds = 4100 s =
+  68 min. The reference trains on past its 10 chunks only while its Dice is not yet flat,
+  at most 10 more: worst case +2 x 450 s = 900 s, 83 min. (Overheads measured on the smoke
+  run below: 5-step rounds took 7-15 s, reference chunks 17-20 s.)
 - tumour-cases: (3 + 1) x 6 rounds = 24 round-units per seed; each 40 steps x 1.3 s = 52 s
   + ~20 s overhead (48 pool cases predicted, 20 MC samples of the head each for
   mc-dropout-top) = 72 s; 24 x 72 s = 1728 s per seed, x 2 seeds = 3456 s = 58 min;
   worst case with the reference's extra chunks +2 x 6 x 72 s = 864 s, 72 min.
-- In parallel the longer set decides: ~67 min expected, 80 min worst case. Run one after
+- In parallel the longer set decides: ~68 min expected, 83 min worst case. Run one after
   the other (no ``--parallel``), the sum is ~125 min: use ``--only`` or ``--parallel``.
   Under load (both cores busy) a step can be slower than on a quiet machine; the
   progress line shows rounds done and the time left at the pace measured so far.
+
+Smoke run (proves the plan runs, not its numbers): ``--seeds 0 --rounds 2 --steps 5``.
 
 ``--all`` adds every other engine to the same runs (resumes them): slice-uniform,
 entropy, entropy-mc and a whole-slice group (random, random-foreground, gradient-vae, 2
@@ -68,7 +73,7 @@ PLANS_DIR = Path(__file__).resolve().parent / "plans"
 
 STANDARD = {
     "brain-stack": BenchmarkPlan(
-        (Group("rois", ("random-roi", "random-foreground", "dice-per-effort", "dice-per-effort-paper"), 10),),
+        (Group("rois", ("random-roi", "random-foreground-roi", "dice-per-effort", "dice-per-effort-paper"), 10),),
         rounds=10, seeds=(0, 1), dataset="brain-stack-72", downsample=2, steps=50),
     "tumour-cases": BenchmarkPlan(
         (Group("cases", ("random", "random-foreground", "mc-dropout-top"), 4),),
@@ -85,7 +90,7 @@ OTHERS = {
 }
 FULL = {
     "brain-stack": BenchmarkPlan(
-        (Group("rois", ("random-roi", "random-foreground", "dice-per-effort", "dice-per-effort-paper",
+        (Group("rois", ("random-roi", "random-foreground-roi", "dice-per-effort", "dice-per-effort-paper",
                         "slice-uniform", "entropy", "entropy-mc"), 10),
          Group("slices", ("random", "random-foreground", "gradient-vae"), 2)),
         rounds=12, seeds=(0, 1, 2), dataset="brain-stack-72", steps=300),

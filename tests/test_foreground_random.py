@@ -7,7 +7,7 @@ from scipy import stats
 from napari_alseg.domain import TERM_FOREGROUND
 from napari_alseg.pool import PoolScores
 from napari_alseg.strategies import STRATEGIES, QueryItem, select
-from napari_alseg.strategies.foreground_random import FOREGROUND_SHARE, NAME, foreground_weights
+from napari_alseg.strategies.foreground_random import FOREGROUND_SHARE, NAME, ROI_NAME, foreground_weights
 
 FOREGROUND = {"none": 0.0, "small": 100.0, "medium": 300.0, "large": 600.0}
 
@@ -29,6 +29,15 @@ def expected_first_pick():
 def test_registered_for_every_granularity():
     strategy = STRATEGIES[NAME]
     assert strategy.granularities == {"case", "slice", "roi"} and strategy.needs == {"model"}
+    roi = STRATEGIES[ROI_NAME]  # what makes a 2D stack's session rank ROIs rather than slices
+    assert roi.granularity == "roi" and roi.granularities == {"roi"} and roi.needs == {"model"}
+    rois = [QueryItem("c", 0, c) for c in (1, 2, 3, 4)]
+    pool = pool_of(rois, list(FOREGROUND.values()), granularity="roi")
+    picks = select(ROI_NAME, pool, 4, seed=2)
+    assert [s.item for s in picks] == [s.item for s in select(NAME, pool, 4, seed=2)]
+    assert all(s.strategy == ROI_NAME for s in picks)
+    assert all("no model yet" in s.message
+               for s in select(ROI_NAME, pool_of(rois, [1.0] * 4, granularity="roi", has_model=False), 2, seed=0))
 
 
 def test_weights_mix_uniform_and_foreground():

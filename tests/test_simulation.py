@@ -236,14 +236,17 @@ def test_a_plan_round_trips_through_json_and_refuses_unknown_keys(tmp_path):
 
 @pytest.mark.parametrize("path", sorted(PLANS.glob("*.json")), ids=lambda path: path.stem)
 def test_the_shipped_plans_name_real_strategies_with_both_random_baselines(path):
-    from napari_alseg.strategies import STRATEGIES
     from napari_alseg.simulation.plans import load_plan
+    from napari_alseg.strategies import STRATEGIES, get_strategy
 
     plan = load_plan(path)
     for group in plan.groups:
         assert set(group.strategies) <= set(STRATEGIES)
-        assert "random-foreground" in group.strategies
+        assert {"random-foreground", "random-foreground-roi"} & set(group.strategies)
         assert {"random", "random-roi"} & set(group.strategies)
+        # a 2D stack's session ranks ROIs for ROI strategies, slices for the others: one unit per group
+        roi = "brain-stack" in path.stem and any(get_strategy(name).granularity == "roi" for name in group.strategies)
+        assert ("random-foreground-roi" in group.strategies) == roi
     if path.stem.startswith("standard"):
         assert plan.dataset in ("brain-stack-72", "tumour-cases-60") and plan.steps is not None
 

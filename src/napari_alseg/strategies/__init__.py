@@ -17,7 +17,7 @@ from ..errors import AlsegError
 from .base import GRANULARITIES, NEEDS, QueryItem, Strategy, Suggestion, rank
 from .baseline import RANDOM, RANDOM_ROI, SLICE_UNIFORM, select_random
 from .dice_per_effort import DICE_PER_EFFORT, DICE_PER_EFFORT_PAPER
-from .foreground_random import RANDOM_FOREGROUND
+from .foreground_random import RANDOM_FOREGROUND, RANDOM_FOREGROUND_ROI
 from .gradient_vae import GRADIENT_VAE
 from .quality_threshold import QUALITY_THRESHOLD, pseudo_label_candidates
 from .redundancy_sampling import NON_SIMILAR, REPRESENTATIVE
@@ -42,8 +42,8 @@ __all__ = [
 STRATEGIES: dict[str, Strategy] = {
     strategy.name: strategy
     for strategy in (
-        RANDOM, RANDOM_ROI, SLICE_UNIFORM, RANDOM_FOREGROUND, ENTROPY, ENTROPY_MC, MARGINS, MC_DROPOUT_TOP,
-        MC_DROPOUT_SUM, BOOTSTRAP, REPRESENTATIVE, NON_SIMILAR, GRADIENT_VAE, QUALITY_THRESHOLD, DICE_PER_EFFORT,
+        RANDOM, RANDOM_ROI, SLICE_UNIFORM, RANDOM_FOREGROUND, RANDOM_FOREGROUND_ROI, ENTROPY, ENTROPY_MC, MARGINS,
+        MC_DROPOUT_TOP, MC_DROPOUT_SUM, BOOTSTRAP, REPRESENTATIVE, NON_SIMILAR, GRADIENT_VAE, QUALITY_THRESHOLD, DICE_PER_EFFORT,
         DICE_PER_EFFORT_PAPER,
     )
 }

@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ..domain import CASE, GRANULARITIES, NEED_MODEL, TERM_FOREGROUND
+from ..domain import CASE, GRANULARITIES, NEED_MODEL, ROI, TERM_FOREGROUND
 from .base import QueryItem, Strategy, Suggestion, item_key, suggestion
 from .baseline import select_random
 
@@ -40,6 +40,7 @@ if TYPE_CHECKING:
 
 FOREGROUND_SHARE = 2.0 / 3.0  # nnActive's Random Label: two of its three patch kinds sit on foreground
 NAME = "random-foreground"
+ROI_NAME = "random-foreground-roi"  # the same draw over ROIs: what a 2D stack's session ranks for it
 
 
 def foreground_weights(foreground: np.ndarray, share: float = FOREGROUND_SHARE) -> np.ndarray:
@@ -56,7 +57,7 @@ def foreground_weights(foreground: np.ndarray, share: float = FOREGROUND_SHARE) 
     return (1.0 - share) * uniform + share * foreground / total
 
 
-def select_random_foreground(pool: PoolScores, k: int, seed: int) -> list[Suggestion]:
+def select_random_foreground(pool: PoolScores, k: int, seed: int, name: str = NAME) -> list[Suggestion]:
     """``k`` candidates drawn without replacement in proportion to :func:`foreground_weights`.
 
     The score is the draw's key ``log(u) / weight`` (larger first). Without a model, or
@@ -66,16 +67,20 @@ def select_random_foreground(pool: PoolScores, k: int, seed: int) -> list[Sugges
     foreground = np.array([pool.terms.get(item, {}).get(TERM_FOREGROUND, np.nan) for item in items], float)
     if not pool.has_model or np.isnan(foreground).any():
         reason = "no model yet" if not pool.has_model else "no predicted foreground this round"
-        return [_with_message(s, f"{NAME}: {reason}: random suggestions") for s in select_random(pool, k, seed)]
+        return [_with_message(s, name, f"{name}: {reason}: random suggestions") for s in select_random(pool, k, seed)]
     weights = foreground_weights(foreground)
     draws = np.random.default_rng(seed).random(len(items))
     keys = np.log(np.maximum(draws, np.finfo(float).tiny)) / weights
     order = np.argsort(-keys, kind="stable")[:k]
-    return [suggestion(pool, items[i], keys[i], NAME, {TERM_FOREGROUND: float(foreground[i])}) for i in order]
+    return [suggestion(pool, items[i], keys[i], name, {TERM_FOREGROUND: float(foreground[i])}) for i in order]
 
 
-def _with_message(s: Suggestion, message: str) -> Suggestion:
-    return replace(s, strategy=NAME, message=message)
+def select_random_foreground_roi(pool: PoolScores, k: int, seed: int) -> list[Suggestion]:
+    return select_random_foreground(pool, k, seed, name=ROI_NAME)
+
+
+def _with_message(s: Suggestion, name: str, message: str) -> Suggestion:
+    return replace(s, strategy=name, message=message)
 
 
 RANDOM_FOREGROUND = Strategy(
@@ -86,4 +91,15 @@ RANDOM_FOREGROUND = Strategy(
     needs=frozenset({NEED_MODEL}),
     select=select_random_foreground,
     granularities=frozenset(GRANULARITIES),
+)
+# A session ranks the published granularity's items (a 2D stack: slices for random-foreground);
+# as random-roi beside random, this one makes it rank ROIs (slice, class), weighted by p_c.
+RANDOM_FOREGROUND_ROI = Strategy(
+    name=ROI_NAME,
+    granularity=ROI,
+    description=("Random ROIs drawn in proportion to their class's predicted pixels, one third uniformly "
+                 "(nnActive's foreground-aware random); random ROIs before a model exists."),
+    needs=frozenset({NEED_MODEL}),
+    select=select_random_foreground_roi,
+    granularities=frozenset({ROI}),
 )
