@@ -93,6 +93,12 @@ MANUAL = "manual"
 CORRECTED = "corrected"
 PSEUDO_ACCEPTED = "pseudo-accepted"
 PSEUDO_REJECTED = "pseudo-rejected"
-EVENT_KINDS = (MANUAL, CORRECTED, PSEUDO_ACCEPTED, PSEUDO_REJECTED)
+# the tools that cut tracing: recorded beside the submit whose label version they went into,
+# with the voxels they set that the annotator kept (their outline is not traced effort)
+INTERPOLATED = "interpolated"  # fill between slices: a class interpolated across slices
+OUTLINE_ACCEPTED = "outline-accepted"  # the model's outline of one class on one slice, one click
+TOOL_KINDS = (INTERPOLATED, OUTLINE_ACCEPTED)
+UNDO = "undo"  # a submit taken back: its label version's predecessor written again
+EVENT_KINDS = (MANUAL, CORRECTED, PSEUDO_ACCEPTED, PSEUDO_REJECTED, INTERPOLATED, OUTLINE_ACCEPTED, UNDO)
 LABELLING_KINDS = (MANUAL, CORRECTED, PSEUDO_ACCEPTED)  # the kinds that write a label version
 TRACED_KINDS = (MANUAL, CORRECTED)  # the kinds whose seconds time a traced boundary

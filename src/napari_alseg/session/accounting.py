@@ -9,7 +9,8 @@ from __future__ import annotations
 import numpy as np
 
 from ..domain import TRACED_KINDS
-from ..effort import BoundaryLength, EffortModel, SecondsModel, roi_trace_length, traced_boundary
+from ..effort import (BoundaryLength, EffortModel, SecondsModel, boundary_length, changed_boundary_length,
+                      roi_trace_length, shared_boundary_length, traced_boundary)
 from ..store import Project
 from .labels import LabelsView
 
@@ -24,15 +25,44 @@ class EffortAccounting:
         self.view = view
 
     def boundary_effort(self, case: str, labels: np.ndarray, *, original: np.ndarray | None = None,
-                        class_id: int | None = None, slice_index: int | None = None) -> BoundaryLength:
+                        class_id: int | None = None, slice_index: int | None = None,
+                        given: np.ndarray | None = None) -> BoundaryLength:
         """Boundary length (px, mm) of a slice ``(j, i)`` or volume ``(k, j, i)``, summed over slices.
 
         A correction (``original`` = the prefilled prediction) is charged the boundary it
         changed. A traced ROI (``class_id`` on slice ``slice_index``) is not charged the
         boundary it shares with classes already delineated on that slice: that line exists.
+        ``given`` (the region's shape): the class a tool set per voxel (0 elsewhere); its
+        outline was not traced, so only what the annotator changed of it counts (a correction:
+        the tool's result is part of the prefill).
         """
-        spacing = self.view.in_plane_spacing(case)
         labels = np.asarray(labels)
+        if given is None or not np.asarray(given).any():
+            return self._traced(case, labels, original, class_id, slice_index)
+        given = np.asarray(given)
+        if original is not None:
+            prefill = np.array(original)
+            prefill[given > 0] = given[given > 0]
+            return self._traced(case, labels, prefill, class_id, slice_index)
+        charged = self._traced(case, labels, None, class_id, slice_index)
+        spacing = self.view.in_plane_spacing(case)
+        planes = (labels[np.newaxis], given[np.newaxis]) if labels.ndim == 2 else (labels, given)
+        free_px = free_mm = 0.0
+        for plane, given_plane in zip(*planes):
+            for c in np.unique(given_plane[given_plane > 0]):
+                kept = plane == c
+                whole = boundary_length(kept, spacing)
+                traced = changed_boundary_length(given_plane == c, kept, spacing)
+                # a line shared with what the annotator drew of another class was charged once, there
+                drawn = [(plane == d) & (given_plane != d) for d in np.unique(plane) if d not in (0, c)]
+                shared = [shared_boundary_length(kept, mask, spacing) for mask in drawn if mask.any()]
+                free_px += max(whole.px - traced.px - sum(length.px for length in shared), 0.0)
+                free_mm += max(whole.mm - traced.mm - sum(length.mm for length in shared), 0.0)
+        return BoundaryLength(max(charged.px - free_px, 0.0), max(charged.mm - free_mm, 0.0))
+
+    def _traced(self, case: str, labels: np.ndarray, original: np.ndarray | None, class_id: int | None,
+                slice_index: int | None) -> BoundaryLength:
+        spacing = self.view.in_plane_spacing(case)
         if original is None and class_id is not None and slice_index is not None and labels.ndim == 2:
             neighbours = self.view.delineated_classes(case).get(slice_index, set()) - {class_id}
             snapshot = self.project.current_labels(case)

@@ -26,7 +26,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ..domain import MANUAL, QueryItem
+from ..domain import CASE, MANUAL, QueryItem
+from ..errors import AlsegError
 from ..effort import BoundaryLength, EffortModel, SecondsModel
 from ..image_cache import ImageCache
 from ..plan import Fingerprint, TrainingPlan
@@ -37,6 +38,7 @@ from .labels import LabelsView
 from .learner import Learner, RetrainReport, TrainedRound
 from .queries import Queries, RescoreResult
 from .settings import SessionSettings
+from .tools import ToolEdit, ToolResult, accept_outline, fill_between, given_labels, tool_uses
 
 if TYPE_CHECKING:
     from ..model import ModelSpec, SegmentationNet, TrainConfig, TrainingItem, TrainProgress
@@ -199,26 +201,65 @@ class Session:
 
     def submit(self, case: str, labels: np.ndarray, *, kind: str = MANUAL, seconds_active: float,
                slice_index: int | None = None, class_id: int | None = None,
-               original: np.ndarray | None = None, started_at: datetime | None = None) -> int:
+               original: np.ndarray | None = None, started_at: datetime | None = None,
+               tools: list[ToolEdit] | tuple[ToolEdit, ...] = ()) -> int:
         """Save submitted labels durably, with the boundary the annotator had to trace.
 
         For a correction (``original`` = the prefilled prediction) the effort is the
         boundary actually changed; otherwise the whole boundary of what was drawn, each
-        shared boundary counted once (METHODS E). The item is left out of this round's
-        suggestions, also of a rescore computed while it was being submitted.
+        shared boundary counted once (METHODS E). ``tools``: what :meth:`fill_between` /
+        :meth:`accept_outline` set in these labels; their outline (where kept) is not
+        charged, and each is recorded as an event of its own kind with the voxels kept.
+        The item is left out of this round's suggestions, also of a rescore computed while
+        it was being submitted.
         """
+        edits = [edit for edit in tools if class_id is None or edit.class_id == class_id]
+        given = given_labels(edits, labels, slice_index) if edits else None
         effort = self.accounting.boundary_effort(case, labels, original=original, class_id=class_id,
-                                                 slice_index=slice_index)
+                                                 slice_index=slice_index, given=given)
         event_id = self.project.submit(
             case, labels, kind=kind, slice_index=slice_index, class_id=class_id,
             annotator=self.annotator, seconds_active=seconds_active, started_at=started_at,
             original=original, boundary_px=effort.px, boundary_mm=effort.mm,
-            model_version=self.model_version)
+            model_version=self.model_version, tools=tool_uses(edits, labels, slice_index))
         item = QueryItem(case, slice_index, class_id)
         self.queries.handled(item)
         if original is not None:
             self.queries.correction_submitted(item, original, labels)
         return event_id
+
+    def fill_between(self, case: str, labels: np.ndarray, class_id: int, first: int, last: int) -> ToolResult:
+        """Class ``class_id`` interpolated across the slices between its outlines on ``first`` and
+        ``last`` of the case's labels being edited ``(k, j, i)``; nothing is saved. Put the result
+        on screen to check, and pass its ``edit`` to :meth:`submit` (``tools``)."""
+        if self.project.granularity != CASE:
+            raise AlsegError("fill between slices needs a case project: this one submits one slice at a "
+                             "time, so the slices between would not be saved")
+        self._check_volume(case, labels)
+        return fill_between(labels, class_id, first, last)
+
+    def accept_outline(self, case: str, labels: np.ndarray, slice_index: int, class_id: int,
+                       prediction: np.ndarray | None = None) -> ToolResult:
+        """One click: the current model's outline of ``class_id`` on slice ``slice_index``
+        (``prediction`` ``(j, i)``, predicted now when None) copied into the labels being edited
+        ``(k, j, i)`` where background; nothing is saved (pass the edit to :meth:`submit`)."""
+        self._check_volume(case, labels)
+        if prediction is None:
+            if self.model_version is None:
+                raise AlsegError("no model yet: train one before accepting its outline")
+            prediction = self.predict_labels(case, slice_index)
+        return accept_outline(labels, prediction, slice_index, class_id)
+
+    def undo_submit(self, case: str) -> int:
+        """Take back the case's last submit that still stands: the label version before it is
+        written again as a new version (the history is kept), its events are marked undone and
+        an ``undo`` event records it. One-line AlsegError when there is no earlier version."""
+        return self.project.undo_submit(case, annotator=self.annotator)
+
+    def _check_volume(self, case: str, labels: np.ndarray) -> None:
+        shape = self.project.case(case).shape
+        if np.shape(labels) != tuple(shape):
+            raise AlsegError(f"case {case}: labels of shape {np.shape(labels)}, the case is {tuple(shape)}")
 
     def accept_pseudo(self, case: str, prediction: np.ndarray | None = None, *,
                       slice_index: int | None = None, seconds_active: float = 0.0) -> int:
@@ -302,9 +343,10 @@ class Session:
     # ------------------------------------------------------------------ effort
 
     def boundary_effort(self, case: str, labels: np.ndarray, *, original: np.ndarray | None = None,
-                        class_id: int | None = None, slice_index: int | None = None) -> BoundaryLength:
+                        class_id: int | None = None, slice_index: int | None = None,
+                        given: np.ndarray | None = None) -> BoundaryLength:
         return self.accounting.boundary_effort(case, labels, original=original, class_id=class_id,
-                                               slice_index=slice_index)
+                                               slice_index=slice_index, given=given)
 
     def effort_model(self) -> EffortModel:
         return self.accounting.effort_model()

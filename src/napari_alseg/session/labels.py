@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ..domain import CASE, PSEUDO_ACCEPTED, QueryItem
+from ..domain import CASE, LABELLING_KINDS, PSEUDO_ACCEPTED, QueryItem
 from ..image_cache import ImageCache, LazyImages
 from ..store import Project
 
@@ -157,4 +157,5 @@ class LabelsView:
         versions = [checkpoint.model_version for checkpoint in self.project.checkpoints()]
         latest = set(versions[-2:]) | ({None} if len(versions) < 2 else set())
         return [QueryItem(e.case, e.slice_index, e.class_id) for e in self.project.events()
-                if e.label_version is not None and e.model_version in latest]
+                if e.label_version is not None and e.model_version in latest
+                and e.kind in LABELLING_KINDS and e.undone_in_version is None]

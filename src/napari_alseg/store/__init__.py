@@ -9,12 +9,12 @@ from .discover import CaseSource, discover_cases
 from .project import DB_NAME, Project
 from .records import (CORRECTED, EVENT_KINDS, MANUAL, PSEUDO_ACCEPTED, PSEUDO_REJECTED,
                       CaseGeometry, CaseRecord, CheckpointRecord, ClassInfo, EventRecord, LabelledItem,
-                      LabelSnapshot, RoundRecord, ScoredItem, WeakAnnotation)
+                      LabelSnapshot, RoundRecord, ScoredItem, ToolUse, WeakAnnotation)
 from .schema import SCHEMA_VERSION
 
 __all__ = [
     "CORRECTED", "DB_NAME", "EVENT_KINDS", "MANUAL", "PSEUDO_ACCEPTED", "PSEUDO_REJECTED",
     "SCHEMA_VERSION", "CaseGeometry", "CaseRecord", "CaseSource", "CheckpointRecord", "ClassInfo", "EventRecord",
-    "LabelSnapshot", "LabelledItem", "Project", "RoundRecord", "ScoredItem", "WeakAnnotation",
+    "LabelSnapshot", "LabelledItem", "Project", "RoundRecord", "ScoredItem", "ToolUse", "WeakAnnotation",
     "discover_cases",
 ]

@@ -8,11 +8,11 @@ from pathlib import Path
 
 import numpy as np
 
-from ..domain import LABELLING_KINDS, PSEUDO_ACCEPTED, PSEUDO_REJECTED
+from ..domain import LABELLING_KINDS, PSEUDO_ACCEPTED, PSEUDO_REJECTED, TOOL_KINDS, UNDO
 from ..errors import AlsegError
 from .labels import (array_sha256, check_label_array, labelled_mask, merge_region, region_dice,
                      write_label_region, write_label_volume)
-from .records import CaseRecord, EventRecord, LabelledItem, LabelSnapshot, WeakAnnotation
+from .records import CaseRecord, EventRecord, LabelledItem, LabelSnapshot, ToolUse, WeakAnnotation
 from .rows import checked_seconds, iso, now, optional_int
 from .state import ProjectState
 
@@ -48,18 +48,24 @@ class AnnotationsMixin(ProjectState):
         return self._remember(self._snapshot(record, version, data))
 
     def labelled_items(self, case: str, *, up_to_version: int | None = None) -> list[LabelledItem]:
-        """What each labelling event delineated, oldest first (all versions when None)."""
+        """What each labelling event delineated, oldest first (all versions when None).
+
+        An event taken back by an undo no longer counts from the undo's version on; the undo
+        itself delineates nothing (it writes an earlier version's labels again).
+        """
         rows = self._db.rows(
             "SELECT id, slice_index, class_id, label_version FROM events WHERE case_id = ? "
-            "AND label_version IS NOT NULL AND (? IS NULL OR label_version <= ?) ORDER BY label_version",
-            (self.case(case).id, up_to_version, up_to_version))
+            "AND label_version IS NOT NULL AND kind != ? AND (? IS NULL OR label_version <= ?) "
+            "AND (undone_in_version IS NULL OR (? IS NOT NULL AND undone_in_version > ?)) "
+            "ORDER BY label_version",
+            (self.case(case).id, UNDO, up_to_version, up_to_version, up_to_version, up_to_version))
         return [LabelledItem(r["slice_index"], r["class_id"], r["label_version"], r["id"]) for r in rows]
 
     def submit(self, case: str, labels: np.ndarray, *, kind: str, slice_index: int | None = None,
                class_id: int | None = None, annotator: str, seconds_active: float,
                started_at: datetime | None = None, original: np.ndarray | None = None,
                boundary_px: float | None = None, boundary_mm: float | None = None,
-               model_version: str | None = None) -> int:
+               model_version: str | None = None, tools: list[ToolUse] | tuple[ToolUse, ...] = ()) -> int:
         """Record submitted labels as a new version; return the event id once durable.
 
         ``labels`` is the region: ``(k, j, i)`` for the whole case or ``(j, i)`` for slice
@@ -67,9 +73,15 @@ class AnnotationsMixin(ProjectState):
         otherwise the region is replaced. ``original`` is the model's prediction for the same
         region, kept beside the result so Dice(original, final) shows how much was changed.
         ``seconds_active`` in s; ``boundary_px``/``boundary_mm`` = traced boundary length.
+        ``tools``: what tools set in the region (fill between slices, the model's outline);
+        each becomes an event of its own kind on the same label version, in the same
+        transaction, with the voxels it set and no seconds or boundary of its own.
         """
         if kind not in LABELLING_KINDS:
             raise AlsegError(f"submit kind must be one of {LABELLING_KINDS}, got {kind!r}")
+        for tool in tools:
+            if tool.kind not in TOOL_KINDS:
+                raise AlsegError(f"a tool's kind must be one of {TOOL_KINDS}, got {tool.kind!r}")
         record = self.case(case)
         shape, what = self._region(record, slice_index, class_id)
         final = check_label_array(labels, shape=shape, n_classes=self.n_classes, what=f"{what} labels")
@@ -79,12 +91,43 @@ class AnnotationsMixin(ProjectState):
                                    started_at, boundary_px, boundary_mm, model_version)
         if prediction is not None:
             event["dice_original_final"] = region_dice(prediction, final, class_id, self.n_classes)
+        tool_events = []
+        for tool in tools:
+            self._region(record, tool.slice_index, tool.class_id)
+            tool_event = self._event_fields(record, tool.kind, tool.slice_index, tool.class_id, annotator,
+                                            0.0, None, None, None, model_version)
+            tool_events.append({**tool_event, "voxels": int(tool.voxels)})
         with self._write_lock:
             base = self.current_labels(case)
             base_data = base.data if base is not None else np.zeros(record.shape, self.label_dtype)
             version = base.version + 1 if base is not None else 1
             merged = merge_region(base_data, final, slice_index, class_id)
-            return self._commit_event(record, event, prediction, version=version, merged=merged)
+            return self._commit_event(record, event, prediction, version=version, merged=merged,
+                                      tool_events=tool_events)
+
+    def undo_submit(self, case: str, *, annotator: str) -> int:
+        """Take back the case's latest labelling submit that still stands: the label version it
+        was based on is written again as a new version (history stays append-only), the
+        submit and its tools' events are marked undone, and an event of kind ``undo`` records
+        it. Returns that event's id. One-line AlsegError when there is no earlier version.
+        """
+        record = self.case(case)
+        with self._write_lock:
+            row = self._db.row(
+                "SELECT id, slice_index, class_id, label_version FROM events WHERE case_id = ? "
+                "AND label_version IS NOT NULL AND kind IN (?, ?, ?) AND undone_in_version IS NULL "
+                "ORDER BY label_version DESC, id DESC LIMIT 1", (record.id, *LABELLING_KINDS))
+            if row is None:
+                raise AlsegError(f"case {case}: nothing submitted to undo")
+            if row["label_version"] <= 1:
+                raise AlsegError(f"case {case}: no earlier label version to restore "
+                                 "(the submit to undo made the first one)")
+            restored = self.labels_at(case, row["label_version"] - 1).data
+            version = self.current_labels(case).version + 1
+            event = self._event_fields(record, UNDO, row["slice_index"], row["class_id"], annotator,
+                                       0.0, None, None, None, None)
+            return self._commit_event(record, event, None, version=version, merged=np.array(restored),
+                                      undoes_version=row["label_version"])
 
     def accept_pseudo(self, case: str, prediction: np.ndarray, *, slice_index: int | None = None,
                       class_id: int | None = None, annotator: str, seconds_active: float = 0.0,
@@ -147,8 +190,13 @@ class AnnotationsMixin(ProjectState):
                 for row in rows}
 
     def _commit_event(self, record: CaseRecord, event: dict, prediction: np.ndarray | None, *,
-                      version: int | None, merged: np.ndarray | None) -> int:
-        """Write files, then commit the rows that point at them; on failure remove the files."""
+                      version: int | None, merged: np.ndarray | None, tool_events: list[dict] = (),
+                      undoes_version: int | None = None) -> int:
+        """Write files, then commit the rows that point at them; on failure remove the files.
+
+        ``tool_events`` go in on the same label version; ``undoes_version``: the events of that
+        version are marked undone by this one.
+        """
         written: list[Path] = []
         try:
             with self._db.transaction() as conn:
@@ -163,6 +211,14 @@ class AnnotationsMixin(ProjectState):
                 columns = ", ".join(event)
                 event_id = conn.execute(f"INSERT INTO events ({columns}) VALUES "
                                         f"({', '.join('?' * len(event))})", tuple(event.values())).lastrowid
+                for tool_event in tool_events:
+                    tool_event["label_version"] = version
+                    conn.execute(f"INSERT INTO events ({', '.join(tool_event)}) VALUES "
+                                 f"({', '.join('?' * len(tool_event))})", tuple(tool_event.values()))
+                if undoes_version is not None:
+                    conn.execute("UPDATE events SET undone_in_version = ? WHERE case_id = ? AND "
+                                 "label_version = ? AND undone_in_version IS NULL",
+                                 (version, record.id, undoes_version))
                 if prediction is not None:
                     path = self._files.original_path(record.name, event_id)
                     write_label_region(path, prediction, record, event["slice_index"])
@@ -239,4 +295,5 @@ class AnnotationsMixin(ProjectState):
             seconds_active=row["seconds_active"], boundary_px=row["boundary_px"],
             boundary_mm=row["boundary_mm"], label_version=row["label_version"],
             original_path=self._files.absolute(row["original_path"]) if row["original_path"] else None,
-            dice_original_final=row["dice_original_final"], model_version=row["model_version"])
+            dice_original_final=row["dice_original_final"], model_version=row["model_version"],
+            voxels=row["voxels"], undone_in_version=row["undone_in_version"])

@@ -110,6 +110,9 @@ class EventRecord:
 
     ``dice_original_final`` compares the model's prediction for the submitted region with
     what was submitted: how much the annotator changed (None without a prediction).
+    A tool's event (:data:`~napari_alseg.domain.TOOL_KINDS`) carries ``voxels``, what the tool
+    set that the annotator kept, and the label version of the submit it went into;
+    ``undone_in_version`` is the version that took the event back (None: it stands).
     """
 
     id: int
@@ -127,6 +130,20 @@ class EventRecord:
     original_path: Path | None
     dice_original_final: float | None
     model_version: str | None
+    voxels: int | None = None
+    undone_in_version: int | None = None
+
+
+@dataclass(frozen=True)
+class ToolUse:
+    """A tool that set labels for a submit (``kind`` one of :data:`~napari_alseg.domain.TOOL_KINDS`):
+    where (``slice_index`` None = across slices), which class, and how many voxels it set that
+    the annotator kept."""
+
+    kind: str
+    slice_index: int | None
+    class_id: int
+    voxels: int
 
 
 @dataclass(frozen=True)

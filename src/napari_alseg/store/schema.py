@@ -136,8 +136,42 @@ _VERSION_3: tuple[str, ...] = (
     """ALTER TABLE cases ADD COLUMN channels_first INTEGER NOT NULL DEFAULT 0""",
 )
 
+# Version 4: the tools that cut tracing and undo (issue 14). SQLite cannot widen a CHECK, so
+# the events table is rebuilt with the new kinds, ``voxels`` (what a tool set and the annotator
+# kept) and ``undone_in_version`` (the label version that took the event back; NULL = stands).
+_EVENT_COLUMNS_V1 = ("id, case_id, slice_index, class_id, kind, annotator, started_at, ended_at, "
+                     "seconds_active, boundary_px, boundary_mm, label_version, original_path, "
+                     "dice_original_final, model_version")
+_VERSION_4: tuple[str, ...] = (
+    """CREATE TABLE events_v4 (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        case_id INTEGER NOT NULL REFERENCES cases(id),
+        slice_index INTEGER,
+        class_id INTEGER REFERENCES classes(id),
+        kind TEXT NOT NULL
+            CHECK (kind IN ('manual', 'corrected', 'pseudo-accepted', 'pseudo-rejected',
+                            'interpolated', 'outline-accepted', 'undo')),
+        annotator TEXT NOT NULL,
+        started_at TEXT,
+        ended_at TEXT NOT NULL,
+        seconds_active REAL NOT NULL CHECK (seconds_active >= 0),
+        boundary_px REAL,
+        boundary_mm REAL,
+        label_version INTEGER,
+        original_path TEXT,
+        dice_original_final REAL,
+        model_version TEXT,
+        voxels INTEGER CHECK (voxels IS NULL OR voxels >= 0),
+        undone_in_version INTEGER,
+        FOREIGN KEY (case_id, label_version) REFERENCES label_versions(case_id, version))""",
+    f"INSERT INTO events_v4 ({_EVENT_COLUMNS_V1}) SELECT {_EVENT_COLUMNS_V1} FROM events",
+    """DROP TABLE events""",
+    """ALTER TABLE events_v4 RENAME TO events""",
+    """CREATE INDEX events_by_case ON events(case_id, label_version)""",
+)
+
 # Append new migrations at the end; never edit one that has shipped.
-MIGRATIONS: tuple[tuple[str, ...], ...] = (_VERSION_1, _VERSION_2, _VERSION_3)
+MIGRATIONS: tuple[tuple[str, ...], ...] = (_VERSION_1, _VERSION_2, _VERSION_3, _VERSION_4)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
