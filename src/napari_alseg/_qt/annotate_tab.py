@@ -71,6 +71,23 @@ class AnnotateTab(QWidget):
         row.addWidget(self.first_button)
         row.addWidget(self.last_button)
         inner.addLayout(row)
+        tracing = self.controller.tracing
+        row = QHBoxLayout()
+        self.fill_button = QPushButton("Fill between slices")
+        self.fill_button.setToolTip("Interpolate the selected class across the slices between the ones "
+                                    "it is traced on (only where background); check, fix, then Submit")
+        self.fill_button.clicked.connect(tracing.fill_between)
+        self.outline_button = QPushButton("Accept model outline")
+        self.outline_button.setToolTip("Copy the model's outline of the selected class on this slice "
+                                       "(only where background)")
+        self.outline_button.clicked.connect(tracing.accept_outline)
+        self.undo_button = QPushButton("Undo submit")
+        self.undo_button.setToolTip("Take back the last submit: the labels before it are restored "
+                                    "(the history is kept)")
+        self.undo_button.clicked.connect(tracing.undo_submit)
+        for button in (self.fill_button, self.outline_button, self.undo_button):
+            row.addWidget(button)
+        inner.addLayout(row)
         self.heat_check = QCheckBox("Show uncertainty heat map")
         self.heat_check.toggled.connect(editor.set_heat_map)
         inner.addWidget(self.heat_check)
@@ -96,5 +113,6 @@ class AnnotateTab(QWidget):
 
     def _enable(self, enabled: bool) -> None:
         for widget in (self.go_button, self.skip_button, self.next_button, self.submit_button,
-                       self.draft_button, self.first_button, self.last_button, self.heat_check):
+                       self.draft_button, self.first_button, self.last_button, self.fill_button,
+                       self.outline_button, self.undo_button, self.heat_check):
             widget.setEnabled(enabled)

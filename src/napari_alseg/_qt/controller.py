@@ -20,6 +20,7 @@ from ..strategies import Suggestion
 from .background import JobProgress, JobRunner
 from .case_layers import apply_class_colors, owned_layers
 from .editing import ItemEditor
+from .tracing import TracingTools
 from .training import LearningJobs
 from .settings import CORRECT, LoopSettings, RoundSettings, projects_root, user_name
 
@@ -46,7 +47,8 @@ class AlsegController(QObject):
     """Owns the session, the jobs, the queue and (through :attr:`editor`) the item edited.
 
     Parts with one job each: :attr:`editor` (:class:`ItemEditor`: go, submit, drafts,
-    class ranges, heat map), :attr:`learning` (:class:`LearningJobs`: retrain, rescore);
+    class ranges, heat map), :attr:`learning` (:class:`LearningJobs`: retrain, rescore),
+    :attr:`tracing` (:class:`TracingTools`: fill between slices, the model's outline, undo);
     settings :attr:`loop` and :attr:`round` are evented dataclasses the tabs show.
     """
 
@@ -77,6 +79,7 @@ class AlsegController(QObject):
         self.suggestions: list[Suggestion] = []  # the ranked queue shown; Next rotates it
         self.editor = ItemEditor(self)
         self.learning = LearningJobs(self)
+        self.tracing = TracingTools(self)
         self.init_model: Path | None = None
         self.ask: Callable[[str], bool] = lambda question: False  # the dock asks the person
         self._showing_plan = False

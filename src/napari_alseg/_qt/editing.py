@@ -6,7 +6,7 @@ through the controller's signals and changes layers only on the main thread.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -29,6 +29,7 @@ class Editing:
     prefill: np.ndarray | None
     clock: ActivityClock
     dirty: bool = False
+    tools: list = field(default_factory=list)  # ToolEdits (fill between, the model's outline) to submit
 
     @property
     def item(self) -> QueryItem:
@@ -49,7 +50,8 @@ class Editing:
             original = self.prefill if item.slice_index is None else self.prefill[item.slice_index]
         return dict(labels=region, kind=CORRECTED if original is not None else MANUAL,
                     seconds_active=self.clock.active_seconds(), slice_index=item.slice_index,
-                    class_id=item.class_id, original=original, started_at=self.clock.started_at)
+                    class_id=item.class_id, original=original, started_at=self.clock.started_at,
+                    tools=list(self.tools))
 
 
 def open_item(viewer, session, suggestion: Suggestion, prediction: np.ndarray | None) -> Editing:
@@ -146,6 +148,7 @@ class ItemEditor:
             controller.error.emit(str(error))
             return
         editing.dirty = False
+        controller.tracing.last_submitted = editing.item
         controller.info.emit(f"Saved {item_text(editing.item, self.session.project.class_names)}")
         self.editing = None
         controller.refresh_suggestions()

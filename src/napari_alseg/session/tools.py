@@ -19,7 +19,7 @@ from ..interpolation import fill_between_slices
 from ..store import ToolUse
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class ToolEdit:
     """What one use of a tool set: ``mask`` (bool, the case's shape ``(k, j, i)``) of voxels
     it changed to ``class_id``; ``slice_index`` None when it spans slices (fill between)."""
@@ -34,7 +34,7 @@ class ToolEdit:
         return int(self.mask.sum())
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class ToolResult:
     """The labels after the tool (a new array, the case's shape) and what the tool set."""
 

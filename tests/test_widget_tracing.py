@@ -1,0 +1,100 @@
+"""The tools that cut tracing in the dock: fill between slices, the model's outline, undo."""
+
+import numpy as np
+import pytest
+
+from napari_alseg.domain import INTERPOLATED, MANUAL, OUTLINE_ACCEPTED, UNDO
+from napari_alseg.strategies import Suggestion
+from test_widget import idle, no_jobs, tumour_source, widget  # noqa: F401 (fixtures)
+
+pytestmark = pytest.mark.gui
+
+
+def disc(shape, radius):
+    rows, cols = np.ogrid[:shape[0], :shape[1]]
+    return (rows - shape[0] // 2) ** 2 + (cols - shape[1] // 2) ** 2 <= radius ** 2
+
+
+def open_first(widget, qtbot):
+    widget.annotate_tab.go_button.click()
+    qtbot.waitUntil(lambda: idle(widget), timeout=60_000)
+    return widget.controller.editor.editing
+
+
+def test_fill_between_slices_shows_the_fill_and_submits_it_as_interpolated(widget, qtbot):
+    session = widget.controller.session
+    editing = open_first(widget, qtbot)
+    layer = editing.layer
+    data = np.zeros_like(layer.data)
+    plane = data.shape[1:]
+    data[10][disc(plane, 3)] = 1
+    data[16][disc(plane, 6)] = 1
+    layer.data = data
+    layer.selected_label = 1
+    widget.annotate_tab.fill_button.click()
+    filled = np.asarray(layer.data)
+    areas = [int((filled[k] == 1).sum()) for k in range(10, 17)]  # radius 3 -> 6: growing discs
+    assert areas == sorted(areas) and areas[1] > 0 and areas[-2] < areas[-1]
+    assert (filled[:10] == 0).all() and (filled[17:] == 0).all()
+    assert [edit.kind for edit in editing.tools] == [INTERPOLATED]
+
+    widget.annotate_tab.submit_button.click()
+    manual, interpolated = session.project.events()
+    assert manual.kind == MANUAL and interpolated.kind == INTERPOLATED
+    assert interpolated.voxels == int((filled != data).sum())
+    traced = session.boundary_effort(manual.case, data)
+    assert manual.boundary_mm == pytest.approx(traced.mm)  # the filled outline is not traced effort
+    assert (session.project.current_labels(manual.case).data == filled).all()
+
+
+def test_accept_the_models_outline_on_the_slice_shown(widget, qtbot, monkeypatch):
+    from napari_alseg.session import Session
+
+    session = widget.controller.session
+    editing = open_first(widget, qtbot)
+    layer = editing.layer
+    prediction = np.zeros(layer.data.shape[1:], layer.data.dtype)
+    prediction[disc(prediction.shape, 5)] = 2
+    monkeypatch.setattr(Session, "model_version", property(lambda self: "v0001"))
+    monkeypatch.setattr(session, "predict_labels", lambda case, slice_index=None, **_: prediction)
+    shown = int(widget.viewer.dims.current_step[0])
+    layer.selected_label = 2
+    widget.annotate_tab.outline_button.click()
+    qtbot.waitUntil(lambda: no_jobs(widget) and len(editing.tools) == 1, timeout=60_000)
+    assert ((np.asarray(layer.data)[shown] == 2) == (prediction == 2)).all()
+    widget.annotate_tab.submit_button.click()
+    kinds = [(e.kind, e.slice_index, e.class_id, e.voxels) for e in session.project.events()]
+    assert kinds[-1] == (OUTLINE_ACCEPTED, shown, 2, int((prediction == 2).sum()))
+
+
+def test_undo_restores_the_previous_version_and_an_undo_without_one_is_one_line(widget, qtbot, monkeypatch):
+    shown = []
+    monkeypatch.setattr("napari_alseg._widget.show_error", shown.append)
+    session, controller = widget.controller.session, widget.controller
+    editing = open_first(widget, qtbot)
+    item, layer = editing.item, editing.layer
+    first = np.zeros_like(layer.data)
+    first[12][disc(first.shape[1:], 4)] = 1
+    layer.data = first
+    widget.annotate_tab.submit_button.click()
+    qtbot.waitUntil(lambda: idle(widget), timeout=60_000)  # on to the next suggestion
+
+    widget.annotate_tab.undo_button.click()  # the first submit of its case: nothing earlier
+    assert shown == [f"case {item.case}: no earlier label version to restore "
+                     "(the submit to undo made the first one)"]
+
+    controller.editor.go(Suggestion(item, float("nan"), "test", {}, None))
+    qtbot.waitUntil(lambda: idle(widget) and controller.editor.editing.item == item, timeout=60_000)
+    second = np.array(controller.editor.editing.layer.data)
+    second[20][disc(second.shape[1:], 6)] = 2
+    controller.editor.editing.layer.data = second
+    widget.annotate_tab.submit_button.click()
+    qtbot.waitUntil(lambda: idle(widget), timeout=60_000)
+    assert session.project.current_labels(item.case).version == 2
+
+    widget.annotate_tab.undo_button.click()
+    restored = session.project.current_labels(item.case)
+    assert restored.version == 3 and (restored.data == session.project.labels_at(item.case, 1).data).all()
+    assert session.project.events(item.case)[-1].kind == UNDO
+    qtbot.waitUntil(lambda: idle(widget) and controller.editor.editing.item == item, timeout=60_000)
+    assert (np.asarray(controller.editor.editing.layer.data) == restored.data).all()  # shown again
