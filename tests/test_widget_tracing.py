@@ -98,3 +98,24 @@ def test_undo_restores_the_previous_version_and_an_undo_without_one_is_one_line(
     assert session.project.events(item.case)[-1].kind == UNDO
     qtbot.waitUntil(lambda: idle(widget) and controller.editor.editing.item == item, timeout=60_000)
     assert (np.asarray(controller.editor.editing.layer.data) == restored.data).all()  # shown again
+
+
+def test_the_effort_tab_adds_up_after_submits(widget, qtbot):
+    session = widget.controller.session
+    for _ in range(2):
+        editing = open_first(widget, qtbot)
+        data = np.array(editing.layer.data)
+        data[12][disc(data.shape[1:], 5)] = 1
+        data[14][disc(data.shape[1:], 7)] = 2
+        editing.layer.data = data
+        widget.annotate_tab.submit_button.click()
+        qtbot.waitUntil(lambda: idle(widget), timeout=60_000)
+    table = widget.effort_tab.effort_table
+    rows = {table.item(r, 0).text(): [table.item(r, c).data(0) for c in range(1, 5)]
+            for r in range(table.rowCount())}
+    total = rows.pop("all classes")
+    for column in range(3):
+        assert total[column] == pytest.approx(sum(row[column] for row in rows.values()), abs=0.01)
+    assert total[0] == pytest.approx(sum(e.boundary_mm for e in session.project.events()), abs=0.01)
+    names = session.project.class_names
+    assert rows[names[1]][0] > 0 and rows[names[2]][0] > 0  # whole-case submits split between classes

@@ -237,7 +237,7 @@ class AlsegController(QObject):
         if self.session is None:
             return
         try:
-            self.suggestions = self.session.suggest(max(QUEUE_LENGTH, self.loop.batch_size))
+            self.suggestions = self.session.suggest(max(QUEUE_LENGTH, self.loop.batch_size), priced=True)
         except AlsegError as error:
             self.error.emit(str(error))
             return

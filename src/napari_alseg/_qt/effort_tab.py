@@ -1,11 +1,18 @@
-"""The Effort tab: boundary traced and time spent per class, remaining effort, learning curve."""
+"""The Effort tab: boundary traced and time spent per class, remaining effort, learning curve.
+
+The "all classes" row is the sum of the class rows (the session splits whole-slice and
+whole-case submits between classes); remaining seconds come from the annotator's own timing
+and stay blank until enough timed submits exist to fit it.
+"""
 
 from __future__ import annotations
 
-from qtpy.QtWidgets import QVBoxLayout, QWidget
+from qtpy.QtWidgets import QLabel, QVBoxLayout, QWidget
 
 from .learning_curve import LearningCurve
 from .tables import fill_table, make_table
+
+HEADERS = ["class", "spent mm", "spent s", "remaining mm", "remaining s (est.)"]
 
 
 class EffortTab(QWidget):
@@ -13,8 +20,13 @@ class EffortTab(QWidget):
         super().__init__()
         self.controller = controller
         layout = QVBoxLayout(self)
-        self.effort_table = make_table(["class", "spent mm", "spent s", "remaining mm"])
+        self.effort_table = make_table(HEADERS, sortable=False)
+        self.effort_table.setToolTip("Boundary traced (mm) and active time (s) so far, and what is left to "
+                                     "trace (METHODS E); 'all classes' is the sum of the rows above")
         layout.addWidget(self.effort_table)
+        self.timing_label = QLabel("")
+        self.timing_label.setWordWrap(True)
+        layout.addWidget(self.timing_label)
         self.curve = LearningCurve()
         layout.addWidget(self.curve)
         controller.suggestions_changed.connect(self._show_effort)
@@ -22,7 +34,11 @@ class EffortTab(QWidget):
     def _show_effort(self) -> None:
         session = self.controller.session
         summary = session.effort_summary()
-        rows = [(name, values["spent_mm"], values["spent_s"], values["remaining_mm"])
+        rows = [(name, values["spent_mm"], values["spent_s"], values["remaining_mm"], values["remaining_s"])
                 for name, values in summary.items()]
         fill_table(self.effort_table, rows, [name for name, *_ in rows])
+        self.timing_label.setText(
+            "Remaining seconds: estimated from your own timing (seconds ≈ a + b · boundary)."
+            if session.seconds_model() is not None else
+            "Remaining seconds appear once two timed submits with traced boundary exist.")
         self.curve.show_points(session.learning_curve())

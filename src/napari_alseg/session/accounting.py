@@ -1,20 +1,21 @@
 """Effort accounting: what a submit cost, what was spent, what remains (METHODS E).
 
 The formulas live in :mod:`napari_alseg.effort`; this part applies them to the project's
-labels and events. Read-only: safe from any thread.
+labels and events. Read-only (its caches aside: plain dict writes): safe from any thread.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from ..domain import TRACED_KINDS
+from ..domain import CASE, TRACED_KINDS
 from ..effort import (BoundaryLength, EffortModel, SecondsModel, boundary_length, changed_boundary_length,
                       roi_trace_length, shared_boundary_length, traced_boundary)
 from ..store import Project
 from .labels import LabelsView
 
-ALL_CLASSES = "all classes"  # the effort-summary row of whole-slice or whole-case annotations
+ALL_CLASSES = "all classes"  # the effort-summary row that sums the class rows
+SUMMARY_KEYS = ("spent_mm", "spent_px", "spent_s", "remaining_mm", "remaining_s")
 
 
 class EffortAccounting:
@@ -23,6 +24,8 @@ class EffortAccounting:
     def __init__(self, project: Project, view: LabelsView) -> None:
         self.project = project
         self.view = view
+        self._shares: dict[int, dict[int, float]] = {}  # event id -> its split between classes
+        self._remaining: tuple[tuple, dict] | None = None  # (signature, remaining_by_region)
 
     def boundary_effort(self, case: str, labels: np.ndarray, *, original: np.ndarray | None = None,
                         class_id: int | None = None, slice_index: int | None = None,
@@ -93,39 +96,116 @@ class EffortAccounting:
                                 [e.boundary_px for e in timed], [e.seconds_active for e in timed])
 
     def effort_summary(self) -> dict[str, dict[str, float]]:
-        """Per class: effort spent so far (mm, px, s) and estimated remaining boundary (mm).
+        """Per class, and their sum: effort spent (mm, px, s) and estimated remaining (mm, s).
 
+        Spent: an ROI event counts for its class; a whole slice or case is split between the
+        classes in proportion to each one's traced boundary in what was submitted (equally
+        when nothing was traced), so the :data:`ALL_CLASSES` row is the sum of the class rows.
         Remaining = Σ over unlabelled (slice, class) of METHODS E ``R_nc`` (shared
         boundaries with labelled neighbours are free), from the running matrix B with its
         prior for classes not yet delineated (:data:`~napari_alseg.effort.ESTIMATOR_PRIOR`);
-        NaN (unknown, shown blank) while no outline has been delineated at all.
+        NaN (unknown, shown blank) while no outline has been delineated at all. Its seconds
+        come from the annotator's own timing (:meth:`seconds_model`; NaN until it is fitted).
+        An undone submit still counts as spent: the time went into it.
         """
         names = self.project.class_names
-        summary = {name: {"spent_mm": 0.0, "spent_px": 0.0, "spent_s": 0.0, "remaining_mm": 0.0}
-                   for name in [*names[1:], ALL_CLASSES]}
+        rows = {names[c]: dict.fromkeys(SUMMARY_KEYS, 0.0) for c in range(1, len(names))}
         for event in self.project.events():
             if event.label_version is None:
                 continue
-            key = names[event.class_id] if event.class_id is not None else ALL_CLASSES
-            summary[key]["spent_mm"] += event.boundary_mm or 0.0
-            summary[key]["spent_px"] += event.boundary_px or 0.0
-            summary[key]["spent_s"] += event.seconds_active
+            for c, share in self._class_shares(event).items():
+                row = rows[names[c]]
+                row["spent_mm"] += share * (event.boundary_mm or 0.0)
+                row["spent_px"] += share * (event.boundary_px or 0.0)
+                row["spent_s"] += share * event.seconds_active
+        for mm, seconds in self.remaining_by_region().values():
+            for c in range(1, len(names)):
+                rows[names[c]]["remaining_mm"] += float(mm[c])
+                rows[names[c]]["remaining_s"] += float(seconds[c])
+        rows[ALL_CLASSES] = {key: float(sum(row[key] for row in rows.values())) for key in SUMMARY_KEYS}
+        return rows
+
+    def remaining_by_region(self) -> dict[tuple[str, int | None], tuple[np.ndarray, np.ndarray]]:
+        """Per region of the project's granularity (``(case, None)`` for case projects, ``(case,
+        slice)`` for slice projects) not fully labelled and not held out: the estimated
+        remaining boundary per class (C,) in mm and its seconds (C,), NaN while unknown.
+
+        The seconds model is fitted on whole submits, so a region's seconds are predicted from
+        its whole remaining boundary (px ≈ mm / mean in-plane spacing) and shared between the
+        classes in proportion to their mm. Cached until the next event or weak annotation.
+        """
+        signature = self._signature()
+        if self._remaining is not None and self._remaining[0] == signature:
+            return self._remaining[1]
+        n_classes = self.project.n_classes
         model = self.effort_model()
+        seconds_model = self.seconds_model()
         held_out = self.view.held_out()
+        by_slice = self.project.granularity != CASE
+        regions: dict[tuple[str, int | None], np.ndarray] = {}
         for record in self.project.cases:
+            if (record.name, None) in held_out:
+                continue
             allowed = self.view.allowed_classes(record.name)
             snapshot = self.project.current_labels(record.name)
             for n in range(record.n_slices):
-                if (record.name, n) in held_out or (record.name, None) in held_out:
+                if (record.name, n) in held_out or (snapshot is not None and snapshot.labelled[n].all()):
                     continue
-                if snapshot is not None and snapshot.labelled[n].all():
-                    continue
-                delineated = {c for c in range(1, len(names)) if not allowed[n, c]}
-                possible = {c for c in range(1, len(names)) if allowed[n, c]}
-                remaining = model.remaining_effort(delineated, possible)
-                for c in possible:
-                    summary[names[c]]["remaining_mm"] += float(remaining[c])
-        return summary
+                delineated = {c for c in range(1, n_classes) if not allowed[n, c]}
+                possible = {c for c in range(1, n_classes) if allowed[n, c]}
+                key = (record.name, n if by_slice else None)
+                regions[key] = regions.get(key, np.zeros(n_classes)) + model.remaining_effort(delineated, possible)
+        result = {}
+        for (case, n), mm in regions.items():
+            seconds = np.full(n_classes, np.nan)
+            total_mm = float(mm[1:].sum())
+            if seconds_model is not None and np.isfinite(total_mm):
+                px = total_mm / float(np.mean(self.view.in_plane_spacing(case)))
+                total_s = seconds_model.predict(-1, px)
+                shares = mm / total_mm if total_mm > 0 else np.zeros(n_classes)
+                seconds = shares * total_s if total_s is not None else seconds
+            seconds[0] = 0.0
+            mm[0] = 0.0
+            result[(case, n)] = (mm, seconds)
+        self._remaining = (signature, result)
+        return result
+
+    def region_remaining(self, case: str, slice_index: int | None) -> tuple[float, float]:
+        """A case or slice suggestion's remaining boundary (mm) and seconds (NaN: unknown);
+        ``(0, 0)`` for a region already labelled or held out."""
+        regions = self.remaining_by_region()
+        if self.project.granularity == CASE or slice_index is None:
+            parts = [value for (name, _n), value in regions.items() if name == case]
+        else:
+            parts = [regions[(case, slice_index)]] if (case, slice_index) in regions else []
+        if not parts:
+            return 0.0, 0.0
+        return (float(sum(mm[1:].sum() for mm, _ in parts)), float(sum(s[1:].sum() for _, s in parts)))
+
+    def _class_shares(self, event) -> dict[int, float]:
+        """How an event's effort splits between classes (fractions summing to 1)."""
+        if event.class_id is not None:
+            return {event.class_id: 1.0}
+        classes = range(1, self.project.n_classes)
+        equal = {c: 1.0 / len(classes) for c in classes}
+        if not event.boundary_mm:
+            return equal
+        if event.id not in self._shares:
+            snapshot = self.project.labels_at(event.case, event.label_version)
+            region = snapshot.data if event.slice_index is None else snapshot.data[event.slice_index]
+            original = self.project.original_labels(event.id)
+            spacing = self.view.in_plane_spacing(event.case)
+            lengths = {c: traced_boundary(region, [c], spacing, original=original).mm for c in classes}
+            total = sum(lengths.values())
+            self._shares[event.id] = {c: length / total for c, length in lengths.items()} if total > 0 else equal
+        return self._shares[event.id]
+
+    def _signature(self) -> tuple:
+        """What the remaining effort depends on: the events (and undos) and the weak annotations."""
+        events = self.project.events()
+        weak = sum(len(self.project.weak_annotations(record.name)) for record in self.project.cases)
+        last = events[-1].id if events else None
+        return len(events), last, sum(1 for e in events if e.undone_in_version is not None), weak
 
     def learning_curve(self) -> list[tuple[str, float, float]]:
         """``(model version, boundary traced so far in mm, validation Dice)`` per checkpoint."""

@@ -323,8 +323,9 @@ class Session:
         return self.adopt_rescore(self.compute_rescore(progress=progress, should_stop=should_stop,
                                                        for_display=for_display))
 
-    def suggest(self, k: int | None = None) -> list[Suggestion]:
-        return self.queries.suggest(k)
+    def suggest(self, k: int | None = None, *, priced: bool = False) -> list[Suggestion]:
+        """The next ``k`` items; ``priced`` adds each one's remaining effort (mm, estimated s)."""
+        return self.queries.suggest(k, priced=priced)
 
     def skip(self, item: QueryItem) -> None:
         """Leave an item out of this round's suggestions (it comes back after re-scoring)."""

@@ -19,7 +19,7 @@ import numpy as np
 
 from ..domain import (
     CASE, NEED_BOOTSTRAP, NEED_EFFORT, NEED_MC, NEED_MODEL, NEED_QUALITY, QUALITY_CLASS_NAMES,
-    QUALITY_PROBABILITY_TERMS, ROI, SLICE, TERM_QUALITY_CLASS, QueryItem,
+    QUALITY_PROBABILITY_TERMS, ROI, SLICE, TERM_EFFORT_MM, TERM_EFFORT_S, TERM_QUALITY_CLASS, QueryItem,
 )
 from ..metrics import dice_per_class, mean_dice
 from ..store import Project, ScoredItem
@@ -140,18 +140,43 @@ class Queries:
 
     # ------------------------------------------------------------------ suggesting
 
-    def suggest(self, k: int | None = None) -> list[Suggestion]:
+    def suggest(self, k: int | None = None, *, priced: bool = False) -> list[Suggestion]:
         """The next ``k`` items to annotate, from the scores of the last adopted rescore.
 
         Instant: ranks stored scores. Without a model, or before scoring, suggestions
         come from a model-free pool (random / slice-uniform; others fall back to random
         and say so). Items submitted or skipped since the scoring are left out.
+        ``priced``: add the remaining effort (mm, estimated s) where the strategy set none
+        (reads every label: the widget asks for it, loops that only rank need not).
         """
         pool = self._usable_pool()
         remaining = replace(pool, candidates=[item for item in pool.candidates if item not in self._left_out])
         suggestions = select(self.settings.strategy, remaining, k or self.settings.batch_size, self.settings.seed)
         self._record_round(suggestions)
-        return suggestions
+        return self._with_effort(suggestions) if priced else suggestions
+
+    def _with_effort(self, suggestions: list[Suggestion]) -> list[Suggestion]:
+        """Every suggestion with its remaining effort: a case or slice gets the boundary still to
+        trace in it (mm) and, once the annotator's timing is fitted, its seconds; an ROI priced
+        in mm by its strategy gets the seconds too. Terms a strategy set are kept."""
+        if not suggestions:
+            return suggestions
+        seconds_model = self.accounting.seconds_model()
+        priced = []
+        for suggestion in suggestions:
+            terms, item = dict(suggestion.terms), suggestion.item
+            if item.class_id is None and not np.isfinite(terms.get(TERM_EFFORT_MM, np.nan)):
+                mm, seconds = self.accounting.region_remaining(item.case, item.slice_index)
+                terms[TERM_EFFORT_MM] = mm
+                terms.setdefault(TERM_EFFORT_S, seconds)
+            elif (item.class_id is not None and seconds_model is not None and TERM_EFFORT_S not in terms
+                  and np.isfinite(terms.get(TERM_EFFORT_MM, np.nan))):
+                px = terms[TERM_EFFORT_MM] / float(np.mean(self.view.in_plane_spacing(item.case)))
+                seconds = seconds_model.predict(item.class_id, px)
+                if seconds is not None:
+                    terms[TERM_EFFORT_S] = seconds
+            priced.append(replace(suggestion, terms=terms))
+        return priced
 
     def handled(self, item: QueryItem) -> None:
         """An item was submitted or skipped: leave it out of this round's suggestions (it
