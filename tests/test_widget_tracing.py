@@ -119,3 +119,26 @@ def test_the_effort_tab_adds_up_after_submits(widget, qtbot):
     assert total[0] == pytest.approx(sum(e.boundary_mm for e in session.project.events()), abs=0.01)
     names = session.project.class_names
     assert rows[names[1]][0] > 0 and rows[names[2]][0] > 0  # whole-case submits split between classes
+
+
+def test_the_queue_fits_a_narrow_dock_with_details_in_a_tooltip(widget, qtbot):
+    widget.resize(360, 900)
+    widget.show()
+    qtbot.waitExposed(widget)
+    table = widget.annotate_tab.queue_table
+    assert table.rowCount() == len(widget.controller.suggestions) > 0
+    assert table.horizontalHeader().length() <= table.viewport().width() + 1  # no horizontal scrolling
+    assert widget.controller.suggestions[0].item.case in table.item(0, 1).toolTip()
+    assert "score" in table.item(0, 1).toolTip()
+
+
+def test_the_progress_bar_says_the_time_left(widget):
+    from napari_alseg._qt.background import JobProgress
+
+    box = widget.annotate_tab.model_box
+    box._show_progress(JobProgress("training", "Training", 3, 10, "step 3 of ~10", 75.0))
+    assert box.job_progress.format() == "%v / %m · 1 min 15 s left"
+    box._show_progress(JobProgress("training", "Training", 9, 10, "step 9 of ~10", 8.4))
+    assert box.job_progress.text() == "9 / 10 · 8 s left"
+    box._job_finished("training")
+    assert box.job_progress.format() == "%v / %m"

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 from qtpy.QtWidgets import QCheckBox, QGroupBox, QHBoxLayout, QLabel, QPushButton, QVBoxLayout, QWidget
 
-from ..domain import TERM_EFFORT_MM
-from .describe import describe, quality_text
+from ..domain import QUALITY_CLASS_NAMES, TERM_EFFORT_MM
+from .describe import describe, quality_text, short_item_text
 from .model_box import ModelBox
-from .tables import fill_table, make_table, row_key
+from .tables import fill_table, fit_to_width, make_table, row_key
+
+QUEUE_HEADERS = ["#", "item", "score", "mm", "quality"]  # the rest is in each row's tooltip
+QUALITY_SHORT = dict(zip(QUALITY_CLASS_NAMES, ("Poor", "Adjust", "Good")))
 
 
 class AnnotateTab(QWidget):
@@ -45,7 +48,9 @@ class AnnotateTab(QWidget):
         for button in (self.go_button, self.skip_button, self.next_button):
             row.addWidget(button)
         inner.addLayout(row)
-        self.queue_table = make_table(["#", "case", "slice", "class", "score", "effort mm", "quality"])
+        self.queue_table = make_table(QUEUE_HEADERS)
+        fit_to_width(self.queue_table, stretch_column=1)
+        self.queue_table.setToolTip("Double-click a row to go there; hover for the numbers behind it")
         self.queue_table.cellDoubleClicked.connect(self._queue_row_clicked)
         self.queue_table.setMaximumHeight(180)
         inner.addWidget(self.queue_table)
@@ -97,11 +102,11 @@ class AnnotateTab(QWidget):
         controller = self.controller
         names = controller.session.project.class_names
         suggestions = controller.suggestions
-        rows = [(rank + 1, s.item.case, s.item.slice_index, None if s.item.class_id is None
-                 else names[s.item.class_id], float(s.score), float(s.terms.get(TERM_EFFORT_MM, float("nan"))),
-                 quality_text(s.terms))
+        rows = [(rank + 1, short_item_text(s.item, names), float(s.score),
+                 float(s.terms.get(TERM_EFFORT_MM, float("nan"))), QUALITY_SHORT.get(quality_text(s.terms), ""))
                 for rank, s in enumerate(suggestions)]
-        fill_table(self.queue_table, rows, [s.item for s in suggestions])
+        fill_table(self.queue_table, rows, [s.item for s in suggestions],
+                   tooltips=[describe(s, names) for s in suggestions])
         self.suggestion_label.setText(describe(suggestions[0], names) if suggestions
                                       else "Nothing left to suggest: every item is labelled.")
 

@@ -23,13 +23,23 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class JobProgress:
-    """How far a long job is: ``done`` of ``total`` steps, with a line for the annotator."""
+    """How far a long job is: ``done`` of ``total`` steps, with a line for the annotator and
+    the estimated ``seconds_left`` (None: no estimate yet)."""
 
     name: str
     description: str
     done: int
     total: int
     text: str = ""
+    seconds_left: float | None = None
+
+
+def time_left_text(seconds: float | None) -> str:
+    """``"1 min 20 s left"`` / ``"45 s left"``; empty without an estimate."""
+    if seconds is None or not seconds == seconds or seconds < 0:  # None or NaN
+        return ""
+    minutes, rest = divmod(int(round(seconds)), 60)
+    return f"{minutes} min {rest:02d} s left" if minutes else f"{rest} s left"
 
 
 @dataclass

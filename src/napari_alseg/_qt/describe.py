@@ -23,6 +23,16 @@ def item_text(item: QueryItem, class_names) -> str:
     return " · ".join(parts)
 
 
+def short_item_text(item: QueryItem, class_names) -> str:
+    """The item in a narrow column: ``case · s12 · core`` (the full words are in the tooltip)."""
+    parts = [item.case]
+    if item.slice_index is not None:
+        parts.append(f"s{item.slice_index}")
+    if item.class_id is not None:
+        parts.append(class_names[item.class_id])
+    return " · ".join(parts)
+
+
 def quality_text(terms) -> str:
     quality = terms.get(domain.TERM_QUALITY_CLASS, float("nan"))
     return domain.QUALITY_CLASS_NAMES[int(quality)] if np.isfinite(quality) else ""

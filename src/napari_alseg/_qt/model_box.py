@@ -5,7 +5,7 @@ from __future__ import annotations
 from napari.utils import progress as napari_progress
 from qtpy.QtWidgets import QGroupBox, QHBoxLayout, QLabel, QProgressBar, QPushButton, QVBoxLayout
 
-from .background import JobProgress
+from .background import JobProgress, time_left_text
 from .describe import model_text
 
 
@@ -68,12 +68,14 @@ class ModelBox(QGroupBox):
                 self._end_progress()
                 return
         bar = self.progress_bar  # updating napari's bar may run events that end the job
+        left = time_left_text(progress.seconds_left)
         self.job_progress.setMaximum(progress.total)
         self.job_progress.setValue(progress.done)
+        self.job_progress.setFormat(f"%v / %m · {left}" if left else "%v / %m")
         self.job_label.setText(progress.text)
         bar.total = progress.total
         bar.n = progress.done
-        bar.set_description(progress.description)  # a closed bar ignores these
+        bar.set_description(f"{progress.description} · {left}" if left else progress.description)  # a closed bar ignores these
         bar.refresh()
 
     def _job_finished(self, name: str) -> None:
@@ -83,6 +85,7 @@ class ModelBox(QGroupBox):
 
     def _end_progress(self) -> None:
         self.job_label.setText("")
+        self.job_progress.setFormat("%v / %m")
         self._progress_job = None
         if self.progress_bar is not None:
             self.progress_bar.close()

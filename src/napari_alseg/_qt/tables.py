@@ -22,15 +22,18 @@ def make_table(headers: Sequence[str], *, sortable: bool = True) -> QTableWidget
     return table
 
 
-def fill_table(table: QTableWidget, rows: Sequence[Sequence[object]], keys: Sequence[object]) -> None:
+def fill_table(table: QTableWidget, rows: Sequence[Sequence[object]], keys: Sequence[object],
+               tooltips: Sequence[str] | None = None) -> None:
     """Replace the rows; each row's first cell keeps ``keys[i]`` (UserRole) to find it after sorting.
 
-    Numbers are stored as numbers so that sorting a column sorts by value.
+    Numbers are stored as numbers so that sorting a column sorts by value. ``tooltips[i]``
+    (rich text) is shown over every cell of row ``i``: the details a narrow dock leaves out.
     """
     sorting = table.isSortingEnabled()
     table.setSortingEnabled(False)
     table.setRowCount(len(rows))
     for row_index, (row, key) in enumerate(zip(rows, keys)):
+        tooltip = tooltips[row_index] if tooltips is not None else None
         for column, value in enumerate(row):
             cell = QTableWidgetItem()
             if isinstance(value, float):
@@ -41,6 +44,8 @@ def fill_table(table: QTableWidget, rows: Sequence[Sequence[object]], keys: Sequ
                 cell.setText("" if value is None else str(value))
             if column == 0:
                 cell.setData(Qt.ItemDataRole.UserRole, key)
+            if tooltip:
+                cell.setToolTip(tooltip)
             table.setItem(row_index, column, cell)
     table.setSortingEnabled(sorting)
 
@@ -55,3 +60,16 @@ def selected_key(table: QTableWidget) -> object | None:
 def row_key(table: QTableWidget, row: int) -> object | None:
     cell = table.item(row, 0)
     return None if cell is None else cell.data(Qt.ItemDataRole.UserRole)
+
+
+def fit_to_width(table: QTableWidget, stretch_column: int) -> None:
+    """Columns that fit the dock: ``stretch_column`` takes the width left (eliding its text),
+    the others their contents; no horizontal scroll bar."""
+    header = table.horizontalHeader()
+    for column in range(table.columnCount()):
+        mode = QHeaderView.ResizeMode.Stretch if column == stretch_column else QHeaderView.ResizeMode.ResizeToContents
+        header.setSectionResizeMode(column, mode)
+    header.setMinimumSectionSize(24)
+    table.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+    table.setTextElideMode(Qt.TextElideMode.ElideMiddle)
+    table.setWordWrap(False)

@@ -9,7 +9,7 @@ leaves out what was submitted or skipped while it was scored).
 from __future__ import annotations
 
 from ..errors import AlsegError
-from .background import JobProgress
+from .background import JobProgress, time_left_text
 
 
 class LearningJobs:
@@ -37,7 +37,7 @@ class LearningJobs:
         self.controller.report_progress(JobProgress(
             "training", f"Training (loss {report.loss:.3f})", report.step, report.total_steps,
             f"step {report.step} of ~{report.total_steps} · loss {report.loss:.3f} · "
-            f"{report.eta_seconds:.0f} s left"))
+            f"{time_left_text(report.eta_seconds)}", report.eta_seconds))
 
     def _trained(self, trained) -> None:
         controller = self.controller
