@@ -13,35 +13,39 @@ foreground-aware random (nnActive) beside it.
 - brain-stack-72 (72 coronal slices every 2.5 mm, downsampled 2x in-plane to 92 x 88 px of
   2 x 2 mm): random-roi, random-foreground-roi (the foreground-aware draw over ROIs; plain
   random-foreground ranks whole slices), dice-per-effort and dice-per-effort-paper (the
-  paper's B, to measure the effort estimator against), 10 ROIs a round, 10 rounds of 50 steps.
-- tumour-cases-60 (60 graded cases generated at 40 voxels along the brain's long axis):
-  random, random-foreground, mc-dropout-top, 4 cases a round (round 1 too), 6 rounds of 40 steps.
+  paper's B, to measure the effort estimator against), 10 ROIs a round, 10 rounds of 40 steps.
+- tumour-cases-60 (60 graded cases generated at 40 voxels along the brain's long axis; 48
+  in the pool, 12 held out): random, random-foreground, mc-dropout-top, 4 cases a round
+  (round 1 too), 5 rounds of 40 steps.
 
 Training uses the project plan's crop, batch and learning rate (the learner as
 ``bench_learner.py`` measures it); steps, not seconds, so reruns repeat.
 
 Sizing (<= 90 min on this 2-core CPU, the two sets in parallel, one process and one
 thread each, ``--parallel``), from the learner's per-step times on a quiet machine
-(2D step ~0.6 s, 3D step ~1.3 s) plus a per-round overhead for scoring the pool and
-measuring the row (predictions of every pool slice / case, MC dropout for mc-dropout-top):
+(2D step ~0.6 s, 3D step ~1.3 s) plus the per-round overhead the smoke run below measured
+(5-step rounds: everything but the steps): for a round, scoring the pool, preparing the
+items, the test Dice and the row's pool Dice; for a full-data chunk, the same without
+scoring and pool Dice.
 
-- brain-stack: 4 strategies x 10 rounds = 40 rounds per seed, each 50 steps x 0.6 s = 30 s
-  + ~10 s overhead (58 pool slices predicted for scoring and for the row, ~600 ROI outlines
-  priced): 40 x 40 s = 1600 s; the full-data reference's 10 chunks cost 30 s + ~15 s (all 58
-  slices prepared, test Dice, checkpoint) = 450 s; 2050 s per seed, x 2 seeds = 4100 s =
-  68 min. The reference trains on past its 10 chunks only while its Dice is not yet flat,
-  at most 10 more: worst case +2 x 450 s = 900 s, 83 min. (Overheads measured on the smoke
-  run below: 5-step rounds took 7-15 s, reference chunks 17-20 s.)
-- tumour-cases: (3 + 1) x 6 rounds = 24 round-units per seed; each 40 steps x 1.3 s = 52 s
-  + ~20 s overhead (48 pool cases predicted, 20 MC samples of the head each for
-  mc-dropout-top) = 72 s; 24 x 72 s = 1728 s per seed, x 2 seeds = 3456 s = 58 min;
-  worst case with the reference's extra chunks +2 x 6 x 72 s = 864 s, 72 min.
-- In parallel the longer set decides: ~68 min expected, 83 min worst case. Run one after
-  the other (no ``--parallel``), the sum is ~125 min: use ``--only`` or ``--parallel``.
-  Under load (both cores busy) a step can be slower than on a quiet machine; the
-  progress line shows rounds done and the time left at the pace measured so far.
+- brain-stack: a round ~15 s overhead (58 pool slices predicted twice, ~600 ROI outlines
+  priced), a reference chunk ~15 s. 4 strategies x 10 rounds x (40 x 0.6 s + 15 s = 39 s)
+  = 1560 s, + 10 reference chunks x 39 s = 390 s: 1950 s per seed, x 2 seeds = 3900 s =
+  65 min. The reference trains on past its 10 chunks only while its Dice is not yet flat,
+  at most 10 more: worst case +2 x 390 s, 78 min.
+- tumour-cases: a round ~65 s overhead (MC dropout or one prediction of each of the 48 pool
+  cases for scoring, 12 test cases, the pool Dice), a reference chunk ~7 s. 3 strategies x 5
+  rounds x (40 x 1.3 s + 65 s = 117 s) = 1755 s, + 5 chunks x 59 s + ~50 s for the oracle to
+  label the pool = 345 s: 2100 s per seed, x 2 seeds = 4200 s = 70 min; worst case with the
+  reference's extra chunks +2 x 295 s, 80 min.
+- In parallel the longer set decides: ~70 min expected, 80 min worst case. One after the
+  other (no ``--parallel``) the sum is ~135 min: use ``--parallel`` (or ``--only``).
+  With both cores busy a round can be slower than on a quiet machine (the smoke run's
+  rounds took up to 1.5x as long while tests ran beside it); the progress line shows the
+  rounds done and the time left at the pace measured so far.
 
-Smoke run (proves the plan runs, not its numbers): ``--seeds 0 --rounds 2 --steps 5``.
+Smoke run (proves the plan runs, not its numbers): ``--seeds 0 --rounds 2 --steps 5``:
+brain-stack 3.6 min, tumour-cases 11 min (40 s of it generating the pool), one thread each.
 
 ``--all`` adds every other engine to the same runs (resumes them): slice-uniform,
 entropy, entropy-mc and a whole-slice group (random, random-foreground, gradient-vae, 2
@@ -74,10 +78,10 @@ PLANS_DIR = Path(__file__).resolve().parent / "plans"
 STANDARD = {
     "brain-stack": BenchmarkPlan(
         (Group("rois", ("random-roi", "random-foreground-roi", "dice-per-effort", "dice-per-effort-paper"), 10),),
-        rounds=10, seeds=(0, 1), dataset="brain-stack-72", downsample=2, steps=50),
+        rounds=10, seeds=(0, 1), dataset="brain-stack-72", downsample=2, steps=40),
     "tumour-cases": BenchmarkPlan(
         (Group("cases", ("random", "random-foreground", "mc-dropout-top"), 4),),
-        rounds=6, seeds=(0, 1), dataset="tumour-cases-60", dataset_options={"size": 40}, steps=40),
+        rounds=5, seeds=(0, 1), dataset="tumour-cases-60", dataset_options={"size": 40}, steps=40),
 }
 # Every other engine, on the same data and schedule as STANDARD (so its runs are reused).
 OTHERS = {

@@ -362,8 +362,9 @@ def _add_benchmark_commands(commands) -> None:
     simulate.add_argument("--write-plan", type=Path, metavar="FILE",
                           help="write the plan these options make (with --plan: the merged one) and exit")
     simulate.add_argument("--strategies", default=None, metavar="A,B",
-                          help="comma-separated strategy names (default: random; both random baselines are "
-                               "random and random-foreground, random-roi for ROIs; see `alseg strategies`)")
+                          help="comma-separated strategy names (default: random; the two random baselines "
+                               "are random and random-foreground, for ROIs random-roi and random-foreground-roi; "
+                               "see `alseg strategies`)")
     simulate.add_argument("--rounds", type=int, default=None, help="rounds per run (default: 5)")
     simulate.add_argument("--seeds", type=int, default=None, metavar="S", help="seeds 0..S-1 (default: 1)")
     simulate.add_argument("--first-seed", type=int, default=None, metavar="N",
