@@ -210,8 +210,12 @@ def _units_done(plan: BenchmarkPlan, out_dir: Path) -> int:
             continue
         with path.open(newline="") as handle:
             for row in csv.DictReader(handle):
-                if int(row["seed"]) in plan.seeds and int(row["round"]) <= plan.rounds:
-                    done += plan.rounds if row["strategy"] == FULL_DATA else int(row["strategy"] in group.strategies)
+                if int(row["seed"]) not in plan.seeds or int(row["round"]) > plan.rounds:
+                    continue
+                if row["strategy"] == FULL_DATA:  # the reference of this budget only
+                    done += plan.rounds if int(row["round"]) == plan.rounds else 0
+                else:
+                    done += int(row["strategy"] in group.strategies)
     return done
 
 
