@@ -103,6 +103,21 @@ class Lesion:
     mass_effect_mm: float
     site: str = DEEP
 
+    @classmethod
+    def drawn(cls, rng: np.random.Generator, centre_mm: np.ndarray, radii_mm: np.ndarray,
+              site: str = DEEP) -> Lesion:
+        """A lesion at ``centre_mm`` with random orientation, core, oedema, irregularity and mass effect."""
+        return cls(
+            centre_mm=centre_mm,
+            radii_mm=radii_mm,
+            rotation=deform.random_rotation(rng, 3, 180.0),
+            core_fraction=float(rng.uniform(0.4, 0.65)),
+            oedema_scale=float(rng.uniform(1.4, 2.2)),
+            irregularity=float(rng.uniform(0.2, 0.4)),
+            mass_effect_mm=float(rng.uniform(0.2, 0.45) * radii_mm.mean()),
+            site=site,
+        )
+
 
 @dataclass(frozen=True)
 class Appearance:
@@ -375,16 +390,7 @@ def graded_lesions(rng: np.random.Generator, grid: CaseGrid, brain: BaseBrain, d
             gap_mm = np.sqrt(((points_mm - other.centre_mm.reshape(3, 1, 1, 1)) ** 2).sum(axis=0))
             allowed &= gap_mm > 1.3 * (other.radii_mm.max() + radii_mm.max())
         centre_px, site = _lesion_centre(rng, allowed, brain, radii_mm, site)
-        lesions.append(Lesion(
-            centre_mm=_apply(grid.affine, centre_px),
-            radii_mm=radii_mm,
-            rotation=deform.random_rotation(rng, 3, 180.0),
-            core_fraction=float(rng.uniform(0.4, 0.65)),
-            oedema_scale=float(rng.uniform(1.4, 2.2)),
-            irregularity=float(rng.uniform(0.2, 0.4)),
-            mass_effect_mm=float(rng.uniform(0.2, 0.45) * radii_mm.mean()),
-            site=site,
-        ))
+        lesions.append(Lesion.drawn(rng, _apply(grid.affine, centre_px), radii_mm, site))
     return lesions
 
 
@@ -437,15 +443,7 @@ def random_lesion(rng: np.random.Generator, grid: CaseGrid, index: int) -> Lesio
     depth_needed = min(float(radii_mm.max()), 0.8 * float(depth_mm.max()))
     candidates = np.argwhere(depth_mm >= max(depth_needed, 1e-6))
     centre_px = candidates[rng.integers(len(candidates))]
-    return Lesion(
-        centre_mm=_apply(grid.affine, centre_px),
-        radii_mm=radii_mm,
-        rotation=deform.random_rotation(rng, 3, 180.0),
-        core_fraction=float(rng.uniform(0.4, 0.65)),
-        oedema_scale=float(rng.uniform(1.4, 2.2)),
-        irregularity=float(rng.uniform(0.2, 0.4)),
-        mass_effect_mm=float(rng.uniform(0.2, 0.45) * radii_mm.mean()),
-    )
+    return Lesion.drawn(rng, _apply(grid.affine, centre_px), radii_mm)
 
 
 def anatomy_deformation(rng: np.random.Generator, grid: CaseGrid) -> np.ndarray:
