@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from napari_alseg.errors import AlsegError
-from napari_alseg.model import training
+from napari_alseg.model import batches, training
 from napari_alseg.model.networks import ModelSpec
 from napari_alseg.model.training import TrainConfig, TrainingAborted, TrainingItem, TrainProgress, fine_tune
 
@@ -201,7 +201,7 @@ def test_class_aware_crops_centre_every_labelled_class_equally_often():
     items = [multiclass_item(seed) for seed in range(2)]
     prepared, _ = training._prepare_items(items, tiny_net(n_classes=4), training._resolved(quick(), 2))
     config = quick(batch_size=1, patch_size=(8, 8), random_crop_fraction=0.0)
-    sampler = training._CropSampler(prepared, training._resolved(config, 2), np.random.default_rng(0))
+    sampler = batches.CropSampler(prepared, training._resolved(config, 2), np.random.default_rng(0))
     centres = [int(crop["labels"][0][4, 4]) for crop in (sampler.batch()[0] for _ in range(300))]
     counts = np.bincount(centres, minlength=4)
     assert counts[0] == 0 and all(80 <= count <= 120 for count in counts[1:])  # 1/3 each, whatever its size
@@ -240,8 +240,8 @@ def test_prefetched_batches_equal_the_batches_made_in_line():
 
     def first_batches(prefetch):
         config = training._resolved(quick(augment=True, prefetch=prefetch, patch_size=(16, 16)), 2)
-        with training._BatchProducer(prepared, config, np.random.default_rng(3)) as batches:
-            return [next(batches) for _ in range(3)]
+        with batches.BatchProducer(prepared, config, np.random.default_rng(3)) as produced:
+            return [next(produced) for _ in range(3)]
 
     for threaded, in_line in zip(first_batches(True), first_batches(False)):
         assert torch.equal(threaded.images, in_line.images) and torch.equal(threaded.labels, in_line.labels)

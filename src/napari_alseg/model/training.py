@@ -19,17 +19,14 @@ from __future__ import annotations
 
 import copy
 import math
-import queue
-import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from monai.transforms import Compose, RandAffined, RandFlipd, RandScaleIntensityd, RandShiftIntensityd
 
 from ..errors import AlsegError
 from ..plan import BUDGETS, CPU, DEFAULT_LEARNING_RATE
@@ -37,22 +34,14 @@ from .device import cuda_rng_devices, pick_device
 from .inference import eval_mode
 from .losses import batch_dice_ce_loss, delineated_dice_loss, partial_label_ce
 from .networks import MIN_INPUT_SIZE, SegmentationNet
+from .batches import Batch, BatchProducer, PreparedItem, centre_crop, class_voxels_of, to_batch
 from .preprocessing import normalise_image
 
 # A bare TrainConfig (no project plan) gets the CPU plan's batch, patch edge and round budget.
 DEFAULT_ROUND_SECONDS = BUDGETS[(CPU, 2)].seconds
 RANDOM_CROP_FRACTION = 1 / 3
 WARMUP_FRACTION = 0.05
-PREFETCH_BATCHES = 2
 FINAL_LOSS_WINDOW = 5
-# Affine augmentation, chosen on brain-stack (RESULTS.md, "Augmentation"): applied to 90 %
-# of crops, up to 20 degrees, 20 % scale and a shift of 8 % of the crop per axis.
-AFFINE_PROBABILITY = 0.9
-ROTATION_RADIANS = 0.35
-SCALE_RANGE = 0.2
-TRANSLATE_FRACTION = 0.08
-INTENSITY_RANGE = 0.1
-AUGMENT_KEYS = ("image", "labels", "mask")
 
 
 class TrainingAborted(AlsegError):
@@ -173,37 +162,6 @@ class TrainResult:
     metrics: dict[str, Any] = field(default_factory=dict)
 
 
-@dataclass(frozen=True)
-class _PreparedItem:
-    """A checked, normalised item; ``class_voxels[c]``: flat indices of voxels labelled c >= 1."""
-
-    image: np.ndarray
-    labels: np.ndarray
-    labelled_mask: np.ndarray
-    allowed_classes: np.ndarray
-    weight: float
-    class_voxels: dict[int, np.ndarray]
-
-    @property
-    def has_foreground(self) -> bool:
-        return bool(self.class_voxels)
-
-
-@dataclass(frozen=True)
-class _Batch:
-    images: torch.Tensor
-    labels: torch.Tensor
-    labelled_mask: torch.Tensor
-    allowed_classes: torch.Tensor
-    weights: torch.Tensor
-
-    def to(self, device: torch.device) -> _Batch:
-        if device.type == "cpu":
-            return self
-        return _Batch(*(tensor.to(device, non_blocking=True) for tensor in
-                        (self.images, self.labels, self.labelled_mask, self.allowed_classes, self.weights)))
-
-
 def fine_tune(
     net: SegmentationNet,
     items: Sequence[TrainingItem],
@@ -240,7 +198,7 @@ def fine_tune(
 
 def _train(
     net: SegmentationNet,
-    prepared: list[_PreparedItem],
+    prepared: list[PreparedItem],
     config: TrainConfig,
     device: torch.device,
     progress: Callable[[TrainProgress], None] | None,
@@ -252,11 +210,11 @@ def _train(
     working = copy.deepcopy(net).to(device).train()
     optimiser = torch.optim.AdamW(working.parameters(), lr=config.learning_rate)
     scaler = torch.amp.GradScaler(device.type, enabled=device.type == "cuda")  # mixed precision on CUDA only
-    stopper = _EarlyStopping([_to_batch([_centre_crop(item, config.patch_size)], device) for item in val_items])
+    stopper = _EarlyStopping([to_batch([centre_crop(item, config.patch_size)], device) for item in val_items])
     clock = _RoundClock(config)
     losses: list[float] = []
     cancelled = False
-    with torch.random.fork_rng(devices=cuda_rng_devices(device)), _BatchProducer(train_items, config, rng) as batches:
+    with torch.random.fork_rng(devices=cuda_rng_devices(device)), BatchProducer(train_items, config, rng) as batches:
         torch.manual_seed(config.seed)
         while not clock.done(len(losses)):
             if should_stop is not None and should_stop():
@@ -319,109 +277,6 @@ class _RoundClock:
         return self.elapsed() * (1.0 - fraction) / fraction if fraction > 0 else 0.0
 
 
-class _CropSampler:
-    """Class-aware crops (MONAI ``RandCropByLabelClassesd``'s idea, over many items at once).
-
-    Each crop is random with probability ``random_crop_fraction``; otherwise a class is
-    drawn uniformly from those labelled in any item (with partial labels: only the
-    classes actually delineated), then an item holding it, then one of its voxels, and
-    the crop is centred there. Background is seen in every crop's surroundings.
-    """
-
-    def __init__(self, items: list[_PreparedItem], config: TrainConfig, rng: np.random.Generator) -> None:
-        self.items = items
-        self.config = config
-        self.rng = rng
-        self.holders: dict[int, list[int]] = {}
-        for index, item in enumerate(items):
-            for class_id in item.class_voxels:
-                self.holders.setdefault(class_id, []).append(index)
-        self.classes = sorted(self.holders)
-
-    def batch(self) -> list[dict[str, np.ndarray]]:
-        picks = [self._pick() for _ in range(self.config.batch_size)]
-        crop_shape = _crop_shape([item for item, _ in picks], self.config.patch_size)
-        return [self._crop(item, centre, crop_shape) for item, centre in picks]
-
-    def _pick(self) -> tuple[_PreparedItem, tuple[int, ...] | None]:
-        rng = self.rng
-        if not self.classes or rng.random() < self.config.random_crop_fraction:
-            return self.items[int(rng.integers(len(self.items)))], None
-        class_id = self.classes[int(rng.integers(len(self.classes)))]
-        holders = self.holders[class_id]
-        item = self.items[holders[int(rng.integers(len(holders)))]]
-        voxels = item.class_voxels[class_id]
-        centre = np.unravel_index(voxels[int(rng.integers(voxels.size))], item.labels.shape)
-        return item, tuple(int(c) for c in centre)
-
-    def _crop(self, item: _PreparedItem, centre: tuple[int, ...] | None,
-              crop_shape: tuple[int, ...]) -> dict[str, np.ndarray]:
-        shape = item.labels.shape
-        if centre is None:
-            starts = [int(self.rng.integers(full - size + 1)) for size, full in zip(crop_shape, shape)]
-        else:
-            starts = _window_starts(centre, crop_shape, shape)
-        return _crop(item, starts, crop_shape)
-
-
-class _BatchProducer:
-    """Batches made ahead in a background thread, so cropping and augmenting overlap the step.
-
-    One thread draws from one seeded RNG, so the batches come in the same order with or
-    without ``prefetch``. An error in the thread is raised in the caller at ``next()``.
-    """
-
-    def __init__(self, items: list[_PreparedItem], config: TrainConfig, rng: np.random.Generator) -> None:
-        self.sampler = _CropSampler(items, config, rng)
-        spatial_dims = items[0].labels.ndim
-        crop_shape = _crop_shape(items, config.patch_size)
-        self.augment = _augmenter(config, crop_shape) if config.augment else None
-        self.prefetch = config.prefetch
-        self.queue: queue.Queue = queue.Queue(maxsize=PREFETCH_BATCHES)
-        self.stopped = threading.Event()
-        self.thread: threading.Thread | None = None
-
-    def make(self) -> _Batch:
-        return _to_batch([_augmented(crop, self.augment) for crop in self.sampler.batch()], torch.device("cpu"))
-
-    def __enter__(self) -> Iterator[_Batch]:
-        if self.prefetch:
-            self.thread = threading.Thread(target=self._fill, name="alseg-crops", daemon=True)
-            self.thread.start()
-        return self
-
-    def __iter__(self) -> Iterator[_Batch]:
-        return self
-
-    def __next__(self) -> _Batch:
-        if not self.prefetch:
-            return self.make()
-        made = self.queue.get()
-        if isinstance(made, BaseException):
-            raise made
-        return made
-
-    def _fill(self) -> None:
-        while not self.stopped.is_set():
-            try:
-                made: _Batch | BaseException = self.make()
-            except BaseException as error:  # handed to the training thread, which raises it
-                made = error
-            while not self.stopped.is_set():
-                try:
-                    self.queue.put(made, timeout=0.1)
-                    break
-                except queue.Full:
-                    continue
-            if isinstance(made, BaseException):
-                return
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.stopped.set()
-        if self.thread is not None:
-            self.thread.join()
-
-
 class _EarlyStopping:
     """Validation loss on fixed held-out crops; keeps the best weights seen.
 
@@ -429,7 +284,7 @@ class _EarlyStopping:
     first check always moves the model on, so new labels are never thrown away whole.
     """
 
-    def __init__(self, val_batches: list[_Batch]) -> None:
+    def __init__(self, val_batches: list[Batch]) -> None:
         self.val_batches = val_batches
         self.best_loss = math.inf
         self.best_step: int | None = None
@@ -474,7 +329,7 @@ def _round_metrics(
 
 
 def _train_step(working: SegmentationNet, optimiser: torch.optim.Optimizer, scaler: torch.amp.GradScaler,
-                batch: _Batch, step: int) -> float:
+                batch: Batch, step: int) -> float:
     """One optimiser step; float16 autocast with loss scaling when ``scaler`` is enabled (CUDA)."""
     optimiser.zero_grad(set_to_none=True)
     with torch.autocast(batch.images.device.type, dtype=torch.float16, enabled=scaler.is_enabled()):
@@ -490,7 +345,7 @@ def _train_step(working: SegmentationNet, optimiser: torch.optim.Optimizer, scal
     return float(loss.item())
 
 
-def _batch_loss(logits: torch.Tensor, batch: _Batch) -> torch.Tensor:
+def _batch_loss(logits: torch.Tensor, batch: Batch) -> torch.Tensor:
     """CE + batch Dice over fully labelled crops; mixed CE plus the Dice of each delineated
     class over the rest (partial labels, METHODS E); weighted by the crops of each kind."""
     fully_labelled = batch.labelled_mask.flatten(1).all(dim=1)
@@ -515,7 +370,7 @@ def _batch_loss(logits: torch.Tensor, batch: _Batch) -> torch.Tensor:
 
 def _prepare_items(
     items: Sequence[TrainingItem], net: SegmentationNet, config: TrainConfig
-) -> tuple[list[_PreparedItem], list[str]]:
+) -> tuple[list[PreparedItem], list[str]]:
     """Check every item, normalise its image, put it on the net's working grid, keep those with labels."""
     spec = net.spec
     prepared = []
@@ -529,7 +384,7 @@ def _prepare_items(
         allowed = np.ones(spec.n_classes, bool) if known is None else np.asarray(known, dtype=bool)
         weight = item.weight * (config.pseudo_label_weight if item.pseudo_label else 1.0)
         image, labels, mask = _on_working_grid(net, normalise_image(item.image, spec.spatial_dims), labels, mask)
-        prepared.append(_PreparedItem(image, labels, mask, allowed, weight, _class_voxels(labels)))
+        prepared.append(PreparedItem(image, labels, mask, allowed, weight, class_voxels_of(labels)))
     if not prepared:
         raise AlsegError(
             f"training needs at least 1 labelled item (a slice or case with painted labels); "
@@ -608,8 +463,8 @@ def _check_config(config: TrainConfig, spatial_dims: int) -> None:
 
 
 def _split_validation(
-    prepared: list[_PreparedItem], config: TrainConfig, rng: np.random.Generator
-) -> tuple[list[_PreparedItem], list[_PreparedItem]]:
+    prepared: list[PreparedItem], config: TrainConfig, rng: np.random.Generator
+) -> tuple[list[PreparedItem], list[PreparedItem]]:
     """Hold out a random ``validation_fraction`` (at least one item) when there are enough items."""
     if len(prepared) < config.min_items_for_validation or config.validation_fraction == 0:
         return prepared, []
@@ -621,95 +476,6 @@ def _split_validation(
 def _halved(config: TrainConfig) -> TrainConfig:
     patch = tuple(max(MIN_INPUT_SIZE, size // 2) for size in config.patch_size)
     return replace(config, batch_size=max(1, config.batch_size // 2), patch_size=patch)
-
-
-def _crop_shape(chosen: list[_PreparedItem], patch_size: tuple[int, ...]) -> tuple[int, ...]:
-    """One crop shape per batch: the patch, shrunk to the smallest item on each axis."""
-    smallest = np.min([item.labels.shape for item in chosen], axis=0)
-    return tuple(int(min(size, patch)) for size, patch in zip(smallest, patch_size))
-
-
-def _centre_crop(item: _PreparedItem, patch_size: tuple[int, ...]) -> dict[str, np.ndarray]:
-    """Deterministic validation crop, centred on the labelled foreground when there is some."""
-    shape = item.labels.shape
-    crop_shape = tuple(min(size, patch) for size, patch in zip(shape, patch_size))
-    if item.has_foreground:
-        coordinates = np.unravel_index(np.concatenate(list(item.class_voxels.values())), shape)
-        centre = [int(np.mean(axis)) for axis in coordinates]
-    else:
-        centre = [size // 2 for size in shape]
-    return _crop(item, _window_starts(centre, crop_shape, shape), crop_shape)
-
-
-def _class_voxels(labels: np.ndarray) -> dict[int, np.ndarray]:
-    """Flat voxel indices per foreground class present in ``labels`` (unlabelled voxels are 0)."""
-    flat = labels.ravel()
-    order = np.argsort(flat, kind="stable")
-    classes, starts = np.unique(flat[order], return_index=True)
-    bounds = list(starts[1:]) + [flat.size]
-    return {int(c): order[start:end] for c, start, end in zip(classes, starts, bounds) if c > 0}
-
-
-def _window_starts(centre: Sequence[int], crop_shape: tuple[int, ...], shape: tuple[int, ...]) -> list[int]:
-    """Start of a crop centred on ``centre`` as far as the item's borders allow."""
-    return [min(max(0, int(c) - size // 2), full - size) for c, size, full in zip(centre, crop_shape, shape)]
-
-
-def _crop(item: _PreparedItem, starts: Sequence[int], crop_shape: tuple[int, ...]) -> dict[str, np.ndarray]:
-    window = tuple(slice(start, start + size) for start, size in zip(starts, crop_shape))
-    return {
-        "image": item.image[(slice(None), *window)],
-        "labels": item.labels[window][None],
-        "mask": item.labelled_mask[window][None].astype(np.float32),
-        "allowed": item.allowed_classes,
-        "weight": item.weight,
-    }
-
-
-def _augmenter(config: TrainConfig, crop_shape: tuple[int, ...]) -> Compose:
-    """Random flips, rotation / scale / shift (labels and mask nearest) and intensity jitter.
-
-    ``crop_shape``: the crops' size on the working grid (voxels), which sets the shift.
-    """
-    spatial_dims = len(crop_shape)
-    rotation = (ROTATION_RADIANS,) if spatial_dims == 2 else (ROTATION_RADIANS / 2,) * 3
-    transforms = [RandFlipd(AUGMENT_KEYS, prob=0.5, spatial_axis=axis) for axis in config.flip_axes]
-    transforms += [
-        RandAffined(
-            AUGMENT_KEYS,
-            prob=AFFINE_PROBABILITY,
-            rotate_range=rotation,
-            scale_range=(SCALE_RANGE,) * spatial_dims,
-            translate_range=tuple(TRANSLATE_FRACTION * size for size in crop_shape),
-            mode=("bilinear", "nearest", "nearest"),
-            padding_mode="reflection",
-        ),
-        RandScaleIntensityd("image", factors=INTENSITY_RANGE, prob=0.5),
-        RandShiftIntensityd("image", offsets=INTENSITY_RANGE, prob=0.5),
-    ]
-    augmenter = Compose(transforms)
-    augmenter.set_random_state(seed=config.seed)
-    return augmenter
-
-
-def _augmented(crop: dict[str, np.ndarray], augment: Compose | None) -> dict[str, np.ndarray]:
-    if augment is None:
-        return crop
-    transformed = augment({key: crop[key] for key in AUGMENT_KEYS})
-    return {**crop, **{key: np.asarray(transformed[key]) for key in AUGMENT_KEYS}}
-
-
-def _to_batch(crops: list[dict[str, np.ndarray]], device: torch.device) -> _Batch:
-    def stack(key: str, dtype: np.dtype) -> torch.Tensor:
-        return torch.from_numpy(np.stack([np.asarray(crop[key], dtype=dtype) for crop in crops])).to(device)
-
-    return _Batch(
-        images=stack("image", np.float32),
-        labels=torch.from_numpy(np.stack([np.rint(crop["labels"][0]).astype(np.int64) for crop in crops])).to(device),
-        labelled_mask=torch.from_numpy(np.stack([crop["mask"][0] > 0.5 for crop in crops])).to(device),
-        allowed_classes=stack("allowed", bool),
-        weights=torch.tensor([crop["weight"] for crop in crops], dtype=torch.float32, device=device),
-    )
 
 
 def _cpu_state(net: SegmentationNet) -> dict[str, torch.Tensor]:
