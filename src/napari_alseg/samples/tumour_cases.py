@@ -15,6 +15,10 @@ evenly, and ``d`` shrinks the lesions, lowers their contrast and raises bias fie
 noise and texture; one to three lesions (more likely when hard), each deep in white
 matter, next to the ventricles or next to the cortex; and the base brain alternates
 between MNI152 and Colin27 where Debian's ``mricron-data`` is installed.
+
+Why one module of ~550 lines: both varieties share the grid, lesion, deformation and
+rendering code and its random stream (the default sample must stay byte for byte what
+it was), and the graded variety is only the lesion placement and appearance on top.
 """
 
 from __future__ import annotations
