@@ -62,6 +62,7 @@ def test_accept_the_models_outline_on_the_slice_shown(widget, qtbot, monkeypatch
     widget.annotate_tab.outline_button.click()
     qtbot.waitUntil(lambda: no_jobs(widget) and len(editing.tools) == 1, timeout=60_000)
     assert ((np.asarray(layer.data)[shown] == 2) == (prediction == 2)).all()
+    monkeypatch.undo()  # no model again: the next Go does not predict
     widget.annotate_tab.submit_button.click()
     kinds = [(e.kind, e.slice_index, e.class_id, e.voxels) for e in session.project.events()]
     assert kinds[-1] == (OUTLINE_ACCEPTED, shown, 2, int((prediction == 2).sum()))
@@ -142,3 +143,33 @@ def test_the_progress_bar_says_the_time_left(widget):
     assert box.job_progress.text() == "9 / 10 · 8 s left"
     box._job_finished("training")
     assert box.job_progress.format() == "%v / %m"
+
+
+def test_go_on_a_case_goes_where_the_model_doubts_outlines_it_and_selects_the_class(widget, qtbot, monkeypatch):
+    from napari_alseg.session import Session
+
+    session, viewer = widget.controller.session, widget.viewer
+    case = widget.controller.suggestions[0].item.case
+    record = session.project.case(case)
+    n_classes = session.project.n_classes
+    k, j, i = np.ogrid[:record.shape[0], :record.shape[1], :record.shape[2]]
+    ball = (k - 8) ** 2 + (j - 12) ** 2 + (i - 10) ** 2 <= 16  # a structure near the top, off-centre
+    probabilities = np.zeros((n_classes, *record.shape), np.float32)
+    probabilities[0] = np.where(ball, 0.1, 1.0)
+    probabilities[2] = 1.0 - probabilities[0]
+    probabilities[:, 6][:, ball[8]] = 0.0  # slice 6: background or class 2, undecided
+    probabilities[0, 6][ball[8]] = probabilities[2, 6][ball[8]] = 0.5
+    monkeypatch.setattr(Session, "model_version", property(lambda self: "v0001"))
+    monkeypatch.setattr(session, "predict_probabilities", lambda name, slice_index=None, **_: probabilities)
+
+    widget.annotate_tab.go_button.click()
+    qtbot.waitUntil(lambda: idle(widget), timeout=60_000)
+    editing = widget.controller.editor.editing
+    assert editing.item.case == case
+    assert viewer.dims.point[0] == pytest.approx(record.origin[0] + 6 * record.spacing[0])
+    assert editing.layer.selected_label == 2 and "least certain" in widget.status.text()
+    region = viewer.layers[f"{case} · suggested region"]
+    (corners,) = region.data
+    assert corners[:, 0].tolist() == [6] * 4 and corners[:, 1].min() < 12 < corners[:, 1].max()
+    assert viewer.layers.selection.active.name == editing.layer.name  # painting stays on the labels
+    assert (np.asarray(editing.layer.data) == probabilities.argmax(axis=0)).all()  # the prefill, same pass

@@ -72,6 +72,24 @@ def show_heat_map(viewer, session, case: str, values: np.ndarray):
                             metadata={"alseg_case": case, "alseg_role": "heat map"})
 
 
+REGION_COLOR = "yellow"  # the suggested region's outline: visible on grey images and under the heat map
+
+
+def show_region(viewer, session, case: str, slice_index: int, bbox):
+    """Outline the suggested region (voxel bounds, half-open) on its slice: a Shapes rectangle
+    on the pixel edges, in the case's geometry; the layer is replaced for each item."""
+    (_, _), (j0, j1), (i0, i1) = bbox
+    name = layer_name(case, "suggested region")
+    corners = np.array([[slice_index, j0 - 0.5, i0 - 0.5], [slice_index, j0 - 0.5, i1 - 0.5],
+                        [slice_index, j1 - 0.5, i1 - 0.5], [slice_index, j1 - 0.5, i0 - 0.5]], dtype=float)
+    if name in viewer.layers:
+        viewer.layers.remove(viewer.layers[name])
+    record = session.project.case(case)
+    return viewer.add_shapes([corners], shape_type="rectangle", edge_color=REGION_COLOR, face_color="transparent",
+                             edge_width=1.5, name=name, scale=record.spacing, translate=record.origin,
+                             metadata={"alseg_case": case, "alseg_role": "region"})
+
+
 def jump_to(viewer, session, case: str, slice_index: int | None, bbox) -> None:
     """Show the slice and zoom the 2D view onto the bounding box (voxel bounds, half-open)."""
     record = session.project.case(case)

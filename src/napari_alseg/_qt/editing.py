@@ -15,7 +15,8 @@ from ..errors import AlsegError
 from ..domain import CORRECTED, MANUAL, QueryItem
 from ..strategies import Suggestion
 from ..timing import ActivityClock
-from .case_layers import jump_to, remove_heat_maps, show_case, show_heat_map
+from ..session.focus import Focus
+from .case_layers import jump_to, remove_heat_maps, show_case, show_heat_map, show_region
 from .describe import item_text
 from .settings import CORRECT
 
@@ -54,21 +55,33 @@ class Editing:
                     tools=list(self.tools))
 
 
-def open_item(viewer, session, suggestion: Suggestion, prediction: np.ndarray | None) -> Editing:
-    """Show the case (its draft, else its labels) and jump to the item; main thread only."""
+def open_item(viewer, session, suggestion: Suggestion, prediction: np.ndarray | None,
+              focus: Focus | None = None) -> Editing:
+    """Show the case and jump to the item; main thread only.
+
+    The layer holds the case's draft (the annotator's unsaved strokes) if there is one, else
+    its labels with the prediction filled in where the item lies (``prediction``: correct
+    mode), else its labels. ``focus`` (a case item): the slice, box and class where the work
+    is, instead of the volume's middle. The region to look at is outlined on the canvas.
+    """
     item = suggestion.item
-    labels = session.load_draft(item.case)
+    draft = session.load_draft(item.case)
+    labels = draft
     if labels is None:
         snapshot = session.project.current_labels(item.case)
         record = session.project.case(item.case)
         labels = (snapshot.data.copy() if snapshot is not None
                   else np.zeros(record.shape, session.project.label_dtype))
     prefill = None if prediction is None else prefill_labels(labels, prediction, item)
-    layer = show_case(viewer, session, item.case, labels)
-    jump_to(viewer, session, item.case, item.slice_index, suggestion.bbox)
+    shown = draft if draft is not None else (prefill if prefill is not None else labels)
+    layer = show_case(viewer, session, item.case, shown)
+    slice_index, bbox = (focus.slice_index, focus.bbox) if focus is not None else (item.slice_index, suggestion.bbox)
+    jump_to(viewer, session, item.case, slice_index, bbox)
+    if slice_index is not None and bbox is not None:
+        show_region(viewer, session, item.case, slice_index, bbox)
     viewer.layers.selection.active = layer
     layer.mode = "paint"
-    layer.selected_label = item.class_id or 1
+    layer.selected_label = item.class_id or (focus.class_id if focus is not None else None) or 1
     clock = ActivityClock()
     clock.start()
     editing = Editing(suggestion, layer, prefill, clock)
@@ -116,22 +129,31 @@ class ItemEditor:
         self.save_draft()
         session = self.session
         correcting = controller.loop.mode == CORRECT and session.model_version is not None
+        locating = suggestion.item.slice_index is None and session.model_version is not None
         item = suggestion.item
+        dtype = session.project.label_dtype
 
         def prepare(progress=None, should_stop=None):
-            return session.predict_labels(item.case, item.slice_index) if correcting else None
+            if locating:  # one prediction for both: where the work is, and the prefill
+                probabilities = session.predict_probabilities(item.case)
+                prediction = probabilities.argmax(axis=0).astype(dtype) if correcting else None
+                return prediction, session.focus(item.case, probabilities)
+            return (session.predict_labels(item.case, item.slice_index) if correcting else None), None
 
         controller.status.emit(f"Opening {item.case}…")
-        controller.start_job("prediction", prepare,
-                             on_done=lambda prediction: self._show_item(suggestion, prediction))
+        controller.start_job("prediction", prepare, on_done=lambda prepared: self._show_item(suggestion, *prepared))
 
-    def _show_item(self, suggestion: Suggestion, prediction: np.ndarray | None) -> None:
-        self.editing = open_item(self.viewer, self.session, suggestion, prediction)
+    def _show_item(self, suggestion: Suggestion, prediction: np.ndarray | None, focus: Focus | None = None) -> None:
+        self.editing = open_item(self.viewer, self.session, suggestion, prediction, focus)
         self.controller.item_opened.emit()
         if self.heat_map_shown:
             self._show_heat_map()
         names = self.session.project.class_names
-        self.controller.status.emit(f"Annotating {item_text(suggestion.item, names)}. Submit with Shift+S.")
+        where = ""
+        if focus is not None:
+            chosen = names[self.editing.layer.selected_label] if self.editing.layer.selected_label < len(names) else ""
+            where = f" — slice {focus.slice_index}, {focus.reason} ({chosen} selected)"
+        self.controller.status.emit(f"Annotating {item_text(suggestion.item, names)}{where}. Submit with Shift+S.")
 
     def close(self) -> None:
         self.editing = None

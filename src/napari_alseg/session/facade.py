@@ -38,6 +38,7 @@ from .labels import LabelsView
 from .learner import Learner, RetrainReport, TrainedRound
 from .queries import Queries, RescoreResult
 from .settings import SessionSettings
+from .focus import Focus, focus_from_probabilities
 from .tools import ToolEdit, ToolResult, accept_outline, fill_between, given_labels, tool_uses
 
 if TYPE_CHECKING:
@@ -196,6 +197,17 @@ class Session:
 
     def uncertainty_map(self, case: str, *, samples: int = 20) -> np.ndarray:
         return self.learner.uncertainty_map(case, samples=samples)
+
+    def focus(self, case: str, probabilities: np.ndarray | None = None) -> Focus | None:
+        """Where the work is in a case (:mod:`.focus`): the slice and box where the model is least
+        certain about a structure it predicts, else where it predicts one, and the class to
+        select. ``probabilities`` ``(C, k, j, i)`` (predicted now when None; long: a worker's
+        job). None without a model or when nothing is predicted."""
+        if probabilities is None:
+            if self.model_version is None:
+                return None
+            probabilities = self.predict_probabilities(case)
+        return focus_from_probabilities(probabilities)
 
     # ------------------------------------------------------------------ annotating
 

@@ -1,0 +1,78 @@
+"""Where the work is in a case: the slice, box and class Go should show (issue 14 item 1).
+
+A case suggestion is a whole volume; its middle slice often shows nothing of the structure.
+These pure functions pick the slice where the model is least certain about a structure it
+predicts (else where it predicts the most of one), the box around that doubt on the slice,
+and the class that dominates it. Plain numpy over arrays of the case's shape.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..domain import BBox
+from ..errors import AlsegError
+
+FOREGROUND_FLOOR = 0.05  # p(foreground) below this is background, however uncertain
+BOX_FRACTION = 0.25  # the box holds the slice's voxels at this share of its peak value or more
+BOX_MARGIN_PX = 4  # context around the box, in pixels of the slice
+
+
+@dataclass(frozen=True)
+class Focus:
+    """Slice ``slice_index`` of a case, the box ``bbox`` on it (half-open voxel bounds
+    ``((k, k + 1), (j0, j1), (i0, i1))``), the class to select (None: no preference) and
+    ``reason``, the words for why (shown in the status line)."""
+
+    slice_index: int
+    bbox: BBox
+    class_id: int | None
+    reason: str
+
+
+def focus_region(values: np.ndarray, *, fraction: float = BOX_FRACTION,
+                 margin: int = BOX_MARGIN_PX) -> tuple[int, BBox] | None:
+    """The slice with the largest sum of ``values`` ``(k, j, i)`` (≥ 0: an uncertainty or a
+    probability) and the box around its voxels at ``fraction`` of that slice's peak or more,
+    widened by ``margin`` px and clipped to the slice. None when ``values`` are all 0."""
+    values = np.nan_to_num(np.asarray(values, dtype=np.float64), nan=0.0)
+    if values.ndim != 3:
+        raise AlsegError(f"a focus needs a (k, j, i) volume, got shape {values.shape}")
+    values = np.clip(values, 0.0, None)
+    per_slice = values.sum(axis=(1, 2))
+    if not per_slice.any():
+        return None
+    k = int(np.argmax(per_slice))
+    plane = values[k]
+    rows, cols = np.nonzero(plane >= fraction * plane.max())
+    j0, j1 = max(int(rows.min()) - margin, 0), min(int(rows.max()) + 1 + margin, plane.shape[0])
+    i0, i1 = max(int(cols.min()) - margin, 0), min(int(cols.max()) + 1 + margin, plane.shape[1])
+    return k, ((k, k + 1), (j0, j1), (i0, i1))
+
+
+def focus_from_probabilities(probabilities: np.ndarray) -> Focus | None:
+    """Where to look in a case from its softmax ``(C, k, j, i)``: the slice and box where the
+    prediction's entropy (nats) is highest over plausible structure (p(foreground) ≥
+    :data:`FOREGROUND_FLOOR`); if the model is sure everywhere, where it predicts the most
+    foreground. The class is the foreground class most probable over the box. None when no
+    foreground is predicted anywhere."""
+    probabilities = np.asarray(probabilities, dtype=np.float64)
+    if probabilities.ndim != 4 or probabilities.shape[0] < 2:
+        raise AlsegError(f"a focus needs probabilities (C >= 2, k, j, i), got shape {probabilities.shape}")
+    foreground = 1.0 - probabilities[0]
+    entropy = -(probabilities * np.log(np.clip(probabilities, 1e-12, None))).sum(axis=0)
+    doubt = np.where(foreground >= FOREGROUND_FLOOR, entropy, 0.0)
+    found = focus_region(doubt)
+    reason = "where the model is least certain"
+    if found is None or doubt.max() < 1e-3:
+        found = focus_region(np.where(foreground >= 0.5, foreground, 0.0))
+        reason = "where the model predicts the structure"
+    if found is None:
+        return None
+    k, bbox = found
+    (_, _), (j0, j1), (i0, i1) = bbox
+    mass = probabilities[1:, k, j0:j1, i0:i1].sum(axis=(1, 2))
+    class_id = int(np.argmax(mass)) + 1 if mass.max() > 0 else None
+    return Focus(k, bbox, class_id, reason)

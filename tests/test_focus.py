@@ -1,0 +1,55 @@
+"""Go goes where the work is (issue 14 item 1): the slice, box and class of a case to show."""
+
+import numpy as np
+import pytest
+
+from napari_alseg.errors import AlsegError
+from napari_alseg.session.focus import focus_from_probabilities, focus_region
+
+SHAPE = (40, 48, 48)
+
+
+def blob_probabilities(centre_k=50 // 2, radius=5, doubt_k=None, class_id=2, n_classes=3):
+    """Softmax (C, k, j, i): a ball of class ``class_id`` around (centre_k, 30, 12), sure inside;
+    on slice ``doubt_k`` the model hesitates between background and the class."""
+    k, j, i = np.ogrid[:SHAPE[0], :SHAPE[1], :SHAPE[2]]
+    ball = (k - centre_k) ** 2 + (j - 30) ** 2 + (i - 12) ** 2 <= radius ** 2
+    probabilities = np.zeros((n_classes, *SHAPE))
+    probabilities[0] = np.where(ball, 0.02, 0.99)
+    probabilities[class_id] = 1.0 - probabilities[0]
+    if doubt_k is not None:
+        plane = ball[doubt_k] | ball[centre_k]
+        probabilities[0, doubt_k][plane] = 0.5
+        probabilities[class_id, doubt_k][plane] = 0.5
+    spare = [c for c in range(1, n_classes) if c != class_id]
+    for c in spare:
+        probabilities[c] = 0.0
+    return probabilities / probabilities.sum(axis=0, keepdims=True)
+
+
+def test_focus_region_picks_the_slice_with_most_and_boxes_it():
+    values = np.zeros(SHAPE)
+    values[31, 10:20, 5:9] = 1.0
+    values[3, 0:2, 0:2] = 0.5
+    k, bbox = focus_region(values, margin=2)
+    assert k == 31 and bbox == ((31, 32), (8, 22), (3, 11))
+    assert focus_region(np.zeros(SHAPE)) is None
+    with pytest.raises(AlsegError, match=r"\(k, j, i\)"):
+        focus_region(np.zeros((4, 4)))
+
+
+def test_focus_goes_to_the_most_uncertain_slice_of_the_structure_not_the_middle():
+    focus = focus_from_probabilities(blob_probabilities(centre_k=30, doubt_k=28))
+    assert focus.slice_index == 28 and focus.class_id == 2 and "least certain" in focus.reason
+    (k0, k1), (j0, j1), (i0, i1) = focus.bbox
+    assert (k0, k1) == (28, 29) and j0 <= 30 < j1 and i0 <= 12 < i1 and j1 - j0 < SHAPE[1] // 2
+
+
+def test_a_sure_model_is_taken_where_it_predicts_the_structure():
+    probabilities = blob_probabilities(centre_k=9)
+    probabilities = np.where(probabilities > 0.5, 1.0, 0.0)  # no doubt anywhere
+    focus = focus_from_probabilities(probabilities)
+    assert focus.slice_index == 9 and focus.class_id == 2 and "predicts" in focus.reason
+    nothing = np.zeros((3, *SHAPE))
+    nothing[0] = 1.0
+    assert focus_from_probabilities(nothing) is None
