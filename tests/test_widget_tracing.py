@@ -173,3 +173,30 @@ def test_go_on_a_case_goes_where_the_model_doubts_outlines_it_and_selects_the_cl
     assert corners[:, 0].tolist() == [6] * 4 and corners[:, 1].min() < 12 < corners[:, 1].max()
     assert viewer.layers.selection.active.name == editing.layer.name  # painting stays on the labels
     assert (np.asarray(editing.layer.data) == probabilities.argmax(axis=0)).all()  # the prefill, same pass
+
+
+def test_the_heat_map_reads_at_a_glance_range_legend_and_profile(widget, qtbot, monkeypatch):
+    from types import SimpleNamespace
+
+    from napari_alseg.session import Session
+
+    session, viewer = widget.controller.session, widget.viewer
+    editing = open_first(widget, qtbot)
+    case = editing.item.case
+    record = session.project.case(case)
+    values = np.zeros(record.shape, np.float32)
+    values[25:28, 10:18, 10:18] = np.linspace(0.002, 0.004, 64, dtype=np.float32).reshape(8, 8)
+    monkeypatch.setattr(Session, "model_version", property(lambda self: "v0001"))
+    monkeypatch.setattr(session, "uncertainty_map", lambda name, **_: values)
+    widget.annotate_tab.heat_check.setChecked(True)
+    qtbot.waitUntil(lambda: f"{case} · uncertainty" in viewer.layers and no_jobs(widget), timeout=60_000)
+    layer = viewer.layers[f"{case} · uncertainty"]
+    low, high = layer.contrast_limits
+    assert low == 0.0 and 0.003 < high <= 0.004 and layer.colorbar.visible  # the lesion's range
+    profile = widget.annotate_tab.profile
+    assert not profile.isHidden() and "probability²" in profile.legend.text()
+    assert profile.scale.peak_slice in (25, 26, 27) and "slice 2" in profile.legend.text()
+    profile._clicked(SimpleNamespace(xdata=26.2))
+    assert viewer.dims.point[0] == pytest.approx(record.origin[0] + 26 * record.spacing[0])
+    widget.annotate_tab.heat_check.setChecked(False)
+    assert profile.isHidden() and f"{case} · uncertainty" not in viewer.layers

@@ -8,6 +8,7 @@ from ..domain import QUALITY_CLASS_NAMES, TERM_EFFORT_MM
 from .describe import describe, quality_text, short_item_text
 from .model_box import ModelBox
 from .tables import fill_table, fit_to_width, make_table, row_key
+from .uncertainty_profile import UncertaintyProfile
 
 QUEUE_HEADERS = ["#", "item", "score", "mm", "quality"]  # the rest is in each row's tooltip
 QUALITY_SHORT = dict(zip(QUALITY_CLASS_NAMES, ("Poor", "Adjust", "Good")))
@@ -96,6 +97,8 @@ class AnnotateTab(QWidget):
         self.heat_check = QCheckBox("Show uncertainty heat map")
         self.heat_check.toggled.connect(editor.set_heat_map)
         inner.addWidget(self.heat_check)
+        self.profile = UncertaintyProfile(self.controller)
+        inner.addWidget(self.profile)
         return box
 
     def _show_queue(self) -> None:

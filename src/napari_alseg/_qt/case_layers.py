@@ -9,6 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from .._reader import display_range
+from ..session.focus import HeatMapScale, heat_map_scale
 
 HEAT_MAP_COLORMAP = "inferno"  # perceptual, dark where certain: adds light only where it matters
 
@@ -54,22 +55,25 @@ def remove_heat_maps(viewer) -> None:
         viewer.layers.remove(layer)
 
 
-def show_heat_map(viewer, session, case: str, values: np.ndarray):
-    """Uncertainty as an additive inferno overlay; the layer is reused between rounds."""
+def show_heat_map(viewer, session, case: str, values: np.ndarray, scale: HeatMapScale | None = None):
+    """Uncertainty as an additive inferno overlay with napari's colour bar; the layer is reused
+    between rounds. Contrast from the case's own doubtful voxels (:func:`heat_map_scale`), so
+    a small lesion's doubt is bright rather than lost under a whole-volume range."""
     name = layer_name(case, "uncertainty")
-    # the score range, with the top 0.5 % clipped so a few extreme voxels don't darken the rest
-    low, high = float(np.nanmin(values)), float(np.nanpercentile(values, 99.5))
-    limits = (low, high if high > low else low + 1e-6)
+    scale = scale or heat_map_scale(values)
+    limits = (scale.low, scale.high)
     if name in viewer.layers:
         layer = viewer.layers[name]
         layer.data = values
         layer.contrast_limits = limits
-        return layer
-    record = session.project.case(case)
-    return viewer.add_image(values, name=name, colormap=HEAT_MAP_COLORMAP, blending="additive",
-                            contrast_limits=limits, opacity=0.8, scale=record.spacing,
-                            translate=record.origin,
-                            metadata={"alseg_case": case, "alseg_role": "heat map"})
+    else:
+        record = session.project.case(case)
+        layer = viewer.add_image(values, name=name, colormap=HEAT_MAP_COLORMAP, blending="additive",
+                                 contrast_limits=limits, opacity=0.8, scale=record.spacing,
+                                 translate=record.origin,
+                                 metadata={"alseg_case": case, "alseg_role": "heat map"})
+    layer.colorbar.visible = True
+    return layer
 
 
 REGION_COLOR = "yellow"  # the suggested region's outline: visible on grey images and under the heat map

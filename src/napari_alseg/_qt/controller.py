@@ -60,6 +60,7 @@ class AlsegController(QObject):
     item_opened = Signal()
     annotate_requested = Signal()  # e.g. Review's Edit: the Annotate tab should come up
     heat_map_toggled = Signal(bool)
+    heat_map_changed = Signal(object)  # the shown case's HeatMapScale, or None when hidden
     job_started = Signal(str)
     job_progress = Signal(object)  # JobProgress
     job_finished = Signal(str)

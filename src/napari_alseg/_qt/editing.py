@@ -15,7 +15,7 @@ from ..errors import AlsegError
 from ..domain import CORRECTED, MANUAL, QueryItem
 from ..strategies import Suggestion
 from ..timing import ActivityClock
-from ..session.focus import Focus
+from ..session.focus import Focus, heat_map_scale
 from .case_layers import jump_to, remove_heat_maps, show_case, show_heat_map, show_region
 from .describe import item_text
 from .settings import CORRECT
@@ -146,6 +146,7 @@ class ItemEditor:
     def _show_item(self, suggestion: Suggestion, prediction: np.ndarray | None, focus: Focus | None = None) -> None:
         self.editing = open_item(self.viewer, self.session, suggestion, prediction, focus)
         self.controller.item_opened.emit()
+        self.controller.heat_map_changed.emit(None)  # the previous case's legend and profile go
         if self.heat_map_shown:
             self._show_heat_map()
         names = self.session.project.class_names
@@ -219,6 +220,7 @@ class ItemEditor:
             self._show_heat_map()
         else:
             remove_heat_maps(self.viewer)
+            self.controller.heat_map_changed.emit(None)
 
     def refresh_heat_map(self) -> None:
         """Recompute the heat map if it is shown (a new model or new scores)."""
@@ -236,8 +238,11 @@ class ItemEditor:
             return session.uncertainty_map(case)
 
         def show(values) -> None:
-            show_heat_map(self.viewer, session, case, values)
-            if self.editing is not None:
-                self.viewer.layers.selection.active = self.editing.layer
+            if not self.heat_map_shown or self.editing is None or self.editing.item.case != case:
+                return  # hidden, or another case opened, while it was computed
+            scale = heat_map_scale(values)
+            show_heat_map(self.viewer, session, case, values, scale)
+            self.viewer.layers.selection.active = self.editing.layer
+            self.controller.heat_map_changed.emit(scale)
 
         self.controller.start_job("uncertainty map", compute, on_done=show)

@@ -1,9 +1,12 @@
-"""Where the work is in a case: the slice, box and class Go should show (issue 14 item 1).
+"""Where the work is in a case: the slice, box and class Go should show (issue 14 item 1),
+and how its uncertainty reads at a glance (item 2).
 
 A case suggestion is a whole volume; its middle slice often shows nothing of the structure.
 These pure functions pick the slice where the model is least certain about a structure it
 predicts (else where it predicts the most of one), the box around that doubt on the slice,
-and the class that dominates it. Plain numpy over arrays of the case's shape.
+and the class that dominates it; and for the heat map, a contrast range from the case's own
+doubtful voxels and the per-slice profile of its uncertainty. Plain numpy over arrays of the
+case's shape.
 """
 
 from __future__ import annotations
@@ -76,3 +79,36 @@ def focus_from_probabilities(probabilities: np.ndarray) -> Focus | None:
     mass = probabilities[1:, k, j0:j1, i0:i1].sum(axis=(1, 2))
     class_id = int(np.argmax(mass)) + 1 if mass.max() > 0 else None
     return Focus(k, bbox, class_id, reason)
+
+
+DOUBT_SHARE = 0.01  # voxels above this share of the case's peak are the doubtful ones
+HEAT_MAP_PERCENTILE = 95.0  # the colour range tops out at this percentile of the doubtful voxels
+
+
+@dataclass(frozen=True)
+class HeatMapScale:
+    """How to show one case's uncertainty ``(k, j, i)``: the colour range ``low``..``high``
+    (the map's own units), the per-slice mean ``profile`` (k,) of the values clipped to it,
+    and the slice ``peak_slice`` where that is highest."""
+
+    low: float
+    high: float
+    profile: np.ndarray
+    peak_slice: int
+
+
+def heat_map_scale(values: np.ndarray) -> HeatMapScale:
+    """The colour range from the case's own doubt, not the whole volume's: a lesion a fraction
+    of a percent of the volume would sit below a whole-volume percentile and saturate, or be
+    lost in it. ``low`` is the minimum; ``high`` the :data:`HEAT_MAP_PERCENTILE` of the voxels
+    above :data:`DOUBT_SHARE` of the peak (never below a tiny positive width)."""
+    values = np.asarray(values, dtype=np.float64)
+    if values.ndim != 3:
+        raise AlsegError(f"a heat map is a (k, j, i) volume, got shape {values.shape}")
+    finite = np.nan_to_num(values, nan=0.0)
+    low, peak = float(finite.min()), float(finite.max())
+    doubtful = finite[finite > low + DOUBT_SHARE * (peak - low)]
+    high = float(np.percentile(doubtful, HEAT_MAP_PERCENTILE)) if doubtful.size else peak
+    high = max(high, low + 1e-6)
+    profile = np.clip(finite, low, high).mean(axis=(1, 2))  # what is shown: a wild voxel counts as `high`
+    return HeatMapScale(low, high, profile, int(np.argmax(profile)))

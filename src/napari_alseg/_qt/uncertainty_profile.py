@@ -1,0 +1,85 @@
+"""The heat map's legend and per-slice profile: where the doubt is along the case.
+
+Holds no state of its own beyond what it draws: the editor emits the shown case's
+:class:`~napari_alseg.session.focus.HeatMapScale`; a click on the profile moves the viewer to
+that slice, and the viewer's slice moves the marker.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
+from matplotlib.figure import Figure
+from qtpy.QtWidgets import QLabel, QVBoxLayout, QWidget
+
+HEAT_MAP_UNITS = "MC-dropout variance, probability²"
+
+
+def legend_text(scale) -> str:
+    return (f"Heat map: {HEAT_MAP_UNITS}. Colours run {scale.low:.3g} (dark) → {scale.high:.3g} "
+            f"(bright), this case's own range; most doubt on slice {scale.peak_slice}.")
+
+
+class UncertaintyProfile(QWidget):
+    """A legend line and a small plot of the mean uncertainty per slice, the slice shown marked."""
+
+    def __init__(self, controller) -> None:
+        super().__init__()
+        self.controller = controller
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        self.legend = QLabel("")
+        self.legend.setWordWrap(True)
+        layout.addWidget(self.legend)
+        self.figure = Figure(figsize=(3.2, 1.1), tight_layout=True)
+        self.canvas = FigureCanvasQTAgg(self.figure)
+        self.canvas.setToolTip("Mean uncertainty per slice; click to go to a slice")
+        self.axes = self.figure.add_subplot()
+        layout.addWidget(self.canvas)
+        self.scale = None
+        self._marker = None
+        self.canvas.mpl_connect("button_press_event", self._clicked)
+        controller.heat_map_changed.connect(self.show_scale)
+        controller.viewer.dims.events.current_step.connect(self._slice_moved)
+        self.show_scale(None)
+
+    def show_scale(self, scale) -> None:
+        self.scale = scale
+        self.setVisible(scale is not None)
+        axes = self.axes
+        axes.clear()
+        self._marker = None
+        if scale is None:
+            self.legend.setText("")
+            self.canvas.draw_idle()
+            return
+        self.legend.setText(legend_text(scale))
+        slices = np.arange(len(scale.profile))
+        axes.fill_between(slices, scale.profile, color="tab:orange", alpha=0.6, step="mid")
+        axes.set_xlim(-0.5, len(slices) - 0.5)
+        axes.set_xlabel("slice", fontsize=7)
+        axes.set_ylabel("mean", fontsize=7)
+        axes.tick_params(labelsize=6)
+        self._marker = axes.axvline(self._current_slice(), color="tab:blue", lw=1.2)
+        self.canvas.draw_idle()
+
+    def _current_slice(self) -> int:
+        editing = self.controller.editor.editing
+        if editing is None:
+            return 0
+        record = self.controller.session.project.case(editing.item.case)
+        world = float(self.controller.viewer.dims.point[0])
+        return int(round((world - record.origin[0]) / record.spacing[0]))
+
+    def _slice_moved(self, _event=None) -> None:
+        if self._marker is not None and self.controller.editor.editing is not None:
+            self._marker.set_xdata([self._current_slice()] * 2)
+            self.canvas.draw_idle()
+
+    def _clicked(self, event) -> None:
+        editing = self.controller.editor.editing
+        if event.xdata is None or self.scale is None or editing is None:
+            return
+        k = int(np.clip(round(event.xdata), 0, len(self.scale.profile) - 1))
+        record = self.controller.session.project.case(editing.item.case)
+        self.controller.viewer.dims.set_point(0, record.origin[0] + k * record.spacing[0])
