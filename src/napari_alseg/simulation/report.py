@@ -15,6 +15,7 @@ from .files import (
     ABSOLUTE_TARGETS, CONVERGENCE_TOLERANCE, FULL_DATA, PLOT_PNG, REFERENCE_CSV, RELATIVE_TARGETS, ROUNDS_CSV,
     TABLE_CSV, TABLE_MD, read_reference,
 )
+from .statistics import runs_by_seed, statistics_markdown
 
 
 @dataclass(frozen=True)
@@ -210,13 +211,13 @@ def write_report(out_dir: str | os.PathLike) -> tuple[Path, Path, Path]:
         writer = csv.DictWriter(handle, TABLE_COLUMNS, restval="")
         writer.writeheader()
         writer.writerows(table)
-    (out_dir / TABLE_MD).write_text(_markdown(table, curves, full_dice, defects))
+    (out_dir / TABLE_MD).write_text(_markdown(table, curves, full_dice, defects, rows))
     plot_curves(curves, full_dice, out_dir / PLOT_PNG)
     return out_dir / PLOT_PNG, out_dir / TABLE_MD, out_dir / TABLE_CSV
 
 
 def _markdown(table: list[dict[str, str]], curves: dict[str, Curve], full_dice: float,
-              defects: list[str] = ()) -> str:
+              defects: list[str] = (), rows: list[dict] = ()) -> str:
     if not math.isfinite(full_dice):
         check = ["No full-data reference was run: only the absolute Dice targets apply."]
     elif defects:
@@ -262,15 +263,26 @@ def _markdown(table: list[dict[str, str]], curves: dict[str, Curve], full_dice: 
         values = [dice_at_effort(curve, pct) for pct in EQUAL_EFFORT_PCT]
         lines.append(f"| {name} | " + " | ".join("" if math.isnan(v) else f"{v:.3f}" for v in values) + " |")
     lines += ["", "## Last round", "",
+              "Each seed's own last round (seeds whose pools differ in size stop at different rounds).", "",
               "| strategy | rounds | seeds | test Dice (mean ± sd) | boundary (mm) | % of total boundary "
               "| labelled items |",
               "|---|---|---|---|---|---|---|"]
-    for name, curve in curves.items():
-        mean, sd = curve.mean, curve.sd
-        lines.append(f"| {name} | {int(curve.rounds[-1])} | {curve.n_seeds} | "
-                     f"{mean['dice_test'][-1]:.3f} ± {sd['dice_test'][-1]:.3f} | "
-                     f"{mean['effort_boundary_mm'][-1]:.0f} | {mean['effort_boundary_pct'][-1]:.1f} | "
-                     f"{mean['labelled_items'][-1]:.1f} |")
+    for name, by_seed in runs_by_seed(rows).items():
+        last = [seed_rows[-1] for seed_rows in by_seed.values()]
+
+        def mean(column: str) -> float:
+            return float(np.mean([row[column] for row in last]))
+
+        dice = np.array([row["dice_test"] for row in last])
+        spread = f" ± {dice.std(ddof=1):.3f}" if len(dice) > 1 else " (1 seed)"
+        rounds = sorted({int(row["round"]) for row in last})
+        rounds_text = str(rounds[0]) if len(rounds) == 1 else f"{rounds[0]}–{rounds[-1]}"
+        lines.append(f"| {name} | {rounds_text} | "
+                     f"{len(last)} | {dice.mean():.3f}{spread} | {mean('effort_boundary_mm'):.0f} | "
+                     f"{mean('effort_boundary_pct'):.1f} | {mean('labelled_items'):.1f} |")
+    statistics = statistics_markdown(rows)
+    if statistics:
+        lines += ["", *statistics]
     return "\n".join(lines) + "\n"
 
 
