@@ -19,8 +19,8 @@ def blob_probabilities(centre_k=50 // 2, radius=5, doubt_k=None, class_id=2, n_c
     probabilities[class_id] = 1.0 - probabilities[0]
     if doubt_k is not None:
         plane = ball[doubt_k] | ball[centre_k]
-        probabilities[0, doubt_k][plane] = 0.5
-        probabilities[class_id, doubt_k][plane] = 0.5
+        probabilities[0, doubt_k][plane] = 0.45  # the class still wins: doubt about the structure
+        probabilities[class_id, doubt_k][plane] = 0.55
     spare = [c for c in range(1, n_classes) if c != class_id]
     for c in spare:
         probabilities[c] = 0.0
@@ -43,6 +43,16 @@ def test_focus_goes_to_the_most_uncertain_slice_of_the_structure_not_the_middle(
     assert focus.slice_index == 28 and focus.class_id == 2 and "least certain" in focus.reason
     (k0, k1), (j0, j1), (i0, i1) = focus.bbox
     assert (k0, k1) == (28, 29) and j0 <= 30 < j1 and i0 <= 12 < i1 and j1 - j0 < SHAPE[1] // 2
+
+
+def test_doubt_over_plain_background_or_an_edge_artefact_is_not_the_work():
+    probabilities = blob_probabilities(centre_k=20, doubt_k=21)
+    probabilities[0, -1] = 0.4  # the last slice: an unsure smear over the whole plane
+    probabilities[1, -1] = probabilities[2, -1] = 0.3
+    probabilities[0, 2] = 0.6  # slice 2: doubtful background everywhere
+    probabilities[1, 2], probabilities[2, 2] = 0.3, 0.1
+    focus = focus_from_probabilities(probabilities)
+    assert focus.slice_index == 21 and focus.class_id == 2
 
 
 def test_a_sure_model_is_taken_where_it_predicts_the_structure():

@@ -158,7 +158,7 @@ def test_go_on_a_case_goes_where_the_model_doubts_outlines_it_and_selects_the_cl
     probabilities[0] = np.where(ball, 0.1, 1.0)
     probabilities[2] = 1.0 - probabilities[0]
     probabilities[:, 6][:, ball[8]] = 0.0  # slice 6: background or class 2, undecided
-    probabilities[0, 6][ball[8]] = probabilities[2, 6][ball[8]] = 0.5
+    probabilities[0, 6][ball[8]], probabilities[2, 6][ball[8]] = 0.45, 0.55
     monkeypatch.setattr(Session, "model_version", property(lambda self: "v0001"))
     monkeypatch.setattr(session, "predict_probabilities", lambda name, slice_index=None, **_: probabilities)
 

@@ -57,22 +57,30 @@ def focus_region(values: np.ndarray, *, fraction: float = BOX_FRACTION,
 
 def focus_from_probabilities(probabilities: np.ndarray) -> Focus | None:
     """Where to look in a case from its softmax ``(C, k, j, i)``: the slice and box where the
-    prediction's entropy (nats) is highest over plausible structure (p(foreground) ≥
-    :data:`FOREGROUND_FLOOR`); if the model is sure everywhere, where it predicts the most
-    foreground. The class is the foreground class most probable over the box. None when no
-    foreground is predicted anywhere."""
+    prediction's entropy (nats) is highest over the structure it predicts (argmax not
+    background: an immature model's doubt over plain background, or its padding artefacts at
+    the volume's edges, is not the work); if it is sure there, where it predicts the most
+    structure; if it predicts none, where it is least certain over plausible structure
+    (p(foreground) ≥ :data:`FOREGROUND_FLOOR`). The class is the foreground class most probable
+    over the box. None when nothing is predicted or doubted anywhere."""
     probabilities = np.asarray(probabilities, dtype=np.float64)
     if probabilities.ndim != 4 or probabilities.shape[0] < 2:
         raise AlsegError(f"a focus needs probabilities (C >= 2, k, j, i), got shape {probabilities.shape}")
     foreground = 1.0 - probabilities[0]
+    structure = probabilities.argmax(axis=0) != 0
     entropy = -(probabilities * np.log(np.clip(probabilities, 1e-12, None))).sum(axis=0)
-    doubt = np.where(foreground >= FOREGROUND_FLOOR, entropy, 0.0)
-    found = focus_region(doubt)
-    reason = "where the model is least certain"
-    if found is None or doubt.max() < 1e-3:
-        found = focus_region(np.where(foreground >= 0.5, foreground, 0.0))
-        reason = "where the model predicts the structure"
-    if found is None:
+    candidates = (
+        (np.where(structure, entropy, 0.0), "where the model is least certain about the structure it predicts"),
+        (np.where(structure, foreground, 0.0), "where the model predicts the structure"),
+        (np.where(foreground >= FOREGROUND_FLOOR, entropy, 0.0), "where the model is least certain"),
+    )
+    for values, reason in candidates:
+        if values.max() < 1e-3:
+            continue
+        found = focus_region(values)
+        if found is not None:
+            break
+    else:
         return None
     k, bbox = found
     (_, _), (j0, j1), (i0, i1) = bbox
