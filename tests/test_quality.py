@@ -89,15 +89,24 @@ def test_fitted_predictor_separates_the_classes(model, min_accuracy):
     assert (predictor.predict(features[40:]) == truth).mean() >= min_accuracy
 
 
-def test_too_few_or_single_class_examples_leave_quality_unknown():
+def test_too_few_examples_leave_quality_unknown():
     features, dice = separable_examples(5)
     few = QualityPredictor().fit(features, dice)
-    assert not few.fitted and "at least 6" in few.reason
+    assert not few.fitted and "at least 6" in few.reason and few.n_examples == 5
     assert np.isnan(few.predict_proba(features)).all()
     assert (few.predict(features) == -1).all()
-    features, _ = separable_examples(8)
-    single = QualityPredictor().fit(features, np.full(8, 0.9))
-    assert not single.fitted and "Acceptable" in single.reason
+
+
+def test_single_class_examples_give_their_base_rate_and_say_so(tmp_path):
+    features, _ = separable_examples(7)
+    single = QualityPredictor().fit(features, np.full(7, 0.2))
+    assert single.fitted and single.reason == "" and single.n_examples == 7
+    assert "all 7 rated predictions were Poor" in single.note
+    np.testing.assert_allclose(single.predict_proba(features[:2]), [[0.8, 0.1, 0.1]] * 2)
+    assert (single.predict(features) == POOR).all()
+    reloaded = QualityPredictor.load(single.save(tmp_path / "q.joblib"))
+    np.testing.assert_allclose(reloaded.predict_proba(features[:1]), [[0.8, 0.1, 0.1]])
+    assert reloaded.note == single.note and reloaded.n_examples == 7
 
 
 def test_two_classes_present_still_give_three_columns():

@@ -120,7 +120,7 @@ def test_should_stop_cancels_cleanly(cpu):
     assert isinstance(raised.value, Cancelled)  # information for the user, not an error
 
 
-def test_validation_cases_give_quality_examples_and_quality_is_unknown_without_a_predictor(cpu):
+def test_validation_cases_give_quality_examples_and_quality_is_unknown_with_too_few(cpu):
     images, labels = {}, {}
     for index in range(3):
         image, truth = stack(k=6, shape=(24, 24), seed=index)
@@ -135,7 +135,25 @@ def test_validation_cases_give_quality_examples_and_quality_is_unknown_without_a
     assert features.shape == (len(FEATURE_NAMES),) and 0.0 <= dice <= 1.0
     assert set(pool.quality_features) == set(pool.candidates)
     assert all(math.isnan(pool.terms[item]["quality_class"]) for item in pool.candidates)
-    assert "no quality predictor" in pool.quality_status and "quality" in pool.available()
+    assert "1 rated prediction(s), at least 6 needed" in pool.quality_status and "quality" in pool.available()
+
+
+def test_the_round_rates_with_its_own_validation_examples_and_those_known_before(cpu):
+    images, labels = {}, {}
+    for index in range(3):
+        image, truth = stack(k=6, shape=(24, 24), seed=index)
+        images[f"c{index}"] = image
+        labels[f"c{index}"] = (truth, np.full(truth.shape, index == 2))
+    rng = np.random.default_rng(0)
+    known = [(QueryItem(f"old{n}"), rng.normal(size=len(FEATURE_NAMES)), dice)
+             for n, dice in enumerate([0.1, 0.2, 0.3, 0.9, 0.95])]
+    known.append((QueryItem("c2"), rng.normal(size=len(FEATURE_NAMES)), 0.5))  # replaced by this round's
+    pool = score_pool(ScoreRequest(tiny_net(3), None, images, labels, granularity="case", n_classes=3,
+                                   needs={"model", "mc", "quality"}, mc_samples=2, validation={QueryItem("c2")},
+                                   device=cpu, quality_examples=known))
+    assert pool.quality_status == ""
+    for item in pool.candidates:
+        assert np.isfinite(pool.terms[item]["quality_class"]) and pool.terms[item]["quality_examples"] == 6
 
 
 def test_vae_latents_and_gradient_steps_of_the_seeds(cpu):

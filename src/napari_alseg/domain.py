@@ -74,6 +74,7 @@ TERM_QUALITY_P_ADJUST = "quality_p_adjust"
 TERM_QUALITY_P_ACCEPTABLE = "quality_p_acceptable"
 TERM_QUALITY_CLASS = "quality_class"  # the predicted quality class 0/1/2 (a float: terms are numbers)
 TERM_QUALITY_PROB = "quality_prob"  # its probability
+TERM_QUALITY_EXAMPLES = "quality_examples"  # how many predictions of known Dice the rating rests on
 TERM_PSEUDO_LABEL = "pseudo_label"  # 1.0: the prediction is proposed for one-click acceptance
 TERM_FOREGROUND = "foreground"  # predicted foreground: expected voxels (an ROI: pixels of its class)
 

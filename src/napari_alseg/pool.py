@@ -38,7 +38,8 @@ class PoolScores:
     step. ``spacing[case]``: in-plane pixel size (row, col) in mm. ``quality_features``:
     :func:`~napari_alseg.quality.quality_features` of candidates, to pair later with the
     Dice the annotator's correction reveals; ``quality_examples``: (validation item,
-    features, true Dice); ``quality_status``: why quality is unknown ("" when rated).
+    features, true Dice); ``quality_status``: why quality is unknown ("" when rated); ``quality_note``: a caveat on
+    the ratings (e.g. one class only among the examples).
     ``vae``: the VAE used, to reuse next round.
     """
 
@@ -62,6 +63,7 @@ class PoolScores:
     quality_features: dict[QueryItem, np.ndarray] = field(default_factory=dict)
     quality_examples: list[tuple[QueryItem, np.ndarray, float]] = field(default_factory=list)
     quality_status: str = ""
+    quality_note: str = ""
     vae: Any = None
 
     def available(self) -> frozenset[str]:

@@ -8,9 +8,11 @@ of the predicted region) and a small scikit-learn classifier, calibrated with
 Poor ``< 0.6`` (segment from scratch), Adjust ``0.6–0.8`` (check and edit), Acceptable
 ``> 0.8`` (accept as pseudo-label). scikit-learn is imported only when fitting.
 
-With fewer than :data:`MIN_FIT_CASES` examples, or one class only, the predictor stays
-unfitted and answers NaN probabilities: quality is *unknown*, and the quality-threshold
-strategy falls back to MC-dropout ranking instead of trusting a guess.
+With fewer than :data:`MIN_FIT_CASES` examples the predictor stays unfitted and answers
+NaN probabilities: quality is *unknown*, and the quality-threshold strategy falls back to
+MC-dropout ranking instead of trusting a guess. With enough examples of one class only
+(a first round's model is often Poor everywhere) it answers that class's base rate by the
+rule of succession, and says so in :attr:`QualityPredictor.note`.
 """
 
 from __future__ import annotations
@@ -154,6 +156,8 @@ class QualityPredictor:
         self.seed = seed
         self.estimator = None
         self.reason = "not fitted yet"
+        self.n_examples = 0  # the rated predictions the last fit rested on
+        self.note = ""  # a caveat on the ratings ("" when read from each prediction's features)
 
     @property
     def fitted(self) -> bool:
@@ -168,10 +172,16 @@ class QualityPredictor:
         classes = self.thresholds.classify(dice)
         present = np.unique(classes)
         self.estimator = None
+        self.n_examples = len(dice)
+        self.note = ""
         if len(dice) < MIN_FIT_CASES:
             self.reason = f"quality unknown: {len(dice)} rated prediction(s), at least {MIN_FIT_CASES} needed"
         elif present.size < 2:
-            self.reason = f"quality unknown: every rated prediction is {CLASS_NAMES[present[0]]}"
+            # nothing to tell the classes apart by: every candidate gets the examples' base rate
+            self.estimator = _BaseRate(classes)
+            self.reason = ""
+            self.note = (f"all {len(dice)} rated predictions were {CLASS_NAMES[present[0]]}: every rating is "
+                         "that base rate (rule of succession), not read from the prediction itself")
         else:
             smallest_class = int(np.bincount(classes)[present].min())
             self.estimator = _estimator(self.model, self.seed, smallest_class).fit(features, classes)
@@ -204,6 +214,7 @@ class QualityPredictor:
             "format": SAVE_FORMAT, "version": SAVE_VERSION, "feature_names": FEATURE_NAMES,
             "poor": self.thresholds.poor, "acceptable": self.thresholds.acceptable,
             "model": self.model, "seed": self.seed, "estimator": self.estimator, "reason": self.reason,
+            "n_examples": self.n_examples, "note": self.note,
         }, path)
         return path
 
@@ -223,6 +234,8 @@ class QualityPredictor:
             raise AlsegError(f"{path.name}: quality model from another version; refit it")
         predictor = cls(QualityThresholds(state["poor"], state["acceptable"]), state["model"], state["seed"])
         predictor.estimator, predictor.reason = state["estimator"], state["reason"]
+        predictor.n_examples = int(state.get("n_examples", 0))
+        predictor.note = str(state.get("note", ""))
         return predictor
 
 
@@ -285,6 +298,19 @@ def quality_report(classes: np.ndarray, probabilities: np.ndarray) -> QualityRep
     poor_as_acceptable = float(confusion[POOR, ACCEPTABLE] / n_poor) if n_poor else float("nan")
     return QualityReport(confusion, float((predicted == classes).mean()), tuple(auc), poor_as_acceptable,
                          len(classes))
+
+
+class _BaseRate:
+    """Rates every prediction alike when the examples hold one quality class only: Laplace's
+    rule of succession over the 3 classes, ``(n_c + 1) / (n + 3)`` (7 Poor examples: Poor 0.8)."""
+
+    def __init__(self, classes: np.ndarray) -> None:
+        counts = np.bincount(np.asarray(classes, dtype=int), minlength=3)[:3]
+        self.classes_ = np.arange(3)
+        self.probabilities = (counts + 1.0) / (counts.sum() + 3.0)
+
+    def predict_proba(self, features: np.ndarray) -> np.ndarray:
+        return np.tile(self.probabilities, (len(features), 1))
 
 
 def _estimator(model: str, seed: int, smallest_class: int):

@@ -29,10 +29,11 @@ from ..pool import PRIMARY_TERMS, PoolScores
 from .bootstrap import train_bootstrap_nets
 from .boxes import BBOX_MARGIN, BBOX_SLAB_VOXELS
 from .request import DEFAULT_VAE_STEPS, ScoreRequest, ScoringCancelled
-from .run import score_pool
+from .run import fit_quality_model, rated_prediction, score_pool
 from .terms import ROI_DILATION, region_terms, roi_terms
 
 __all__ = [
     "BBOX_MARGIN", "BBOX_SLAB_VOXELS", "DEFAULT_VAE_STEPS", "PRIMARY_TERMS", "ROI_DILATION", "PoolScores",
-    "ScoreRequest", "ScoringCancelled", "region_terms", "roi_terms", "score_pool", "train_bootstrap_nets",
+    "ScoreRequest", "ScoringCancelled", "fit_quality_model", "rated_prediction", "region_terms", "roi_terms",
+    "score_pool", "train_bootstrap_nets",
 ]

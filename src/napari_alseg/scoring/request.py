@@ -45,6 +45,10 @@ class ScoreRequest:
     dice-per-effort. ``recent``: items labelled last round, the gradient-vae seeds (None =
     all labelled). ``vae``: reuse a trained VAE instead of training one for ``vae_steps``.
     ``patch_size``: sliding windows (native voxels), None = whole region.
+    ``quality_examples``: (item, quality features, true Dice) known before this round
+    (out-of-fold estimates, corrections, earlier validation); with no ``quality_model`` the
+    round fits its quality predictor on them plus its own validation examples, which
+    replace earlier ones of the same item.
     """
 
     net: SegmentationNet | None
@@ -57,6 +61,7 @@ class ScoreRequest:
     mc_samples: int = 20
     bootstrap_nets: Sequence[SegmentationNet] | None = None
     quality_model: QualityPredictor | None = None
+    quality_examples: Sequence[tuple[QueryItem, np.ndarray, float]] = ()
     validation: Collection[QueryItem] = frozenset()
     model_version: str | None = None
     device: Any = None

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import replace
 
 import numpy as np
 
 from ..domain import NEED_BOOTSTRAP, NEED_FEATURES, NEED_QUALITY, NEED_VAE, QueryItem
 from ..image_cache import image_shapes
 from ..pool import PoolScores
-from ..quality import prediction_dice, quality_features
+from ..quality import QualityPredictor, prediction_dice, quality_features
 from .boxes import item_bbox, whole_bbox
 from .items import allowed_sets, candidate_items, quality_regions, regions_to_predict
 from .predict import RegionPrediction, RoundInputs, normalised_image, predict_region, with_partial_labels
@@ -47,18 +48,52 @@ def score_pool(request: ScoreRequest, *, progress: Callable[[int, int], None] | 
                           r.patch_size, r.device, r.seed, dict(r.spacing or {}))
     check_bootstrap(scoring)
     validation_regions = quality_regions(scoring, r.granularity, r.validation) if NEED_QUALITY in needs else []
-    regions = regions_to_predict(pool, needs, validation_regions)
+    # validation first: its true Dice under this very model teaches the predictor that rates the rest
+    regions = sorted(regions_to_predict(pool, needs, validation_regions), key=lambda q: q not in validation_regions)
     total = len(regions) + (2 if NEED_VAE in needs else 0)
     for done, region in enumerate(regions, start=1):
         check_stop(should_stop)
+        if region not in validation_regions and scoring.quality_model is None and NEED_QUALITY in needs:
+            scoring = replace(scoring, quality_model=fit_quality_model(r.quality_examples, pool.quality_examples, r.seed))
         _score_region(scoring, pool, region, region in validation_regions)
         if progress is not None:
             progress(done, total)
     if NEED_QUALITY in needs:
-        pool.quality_status = quality_status(r.quality_model)
+        model = scoring.quality_model or fit_quality_model(r.quality_examples, pool.quality_examples, r.seed)
+        pool.quality_status, pool.quality_note = quality_status(model), model.note
     if NEED_VAE in needs:
         add_vae_latents(scoring, pool, r.recent, r.vae, r.vae_steps, progress, should_stop, len(regions), total)
     return pool
+
+
+def fit_quality_model(known: Sequence[tuple[QueryItem, np.ndarray, float]],
+                      fresh: Sequence[tuple[QueryItem, np.ndarray, float]], seed: int = 0) -> QualityPredictor:
+    """The quality predictor fitted on every prediction of known Dice: ``known`` examples with
+    ``fresh`` ones (this round's validation) replacing those of the same item."""
+    examples = {item: (features, dice) for item, features, dice in [*known, *fresh]}
+    predictor = QualityPredictor(seed=seed)
+    if examples:
+        predictor.fit(np.stack([np.asarray(f, dtype=float) for f, _d in examples.values()]),
+                      np.array([d for _f, d in examples.values()], dtype=float))
+    return predictor
+
+
+def rated_prediction(net, image: np.ndarray, labels: np.ndarray, n_classes: int, *, spatial_dims: int,
+                     mc_samples: int = 20, patch_size: tuple[int, ...] | None = None, device=None,
+                     seed: int = 0) -> tuple[np.ndarray, float]:
+    """``(quality features, true Dice)`` of ``net``'s prediction of one fully labelled region
+    (image ``(Cin, *S)``, labels ``(*S)``), computed as a round rates a candidate.
+
+    Honest only when ``net`` never trained on the region (out-of-fold, or labelled since).
+    """
+    from ..model import mc_dropout, predict_proba
+    from ..model.preprocessing import normalise_image
+
+    options = {"patch_size": patch_size, "device": device}
+    probs = predict_proba(net, image, **options)
+    variance = mc_dropout(net, image, samples=mc_samples, seed=seed, **options).variance
+    features = quality_features(normalise_image(image, spatial_dims), probs, variance)
+    return features, prediction_dice(probs, labels, n_classes)
 
 
 def _score_region(scoring: RoundInputs, pool: PoolScores, region: QueryItem, is_validation: bool) -> None:

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ..domain import CASE, MANUAL, QueryItem
+from ..domain import CASE, MANUAL, ROI, QueryItem
 from ..errors import AlsegError
 from ..effort import BoundaryLength, EffortModel, SecondsModel
 from ..image_cache import ImageCache
@@ -164,22 +164,35 @@ class Session:
         return export_model(self.project, self.training_plan(), path)
 
     def compute_round(self, *, progress: Callable[[TrainProgress], None] | None = None,
-                      should_stop: Callable[[], bool] | None = None) -> TrainedRound:
-        """Train a round on a snapshot of the labels (a worker may run this); nothing is saved."""
-        return self.learner.compute_round(progress=progress, should_stop=should_stop)
+                      should_stop: Callable[[], bool] | None = None, rate_quality: bool = True) -> TrainedRound:
+        """Train a round on a snapshot of the labels (a worker may run this); nothing is saved.
+
+        ``rate_quality``: also rate predictions of known Dice for the quality predictor
+        (out of fold, :meth:`Learner.quality_examples`) where quality is shown (cases and
+        slices, not ROIs); simulations that do not show it pass False.
+        """
+        wanted = rate_quality and self.queries.pool_granularity != ROI
+        return self.learner.compute_round(progress=progress, should_stop=should_stop,
+                                          unseen=self.queries.unseen_items() if wanted else (),
+                                          known_examples=self.queries.n_quality_examples if wanted else None)
 
     def adopt_round(self, trained: TrainedRound) -> RetrainReport:
-        """Save and record a trained round: the new active model (the caller's thread)."""
-        return self.learner.adopt_round(trained)
+        """Save and record a trained round: the new active model (the caller's thread); its
+        rated predictions become quality examples."""
+        report = self.learner.adopt_round(trained)
+        if not trained.cancelled:
+            self.queries.add_quality_examples(list(trained.quality_examples))
+        return report
 
     def retrain(self, *, progress: Callable[[TrainProgress], None] | None = None,
-                should_stop: Callable[[], bool] | None = None) -> RetrainReport:
+                should_stop: Callable[[], bool] | None = None, rate_quality: bool = True) -> RetrainReport:
         """Fine-tune the active model on every label so far; a new checkpoint on success.
 
         Cancelled or failed rounds leave the previous checkpoint active (training runs
         on a copy). Raises :class:`~napari_alseg.errors.AlsegError` when nothing is labelled yet.
         """
-        return self.adopt_round(self.compute_round(progress=progress, should_stop=should_stop))
+        return self.adopt_round(self.compute_round(progress=progress, should_stop=should_stop,
+                                                   rate_quality=rate_quality))
 
     def validation_metrics(self, net: SegmentationNet) -> dict[str, float]:
         return self.learner.validation_metrics(net)
@@ -346,8 +359,21 @@ class Session:
     def pseudo_label_candidates(self) -> list[Suggestion]:
         return self.queries.pseudo_label_candidates()
 
-    def quality_rows(self) -> list[tuple[str, str, float]]:
+    def quality_rows(self) -> list[tuple[QueryItem, str, float]]:
         return self.queries.quality_rows()
+
+    @property
+    def quality_status(self) -> str:
+        return self.queries.quality_status
+
+    @property
+    def quality_note(self) -> str:
+        return self.queries.quality_note
+
+    @property
+    def quality_basis(self) -> int:
+        """How many predictions of known Dice the current quality ratings rest on."""
+        return self.queries.quality_basis
 
     @property
     def n_quality_examples(self) -> int:

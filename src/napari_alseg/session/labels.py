@@ -103,10 +103,14 @@ class LabelsView:
 
     def training_items(self) -> list[TrainingItem]:
         """A snapshot of every labelled, non-validation item; edits after this are not seen."""
+        return [item for _key, item in self.keyed_training_items()]
+
+    def keyed_training_items(self) -> list[tuple[QueryItem, TrainingItem]]:
+        """:meth:`training_items` with the case (3D) or slice (2D) each one is."""
         from ..model import TrainingItem
 
         held_out = self.held_out()
-        items: list[TrainingItem] = []
+        items: list[tuple[QueryItem, TrainingItem]] = []
         for record in self.project.cases:
             snapshot = self.project.current_labels(record.name)
             if snapshot is None or not snapshot.labelled.any():
@@ -115,15 +119,16 @@ class LabelsView:
             image = self.case_image(record.name)
             if self.spatial_dims == 3:
                 if (record.name, None) not in held_out:
-                    items.append(TrainingItem(image, snapshot.data, snapshot.labelled,
-                                              pseudo_label=None in pseudo))
+                    items.append((QueryItem(record.name), TrainingItem(image, snapshot.data, snapshot.labelled,
+                                                                       pseudo_label=None in pseudo)))
                 continue
             allowed = self.allowed_classes(record.name)
             for n in np.flatnonzero(snapshot.labelled.any(axis=(1, 2))):
                 if (record.name, int(n)) in held_out:
                     continue
-                items.append(TrainingItem(image[:, n], snapshot.data[n], snapshot.labelled[n],
-                                          allowed[n], pseudo_label=int(n) in pseudo or None in pseudo))
+                items.append((QueryItem(record.name, int(n)),
+                              TrainingItem(image[:, n], snapshot.data[n], snapshot.labelled[n],
+                                           allowed[n], pseudo_label=int(n) in pseudo or None in pseudo)))
         return items
 
     def all_images(self) -> LazyImages:

@@ -13,13 +13,13 @@ torch is imported only by the methods that need a model.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ..domain import CASE
+from ..domain import CASE, QueryItem
 from ..errors import AlsegError
 from ..metrics import class_means, dice_per_class, mean_dice
 from ..plan import PLAN_SETTING, Fingerprint, TrainingPlan, fingerprint, inference_patch, make_plan, stored_plan
@@ -28,9 +28,11 @@ from .labels import LabelsView
 from .settings import SessionSettings
 
 if TYPE_CHECKING:
-    from ..model import ModelSpec, SegmentationNet, TrainConfig, TrainProgress
+    from ..model import ModelSpec, SegmentationNet, TrainConfig, TrainingItem, TrainProgress
 
 MIN_LABELLED_ITEMS = 1
+QUALITY_FOLDS = 2  # k of the k-fold that rates labelled items out of fold (each fold: one more fine-tune)
+QUALITY_EXAMPLES_WANTED = 12  # the k-fold runs only while fewer rated predictions than this are known
 
 
 @dataclass(frozen=True)
@@ -57,6 +59,7 @@ class TrainedRound:
     n_items: int
     metrics: dict[str, Any] = field(default_factory=dict)
     warnings: tuple[str, ...] = ()
+    quality_examples: tuple[tuple[QueryItem, np.ndarray, float], ...] = ()
 
     @property
     def cancelled(self) -> bool:
@@ -183,15 +186,21 @@ class Learner:
     # ------------------------------------------------------------------ training
 
     def compute_round(self, *, progress: Callable[[TrainProgress], None] | None = None,
-                      should_stop: Callable[[], bool] | None = None) -> TrainedRound:
+                      should_stop: Callable[[], bool] | None = None, unseen: Collection[QueryItem] = (),
+                      known_examples: int | None = None) -> TrainedRound:
         """Fine-tune the active model on a snapshot of every label so far; nothing is saved.
 
+        Also rates predictions of known Dice for the quality predictor, at no cost to the
+        annotator (:meth:`quality_examples`): ``unseen`` are items the active model rated
+        before they were labelled; ``known_examples`` (None: no quality rating wanted) how
+        many rated predictions the project already has.
         Safe in a worker thread: reads the project, writes nothing. Raises
         :class:`AlsegError` when nothing is labelled yet.
         """
         from ..model import fine_tune
 
-        items = self.view.training_items()
+        keyed = self.view.keyed_training_items()
+        items = [item for _key, item in keyed]
         if len(items) < MIN_LABELLED_ITEMS:
             unit = CASE if self.view.spatial_dims == 3 else "slice or ROI"
             raise AlsegError(f"no labelled data yet: submit at least {MIN_LABELLED_ITEMS} labelled "
@@ -209,7 +218,74 @@ class Learner:
             metrics.update(self.label_metrics(trained))
         metrics["n_items"] = len(items)
         warnings = tuple(str(w) for w in result.metrics.get("warnings") or [])
-        return TrainedRound(base_version, trained, net.spec, result.steps_done, len(items), metrics, warnings)
+        examples: list[tuple[QueryItem, np.ndarray, float]] = []
+        if known_examples is not None:
+            examples = self.quality_examples(keyed, trained, self.current_net(), unseen, known_examples,
+                                             should_stop=should_stop)
+            metrics["quality_examples_rated"] = len(examples)
+        return TrainedRound(base_version, trained, net.spec, result.steps_done, len(items), metrics, warnings,
+                            tuple(examples))
+
+    def quality_examples(self, keyed: Sequence[tuple[QueryItem, TrainingItem]], trained: SegmentationNet,
+                         base: SegmentationNet | None, unseen: Collection[QueryItem], known: int, *,
+                         should_stop: Callable[[], bool] | None = None) -> list[tuple[QueryItem, np.ndarray, float]]:
+        """``(item, quality features, true Dice)`` of predictions by models that never trained
+        on the item, for the quality predictor (METHODS A needs known Dice; the annotator
+        gives nothing extra):
+
+        - the ``trained`` model on the validation split, against its annotations or else
+          the ground truth (as :meth:`validation_metrics`);
+        - free: the round's base model on fully labelled items it rated while unlabelled
+          (``unseen``: labelled since that model was trained), one prediction each;
+        - while fewer than :data:`QUALITY_EXAMPLES_WANTED` are known (``known`` plus these),
+          a :data:`QUALITY_FOLDS`-fold of this round's fine-tune: each fold trains from the
+          same base with the same settings on the other items and rates its own (contiguous
+          slices of a stack fold together, so a neighbour slice seen in training does not
+          flatter its neighbour). Costs one fine-tune per fold (measured in the README).
+
+        The trained model itself is never rated on its own training items (that would be
+        training Dice, not quality).
+        """
+        from ..model import fine_tune
+        from ..scoring import rated_prediction
+
+        eligible = [(key, item) for key, item in keyed if item.labelled_mask.all() and not item.pseudo_label]
+        options = {"spatial_dims": self.view.spatial_dims, "patch_size": self.inference_patch,
+                   "device": self.settings.device, "seed": self.settings.seed}
+        n_classes = self.project.n_classes
+        examples: dict[QueryItem, tuple[np.ndarray, float]] = {}
+        for case, slice_index in self.project.validation_items():
+            reference = self.view.reference_labels(case)
+            if reference is None:
+                continue
+            image = self.view.case_image(case)
+            if slice_index is not None:
+                image, reference = image[:, slice_index], reference[slice_index]
+            examples[QueryItem(case, slice_index)] = rated_prediction(trained, image, reference, n_classes, **options)
+        if base is not None:
+            for key, item in eligible:
+                if key in unseen:
+                    examples[key] = rated_prediction(base, item.image, item.labels, n_classes, **options)
+        folds = min(QUALITY_FOLDS, len(eligible))
+        if folds >= 2 and known + len(examples) < QUALITY_EXAMPLES_WANTED:
+            start = base or self.initial_net()
+            order = sorted(range(len(eligible)), key=lambda i: (eligible[i][0].case, eligible[i][0].slice_index or 0))
+            for fold in range(folds):
+                held = {order[i] for i in range(len(order)) if i * folds // len(order) == fold}
+                held_keys = {eligible[i][0] for i in held}
+                train = [item for key, item in keyed if key not in held_keys]
+                if not train:
+                    continue
+                result = fine_tune(start, train, self.round_config(), should_stop=should_stop)
+                if result.cancelled or result.state_dict is None:
+                    break
+                fold_net = start.spec.build()
+                fold_net.load_state_dict(result.state_dict)
+                for i in sorted(held):
+                    key, item = eligible[i]
+                    examples.setdefault(key, rated_prediction(fold_net, item.image, item.labels, n_classes,
+                                                              **options))
+        return [(key, features, dice) for key, (features, dice) in examples.items()]
 
     def adopt_round(self, trained: TrainedRound) -> RetrainReport:
         """Save and record a trained round's checkpoint: it becomes the active model (main thread).

@@ -19,7 +19,8 @@ import numpy as np
 
 from ..domain import (
     CASE, NEED_BOOTSTRAP, NEED_EFFORT, NEED_MC, NEED_MODEL, NEED_QUALITY, QUALITY_CLASS_NAMES,
-    QUALITY_PROBABILITY_TERMS, ROI, SLICE, TERM_EFFORT_MM, TERM_EFFORT_S, TERM_QUALITY_CLASS, QueryItem,
+    QUALITY_PROBABILITY_TERMS, ROI, SLICE, TERM_EFFORT_MM, TERM_EFFORT_S, TERM_QUALITY_CLASS,
+    TERM_QUALITY_EXAMPLES, QueryItem,
 )
 from ..metrics import dice_per_class, mean_dice
 from ..store import Project, ScoredItem
@@ -31,7 +32,6 @@ from .settings import SessionSettings
 
 if TYPE_CHECKING:
     from ..pool import PoolScores
-    from ..quality import QualityPredictor
 
 
 @dataclass(frozen=True)
@@ -83,7 +83,7 @@ class Queries:
         needs = set(get_strategy(self.settings.strategy).needs)
         if self.learner.current_net() is not None and for_display:
             needs |= {NEED_MODEL, NEED_MC}
-            if self.project.granularity == CASE:
+            if self.pool_granularity != ROI:  # cases, or the slices of a 2D stack
                 needs.add(NEED_QUALITY)
         if self.pool_granularity == ROI:
             needs.add(NEED_EFFORT)
@@ -102,7 +102,7 @@ class Queries:
 
         with self._lock:
             mark = len(self._handled)
-            examples = list(self._quality_examples.values())
+            examples = [(item, features, dice) for item, (features, dice) in self._quality_examples.items()]
         net = self.learner.current_net()
         needs = self.scoring_needs(for_display=for_display)
         bootstrap = None
@@ -112,7 +112,7 @@ class Queries:
         request = ScoreRequest(
             net, net.spec if net is not None else None, self.view.all_images(), self.view.all_labels(),
             granularity=self.pool_granularity, n_classes=self.project.n_classes, needs=needs,
-            bootstrap_nets=bootstrap, quality_model=self._quality_model(examples) if NEED_QUALITY in needs else None,
+            bootstrap_nets=bootstrap, quality_examples=examples if NEED_QUALITY in needs else (),
             validation=self.view.validation_query_items(), model_version=self.learner.model_version,
             device=self.settings.device, allowed=self.view.all_allowed(), effort=self.accounting.effort_model(),
             seconds_model=self.accounting.seconds_model(), spacing=self.view.all_spacings(),
@@ -126,7 +126,7 @@ class Queries:
         quality examples, keep its VAE, and leave out what was handled since it was computed."""
         pool = result.pool
         self._vae = result.vae or self._vae
-        self._add_quality_examples(pool.quality_examples)
+        self.add_quality_examples(pool.quality_examples)
         if pool.model_version is not None:
             self.project.store_scores(pool.model_version, pool.to_scored_items())
         with self._lock:
@@ -190,17 +190,48 @@ class Queries:
         pool = self._usable_pool()
         return [s for s in pseudo_label_candidates(pool) if s.item not in self._left_out]
 
-    def quality_rows(self) -> list[tuple[str, str, float]]:
-        """``(case, predicted quality class, its probability)`` of every scored candidate."""
+    def quality_rows(self) -> list[tuple[QueryItem, str, float]]:
+        """``(item, predicted quality class, its probability)`` of every rated candidate (cases,
+        or slices of a stack), not those submitted or skipped since the scoring."""
         pool = self._usable_pool()
         rows = []
         for item in pool.candidates:
             terms = pool.terms.get(item, {})
             quality = terms.get(TERM_QUALITY_CLASS, float("nan"))
-            if np.isfinite(quality):
+            if np.isfinite(quality) and item not in self._left_out:
                 probability = terms.get(QUALITY_PROBABILITY_TERMS[int(quality)], float("nan"))
-                rows.append((item.case, QUALITY_CLASS_NAMES[int(quality)], float(probability)))
+                rows.append((item, QUALITY_CLASS_NAMES[int(quality)], float(probability)))
         return rows
+
+    @property
+    def quality_status(self) -> str:
+        """Why the current pool's quality is unknown; "" when it is rated (or not asked for)."""
+        pool = self._pool
+        return pool.quality_status if pool is not None and pool.model_version == self.learner.model_version else ""
+
+    @property
+    def quality_note(self) -> str:
+        """A caveat on the current ratings ("" when each is read from its own prediction)."""
+        pool = self._pool
+        return pool.quality_note if pool is not None and pool.model_version == self.learner.model_version else ""
+
+    @property
+    def quality_basis(self) -> int:
+        """How many predictions of known Dice the current ratings rest on (0: none rated)."""
+        pool = self._pool
+        if pool is None or pool.model_version != self.learner.model_version:
+            return 0
+        counts = [terms.get(TERM_QUALITY_EXAMPLES, np.nan) for terms in pool.terms.values()]
+        counts = [c for c in counts if np.isfinite(c)]
+        return int(counts[0]) if counts else 0
+
+    def unseen_items(self) -> set[QueryItem]:
+        """Items the active model rated as unlabelled candidates: it never trained on them, so
+        its prediction of each one labelled since has an honest, free Dice."""
+        pool = self._pool
+        if pool is None or pool.model_version is None or pool.model_version != self.learner.model_version:
+            return set()
+        return set(pool.candidates)
 
     def _usable_pool(self) -> PoolScores:
         """The adopted pool while it fits the model and strategy, else a model-free one (cheap)."""
@@ -232,7 +263,8 @@ class Queries:
 
     @property
     def n_quality_examples(self) -> int:
-        """Predictions whose true Dice is known: what the quality predictor learns from."""
+        """Predictions whose true Dice is known (validation, out of fold, corrections): what
+        the quality predictor learns from, one per item (the newest)."""
         return len(self._quality_examples)
 
     def correction_submitted(self, item: QueryItem, original: np.ndarray, labels: np.ndarray) -> None:
@@ -241,9 +273,9 @@ class Queries:
         if pool is None or item not in pool.quality_features:
             return
         dice = mean_dice(dice_per_class(np.asarray(original), np.asarray(labels), self.project.n_classes))
-        self._add_quality_examples([(item, pool.quality_features[item], 1.0 if np.isnan(dice) else dice)])
+        self.add_quality_examples([(item, pool.quality_features[item], 1.0 if np.isnan(dice) else dice)])
 
-    def _add_quality_examples(self, examples: list[tuple[QueryItem, np.ndarray, float]]) -> None:
+    def add_quality_examples(self, examples: list[tuple[QueryItem, np.ndarray, float]]) -> None:
         """Remember (and store, so the next session starts with them) predictions of known Dice."""
         if not examples:
             return
@@ -251,13 +283,3 @@ class Queries:
         with self._lock:
             for item, features, dice in examples:
                 self._quality_examples[item] = (features, dice)
-
-    def _quality_model(self, examples: list[tuple[np.ndarray, float]]) -> QualityPredictor:
-        """Fitted on every prediction whose true Dice is known so far (validation, corrections)."""
-        from ..quality import QualityPredictor
-
-        predictor = QualityPredictor(seed=self.settings.seed)
-        if examples:
-            predictor.fit(np.stack([features for features, _dice in examples]),
-                          np.array([dice for _features, dice in examples]))
-        return predictor

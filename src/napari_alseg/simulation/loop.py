@@ -208,7 +208,7 @@ def _retrain(session: Session, seed: int) -> None:
     import torch
 
     torch.manual_seed(seed)
-    session.retrain()
+    session.retrain(rate_quality=False)  # no out-of-fold quality rating: nothing shows it, and it costs folds
 
 
 def _submitted_this_round(session: Session) -> int:

@@ -1,0 +1,112 @@
+"""Quality ratings from the first retrain (issue 14 item 3): examples of known Dice without extra work."""
+
+import numpy as np
+import pytest
+import synthetic_cases
+
+import napari_alseg.scoring as scoring
+from napari_alseg.domain import QUALITY_CLASS_NAMES, TERM_QUALITY_EXAMPLES
+from napari_alseg.session import Session
+from napari_alseg.session.learner import QUALITY_FOLDS
+from napari_alseg.store import Project
+
+from synthetic_cases import tiny_config
+
+pytestmark = pytest.mark.usefixtures("model_backend")
+
+
+def make_source(root, *, granularity, n_cases, shape):
+    return synthetic_cases.make_source(root, granularity=granularity, n_cases=n_cases, shape=shape,
+                                       classes=synthetic_cases.BLOB_CLASSES, drift=False)
+
+
+@pytest.fixture
+def rated_nets(monkeypatch):
+    """Every net :func:`rated_prediction` is asked to rate, with the item it rates."""
+    seen = []
+    original = scoring.rated_prediction
+
+    def recording(net, image, labels, n_classes, **options):
+        seen.append((net, image))
+        return original(net, image, labels, n_classes, **options)
+
+    monkeypatch.setattr(scoring, "rated_prediction", recording)
+    return seen
+
+
+def test_one_retrain_rates_every_unlabelled_case_and_says_on_how_many_examples(tmp_path, rated_nets):
+    source = make_source(tmp_path / "source", granularity="case", n_cases=8, shape=(8, 24, 24))
+    project = Project.create(tmp_path / "project", source, annotator="dr-q", seed=3, validation_fraction=0.25)
+    validation = project.validation_cases()
+    training = [c.name for c in project.cases if c.name not in validation]
+    labelled, unlabelled = training[:4], training[4:]
+    with Session(project, annotator="dr-q", train_config=tiny_config(steps=2, batch_size=1)) as session:
+        for case in labelled:
+            session.submit(case, project.ground_truth(case), seconds_active=30)
+        trained = session.compute_round()
+        expected = len(labelled) + len(validation)
+        assert trained.metrics["quality_examples_rated"] == expected  # each labelled case out of fold, once
+        validation_images = [session.view.case_image(case) for case in validation]
+        for net, image in rated_nets:  # the round's model rates the validation split, never its own training items
+            assert (net is trained.net) == any(np.array_equal(image, v) for v in validation_images)
+        assert len({id(net) for net, _image in rated_nets}) == QUALITY_FOLDS + 1
+        session.adopt_round(trained)
+        session.rescore()
+        assert session.n_quality_examples == expected
+        rows = session.quality_rows()
+        assert sorted(item.case for item, _quality, _p in rows) == sorted(unlabelled)
+        assert all(quality in QUALITY_CLASS_NAMES and 0.0 <= p <= 1.0 for _item, quality, p in rows)
+        assert session.quality_basis == expected and session.quality_status == ""
+        suggestion = session.suggest(1)[0]
+        assert suggestion.terms[TERM_QUALITY_EXAMPLES] == expected
+    with Session.open(tmp_path / "project", annotator="dr-q") as reopened:
+        assert reopened.n_quality_examples == expected
+
+
+def test_the_previous_model_rates_cases_labelled_since_for_free(tmp_path, rated_nets):
+    source = make_source(tmp_path / "source", granularity="case", n_cases=8, shape=(8, 24, 24))
+    project = Project.create(tmp_path / "project", source, annotator="dr-q", seed=3, validation_fraction=0.25)
+    training = [c.name for c in project.cases if c.name not in project.validation_cases()]
+    with Session(project, annotator="dr-q", train_config=tiny_config(steps=2, batch_size=1)) as session:
+        session.submit(training[0], project.ground_truth(training[0]), seconds_active=30)
+        session.retrain()  # one labelled case: no fold to hold out, the validation split only
+        assert session.n_quality_examples == len(project.validation_cases())
+        session.rescore()
+        base = session.current_net()
+        session.submit(training[1], project.ground_truth(training[1]), seconds_active=30)
+        rated_nets.clear()
+        trained = session.compute_round()
+        # the model that rated training[1] while it was unlabelled, once, after the validation split
+        assert [net is base for net, _image in rated_nets].count(True) == 1
+        rated = {item.case for item, _f, _d in trained.quality_examples}
+        assert rated == {training[0], training[1], *project.validation_cases()}
+
+
+def test_a_slice_project_rates_its_slices(tmp_path):
+    source = make_source(tmp_path / "source", granularity="slice", n_cases=1, shape=(10, 32, 32))
+    project = Project.create(tmp_path / "project", source, annotator="dr-q", seed=1)
+    held_out = {n for _case, n in project.validation_items()}
+    truth = project.ground_truth("case_000")
+    labelled = [n for n in range(10) if n not in held_out][:4]
+    with Session(project, annotator="dr-q", strategy="mc-dropout-top", train_config=tiny_config()) as session:
+        for n in labelled:
+            session.submit("case_000", truth[n], slice_index=n, seconds_active=3)
+        session.retrain()
+        session.rescore()
+        rows = session.quality_rows()
+        assert rows and all(item.slice_index is not None and item.slice_index not in labelled
+                            for item, _q, _p in rows)
+        assert session.quality_basis == session.n_quality_examples >= len(labelled)
+
+
+def test_a_simulated_round_skips_the_folds(tmp_path):
+    source = make_source(tmp_path / "source", granularity="case", n_cases=6, shape=(8, 24, 24))
+    project = Project.create(tmp_path / "project", source, annotator="dr-q", seed=3, validation_fraction=0.2)
+    training = [c.name for c in project.cases if c.name not in project.validation_cases()]
+    with Session(project, annotator="dr-q", train_config=tiny_config(steps=2, batch_size=1)) as session:
+        for case in training[:3]:
+            session.submit(case, project.ground_truth(case), seconds_active=30)
+        trained = session.compute_round(rate_quality=False)
+        assert trained.quality_examples == () and "quality_examples_rated" not in trained.metrics
+        np.testing.assert_array_equal(session.view.training_items()[0].labels,
+                                      project.ground_truth(training[0]))
