@@ -11,7 +11,7 @@ from ..strategies import Suggestion
 SHOWN_TERMS = {domain.TERM_MC_TOP: "uncertainty (MC top 0.1 %)", domain.TERM_ENTROPY: "entropy",
                domain.TERM_MARGIN: "margin", domain.TERM_DICE_GAP: "Dice gap 1−D̃",
                domain.TERM_EFFORT_PX: "effort px", domain.TERM_EFFORT_MM: "effort mm",
-               domain.TERM_EFFORT_S: "est. seconds", domain.TERM_QUALITY_PROB: "quality probability"}
+               domain.TERM_EFFORT_S: "est. seconds"}  # quality: its class, probability and basis together
 
 
 def item_text(item: QueryItem, class_names) -> str:
@@ -38,6 +38,18 @@ def quality_text(terms) -> str:
     return domain.QUALITY_CLASS_NAMES[int(quality)] if np.isfinite(quality) else ""
 
 
+def quality_detail(terms) -> str:
+    """`` (p 0.72, from 9 rated predictions)``: the rating's probability and what it rests on."""
+    probability = terms.get(domain.TERM_QUALITY_PROB, float("nan"))
+    n_examples = terms.get(domain.TERM_QUALITY_EXAMPLES, float("nan"))
+    parts = []
+    if np.isfinite(probability):
+        parts.append(f"p {probability:.2f}")
+    if np.isfinite(n_examples):
+        parts.append(f"from {int(n_examples)} rated prediction{'s' if int(n_examples) != 1 else ''}")
+    return f" ({', '.join(parts)})" if parts else ""
+
+
 def describe(suggestion: Suggestion, class_names) -> str:
     """The suggestion and the numbers behind it, for the annotator to judge (rich text)."""
     terms = suggestion.terms
@@ -49,7 +61,7 @@ def describe(suggestion: Suggestion, class_names) -> str:
             lines.append(f"{label}: {value:.3g}")
     quality = quality_text(terms)
     if quality:
-        lines.append(f"predicted quality: {quality}")
+        lines.append(f"predicted quality: {quality}{quality_detail(terms)}")
     if suggestion.message:
         lines.append(f"<i>{suggestion.message}</i>")
     return "<br>".join(lines)

@@ -1,11 +1,16 @@
-"""The Review tab: predicted quality of each unlabelled case; accept, edit or reject it."""
+"""The Review tab: predicted quality of each unlabelled case (or slice); accept, edit or reject it."""
 
 from __future__ import annotations
 
 from qtpy.QtWidgets import QHBoxLayout, QLabel, QPushButton, QVBoxLayout, QWidget
 
-from ..domain import CASE
+from ..domain import CASE, ROI, QueryItem
+from ..strategies import Suggestion
+from .describe import item_text
+from .settings import CORRECT
 from .tables import fill_table, make_table, selected_key
+
+BANDS = "Poor (Dice < 0.6), Acceptable with adjustments (0.6–0.8), Acceptable (> 0.8)"
 
 
 class ReviewTab(QWidget):
@@ -13,17 +18,19 @@ class ReviewTab(QWidget):
         super().__init__()
         self.controller = controller
         layout = QVBoxLayout(self)
-        note = QLabel("Predicted quality of each unlabelled case's segmentation: Poor (Dice < 0.6), "
-                      "Acceptable with adjustments (0.6–0.8), Acceptable (> 0.8).")
-        note.setWordWrap(True)
-        layout.addWidget(note)
-        self.review_table = make_table(["case", "predicted quality", "probability"])
+        self.note = QLabel(f"Predicted quality of each unlabelled case's segmentation: {BANDS}.")
+        self.note.setWordWrap(True)
+        layout.addWidget(self.note)
+        self.basis_label = QLabel("")
+        self.basis_label.setWordWrap(True)
+        layout.addWidget(self.basis_label)
+        self.review_table = make_table(["item", "predicted quality", "probability"])
         layout.addWidget(self.review_table)
         row = QHBoxLayout()
         self.accept_button = QPushButton("Accept")
         self.accept_button.clicked.connect(lambda: self._with_selected(controller.accept_case))
         self.edit_button = QPushButton("Edit")
-        self.edit_button.clicked.connect(lambda: self._with_selected(controller.edit_case))
+        self.edit_button.clicked.connect(lambda: self._with_selected(self._edit))
         self.reject_button = QPushButton("Reject")
         self.reject_button.clicked.connect(lambda: self._with_selected(controller.reject_case))
         for button in (self.accept_button, self.edit_button, self.reject_button):
@@ -38,26 +45,60 @@ class ReviewTab(QWidget):
         self._enable(False)
 
     def _with_selected(self, verb) -> None:
-        case = selected_key(self.review_table)
-        if case is None:
-            self.controller.warning.emit("Select a case in the table first.")
+        key = selected_key(self.review_table)
+        if key is None:
+            self.controller.warning.emit("Select a row in the table first.")
             return
-        verb(case)
+        verb(key)
+
+    def _edit(self, key) -> None:
+        """A case opens through the controller; a slice opens on that slice."""
+        if not isinstance(key, QueryItem):
+            self.controller.edit_case(key)
+            return
+        self.controller.loop.mode = CORRECT
+        self.controller.annotate_requested.emit()
+        self.controller.editor.go(Suggestion(key, float("nan"), "review", {}, None))
 
     def _show_review(self) -> None:
         session = self.controller.session
+        cases = session.project.granularity == CASE
+        names = [c.name for c in session.project.classes]
+        unit = "case" if cases else "slice"
+        self.note.setText(f"Predicted quality of each unlabelled {unit}'s segmentation: {BANDS}.")
         rows = session.quality_rows()
-        fill_table(self.review_table, [(case, quality, prob) for case, quality, prob in rows],
-                   [case for case, _q, _p in rows])
-        if rows:
+        keys = [item.case if cases else item for item, _q, _p in rows]
+        fill_table(self.review_table, [(item_text(item, names), quality, prob) for item, quality, prob in rows],
+                   keys)
+        self.basis_label.setText(basis_text(session.quality_basis, session.quality_note) if rows else "")
+        for button in (self.accept_button, self.reject_button):  # pseudo-labels are whole cases
+            button.setEnabled(cases and bool(rows))
+        self.edit_button.setEnabled(bool(rows))
+        if rows and cases:
             self.review_note.setText("Accept stores the prediction as a pseudo-label; Edit opens it for "
                                      "correction; Reject keeps the case for the annotator.")
-        elif session.project.granularity != CASE:
-            self.review_note.setText("Quality review rates whole 3D cases; this project annotates slices.")
+        elif rows:
+            self.review_note.setText("Edit opens the slice with the model's prediction for correction; "
+                                     "pseudo-labels (Accept) are for whole cases.")
+        elif session.queries.pool_granularity == ROI:
+            self.review_note.setText("Quality review rates whole slices; the active strategy ranks ROIs. "
+                                     "Choose a slice or case strategy to see ratings.")
         else:
-            self.review_note.setText("No quality ratings yet: they appear after a retrain once enough "
-                                     "predictions have a known Dice (validation cases, corrections).")
+            status = session.quality_status
+            self.review_note.setText(
+                f"No quality ratings yet ({status.removeprefix('quality unknown: ')}). " if status else
+                "No quality ratings yet. ")
+            self.review_note.setText(self.review_note.text() + (
+                "They appear after a retrain: the validation split and each labelled item, rated by a "
+                "model that never trained on it, give the predictions of known Dice they rest on."))
 
     def _enable(self, enabled: bool) -> None:
         for button in (self.accept_button, self.edit_button, self.reject_button):
             button.setEnabled(enabled)
+
+
+def basis_text(n_examples: int, note: str) -> str:
+    """How many predictions of known Dice the ratings rest on, and any caveat."""
+    text = (f"Rated from {n_examples} prediction{'s' if n_examples != 1 else ''} of known Dice "
+            "(validation split, labelled items rated out of fold, corrections).")
+    return f"{text} <i>Note: {note}.</i>" if note else text

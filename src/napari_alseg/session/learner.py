@@ -13,6 +13,7 @@ torch is imported only by the methods that need a model.
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
@@ -220,9 +221,11 @@ class Learner:
         warnings = tuple(str(w) for w in result.metrics.get("warnings") or [])
         examples: list[tuple[QueryItem, np.ndarray, float]] = []
         if known_examples is not None:
+            started = time.perf_counter()
             examples = self.quality_examples(keyed, trained, self.current_net(), unseen, known_examples,
                                              should_stop=should_stop)
             metrics["quality_examples_rated"] = len(examples)
+            metrics["quality_rating_s"] = time.perf_counter() - started
         return TrainedRound(base_version, trained, net.spec, result.steps_done, len(items), metrics, warnings,
                             tuple(examples))
 
