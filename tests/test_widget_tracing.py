@@ -200,3 +200,20 @@ def test_the_heat_map_reads_at_a_glance_range_legend_and_profile(widget, qtbot, 
     assert viewer.dims.point[0] == pytest.approx(record.origin[0] + 26 * record.spacing[0])
     widget.annotate_tab.heat_check.setChecked(False)
     assert profile.isHidden() and f"{case} · uncertainty" not in viewer.layers
+
+
+def test_closing_with_the_heat_map_shown_raises_nothing(widget, qtbot, monkeypatch):
+    from napari_alseg.session import Session
+
+    session, viewer = widget.controller.session, widget.viewer
+    editing = open_first(widget, qtbot)
+    values = np.zeros(session.project.case(editing.item.case).shape, np.float32)
+    values[5, 5, 5] = 1.0
+    monkeypatch.setattr(Session, "model_version", property(lambda self: "v0001"))
+    monkeypatch.setattr(session, "uncertainty_map", lambda name, **_: values)
+    widget.annotate_tab.heat_check.setChecked(True)
+    qtbot.waitUntil(lambda: widget.annotate_tab.profile.scale is not None and no_jobs(widget), timeout=60_000)
+    raised = []
+    monkeypatch.setattr("napari.utils.events.event._handle_exception", lambda *a, **k: raised.append(a))
+    widget.controller.close_project()
+    assert raised == [] and widget.annotate_tab.profile.isHidden() and not viewer.layers

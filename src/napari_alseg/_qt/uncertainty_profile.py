@@ -40,6 +40,7 @@ class UncertaintyProfile(QWidget):
         self._marker = None
         self.canvas.mpl_connect("button_press_event", self._clicked)
         controller.heat_map_changed.connect(self.show_scale)
+        controller.project_closed.connect(lambda: self.show_scale(None))
         controller.viewer.dims.events.current_step.connect(self._slice_moved)
         self.show_scale(None)
 
@@ -65,20 +66,22 @@ class UncertaintyProfile(QWidget):
 
     def _current_slice(self) -> int:
         editing = self.controller.editor.editing
-        if editing is None:
+        if editing is None or self.controller.session is None:
             return 0
         record = self.controller.session.project.case(editing.item.case)
         world = float(self.controller.viewer.dims.point[0])
         return int(round((world - record.origin[0]) / record.spacing[0]))
 
     def _slice_moved(self, _event=None) -> None:
+        if self.controller.session is None:  # closing: the layers go after the session
+            return
         if self._marker is not None and self.controller.editor.editing is not None:
             self._marker.set_xdata([self._current_slice()] * 2)
             self.canvas.draw_idle()
 
     def _clicked(self, event) -> None:
         editing = self.controller.editor.editing
-        if event.xdata is None or self.scale is None or editing is None:
+        if event.xdata is None or self.scale is None or editing is None or self.controller.session is None:
             return
         k = int(np.clip(round(event.xdata), 0, len(self.scale.profile) - 1))
         record = self.controller.session.project.case(editing.item.case)
