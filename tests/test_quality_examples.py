@@ -43,7 +43,11 @@ def test_one_retrain_rates_every_unlabelled_case_and_says_on_how_many_examples(t
     with Session(project, annotator="dr-q", train_config=tiny_config(steps=2, batch_size=1)) as session:
         for case in labelled:
             session.submit(case, project.ground_truth(case), seconds_active=30)
-        trained = session.compute_round()
+        reports = []
+        trained = session.compute_round(progress=reports.append)
+        # one bar over the round and its folds
+        assert {r.total_steps for r in reports} == {2 * (QUALITY_FOLDS + 1)}
+        assert [r.step for r in reports] == list(range(1, 2 * (QUALITY_FOLDS + 1) + 1))
         expected = len(labelled) + len(validation)
         assert trained.metrics["quality_examples_rated"] == expected  # each labelled case out of fold, once
         validation_images = [session.view.case_image(case) for case in validation]

@@ -208,7 +208,9 @@ class Learner:
                              f"{unit} (outside the validation split) before retraining")
         base_version = self.model_version
         net = self.current_net() or self.initial_net()
-        result = fine_tune(net, items, self.round_config(), progress=progress, should_stop=should_stop)
+        folds = 0 if known_examples is None else self.quality_folds(keyed, unseen, known_examples)
+        result = fine_tune(net, items, self.round_config(), progress=_stage(progress, 0, folds + 1),
+                           should_stop=should_stop)
         if result.cancelled or result.state_dict is None:
             return TrainedRound(base_version, None, net.spec, result.steps_done, len(items))
         trained = net.spec.build()
@@ -223,7 +225,7 @@ class Learner:
         if known_examples is not None:
             started = time.perf_counter()
             examples = self.quality_examples(keyed, trained, self.current_net(), unseen, known_examples,
-                                             should_stop=should_stop)
+                                             should_stop=should_stop, progress=progress)
             metrics["quality_examples_rated"] = len(examples)
             metrics["quality_rating_s"] = time.perf_counter() - started
         return TrainedRound(base_version, trained, net.spec, result.steps_done, len(items), metrics, warnings,
@@ -231,7 +233,9 @@ class Learner:
 
     def quality_examples(self, keyed: Sequence[tuple[QueryItem, TrainingItem]], trained: SegmentationNet,
                          base: SegmentationNet | None, unseen: Collection[QueryItem], known: int, *,
-                         should_stop: Callable[[], bool] | None = None) -> list[tuple[QueryItem, np.ndarray, float]]:
+                         should_stop: Callable[[], bool] | None = None,
+                         progress: Callable[[TrainProgress], None] | None = None,
+                         ) -> list[tuple[QueryItem, np.ndarray, float]]:
         """``(item, quality features, true Dice)`` of predictions by models that never trained
         on the item, for the quality predictor (METHODS A needs known Dice; the annotator
         gives nothing extra):
@@ -244,7 +248,9 @@ class Learner:
           a :data:`QUALITY_FOLDS`-fold of this round's fine-tune: each fold trains from the
           same base with the same settings on the other items and rates its own (contiguous
           slices of a stack fold together, so a neighbour slice seen in training does not
-          flatter its neighbour). Costs one fine-tune per fold (measured in the README).
+          flatter its neighbour). Costs one fine-tune per fold, plus one MC-dropout pass per
+          rated item (the demo's first round: 69 s of training, then 205 s of rating).
+          ``progress`` reports the folds as the round's stages 2.. (:func:`_stage`).
 
         The trained model itself is never rated on its own training items (that would be
         training Dice, not quality).
@@ -269,8 +275,8 @@ class Learner:
             for key, item in eligible:
                 if key in unseen:
                     examples[key] = rated_prediction(base, item.image, item.labels, n_classes, **options)
-        folds = min(QUALITY_FOLDS, len(eligible))
-        if folds >= 2 and known + len(examples) < QUALITY_EXAMPLES_WANTED:
+        folds = self.quality_folds(keyed, unseen, known)
+        if folds:
             start = base or self.initial_net()
             order = sorted(range(len(eligible)), key=lambda i: (eligible[i][0].case, eligible[i][0].slice_index or 0))
             for fold in range(folds):
@@ -279,7 +285,8 @@ class Learner:
                 train = [item for key, item in keyed if key not in held_keys]
                 if not train:
                     continue
-                result = fine_tune(start, train, self.round_config(), should_stop=should_stop)
+                result = fine_tune(start, train, self.round_config(), should_stop=should_stop,
+                                   progress=_stage(progress, fold + 1, folds + 1))
                 if result.cancelled or result.state_dict is None:
                     break
                 fold_net = start.spec.build()
@@ -306,6 +313,15 @@ class Learner:
         self.project.record_checkpoint(version, path, metrics=trained.metrics)
         return RetrainReport(version, False, trained.steps_done, trained.n_items, dict(trained.metrics),
                              message="; ".join(trained.warnings))
+
+    def quality_folds(self, keyed: Sequence[tuple[QueryItem, TrainingItem]], unseen: Collection[QueryItem],
+                      known: int) -> int:
+        """How many out-of-fold fine-tunes :meth:`quality_examples` will run (0: none), known
+        before training so the round's progress can count them."""
+        eligible = [key for key, item in keyed if item.labelled_mask.all() and not item.pseudo_label]
+        free = len(self.project.validation_items()) + sum(key in unseen for key in eligible)
+        folds = min(QUALITY_FOLDS, len(eligible))
+        return folds if folds >= 2 and known + free < QUALITY_EXAMPLES_WANTED else 0
 
     def validation_metrics(self, net: SegmentationNet) -> dict[str, float]:
         """Dice on the project's fixed validation split, against annotations or ground truth.
@@ -414,3 +430,19 @@ class Learner:
                              for n in range(image.shape[1])]).astype(np.float32)
         with self._lock:
             return self._uncertainty.setdefault(key, heat)
+
+
+def _stage(progress: Callable[[TrainProgress], None] | None, index: int,
+           stages: int) -> Callable[[TrainProgress], None] | None:
+    """Report fine-tune ``index`` of ``stages`` alike (the round, then its quality folds) as
+    one bar: steps counted across stages, the time left including the stages still to run."""
+    if progress is None or stages <= 1:
+        return progress
+    started = time.perf_counter()
+
+    def report(step: TrainProgress) -> None:
+        stage_seconds = time.perf_counter() - started + step.eta_seconds
+        progress(replace(step, step=index * step.total_steps + step.step, total_steps=stages * step.total_steps,
+                         eta_seconds=step.eta_seconds + (stages - 1 - index) * stage_seconds))
+
+    return report
