@@ -10,9 +10,9 @@ from __future__ import annotations
 from qtpy.QtWidgets import QLabel, QVBoxLayout, QWidget
 
 from .learning_curve import LearningCurve
-from .tables import fill_table, make_table
+from .tables import fill_table, fit_to_width, make_table
 
-HEADERS = ["class", "spent mm", "spent s", "remaining mm", "remaining s (est.)"]
+HEADERS = ["class", "spent mm", "spent s", "left mm", "left s"]
 
 
 class EffortTab(QWidget):
@@ -21,8 +21,10 @@ class EffortTab(QWidget):
         self.controller = controller
         layout = QVBoxLayout(self)
         self.effort_table = make_table(HEADERS, sortable=False)
+        fit_to_width(self.effort_table, stretch_column=0)
         self.effort_table.setToolTip("Boundary traced (mm) and active time (s) so far, and what is left to "
-                                     "trace (METHODS E); 'all classes' is the sum of the rows above")
+                                     "trace (left mm, METHODS E) with its estimated seconds (left s); 'all classes' is the "
+                                     "sum of the rows above")
         layout.addWidget(self.effort_table)
         self.timing_label = QLabel("")
         self.timing_label.setWordWrap(True)

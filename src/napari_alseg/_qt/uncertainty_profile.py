@@ -59,7 +59,8 @@ class UncertaintyProfile(QWidget):
         axes.fill_between(slices, scale.profile, color="tab:orange", alpha=0.6, step="mid")
         axes.set_xlim(-0.5, len(slices) - 0.5)
         axes.set_xlabel("slice", fontsize=7)
-        axes.set_ylabel("mean", fontsize=7)
+        axes.set_ylabel("doubt", fontsize=7)
+        axes.set_yticks([])  # the legend says the units and range; the shape is what matters
         axes.tick_params(labelsize=6)
         self._marker = axes.axvline(self._current_slice(), color="tab:blue", lw=1.2)
         self.canvas.draw_idle()
