@@ -1,5 +1,7 @@
 """Fine-tuning rounds: learning, cancel, NaN, validation, partial labels, user errors."""
 
+import time
+
 import numpy as np
 import pytest
 import torch
@@ -218,10 +220,17 @@ def test_class_aware_crops_use_only_the_delineated_classes_of_partial_labels():
 def test_time_budgeted_round_stops_within_a_few_percent_of_its_budget():
     items = [square_item(seed) for seed in range(3)]
     fine_tune(tiny_net(), items, quick(steps=1))  # first-call set-up is not the budget's business
-    reports = []
-    result = fine_tune(tiny_net(), items, TrainConfig(seconds=4.0, batch_size=2, augment=False),
-                       progress=reports.append)
-    assert 4.0 <= result.metrics["seconds"] <= 4.0 * 1.05  # a step of this net takes well under 0.2 s
+    reports, times = [], []
+
+    def record(report):
+        reports.append(report)
+        times.append(time.perf_counter())
+
+    result = fine_tune(tiny_net(), items, TrainConfig(seconds=4.0, batch_size=2, augment=False), progress=record)
+    # it stops at the first step boundary past the budget: at most one step late (well under
+    # 0.2 s for this net, i.e. 5 %, unless a loaded machine stretches that step)
+    longest_step = float(np.max(np.diff(times))) if len(times) > 1 else 0.0
+    assert 4.0 <= result.metrics["seconds"] <= 4.0 + 1.1 * max(0.2, longest_step)
     assert result.steps_done == len(reports) > 5
     assert reports[-1].eta_seconds == pytest.approx(0.0, abs=0.2)
     assert reports[-1].total_steps == result.steps_done
