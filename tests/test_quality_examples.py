@@ -86,20 +86,22 @@ def test_the_previous_model_rates_cases_labelled_since_for_free(tmp_path, rated_
         assert rated == {training[0], training[1], *project.validation_cases()}
 
 
-def test_a_slice_project_rates_its_slices(tmp_path):
+@pytest.mark.parametrize("strategy", ["mc-dropout-top", "dice-per-effort"])  # slices, ROIs
+def test_a_slice_project_rates_its_slices(tmp_path, strategy):
     source = make_source(tmp_path / "source", granularity="slice", n_cases=1, shape=(10, 32, 32))
     project = Project.create(tmp_path / "project", source, annotator="dr-q", seed=1)
     held_out = {n for _case, n in project.validation_items()}
     truth = project.ground_truth("case_000")
     labelled = [n for n in range(10) if n not in held_out][:4]
-    with Session(project, annotator="dr-q", strategy="mc-dropout-top", train_config=tiny_config()) as session:
+    with Session(project, annotator="dr-q", strategy=strategy, train_config=tiny_config()) as session:
         for n in labelled:
             session.submit("case_000", truth[n], slice_index=n, seconds_active=3)
         session.retrain()
         session.rescore()
         rows = session.quality_rows()
         assert rows and all(item.slice_index is not None and item.slice_index not in labelled
-                            for item, _q, _p in rows)
+                            and item.class_id is None for item, _q, _p in rows)
+        assert len(rows) == 10 - len(labelled) - len(held_out)
         assert session.quality_basis == session.n_quality_examples >= len(labelled)
 
 

@@ -39,7 +39,8 @@ class PoolScores:
     :func:`~napari_alseg.quality.quality_features` of candidates, to pair later with the
     Dice the annotator's correction reveals; ``quality_examples``: (validation item,
     features, true Dice); ``quality_status``: why quality is unknown ("" when rated); ``quality_note``: a caveat on
-    the ratings (e.g. one class only among the examples).
+    the ratings (e.g. one class only among the examples); ``region_quality``: an ROI pool's
+    ratings of its unlabelled slices (quality terms per slice).
     ``vae``: the VAE used, to reuse next round.
     """
 
@@ -64,6 +65,7 @@ class PoolScores:
     quality_examples: list[tuple[QueryItem, np.ndarray, float]] = field(default_factory=list)
     quality_status: str = ""
     quality_note: str = ""
+    region_quality: dict[QueryItem, dict[str, float]] = field(default_factory=dict)
     vae: Any = None
 
     def available(self) -> frozenset[str]:

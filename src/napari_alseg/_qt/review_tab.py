@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from qtpy.QtWidgets import QHBoxLayout, QLabel, QPushButton, QVBoxLayout, QWidget
 
-from ..domain import CASE, ROI, QueryItem
+from ..domain import CASE, QueryItem
 from ..strategies import Suggestion
 from .describe import item_text
 from .settings import CORRECT
@@ -80,9 +80,6 @@ class ReviewTab(QWidget):
         elif rows:
             self.review_note.setText("Edit opens the slice with the model's prediction for correction; "
                                      "pseudo-labels (Accept) are for whole cases.")
-        elif session.queries.pool_granularity == ROI:
-            self.review_note.setText("Quality review rates whole slices; the active strategy ranks ROIs. "
-                                     "Choose a slice or case strategy to see ratings.")
         else:
             status = session.quality_status
             self.review_note.setText(

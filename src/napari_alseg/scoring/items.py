@@ -83,9 +83,8 @@ def regions_to_predict(pool: PoolScores, needs: frozenset[str], validation_regio
 
 
 def quality_regions(scoring: RoundInputs, granularity: str, validation: Collection[QueryItem]) -> list[QueryItem]:
-    """Validation cases (slices) with full labels: their true Dice is an honest quality target."""
-    if granularity == ROI:
-        return []
+    """Validation cases (slices) with full labels: their true Dice is an honest quality target
+    (an ROI pool rates whole slices)."""
     validation = set(validation)
     regions = []
     for case, shape in scoring.shapes.items():

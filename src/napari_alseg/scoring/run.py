@@ -7,7 +7,7 @@ from dataclasses import replace
 
 import numpy as np
 
-from ..domain import NEED_BOOTSTRAP, NEED_FEATURES, NEED_QUALITY, NEED_VAE, QueryItem
+from ..domain import NEED_BOOTSTRAP, NEED_FEATURES, NEED_QUALITY, NEED_VAE, ROI, QueryItem
 from ..image_cache import image_shapes
 from ..pool import PoolScores
 from ..quality import QualityPredictor, prediction_dice, quality_features
@@ -110,10 +110,22 @@ def _score_region(scoring: RoundInputs, pool: PoolScores, region: QueryItem, is_
             features = quality_features(normalised_image(scoring, region), prediction.probs, prediction.variance)
             pool.quality_features[item] = features
             pool.terms[item].update(quality_terms(scoring.quality_model, features))
+    if NEED_QUALITY in scoring.needs and pool.granularity == ROI and items and _unlabelled(scoring, region):
+        # an ROI pool rates its untouched slices whole; each ROI of one carries the slice's rating
+        features = quality_features(normalised_image(scoring, region), prediction.probs, prediction.variance)
+        pool.quality_features[region] = features
+        pool.region_quality[region] = quality_terms(scoring.quality_model, features)
+        for item in items:
+            pool.terms[item].update(pool.region_quality[region])
     if NEED_FEATURES in scoring.needs:
         for item in pool.candidates + pool.labelled:
             if item.region == region:
                 pool.features[item] = prediction.features
+
+
+def _unlabelled(scoring: RoundInputs, region: QueryItem) -> bool:
+    given = scoring.region_labels(region)
+    return given is None or not np.asarray(given[1]).any()
 
 
 def _add_quality_example(scoring: RoundInputs, pool: PoolScores, region: QueryItem,

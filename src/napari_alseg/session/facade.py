@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ..domain import CASE, MANUAL, ROI, QueryItem
+from ..domain import CASE, MANUAL, QueryItem
 from ..errors import AlsegError
 from ..effort import BoundaryLength, EffortModel, SecondsModel
 from ..image_cache import ImageCache
@@ -168,10 +168,10 @@ class Session:
         """Train a round on a snapshot of the labels (a worker may run this); nothing is saved.
 
         ``rate_quality``: also rate predictions of known Dice for the quality predictor
-        (out of fold, :meth:`Learner.quality_examples`) where quality is shown (cases and
-        slices, not ROIs); simulations that do not show it pass False.
+        (out of fold, :meth:`Learner.quality_examples`; cases, or slices); simulations,
+        which do not show it, pass False.
         """
-        wanted = rate_quality and self.queries.pool_granularity != ROI
+        wanted = rate_quality
         return self.learner.compute_round(progress=progress, should_stop=should_stop,
                                           unseen=self.queries.unseen_items() if wanted else (),
                                           known_examples=self.queries.n_quality_examples if wanted else None)

@@ -226,7 +226,7 @@ class Learner:
             started = time.perf_counter()
             examples = self.quality_examples(keyed, trained, self.current_net(), unseen, known_examples,
                                              should_stop=should_stop, progress=progress)
-            metrics["quality_examples_rated"] = len(examples)
+            metrics["quality_examples_rated"], metrics["quality_folds"] = len(examples), folds
             metrics["quality_rating_s"] = time.perf_counter() - started
         return TrainedRound(base_version, trained, net.spec, result.steps_done, len(items), metrics, warnings,
                             tuple(examples))

@@ -83,8 +83,7 @@ class Queries:
         needs = set(get_strategy(self.settings.strategy).needs)
         if self.learner.current_net() is not None and for_display:
             needs |= {NEED_MODEL, NEED_MC}
-            if self.pool_granularity != ROI:  # cases, or the slices of a 2D stack
-                needs.add(NEED_QUALITY)
+            needs.add(NEED_QUALITY)  # cases, or slices of a 2D stack (an ROI pool rates them whole)
         if self.pool_granularity == ROI:
             needs.add(NEED_EFFORT)
         return needs
@@ -194,9 +193,10 @@ class Queries:
         """``(item, predicted quality class, its probability)`` of every rated candidate (cases,
         or slices of a stack), not those submitted or skipped since the scoring."""
         pool = self._usable_pool()
+        rated = pool.region_quality if pool.granularity == ROI else pool.terms
         rows = []
-        for item in pool.candidates:
-            terms = pool.terms.get(item, {})
+        for item in (list(rated) if pool.granularity == ROI else pool.candidates):
+            terms = rated.get(item, {})
             quality = terms.get(TERM_QUALITY_CLASS, float("nan"))
             if np.isfinite(quality) and item not in self._left_out:
                 probability = terms.get(QUALITY_PROBABILITY_TERMS[int(quality)], float("nan"))
@@ -221,7 +221,8 @@ class Queries:
         pool = self._pool
         if pool is None or pool.model_version != self.learner.model_version:
             return 0
-        counts = [terms.get(TERM_QUALITY_EXAMPLES, np.nan) for terms in pool.terms.values()]
+        counts = [terms.get(TERM_QUALITY_EXAMPLES, np.nan) for terms in [*pool.terms.values(),
+                                                                          *pool.region_quality.values()]]
         counts = [c for c in counts if np.isfinite(c)]
         return int(counts[0]) if counts else 0
 
@@ -231,7 +232,7 @@ class Queries:
         pool = self._pool
         if pool is None or pool.model_version is None or pool.model_version != self.learner.model_version:
             return set()
-        return set(pool.candidates)
+        return set(pool.candidates) | set(pool.region_quality)
 
     def _usable_pool(self) -> PoolScores:
         """The adopted pool while it fits the model and strategy, else a model-free one (cheap)."""
