@@ -45,9 +45,9 @@ def test_one_retrain_rates_every_unlabelled_case_and_says_on_how_many_examples(t
             session.submit(case, project.ground_truth(case), seconds_active=30)
         reports = []
         trained = session.compute_round(progress=reports.append)
-        # one bar over the round and its folds
-        assert {r.total_steps for r in reports} == {2 * (QUALITY_FOLDS + 1)}
-        assert [r.step for r in reports] == list(range(1, 2 * (QUALITY_FOLDS + 1) + 1))
+        # one bar over the round (2 steps) and its folds (a quarter of the round: 1 step each)
+        assert {r.total_steps for r in reports} == {2 + QUALITY_FOLDS}
+        assert [r.step for r in reports] == list(range(1, 2 + QUALITY_FOLDS + 1))
         expected = len(labelled) + len(validation)
         assert trained.metrics["quality_examples_rated"] == expected  # each labelled case out of fold, once
         validation_images = [session.view.case_image(case) for case in validation]
@@ -116,3 +116,13 @@ def test_a_simulated_round_skips_the_folds(tmp_path):
         assert trained.quality_examples == () and "quality_examples_rated" not in trained.metrics
         np.testing.assert_array_equal(session.view.training_items()[0].labels,
                                       project.ground_truth(training[0]))
+
+
+def test_a_quality_fold_trains_for_a_quarter_of_the_round():
+    from napari_alseg.model import TrainConfig
+    from napari_alseg.session.learner import QUALITY_FOLD_BUDGET, fold_config
+
+    assert QUALITY_FOLD_BUDGET == 0.25
+    assert fold_config(TrainConfig(steps=40)).steps == 10 and fold_config(TrainConfig(steps=40)).seconds is None
+    assert fold_config(TrainConfig(seconds=120.0)).seconds == 30.0
+    assert fold_config(TrainConfig()).seconds == 30.0  # the default 120 s round

@@ -78,7 +78,7 @@ def test_retrain_versions_a_checkpoint_with_validation_metrics(stack_session):
     assert not report.cancelled and report.model_version == "v0001"
     assert stack_session.model_version == "v0001"
     assert report.steps_done == 4  # the bar goes on through the quality folds (tests/test_quality_examples.py)
-    assert reports[-1].step == reports[-1].total_steps == 4 * (report.metrics["quality_folds"] + 1)
+    assert reports[-1].step == reports[-1].total_steps == 4 + 1 * report.metrics["quality_folds"]  # folds: 1/4
     assert 0.0 <= report.metrics["val_dice"] <= 1.0 and "val_dice_core" in report.metrics
     checkpoint = stack_session.project.checkpoints()[-1]
     assert checkpoint.path.exists() and checkpoint.metrics["val_dice"] == report.metrics["val_dice"]

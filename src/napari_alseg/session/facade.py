@@ -52,7 +52,11 @@ def import_model_backend() -> None:
 
 
 class Session:
-    """One annotator working on one project with one model and one strategy at a time."""
+    """One annotator working on one project with one model and one strategy at a time.
+
+    Longer than ~300 lines on purpose: it is the facade, one short delegating method per
+    public verb (the widget, CLI and simulation call ~50), with the work in its parts.
+    """
 
     def __init__(self, project: Project, *, annotator: str, strategy: str = "random",
                  train_config: TrainConfig | None = None, device: str | None = None,

@@ -34,6 +34,10 @@ if TYPE_CHECKING:
 MIN_LABELLED_ITEMS = 1
 QUALITY_FOLDS = 2  # k of the k-fold that rates labelled items out of fold (each fold: one more fine-tune)
 QUALITY_EXAMPLES_WANTED = 12  # the k-fold runs only while fewer rated predictions than this are known
+# Each fold trains for this share of the round's budget (seconds or steps), so the folds add
+# half a round, not two: the annotator asked for "train for N minutes". A fold model trained
+# less rates a little low, the safe side for a clinician deciding what to accept.
+QUALITY_FOLD_BUDGET = 0.25
 
 
 @dataclass(frozen=True)
@@ -68,7 +72,12 @@ class TrainedRound:
 
 
 class Learner:
-    """One project's model: plan, active network, rounds, predictions."""
+    """One project's model: plan, active network, rounds, predictions.
+
+    Over ~300 lines because a round is one unit: its training, the quality examples it
+    rates out of fold, and the adopt that records both (splitting them would pass the
+    round's state between classes).
+    """
 
     def __init__(self, project: Project, settings: SessionSettings, view: LabelsView) -> None:
         self.project = project
@@ -209,7 +218,7 @@ class Learner:
         base_version = self.model_version
         net = self.current_net() or self.initial_net()
         folds = 0 if known_examples is None else self.quality_folds(keyed, unseen, known_examples)
-        result = fine_tune(net, items, self.round_config(), progress=_stage(progress, 0, folds + 1),
+        result = fine_tune(net, items, self.round_config(), progress=_stage(progress, 0, self._stage_sizes(folds)),
                            should_stop=should_stop)
         if result.cancelled or result.state_dict is None:
             return TrainedRound(base_version, None, net.spec, result.steps_done, len(items))
@@ -248,8 +257,8 @@ class Learner:
           a :data:`QUALITY_FOLDS`-fold of this round's fine-tune: each fold trains from the
           same base with the same settings on the other items and rates its own (contiguous
           slices of a stack fold together, so a neighbour slice seen in training does not
-          flatter its neighbour). Costs one fine-tune per fold, plus one MC-dropout pass per
-          rated item (the demo's first round: 69 s of training, then 205 s of rating).
+          flatter its neighbour). Each fold trains for :data:`QUALITY_FOLD_BUDGET` of the
+          round's budget, plus one MC-dropout pass per rated item.
           ``progress`` reports the folds as the round's stages 2.. (:func:`_stage`).
 
         The trained model itself is never rated on its own training items (that would be
@@ -285,8 +294,8 @@ class Learner:
                 train = [item for key, item in keyed if key not in held_keys]
                 if not train:
                     continue
-                result = fine_tune(start, train, self.round_config(), should_stop=should_stop,
-                                   progress=_stage(progress, fold + 1, folds + 1))
+                result = fine_tune(start, train, fold_config(self.round_config()), should_stop=should_stop,
+                                   progress=_stage(progress, fold + 1, self._stage_sizes(folds)))
                 if result.cancelled or result.state_dict is None:
                     break
                 fold_net = start.spec.build()
@@ -313,6 +322,14 @@ class Learner:
         self.project.record_checkpoint(version, path, metrics=trained.metrics)
         return RetrainReport(version, False, trained.steps_done, trained.n_items, dict(trained.metrics),
                              message="; ".join(trained.warnings))
+
+    def _stage_sizes(self, folds: int) -> list[float]:
+        """Budgets of the round and its ``folds`` quality folds, in steps or else seconds."""
+        config = self.round_config()
+        fold = fold_config(config)
+        if config.steps is not None:
+            return [float(config.steps)] + [float(fold.steps)] * folds
+        return [float(config.budget_seconds)] + [float(fold.budget_seconds)] * folds
 
     def quality_folds(self, keyed: Sequence[tuple[QueryItem, TrainingItem]], unseen: Collection[QueryItem],
                       known: int) -> int:
@@ -433,16 +450,27 @@ class Learner:
 
 
 def _stage(progress: Callable[[TrainProgress], None] | None, index: int,
-           stages: int) -> Callable[[TrainProgress], None] | None:
-    """Report fine-tune ``index`` of ``stages`` alike (the round, then its quality folds) as
-    one bar: steps counted across stages, the time left including the stages still to run."""
-    if progress is None or stages <= 1:
+           sizes: Sequence[float]) -> Callable[[TrainProgress], None] | None:
+    """Report fine-tune ``index`` of the round's stages (the round, then its quality folds) as
+    one bar. ``sizes``: each stage's budget in one unit (steps, or seconds), so steps are
+    counted across stages and the time left includes the stages still to run."""
+    if progress is None or len(sizes) <= 1:
         return progress
     started = time.perf_counter()
+    size, before, total = sizes[index], sum(sizes[:index]), sum(sizes)
 
     def report(step: TrainProgress) -> None:
+        per_unit = step.total_steps / size  # steps per unit of budget, at this stage's pace
         stage_seconds = time.perf_counter() - started + step.eta_seconds
-        progress(replace(step, step=index * step.total_steps + step.step, total_steps=stages * step.total_steps,
-                         eta_seconds=step.eta_seconds + (stages - 1 - index) * stage_seconds))
+        later = sum(sizes[index + 1:]) / size
+        progress(replace(step, step=round(before * per_unit) + step.step, total_steps=round(total * per_unit),
+                         eta_seconds=step.eta_seconds + later * stage_seconds))
 
     return report
+
+
+def fold_config(config: TrainConfig) -> TrainConfig:
+    """A quality fold's training: :data:`QUALITY_FOLD_BUDGET` of the round's seconds or steps."""
+    seconds = config.budget_seconds
+    return replace(config, steps=None if config.steps is None else max(1, round(config.steps * QUALITY_FOLD_BUDGET)),
+                   seconds=None if seconds is None else seconds * QUALITY_FOLD_BUDGET)
