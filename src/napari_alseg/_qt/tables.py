@@ -37,7 +37,8 @@ def fill_table(table: QTableWidget, rows: Sequence[Sequence[object]], keys: Sequ
         for column, value in enumerate(row):
             cell = QTableWidgetItem()
             if isinstance(value, float):
-                cell.setData(Qt.ItemDataRole.DisplayRole, round(value, 3) if math.isfinite(value) else None)
+                cell.setData(Qt.ItemDataRole.DisplayRole,  # 3 significant figures: a score of 4e-4 is not "0"
+                             float(f"{value:.3g}") if math.isfinite(value) else None)
             elif isinstance(value, int):
                 cell.setData(Qt.ItemDataRole.DisplayRole, value)
             else:
