@@ -110,6 +110,11 @@ def jump_to(viewer, session, case: str, slice_index: int | None, bbox) -> None:
     full = np.asarray(record.shape[1:]) * spacing[1:]
     box = np.maximum([(high - low) for low, high in bbox[1:]], 1) * spacing[1:]
     zoom_factor = float(np.clip(0.8 * np.min(full / box), 1.0, 8.0))  # some context around the box
-    camera = viewer.scene.camera if hasattr(viewer, "scene") else viewer.camera  # napari >= 0.9 / older
+    camera = viewer_camera(viewer)
     camera.center = tuple(centre_world[1:])
     camera.zoom = camera.zoom * zoom_factor
+
+
+def viewer_camera(viewer):
+    """The viewer's camera: ``viewer.scene.camera`` from napari 0.9, ``viewer.camera`` before."""
+    return viewer.scene.camera if hasattr(viewer, "scene") else viewer.camera

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from ..domain import CASE, SLICE
 from ..errors import AlsegError
+from .case_layers import viewer_camera
 
 WINDOW_SIZE = (1500, 950)
 DEMO_LABELLED_ITEMS = 4
@@ -82,8 +83,7 @@ def wait_until(condition, timeout: float = 1800.0) -> None:
 
 def show_like_a_radiologist(viewer) -> None:
     """Anatomy upright: rows grow upwards (superior / anterior at the top)."""
-    camera = viewer.scene.camera if hasattr(viewer, "scene") else viewer.camera  # napari >= 0.9 / older
-    camera.orientation2d = ("up", "right")
+    viewer_camera(viewer).orientation2d = ("up", "right")
 
 
 def save_tab_screenshots(viewer, widget, path: Path) -> list[Path]:
