@@ -83,10 +83,6 @@ class ModelSpec:
             raise AlsegError(f"zoom must hold {self.spatial_dims} factors in (0, 1], got {self.zoom}")
         object.__setattr__(self, "zoom", () if all(factor == 1 for factor in zoom) else zoom)
 
-    @property
-    def bottleneck_width(self) -> int:
-        return self.features[4]
-
     def to_json(self) -> str:
         return json.dumps(asdict(self))
 
