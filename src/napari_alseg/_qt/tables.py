@@ -37,8 +37,7 @@ def fill_table(table: QTableWidget, rows: Sequence[Sequence[object]], keys: Sequ
         for column, value in enumerate(row):
             cell = QTableWidgetItem()
             if isinstance(value, float):
-                cell.setData(Qt.ItemDataRole.DisplayRole,  # 3 significant figures: a score of 4e-4 is not "0"
-                             float(f"{value:.3g}") if math.isfinite(value) else None)
+                cell.setData(Qt.ItemDataRole.DisplayRole, _shown(value) if math.isfinite(value) else None)
             elif isinstance(value, int):
                 cell.setData(Qt.ItemDataRole.DisplayRole, value)
             else:
@@ -74,3 +73,8 @@ def fit_to_width(table: QTableWidget, stretch_column: int) -> None:
     table.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
     table.setTextElideMode(Qt.TextElideMode.ElideMiddle)
     table.setWordWrap(False)
+
+
+def _shown(value: float) -> float:
+    """Three decimals, but three significant figures below 1: a score of 4e-4 is not "0"."""
+    return round(value, 3) if abs(value) >= 1 else float(f"{value:.3g}")
