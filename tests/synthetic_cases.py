@@ -44,3 +44,8 @@ def tiny_config(**overrides):
 
     return TrainConfig(**{"steps": 4, "batch_size": 2, "patch_size": None, "augment": False,
                           "validate_every": 100, **overrides})
+
+
+def blob_source(root, *, granularity, n_cases, shape):
+    """A source folder of :data:`BLOB_CLASSES` cases without drift (session and quality tests)."""
+    return make_source(root, granularity=granularity, n_cases=n_cases, shape=shape, classes=BLOB_CLASSES, drift=False)

@@ -120,12 +120,18 @@ def test_should_stop_cancels_cleanly(cpu):
     assert isinstance(raised.value, Cancelled)  # information for the user, not an error
 
 
-def test_validation_cases_give_quality_examples_and_quality_is_unknown_with_too_few(cpu):
+def three_cases_last_labelled():
+    """Cases c0, c1 unlabelled and c2 fully labelled (the validation case of the quality tests)."""
     images, labels = {}, {}
     for index in range(3):
         image, truth = stack(k=6, shape=(24, 24), seed=index)
         images[f"c{index}"] = image
         labels[f"c{index}"] = (truth, np.full(truth.shape, index == 2))
+    return images, labels
+
+
+def test_validation_cases_give_quality_examples_and_quality_is_unknown_with_too_few(cpu):
+    images, labels = three_cases_last_labelled()
     pool = score_pool(ScoreRequest(tiny_net(3), None, images, labels, granularity="case", n_classes=3,
                                    needs={"model", "mc", "quality"}, mc_samples=2, validation={QueryItem("c2")},
                                    device=cpu))
@@ -139,11 +145,7 @@ def test_validation_cases_give_quality_examples_and_quality_is_unknown_with_too_
 
 
 def test_the_round_rates_with_its_own_validation_examples_and_those_known_before(cpu):
-    images, labels = {}, {}
-    for index in range(3):
-        image, truth = stack(k=6, shape=(24, 24), seed=index)
-        images[f"c{index}"] = image
-        labels[f"c{index}"] = (truth, np.full(truth.shape, index == 2))
+    images, labels = three_cases_last_labelled()
     rng = np.random.default_rng(0)
     known = [(QueryItem(f"old{n}"), rng.normal(size=len(FEATURE_NAMES)), dice)
              for n, dice in enumerate([0.1, 0.2, 0.3, 0.9, 0.95])]

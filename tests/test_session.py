@@ -15,9 +15,7 @@ from synthetic_cases import tiny_config
 pytestmark = pytest.mark.usefixtures("model_backend")
 
 
-def make_source(root, *, granularity, n_cases, shape):
-    return synthetic_cases.make_source(root, granularity=granularity, n_cases=n_cases, shape=shape,
-                                       classes=synthetic_cases.BLOB_CLASSES, drift=False)
+make_source = synthetic_cases.blob_source
 
 
 @pytest.fixture
