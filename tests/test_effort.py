@@ -265,3 +265,47 @@ def test_seconds_model_per_class_pooled_and_none():
     assert model.predict(2, 50) == pytest.approx(a + b * 50)  # < 3 events: pooled
     assert SecondsModel.fit([1], [10], [5]).predict(1, 10) is None
     assert SecondsModel.fit([1, 2], [10, 10], [4, 6]).predict(1, 99) == pytest.approx(5)
+
+
+def _polyline_segments(mask):
+    """The estimator as first built: skimage's assembled iso-0.5 contours, as oriented segments."""
+    from skimage.measure import find_contours
+
+    padded = np.pad(mask, 1).astype(float)
+    contours = find_contours(padded, 0.5) if padded.any() else []
+    parts = [np.stack([c[:-1], c[1:]], axis=1) for c in contours if len(c) > 1]
+    return np.concatenate(parts) if parts else np.empty((0, 2, 2))
+
+
+def _polyline_length(segments, spacing):
+    return float(np.linalg.norm((segments[:, 1] - segments[:, 0]) * spacing, axis=1).sum())
+
+
+def test_the_cell_table_measures_what_the_assembled_contours_measure():
+    """Random masks (speckle, blobs, saddles, holes, the border): lengths and changed outlines
+    equal those of skimage's polylines, which the table replaces for speed."""
+    rng = np.random.default_rng(7)
+    spacing = np.array([0.8, 1.7])
+    for _ in range(150):
+        shape = tuple(rng.integers(1, 25, size=2))
+        mask = rng.random(shape) < rng.random()
+        other = mask ^ (rng.random(shape) < 0.2)
+        assert boundary_length(mask, spacing).mm == pytest.approx(_polyline_length(_polyline_segments(mask), spacing))
+        original = {tuple(np.round(s, 3).ravel()) for s in _polyline_segments(other)}
+        new = np.array([tuple(np.round(s, 3).ravel()) not in original for s in _polyline_segments(mask)], bool)
+        expected = _polyline_length(_polyline_segments(mask)[new], spacing) if new.size else 0.0
+        assert changed_boundary_length(other, mask, spacing).mm == pytest.approx(expected)
+
+
+def test_a_volume_is_measured_as_the_sum_of_its_slices():
+    from napari_alseg.effort import slice_trace_length, traced_boundary
+
+    rng = np.random.default_rng(3)
+    labels = rng.integers(0, 4, size=(5, 12, 10))
+    original = rng.integers(0, 4, size=labels.shape)
+    spacing = (1.2, 0.6)
+    per_slice = sum(slice_trace_length(plane, [1, 2, 3], spacing).mm for plane in labels)
+    assert traced_boundary(labels, [1, 2, 3], spacing).mm == pytest.approx(per_slice)
+    changed = sum(changed_boundary_length(o == c, p == c, spacing).mm
+                  for o, p in zip(original, labels) for c in (1, 2, 3))
+    assert traced_boundary(labels, [1, 2, 3], spacing, original=original).mm == pytest.approx(changed)

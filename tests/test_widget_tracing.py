@@ -175,6 +175,41 @@ def test_go_on_a_case_goes_where_the_model_doubts_outlines_it_and_selects_the_cl
     assert (np.asarray(editing.layer.data) == probabilities.argmax(axis=0)).all()  # the prefill, same pass
 
 
+def test_go_shows_the_case_at_once_and_the_late_prediction_never_overwrites_strokes(widget, qtbot, monkeypatch):
+    """The images come up before the model has predicted; a stroke made meanwhile stays, and
+    the prefill and focus that arrive after it are not applied over it."""
+    import threading
+
+    from napari_alseg.session import Session
+
+    session, viewer = widget.controller.session, widget.viewer
+    case = widget.controller.suggestions[0].item.case
+    record = session.project.case(case)
+    probabilities = np.zeros((session.project.n_classes, *record.shape), np.float32)
+    probabilities[0] = 1.0
+    probabilities[0, 3, 5:15, 5:15], probabilities[2, 3, 5:15, 5:15] = 0.4, 0.6  # doubt on slice 3
+    release = threading.Event()
+
+    def slow_prediction(name, slice_index=None, **_):
+        release.wait(30)
+        return probabilities
+
+    monkeypatch.setattr(Session, "model_version", property(lambda self: "v0001"))
+    monkeypatch.setattr(session, "predict_probabilities", slow_prediction)
+    widget.annotate_tab.go_button.click()
+    editing = widget.controller.editor.editing
+    assert editing is not None and editing.item.case == case and "prediction" in widget.controller.running_jobs
+    assert f"{case} · labels" in viewer.layers  # shown while the model still predicts
+    shown = int(viewer.dims.current_step[0])
+    editing.layer.paint((shown, 20, 20), 1)
+    release.set()
+    qtbot.waitUntil(lambda: no_jobs(widget), timeout=60_000)
+    data = np.asarray(editing.layer.data)
+    assert data[shown, 20, 20] == 1 and not (data == 2).any()  # no prefill over the stroke
+    assert int(viewer.dims.current_step[0]) == shown  # and no jump away from it
+    assert editing.prefill is None and "not pre-filled" in widget.status.text()
+
+
 def test_the_heat_map_reads_at_a_glance_range_legend_and_profile(widget, qtbot, monkeypatch):
     from types import SimpleNamespace
 

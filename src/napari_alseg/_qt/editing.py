@@ -29,8 +29,11 @@ class Editing:
     layer: Any
     prefill: np.ndarray | None
     clock: ActivityClock
+    has_draft: bool = False  # the layer holds the annotator's saved strokes: no prefill over them
     dirty: bool = False
     tools: list = field(default_factory=list)  # ToolEdits (fill between, the model's outline) to submit
+    opened_at_slice: int | None = None  # the slice shown on opening: moved since, the focus does not jump
+    _loading: bool = False
 
     @property
     def item(self) -> QueryItem:
@@ -38,8 +41,21 @@ class Editing:
 
     def touch(self, _event=None) -> None:
         """A stroke (or any change of the layer's data): unsaved work, and the annotator is active."""
+        if self._loading:
+            return
         self.dirty = True
         self.clock.touch()
+
+    def prefill_with(self, prediction: np.ndarray) -> None:
+        """The model's prediction arrived after the case was shown: fill it in where the item
+        lies (the annotator has not painted yet; this is not their work)."""
+        current = np.asarray(self.layer.data)
+        self.prefill = prefill_labels(current, prediction, self.item)
+        self._loading = True
+        try:
+            self.layer.data = self.prefill.copy()
+        finally:
+            self._loading = False
 
     def submission(self) -> dict[str, Any]:
         """Keyword arguments of :meth:`Session.submit` for what the layer holds now."""
@@ -55,14 +71,12 @@ class Editing:
                     tools=list(self.tools))
 
 
-def open_item(viewer, session, suggestion: Suggestion, prediction: np.ndarray | None,
-              focus: Focus | None = None) -> Editing:
+def open_item(viewer, session, suggestion: Suggestion, prediction: np.ndarray | None) -> Editing:
     """Show the case and jump to the item; main thread only.
 
     The layer holds the case's draft (the annotator's unsaved strokes) if there is one, else
     its labels with the prediction filled in where the item lies (``prediction``: correct
-    mode), else its labels. ``focus`` (a case item): the slice, box and class where the work
-    is, instead of the volume's middle. The region to look at is outlined on the canvas.
+    mode), else its labels. The region to look at is outlined on the canvas.
     """
     item = suggestion.item
     draft = session.load_draft(item.case)
@@ -75,19 +89,26 @@ def open_item(viewer, session, suggestion: Suggestion, prediction: np.ndarray | 
     prefill = None if prediction is None else prefill_labels(labels, prediction, item)
     shown = draft if draft is not None else (prefill if prefill is not None else labels)
     layer = show_case(viewer, session, item.case, shown)
-    slice_index, bbox = (focus.slice_index, focus.bbox) if focus is not None else (item.slice_index, suggestion.bbox)
-    jump_to(viewer, session, item.case, slice_index, bbox)
-    if slice_index is not None and bbox is not None:
-        show_region(viewer, session, item.case, slice_index, bbox)
     viewer.layers.selection.active = layer
     layer.mode = "paint"
-    layer.selected_label = item.class_id or (focus.class_id if focus is not None else None) or 1
+    layer.selected_label = item.class_id or 1
     clock = ActivityClock()
     clock.start()
-    editing = Editing(suggestion, layer, prefill, clock)
+    editing = Editing(suggestion, layer, prefill, clock, has_draft=draft is not None)
+    show_place(viewer, session, editing, item.slice_index, suggestion.bbox)
     layer.events.paint.connect(editing.touch)
     layer.events.data.connect(editing.touch)
     return editing
+
+
+def show_place(viewer, session, editing: Editing, slice_index: int | None, bbox) -> None:
+    """Jump to the slice and box (None: the volume's middle) and outline the box on the canvas."""
+    case = editing.item.case
+    jump_to(viewer, session, case, slice_index, bbox)
+    if slice_index is not None and bbox is not None:
+        show_region(viewer, session, case, slice_index, bbox)
+        viewer.layers.selection.active = editing.layer  # painting stays on the labels
+    editing.opened_at_slice = int(viewer.dims.current_step[0])
 
 
 def prefill_labels(labels: np.ndarray, prediction: np.ndarray, item: QueryItem) -> np.ndarray:
@@ -120,7 +141,9 @@ class ItemEditor:
         return self.controller.viewer
 
     def go(self, suggestion: Suggestion | None = None) -> None:
-        """Load the case, prefill (correct mode) and jump to the item; prediction runs in a worker."""
+        """Show the case and jump to the item at once; the model's part (the prefill in correct
+        mode, and for a case item the slice and box where the work is) follows from a worker,
+        so the annotator sees the images while the model predicts."""
         controller = self.controller
         if suggestion is None:
             suggestion = controller.suggestions[0] if controller.suggestions else None
@@ -132,29 +155,50 @@ class ItemEditor:
         locating = suggestion.item.slice_index is None and session.model_version is not None
         item = suggestion.item
         dtype = session.project.label_dtype
+        self.editing = open_item(self.viewer, session, suggestion, None)
+        controller.item_opened.emit()
+        controller.heat_map_changed.emit(None)  # the previous case's legend and profile go
+        if self.heat_map_shown:
+            self._show_heat_map()
+        names = session.project.class_names
+        if not (correcting or locating):
+            controller.status.emit(f"Annotating {item_text(item, names)}. Submit with Shift+S.")
+            return
 
         def prepare(progress=None, should_stop=None):
             if locating:  # one prediction for both: where the work is, and the prefill
                 probabilities = session.predict_probabilities(item.case)
                 prediction = probabilities.argmax(axis=0).astype(dtype) if correcting else None
                 return prediction, session.focus(item.case, probabilities)
-            return (session.predict_labels(item.case, item.slice_index) if correcting else None), None
+            return session.predict_labels(item.case, item.slice_index), None
 
-        controller.status.emit(f"Opening {item.case}…")
-        controller.start_job("prediction", prepare, on_done=lambda prepared: self._show_item(suggestion, *prepared))
+        controller.status.emit(f"Annotating {item_text(item, names)}; the model is predicting where the work is…")
+        controller.start_job("prediction", prepare,
+                             on_done=lambda prepared: self._model_arrived(suggestion, *prepared))
 
-    def _show_item(self, suggestion: Suggestion, prediction: np.ndarray | None, focus: Focus | None = None) -> None:
-        self.editing = open_item(self.viewer, self.session, suggestion, prediction, focus)
-        self.controller.item_opened.emit()
-        self.controller.heat_map_changed.emit(None)  # the previous case's legend and profile go
-        if self.heat_map_shown:
-            self._show_heat_map()
+    def _model_arrived(self, suggestion: Suggestion, prediction: np.ndarray | None, focus: Focus | None) -> None:
+        """Apply the prefill and the focus to the item still on screen, never over the annotator's
+        strokes or a slice they moved to."""
+        editing, controller = self.editing, self.controller
+        if editing is None or editing.suggestion is not suggestion:
+            return  # another item opened (or this one submitted) meanwhile
         names = self.session.project.class_names
+        notes = []
+        if prediction is not None:
+            if editing.dirty or editing.has_draft:
+                notes.append("not pre-filled: you had started tracing")
+            else:
+                editing.prefill_with(prediction)
         where = ""
         if focus is not None:
-            chosen = names[self.editing.layer.selected_label] if self.editing.layer.selected_label < len(names) else ""
-            where = f" — slice {focus.slice_index}, {focus.reason} ({chosen} selected)"
-        self.controller.status.emit(f"Annotating {item_text(suggestion.item, names)}{where}. Submit with Shift+S.")
+            if not editing.dirty and int(self.viewer.dims.current_step[0]) == editing.opened_at_slice:
+                show_place(self.viewer, self.session, editing, focus.slice_index, focus.bbox)
+                if focus.class_id is not None and not suggestion.item.class_id:
+                    editing.layer.selected_label = focus.class_id
+            chosen = editing.layer.selected_label
+            where = f" — slice {focus.slice_index}, {focus.reason} ({names[chosen] if chosen < len(names) else ''} selected)"
+        note = f" ({'; '.join(notes)})" if notes else ""
+        controller.status.emit(f"Annotating {item_text(suggestion.item, names)}{where}{note}. Submit with Shift+S.")
 
     def close(self) -> None:
         self.editing = None

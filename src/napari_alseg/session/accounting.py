@@ -26,6 +26,7 @@ class EffortAccounting:
         self.view = view
         self._shares: dict[int, dict[int, float]] = {}  # event id -> its split between classes
         self._remaining: tuple[tuple, dict] | None = None  # (signature, remaining_by_region)
+        self._observed: dict[str, tuple[tuple, EffortModel]] = {}  # case -> (its labels' signature, B part)
 
     def boundary_effort(self, case: str, labels: np.ndarray, *, original: np.ndarray | None = None,
                         class_id: int | None = None, slice_index: int | None = None,
@@ -75,15 +76,25 @@ class EffortAccounting:
         return traced_boundary(labels, classes, spacing, original=original)
 
     def effort_model(self) -> EffortModel:
-        """METHODS E matrix B from every labelled slice (fully labelled slices: all classes)."""
+        """METHODS E matrix B from every labelled slice (fully labelled slices: all classes).
+
+        Each case's part is kept until its label version or delineated classes change, so a
+        submit re-measures one case, not the project."""
         model = EffortModel(self.project.n_classes)
         for record in self.project.cases:
             snapshot = self.project.current_labels(record.name)
             if snapshot is None:
                 continue
-            spacing = self.view.in_plane_spacing(record.name)
-            for n, classes in sorted(self.view.delineated_classes(record.name).items()):
-                model.observe(snapshot.data[n], classes, spacing)
+            delineated = self.view.delineated_classes(record.name)
+            signature = (snapshot.version, tuple(sorted((n, tuple(sorted(c))) for n, c in delineated.items())))
+            cached = self._observed.get(record.name)
+            if cached is None or cached[0] != signature:
+                part = EffortModel(self.project.n_classes)
+                spacing = self.view.in_plane_spacing(record.name)
+                for n, classes in sorted(delineated.items()):
+                    part.observe(snapshot.data[n], classes, spacing)
+                cached = self._observed[record.name] = (signature, part)
+            model.merge(cached[1])
         return model
 
     def seconds_model(self) -> SecondsModel | None:

@@ -1,0 +1,165 @@
+"""The latencies an annotator feels in the dock widget, measured in a real napari window.
+
+On a project of 3-channel tumour cases generated at ``--size`` voxels (default 128, about
+128 x 108 x 100 voxels a case) with a first model trained for a few steps:
+
+- **Next**: click Next -> the next suggestion's text is shown (target < 100 ms);
+- **Go**: click Go -> the case's layers are on the canvas and the viewer has jumped
+  (target < 1 s); then, separately, Go -> the model's focus (the slice and box where the
+  work is, and the prefill in correct mode) arrives from the worker;
+- **Submit**: click Submit -> "Saved" is shown, i.e. control is back in the event loop
+  with the labels durable (target < 100 ms);
+- **Retrain stall**: the longest gap a 10 ms QTimer sees beyond its interval while a
+  retrain runs in the background (target < 50 ms).
+
+Each is repeated ``--repeats`` times; the median and the worst are printed. Runs under
+Xvfb: ``xvfb-run -a python benchmarks/bench_latency.py``. Say what else ran on the CPU.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+TARGETS_MS = {"Next": 100, "Go (layers shown)": 1000, "Go (focus, prefill)": None, "Submit": 100,
+              "Retrain stall": 50}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--size", type=int, default=128, help="voxels along the brain's long axis")
+    parser.add_argument("--cases", type=int, default=10)
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--train-steps", type=int, default=20, help="steps of the first model and of the timed retrain")
+    args = parser.parse_args()
+    os.environ["ALSEG_PROJECTS_DIR"] = tempfile.mkdtemp(prefix="alseg-latency-")
+
+    import napari
+    from qtpy.QtWidgets import QApplication
+
+    from napari_alseg._qt.demo import WINDOW_SIZE
+    from napari_alseg.samples import generate_sample
+
+    root = Path(os.environ["ALSEG_PROJECTS_DIR"])
+    source = generate_sample("tumour-cases", root / "data", n_cases=args.cases, size=args.size)
+    viewer = napari.Viewer(title="napari-alseg latency")
+    viewer.window._qt_window.resize(*WINDOW_SIZE)
+    _dock, widget = viewer.window.add_plugin_dock_widget("napari-alseg", "Active-learning annotator")
+    controller = widget.controller
+    controller.create_project(source, root / "project")
+    session = controller.session
+    record = session.project.case(controller.suggestions[0].item.case)
+    shape = record.shape
+    print(f"{args.cases} cases of {len(record.channel_names)} channels, {shape} voxels; "
+          f"{os.cpu_count()} CPUs", flush=True)
+    first_model(controller, args.train_steps)
+    times: dict[str, list[float]] = {name: [] for name in TARGETS_MS}
+    annotate = widget.annotate_tab
+
+    for _ in range(args.repeats):
+        shown = annotate.suggestion_label.text()
+        started = time.perf_counter()
+        annotate.next_button.click()
+        wait_until(lambda: annotate.suggestion_label.text() != shown, timeout=30)
+        times["Next"].append(time.perf_counter() - started)
+
+    for _ in range(args.repeats):
+        opened = []
+        controller.item_opened.connect(lambda: opened.append(time.perf_counter()))
+        started = time.perf_counter()
+        annotate.go_button.click()
+        wait_until(lambda: bool(opened), timeout=300)
+        QApplication.processEvents()  # the canvas painted with the new layers
+        times["Go (layers shown)"].append(time.perf_counter() - started)
+        wait_until(lambda: not controller.running_jobs, timeout=300)
+        times["Go (focus, prefill)"].append(time.perf_counter() - started)
+        controller.item_opened.disconnect()
+        editing = controller.editor.editing
+        layer = editing.layer
+        index = int(viewer.dims.current_step[0])
+        layer.paint((index, shape[1] // 2, shape[2] // 2), 1)
+        saved = []
+        controller.info.connect(lambda message: saved.append(time.perf_counter()) if "Saved" in message else None)
+        started = time.perf_counter()
+        annotate.submit_button.click()
+        wait_until(lambda: bool(saved), timeout=30)
+        times["Submit"].append(saved[0] - started)
+        controller.info.disconnect()
+        wait_until(lambda: not controller.running_jobs, timeout=300)
+
+    times["Retrain stall"] = retrain_stalls(controller, args.train_steps)
+    print(f"{'latency':22} {'median ms':>10} {'worst ms':>9} {'target ms':>10} {'n':>3}")
+    for name, values in times.items():
+        target = TARGETS_MS[name]
+        verdict = "" if target is None else ("  met" if max(values) * 1000 < target else "  MISSED")
+        print(f"{name:22} {statistics.median(values) * 1000:10.0f} {max(values) * 1000:9.0f} "
+              f"{'' if target is None else target:>10} {len(values):3d}{verdict}")
+    controller.close_project()
+    viewer.close()
+
+
+def wait_until(condition, timeout: float = 600.0) -> None:
+    """Run Qt's own event loop (no sleeping poll, which would add its own stalls) until ``condition()``."""
+    from qtpy.QtCore import QEventLoop, QTimer
+
+    loop, poll = QEventLoop(), QTimer()
+    deadline = time.monotonic() + timeout
+
+    def check() -> None:
+        if condition() or time.monotonic() > deadline:
+            loop.quit()
+
+    poll.timeout.connect(check)
+    poll.start(5)
+    if not condition():
+        loop.exec()
+    poll.stop()
+    if not condition():
+        raise TimeoutError(f"not done within {timeout:.0f} s")
+
+
+def first_model(controller, steps: int) -> None:
+    """Two cases labelled from the ground truth and a short retrain: Go then predicts."""
+    from dataclasses import replace
+
+    from napari_alseg.model import TrainConfig
+
+    session = controller.session
+    for suggestion in controller.suggestions[:2]:
+        case = suggestion.item.case
+        session.submit(case, session.project.ground_truth(case), seconds_active=0)
+    session.train_config = replace(session.train_config or TrainConfig(), steps=steps)
+    controller.learning.retrain()
+    wait_until(lambda: session.model_version is not None and not controller.running_jobs)
+
+
+def retrain_stalls(controller, steps: int) -> list[float]:
+    """The extra delays (s) of a 10 ms QTimer's ticks while one retrain (and its rescore) runs."""
+    from qtpy.QtCore import QTimer
+
+    interval = 0.010
+    gaps, last = [], [time.perf_counter()]
+
+    def tick() -> None:
+        now = time.perf_counter()
+        gaps.append(now - last[0] - interval)
+        last[0] = now
+
+    timer = QTimer()
+    timer.setInterval(int(interval * 1000))
+    timer.timeout.connect(tick)
+    version = controller.session.model_version
+    timer.start()
+    controller.learning.retrain()
+    wait_until(lambda: controller.session.model_version != version and not controller.running_jobs)
+    timer.stop()
+    print(f"retrain: {len(gaps)} timer ticks", flush=True)
+    return gaps
+
+
+if __name__ == "__main__":
+    main()
