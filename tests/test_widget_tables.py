@@ -14,3 +14,17 @@ def test_small_scores_keep_three_significant_figures_and_large_ones_three_decima
     assert table.item(0, 0).text() == "0.000426" and table.item(0, 1).text() == "36392.4"
     fill_table(table, [(float("nan"), 12.3456)], ["b"])
     assert table.item(0, 0).text() == "" and table.item(0, 1).text() == "12.346"
+
+
+def test_item_names_sort_by_their_numbers_not_as_text(qtbot):
+    from qtpy.QtCore import Qt
+
+    from napari_alseg._qt.tables import row_key
+
+    table = make_table(["item", "score"])
+    qtbot.addWidget(table)
+    names = ["stack · slice 10 · cortex", "stack · slice 9 · cortex", "stack · slice 100 · WM", "stack · slice 9 · CSF"]
+    fill_table(table, [(name, 0.5) for name in names], names)
+    table.sortByColumn(0, Qt.SortOrder.AscendingOrder)
+    assert [row_key(table, row) for row in range(4)] == [
+        "stack · slice 9 · cortex", "stack · slice 9 · CSF", "stack · slice 10 · cortex", "stack · slice 100 · WM"]

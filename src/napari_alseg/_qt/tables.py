@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Sequence
 
 from qtpy.QtCore import Qt
@@ -41,13 +42,32 @@ def fill_table(table: QTableWidget, rows: Sequence[Sequence[object]], keys: Sequ
             elif isinstance(value, int):
                 cell.setData(Qt.ItemDataRole.DisplayRole, value)
             else:
-                cell.setText("" if value is None else str(value))
+                cell = _TextCell("" if value is None else str(value))
             if column == 0:
                 cell.setData(Qt.ItemDataRole.UserRole, key)
             if tooltip:
                 cell.setToolTip(tooltip)
             table.setItem(row_index, column, cell)
     table.setSortingEnabled(sorting)
+
+
+class _TextCell(QTableWidgetItem):
+    """Text that sorts as a person reads it: "slice 9" before "slice 10" (numbers by value)."""
+
+    def __init__(self, text: str) -> None:
+        super().__init__(text)
+        self.sort_key = natural_key(text)
+
+    def __lt__(self, other: QTableWidgetItem) -> bool:
+        if isinstance(other, _TextCell):
+            return self.sort_key < other.sort_key
+        return super().__lt__(other)
+
+
+def natural_key(text: str) -> tuple:
+    """``"case_2 · slice 10"`` -> ``("case_", 2, " · slice ", 10, "")``: digit runs compare as numbers."""
+    return tuple(int(part) if index % 2 else part.casefold()
+                 for index, part in enumerate(re.split(r"(\d+)", text)))
 
 
 def selected_key(table: QTableWidget) -> object | None:
