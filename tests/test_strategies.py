@@ -167,6 +167,7 @@ def test_dice_per_effort_prices_an_unseen_class_at_a_prior_not_at_the_floor():
     unseen = picks[3]
     assert unseen.terms["effort_mm"] == pytest.approx(four.boundary_matrix[1, 1]) and unseen.terms["effort_mm"] > 50
     assert unseen.score < 1.0 and unseen.score == pytest.approx(1.0 / unseen.terms["effort_mm"])
+    assert unseen.terms["effort_guess"] == 1.0 and picks[1].terms["effort_guess"] == 0.0  # said so in the dock
     # the paper's B: the unseen class scores gap / 0.001 = 1000, and no effort is shown for it
     paper = {s.item.class_id: s for s in select("dice-per-effort-paper", pool, 2, seed=0)}
     assert paper[3].score == pytest.approx(1000.0, rel=1e-3)

@@ -28,3 +28,17 @@ def test_item_names_sort_by_their_numbers_not_as_text(qtbot):
     table.sortByColumn(0, Qt.SortOrder.AscendingOrder)
     assert [row_key(table, row) for row in range(4)] == [
         "stack · slice 9 · cortex", "stack · slice 9 · CSF", "stack · slice 10 · cortex", "stack · slice 100 · WM"]
+
+
+def test_a_guessed_effort_says_it_is_a_guess():
+    from napari_alseg.domain import QueryItem
+    from napari_alseg._qt.describe import describe
+    from napari_alseg.strategies import Suggestion
+
+    terms = {"dice_gap": 1.0, "effort_mm": 1424.6, "effort_px": 712.3, "effort_guess": 1.0}
+    names = ["background", "cortex", "thalamus"]
+    guessed = describe(Suggestion(QueryItem("stack", 23, 2), 0.0007, "dice-per-effort", terms, None), names)
+    assert "effort mm: 1.42e+03 <i>(a guess" in guessed
+    known = describe(Suggestion(QueryItem("stack", 23, 1), 0.0007, "dice-per-effort", {**terms, "effort_guess": 0.0},
+                                None), names)
+    assert "guess" not in known

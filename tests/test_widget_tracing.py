@@ -120,6 +120,8 @@ def test_the_effort_tab_adds_up_after_submits(widget, qtbot):
     assert total[0] == pytest.approx(sum(e.boundary_mm for e in session.project.events()), abs=0.01)
     names = session.project.class_names
     assert rows[names[1]][0] > 0 and rows[names[2]][0] > 0  # whole-case submits split between classes
+    note = widget.effort_tab.timing_label.text()  # the one class never outlined is priced by a guess, and says so
+    assert f"Left mm of {names[3]} is a guess" in note and names[1] not in note
 
 
 def test_the_queue_fits_a_narrow_dock_with_details_in_a_tooltip(widget, qtbot):

@@ -68,6 +68,7 @@ TERM_DICE_GAP = "dice_gap"  # dice-per-effort's room for improvement of the clas
 TERM_EFFORT_PX = "effort_px"  # estimated boundary to trace (px)
 TERM_EFFORT_MM = "effort_mm"  # the same in mm
 TERM_EFFORT_S = "effort_s"  # the same in seconds (a fitted seconds model)
+TERM_EFFORT_GUESS = "effort_guess"  # 1.0: the class has no outline yet, its effort is the prior's guess
 TERM_EFFORT_PREDICTED_MM = "effort_pred_mm"  # the prediction's outline of an ROI's class minus delineated contact (mm)
 TERM_QUALITY_P_POOR = "quality_p_poor"
 TERM_QUALITY_P_ADJUST = "quality_p_adjust"

@@ -143,11 +143,13 @@ PREDICTION_HALF_WEIGHT = 5.0  # delineations of a class at which its prediction 
 
 @dataclass(frozen=True)
 class EffortEstimate:
-    """Remaining boundary to trace for one ROI: ``mm`` (None = no estimate the data supports)
-    and ``source``, the words for where it came from (shown with the suggestion)."""
+    """Remaining boundary to trace for one ROI: ``mm`` (None = no estimate the data supports),
+    ``source``, the words for where it came from, and ``guess``: the class has no outline
+    yet, so ``mm`` is the prior's typical outline of this data, not this ROI's."""
 
     mm: float | None
     source: str
+    guess: bool = False
 
 
 class EffortModel:
@@ -305,7 +307,7 @@ class EffortModel:
             return EffortEstimate(None, "unknown: no outline delineated yet")
         source = "B" if seen else "B (prior: mean outline of the delineated classes)"
         if estimator == ESTIMATOR_PRIOR or predicted_mm is None or not math.isfinite(predicted_mm) or not seen:
-            return EffortEstimate(remaining, source)
+            return EffortEstimate(remaining, source, guess=not seen)
         weight = seen / (seen + PREDICTION_HALF_WEIGHT)
         floor = MIN_REMAINING_FRACTION * float(self.boundary_matrix[c, c])
         blended = max(weight * float(predicted_mm) + (1.0 - weight) * remaining, floor)

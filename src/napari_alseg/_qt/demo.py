@@ -1,8 +1,8 @@
 """``alseg demo``: napari with a sample project open and the annotator docked.
 
-With a screenshot path it plays a short scripted round first (a stand-in annotator
-submits the ground truth of a few cases, the model retrains, the pool is re-scored,
-the first suggestion is opened with its heat map), then saves one picture per tab of
+With a screenshot path it plays a short scripted session first (two rounds: a stand-in
+annotator submits the ground truth of the top suggestions, the model retrains, the pool
+is re-scored; then the first suggestion is opened with its heat map), then saves one picture per tab of
 the widget and exits. That is how the docs' pictures are made headless (``xvfb-run``).
 """
 
@@ -18,7 +18,8 @@ from ..errors import AlsegError
 from .case_layers import viewer_camera
 
 WINDOW_SIZE = (1500, 950)
-DEMO_LABELLED_ITEMS = 4
+DEMO_LABELLED_ITEMS = 4  # per round
+DEMO_ROUNDS = 2
 DEMO_TRAIN_STEPS = 30
 DEMO_STRATEGY = {CASE: "mc-dropout-top", SLICE: "dice-per-effort"}
 TAB_PICTURES = {1: "", 2: "-review", 3: "-effort"}
@@ -45,26 +46,29 @@ def run_demo_viewer(sample: str, *, screenshot: Path | None = None,
         viewer.close()
 
 
-def play_scripted_round(widget, train_steps: int) -> None:
-    """Label a few items with the ground truth, retrain briefly, open the top suggestion."""
+def play_scripted_round(widget, train_steps: int, rounds: int = DEMO_ROUNDS) -> None:
+    """``rounds`` times: label the top suggestions with the ground truth (ROIs: their class on
+    their slice), retrain briefly, re-score; then open the top suggestion with its heat map."""
     from dataclasses import replace
 
     from ..model import TrainConfig
+    from ..simulation.oracle import Oracle
 
     controller = widget.controller
     session = controller.session
+    oracle = Oracle(session, correction_mode=False)
     controller.loop.strategy = DEMO_STRATEGY[session.project.granularity]
-    held_out = set(session.project.validation_items())
-    for suggestion in controller.suggestions[:DEMO_LABELLED_ITEMS]:
-        item = suggestion.item
-        truth = session.project.ground_truth(item.case)
-        region = truth if item.slice_index is None else truth[item.slice_index]
-        if (item.case, item.slice_index) not in held_out:
-            session.submit(item.case, region, slice_index=item.slice_index, seconds_active=0)
     session.train_config = replace(session.train_config or TrainConfig(), steps=train_steps)
     controller.editor.set_heat_map(True)
-    controller.learning.retrain()
-    wait_until(lambda: session.model_version is not None and not controller.running_jobs)
+    held_out = set(session.project.validation_items())
+    for _ in range(rounds):
+        for suggestion in controller.suggestions[:DEMO_LABELLED_ITEMS]:
+            item = suggestion.item
+            if (item.case, item.slice_index) not in held_out:
+                oracle.answer(item)
+        version = session.model_version
+        controller.learning.retrain()
+        wait_until(lambda: session.model_version != version and not controller.running_jobs)
     controller.editor.go(controller.suggestions[0])
     wait_until(lambda: controller.editor.editing is not None and not controller.running_jobs)
 

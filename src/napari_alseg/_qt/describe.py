@@ -13,6 +13,9 @@ SHOWN_TERMS = {domain.TERM_MC_TOP: "uncertainty (MC top 0.1 %)", domain.TERM_ENT
                domain.TERM_EFFORT_PX: "effort px", domain.TERM_EFFORT_MM: "effort mm",
                domain.TERM_EFFORT_S: "est. seconds"}  # quality: its class, probability and basis together
 
+EFFORT_TERMS = (domain.TERM_EFFORT_PX, domain.TERM_EFFORT_MM, domain.TERM_EFFORT_S)
+EFFORT_GUESS_NOTE = " <i>(a guess: no outline of this class traced yet; the typical outline so far)</i>"
+
 
 def item_text(item: QueryItem, class_names) -> str:
     parts = [item.case]
@@ -55,10 +58,12 @@ def describe(suggestion: Suggestion, class_names) -> str:
     terms = suggestion.terms
     lines = [f"<b>{item_text(suggestion.item, class_names)}</b> — {suggestion.strategy}, "
              f"score {suggestion.score:.4g}"]
+    guess = terms.get(domain.TERM_EFFORT_GUESS) == 1.0
     for key, label in SHOWN_TERMS.items():
         value = terms.get(key)
         if value is not None and np.isfinite(value):
-            lines.append(f"{label}: {value:.3g}")
+            note = EFFORT_GUESS_NOTE if guess and key in EFFORT_TERMS else ""
+            lines.append(f"{label}: {value:.3g}{note}")
     quality = quality_text(terms)
     if quality:
         lines.append(f"predicted quality: {quality}{quality_detail(terms)}")

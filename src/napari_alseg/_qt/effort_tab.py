@@ -15,6 +15,17 @@ from .tables import fill_table, fit_to_width, make_table
 HEADERS = ["class", "spent mm", "spent s", "left mm", "left s"]
 
 
+def guessed_text(session) -> str:
+    """Which classes' "left mm" is the prior's guess (no outline of theirs traced yet), or ""."""
+    model = session.effort_model()
+    names = session.project.class_names
+    unseen = [names[c] for c in range(1, len(names)) if model.delineations(c) == 0]
+    if not unseen or len(unseen) == len(names) - 1:
+        return ""
+    return (f"Left mm of {', '.join(unseen)} is a guess: no outline of {'it' if len(unseen) == 1 else 'them'} "
+            "traced yet, so each slice is priced at the typical outline traced so far.")
+
+
 class EffortTab(QWidget):
     def __init__(self, controller) -> None:
         super().__init__()
@@ -39,8 +50,8 @@ class EffortTab(QWidget):
         rows = [(name, values["spent_mm"], values["spent_s"], values["remaining_mm"], values["remaining_s"])
                 for name, values in summary.items()]
         fill_table(self.effort_table, rows, [name for name, *_ in rows])
-        self.timing_label.setText(
-            "Remaining seconds: estimated from your own timing (seconds ≈ a + b · boundary)."
-            if session.seconds_model() is not None else
-            "Remaining seconds appear once two timed submits with traced boundary exist.")
+        timing = ("Remaining seconds: estimated from your own timing (seconds ≈ a + b · boundary)."
+                  if session.seconds_model() is not None else
+                  "Remaining seconds appear once two timed submits with traced boundary exist.")
+        self.timing_label.setText(f"{guessed_text(session)} {timing}".strip())
         self.curve.show_points(session.learning_curve())

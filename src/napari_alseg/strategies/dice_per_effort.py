@@ -23,7 +23,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from ..domain import (
-    NEED_EFFORT, ROI, TERM_DICE_GAP, TERM_EFFORT_MM, TERM_EFFORT_PREDICTED_MM, TERM_EFFORT_PX, TERM_EFFORT_S,
+    NEED_EFFORT, ROI, TERM_DICE_GAP, TERM_EFFORT_GUESS, TERM_EFFORT_MM, TERM_EFFORT_PREDICTED_MM, TERM_EFFORT_PX,
+    TERM_EFFORT_S,
 )
 from ..effort import DEFAULT_ESTIMATOR, ESTIMATOR_PAPER, EffortEstimate
 from ..errors import AlsegError
@@ -113,7 +114,7 @@ def _effort_terms(pool: PoolScores, item: QueryItem, gap: float, estimate: Effor
         return terms
     row_mm, col_mm = pool.spacing.get(item.case, (1.0, 1.0))
     effort_px = estimate.mm / math.sqrt(row_mm * col_mm)
-    terms.update({TERM_EFFORT_MM: estimate.mm, TERM_EFFORT_PX: effort_px})
+    terms.update({TERM_EFFORT_MM: estimate.mm, TERM_EFFORT_PX: effort_px, TERM_EFFORT_GUESS: float(estimate.guess)})
     seconds = None if pool.seconds_model is None else pool.seconds_model.predict(item.class_id, effort_px)
     if seconds is not None:
         terms[TERM_EFFORT_S] = seconds
