@@ -42,3 +42,12 @@ def test_a_guessed_effort_says_it_is_a_guess():
     known = describe(Suggestion(QueryItem("stack", 23, 1), 0.0007, "dice-per-effort", {**terms, "effort_guess": 0.0},
                                 None), names)
     assert "guess" not in known
+
+
+def test_the_heat_map_legend_reads_a_negligible_low_end_as_zero():
+    from types import SimpleNamespace
+
+    from napari_alseg._qt.uncertainty_profile import legend_text
+
+    assert "Colours run 0 (dark) → 0.000433 (bright)" in legend_text(SimpleNamespace(low=2.9e-34, high=4.33e-4, peak_slice=18))
+    assert "Colours run 0.0001 (dark)" in legend_text(SimpleNamespace(low=1e-4, high=4.33e-4, peak_slice=18))

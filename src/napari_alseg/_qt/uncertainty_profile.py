@@ -16,7 +16,8 @@ HEAT_MAP_UNITS = "MC-dropout variance, probability²"
 
 
 def legend_text(scale) -> str:
-    return (f"Heat map: {HEAT_MAP_UNITS}. Colours run {scale.low:.3g} (dark) → {scale.high:.3g} "
+    low = 0.0 if abs(scale.low) < 1e-3 * abs(scale.high) else scale.low  # 2.9e-34 reads as noise: it is 0
+    return (f"Heat map: {HEAT_MAP_UNITS}. Colours run {low:.3g} (dark) → {scale.high:.3g} "
             f"(bright), this case's own range; most doubt on slice {scale.peak_slice}.")
 
 
