@@ -232,6 +232,17 @@ def test_uncertainty_map_has_the_case_shape(stack_session):
     assert heat.shape == (6, 32, 32) and heat.dtype == np.float32 and heat.min() >= 0
 
 
+def test_the_uncertainty_map_shows_no_doubt_outside_the_image(stack_session, monkeypatch):
+    label_some_slices(stack_session)
+    stack_session.retrain()
+    view = stack_session.learner.view
+    image = np.array(view.case_image("case_000"))
+    image[:, :, :, :8] = 0  # an empty band, as the air beside a head
+    monkeypatch.setattr(view, "case_image", lambda case: image)
+    heat = stack_session.uncertainty_map("case_000", samples=4)
+    assert (heat[:, :, :8] == 0).all() and (heat[:, :, 8:] > 0).any()
+
+
 def test_first_network_is_seeded(stack_session):
     first = stack_session.learner.initial_net().state_dict()
     again = stack_session.learner.initial_net().state_dict()

@@ -445,6 +445,9 @@ class Learner:
         else:
             heat = np.stack([mc_dropout(net, image[:, n], **options).variance.mean(axis=0)
                              for n in range(image.shape[1])]).astype(np.float32)
+        # no doubt to show where every channel is empty (air around the head, the padding of a
+        # resampled volume): a young model's doubt there outshone the lesion's on screen
+        heat *= (image != 0).any(axis=0)
         with self._lock:
             return self._uncertainty.setdefault(key, heat)
 
