@@ -71,30 +71,28 @@ class Editing:
                     tools=list(self.tools))
 
 
-def open_item(viewer, session, suggestion: Suggestion, prediction: np.ndarray | None) -> Editing:
+def open_item(viewer, session, suggestion: Suggestion) -> Editing:
     """Show the case and jump to the item; main thread only.
 
     The layer holds the case's draft (the annotator's unsaved strokes) if there is one, else
-    its labels with the prediction filled in where the item lies (``prediction``: correct
-    mode), else its labels. The region to look at is outlined on the canvas.
+    its labels; the model's prefill comes later (:meth:`Editing.prefill_with`). The region
+    to look at is outlined on the canvas.
     """
     item = suggestion.item
     draft = session.load_draft(item.case)
-    labels = draft
-    if labels is None:
+    shown = draft
+    if shown is None:
         snapshot = session.project.current_labels(item.case)
         record = session.project.case(item.case)
-        labels = (snapshot.data.copy() if snapshot is not None
-                  else np.zeros(record.shape, session.project.label_dtype))
-    prefill = None if prediction is None else prefill_labels(labels, prediction, item)
-    shown = draft if draft is not None else (prefill if prefill is not None else labels)
+        shown = (snapshot.data.copy() if snapshot is not None
+                 else np.zeros(record.shape, session.project.label_dtype))
     layer = show_case(viewer, session, item.case, shown)
     viewer.layers.selection.active = layer
     layer.mode = "paint"
     layer.selected_label = item.class_id or 1
     clock = ActivityClock()
     clock.start()
-    editing = Editing(suggestion, layer, prefill, clock, has_draft=draft is not None)
+    editing = Editing(suggestion, layer, None, clock, has_draft=draft is not None)
     show_place(viewer, session, editing, item.slice_index, suggestion.bbox)
     layer.events.paint.connect(editing.touch)
     layer.events.data.connect(editing.touch)
@@ -155,7 +153,7 @@ class ItemEditor:
         locating = suggestion.item.slice_index is None and session.model_version is not None
         item = suggestion.item
         dtype = session.project.label_dtype
-        self.editing = open_item(self.viewer, session, suggestion, None)
+        self.editing = open_item(self.viewer, session, suggestion)
         controller.item_opened.emit()
         controller.heat_map_changed.emit(None)  # the previous case's legend and profile go
         if self.heat_map_shown:
