@@ -7,7 +7,7 @@ result is compared with the papers' figures in ``benchmarks/RESULTS.md``. Each p
 ``alseg simulate MYDATA OUT --plan benchmarks/plans/standard-brain-stack.json``.
 
 Standard (default): the comparisons METHODS makes its claims on, on the benchmark pools
-(``samples.BENCHMARK_SETS``), 2 seeds, every strategy group with plain random and the
+(``samples.BENCHMARK_SETS``), 3 seeds, every strategy group with plain random and the
 foreground-aware random (nnActive) beside it.
 
 - brain-stack-72 (72 coronal slices every 2.5 mm, downsampled 2x in-plane to 92 x 88 px of
@@ -22,27 +22,14 @@ Training uses the project plan's crop, batch and learning rate (the learner as
 ``bench_learner.py`` measures it); steps, not seconds, so reruns repeat.
 
 Sizing (<= 90 min on this 2-core CPU, the two sets in parallel, one process and one
-thread each, ``--parallel``), from the learner's per-step times on a quiet machine
-(2D step ~0.6 s, 3D step ~1.3 s) plus the per-round overhead the smoke run below measured
-(5-step rounds: everything but the steps): for a round, scoring the pool, preparing the
-items, the test Dice and the row's pool Dice; for a full-data chunk, the same without
-scoring and pool Dice.
-
-- brain-stack: a round ~15 s overhead (58 pool slices predicted twice, ~600 ROI outlines
-  priced), a reference chunk ~15 s. 4 strategies x 10 rounds x (40 x 0.6 s + 15 s = 39 s)
-  = 1560 s, + 10 reference chunks x 39 s = 390 s: 1950 s per seed, x 2 seeds = 3900 s =
-  65 min. The reference trains on past its 10 chunks only while its Dice is not yet flat,
-  at most 10 more: worst case +2 x 390 s, 78 min.
-- tumour-cases: a round ~65 s overhead (MC dropout or one prediction of each of the 48 pool
-  cases for scoring, 12 test cases, the pool Dice), a reference chunk ~7 s. 3 strategies x 5
-  rounds x (40 x 1.3 s + 65 s = 117 s) = 1755 s, + 5 chunks x 59 s + ~50 s for the oracle to
-  label the pool = 345 s: 2100 s per seed, x 2 seeds = 4200 s = 70 min; worst case with the
-  reference's extra chunks +2 x 295 s, 80 min.
-- In parallel the longer set decides: ~70 min expected, 80 min worst case. One after the
-  other (no ``--parallel``) the sum is ~135 min: use ``--parallel`` (or ``--only``).
-  With both cores busy a round can be slower than on a quiet machine (the smoke run's
-  rounds took up to 1.5x as long while tests ran beside it); the progress line shows the
-  rounds done and the time left at the pace measured so far.
+thread each, ``--parallel``), measured on 2026-12-02 with 3 seeds: brain-stack 66.2 min,
+tumour-cases 57.6 min (widget tests ran beside them for about a third of that time). A
+brain-stack round took 12-36 s (40 steps, scoring 58 pool slices, ~600 ROI outlines priced,
+the test Dice), its full-data reference 10-20 chunks of 40 steps (it trains on while its
+Dice is not flat); a tumour-cases round 21-85 s (MC dropout over 48 pool cases the
+slowest), its reference 5 chunks. One after the other (no ``--parallel``) the sum is
+~125 min: use ``--parallel`` (or ``--only``). The progress line shows the rounds done and
+the time left at the pace measured so far.
 
 Smoke run (proves the plan runs, not its numbers): ``--seeds 0 --rounds 2 --steps 5``:
 brain-stack 3.6 min, tumour-cases 11 min (40 s of it generating the pool), one thread each.
@@ -78,10 +65,10 @@ PLANS_DIR = Path(__file__).resolve().parent / "plans"
 STANDARD = {
     "brain-stack": BenchmarkPlan(
         (Group("rois", ("random-roi", "random-foreground-roi", "dice-per-effort", "dice-per-effort-paper"), 10),),
-        rounds=10, seeds=(0, 1), dataset="brain-stack-72", downsample=2, steps=40),
+        rounds=10, seeds=(0, 1, 2), dataset="brain-stack-72", downsample=2, steps=40),
     "tumour-cases": BenchmarkPlan(
         (Group("cases", ("random", "random-foreground", "mc-dropout-top"), 4),),
-        rounds=5, seeds=(0, 1), dataset="tumour-cases-60", dataset_options={"size": 40}, steps=40),
+        rounds=5, seeds=(0, 1, 2), dataset="tumour-cases-60", dataset_options={"size": 40}, steps=40),
 }
 # Every other engine, on the same data and schedule as STANDARD (so its runs are reused).
 OTHERS = {
