@@ -309,3 +309,21 @@ def test_a_volume_is_measured_as_the_sum_of_its_slices():
     changed = sum(changed_boundary_length(o == c, p == c, spacing).mm
                   for o, p in zip(original, labels) for c in (1, 2, 3))
     assert traced_boundary(labels, [1, 2, 3], spacing, original=original).mm == pytest.approx(changed)
+
+
+def test_a_small_structure_in_a_large_volume_measures_as_on_the_whole_planes():
+    """traced_boundary cuts the volume to the labels' box; lengths at the border and of a
+    correction (where the original lies elsewhere) are those of the whole planes."""
+    from napari_alseg.effort import traced_boundary
+
+    labels = np.zeros((9, 40, 30), np.uint8)
+    labels[2:5, 0:6, 3:9] = 1  # touches the image border
+    labels[6, 30:36, 20:29] = 1
+    original = np.zeros_like(labels)
+    original[3, 10:20, 10:20] = 1  # a prediction the annotator erased, elsewhere
+    spacing = (0.9, 1.3)
+    whole = sum(boundary_length(plane == 1, spacing).mm for plane in labels)
+    assert traced_boundary(labels, [1], spacing).mm == pytest.approx(whole)
+    changed = sum(changed_boundary_length(o == 1, p == 1, spacing).mm for o, p in zip(original, labels))
+    assert traced_boundary(labels, [1], spacing, original=original).mm == pytest.approx(changed)
+    assert traced_boundary(np.zeros_like(labels), [1], spacing).mm == 0.0

@@ -108,8 +108,9 @@ def traced_boundary(labels: np.ndarray, classes: Iterable[int], spacing: Spacing
     planes = labels[np.newaxis] if labels.ndim == 2 else labels
     spacing = _checked_spacing(spacing)
     classes = list(classes)
-    if original is not None:
-        originals = np.asarray(original).reshape(planes.shape)
+    originals = None if original is None else np.asarray(original).reshape(planes.shape)
+    planes, originals = _cropped_to_content(planes, originals)
+    if originals is not None:
         px = mm = 0.0
         for c in classes:
             changed_px, changed_mm = _plane_changed(originals == c, planes == c, spacing)
@@ -437,6 +438,22 @@ def _as_mask(mask: np.ndarray) -> np.ndarray:
     if mask.ndim != 2:
         raise AlsegError(f"expected a 2D mask, got shape {mask.shape}")
     return mask.astype(bool, copy=False)
+
+
+def _cropped_to_content(planes: np.ndarray, originals: np.ndarray | None) -> tuple[np.ndarray, np.ndarray | None]:
+    """The slices ``(K, H, W)`` with any label, cut to the labels' in-plane box plus a 1-pixel
+    margin: a contour lies in cells touching a labelled pixel, and the cut-away pixels are
+    zeros like the padding, so every length is unchanged and a small lesion in a 128³ volume
+    is measured in its box, not over the whole volume."""
+    content = planes != 0 if originals is None else (planes != 0) | (originals != 0)
+    slices = np.flatnonzero(content.any(axis=(1, 2)))
+    if slices.size == 0:
+        return planes[:0], None if originals is None else originals[:0]
+    rows = np.flatnonzero(content.any(axis=(0, 2)))
+    cols = np.flatnonzero(content.any(axis=(0, 1)))
+    box = (slices, slice(max(rows[0] - 1, 0), rows[-1] + 2), slice(max(cols[0] - 1, 0), cols[-1] + 2))
+    cut = planes[box[0]][:, box[1], box[2]]
+    return cut, None if originals is None else originals[box[0]][:, box[1], box[2]]
 
 
 def _as_mask_shape(plane: np.ndarray) -> np.ndarray:
