@@ -142,22 +142,28 @@ def retrain_stalls(controller, steps: int) -> list[float]:
     from qtpy.QtCore import QTimer
 
     interval = 0.010
-    gaps, last = [], [time.perf_counter()]
+    gaps, when, last = [], [], [time.perf_counter()]
 
     def tick() -> None:
         now = time.perf_counter()
         gaps.append(now - last[0] - interval)
+        when.append(now)
         last[0] = now
 
     timer = QTimer()
     timer.setInterval(int(interval * 1000))
     timer.timeout.connect(tick)
     version = controller.session.model_version
+    started = time.perf_counter()
     timer.start()
     controller.learning.retrain()
     wait_until(lambda: controller.session.model_version != version and not controller.running_jobs)
     timer.stop()
-    print(f"retrain: {len(gaps)} timer ticks", flush=True)
+    took = time.perf_counter() - started
+    long = [(gap, at - started) for gap, at in zip(gaps, when) if gap > TARGETS_MS["Retrain stall"] / 1000]
+    print(f"retrain and rescore: {took:.1f} s, {len(gaps)} timer ticks, {len(long)} late by over "
+          f"{TARGETS_MS['Retrain stall']} ms, at " + ", ".join(f"{at:.1f} s ({gap * 1000:.0f} ms)" for gap, at in long),
+          flush=True)
     return gaps
 
 
