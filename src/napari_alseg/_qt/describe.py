@@ -15,6 +15,8 @@ SHOWN_TERMS = {domain.TERM_MC_TOP: "uncertainty (MC top 0.1 %)", domain.TERM_ENT
 
 EFFORT_TERMS = (domain.TERM_EFFORT_PX, domain.TERM_EFFORT_MM, domain.TERM_EFFORT_S)
 EFFORT_GUESS_NOTE = " <i>(a guess: no outline of this class traced yet; the typical outline so far)</i>"
+# a case's or slice's remaining effort is METHODS E's B summed over its open (slice, class) pairs
+EFFORT_REGION_NOTE = " <i>(typical outlines of this data, per slice and class still open; not read from this item)</i>"
 
 
 def item_text(item: QueryItem, class_names) -> str:
@@ -59,10 +61,12 @@ def describe(suggestion: Suggestion, class_names) -> str:
     lines = [f"<b>{item_text(suggestion.item, class_names)}</b> — {suggestion.strategy}, "
              f"score {suggestion.score:.4g}"]
     guess = terms.get(domain.TERM_EFFORT_GUESS) == 1.0
+    effort_note = EFFORT_GUESS_NOTE if guess else EFFORT_REGION_NOTE if suggestion.item.class_id is None else ""
     for key, label in SHOWN_TERMS.items():
         value = terms.get(key)
         if value is not None and np.isfinite(value):
-            note = EFFORT_GUESS_NOTE if guess and key in EFFORT_TERMS else ""
+            note = effort_note if key in EFFORT_TERMS else ""
+            effort_note = "" if note else effort_note  # said once, on the first effort line
             lines.append(f"{label}: {value:.3g}{note}")
     quality = quality_text(terms)
     if quality:
