@@ -32,8 +32,9 @@ EXCLUSIVE_JOBS = {"training", "scoring"}  # Retrain waits until neither runs
 def freeze_imported_objects() -> None:
     """Move what exists now (torch, MONAI, napari: millions of objects) out of the garbage
     collector's view. napari runs ``gc.collect()`` for every layer it removes; over torch's
-    heap each took ~0.5 s, several seconds of every Go. Objects alive now are module-level
-    and stay alive, so nothing that would have been freed is kept."""
+    heap each took ~0.5 s, several seconds of every Go. Garbage is collected first; a frozen
+    object that dies later is still freed by reference counting, only a reference cycle among
+    frozen objects would stay (module-level state, which lives as long as the process)."""
     import gc
 
     gc.collect()
