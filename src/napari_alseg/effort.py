@@ -1,8 +1,8 @@
 """Annotation effort as the boundary length an annotator has to trace (METHODS E).
 
 Estimator: the iso-0.5 contour of the zero-padded mask (marching squares, as
-``skimage.measure.find_contours`` draws it), measured as a polyline. Its vertices sit on the midpoints of the pixel
-edges between inside and outside, so it follows the line a person traces along the mask's
+``skimage.measure.find_contours`` draws it), measured as a polyline. Its vertices sit on
+the midpoints of the pixel edges between inside and outside, so it follows the line a person traces along the mask's
 outline: nearly rotation-invariant (oblique edges and disks measure at most ~7 % long,
 where counting pixel edges would be 27 % long on a disk and 41 % on a 45° edge), and an
 axis-aligned edge measures 1 px per pixel. The one cost: each convex 90° pixel corner is
@@ -27,6 +27,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 import numpy as np
+
 from .errors import AlsegError
 
 Spacing = tuple[float, float]
@@ -80,7 +81,7 @@ def changed_boundary_length(
 
 def slice_trace_length(plane: np.ndarray, classes: Iterable[int], spacing: Spacing) -> BoundaryLength:
     """Boundary to trace on one slice ``(j, i)``: every class outline, each shared boundary once."""
-    return traced_boundary(_as_mask_shape(plane), classes, spacing)
+    return traced_boundary(_as_plane(plane), classes, spacing)
 
 
 def roi_trace_length(mask: np.ndarray, neighbours: Iterable[np.ndarray], spacing: Spacing) -> BoundaryLength:
@@ -90,8 +91,8 @@ def roi_trace_length(mask: np.ndarray, neighbours: Iterable[np.ndarray], spacing
     mask = _as_mask(mask)[np.newaxis]
     px, mm = _plane_lengths(mask, spacing)
     for neighbour in neighbours:
-        _same_shape(mask[0], _as_mask(neighbour))
-        shared_px, shared_mm = _plane_shared(mask, _as_mask(neighbour)[np.newaxis], spacing)
+        _, neighbour = _same_shape(mask[0], _as_mask(neighbour))
+        shared_px, shared_mm = _plane_shared(mask, neighbour[np.newaxis], spacing)
         px, mm = px - shared_px, mm - shared_mm
     return BoundaryLength(max(float(px[0]), 0.0), max(float(mm[0]), 0.0))
 
@@ -456,7 +457,7 @@ def _cropped_to_content(planes: np.ndarray, originals: np.ndarray | None) -> tup
     return cut, None if originals is None else originals[box[0]][:, box[1], box[2]]
 
 
-def _as_mask_shape(plane: np.ndarray) -> np.ndarray:
+def _as_plane(plane: np.ndarray) -> np.ndarray:
     plane = np.asarray(plane)
     if plane.ndim != 2:
         raise AlsegError(f"expected a 2D slice, got shape {plane.shape}")
@@ -488,7 +489,7 @@ _SADDLES = {5: (("T", "L", 1), ("R", "B", 4)), 10: (("T", "R", 2), ("B", "L", 8)
 def _cell_segments(code: int) -> list[tuple[tuple[float, float], tuple[float, float]]]:
     """The oriented segments ``(start, end)`` of one cell code, inside on the left of start -> end."""
     if code in _SADDLES:
-        pairs = [(a, b, corner) for a, b, corner in _SADDLES[code]]
+        pairs = list(_SADDLES[code])
     else:
         crossed = [edge for edge, (u, v) in _EDGE_CORNERS.items() if bool(code & u) != bool(code & v)]
         inside = [corner for corner in _CORNERS if code & corner]
@@ -518,30 +519,37 @@ def _cell_codes(masks: np.ndarray) -> np.ndarray:
     return padded[:, :-1, :-1] | padded[:, :-1, 1:] << 1 | padded[:, 1:, 1:] << 2 | padded[:, 1:, :-1] << 3
 
 
-def _segment_lengths(spacing: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Each segment slot's length ``(16, 2)`` in px and in mm (empty slots 0)."""
-    steps = _SEGMENT_TABLE[:, :, 1] - _SEGMENT_TABLE[:, :, 0]
-    return np.linalg.norm(steps, axis=2), np.linalg.norm(steps * spacing, axis=2)
-
-
 @functools.lru_cache(maxsize=32)
-def _changed_tables_for(spacing: tuple[float, float]) -> tuple[np.ndarray, np.ndarray]:
-    return _changed_tables(np.asarray(spacing))
+def _length_tables(spacing: tuple[float, float]) -> tuple[np.ndarray, np.ndarray]:
+    """Per spacing ``(row, col)`` mm, once: each cell code's contour length ``(16, 2)`` [px, mm],
+    and ``(256, 2)`` [px, mm] indexed ``16 * final_code + original_code``: the length of the
+    final cell's segments the original cell lacks. A segment lies inside its cell, so matching
+    oriented segments cell by cell is matching them over the whole contour."""
+    steps = _SEGMENT_TABLE[:, :, 1] - _SEGMENT_TABLE[:, :, 0]  # (16, 2 slots, 2); empty slots 0
+    slots = np.stack([np.linalg.norm(steps, axis=2), np.linalg.norm(steps * np.asarray(spacing), axis=2)], axis=-1)
+    changed = np.zeros((256, 2))
+    for final in range(16):
+        for original in range(16):
+            for slot, segment in enumerate(_SEGMENTS[final]):
+                if segment not in _SEGMENTS[original]:
+                    changed[16 * final + original] += slots[final, slot]
+    return slots.sum(axis=1), changed
 
 
-def _per_plane(index: np.ndarray, weights: np.ndarray) -> np.ndarray:
-    """Sum of ``weights[index]`` over each plane of ``index (K, ...)``: a histogram per plane."""
+def _per_plane(index: np.ndarray, weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Sums of ``weights[index]`` ``(n_bins, 2)`` [px, mm] over each plane of ``index (K, ...)``:
+    one histogram per plane, ``(K,)`` px and ``(K,)`` mm."""
     n_bins = len(weights)
     offsets = (np.arange(len(index)) * n_bins).reshape((-1,) + (1,) * (index.ndim - 1))
     counts = np.bincount((index + offsets).ravel(), minlength=len(index) * n_bins)
-    return counts.reshape(len(index), n_bins) @ weights
+    sums = counts.reshape(len(index), n_bins) @ weights
+    return sums[:, 0], sums[:, 1]
 
 
 def _plane_lengths(masks: np.ndarray, spacing: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Contour length of each plane of ``masks (K, H, W)`` in px and mm ``(K,)``."""
-    px, mm = _segment_lengths(spacing)
-    codes = _cell_codes(masks).astype(np.int64)
-    return _per_plane(codes, px.sum(axis=1)), _per_plane(codes, mm.sum(axis=1))
+    per_code, _ = _length_tables(tuple(spacing.tolist()))
+    return _per_plane(_cell_codes(masks).astype(np.int64), per_code)
 
 
 def _plane_shared(a: np.ndarray, b: np.ndarray, spacing: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -552,23 +560,7 @@ def _plane_shared(a: np.ndarray, b: np.ndarray, spacing: np.ndarray) -> tuple[np
     return np.maximum(0.0, (a_px + b_px - union_px) / 2), np.maximum(0.0, (a_mm + b_mm - union_mm) / 2)
 
 
-def _changed_tables(spacing: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Length ``(256,)`` in px and mm, indexed ``16 * final_code + original_code``, of the final
-    cell's segments the original cell lacks. A segment lies inside its cell, so matching
-    oriented segments cell by cell is matching them over the whole contour."""
-    px, mm = _segment_lengths(spacing)
-    table_px, table_mm = np.zeros(256), np.zeros(256)
-    for final in range(16):
-        for original in range(16):
-            for slot, segment in enumerate(_SEGMENTS[final]):
-                if segment not in _SEGMENTS[original]:
-                    table_px[16 * final + original] += px[final, slot]
-                    table_mm[16 * final + original] += mm[final, slot]
-    return table_px, table_mm
-
-
 def _plane_changed(original: np.ndarray, final: np.ndarray, spacing: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """:func:`changed_boundary_length` of each plane of ``(K, H, W)`` masks, in px and mm ``(K,)``."""
-    table_px, table_mm = _changed_tables_for(tuple(spacing.tolist()))
-    index = 16 * _cell_codes(final).astype(np.int64) + _cell_codes(original)
-    return _per_plane(index, table_px), _per_plane(index, table_mm)
+    _, changed = _length_tables(tuple(spacing.tolist()))
+    return _per_plane(16 * _cell_codes(final).astype(np.int64) + _cell_codes(original), changed)

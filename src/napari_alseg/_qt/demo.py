@@ -2,8 +2,8 @@
 
 With a screenshot path it plays a short scripted session first (two rounds: a stand-in
 annotator submits the ground truth of the top suggestions, the model retrains, the pool
-is re-scored; then the first suggestion is opened with its heat map), then saves one picture per tab of
-the widget and exits. That is how the docs' pictures are made headless (``xvfb-run``).
+is re-scored; then the first suggestion is opened with its heat map), then saves one
+picture per tab of the widget and exits. That is how the docs' pictures are made headless (``xvfb-run``).
 """
 
 from __future__ import annotations

@@ -181,10 +181,10 @@ class ItemEditor:
         if editing is None or editing.suggestion is not suggestion:
             return  # another item opened (or this one submitted) meanwhile
         names = self.session.project.class_names
-        notes = []
+        note = ""
         if prediction is not None:
             if editing.dirty or editing.has_draft:
-                notes.append("not pre-filled: you had started tracing")
+                note = " (not pre-filled: you had started tracing)"
             else:
                 editing.prefill_with(prediction)
         where = ""
@@ -194,8 +194,8 @@ class ItemEditor:
                 if focus.class_id is not None and not suggestion.item.class_id:
                     editing.layer.selected_label = focus.class_id
             chosen = editing.layer.selected_label
-            where = f" — slice {focus.slice_index}, {focus.reason} ({names[chosen] if chosen < len(names) else ''} selected)"
-        note = f" ({'; '.join(notes)})" if notes else ""
+            chosen_name = names[chosen] if chosen < len(names) else ""
+            where = f" — slice {focus.slice_index}, {focus.reason} ({chosen_name} selected)"
         controller.status.emit(f"Annotating {item_text(suggestion.item, names)}{where}{note}. Submit with Shift+S.")
 
     def close(self) -> None:
