@@ -75,7 +75,8 @@ def load_items(folder: Path):
     """``(images, labels, spacings, n_classes, two_d)``: one entry per 2D slice or 3D case.
 
     images ``(Cin, *S)`` float32, labels ``(*S)`` int; 2D when ``dataset.json`` says the
-    set is sliced (``granularity`` slice/roi).
+    set is sliced (``granularity`` slice/roi). :func:`orientation` gives the rest of what
+    the product's plan is made from.
     """
     from napari_alseg.nifti import load_volume
     from napari_alseg.store.discover import discover_cases
@@ -104,6 +105,24 @@ def load_items(folder: Path):
     if "classes" in meta:
         n_classes = max(n_classes, len(meta["classes"]))
     return images, labels, spacings, n_classes, two_d
+
+
+def orientation(folder: Path, two_d: bool) -> tuple[int | None, list[str]]:
+    """The items' left-right axis and the class names (background first), as the product's
+    ``Learner.fingerprint`` finds them, for the plan's mirror axes (this checkout's code only:
+    the old recipe has no plan)."""
+    from napari_alseg.nifti import load_volume
+    from napari_alseg.plan import left_right_axis
+    from napari_alseg.store.discover import discover_cases
+
+    meta_path = folder / "dataset.json"
+    meta = json.loads(meta_path.read_text()) if meta_path.is_file() else {}
+    case = discover_cases(folder, meta.get("channels"))[0]
+    axis = left_right_axis(load_volume(case.channels[0][1]).affine)
+    if axis is not None and two_d:
+        axis = axis - 1 if axis > 0 else None
+    classes = meta.get("classes", {})
+    return axis, [classes[key] for key in sorted(classes, key=int)]
 
 
 def split(n_items: int, fraction: float, seed: int, two_d: bool) -> tuple[np.ndarray, np.ndarray]:
@@ -149,18 +168,26 @@ def test_dice(net, images, labels, test, n_classes, patch_size, two_d):
 
 # ---------------------------------------------------------------- one run (a worker process)
 
+def worker_folder(args: argparse.Namespace) -> Path:
+    """The driver's copy of the set: the old recipe's code must not regenerate the samples."""
+    return Path(args.set_dir) if args.set_dir else set_folder(args.set)
+
+
 def run_worker(args: argparse.Namespace) -> None:
     import torch
 
     from napari_alseg.model import TrainingItem, fine_tune
 
-    images, labels, spacings, n_classes, two_d = load_items(set_folder(args.set))
+    folder = worker_folder(args)
+    images, labels, spacings, n_classes, two_d = load_items(folder)
     test, train = split(len(images), args.fraction, args.seed, two_d)
     items = [TrainingItem(images[i], labels[i], np.ones(labels[i].shape, bool)) for i in train]
     dims = 2 if two_d else 3
     override = json.loads(args.override or "{}")
     max_rounds = override.pop("rounds", None)
-    config, spec, patch = recipe_settings(args.recipe, dims, images, spacings, train, n_classes, args.seed, override)
+    sides = orientation(folder, two_d) if args.recipe == "new" else (None, ())
+    config, spec, patch = recipe_settings(args.recipe, dims, images, spacings, train, n_classes, args.seed, override,
+                                          sides)
     torch.manual_seed(args.seed)
     net = spec.build()
     budget = args.minutes * 60.0
@@ -193,11 +220,13 @@ def time_steps(args: argparse.Namespace) -> None:
 
     from napari_alseg.model import TrainingItem, fine_tune
 
-    images, labels, spacings, n_classes, two_d = load_items(set_folder(args.set))
+    folder = worker_folder(args)
+    images, labels, spacings, n_classes, two_d = load_items(folder)
     test, train = split(len(images), 1.0, 0, two_d)
     items = [TrainingItem(images[i], labels[i], np.ones(labels[i].shape, bool)) for i in train]
+    sides = orientation(folder, two_d) if args.recipe == "new" else (None, ())
     config, spec, _ = recipe_settings(args.recipe, 2 if two_d else 3, images, spacings, train, n_classes, 0,
-                                      {"steps": TIMING_STEPS})
+                                      {"steps": TIMING_STEPS}, sides)
     torch.manual_seed(0)
     net = spec.build()
     fine_tune(net, items, replace(config, steps=TIMING_WARMUP))
@@ -217,15 +246,16 @@ def run_step_times(args: argparse.Namespace) -> None:
             env = dict(os.environ)
             if recipe == "old":
                 env["PYTHONPATH"] = str(old_tree() / "src")
-            subprocess.run([sys.executable, __file__, "--worker-times", "--set", name, "--recipe", recipe],
-                           check=True, env=env, cwd="/tmp" if recipe == "old" else None)
+            subprocess.run([sys.executable, __file__, "--worker-times", "--set", name, "--recipe", recipe,
+                            "--set-dir", str(set_folder(name))], check=True, env=env,
+                           cwd="/tmp" if recipe == "old" else None)
 
 
-def recipe_settings(recipe, dims, images, spacings, train, n_classes, seed, override):
+def recipe_settings(recipe, dims, images, spacings, train, n_classes, seed, override, sides=(None, ())):
     """``(TrainConfig, ModelSpec, inference patch)`` of a recipe for these items.
 
     ``override``: plan fields and TrainConfig fields to set (``--override '{"steps": 100}'``),
-    for tuning runs on the sample sets only.
+    for tuning runs on the sample sets only. ``sides``: :func:`orientation`'s answer.
     """
     from dataclasses import fields
 
@@ -236,10 +266,13 @@ def recipe_settings(recipe, dims, images, spacings, train, n_classes, seed, over
     from napari_alseg.plan import TrainingPlan, fingerprint, make_plan
 
     plan_fields = {f.name for f in fields(TrainingPlan)}
+    side_axis, class_names = sides
     plan = make_plan(fingerprint([images[i].shape[1:] for i in train], [spacings[i] for i in train],
-                                 n_channels=images[0].shape[0], n_classes=n_classes))
+                                 n_channels=images[0].shape[0], n_classes=n_classes, left_right_axis=side_axis,
+                                 class_names=class_names[1:]))
     plan = plan.with_overrides(**{k: v for k, v in override.items() if k in plan_fields})
-    config = TrainConfig(seconds=plan.seconds, batch_size=plan.batch_size, patch_size=plan.patch_size, seed=seed)
+    config = TrainConfig(seconds=plan.seconds, batch_size=plan.batch_size, patch_size=plan.patch_size,
+                         flip_axes=plan.mirror_axes, seed=seed)
     config = replace(config, **{k: v for k, v in override.items() if k not in plan_fields})
     if "steps" in override and "seconds" not in override:
         config = replace(config, seconds=None)
@@ -294,7 +327,8 @@ def run_all(args: argparse.Namespace) -> None:
                     env = dict(os.environ)
                     if recipe == "old":
                         env["PYTHONPATH"] = str(old_tree() / "src")
-                    command = [sys.executable, __file__, "--worker", "--set", name, "--recipe", recipe,
+                    command = [sys.executable, __file__, "--worker", "--set", name, "--set-dir", str(set_folder(name)),
+                               "--recipe", recipe,
                                "--fraction", str(fraction), "--seed", str(seed), "--minutes", str(minutes),
                                "--out", str(out.resolve())]
                     if args.steps:
@@ -353,6 +387,7 @@ def main() -> None:
     parser.add_argument("--worker-times", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--set", help=argparse.SUPPRESS)
+    parser.add_argument("--set-dir", help=argparse.SUPPRESS)
     parser.add_argument("--recipe", help=argparse.SUPPRESS)
     parser.add_argument("--fraction", type=float, help=argparse.SUPPRESS)
     parser.add_argument("--seed", type=int, help=argparse.SUPPRESS)

@@ -5,7 +5,11 @@ Not a test: prints figures. Data shaped like our sample sets, synthetic by defau
 (12 cases of 80x96x80, 3 channels, 4 classes). ``--data DIR`` uses the generated
 sample sets instead (``DIR/brain-stack``, ``DIR/tumour-cases``).
 
-    .venv/bin/python benchmarks/bench_model.py [--data DIR] [--samples 20] [--device cpu]
+The network and round are the ones the product's training plan gives these items
+(``plan.make_plan``: widths, working grid, batch, patch); ``--native-grid`` runs the
+plan-less default network on the native grid instead.
+
+    .venv/bin/python benchmarks/bench_model.py [--data DIR] [--samples 20] [--device cpu] [--native-grid]
 """
 
 from __future__ import annotations
@@ -104,22 +108,22 @@ def time_round(spec: ModelSpec, images, labels, config: TrainConfig) -> tuple[to
     }
 
 
-def time_mc(net, images, samples: int, device: torch.device) -> dict:
+def time_mc(net, images, samples: int, device: torch.device, patch_size=None) -> dict:
     """Cases per minute of the head-only sampler and of ``samples`` full passes, and their score gap.
 
     The two run alternately, case by case, so that load from other processes on a
     shared machine falls on both alike. They draw the same dropout masks, so their
     scores differ by float rounding only (:func:`score_differences`, largest over cases).
     """
-    mc_dropout(net, images[0], samples=2, device=device)
+    mc_dropout(net, images[0], samples=2, device=device, patch_size=patch_size)
     head_only = full = 0.0
     differences: dict[str, float] = {}
     for image in images:
         started = time.perf_counter()
-        sampled = mc_dropout(net, image, samples=samples, device=device)
+        sampled = mc_dropout(net, image, samples=samples, device=device, patch_size=patch_size)
         head_only += time.perf_counter() - started
         started = time.perf_counter()
-        reference = mc_dropout_full_passes(net, image, samples=samples, device=device)
+        reference = mc_dropout_full_passes(net, image, samples=samples, device=device, patch_size=patch_size)
         full += time.perf_counter() - started
         for name, difference in score_differences(sampled, reference).items():
             differences[name] = max(differences.get(name, 0.0), difference)
@@ -158,13 +162,30 @@ def peak_rss_mib() -> float:
     return peak / 2**20 if sys.platform == "darwin" else peak / 2**10
 
 
+def planned(images, n_classes: int, device: torch.device) -> tuple[ModelSpec, TrainConfig]:
+    """The network and round settings the product's plan gives these items (1 mm voxels
+    assumed: the plan's grid depends on their count, and the items here are isotropic)."""
+    from napari_alseg.plan import fingerprint, make_plan
+
+    shapes = [image.shape[1:] for image in images]
+    plan = make_plan(fingerprint(shapes, [(1.0,) * len(shapes[0])] * len(shapes), n_channels=images[0].shape[0],
+                                 n_classes=n_classes), "cuda" if device.type == "cuda" else "cpu")
+    spec = ModelSpec(len(shapes[0]), images[0].shape[0], n_classes, features=plan.features, zoom=plan.zoom)
+    config = TrainConfig(seconds=plan.seconds, batch_size=plan.batch_size, patch_size=plan.patch_size,
+                         device=str(device))
+    return spec, config
+
+
 def benchmark(name: str, images, labels, n_classes: int, args: argparse.Namespace) -> None:
     spatial_dims = labels[0].ndim
-    spec = ModelSpec(spatial_dims, images[0].shape[0], n_classes)
-    config = TrainConfig(device=args.device)
+    if args.native_grid:
+        spec, config = ModelSpec(spatial_dims, images[0].shape[0], n_classes), TrainConfig(device=args.device)
+    else:
+        spec, config = planned(images, n_classes, pick_device(args.device))
     if args.steps:
         config = replace(config, steps=args.steps)
-    print(f"\n== {name}: {len(images)} items of {images[0].shape}, {n_classes} classes, features {spec.features}")
+    print(f"\n== {name}: {len(images)} items of {images[0].shape}, {n_classes} classes, features {spec.features}, "
+          f"zoom {spec.zoom or 'none (native grid)'}")
     net, round_figures = time_round(spec, images, labels, config)
     print(
         f"fine-tuning round: {round_figures['seconds']:.1f} s for {round_figures['steps']} steps "
@@ -175,7 +196,8 @@ def benchmark(name: str, images, labels, n_classes: int, args: argparse.Namespac
     )
     print(f"peak RSS after training: {peak_rss_mib():.0f} MiB; load average {load_average()}")
     mc_items = images[: args.mc_items if spatial_dims == 2 else args.mc_cases]
-    mc = time_mc(net, mc_items, args.samples, pick_device(args.device))
+    windows = config.patch_size if spatial_dims == 3 and not args.native_grid else None  # as the product scores
+    mc = time_mc(net, mc_items, args.samples, pick_device(args.device), windows)
     unit = "slices" if spatial_dims == 2 else "cases"
     print(
         f"MC dropout, T={args.samples}, {len(mc_items)} {unit}: head-only {mc['head_only_per_min']:.1f} {unit}/min, "
@@ -198,6 +220,8 @@ def main() -> None:
     parser.add_argument("--mc-cases", type=int, default=2, help="3D cases scored for the MC figures")
     parser.add_argument("--steps", type=int, help="override the default steps per round")
     parser.add_argument("--only", choices=("2d", "3d"), help="run one of the two benchmarks")
+    parser.add_argument("--native-grid", action="store_true",
+                        help="the plan-less default network on the native grid, not the training plan's")
     parser.add_argument("--device", help="cpu / cuda (default: CUDA when available)")
     args = parser.parse_args()
     device = pick_device(args.device)

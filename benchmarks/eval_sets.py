@@ -43,7 +43,7 @@ from scipy import ndimage
 from napari_alseg.errors import AlsegError
 from napari_alseg.nifti import load_volume, save_volume
 from napari_alseg.samples import deform
-from napari_alseg.samples.layout import DATASET_FILE, is_complete, write_classes, write_json
+from napari_alseg.samples.layout import DATASET_FILE, is_complete, stack_affine, write_classes, write_json
 from napari_alseg.samples.templates import (
     ColinTemplates,
     MniTissueMaps,
@@ -52,7 +52,7 @@ from napari_alseg.samples.templates import (
 )
 
 EVAL_SETS: tuple[str, ...] = ("sagittal-stack", "wm-lesions")
-EVAL_SET_VERSION = 1
+EVAL_SET_VERSION = 2  # 2: sagittal-stack's affine says where its axes point (was a diagonal placeholder)
 PURPOSE = "held-out evaluation only: choose no setting on this set"
 
 # --------------------------------------------------------------------------- sagittal-stack
@@ -152,14 +152,14 @@ def write_eval_set(name: str, folder: Path, *, seed: int = 0, **options) -> Path
     """Write evaluation set ``name`` into ``folder/<name>/`` and return that folder.
 
     Idempotent: a folder whose ``dataset.json`` exists is returned as it is (whatever
-    options made it). The set is built in a hidden sibling and renamed into place, with
+    options made it) unless an older :data:`EVAL_SET_VERSION` wrote it. The set is built in a hidden sibling and renamed into place, with
     ``dataset.json`` written last. ``options``: sagittal-stack ``slice_step_mm``;
     wm-lesions ``n_cases``, ``size``.
     """
     if name not in _WRITERS:
         raise AlsegError(f"unknown evaluation set {name!r}; valid names: {', '.join(EVAL_SETS)}")
     target = Path(folder) / name
-    if is_complete(target):
+    if is_complete(target) and _version(target) == EVAL_SET_VERSION:
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{name}.", suffix=".partial", dir=target.parent))
@@ -178,6 +178,14 @@ def write_eval_set(name: str, folder: Path, *, seed: int = 0, **options) -> Path
         shutil.rmtree(staging, ignore_errors=True)
         raise
     return target
+
+
+def _version(set_dir: Path) -> int | None:
+    """The ``eval_set_version`` a written set was made with (None: unreadable)."""
+    try:
+        return json.loads((set_dir / DATASET_FILE).read_text()).get("eval_set_version")
+    except (OSError, ValueError, AttributeError):
+        return None
 
 
 def describe(set_dir: Path) -> str:
@@ -216,7 +224,7 @@ def write_sagittal_stack(folder: Path, *, seed: int, slice_step_mm: float = SLIC
                                               shape, seed)
     stack_folder = folder / "stack"
     stack_folder.mkdir()
-    affine = np.diag([PIXEL_MM, PIXEL_MM, float(slice_step_mm), 1.0])
+    affine = stack_affine((1, 2, 0), (PIXEL_MM, PIXEL_MM, float(slice_step_mm)))  # columns y, rows z, slices x
     save_volume(stack_folder / "stack_t1.nii.gz", np.rint(images).astype(np.int16), affine)
     save_volume(stack_folder / "stack_seg.nii.gz", labels, affine, is_label=True)
     write_classes(folder, SAGITTAL_CLASSES)

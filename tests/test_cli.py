@@ -78,6 +78,13 @@ def test_project_commands_round_trip(tmp_path, capsys):
     assert main(["status", str(project)]) == 0
     out = capsys.readouterr().out
     assert "3D U-Net" in out and "batch 3" in out and "round budget: 90 s" in out
+    assert "mirrored along axis 2 (left-right)" in out  # the tumour cases' i axis runs along world x
+    assert main(["plan", str(project), "--no-mirror"]) == 0
+    assert "augmentation: not mirrored" in capsys.readouterr().out
+    assert main(["plan", str(project), "--mirror", "2"]) == 0
+    assert "mirrored along axis 2" in capsys.readouterr().out
+    assert main(["plan", str(project), "--mirror", "3"]) == 2
+    assert "mirror_axes must be axes 0..2" in capsys.readouterr().err
     assert main(["plan", str(project), "--patch", "32", "32"]) == 2  # a 3D plan needs 3 sizes: one line
     assert "patch_size must hold 3 values" in capsys.readouterr().err
     assert main(["retrain", str(project), "--minutes", "0"]) == 2

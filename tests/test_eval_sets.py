@@ -10,6 +10,7 @@ from scipy import ndimage
 
 from napari_alseg.errors import AlsegError
 from napari_alseg.nifti import load_volume
+from napari_alseg.plan import left_right_axis
 from napari_alseg.samples.templates import load_mni_tissue_maps
 from napari_alseg.store import Project
 
@@ -58,6 +59,8 @@ def test_sagittal_stack_is_a_slice_project_with_every_class(mricron_dir, tmp_pat
     frontal_columns, occipital_columns = (np.nonzero(labels.data == class_id)[2]
                                           for class_id in (1, 4))
     assert frontal_columns.mean() > occipital_columns.mean()
+    # The affine says so too: slices along world x, so no in-plane axis is left-right.
+    assert left_right_axis(labels.affine) == 0
 
 
 def test_wm_lesions_is_a_case_project_with_channels_in_order(wm_lesion_set, tmp_path):

@@ -83,6 +83,19 @@ def test_zoomed_net_computes_on_the_working_grid_and_answers_on_the_native_one(s
     assert logits.shape == (1, 3, *spatial)
 
 
+@pytest.mark.parametrize(("spatial_dims", "spatial", "zoom"), [(2, (50, 38), (0.5, 0.5)), (3, (24, 30, 20), (0.5, 1.0, 0.75))])
+def test_a_zoomed_net_resamples_its_probabilities_not_its_logits(spatial_dims, spatial, zoom):
+    net = ModelSpec(spatial_dims, 1, 3, TINY, zoom=zoom).build().eval()
+    x = torch.randn(1, 1, *spatial)
+    with torch.no_grad():
+        working = torch.nn.functional.interpolate(x, size=net.working_shape(spatial), mode="bilinear" if spatial_dims == 2
+                                                  else "trilinear", align_corners=False)
+        expected = net.to_native(torch.softmax(net.working_forward(working), dim=1), spatial)
+        probs = torch.softmax(net(x), dim=1)
+    assert torch.allclose(probs, expected, atol=1e-6)
+    assert torch.allclose(probs.sum(dim=1), torch.ones(1, *spatial), atol=1e-6)
+
+
 def test_zoom_round_trips_and_old_specs_load_at_native_resolution():
     spec = ModelSpec(2, 1, 3, TINY, zoom=(0.5, 0.5))
     assert ModelSpec.from_json(spec.to_json()) == spec

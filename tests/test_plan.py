@@ -1,12 +1,14 @@
 """The dataset fingerprint and the training plan made from it (pure numbers, no torch)."""
 
+import json
 import math
 
+import numpy as np
 import pytest
 
 from napari_alseg.errors import AlsegError
-from napari_alseg.plan import (ANISOTROPY_LIMIT, BUDGETS, CPU, CUDA, TrainingPlan, fingerprint, make_plan,
-                               working_spacing)
+from napari_alseg.plan import (ANISOTROPY_LIMIT, BUDGETS, CPU, CUDA, TrainingPlan, fingerprint, lateralised,
+                               left_right_axis, make_plan, working_spacing)
 
 
 def plan_for(shape, spacing, *, n_items=3, channels=1, device=CPU):
@@ -72,3 +74,59 @@ def test_plan_round_trips_through_json_and_takes_overrides():
 def test_plan_needs_a_known_device():
     with pytest.raises(AlsegError, match="device"):
         plan_for((32, 32), (1.0, 1.0), device="tpu")
+
+
+def oblique(affine_columns):
+    """A 4x4 affine whose voxel axes i, j, k point along ``affine_columns`` (3 vectors, mm)."""
+    affine = np.eye(4)
+    affine[:3, :3] = np.asarray(affine_columns, float).T
+    return affine
+
+
+def test_left_right_axis_comes_from_the_affine_in_data_order():
+    # data arrays are (k, j, i): the i axis, along world x, is data axis 2
+    assert left_right_axis(np.diag([2.0, 2.0, 2.0, 1.0])) == 2
+    # i along y, j along x (a transposed volume): data axis 1
+    assert left_right_axis(oblique([(0, 1, 0), (1, 0, 0), (0, 0, 1)])) == 1
+    # no voxel axis within ~35 degrees of left-right: unknown
+    assert left_right_axis(oblique([(0.7, 0.7, 0), (-0.7, 0.7, 0), (0, 0, 1)])) is None
+
+
+@pytest.mark.parametrize("names, lateral", [
+    (["background", "cortex", "white matter"], False),
+    (["background", "Left-Hippocampus", "Right-Hippocampus"], True),
+    (["background", "hippocampus_L", "hippocampus_R"], True),
+    (["background", "lh_cortex"], True),
+    (["background", "LeftAmygdala"], True),
+    (["background", "bright lesion", "rim"], False),  # "right" inside a word is not a side
+])
+def test_class_names_say_whether_labels_are_lateralised(names, lateral):
+    assert lateralised(names) is lateral
+
+
+def test_the_plan_mirrors_left_right_unless_the_labels_name_sides():
+    shapes, spacings = [(40, 48, 44)] * 3, [(2.0, 2.0, 2.0)] * 3
+    plain = make_plan(fingerprint(shapes, spacings, n_channels=1, n_classes=3, left_right_axis=2,
+                                  class_names=["background", "tumour", "oedema"]))
+    assert plain.mirror_axes == (2,)
+    sided = make_plan(fingerprint(shapes, spacings, n_channels=1, n_classes=3, left_right_axis=2,
+                                  class_names=["background", "left putamen", "right putamen"]))
+    assert sided.mirror_axes == ()
+    unknown = make_plan(fingerprint(shapes, spacings, n_channels=1, n_classes=3))
+    assert unknown.mirror_axes == ()
+    assert "mirrored" in " ".join(plain.describe()) and "not mirrored" in " ".join(sided.describe())
+
+
+def test_a_2d_plan_mirrors_the_in_plane_left_right_axis_only():
+    shapes, spacings = [(184, 176)] * 3, [(1.0, 1.0)] * 3
+    coronal = make_plan(fingerprint(shapes, spacings, n_channels=1, n_classes=3, left_right_axis=1))
+    assert coronal.mirror_axes == (1,)
+    with pytest.raises(AlsegError):
+        fingerprint(shapes, spacings, n_channels=1, n_classes=3, left_right_axis=2)
+
+
+def test_a_plan_stored_before_mirror_axes_existed_still_loads():
+    plan = plan_for((64, 64, 64), (1.0, 1.0, 1.0))
+    values = json.loads(plan.to_json())
+    del values["mirror_axes"]
+    assert TrainingPlan.from_json(json.dumps(values)).mirror_axes == ()

@@ -10,6 +10,7 @@ import pytest
 
 from napari_alseg.errors import AlsegError
 from napari_alseg.nifti import load_volume
+from napari_alseg.plan import left_right_axis
 from napari_alseg.samples import (
     SAMPLE_SETS,
     generate_sample,
@@ -162,6 +163,9 @@ def test_brain_stack_slices(mricron_dir, tmp_path):
     # Rows run inferior -> superior: the cerebellum sits in the lower half of its slices.
     rows_with_cerebellum = np.nonzero((labels.data == 10).any(axis=(0, 2)))[0]
     assert rows_with_cerebellum.mean() < labels.shape[1] / 2
+    # The affine says so too: columns along world x (left-right), rows z, slices y.
+    assert left_right_axis(labels.affine) == 2
+    np.testing.assert_allclose(labels.affine[:3, :3], [[1, 0, 0], [0, 0, 5], [0, 1, 0]])
 
 
 def test_slice_deformation_does_not_fold():

@@ -264,6 +264,34 @@ def test_the_training_plan_is_made_once_kept_with_the_project_and_overridable(tm
         assert config.steps == 4 and config.seconds is None and config.batch_size == 3
 
 
+def test_the_plan_mirrors_a_stack_along_its_left_right_axis_and_rounds_train_with_it(tmp_path):
+    source = make_source(tmp_path / "source", granularity="slice", n_cases=1, shape=(6, 32, 32))
+    project = Project.create(tmp_path / "project", source, annotator="dr-a", seed=1)
+    with Session(project, annotator="dr-a") as session:
+        # the synthetic cases' affine is diagonal: columns (i, along world x) are left-right
+        assert session.training_plan().mirror_axes == (1,)
+        assert session.round_config().flip_axes == (1,)
+        session.train_config = tiny_config(flip_axes=())
+        assert session.round_config().flip_axes == ()  # a config that says "no flip" wins
+
+
+def test_a_plan_kept_before_mirroring_existed_gets_mirror_axes_and_keeps_its_overrides(tmp_path):
+    import json
+
+    from napari_alseg.plan import PLAN_SETTING, PLAN_VERSION
+
+    source = make_source(tmp_path / "source", granularity="slice", n_cases=1, shape=(6, 32, 32))
+    project = Project.create(tmp_path / "project", source, annotator="dr-a", seed=1)
+    with Session(project, annotator="dr-a") as session:
+        kept = json.loads(session.set_plan(seconds=42.0).to_json())
+        del kept["mirror_axes"]
+        kept["version"] = 1
+        project.store_setting(PLAN_SETTING, json.dumps(kept))
+        plan = session.training_plan()
+        assert plan.mirror_axes == (1,) and plan.seconds == 42.0 and plan.version == PLAN_VERSION
+        assert json.loads(project.setting(PLAN_SETTING))["version"] == PLAN_VERSION
+
+
 def test_a_resampling_plan_predicts_on_the_native_grid(tmp_path):
     source = make_source(tmp_path / "source", granularity="case", n_cases=3, shape=(20, 24, 22))
     project = Project.create(tmp_path / "project", source, annotator="dr-a", seed=1)

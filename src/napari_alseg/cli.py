@@ -72,6 +72,10 @@ def build_parser() -> argparse.ArgumentParser:
     plan.add_argument("--minutes", type=float, metavar="M", help="training time of a round")
     plan.add_argument("--batch", type=int, metavar="N", help="crops per training step")
     plan.add_argument("--patch", type=int, nargs="+", metavar="VOXELS", help="crop size in native voxels, per axis")
+    mirror = plan.add_mutually_exclusive_group()
+    mirror.add_argument("--mirror", type=int, nargs="+", metavar="AXIS",
+                        help="item axes training flips at random (default: the left-right axis, from the affine)")
+    mirror.add_argument("--no-mirror", action="store_true", help="never flip (labels that differ by side)")
     plan.add_argument("--device", default=None, help="cpu or cuda: the device to plan for with --reset")
     plan.set_defaults(run=run_plan)
 
@@ -275,7 +279,8 @@ def run_plan(args: argparse.Namespace) -> int:
     from .session import Session
 
     overrides = {"seconds": None if args.minutes is None else args.minutes * 60.0,
-                 "batch_size": args.batch, "patch_size": None if args.patch is None else tuple(args.patch)}
+                 "batch_size": args.batch, "patch_size": None if args.patch is None else tuple(args.patch),
+                 "mirror_axes": () if args.no_mirror else None if args.mirror is None else tuple(args.mirror)}
     with Session.open(args.project, annotator="cli", device=args.device) as session:
         if args.reset:
             plan = session.replan(**overrides)

@@ -2,8 +2,9 @@
 
 A project's images decide, once, how its model is trained: the working spacing
 (large or anisotropic items are resampled inside the network to a coarser, more
-isotropic grid), the crop (patch) and batch sizes, the network's widths and the
-round's wall-clock budget. The plan is stored with the project (``alseg status``
+isotropic grid), the crop (patch) and batch sizes, the network's widths, the
+round's wall-clock budget, and which axis training may mirror (the patient's
+left-right, unless the classes name sides). The plan is stored with the project (``alseg status``
 shows it) and any field can be overridden.
 
 Pure numbers, no torch (outside the ``model`` package, whose import loads torch): the
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
@@ -22,7 +24,7 @@ import numpy as np
 
 from .errors import AlsegError
 
-PLAN_VERSION = 1
+PLAN_VERSION = 2  # 2: mirror_axes (a version-1 plan gets them from the data, the rest kept)
 POOLING_FACTOR = 16
 MIN_PATCH = 32
 ANISOTROPY_LIMIT = 3.0
@@ -30,6 +32,9 @@ ANISOTROPY_LIMIT = 3.0
 CPU, CUDA = "cpu", "cuda"
 PLAN_SETTING = "training_plan"  # the project's meta key the plan is kept under
 DEFAULT_LEARNING_RATE = 1e-2
+# A voxel axis counts as left-right when it is within ~35 degrees of the world x axis.
+LEFT_RIGHT_COSINE = 0.82
+SIDE_WORDS = frozenset({"left", "right", "l", "r", "lh", "rh", "lt", "rt"})
 
 
 @dataclass(frozen=True)
@@ -67,6 +72,8 @@ class Fingerprint:
 
     ``median_shape``: spatial shape of a training item in voxels (a slice for 2D
     projects, a case for 3D); ``median_spacing_mm``: its voxel size per axis.
+    ``left_right_axis``: the item axis along the patient's left-right (None: not known
+    or not in the item, e.g. sagittal slices); ``lateral_labels``: some class names a side.
     """
 
     spatial_dims: int
@@ -75,6 +82,8 @@ class Fingerprint:
     n_items: int
     median_shape: tuple[int, ...]
     median_spacing_mm: tuple[float, ...]
+    left_right_axis: int | None = None
+    lateral_labels: bool = False
 
 
 @dataclass(frozen=True)
@@ -85,7 +94,10 @@ class TrainingPlan:
     working spacing per axis (1 = native, 0.5 = half the voxels per axis). ``patch_size``
     is in *native* voxels (what training crops and sliding windows cut), ``batch_size``
     crops per step, ``features`` the network widths, ``seconds`` the default round budget,
-    ``device`` the device kind it was sized for.
+    ``device`` the device kind it was sized for. ``mirror_axes``: item axes training
+    flips at random: the left-right axis of bilaterally symmetric anatomy doubles what
+    a few labelled items show (RESULTS.md, "Mirroring"); empty where a flip would swap
+    left and right classes or the axis is unknown.
     """
 
     spatial_dims: int
@@ -96,12 +108,16 @@ class TrainingPlan:
     batch_size: int
     features: tuple[int, ...]
     seconds: float
+    mirror_axes: tuple[int, ...] = ()
     version: int = PLAN_VERSION
 
     def __post_init__(self) -> None:
         dims = self.spatial_dims
         if dims not in (2, 3):
             raise AlsegError(f"plan: spatial_dims must be 2 or 3, got {dims}")
+        object.__setattr__(self, "mirror_axes", tuple(int(axis) for axis in self.mirror_axes))
+        if any(axis not in range(dims) for axis in self.mirror_axes):
+            raise AlsegError(f"plan: mirror_axes must be axes 0..{dims - 1}, got {self.mirror_axes}")
         for name in ("working_spacing_mm", "zoom", "patch_size"):
             value = tuple(getattr(self, name))
             if len(value) != dims:
@@ -144,6 +160,8 @@ class TrainingPlan:
             f"(zoom {axes(f'{z:.3g}' for z in self.zoom)})",
             f"patch: {axes(map(str, self.patch_size))} native voxels, batch {self.batch_size}",
             f"round budget: {self.seconds:g} s",
+            (f"augmentation: mirrored along axis {', '.join(map(str, self.mirror_axes))} (left-right)"
+             if self.mirror_axes else "augmentation: not mirrored (no left-right axis, or classes name sides)"),
         ]
 
 
@@ -160,8 +178,10 @@ def inference_patch(plan: TrainingPlan | None) -> tuple[int, ...] | None:
 
 
 def fingerprint(shapes: Sequence[Sequence[int]], spacings_mm: Sequence[Sequence[float]], *,
-                n_channels: int, n_classes: int) -> Fingerprint:
-    """Fingerprint of training items: ``shapes`` / ``spacings_mm`` one row per item."""
+                n_channels: int, n_classes: int, left_right_axis: int | None = None,
+                class_names: Sequence[str] = ()) -> Fingerprint:
+    """Fingerprint of training items: ``shapes`` / ``spacings_mm`` one row per item;
+    ``left_right_axis`` an item axis (:func:`left_right_axis` gives it for a case)."""
     if len(shapes) == 0 or len(shapes) != len(spacings_mm):
         raise AlsegError("fingerprint: need the same, non-zero number of shapes and spacings")
     shape_rows = np.asarray(shapes, dtype=float)
@@ -170,6 +190,8 @@ def fingerprint(shapes: Sequence[Sequence[int]], spacings_mm: Sequence[Sequence[
         raise AlsegError(f"fingerprint: shapes and spacings must be rows of 2 or 3 values, got {shape_rows.shape}")
     if (shape_rows < 1).any() or not (spacing_rows > 0).all():
         raise AlsegError("fingerprint: shapes and spacings must be positive")
+    if left_right_axis is not None and left_right_axis not in range(shape_rows.shape[1]):
+        raise AlsegError(f"fingerprint: left_right_axis must be an item axis, got {left_right_axis}")
     return Fingerprint(
         spatial_dims=shape_rows.shape[1],
         n_channels=int(n_channels),
@@ -177,7 +199,28 @@ def fingerprint(shapes: Sequence[Sequence[int]], spacings_mm: Sequence[Sequence[
         n_items=len(shape_rows),
         median_shape=tuple(int(round(v)) for v in np.median(shape_rows, axis=0)),
         median_spacing_mm=tuple(float(v) for v in np.median(spacing_rows, axis=0)),
+        left_right_axis=left_right_axis,
+        lateral_labels=lateralised(class_names),
     )
+
+
+def left_right_axis(affine: np.ndarray) -> int | None:
+    """The data axis (arrays are ``(k, j, i)``) along the patient's left-right, from a 4x4
+    voxel-to-world (RAS) affine; None when no voxel axis is within ~35 degrees of it."""
+    directions = np.asarray(affine, float)[:3, :3]
+    cosines = np.abs(directions[0]) / np.maximum(np.linalg.norm(directions, axis=0), 1e-12)
+    voxel_axis = int(np.argmax(cosines))
+    return 2 - voxel_axis if cosines[voxel_axis] >= LEFT_RIGHT_COSINE else None
+
+
+def lateralised(class_names: Sequence[str]) -> bool:
+    """Whether a class name says a side ("Left-Hippocampus", "putamen_R", "lh_cortex"):
+    mirroring such labels would teach the network to swap them."""
+    for name in class_names:
+        words = re.sub(r"([a-z])([A-Z])", r"\1 \2", str(name)).lower()
+        if SIDE_WORDS & set(re.split(r"[^a-z0-9]+", words)):
+            return True
+    return False
 
 
 def make_plan(dataset: Fingerprint, device: str = CPU) -> TrainingPlan:
@@ -191,8 +234,10 @@ def make_plan(dataset: Fingerprint, device: str = CPU) -> TrainingPlan:
     working_patch = [min(budget.max_patch, _round_up(max(size, MIN_PATCH), POOLING_FACTOR)) for size in working_shape]
     patch = tuple(int(math.ceil(p / z)) for p, z in zip(working_patch, zoom))
     patch = tuple(min(p, max(size, MIN_PATCH)) for p, size in zip(patch, dataset.median_shape))
+    mirror = () if dataset.left_right_axis is None or dataset.lateral_labels else (dataset.left_right_axis,)
     return TrainingPlan(dataset.spatial_dims, device, tuple(round(s, 4) for s in spacing),
-                        tuple(round(z, 4) for z in zoom), patch, budget.batch, budget.features, budget.seconds)
+                        tuple(round(z, 4) for z in zoom), patch, budget.batch, budget.features, budget.seconds,
+                        mirror)
 
 
 def working_spacing(shape: Sequence[int], spacing_mm: Sequence[float], max_voxels: int) -> tuple[float, ...]:

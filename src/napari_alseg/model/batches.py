@@ -209,7 +209,7 @@ def _crop(item: PreparedItem, starts: Sequence[int], crop_shape: tuple[int, ...]
 def augmenter(config: TrainConfig, spatial_dims: int) -> Compose:
     """Random flips, small rotation / scale (labels and mask nearest) and intensity jitter."""
     rotation = (ROTATION_RADIANS,) if spatial_dims == 2 else (ROTATION_RADIANS / 2,) * 3
-    transforms = [RandFlipd(AUGMENT_KEYS, prob=0.5, spatial_axis=axis) for axis in config.flip_axes]
+    transforms = [RandFlipd(AUGMENT_KEYS, prob=0.5, spatial_axis=axis) for axis in config.flip_axes or ()]
     transforms += [
         RandAffined(
             AUGMENT_KEYS,

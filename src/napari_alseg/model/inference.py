@@ -20,7 +20,6 @@ and a relative 1e-5 on the scores made from them.
 from __future__ import annotations
 
 import itertools
-import math
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -32,7 +31,7 @@ from torch import nn
 
 from ..errors import AlsegError
 from .device import pick_device
-from .networks import SampleMoments, SegmentationNet
+from .networks import SampleMoments, SegmentationNet, crop_spatial
 from .preprocessing import normalise_image
 
 WINDOW_OVERLAP = 0.25
@@ -104,14 +103,15 @@ def mc_dropout(
 ) -> McResult:
     """MC-dropout mean, variance and features, running the backbone once per window.
 
-    The ``T`` head samples of a window go through the net in chunks along the batch axis
-    (:data:`MC_CHUNK_ELEMENTS`), through :meth:`LastDecoderBlock.softmax_moments` unless the
-    net works on a zoomed grid (its logits are interpolated before the softmax, so that
-    case runs :meth:`LastDecoderBlock.decode` on the chunks). Each sliding window keeps
-    the mean and second moment of its samples; MONAI blends both moments across windows,
-    so the variance where windows overlap is that of the mixture of the windows' samples
-    (slightly larger than the variance of blended samples; identical where windows do
-    not overlap). The moments are kept and blended in float64 (see :class:`SampleMoments`).
+    The ``T`` head samples of a window go through :meth:`LastDecoderBlock.softmax_moments`
+    in chunks along the batch axis (:data:`MC_CHUNK_ELEMENTS`), on the grid the net works
+    on. A zoomed net's window moments (mean and second moment) are then interpolated to
+    the native grid, as its probabilities are (:meth:`SegmentationNet.forward`), so its
+    variance is that of the mixture of neighbouring working voxels' samples. Each sliding
+    window keeps the mean and second moment of its samples; MONAI blends both moments
+    across windows, so the variance where windows overlap is likewise that of the mixture
+    of the windows' samples. The moments are kept and blended in float64 (see
+    :class:`SampleMoments`).
     """
     _check_samples(samples)
     inputs = _prepare_input(net, image, patch_size, device)
@@ -123,23 +123,15 @@ def mc_dropout(
         decoder_features, skip, bottleneck = net.backbone(window.to(torch.float32))
         window_features.append(_spatial_mean(bottleneck))
         first_seed = seed + next(window_index) * samples
-        seeds = range(first_seed, first_seed + samples)
         native_shape = tuple(window.shape[2:])
-        if net.spec.zoom:
-            largest = max(skip[0].numel(), net.spec.n_classes * math.prod(native_shape))
-            chunks = _chunks(block.dropout, decoder_features, seeds, largest)
-            mean, variance = _native_softmax_moments(net, chunks, skip, native_shape)
-        else:
-            chunks = _chunks(block.dropout, decoder_features, seeds, decoder_features[0].numel())
-            mean, variance = block.softmax_moments(chunks, skip, native_shape)
-        return torch.cat([mean, variance + mean * mean])[None]
+        chunks = _chunks(block.dropout, decoder_features, range(first_seed, first_seed + samples),
+                         decoder_features[0].numel())
+        mean, variance = block.softmax_moments(chunks, skip, net.working_shape(native_shape))
+        return net.to_native(torch.cat([mean, variance + mean * mean])[None], native_shape)
 
     with mc_dropout_mode(net), torch.no_grad():
         moments = _run_windows(inputs.to(torch.float64), patch_size, head_moments)[0]
-    n_classes = net.spec.n_classes
-    mean_probs, second_moment = moments[:n_classes], moments[n_classes:]
-    variance = (second_moment - mean_probs * mean_probs).clamp_min(0.0)
-    return McResult(_to_numpy(mean_probs), _to_numpy(variance), _mean_features(window_features), samples)
+    return _mc_result(moments, window_features, samples)
 
 
 def mc_dropout_full_passes(
@@ -151,41 +143,45 @@ def mc_dropout_full_passes(
     patch_size: tuple[int, ...] | None = None,
     device: str | torch.device | None = None,
 ) -> McResult:
-    """Reference MC dropout: ``T`` complete forward passes (what :func:`mc_dropout` saves).
+    """Reference MC dropout: ``T`` complete forward passes per window (what :func:`mc_dropout` saves).
 
-    Each pass is ``net.forward`` (backbone, head, native logits) with the head's dropout
-    mask drawn by :func:`_dropped_features`, as :func:`mc_dropout` draws it; the features
-    come from the first pass's bottleneck.
+    Each pass runs the backbone and the head with the dropout mask :func:`mc_dropout`
+    draws for that sample (:func:`_dropped_features`); the passes' softmax moments go to
+    the native grid and across windows as :func:`mc_dropout`'s do. The features come from
+    the first pass's bottleneck.
     """
     _check_samples(samples)
     inputs = _prepare_input(net, image, patch_size, device)
-    window_features: list[torch.Tensor] = []
-    sample_probs = []
-    with mc_dropout_mode(net), torch.no_grad():
-        for sample in range(samples):
-            predictor = _full_pass_predictor(net, seed, samples, sample, window_features)
-            sample_probs.append(_run_windows(inputs, patch_size, predictor)[0])
-    stacked = torch.stack(sample_probs)
-    mean_probs, variance = stacked.mean(dim=0), stacked.var(dim=0, unbiased=False)
-    return McResult(_to_numpy(mean_probs), _to_numpy(variance), _mean_features(window_features), samples)
-
-
-def _full_pass_predictor(
-    net: SegmentationNet, seed: int, samples: int, sample: int, window_features: list[torch.Tensor]
-) -> Callable[[torch.Tensor], torch.Tensor]:
-    """Softmax of one whole forward pass per window, with :func:`mc_dropout`'s mask for ``sample``."""
     window_index = itertools.count()
+    window_features: list[torch.Tensor] = []
+    block = net.last_block
 
-    def softmax(window: torch.Tensor) -> torch.Tensor:
-        decoder_features, skip, bottleneck = net.backbone(window)
-        if sample == 0:
-            window_features.append(_spatial_mean(bottleneck))
-        sample_seed = seed + next(window_index) * samples + sample
-        dropped = _dropped_features(net.last_block.dropout, decoder_features, [sample_seed])
-        logits = net.native_logits(net.last_block.decode(dropped, skip), tuple(window.shape[2:]))
-        return torch.softmax(logits, dim=1)
+    def pass_moments(window: torch.Tensor) -> torch.Tensor:
+        first_seed = seed + next(window_index) * samples
+        native_shape = tuple(window.shape[2:])
+        working_shape = net.working_shape(native_shape)
+        statistics = SampleMoments((net.spec.n_classes, *working_shape), window.device)
+        for sample in range(samples):
+            decoder_features, skip, bottleneck = net.backbone(window.to(torch.float32))
+            if sample == 0:
+                window_features.append(_spatial_mean(bottleneck))
+            dropped = _dropped_features(block.dropout, decoder_features, [first_seed + sample])
+            statistics.update(torch.softmax(crop_spatial(block.decode(dropped, skip), working_shape), dim=1))
+            statistics.advance(1)
+        mean, variance = statistics.mean_and_variance()
+        return net.to_native(torch.cat([mean, variance + mean * mean])[None], native_shape)
 
-    return softmax
+    with mc_dropout_mode(net), torch.no_grad():
+        moments = _run_windows(inputs.to(torch.float64), patch_size, pass_moments)[0]
+    return _mc_result(moments, window_features, samples)
+
+
+def _mc_result(moments: torch.Tensor, window_features: list[torch.Tensor], samples: int) -> McResult:
+    """``moments`` ``(2C, *S)``: blended mean probabilities, then blended second moments."""
+    n_classes = moments.shape[0] // 2
+    mean_probs, second_moment = moments[:n_classes], moments[n_classes:]
+    variance = (second_moment - mean_probs * mean_probs).clamp_min(0.0)
+    return McResult(_to_numpy(mean_probs), _to_numpy(variance), _mean_features(window_features), samples)
 
 
 def _dropped_features(dropout: nn.Module, features: torch.Tensor, seeds: Sequence[int]) -> torch.Tensor:
@@ -235,18 +231,6 @@ def _chunks(
     per_chunk = max(1, MC_CHUNK_ELEMENTS // elements_per_sample)
     for start in range(0, len(seeds), per_chunk):
         yield _dropped_features(dropout, features, seeds[start : start + per_chunk])
-
-
-def _native_softmax_moments(
-    net: SegmentationNet, chunks: Iterator[torch.Tensor], skip: torch.Tensor, native_shape: tuple[int, ...]
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Mean and variance over samples of the native-grid softmax, ``(C, *S)`` float64 each."""
-    statistics = SampleMoments((net.spec.n_classes, *native_shape), skip.device)
-    for dropped in chunks:
-        probs = torch.softmax(net.native_logits(net.last_block.decode(dropped, skip), native_shape), dim=1)
-        statistics.update(probs)
-        statistics.advance(probs.shape[0])
-    return statistics.mean_and_variance()
 
 
 def _run_windows(

@@ -43,6 +43,8 @@ ACTIVATION = ("LeakyReLU", {"negative_slope": 0.1, "inplace": True})
 SOFTMAX_MOMENTS_TILE = 2**19
 # Smallest per-voxel sum of exp(logits) trusted without the max shift (a normal float32).
 SMALLEST_EXP_SUM = 1e-30
+# Floor of an interpolated probability before its log (forward of a zoomed net).
+SMALLEST_PROBABILITY = 1e-30
 
 
 @dataclass(frozen=True)
@@ -426,9 +428,20 @@ class SegmentationNet(nn.Module):
         return self.last_block(decoder_features, skip)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Logits ``(B, C, *S)`` for input ``(B, Cin, *S)``."""
+        """Scores ``(B, C, *S)`` for input ``(B, Cin, *S)`` whose softmax is the prediction.
+
+        A native-grid net gives its logits. A zoomed net gives the log of its working-grid
+        softmax interpolated to the native grid: probabilities are what is resampled (as
+        nnU-Net resamples them), so MC-dropout moments, computed where the net works,
+        reach the native grid the same way (:func:`inference.mc_dropout`).
+        """
         decoder_features, skip, _ = self.backbone(x)
-        return self.native_logits(self.head(decoder_features, skip), tuple(x.shape[2:]))
+        native_shape = tuple(x.shape[2:])
+        head_logits = self.head(decoder_features, skip)
+        if not self.spec.zoom:
+            return crop_spatial(head_logits, native_shape)
+        probs = torch.softmax(crop_spatial(head_logits, self.working_shape(native_shape)), dim=1)
+        return torch.log(self.to_native(probs, native_shape).clamp_min(SMALLEST_PROBABILITY))
 
     def working_shape(self, native_shape: tuple[int, ...]) -> tuple[int, ...]:
         """Spatial shape the network computes on for a native input shape (voxels)."""
@@ -436,12 +449,13 @@ class SegmentationNet(nn.Module):
             return tuple(native_shape)
         return tuple(max(1, round(size * factor)) for size, factor in zip(native_shape, self.spec.zoom))
 
-    def native_logits(self, head_logits: torch.Tensor, native_shape: tuple[int, ...]) -> torch.Tensor:
-        """Head output ``(B, C, *P)`` -> logits ``(B, C, *S)`` on the input's native grid."""
-        logits = crop_spatial(head_logits, self.working_shape(native_shape))
+    def to_native(self, maps: torch.Tensor, native_shape: tuple[int, ...]) -> torch.Tensor:
+        """Maps ``(B, K, *W)`` on the working grid -> ``(B, K, *S)`` on the native grid, linearly
+        interpolated (unchanged for a native-grid net). Convex weights: probabilities stay
+        probabilities, moments of samples stay moments of a mixture of them."""
         if not self.spec.zoom:
-            return logits
-        return F.interpolate(logits, size=native_shape, mode=_LINEAR[self.spec.spatial_dims], align_corners=False)
+            return maps
+        return F.interpolate(maps, size=native_shape, mode=_LINEAR[self.spec.spatial_dims], align_corners=False)
 
     def _to_working(self, x: torch.Tensor) -> torch.Tensor:
         if not self.spec.zoom:

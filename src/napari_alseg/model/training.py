@@ -60,7 +60,8 @@ class TrainConfig:
     ``warmup_fraction`` of the round, then cosine decay to 0 (``cosine_decay``).
     ``random_crop_fraction``: share of crops placed at random; the others are centred
     on a labelled voxel of a class drawn uniformly from the delineated classes.
-    ``flip_axes``: spatial axes randomly flipped when augmenting, empty by default
+    ``flip_axes``: spatial axes randomly flipped when augmenting; ``None`` (default) is
+    the project plan's ``mirror_axes`` in a session, and no flip for a bare config,
     because a left/right flip swaps lateralised atlas labels.
     ``pseudo_label_weight``: loss weight of items marked ``pseudo_label``.
     Early stopping (off by default: it would hold labels back from training) holds out
@@ -80,7 +81,7 @@ class TrainConfig:
     patch_size: tuple[int, ...] | None = None
     augment: bool = True
     random_crop_fraction: float = RANDOM_CROP_FRACTION
-    flip_axes: tuple[int, ...] = ()
+    flip_axes: tuple[int, ...] | None = None
     pseudo_label_weight: float = 0.5
     validation_fraction: float = 0.0
     min_items_for_validation: int = 4
@@ -458,7 +459,7 @@ def _check_config(config: TrainConfig, spatial_dims: int) -> None:
     """The settings that depend on the data's dimensionality (the rest: ``TrainConfig``)."""
     if config.patch_size is not None and (len(config.patch_size) != spatial_dims or min(config.patch_size) < 1):
         raise AlsegError(f"patch_size must hold {spatial_dims} positive sizes, got {config.patch_size}")
-    if any(axis not in range(spatial_dims) for axis in config.flip_axes):
+    if any(axis not in range(spatial_dims) for axis in config.flip_axes or ()):
         raise AlsegError(f"flip_axes must be spatial axes 0..{spatial_dims - 1}, got {config.flip_axes}")
 
 

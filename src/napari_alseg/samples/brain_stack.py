@@ -17,7 +17,7 @@ import numpy as np
 from ..errors import AlsegError
 from ..nifti import save_volume
 from . import deform
-from .layout import write_classes
+from .layout import stack_affine, write_classes
 from .templates import ColinTemplates, load_colin_templates
 
 CLASSES: dict[int, tuple[str, tuple[int, int, int]]] = {
@@ -68,7 +68,7 @@ def write_set(folder: Path, *, seed: int, progress: Callable[[str], None] | None
 
     stack_folder = folder / "stack"
     stack_folder.mkdir()
-    affine = np.diag([1.0, 1.0, float(slice_step_mm), 1.0])
+    affine = stack_affine((0, 2, 1), (1.0, 1.0, float(slice_step_mm)))  # columns x, rows z, slices y
     save_volume(stack_folder / "stack_t1.nii.gz", np.rint(images).astype(np.int16), affine)
     save_volume(stack_folder / "stack_seg.nii.gz", labels, affine, is_label=True)
     write_classes(folder, CLASSES)

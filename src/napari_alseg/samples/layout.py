@@ -7,12 +7,30 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Sequence
 from pathlib import Path
+
+import numpy as np
 
 from ..errors import AlsegError
 
 DATASET_FILE = "dataset.json"
 CLASSES_FILE = "classes.json"
+
+
+def stack_affine(world_axes: Sequence[int], spacing_mm: Sequence[float]) -> np.ndarray:
+    """Voxel-to-world (RAS) affine of a stack saved as ``(k, j, i)`` = (slice, row, column).
+
+    ``world_axes``: the world axis (0 = x, left to right; 1 = y, posterior to anterior;
+    2 = z, inferior to superior) that columns, rows and slices run along, in that order;
+    ``spacing_mm`` the same three steps. A viewer then shows the slices in their true
+    orientation, and the training plan finds the left-right axis (``plan.left_right_axis``).
+    """
+    affine = np.zeros((4, 4))
+    affine[3, 3] = 1.0
+    for voxel_axis, (world_axis, step) in enumerate(zip(world_axes, spacing_mm)):
+        affine[world_axis, voxel_axis] = float(step)
+    return affine
 
 
 def write_json(path: Path, content: dict) -> Path:

@@ -23,7 +23,8 @@ import numpy as np
 from ..domain import CASE, QueryItem
 from ..errors import AlsegError
 from ..metrics import class_means, dice_per_class, mean_dice
-from ..plan import PLAN_SETTING, Fingerprint, TrainingPlan, fingerprint, inference_patch, make_plan, stored_plan
+from ..plan import (PLAN_SETTING, PLAN_VERSION, Fingerprint, TrainingPlan, fingerprint, inference_patch,
+                    left_right_axis, make_plan, stored_plan)
 from ..store import Project
 from .labels import LabelsView
 from .settings import SessionSettings
@@ -144,15 +145,32 @@ class Learner:
     # ------------------------------------------------------------------ training plan
 
     def fingerprint(self) -> Fingerprint:
-        """What the plan is made from: the items' shapes and voxel sizes (slices for 2D nets)."""
+        """What the plan is made from: the items' shapes and voxel sizes (slices for 2D nets),
+        the first case's left-right axis and the class names."""
         cases = self.project.cases
-        axes = slice(None) if self.view.spatial_dims == 3 else slice(1, None)
+        two_d = self.view.spatial_dims == 2
+        axes = slice(1, None) if two_d else slice(None)
+        side_axis = left_right_axis(cases[0].affine)
+        if side_axis is not None and two_d:
+            side_axis = side_axis - 1 if side_axis > 0 else None  # a slice axis is not in the item
         return fingerprint([record.shape[axes] for record in cases], [record.spacing[axes] for record in cases],
-                           n_channels=len(cases[0].channel_names), n_classes=self.project.n_classes)
+                           n_channels=len(cases[0].channel_names), n_classes=self.project.n_classes,
+                           left_right_axis=side_axis, class_names=self.project.class_names[1:])
 
     def training_plan(self) -> TrainingPlan:
-        """The project's plan: made from its fingerprint for this device once, then kept with it."""
-        return stored_plan(self.project) or self.replan()
+        """The project's plan: made from its fingerprint for this device once, then kept with it.
+
+        A plan kept before mirroring existed (version 1) gets the mirror axes its data call
+        for, every other field (and so any override) as it was.
+        """
+        plan = stored_plan(self.project)
+        if plan is None:
+            return self.replan()
+        if plan.version < PLAN_VERSION:
+            mirror_axes = make_plan(self.fingerprint(), plan.device).mirror_axes
+            plan = replace(plan, mirror_axes=mirror_axes, version=PLAN_VERSION)
+            self.project.store_setting(PLAN_SETTING, plan.to_json())
+        return plan
 
     def replan(self, **overrides: Any) -> TrainingPlan:
         """Make the plan anew for this device (``overrides``: fields to set by hand) and keep it."""
@@ -180,7 +198,8 @@ class Learner:
         config = self.settings.train_config or TrainConfig(device=self.settings.device, seed=self.settings.seed)
         seconds = plan.seconds if config.steps is None and config.seconds is None else config.seconds
         return replace(config, seconds=seconds, batch_size=config.batch_size or plan.batch_size,
-                       patch_size=config.patch_size or plan.patch_size)
+                       patch_size=config.patch_size or plan.patch_size,
+                       flip_axes=plan.mirror_axes if config.flip_axes is None else config.flip_axes)
 
     def bootstrap_config(self) -> TrainConfig:
         """Half a round per ensemble member (half the steps or half the seconds)."""
