@@ -121,8 +121,12 @@ def orientation(folder: Path, two_d: bool) -> tuple[int | None, list[str]]:
     axis = left_right_axis(load_volume(case.channels[0][1]).affine)
     if axis is not None and two_d:
         axis = axis - 1 if axis > 0 else None
-    classes = meta.get("classes", {})
-    return axis, [classes[key] for key in sorted(classes, key=int)]
+    classes = meta.get("classes") or {}
+    if not classes and (folder / "classes.json").is_file():
+        from napari_alseg.samples.layout import load_class_names
+
+        classes = load_class_names(folder)
+    return axis, [str(classes[key]) for key in sorted(classes, key=int)]
 
 
 def split(n_items: int, fraction: float, seed: int, two_d: bool) -> tuple[np.ndarray, np.ndarray]:

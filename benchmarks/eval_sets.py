@@ -152,8 +152,8 @@ def write_eval_set(name: str, folder: Path, *, seed: int = 0, **options) -> Path
     """Write evaluation set ``name`` into ``folder/<name>/`` and return that folder.
 
     Idempotent: a folder whose ``dataset.json`` exists is returned as it is (whatever
-    options made it) unless an older :data:`EVAL_SET_VERSION` wrote it. The set is built in a hidden sibling and renamed into place, with
-    ``dataset.json`` written last. ``options``: sagittal-stack ``slice_step_mm``;
+    options made it) unless an older :data:`EVAL_SET_VERSION` wrote it. The set is built
+    in a hidden sibling and renamed into place, with ``dataset.json`` written last. ``options``: sagittal-stack ``slice_step_mm``;
     wm-lesions ``n_cases``, ``size``.
     """
     if name not in _WRITERS:

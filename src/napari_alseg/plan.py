@@ -4,8 +4,8 @@ A project's images decide, once, how its model is trained: the working spacing
 (large or anisotropic items are resampled inside the network to a coarser, more
 isotropic grid), the crop (patch) and batch sizes, the network's widths, the
 round's wall-clock budget, and which axis training may mirror (the patient's
-left-right, unless the classes name sides). The plan is stored with the project (``alseg status``
-shows it) and any field can be overridden.
+left-right, unless the classes name sides). The plan is stored with the project
+(``alseg status`` shows it) and any field can be overridden.
 
 Pure numbers, no torch (outside the ``model`` package, whose import loads torch): the
 CLI can show a plan without importing the model backend.
