@@ -112,15 +112,13 @@ def orientation(folder: Path, two_d: bool) -> tuple[int | None, list[str]]:
     ``Learner.fingerprint`` finds them, for the plan's mirror axes (this checkout's code only:
     the old recipe has no plan)."""
     from napari_alseg.nifti import load_volume
-    from napari_alseg.plan import left_right_axis
+    from napari_alseg.plan import item_left_right_axis
     from napari_alseg.store.discover import discover_cases
 
     meta_path = folder / "dataset.json"
     meta = json.loads(meta_path.read_text()) if meta_path.is_file() else {}
     case = discover_cases(folder, meta.get("channels"))[0]
-    axis = left_right_axis(load_volume(case.channels[0][1]).affine)
-    if axis is not None and two_d:
-        axis = axis - 1 if axis > 0 else None
+    axis = item_left_right_axis(load_volume(case.channels[0][1]).affine, 2 if two_d else 3)
     classes = meta.get("classes") or {}
     if not classes and (folder / "classes.json").is_file():
         from napari_alseg.samples.layout import load_class_names

@@ -43,7 +43,8 @@ from scipy import ndimage
 from napari_alseg.errors import AlsegError
 from napari_alseg.nifti import load_volume, save_volume
 from napari_alseg.samples import deform
-from napari_alseg.samples.layout import DATASET_FILE, is_complete, stack_affine, write_classes, write_json
+from napari_alseg.samples.layout import (DATASET_FILE, dataset_field, is_complete, stack_affine, write_classes,
+                                         write_json)
 from napari_alseg.samples.templates import (
     ColinTemplates,
     MniTissueMaps,
@@ -159,7 +160,7 @@ def write_eval_set(name: str, folder: Path, *, seed: int = 0, **options) -> Path
     if name not in _WRITERS:
         raise AlsegError(f"unknown evaluation set {name!r}; valid names: {', '.join(EVAL_SETS)}")
     target = Path(folder) / name
-    if is_complete(target) and _version(target) == EVAL_SET_VERSION:
+    if is_complete(target) and dataset_field(target, "eval_set_version") == EVAL_SET_VERSION:
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{name}.", suffix=".partial", dir=target.parent))
@@ -178,14 +179,6 @@ def write_eval_set(name: str, folder: Path, *, seed: int = 0, **options) -> Path
         shutil.rmtree(staging, ignore_errors=True)
         raise
     return target
-
-
-def _version(set_dir: Path) -> int | None:
-    """The ``eval_set_version`` a written set was made with (None: unreadable)."""
-    try:
-        return json.loads((set_dir / DATASET_FILE).read_text()).get("eval_set_version")
-    except (OSError, ValueError, AttributeError):
-        return None
 
 
 def describe(set_dir: Path) -> str:

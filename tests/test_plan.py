@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 from napari_alseg.errors import AlsegError
-from napari_alseg.plan import (ANISOTROPY_LIMIT, BUDGETS, CPU, CUDA, TrainingPlan, fingerprint, lateralised,
-                               left_right_axis, make_plan, working_spacing)
+from napari_alseg.plan import (ANISOTROPY_LIMIT, BUDGETS, CPU, CUDA, TrainingPlan, fingerprint,
+                               item_left_right_axis, lateralised, left_right_axis, make_plan, working_spacing)
 
 
 def plan_for(shape, spacing, *, n_items=3, channels=1, device=CPU):
@@ -90,6 +90,13 @@ def test_left_right_axis_comes_from_the_affine_in_data_order():
     assert left_right_axis(oblique([(0, 1, 0), (1, 0, 0), (0, 0, 1)])) == 1
     # no voxel axis within ~35 degrees of left-right: unknown
     assert left_right_axis(oblique([(0.7, 0.7, 0), (-0.7, 0.7, 0), (0, 0, 1)])) is None
+
+
+def test_a_slice_items_left_right_axis_leaves_out_the_slice_axis():
+    coronal = np.diag([1.0, 1.0, 5.0, 1.0])  # i along x: data axis 2, the slice's axis 1
+    assert item_left_right_axis(coronal, 3) == 2 and item_left_right_axis(coronal, 2) == 1
+    sagittal = oblique([(0, 1, 0), (0, 0, 1), (1, 0, 0)])  # k (the slices) along x
+    assert item_left_right_axis(sagittal, 3) == 0 and item_left_right_axis(sagittal, 2) is None
 
 
 @pytest.mark.parametrize("names, lateral", [

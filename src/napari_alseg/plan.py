@@ -213,6 +213,15 @@ def left_right_axis(affine: np.ndarray) -> int | None:
     return 2 - voxel_axis if cosines[voxel_axis] >= LEFT_RIGHT_COSINE else None
 
 
+def item_left_right_axis(affine: np.ndarray, spatial_dims: int) -> int | None:
+    """:func:`left_right_axis` as an axis of the items the network sees: a 3D case's own,
+    or a 2D slice's (data axes 1, 2 -> 0, 1; None when the slice axis is the left-right one)."""
+    axis = left_right_axis(affine)
+    if axis is None or spatial_dims == 3:
+        return axis
+    return axis - 1 if axis > 0 else None
+
+
 def lateralised(class_names: Sequence[str]) -> bool:
     """Whether a class name says a side ("Left-Hippocampus", "putamen_R", "lh_cortex"):
     mirroring such labels would teach the network to swap them."""

@@ -126,8 +126,8 @@ def mc_dropout(
         native_shape = tuple(window.shape[2:])
         chunks = _chunks(block.dropout, decoder_features, range(first_seed, first_seed + samples),
                          decoder_features[0].numel())
-        mean, variance = block.softmax_moments(chunks, skip, net.working_shape(native_shape))
-        return net.to_native(torch.cat([mean, variance + mean * mean])[None], native_shape)
+        return _native_moments(net, *block.softmax_moments(chunks, skip, net.working_shape(native_shape)),
+                               native_shape)
 
     with mc_dropout_mode(net), torch.no_grad():
         moments = _run_windows(inputs.to(torch.float64), patch_size, head_moments)[0]
@@ -168,12 +168,18 @@ def mc_dropout_full_passes(
             dropped = _dropped_features(block.dropout, decoder_features, [first_seed + sample])
             statistics.update(torch.softmax(crop_spatial(block.decode(dropped, skip), working_shape), dim=1))
             statistics.advance(1)
-        mean, variance = statistics.mean_and_variance()
-        return net.to_native(torch.cat([mean, variance + mean * mean])[None], native_shape)
+        return _native_moments(net, *statistics.mean_and_variance(), native_shape)
 
     with mc_dropout_mode(net), torch.no_grad():
         moments = _run_windows(inputs.to(torch.float64), patch_size, pass_moments)[0]
     return _mc_result(moments, window_features, samples)
+
+
+def _native_moments(net: SegmentationNet, mean: torch.Tensor, variance: torch.Tensor,
+                    native_shape: tuple[int, ...]) -> torch.Tensor:
+    """A window's ``(C, *W)`` mean and variance -> ``(1, 2C, *S)`` mean and second moment on the
+    native grid: the two moments windows blend (and a zoomed net interpolates) linearly."""
+    return net.to_native(torch.cat([mean, variance + mean * mean])[None], native_shape)
 
 
 def _mc_result(moments: torch.Tensor, window_features: list[torch.Tensor], samples: int) -> McResult:

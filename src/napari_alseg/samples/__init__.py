@@ -15,7 +15,6 @@ contrast, bias and noise, two base brains where installed). They are never part 
 from __future__ import annotations
 
 import inspect
-import json
 import os
 import shutil
 import tempfile
@@ -26,7 +25,7 @@ from pathlib import Path
 from ..atomic import make_folder
 from ..errors import AlsegError
 from . import brain_stack, tumour_cases
-from .layout import DATASET_FILE, is_complete, load_class_names, write_json
+from .layout import DATASET_FILE, dataset_field, is_complete, load_class_names, write_json
 
 __all__ = ["BENCHMARK_SETS", "SAMPLE_SETS", "generate_all", "generate_sample", "load_class_names", "sample_dir"]
 
@@ -95,7 +94,7 @@ def sample_dir(name: str, *, progress: Progress | None = None) -> Path:
     _writer(name)
     target = cache_root() / name
     generator = BENCHMARK_SETS.get(name, (name, {}))[0]
-    if is_complete(target) and _generator_version(target) == GENERATOR_VERSIONS[generator]:
+    if is_complete(target) and dataset_field(target, "generator_version") == GENERATOR_VERSIONS[generator]:
         return target
     return generate_sample(name, cache_root(), progress=progress)
 
@@ -153,10 +152,3 @@ def _swap_into_place(staging: Path, target: Path) -> Path:
     if retired is not None:
         shutil.rmtree(retired, ignore_errors=True)
     return target
-
-
-def _generator_version(set_dir: Path) -> int | None:
-    try:
-        return json.loads((set_dir / DATASET_FILE).read_text()).get("generator_version")
-    except (OSError, ValueError, AttributeError):
-        return None

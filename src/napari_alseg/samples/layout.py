@@ -61,6 +61,15 @@ def load_class_names(set_dir: Path) -> dict[int, str]:
         raise AlsegError(f"{path}: not a valid classes file ({exc!r})") from None
 
 
+def dataset_field(set_dir: Path, key: str):
+    """One top-level field of a set folder's ``dataset.json`` (None when unreadable or absent):
+    what a cache compares its generator version with."""
+    try:
+        return json.loads((Path(set_dir) / DATASET_FILE).read_text()).get(key)
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
 def is_complete(set_dir: Path) -> bool:
     """True once a set folder's ``dataset.json`` exists (it is written last)."""
     return (Path(set_dir) / DATASET_FILE).is_file()

@@ -24,7 +24,7 @@ from ..domain import CASE, QueryItem
 from ..errors import AlsegError
 from ..metrics import class_means, dice_per_class, mean_dice
 from ..plan import (PLAN_SETTING, PLAN_VERSION, Fingerprint, TrainingPlan, fingerprint, inference_patch,
-                    left_right_axis, make_plan, stored_plan)
+                    item_left_right_axis, make_plan, stored_plan)
 from ..store import Project
 from .labels import LabelsView
 from .settings import SessionSettings
@@ -148,14 +148,12 @@ class Learner:
         """What the plan is made from: the items' shapes and voxel sizes (slices for 2D nets),
         the first case's left-right axis and the class names."""
         cases = self.project.cases
-        two_d = self.view.spatial_dims == 2
-        axes = slice(1, None) if two_d else slice(None)
-        side_axis = left_right_axis(cases[0].affine)
-        if side_axis is not None and two_d:
-            side_axis = side_axis - 1 if side_axis > 0 else None  # a slice axis is not in the item
+        dims = self.view.spatial_dims
+        axes = slice(None) if dims == 3 else slice(1, None)
         return fingerprint([record.shape[axes] for record in cases], [record.spacing[axes] for record in cases],
                            n_channels=len(cases[0].channel_names), n_classes=self.project.n_classes,
-                           left_right_axis=side_axis, class_names=self.project.class_names[1:])
+                           left_right_axis=item_left_right_axis(cases[0].affine, dims),
+                           class_names=self.project.class_names[1:])
 
     def training_plan(self) -> TrainingPlan:
         """The project's plan: made from its fingerprint for this device once, then kept with it.
