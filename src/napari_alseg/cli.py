@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from . import __version__
+from .domain import SIMULATED_ANNOTATORS, TRACE_ANNOTATOR
 from .errors import AlsegError
 from .plan import DEFAULT_LEARNING_RATE
 
@@ -393,6 +394,9 @@ def _add_benchmark_commands(commands) -> None:
     simulate.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
     simulate.add_argument("--correct", action="store_true",
                           help="the annotator corrects the prediction: effort = boundary changed")
+    simulate.add_argument("--annotator", choices=SIMULATED_ANNOTATORS, default=None,
+                          help="the simulated annotator: trace (default) or clicks (clicks each structure "
+                               "until Dice 0.9 or 10 clicks, then paints the rest)")
     simulate.add_argument("--full", action="store_true",
                           help="also train on all pool items (at least all rounds' budget, until its test Dice "
                                "is flat): the Dice to reach")
@@ -440,13 +444,16 @@ def _simulation_plan(args: argparse.Namespace):
     if args.steps is not None or args.minutes is not None:  # one budget replaces the other
         overrides.update(steps=args.steps or 0, minutes=args.minutes or 0)
     if args.plan is not None:
-        if args.strategies is not None or args.batch is not None or args.initial is not None or args.correct:
-            raise AlsegError("with --plan, strategies, batch sizes and --correct come from the plan's groups")
+        if (args.strategies is not None or args.batch is not None or args.initial is not None or args.correct
+                or args.annotator is not None):
+            raise AlsegError("with --plan, strategies, batch sizes, --correct and --annotator come from the "
+                             "plan's groups")
         plan = with_overrides(load_plan(args.plan), **overrides)
     else:
         strategies = [name.strip() for name in (args.strategies or "random").split(",") if name.strip()]
         batch = args.batch or 5
-        group = Group("strategies", tuple(strategies), batch, args.initial or batch, args.correct)
+        group = Group("strategies", tuple(strategies), batch, args.initial or batch, args.correct,
+                      args.annotator or TRACE_ANNOTATOR)
         plan = with_overrides(BenchmarkPlan((group,), rounds=5, full_data=False), **overrides)
     return _budget_fixed(plan)
 

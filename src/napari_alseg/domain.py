@@ -99,8 +99,15 @@ PSEUDO_REJECTED = "pseudo-rejected"
 # with the voxels they set that the annotator kept (their outline is not traced effort)
 INTERPOLATED = "interpolated"  # fill between slices: a class interpolated across slices
 OUTLINE_ACCEPTED = "outline-accepted"  # the model's outline of one class on one slice, one click
-TOOL_KINDS = (INTERPOLATED, OUTLINE_ACCEPTED)
+CLICKED = "clicked"  # segment with clicks: one class grown from positive / negative clicks
+TOOL_KINDS = (INTERPOLATED, OUTLINE_ACCEPTED, CLICKED)
 UNDO = "undo"  # a submit taken back: its label version's predecessor written again
-EVENT_KINDS = (MANUAL, CORRECTED, PSEUDO_ACCEPTED, PSEUDO_REJECTED, INTERPOLATED, OUTLINE_ACCEPTED, UNDO)
+EVENT_KINDS = (MANUAL, CORRECTED, PSEUDO_ACCEPTED, PSEUDO_REJECTED, INTERPOLATED, OUTLINE_ACCEPTED, CLICKED, UNDO)
 LABELLING_KINDS = (MANUAL, CORRECTED, PSEUDO_ACCEPTED)  # the kinds that write a label version
 TRACED_KINDS = (MANUAL, CORRECTED)  # the kinds whose seconds time a traced boundary
+
+# ---------------------------------------------------------------------------- simulated annotators
+
+TRACE_ANNOTATOR = "trace"  # paints every outline (or corrects the prefill with the brush)
+CLICK_ANNOTATOR = "clicks"  # clicks each structure first (simulation.clicker), then paints the rest
+SIMULATED_ANNOTATORS = (TRACE_ANNOTATOR, CLICK_ANNOTATOR)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from qtpy.QtWidgets import QCheckBox, QGroupBox, QHBoxLayout, QLabel, QPushButton, QVBoxLayout, QWidget
 
 from ..domain import QUALITY_CLASS_NAMES, TERM_EFFORT_MM
+from .clicking import NEGATIVE_KEY, POSITIVE_KEY
 from .describe import describe, quality_text, short_item_text
 from .model_box import ModelBox
 from .tables import fill_table, fit_to_width, make_table, row_key
@@ -28,6 +29,7 @@ class AnnotateTab(QWidget):
         controller.suggestion_changed.connect(self._show_queue)
         controller.classes_changed.connect(lambda: self._show_queue() if controller.suggestions else None)
         controller.heat_map_toggled.connect(self.heat_check.setChecked)
+        controller.click_mode_changed.connect(self._show_click_mode)
         controller.project_opened.connect(lambda: self._enable(True))
         controller.project_closed.connect(lambda: self._enable(False))
         self._enable(False)
@@ -94,12 +96,35 @@ class AnnotateTab(QWidget):
         for button in (self.fill_button, self.outline_button, self.undo_button):
             row.addWidget(button)
         inner.addLayout(row)
+        inner.addLayout(self._click_row())
         self.heat_check = QCheckBox("Show uncertainty heat map")
         self.heat_check.toggled.connect(editor.set_heat_map)
         inner.addWidget(self.heat_check)
         self.profile = UncertaintyProfile(self.controller)
         inner.addWidget(self.profile)
         return box
+
+    def _click_row(self) -> QHBoxLayout:
+        """Click + / Click −: checkable, one at a time; unchecked, napari's own mode is back."""
+        clicking = self.controller.clicking
+        row = QHBoxLayout()
+        self.click_buttons = {}
+        for positive, text, key, effect in ((True, "Click +", POSITIVE_KEY, "grows the selected class "
+                                             "over the structure under it"),
+                                            (False, "Click −", NEGATIVE_KEY, "takes the region under it "
+                                             "out of the selected class")):
+            button = QPushButton(f"{text} ({key.replace('-', '+')})")
+            button.setCheckable(True)
+            button.setToolTip(f"Click mode: a left click on the labels {effect}, from the image; each "
+                              "click refines the last (Ctrl+Z takes one back). Press again to paint.")
+            button.clicked.connect(lambda checked, sign=positive: clicking.set_mode(sign if checked else None))
+            row.addWidget(button)
+            self.click_buttons[positive] = button
+        return row
+
+    def _show_click_mode(self, positive: bool | None) -> None:
+        for sign, button in self.click_buttons.items():
+            button.setChecked(sign is positive)
 
     def _show_queue(self) -> None:
         controller = self.controller
@@ -122,5 +147,5 @@ class AnnotateTab(QWidget):
     def _enable(self, enabled: bool) -> None:
         for widget in (self.go_button, self.skip_button, self.next_button, self.submit_button,
                        self.draft_button, self.first_button, self.last_button, self.fill_button,
-                       self.outline_button, self.undo_button, self.heat_check):
+                       self.outline_button, self.undo_button, self.heat_check, *self.click_buttons.values()):
             widget.setEnabled(enabled)

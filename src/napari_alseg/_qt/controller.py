@@ -19,6 +19,7 @@ from ..domain import QueryItem
 from ..strategies import Suggestion
 from .background import JobProgress, JobRunner
 from .case_layers import apply_class_colors, owned_layers
+from .clicking import ClickTools
 from .editing import ItemEditor
 from .tracing import TracingTools
 from .training import LearningJobs
@@ -60,7 +61,8 @@ class AlsegController(QObject):
 
     Parts with one job each: :attr:`editor` (:class:`ItemEditor`: go, submit, drafts,
     class ranges, heat map), :attr:`learning` (:class:`LearningJobs`: retrain, rescore),
-    :attr:`tracing` (:class:`TracingTools`: fill between slices, the model's outline, undo);
+    :attr:`tracing` (:class:`TracingTools`: fill between slices, the model's outline, undo),
+    :attr:`clicking` (:class:`ClickTools`: click mode, segment with clicks);
     settings :attr:`loop` and :attr:`round` are evented dataclasses the tabs show.
     """
 
@@ -73,6 +75,7 @@ class AlsegController(QObject):
     annotate_requested = Signal()  # e.g. Review's Edit: the Annotate tab should come up
     heat_map_toggled = Signal(bool)
     heat_map_changed = Signal(object)  # the shown case's HeatMapScale, or None when hidden
+    click_mode_changed = Signal(object)  # True: Click +, False: Click −, None: off
     job_started = Signal(str)
     job_progress = Signal(object)  # JobProgress
     job_finished = Signal(str)
@@ -93,6 +96,7 @@ class AlsegController(QObject):
         self.editor = ItemEditor(self)
         self.learning = LearningJobs(self)
         self.tracing = TracingTools(self)
+        self.clicking = ClickTools(self)
         self.init_model: Path | None = None
         self.ask: Callable[[str], bool] = lambda question: False  # the dock asks the person
         self._showing_plan = False
@@ -310,9 +314,11 @@ class AlsegController(QObject):
 
     # ------------------------------------------------------------------ jobs
 
-    def start_job(self, name: str, function, *, on_done, on_progress=None) -> None:
+    def start_job(self, name: str, function, *, on_done, on_progress=None, on_error=None) -> None:
+        """Run ``function`` in a worker; ``on_error`` (default: the one-line error message) gets
+        a failure's one line, for a caller that must also note that its job ended."""
         self.runtime.jobs.start(name, function, on_done=on_done, on_progress=on_progress,
-                                on_error=self.error.emit, on_cancelled=self.info.emit)
+                                on_error=on_error or self.error.emit, on_cancelled=self.info.emit)
 
     def _job_changed(self, name: str, running: bool) -> None:
         (self.job_started if running else self.job_finished).emit(name)

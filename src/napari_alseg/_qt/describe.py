@@ -28,6 +28,11 @@ def item_text(item: QueryItem, class_names) -> str:
     return " · ".join(parts)
 
 
+def class_name(class_names, class_id: int) -> str:
+    """The class's name, or ``class N`` for an id the project does not name."""
+    return class_names[class_id] if 0 <= class_id < len(class_names) else f"class {class_id}"
+
+
 def short_item_text(item: QueryItem, class_names) -> str:
     """The item in a narrow column: ``case · s12 · core`` (the full words are in the tooltip)."""
     parts = [item.case]

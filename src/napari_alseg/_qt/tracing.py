@@ -13,6 +13,7 @@ import numpy as np
 from ..domain import QueryItem
 from ..errors import AlsegError
 from ..strategies import Suggestion
+from .describe import class_name
 
 
 class TracingTools:
@@ -33,8 +34,7 @@ class TracingTools:
         return editing
 
     def _class_name(self, class_id: int) -> str:
-        names = self.session.project.class_names
-        return names[class_id] if 0 <= class_id < len(names) else f"class {class_id}"
+        return class_name(self.session.project.class_names, class_id)
 
     def fill_between(self) -> None:
         """The selected class interpolated across the gaps between the slices it is traced on."""

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..domain import CASE, TRACED_KINDS
+from ..domain import CASE, CLICKED, TRACED_KINDS
 from ..effort import (BoundaryLength, EffortModel, SecondsModel, boundary_length, changed_boundary_length,
                       roi_trace_length, shared_boundary_length, traced_boundary)
-from ..store import Project
+from ..store import EventRecord, Project
 from .labels import LabelsView
 
 ALL_CLASSES = "all classes"  # the effort-summary row that sums the class rows
@@ -98,13 +98,18 @@ class EffortAccounting:
         return model
 
     def seconds_model(self) -> SecondsModel | None:
-        """seconds ≈ a + b·boundary px, fitted on the events that have both (None when too few)."""
-        timed = [e for e in self.project.events()
-                 if e.boundary_px and e.seconds_active > 0 and e.kind in TRACED_KINDS]
+        """seconds ≈ a + b·boundary px + c·clicks, fitted on the traced submits timed with a
+        boundary or clicks (None when fewer than 2). A submit's clicks are those of the
+        ``clicked`` tool events on its label version."""
+        events = self.project.events()
+        clicks = _clicks_by_version(events)
+        timed = [e for e in events if e.kind in TRACED_KINDS and e.seconds_active > 0
+                 and (e.boundary_px or clicks.get((e.case, e.label_version)))]
         if len(timed) < 2:
             return None
         return SecondsModel.fit([e.class_id if e.class_id is not None else -1 for e in timed],
-                                [e.boundary_px for e in timed], [e.seconds_active for e in timed])
+                                [e.boundary_px or 0.0 for e in timed], [e.seconds_active for e in timed],
+                                [clicks.get((e.case, e.label_version), 0) for e in timed])
 
     def effort_summary(self) -> dict[str, dict[str, float]]:
         """Per class, and their sum: effort spent (mm, px, s) and estimated remaining (mm, s).
@@ -226,3 +231,13 @@ class EffortAccounting:
             traced = sum(e.boundary_mm or 0.0 for e in events if e.ended_at <= checkpoint.created_at)
             curve.append((checkpoint.model_version, traced, float(checkpoint.metrics.get("val_dice", np.nan))))
         return curve
+
+
+def _clicks_by_version(events: list[EventRecord]) -> dict[tuple[str, int], int]:
+    """The clicks of segment with clicks per submit ``(case, label version)``."""
+    clicks: dict[tuple[str, int], int] = {}
+    for event in events:
+        if event.kind == CLICKED and event.label_version is not None:
+            key = (event.case, event.label_version)
+            clicks[key] = clicks.get(key, 0) + (event.clicks or 0)
+    return clicks

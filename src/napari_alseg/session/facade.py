@@ -19,13 +19,14 @@ holds the GIL for seconds and freezes the UI.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from ..clicks import Click, check_clicks, segment_with_clicks
 from ..domain import CASE, MANUAL, QueryItem
 from ..errors import AlsegError
 from ..effort import BoundaryLength, EffortModel, SecondsModel
@@ -39,7 +40,7 @@ from .learner import Learner, RetrainReport, TrainedRound
 from .queries import Queries, RescoreResult
 from .settings import SessionSettings
 from .focus import Focus, focus_from_probabilities
-from .tools import ToolEdit, ToolResult, accept_outline, fill_between, given_labels, tool_uses
+from .tools import ToolEdit, ToolResult, accept_outline, click_edit, fill_between, given_labels, tool_uses
 
 if TYPE_CHECKING:
     from ..model import ModelSpec, SegmentationNet, TrainConfig, TrainingItem, TrainProgress
@@ -237,8 +238,9 @@ class Session:
         For a correction (``original`` = the prefilled prediction) the effort is the
         boundary actually changed; otherwise the whole boundary of what was drawn, each
         shared boundary counted once (METHODS E). ``tools``: what :meth:`fill_between` /
-        :meth:`accept_outline` set in these labels; their outline (where kept) is not
-        charged, and each is recorded as an event of its own kind with the voxels kept.
+        :meth:`accept_outline` / :meth:`click_segment` set in these labels; their outline (where
+        kept) is not charged, and each is recorded as an event of its own kind with the voxels
+        kept (and its clicks).
         The item is left out of this round's suggestions, also of a rescore computed while
         it was being submitted.
         """
@@ -278,6 +280,38 @@ class Session:
                 raise AlsegError("no model yet: train one before accepting its outline")
             prediction = self.predict_labels(case, slice_index)
         return accept_outline(labels, prediction, slice_index, class_id)
+
+    def click_segment(self, case: str, labels: np.ndarray, class_id: int, clicks: Sequence[Click], *,
+                      slice_index: int | None = None, use_model: bool = True) -> ToolResult:
+        """Class ``class_id`` of the labels being edited ``(k, j, i)`` re-segmented near ``clicks``
+        from the case's channels (:func:`~napari_alseg.clicks.segment_with_clicks`), with the
+        current model's probabilities as a prior when ``use_model`` and a model exists. Only
+        ``slice_index`` changes when given (a slice project needs it). Nothing is saved: put the
+        result on screen to check, and pass its ``edit`` to :meth:`submit` (``tools``)."""
+        self._check_volume(case, labels)
+        if slice_index is None and self.project.granularity != CASE:
+            raise AlsegError("segment with clicks needs the slice clicked on: this project submits "
+                             "one slice at a time")
+        if not 0 < int(class_id) < self.project.n_classes:
+            raise AlsegError(f"class {class_id} is not a class to click (1..{self.project.n_classes - 1})")
+        check_clicks(clicks, np.shape(labels), slice_index)  # before a prediction, which takes long
+        record = self.project.case(case)
+        prior = self._click_prior(case, int(class_id), slice_index) if use_model else None
+        segmentation = segment_with_clicks(self.case_image(case), labels, class_id, clicks,
+                                           spacing=record.spacing, slice_index=slice_index, prior=prior)
+        return click_edit(segmentation, class_id, slice_index, len(clicks))
+
+    def _click_prior(self, case: str, class_id: int, slice_index: int | None) -> np.ndarray | None:
+        """The model's probability of ``class_id`` as a float32 ``(k, j, i)`` array: 0.5 (no
+        information) off ``slice_index`` when one is given; None without a model."""
+        if self.model_version is None:
+            return None
+        probabilities = self.predict_probabilities(case, slice_index)[class_id]
+        if slice_index is None:
+            return probabilities.astype(np.float32)
+        prior = np.full(self.project.case(case).shape, 0.5, np.float32)
+        prior[slice_index] = probabilities
+        return prior
 
     def undo_submit(self, case: str) -> int:
         """Take back the case's last submit that still stands: the label version before it is

@@ -1,4 +1,5 @@
-"""The tools that cut tracing: fill between slices, accept the model's outline (issue 14).
+"""The tools that cut tracing: fill between slices, accept the model's outline (issue 14),
+segment with clicks (:mod:`napari_alseg.clicks`).
 
 A tool changes the labels being edited and returns what it set as a :class:`ToolEdit`; the
 labels go back on screen for the annotator to check and fix, and the edits go with the
@@ -13,7 +14,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..domain import INTERPOLATED, OUTLINE_ACCEPTED
+from ..clicks import ClickSegmentation
+from ..domain import CLICKED, INTERPOLATED, OUTLINE_ACCEPTED
 from ..errors import AlsegError
 from ..interpolation import fill_between_slices
 from ..store import ToolUse
@@ -22,12 +24,14 @@ from ..store import ToolUse
 @dataclass(frozen=True, eq=False)
 class ToolEdit:
     """What one use of a tool set: ``mask`` (bool, the case's shape ``(k, j, i)``) of voxels
-    it changed to ``class_id``; ``slice_index`` None when it spans slices (fill between)."""
+    it changed to ``class_id``; ``slice_index`` None when it spans slices (fill between);
+    ``clicks`` the clicks it took (segment with clicks; 0 for the other tools)."""
 
     kind: str
     class_id: int
     slice_index: int | None
     mask: np.ndarray
+    clicks: int = 0
 
     @property
     def voxels(self) -> int:
@@ -77,6 +81,15 @@ def accept_outline(labels: np.ndarray, prediction: np.ndarray, slice_index: int,
     return ToolResult(result, ToolEdit(OUTLINE_ACCEPTED, int(class_id), int(slice_index), mask))
 
 
+def click_edit(segmentation: ClickSegmentation, class_id: int, slice_index: int | None,
+               n_clicks: int) -> ToolResult:
+    """Segment with clicks as a tool use: what the clicks added to ``class_id`` (its voxels
+    taken out are not a tool's labels) and how many clicks it took."""
+    edit = ToolEdit(CLICKED, int(class_id), None if slice_index is None else int(slice_index),
+                    segmentation.added, clicks=int(n_clicks))
+    return ToolResult(segmentation.labels, edit)
+
+
 def given_labels(edits: list[ToolEdit] | tuple[ToolEdit, ...], final: np.ndarray,
                  slice_index: int | None) -> np.ndarray:
     """Per voxel of the submitted region ``final`` (``(k, j, i)``, or ``(j, i)`` of slice
@@ -91,8 +104,9 @@ def given_labels(edits: list[ToolEdit] | tuple[ToolEdit, ...], final: np.ndarray
 
 def tool_uses(edits: list[ToolEdit] | tuple[ToolEdit, ...], final: np.ndarray,
               slice_index: int | None) -> list[ToolUse]:
-    """The store's record of each edit: the voxels of the region it set that ``final`` keeps
-    (edits outside a submitted slice, or wholly undone by the annotator, are left out)."""
+    """The store's record of each edit: the voxels of the region it set that ``final`` keeps,
+    and its clicks. Edits outside a submitted slice are left out, and so are edits wholly undone
+    by the annotator, unless they took clicks: those were effort, recorded with 0 voxels."""
     final = np.asarray(final)
     uses = []
     for edit in edits:
@@ -100,7 +114,7 @@ def tool_uses(edits: list[ToolEdit] | tuple[ToolEdit, ...], final: np.ndarray,
             continue
         mask = edit.mask if slice_index is None else edit.mask[slice_index]
         kept = int((mask & (final == edit.class_id)).sum())
-        if kept:
+        if kept or edit.clicks:
             uses.append(ToolUse(edit.kind, edit.slice_index if slice_index is None else slice_index,
-                                edit.class_id, kept))
+                                edit.class_id, kept, edit.clicks))
     return uses

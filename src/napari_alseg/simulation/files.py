@@ -11,6 +11,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from ..domain import TRACE_ANNOTATOR
 from ..errors import AlsegError
 
 if TYPE_CHECKING:
@@ -61,6 +62,7 @@ class SimulationRun:
     train_config: TrainConfig
     correction_mode: bool
     test_fraction: float
+    annotator: str = TRACE_ANNOTATOR
 
 
 class RoundsCsv:
@@ -154,6 +156,7 @@ def check_settings(run: SimulationRun) -> None:
     settings = {"dataset": str(run.dataset_dir), "batch_size": run.batch_size,
                 "initial_items": run.initial_items, "correction_mode": run.correction_mode,
                 "test_fraction": run.test_fraction,
+                **({"annotator": run.annotator} if run.annotator != TRACE_ANNOTATOR else {}),
                 "train_config": {k: v for k, v in asdict(run.train_config).items() if k != "seed"}}
     settings = json.loads(json.dumps(settings))
     path = run.out_dir / SETTINGS_JSON

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ..domain import CASE, NEED_QUALITY, TERM_PSEUDO_LABEL
+from ..domain import CASE, NEED_QUALITY, SIMULATED_ANNOTATORS, TERM_PSEUDO_LABEL, TRACE_ANNOTATOR
 from ..errors import AlsegError
 from ..session import Session
 from ..store import Project
@@ -32,7 +32,7 @@ if TYPE_CHECKING:
 def simulate(dataset_dir: str | os.PathLike, out_dir: str | os.PathLike, *, strategies: Sequence[str],
              rounds: int, seeds: Sequence[int], batch_size: int, initial_items: int,
              train_config: TrainConfig, correction_mode: bool = False,
-             test_fraction: float = TEST_FRACTION, full_data: bool = True,
+             test_fraction: float = TEST_FRACTION, full_data: bool = True, annotator: str = TRACE_ANNOTATOR,
              progress: Progress | None = None) -> Path:
     """Run ``rounds`` rounds per (strategy, seed) and return the path of ``rounds.csv``.
 
@@ -42,17 +42,20 @@ def simulate(dataset_dir: str | os.PathLike, out_dir: str | os.PathLike, *, stra
     for ``train_config``'s steps or seconds, the project plan's budget when it sets
     neither (seeded per run). ``correction_mode``: the oracle
     corrects the model's prediction instead of tracing from scratch, so the effort is the
-    boundary it changed. ``full_data`` adds the reference run (trained to convergence,
+    boundary it changed. ``annotator``: :data:`~napari_alseg.domain.CLICK_ANNOTATOR` clicks each structure first
+    (the click oracle), so only the outline painted after the clicks is charged. ``full_data`` adds the reference run (trained to convergence,
     ``reference.csv``). ``progress(row)`` gets
     each row as written. A second call with the same ``out_dir`` resumes; changed
     settings (other than strategies, seeds and rounds) are refused.
     """
     for name in strategies:
         get_strategy(name)
+    if annotator not in SIMULATED_ANNOTATORS:
+        raise AlsegError(f"unknown simulated annotator {annotator!r}; valid: {', '.join(SIMULATED_ANNOTATORS)}")
     if rounds < 1 or batch_size < 1 or initial_items < 1:
         raise AlsegError("rounds, batch_size and initial_items must each be at least 1")
     run = SimulationRun(Path(dataset_dir).absolute(), Path(out_dir).absolute(), rounds, batch_size, initial_items,
-               train_config, correction_mode, test_fraction)
+               train_config, correction_mode, test_fraction, annotator)
     run.out_dir.mkdir(parents=True, exist_ok=True)
     check_settings(run)
     rows = RoundsCsv(run.out_dir / ROUNDS_CSV)
@@ -72,7 +75,7 @@ def _run_strategy(run: SimulationRun, rows: RoundsCsv, strategy: str, seed: int,
     with _open_session(run, f"{strategy}-seed{seed}", strategy, seed) as session:
         rows.use_columns(columns_of(session.project))
         totals = PoolTotals.of(session)
-        oracle = Oracle(session, run.correction_mode)
+        oracle = Oracle(session, run.correction_mode, run.annotator)
         for round_index in range(1, run.rounds + 1):
             if rows.has(strategy, seed, round_index):
                 continue

@@ -1,20 +1,26 @@
-"""The simulated annotator: answers a query item with its ground truth."""
+"""The simulated annotator: answers a query item with its ground truth, tracing or clicking."""
 
 from __future__ import annotations
 
 import numpy as np
 
-from ..domain import CORRECTED, MANUAL, QueryItem
+from ..clicks import segment_with_clicks
+from ..domain import CLICK_ANNOTATOR, CORRECTED, MANUAL, SIMULATED_ANNOTATORS, TRACE_ANNOTATOR, QueryItem
 from ..errors import AlsegError
 from ..session import Session
+from ..session.tools import ToolEdit, click_edit
+from .clicker import click_until_good
 
 
 class Oracle:
     """Answers a query item with its ground truth, through :meth:`Session.submit`."""
 
-    def __init__(self, session: Session, correction_mode: bool) -> None:
+    def __init__(self, session: Session, correction_mode: bool, annotator: str = TRACE_ANNOTATOR) -> None:
+        if annotator not in SIMULATED_ANNOTATORS:
+            raise AlsegError(f"unknown simulated annotator {annotator!r}; valid: {', '.join(SIMULATED_ANNOTATORS)}")
         self.session = session
         self.correction_mode = correction_mode
+        self.annotator = annotator
         self._truth: dict[str, np.ndarray] = {}
 
     def truth(self, case: str) -> np.ndarray:
@@ -30,7 +36,9 @@ class Oracle:
         """Case → whole volume; slice → that slice; ROI → that class's mask on the slice.
 
         In correction mode (once a model exists) the prediction is prefilled and sent as
-        ``original``, so the recorded effort is the boundary the oracle had to change.
+        ``original``, so the recorded effort is the boundary the oracle had to change. The
+        clicking annotator clicks each structure of the item first; what the clicks set is
+        recorded as ``clicked`` tool uses, so only the outline painted after them is charged.
         """
         truth = self.truth(item.case)
         labels = truth if item.slice_index is None else truth[item.slice_index]
@@ -39,8 +47,52 @@ class Oracle:
         original = None
         if self.correction_mode and self.session.current_net() is not None:
             original = self.session.predict_labels(item.case, item.slice_index)
+        tools = self._click(item, original) if self.annotator == CLICK_ANNOTATOR else []
         return self.session.submit(item.case, labels, kind=CORRECTED if original is not None else MANUAL,
                                    seconds_active=0.0, slice_index=item.slice_index,
-                                   class_id=item.class_id, original=original)
+                                   class_id=item.class_id, original=original, tools=tools)
 
+    def _click(self, item: QueryItem, original: np.ndarray | None) -> list[ToolEdit]:
+        """Click every structure of the item, smallest first (a nested lesion's core before the
+        oedema around it, so each stays out of the next), from the prefill or nothing."""
+        session, truth = self.session, self.truth(item.case)
+        record = session.project.case(item.case)
+        on_item = np.zeros(truth.shape, bool)
+        on_item[slice(None) if item.slice_index is None else item.slice_index] = True
+        labels = np.zeros(truth.shape, session.project.label_dtype)
+        if original is not None:
+            labels[on_item] = np.asarray(original).ravel()
+        probabilities = self._probabilities(item)
+        image = session.case_image(item.case)
+        classes = [item.class_id] if item.class_id is not None else [
+            int(c) for c in np.unique(truth[on_item]) if c]
+        edits = []
+        for class_id in sorted(classes, key=lambda c: int(((truth == c) & on_item).sum())):
+            prior = None if probabilities is None else self._prior(probabilities, class_id, item, truth.shape)
+            last = {}
 
+            def segment(clicks, class_id=class_id, prior=prior, base=labels, last=last):
+                last["result"] = segment_with_clicks(image, base, class_id, clicks, spacing=record.spacing,
+                                                     slice_index=item.slice_index, prior=prior)
+                return (last["result"].labels == class_id) & on_item
+
+            run = click_until_good((truth == class_id) & on_item, segment, record.spacing,
+                                   start=(labels == class_id) & on_item)
+            if run.clicks:
+                labels = last["result"].labels
+                edits.append(click_edit(last["result"], class_id, item.slice_index, len(run.clicks)).edit)
+        return edits
+
+    def _probabilities(self, item: QueryItem) -> np.ndarray | None:
+        """The model's probabilities of the item's region ``(C, ...)``: once per item, not per click."""
+        if self.session.current_net() is None:
+            return None
+        return self.session.predict_probabilities(item.case, item.slice_index)
+
+    @staticmethod
+    def _prior(probabilities: np.ndarray, class_id: int, item: QueryItem, shape: tuple[int, ...]) -> np.ndarray:
+        if item.slice_index is None:
+            return probabilities[class_id]
+        prior = np.full(shape, 0.5, np.float32)
+        prior[item.slice_index] = probabilities[class_id]
+        return prior

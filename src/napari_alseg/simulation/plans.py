@@ -25,6 +25,7 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ..domain import CLICK_ANNOTATOR, TRACE_ANNOTATOR
 from ..errors import AlsegError
 from .datasets import resolve_dataset
 from .files import FULL_DATA, REFERENCE_CSV, ROUNDS_CSV, SETTINGS_JSON, TEST_FRACTION
@@ -35,6 +36,7 @@ if TYPE_CHECKING:
     from ..model import TrainConfig
 
 CORRECTING = " (correcting)"  # a correction-mode group's strategies, apart from the same ones tracing
+CLICKING = " (clicking)"  # a clicking group's strategies, apart from the same ones tracing
 
 
 @dataclass(frozen=True)
@@ -46,6 +48,7 @@ class Group:
     batch_size: int
     initial_items: int | None = None  # round 1's items; None = batch_size
     correction_mode: bool = False
+    annotator: str = TRACE_ANNOTATOR  # the simulated annotator: trace, or click first (CLICK_ANNOTATOR)
 
 
 @dataclass(frozen=True)
@@ -195,6 +198,7 @@ def run_plan(plan: BenchmarkPlan, out_dir: str | Path, *, dataset: str | Path | 
         simulate(folder, out_dir / "groups" / group.name, strategies=group.strategies, rounds=plan.rounds,
                  seeds=plan.seeds, batch_size=group.batch_size, initial_items=group.initial_items or group.batch_size,
                  train_config=config, correction_mode=group.correction_mode, test_fraction=plan.test_fraction,
+                 annotator=group.annotator,
                  full_data=plan.full_data and index == 0, progress=progress)
     # every group run so far, so a rerun of fewer groups keeps the others in the report
     merge_rounds(sorted((out_dir / "groups").glob(f"*/{ROUNDS_CSV}")), out_dir / ROUNDS_CSV)
@@ -221,8 +225,8 @@ def _units_done(plan: BenchmarkPlan, out_dir: Path) -> int:
 
 def merge_rounds(paths: list[Path], target: Path) -> None:
     """One CSV of every group's rows (and one ``reference.csv``); a correction-mode group's
-    strategies are renamed ``<name> (correcting)`` so they are not averaged with the same
-    strategy tracing."""
+    strategies are renamed ``<name> (correcting)`` (a clicking group's ``<name> (clicking)``)
+    so they are not averaged with the same strategy tracing."""
     rows, columns, chunks, chunk_columns = [], None, [], None
     for path in paths:
         settings = json.loads((path.parent / SETTINGS_JSON).read_text())
@@ -230,8 +234,9 @@ def merge_rounds(paths: list[Path], target: Path) -> None:
             reader = csv.DictReader(handle)
             columns = columns or reader.fieldnames
             for row in reader:
-                if settings["correction_mode"] and row["strategy"] != FULL_DATA:
-                    row["strategy"] += CORRECTING
+                if row["strategy"] != FULL_DATA:
+                    row["strategy"] += CORRECTING if settings["correction_mode"] else ""
+                    row["strategy"] += CLICKING if settings.get("annotator", TRACE_ANNOTATOR) == CLICK_ANNOTATOR else ""
                 rows.append(row)
         reference = path.parent / REFERENCE_CSV
         if reference.exists():

@@ -73,15 +73,18 @@ class AnnotationsMixin(ProjectState):
         otherwise the region is replaced. ``original`` is the model's prediction for the same
         region, kept beside the result so Dice(original, final) shows how much was changed.
         ``seconds_active`` in s; ``boundary_px``/``boundary_mm`` = traced boundary length.
-        ``tools``: what tools set in the region (fill between slices, the model's outline);
-        each becomes an event of its own kind on the same label version, in the same
-        transaction, with the voxels it set and no seconds or boundary of its own.
+        ``tools``: what tools set in the region (fill between slices, the model's outline,
+        segment with clicks); each becomes an event of its own kind on the same label version,
+        in the same transaction, with the voxels it set and its clicks, and no seconds or
+        boundary of its own.
         """
         if kind not in LABELLING_KINDS:
             raise AlsegError(f"submit kind must be one of {LABELLING_KINDS}, got {kind!r}")
         for tool in tools:
             if tool.kind not in TOOL_KINDS:
                 raise AlsegError(f"a tool's kind must be one of {TOOL_KINDS}, got {tool.kind!r}")
+            if int(tool.clicks) < 0:
+                raise AlsegError(f"a tool's clicks must be a count >= 0, got {tool.clicks}")
         record = self.case(case)
         shape, what = self._region(record, slice_index, class_id)
         final = check_label_array(labels, shape=shape, n_classes=self.n_classes, what=f"{what} labels")
@@ -96,7 +99,7 @@ class AnnotationsMixin(ProjectState):
             self._region(record, tool.slice_index, tool.class_id)
             tool_event = self._event_fields(record, tool.kind, tool.slice_index, tool.class_id, annotator,
                                             0.0, None, None, None, model_version)
-            tool_events.append({**tool_event, "voxels": int(tool.voxels)})
+            tool_events.append({**tool_event, "voxels": int(tool.voxels), "clicks": int(tool.clicks)})
         with self._write_lock:
             base = self.current_labels(case)
             base_data = base.data if base is not None else np.zeros(record.shape, self.label_dtype)
@@ -296,4 +299,4 @@ class AnnotationsMixin(ProjectState):
             boundary_mm=row["boundary_mm"], label_version=row["label_version"],
             original_path=self._files.absolute(row["original_path"]) if row["original_path"] else None,
             dice_original_final=row["dice_original_final"], model_version=row["model_version"],
-            voxels=row["voxels"], undone_in_version=row["undone_in_version"])
+            voxels=row["voxels"], undone_in_version=row["undone_in_version"], clicks=row["clicks"])

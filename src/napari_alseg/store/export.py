@@ -45,7 +45,7 @@ JSON_NAME = "provenance.json"
 EVENT_COLUMNS = ("id", "case", "slice_index", "class_id", "class_name", "kind", "annotator",
                  "started_at", "ended_at", "seconds_active", "boundary_px", "boundary_mm",
                  "label_version", "dice_original_final", "model_version", "original_path", "voxels",
-                 "undone_in_version")
+                 "undone_in_version", "clicks")
 
 
 def export_project(project: ExportSource, out_dir: Path) -> list[Path]:

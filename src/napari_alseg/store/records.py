@@ -111,7 +111,8 @@ class EventRecord:
     ``dice_original_final`` compares the model's prediction for the submitted region with
     what was submitted: how much the annotator changed (None without a prediction).
     A tool's event (:data:`~napari_alseg.domain.TOOL_KINDS`) carries ``voxels``, what the tool
-    set that the annotator kept, and the label version of the submit it went into;
+    set that the annotator kept, ``clicks``, how many clicks it took (segment with clicks; 0
+    for the other tools), and the label version of the submit it went into;
     ``undone_in_version`` is the version that took the event back (None: it stands).
     """
 
@@ -132,18 +133,20 @@ class EventRecord:
     model_version: str | None
     voxels: int | None = None
     undone_in_version: int | None = None
+    clicks: int | None = None
 
 
 @dataclass(frozen=True)
 class ToolUse:
     """A tool that set labels for a submit (``kind`` one of :data:`~napari_alseg.domain.TOOL_KINDS`):
-    where (``slice_index`` None = across slices), which class, and how many voxels it set that
-    the annotator kept."""
+    where (``slice_index`` None = across slices), which class, how many voxels it set that
+    the annotator kept and how many clicks it took (segment with clicks)."""
 
     kind: str
     slice_index: int | None
     class_id: int
     voxels: int
+    clicks: int = 0
 
 
 @dataclass(frozen=True)

@@ -170,8 +170,41 @@ _VERSION_4: tuple[str, ...] = (
     """CREATE INDEX events_by_case ON events(case_id, label_version)""",
 )
 
+# Version 5: segment with clicks, a tool of its own kind ('clicked'). The events table is rebuilt
+# as in version 4 to widen the kind CHECK, with ``clicks`` (how many clicks a tool use took; NULL
+# for events that are not a tool's), which the seconds model prices per click.
+_EVENT_COLUMNS_V4 = f"{_EVENT_COLUMNS_V1}, voxels, undone_in_version"
+_VERSION_5: tuple[str, ...] = (
+    """CREATE TABLE events_v5 (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        case_id INTEGER NOT NULL REFERENCES cases(id),
+        slice_index INTEGER,
+        class_id INTEGER REFERENCES classes(id),
+        kind TEXT NOT NULL
+            CHECK (kind IN ('manual', 'corrected', 'pseudo-accepted', 'pseudo-rejected',
+                            'interpolated', 'outline-accepted', 'clicked', 'undo')),
+        annotator TEXT NOT NULL,
+        started_at TEXT,
+        ended_at TEXT NOT NULL,
+        seconds_active REAL NOT NULL CHECK (seconds_active >= 0),
+        boundary_px REAL,
+        boundary_mm REAL,
+        label_version INTEGER,
+        original_path TEXT,
+        dice_original_final REAL,
+        model_version TEXT,
+        voxels INTEGER CHECK (voxels IS NULL OR voxels >= 0),
+        undone_in_version INTEGER,
+        clicks INTEGER CHECK (clicks IS NULL OR clicks >= 0),
+        FOREIGN KEY (case_id, label_version) REFERENCES label_versions(case_id, version))""",
+    f"INSERT INTO events_v5 ({_EVENT_COLUMNS_V4}) SELECT {_EVENT_COLUMNS_V4} FROM events",
+    """DROP TABLE events""",
+    """ALTER TABLE events_v5 RENAME TO events""",
+    """CREATE INDEX events_by_case ON events(case_id, label_version)""",
+)
+
 # Append new migrations at the end; never edit one that has shipped.
-MIGRATIONS: tuple[tuple[str, ...], ...] = (_VERSION_1, _VERSION_2, _VERSION_3, _VERSION_4)
+MIGRATIONS: tuple[tuple[str, ...], ...] = (_VERSION_1, _VERSION_2, _VERSION_3, _VERSION_4, _VERSION_5)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
