@@ -166,3 +166,26 @@ def test_affine_from_geometry_refuses_bad_geometry():
         affine_from_geometry((1.0, 1.0), (0.0, 0.0))
     with pytest.raises(AlsegError, match="parallel"):
         affine_from_geometry((1.0, 1.0, 1.0), (0.0, 0.0, 0.0), np.array([[1, 1, 0], [0, 0, 0], [0, 0, 1.0]]))
+
+
+@pytest.mark.parametrize("codes, expected", [
+    # brain-stack: columns to the right, rows to superior, slices to anterior (a coronal stack)
+    (("R", "S", "A"), ("up", "left", "S", "I", "R", "L")),
+    # an axial volume in RAS: anterior up, the patient's right on the screen's left
+    (("R", "A", "S"), ("up", "left", "A", "P", "R", "L")),
+    # LPS (DICOM's order): rows grow posterior, columns to the left: flipped both ways
+    (("L", "P", "S"), ("down", "right", "A", "P", "R", "L")),
+    # a sagittal stack: columns to anterior (face on the left), rows to superior
+    (("A", "S", "R"), ("up", "left", "S", "I", "A", "P")),
+])
+def test_display_orientation_is_radiological(codes, expected):
+    from napari_alseg.nifti import display_orientation
+
+    towards = {"R": (0, 1), "L": (0, -1), "A": (1, 1), "P": (1, -1), "S": (2, 1), "I": (2, -1)}
+    affine = np.eye(4)
+    affine[:3, :3] = 0
+    for voxel_axis, code in enumerate(codes):  # voxel axes (i, j, k) pointing as the codes say
+        world_axis, sign = towards[code]
+        affine[world_axis, voxel_axis] = 2.0 * sign
+    shown = display_orientation(affine)
+    assert (shown.vertical, shown.horizontal, shown.top, shown.bottom, shown.left, shown.right) == expected

@@ -228,3 +228,13 @@ def test_the_controller_drives_the_loop_without_any_tab(make_napari_viewer_proxy
     finally:
         qtbot.waitUntil(lambda: not controller.running_jobs, timeout=60_000)
         controller.close_project()
+
+
+def test_go_shows_the_case_radiologically_with_its_letters(widget, qtbot):
+    from napari_alseg._qt.case_layers import viewer_camera
+
+    widget.annotate_tab.go_button.click()
+    qtbot.waitUntil(lambda: idle(widget), timeout=60_000)
+    viewer = widget.viewer
+    assert tuple(viewer_camera(viewer).orientation2d) == ("up", "left")  # axial RAS: anterior up, right on the left
+    assert viewer.text_overlay.visible and "top A" in viewer.text_overlay.text and "left R" in viewer.text_overlay.text

@@ -6,8 +6,9 @@ the slice in a slice project) the class becomes:
 
 - what the prior holds: the class as already labelled, and where the model's probability
   is > 0.5;
-- plus, per positive click, the voxels whose intensity lies within :data:`TOLERANCE` of the
-  click's in every channel (channels scaled to their 2-98 % range), connected to the click;
+- plus, per positive click, the voxels whose intensity lies within a tolerance of the
+  click's in every channel (channels scaled to their 2-98 % range; the tolerance is three
+  SDs of the click's neighbourhood, between 0.05 and 0.2 of the range), connected to it;
 - less, per negative click, the voxels of that region like the negative click in the same
   sense and connected to it (a false blob, a leak into a structure that looks different),
   but never those geodesically nearer to a positive click (paths inside the region, in mm).
@@ -30,7 +31,11 @@ from scipy import ndimage
 from .domain import BBox
 from .errors import AlsegError
 
-TOLERANCE = 0.2  # a voxel is like a click within this share of the channel's 2-98 % range
+TOLERANCE = 0.2  # a voxel is like a click within at most this share of the channel's 2-98 % range ...
+MIN_TOLERANCE = 0.05  # ... and at least this share ...
+LOCAL_SPREADS = 3.0  # ... within these many SDs of the click's neighbourhood (texture sets the tolerance)
+LOCAL_REACH = 2  # the neighbourhood: this many voxels either side of the click per axis
+EDGE_REACH = 2  # voxels the smoothed flood may grow into where the raw image is like the click
 SMOOTH_MM = 1.0  # Gaussian smoothing (sigma, mm) before intensities are compared: noise
 SEED_RADIUS_MM = 2.0  # a click claims a ball of this radius (at least the clicked voxel)
 BOX_MARGIN_MM = 40.0  # the box reaches this far beyond the clicks (and any existing part of the class)
@@ -166,15 +171,27 @@ def _intensities(image: np.ndarray, spacing: Sequence[float]) -> tuple[np.ndarra
 
 
 def _like(raw: np.ndarray, smooth: np.ndarray, clicks: Sequence[Click]) -> np.ndarray:
-    """Voxels within :data:`TOLERANCE` of a click's intensity in every channel: on the smoothed
-    image, plus one voxel beyond that where the raw image is within it (the smoothing blurs
-    edges: without this a structure would shrink by a voxel all round)."""
+    """Voxels within a click's tolerance (:func:`_tolerance`) of its intensity in every
+    channel: on the smoothed image, grown up to :data:`EDGE_REACH` voxels into where the raw
+    image is within it (the smoothing blurs edges: without this a structure would shrink all
+    round)."""
     like, raw_like = np.zeros(raw.shape[1:], bool), np.zeros(raw.shape[1:], bool)
     for click in clicks:
         centre = smooth[(slice(None), *click.position)][:, None, None, None]
-        like |= np.abs(smooth - centre).max(axis=0) <= TOLERANCE
-        raw_like |= np.abs(raw - centre).max(axis=0) <= TOLERANCE
-    return like | (ndimage.binary_dilation(like) & raw_like)
+        tolerance = _tolerance(raw, click)[:, None, None, None]
+        like |= (np.abs(smooth - centre) <= tolerance).all(axis=0)
+        raw_like |= (np.abs(raw - centre) <= tolerance).all(axis=0)
+    return like | ndimage.binary_dilation(like, iterations=EDGE_REACH, mask=raw_like)
+
+
+def _tolerance(raw: np.ndarray, click: Click) -> np.ndarray:
+    """Per channel, how far from a click's intensity a voxel may lie and still be like it:
+    :data:`LOCAL_SPREADS` SDs of the raw channel around the click, between
+    :data:`MIN_TOLERANCE` and :data:`TOLERANCE` (a smooth region floods less far than a
+    textured lesion)."""
+    window = tuple(slice(max(0, p - LOCAL_REACH), p + LOCAL_REACH + 1) for p in click.position)
+    spread = raw[(slice(None), *window)].reshape(len(raw), -1).std(axis=1)
+    return np.clip(LOCAL_SPREADS * spread, MIN_TOLERANCE, TOLERANCE)
 
 
 def _nearer_to(region: np.ndarray, negative: Sequence[Click], positive: Sequence[Click],

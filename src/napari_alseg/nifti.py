@@ -412,3 +412,44 @@ def _geometry(affine: np.ndarray) -> tuple[tuple[float, ...], tuple[float, ...]]
     world_axis = nib.orientations.io_orientation(affine)[:, 0].astype(int)
     origin = np.asarray(affine)[world_axis, 3]
     return tuple(float(s) for s in spacing), tuple(float(o) for o in origin)
+
+
+WORLD_LETTERS = (("L", "R"), ("P", "A"), ("I", "S"))  # RAS+ world axes: (towards -, towards +)
+
+
+@dataclass(frozen=True)
+class DisplayOrientation:
+    """How a slice view shows a ``(k, j, i)`` volume in radiological convention: superior (or
+    anterior, on an axial slice) up, the patient's right on the screen's left, anterior on
+    the left of a sagittal slice. ``vertical`` / ``horizontal`` are the directions rows and
+    columns grow on screen (napari's ``camera.orientation2d``); ``top``, ``bottom``,
+    ``left``, ``right`` the anatomical letters at the screen's edges."""
+
+    vertical: str
+    horizontal: str
+    top: str
+    bottom: str
+    left: str
+    right: str
+
+
+def display_orientation(affine: np.ndarray) -> DisplayOrientation:
+    """The radiological display of a volume whose voxel-to-world ``affine`` (nibabel's ``(i, j, k)``
+    columns, RAS+ world) it is: rows (j) and columns (i) are the slice view's axes."""
+    directions = affine_direction(affine)
+    row, column = directions[:, 1], directions[:, 0]
+    row_axis, column_axis = int(np.argmax(np.abs(row))), int(np.argmax(np.abs(column)))
+    row_plus = WORLD_LETTERS[row_axis][int(row[row_axis] > 0)]  # the letter rows grow towards
+    column_plus = WORLD_LETTERS[column_axis][int(column[column_axis] > 0)]
+    vertical = "up" if row_plus in ("S", "A") or (row_axis == 0 and row_plus == "R") else "down"
+    horizontal = "left" if column_plus in ("R", "A") or (column_axis == 2 and column_plus == "I") else "right"
+    row_minus = _opposite(row_plus)
+    column_minus = _opposite(column_plus)
+    top, bottom = (row_plus, row_minus) if vertical == "up" else (row_minus, row_plus)
+    left, right = (column_plus, column_minus) if horizontal == "left" else (column_minus, column_plus)
+    return DisplayOrientation(vertical, horizontal, top, bottom, left, right)
+
+
+def _opposite(letter: str) -> str:
+    pair = next(pair for pair in WORLD_LETTERS if letter in pair)
+    return pair[1 - pair.index(letter)]

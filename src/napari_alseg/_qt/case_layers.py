@@ -9,6 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from .._reader import display_range
+from ..nifti import display_orientation
 from ..session.focus import HeatMapScale, heat_map_scale
 
 HEAT_MAP_COLORMAP = "inferno"  # perceptual, dark where certain: adds light only where it matters
@@ -56,7 +57,20 @@ def show_case(viewer, session, case: str, labels: np.ndarray):
                               metadata={"alseg_case": case, "alseg_role": "labels"}, **geometry)
     apply_class_colors(layer, session.project.classes)
     layer.n_edit_dimensions = 2  # paint the slice on screen, never through the stack
+    show_radiologically(viewer, record.affine)
     return layer
+
+
+def show_radiologically(viewer, affine: np.ndarray) -> None:
+    """The slice view in radiological convention for a case with this voxel-to-world
+    ``affine`` (:func:`~napari_alseg.nifti.display_orientation`), its letters on the canvas."""
+    orientation = display_orientation(affine)
+    viewer_camera(viewer).orientation2d = (orientation.vertical, orientation.horizontal)
+    overlay = viewer.text_overlay
+    overlay.text = (f"top {orientation.top} · bottom {orientation.bottom} · "
+                    f"left {orientation.left} · right {orientation.right}")
+    overlay.position = "top_left"
+    overlay.visible = True
 
 
 def apply_class_colors(layer, classes) -> None:

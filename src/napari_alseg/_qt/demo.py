@@ -15,7 +15,6 @@ from pathlib import Path
 
 from ..domain import CASE, SLICE
 from ..errors import AlsegError
-from .case_layers import viewer_camera
 
 WINDOW_SIZE = (1500, 950)
 DEMO_LABELLED_ITEMS = 4  # per round
@@ -39,7 +38,6 @@ def run_demo_viewer(sample: str, *, screenshot: Path | None = None,
         return
     try:
         play_scripted_round(widget, train_steps)
-        show_like_a_radiologist(viewer)
         save_tab_screenshots(viewer, widget, Path(screenshot))
     finally:
         widget.controller.close_project()  # cancels and waits for any background job before Qt goes away
@@ -83,11 +81,6 @@ def wait_until(condition, timeout: float = 1800.0) -> None:
                              "(a busy CPU?): try --train-steps 5")
         QApplication.processEvents()
         time.sleep(0.02)
-
-
-def show_like_a_radiologist(viewer) -> None:
-    """Anatomy upright: rows grow upwards (superior / anterior at the top)."""
-    viewer_camera(viewer).orientation2d = ("up", "right")
 
 
 def save_tab_screenshots(viewer, widget, path: Path) -> list[Path]:
