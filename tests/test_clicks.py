@@ -125,9 +125,22 @@ def test_the_clicker_stops_at_the_target_or_the_click_limit():
     truth[0, 5:15, 5:15] = True
     exact = click_until_good(truth, lambda clicks: truth.copy(), (1.0, 1.0, 1.0))
     assert exact.dice == (0.0, 1.0) and exact.clicks_to_target == 1
-    stuck = click_until_good(truth, lambda clicks: np.zeros_like(truth), (1.0, 1.0, 1.0))
+    quarter = np.zeros_like(truth)
+    quarter[0, 5:10, 5:10] = True
+    stuck = click_until_good(truth, lambda clicks: quarter.copy(), (1.0, 1.0, 1.0))
     assert len(stuck.clicks) == MAX_CLICKS and stuck.clicks_to_target is None
-    assert max(stuck.dice) < TARGET_DICE
+    assert max(stuck.dice) < TARGET_DICE and stuck.kept == MAX_CLICKS
+
+
+def test_a_click_that_makes_it_worse_is_taken_back_and_ends_the_clicking():
+    truth = np.zeros((1, 20, 20), bool)
+    truth[0, 5:15, 5:15] = True
+    half = np.zeros_like(truth)
+    half[0, 5:15, 5:10] = True
+    answers = [half, np.ones_like(truth)]  # the second click leaks everywhere
+    run = click_until_good(truth, lambda clicks: answers[len(clicks) - 1].copy(), (1.0, 1.0, 1.0))
+    assert len(run.clicks) == 2 and run.kept == 1
+    assert run.dice[2] == run.dice[1] and (run.mask == half).all()
 
 
 def test_the_click_oracle_records_clicked_events_and_paints_the_rest(tmp_path):

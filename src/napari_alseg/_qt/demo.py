@@ -3,7 +3,8 @@
 With a screenshot path it plays a short scripted session first (two rounds: a stand-in
 annotator submits the ground truth of the top suggestions, the model retrains, the pool
 is re-scored; then the first suggestion is opened with its heat map), then saves one
-picture per tab of the widget and exits. That is how the docs' pictures are made headless (``xvfb-run``).
+picture per tab of the widget, clicks the open item's largest structure a few times (Click +
+/ Click −, where the simulated clicker would) and saves that too (``-clicks``), and exits. That is how the docs' pictures are made headless (``xvfb-run``).
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ import os
 import tempfile
 import time
 from pathlib import Path
+
+import numpy as np
 
 from ..domain import CASE, SLICE
 from ..errors import AlsegError
@@ -22,6 +25,8 @@ DEMO_ROUNDS = 2
 DEMO_TRAIN_STEPS = 30
 DEMO_STRATEGY = {CASE: "mc-dropout-top", SLICE: "dice-per-effort"}
 TAB_PICTURES = {1: "", 2: "-review", 3: "-effort"}
+CLICKS_PICTURE = "-clicks"  # the Annotate tab after a scripted click session
+DEMO_CLICKS = 3  # per structure clicked
 
 
 def run_demo_viewer(sample: str, *, screenshot: Path | None = None,
@@ -39,6 +44,8 @@ def run_demo_viewer(sample: str, *, screenshot: Path | None = None,
     try:
         play_scripted_round(widget, train_steps)
         save_tab_screenshots(viewer, widget, Path(screenshot))
+        play_scripted_clicks(widget)
+        save_window(viewer, widget, Path(screenshot), CLICKS_PICTURE)
     finally:
         widget.controller.close_project()  # cancels and waits for any background job before Qt goes away
         viewer.close()
@@ -71,6 +78,35 @@ def play_scripted_round(widget, train_steps: int, rounds: int = DEMO_ROUNDS) -> 
     wait_until(lambda: controller.editor.editing is not None and not controller.running_jobs)
 
 
+def play_scripted_clicks(widget, clicks: int = DEMO_CLICKS) -> None:
+    """On the item open: Click + mode, then up to ``clicks`` clicks on its structure (the
+    item's class where the truth has it there, else its largest) where the simulated clicker
+    would place them (the centre of the largest error against the
+    ground truth), each waited for, as an annotator correcting the prefill would."""
+    from ..simulation.clicker import next_click
+
+    controller = widget.controller
+    editing = controller.editor.editing
+    item, layer = editing.item, editing.layer
+    truth = controller.session.project.ground_truth(item.case)
+    on_item = np.zeros(truth.shape, bool)
+    on_item[slice(None) if item.slice_index is None else item.slice_index] = True
+    classes, sizes = np.unique(truth[on_item & (truth > 0)], return_counts=True)
+    if not classes.size:
+        return
+    class_id = int(item.class_id) if item.class_id in classes else int(classes[np.argmax(sizes)])
+    controller.editor.set_heat_map(False)  # the labels under the clicks, not the doubt, are the picture
+    layer.selected_label = class_id
+    spacing = controller.session.project.case(item.case).spacing
+    for _ in range(clicks):
+        click = next_click((np.asarray(layer.data) == class_id) & on_item, (truth == class_id) & on_item, spacing)
+        if click is None:
+            break
+        controller.clicking.set_mode(click.positive)
+        controller.clicking.add_click(click.position, click.positive)
+        wait_until(lambda: not controller.running_jobs)
+
+
 def wait_until(condition, timeout: float = 1800.0) -> None:
     from qtpy.QtWidgets import QApplication
 
@@ -83,19 +119,22 @@ def wait_until(condition, timeout: float = 1800.0) -> None:
         time.sleep(0.02)
 
 
-def save_tab_screenshots(viewer, widget, path: Path) -> list[Path]:
-    """One window picture per widget tab: ``out.png``, ``out-review.png``, ``out-effort.png``."""
+def save_window(viewer, widget, path: Path, suffix: str, tab: int = 1) -> Path:
+    """The window with ``tab`` shown, as ``<path stem><suffix>.png``."""
     from qtpy.QtWidgets import QApplication
 
-    path.parent.mkdir(parents=True, exist_ok=True)
     viewer.window._qt_window.resize(*WINDOW_SIZE)
-    written = []
-    for index, suffix in TAB_PICTURES.items():
-        widget.tabs.setCurrentIndex(index)
-        for _ in range(10):
-            QApplication.processEvents()
-        target = path.with_name(f"{path.stem}{suffix}{path.suffix}")
-        viewer.screenshot(str(target), canvas_only=False)
-        written.append(target)
+    widget.tabs.setCurrentIndex(tab)
+    for _ in range(10):
+        QApplication.processEvents()
+    target = path.with_name(f"{path.stem}{suffix}{path.suffix}")
+    viewer.screenshot(str(target), canvas_only=False)
+    return target
+
+
+def save_tab_screenshots(viewer, widget, path: Path) -> list[Path]:
+    """One window picture per widget tab: ``out.png``, ``out-review.png``, ``out-effort.png``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    written = [save_window(viewer, widget, path, suffix, tab) for tab, suffix in TAB_PICTURES.items()]
     widget.tabs.setCurrentIndex(1)
     return written

@@ -4,7 +4,9 @@ Each click goes to the centre of the largest error region (the voxel deepest ins
 mm): positive in a part of the structure that is missed, negative in a part wrongly
 included. After each click the class is re-segmented from all clicks so far; the clicker
 stops at Dice :data:`TARGET_DICE` or after :data:`MAX_CLICKS` clicks, and what is still
-wrong is left for the brush. Pure numpy: the caller supplies the segmenter.
+wrong is left for the brush. A click that makes the item worse is taken back (Ctrl+Z, as
+an annotator who sees a region leak would) and the clicker stops there: clicking is not
+helping this structure. Pure numpy: the caller supplies the segmenter.
 """
 
 from __future__ import annotations
@@ -25,12 +27,14 @@ Segmenter = Callable[[list[Click]], np.ndarray]  # clicks -> the class's mask (b
 
 @dataclass(frozen=True)
 class ClickRun:
-    """One structure clicked: ``dice[n]`` after ``n`` clicks (``dice[0]``: before any),
-    the clicks made, and the final mask (bool ``(k, j, i)``)."""
+    """One structure clicked: ``dice[n]`` after ``n`` clicks (``dice[0]``: before any; a click
+    taken back leaves the Dice before it), the clicks made (a taken-back one included: it
+    cost the annotator a click), ``kept`` of them in the final mask (bool ``(k, j, i)``)."""
 
     dice: tuple[float, ...]
     clicks: tuple[Click, ...]
     mask: np.ndarray
+    kept: int
 
     @property
     def clicks_to_target(self) -> int | None:
@@ -88,6 +92,10 @@ def click_until_good(truth: np.ndarray, segment: Segmenter, spacing: Sequence[fl
         if click is None:
             break
         clicks.append(click)
-        mask = segment(list(clicks))
+        after = segment(list(clicks))
+        if dice(after, truth) < scores[-1]:  # worse: taken back, and no more clicks
+            scores.append(scores[-1])
+            return ClickRun(tuple(scores), tuple(clicks), mask, len(clicks) - 1)
+        mask = after
         scores.append(dice(mask, truth))
-    return ClickRun(tuple(scores), tuple(clicks), mask)
+    return ClickRun(tuple(scores), tuple(clicks), mask, len(clicks))

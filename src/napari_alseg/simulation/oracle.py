@@ -69,18 +69,18 @@ class Oracle:
         edits = []
         for class_id in sorted(classes, key=lambda c: int(((truth == c) & on_item).sum())):
             prior = None if probabilities is None else self._prior(probabilities, class_id, item, truth.shape)
-            last = {}
+            results = {}  # by the number of clicks it took
 
-            def segment(clicks, class_id=class_id, prior=prior, base=labels, last=last):
-                last["result"] = segment_with_clicks(image, base, class_id, clicks, spacing=record.spacing,
-                                                     slice_index=item.slice_index, prior=prior)
-                return (last["result"].labels == class_id) & on_item
+            def segment(clicks, class_id=class_id, prior=prior, base=labels, results=results):
+                results[len(clicks)] = segment_with_clicks(image, base, class_id, clicks, spacing=record.spacing,
+                                                           slice_index=item.slice_index, prior=prior)
+                return (results[len(clicks)].labels == class_id) & on_item
 
             run = click_until_good((truth == class_id) & on_item, segment, record.spacing,
                                    start=(labels == class_id) & on_item)
-            if run.clicks:
-                labels = last["result"].labels
-                edits.append(click_edit(last["result"], class_id, item.slice_index, len(run.clicks)).edit)
+            if run.kept:
+                labels = results[run.kept].labels
+                edits.append(click_edit(results[run.kept], class_id, item.slice_index, len(run.clicks)).edit)
         return edits
 
     def _probabilities(self, item: QueryItem) -> np.ndarray | None:
