@@ -29,14 +29,18 @@ def test_fill_between_slices_shows_the_fill_and_submits_it_as_interpolated(widge
     plane = data.shape[1:]
     data[10][disc(plane, 3)] = 1
     data[16][disc(plane, 6)] = 1
-    layer.data = data
+    layer.data = data.copy()
     layer.selected_label = 1
     widget.annotate_tab.fill_button.click()
-    filled = np.asarray(layer.data)
+    filled = np.array(layer.data)
     areas = [int((filled[k] == 1).sum()) for k in range(10, 17)]  # radius 3 -> 6: growing discs
     assert areas == sorted(areas) and areas[1] > 0 and areas[-2] < areas[-1]
     assert (filled[:10] == 0).all() and (filled[17:] == 0).all()
     assert [edit.kind for edit in editing.tools] == [INTERPOLATED]
+    layer.undo()  # napari's Ctrl+Z takes the fill back as one step, and redo gives it again
+    assert (np.asarray(layer.data) == data).all()
+    layer.redo()
+    assert (np.asarray(layer.data) == filled).all()
 
     widget.annotate_tab.submit_button.click()
     manual, interpolated = session.project.events()

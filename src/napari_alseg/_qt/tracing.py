@@ -61,7 +61,7 @@ class TracingTools:
             labels = result.labels
             edits.append(result.edit)
             filled.append(f"{first + 1}–{last - 1}")
-        layer.data = labels
+        write_undoably(layer, labels)
         editing.tools.extend(edits)
         voxels = sum(edit.voxels for edit in edits)
         self.controller.info.emit(f"Filled {name} on slices {', '.join(filled)} ({voxels} voxels, "
@@ -96,7 +96,7 @@ class TracingTools:
             except AlsegError as error:
                 controller.error.emit(str(error))
                 return
-            editing.layer.data = result.labels
+            write_undoably(editing.layer, result.labels)
             editing.tools.append(result.edit)
             controller.info.emit(f"Accepted the model's {self._class_name(class_id)} on slice {slice_index} "
                                  f"({result.edit.voxels} voxels, recorded as outline-accepted).")
@@ -129,3 +129,12 @@ class TracingTools:
             editing.dirty = False
         else:
             controller.editor.go(Suggestion(item, float("nan"), "undo", {}, None))
+
+
+def write_undoably(layer, labels: np.ndarray) -> None:
+    """The voxels where ``labels`` differ from the layer's, written as one napari undo step
+    (``data_setitem`` keeps the history; assigning ``layer.data`` would not), so Ctrl+Z takes
+    a tool's result back like a stroke."""
+    changed = np.asarray(labels) != np.asarray(layer.data)
+    if changed.any():
+        layer.data_setitem(np.nonzero(changed), np.asarray(labels)[changed])
