@@ -8,7 +8,11 @@ Dice 0.9 or 10 clicks):
 - **model-free**: from empty labels, :func:`napari_alseg.clicks.segment_with_clicks` with no prior;
 - **guided after round r** (``--rounds``): a model trained on the labels of ``r`` rounds
   (``--batch`` random pool items a round, labelled by the ground-truth oracle, ``--minutes``
-  of training a round) pre-fills the item and its probability of the class is the prior.
+  of training a round) pre-fills the item and its probability of the class is the prior;
+- **guided-net after round r** (``--guided-net``, instead of the above): the same with a
+  network that reads the clicks (the plan's ``guidance``, trained with simulated clicks), so
+  each click re-predicts the item given all clicks so far (:meth:`Session.click_segment`),
+  and that prediction is the prior (its per-click time includes that prediction).
 
 Seconds, from a stated model (see ``--trace-s-per-mm`` and ``--click-s``; assumptions, to be
 replaced by the annotator's own timing): tracing an item costs its ground-truth outline
@@ -67,6 +71,8 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3, help="guided: rounds of labels (0: model-free only)")
     parser.add_argument("--batch", type=int, default=2, help="items labelled a round")
     parser.add_argument("--minutes", type=float, default=1.0, help="training a round")
+    parser.add_argument("--guided-net", action="store_true",
+                        help="guided rows with a network that reads the clicks (plan guidance on)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--trace-s-per-mm", type=float, default=TRACE_S_PER_MM)
     parser.add_argument("--click-s", type=float, default=CLICK_S)
@@ -127,6 +133,9 @@ def guided_rows(project: Project, items: list[Item], args) -> list[dict]:
 
     session = Session(project, annotator="bench", strategy="random", batch_size=args.batch, seed=args.seed,
                       train_config=TrainConfig(seconds=args.minutes * 60.0, seed=args.seed))
+    if args.guided_net:
+        session.set_plan(guidance=True)
+    mode = "guided-net" if args.guided_net else "guided"
     oracle = Oracle(session, correction_mode=False)
     rows = []
     for round_index in range(1, args.rounds + 1):
@@ -136,7 +145,7 @@ def guided_rows(project: Project, items: list[Item], args) -> list[dict]:
         session.retrain()
         print(f"  round {round_index}: trained {time.perf_counter() - started:.0f} s on "
               f"{round_index * args.batch} labelled items", flush=True)
-        rows += click_items(project, items, session, f"guided-r{round_index}", args)
+        rows += click_items(project, items, session, f"{mode}-r{round_index}", args)
     return rows
 
 
@@ -167,8 +176,11 @@ def click_item(project: Project, image: np.ndarray, item: Item, session, mode: s
 
     def segment(clicks):
         began = time.perf_counter()
-        result = segment_with_clicks(image, labels, item.class_id, clicks, spacing=spacing,
-                                     slice_index=item.slice_index, prior=prior)
+        if session is not None and args.guided_net:  # the prior is predicted again, given the clicks
+            result = session.click_segment(item.case, labels, item.class_id, clicks, slice_index=item.slice_index)
+        else:
+            result = segment_with_clicks(image, labels, item.class_id, clicks, spacing=spacing,
+                                         slice_index=item.slice_index, prior=prior)
         latencies.append(time.perf_counter() - began)
         return (result.labels == item.class_id) & on_item
 

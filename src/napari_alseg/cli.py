@@ -77,6 +77,9 @@ def build_parser() -> argparse.ArgumentParser:
     mirror.add_argument("--mirror", type=int, nargs="+", metavar="AXIS",
                         help="item axes training flips at random (default: the left-right axis, from the affine)")
     mirror.add_argument("--no-mirror", action="store_true", help="never flip (labels that differ by side)")
+    plan.add_argument("--guidance", action=argparse.BooleanOptionalAction, default=None,
+                      help="the network reads the annotator's clicks (trained with simulated ones; from the next "
+                           "round)")
     plan.add_argument("--device", default=None, help="cpu or cuda: the device to plan for with --reset")
     plan.set_defaults(run=run_plan)
 
@@ -281,7 +284,8 @@ def run_plan(args: argparse.Namespace) -> int:
 
     overrides = {"seconds": None if args.minutes is None else args.minutes * 60.0,
                  "batch_size": args.batch, "patch_size": None if args.patch is None else tuple(args.patch),
-                 "mirror_axes": () if args.no_mirror else None if args.mirror is None else tuple(args.mirror)}
+                 "mirror_axes": () if args.no_mirror else None if args.mirror is None else tuple(args.mirror),
+                 "guidance": args.guidance}
     with Session.open(args.project, annotator="cli", device=args.device) as session:
         if args.reset:
             plan = session.replan(**overrides)

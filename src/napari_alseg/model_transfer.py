@@ -203,16 +203,18 @@ def imported_plan_fields(exported: TrainingPlan, here: TrainingPlan, spec: Model
                          dataset: Fingerprint) -> dict[str, Any]:
     """The plan fields a project starting from an exported model takes, over its own plan ``here``.
 
-    The network's widths and working-grid zoom are the model's (its weights were trained with
-    them); the working spacing follows from that zoom on these cases; the patch (native
-    voxels) is the model's, no larger than these items; batch and round budget are the
-    model's when it was planned for the same device kind, else this device's.
+    The network's widths, working-grid zoom and guidance (whether it reads clicks) are the
+    model's (its weights were trained with them); the working spacing follows from that zoom
+    on these cases; the patch (native voxels) is the model's, no larger than these items;
+    batch and round budget are the model's when it was planned for the same device kind,
+    else this device's.
     """
     zoom = spec.zoom or (1.0,) * spec.spatial_dims
     same_device = exported.device == here.device
     return {
         "features": tuple(spec.features),
         "zoom": tuple(zoom),
+        "guidance": spec.guidance,
         "working_spacing_mm": tuple(round(native / factor, 4)
                                     for native, factor in zip(dataset.median_spacing_mm, zoom)),
         "patch_size": tuple(min(patch, max(size, MIN_PATCH))

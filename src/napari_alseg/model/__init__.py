@@ -8,7 +8,7 @@ from .checkpoints import load_checkpoint, load_model_file, save_checkpoint, save
 from .device import pick_device
 from .inference import McResult, mc_dropout, mc_dropout_full_passes, mc_dropout_mode, predict_proba
 from .losses import batch_dice_ce_loss, partial_label_ce, renormalise_prediction
-from .networks import ModelSpec, SegmentationNet
+from .networks import ModelSpec, SegmentationNet, with_guidance
 from .training import TrainConfig, TrainingAborted, TrainingItem, TrainProgress, TrainResult, fine_tune
 
 __all__ = [
@@ -33,4 +33,5 @@ __all__ = [
     "renormalise_prediction",
     "save_checkpoint",
     "save_model_file",
+    "with_guidance",
 ]

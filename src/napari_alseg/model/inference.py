@@ -80,9 +80,16 @@ def predict_proba(
     *,
     patch_size: tuple[int, ...] | None = None,
     device: str | torch.device | None = None,
+    clicks: Sequence[tuple[tuple[int, ...], int]] = (),
 ) -> np.ndarray:
-    """Softmax probabilities ``(C, *S)`` of a ``(Cin, *S)`` image, dropout off."""
+    """Softmax probabilities ``(C, *S)`` of a ``(Cin, *S)`` image, dropout off.
+
+    ``clicks``: ``(voxel of *S, class it is)`` pairs for a guided net; their maps
+    (:func:`.guidance.click_maps`, on the image's grid) go through the windows with the image.
+    """
     inputs = _prepare_input(net, image, patch_size, device)
+    if clicks:
+        inputs = torch.cat([inputs, _click_input(net, clicks, inputs)], dim=1)
 
     def softmax(window: torch.Tensor) -> torch.Tensor:
         return torch.softmax(net(window), dim=1)
@@ -271,6 +278,17 @@ def _prepare_input(
         run_device = device if isinstance(device, torch.device) else pick_device(device)
         net.to(run_device)
     return torch.from_numpy(normalise_image(image, spec.spatial_dims))[None].to(run_device)
+
+
+def _click_input(net: SegmentationNet, clicks: Sequence[tuple[tuple[int, ...], int]],
+                 inputs: torch.Tensor) -> torch.Tensor:
+    """Click maps ``(1, C, *S)`` beside ``inputs`` ``(1, Cin, *S)``; AlsegError for a net that reads none."""
+    from .guidance import click_maps
+
+    if not net.spec.guidance:
+        raise AlsegError("this model does not read clicks: train a guided one (plan: guidance) to predict with them")
+    maps = click_maps(net.spec, tuple(inputs.shape[2:]), clicks)
+    return torch.from_numpy(maps)[None].to(inputs.device)
 
 
 @contextmanager

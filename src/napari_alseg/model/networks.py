@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Iterable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
 import torch
 import torch.nn.functional as F
@@ -45,6 +45,8 @@ SOFTMAX_MOMENTS_TILE = 2**19
 SMALLEST_EXP_SUM = 1e-30
 # Floor of an interpolated probability before its log (forward of a zoomed net).
 SMALLEST_PROBABILITY = 1e-30
+# The first convolution: the only weights that see the input channels (guidance included).
+FIRST_CONV_WEIGHT = "conv_0.conv_0.conv.weight"
 
 
 @dataclass(frozen=True)
@@ -55,6 +57,8 @@ class ModelSpec:
     default for ``spatial_dims``. ``dropout``: probability of the head dropout.
     ``zoom``: working / native resolution per axis (the training plan's), e.g. 0.5 runs
     the network on half the voxels per axis; empty or all 1 means native.
+    ``guidance``: the network also reads one click map per class after the image's
+    channels (:mod:`.guidance`); without them it reads zeros there (no clicks).
     """
 
     spatial_dims: int
@@ -64,6 +68,7 @@ class ModelSpec:
     dropout: float = DEFAULT_DROPOUT
     norm: str = "instance"
     zoom: tuple[float, ...] = field(default=())
+    guidance: bool = False
 
     def __post_init__(self) -> None:
         if self.spatial_dims not in (2, 3):
@@ -84,6 +89,12 @@ class ModelSpec:
         if zoom and (len(zoom) != self.spatial_dims or not all(0 < factor <= 1 for factor in zoom)):
             raise AlsegError(f"zoom must hold {self.spatial_dims} factors in (0, 1], got {self.zoom}")
         object.__setattr__(self, "zoom", () if all(factor == 1 for factor in zoom) else zoom)
+        object.__setattr__(self, "guidance", bool(self.guidance))
+
+    @property
+    def input_channels(self) -> int:
+        """Channels the first convolution reads: the image's, then one click map per class if guided."""
+        return self.in_channels + (self.n_classes if self.guidance else 0)
 
     def to_json(self) -> str:
         return json.dumps(asdict(self))
@@ -99,6 +110,28 @@ class ModelSpec:
 
     def build(self) -> SegmentationNet:
         return SegmentationNet(self)
+
+
+def with_guidance(net: SegmentationNet, guidance: bool) -> SegmentationNet:
+    """``net`` reading click maps (``guidance``) or not, with its output without clicks unchanged.
+
+    Adding guidance gives the first convolution zero weights for the new channels; removing
+    it drops them (they only ever saw zeros without clicks). ``net`` itself when it already
+    is as asked.
+    """
+    if net.spec.guidance == guidance:
+        return net
+    spec = replace(net.spec, guidance=guidance)
+    state = dict(net.state_dict())
+    weight = state[FIRST_CONV_WEIGHT]
+    if guidance:
+        state[FIRST_CONV_WEIGHT] = torch.cat([weight, weight.new_zeros(weight.shape[0], spec.n_classes,
+                                                                       *weight.shape[2:])], dim=1)
+    else:
+        state[FIRST_CONV_WEIGHT] = weight[:, : spec.in_channels]
+    changed = spec.build().to(weight.device)
+    changed.load_state_dict(state)
+    return changed.train(net.training)
 
 
 def default_features(spatial_dims: int) -> tuple[int, ...]:
@@ -386,14 +419,16 @@ class SegmentationNet(nn.Module):
     output already passed through the last block's skip-side convolution (see
     :class:`LastDecoderBlock`). Shapes, for input ``(B, Cin, *S)`` padded to
     ``P = valid_input_shape(S)``: decoder_features ``(B, f1, *P/2)``, skip
-    ``(B, f5, *P)``, bottleneck ``(B, f4, *P/16)``, head logits ``(B, C, *P)``.
+    ``(B, f5, *P)``, bottleneck ``(B, f4, *P/16)``, head logits ``(B, C, *P)``. A guided
+    net (``spec.guidance``) reads ``Cin + C`` channels, or ``Cin`` (its clicks then all zero):
+    the clicks only enter at the input, so MC dropout samples the same head.
     """
 
     def __init__(self, spec: ModelSpec) -> None:
         super().__init__()
         self.spec = spec
         dims, widths, norm = spec.spatial_dims, spec.features, NORMS[spec.norm]
-        self.conv_0 = TwoConv(dims, spec.in_channels, widths[0], ACTIVATION, norm, True, dropout=None)
+        self.conv_0 = TwoConv(dims, spec.input_channels, widths[0], ACTIVATION, norm, True, dropout=None)
         self.down_1 = Down(dims, widths[0], widths[1], ACTIVATION, norm, True, dropout=None)
         self.down_2 = Down(dims, widths[1], widths[2], ACTIVATION, norm, True, dropout=None)
         self.down_3 = Down(dims, widths[2], widths[3], ACTIVATION, norm, True, dropout=None)
@@ -414,7 +449,7 @@ class SegmentationNet(nn.Module):
         return crop_spatial(self.head(decoder_features, skip), tuple(x.shape[2:]))
 
     def _backbone_on_working_grid(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        x = self._pad(x)
+        x = self._pad(self._with_guidance(x))
         x0 = self.conv_0(x)
         x1 = self.down_1(x0)
         x2 = self.down_2(x1)
@@ -467,10 +502,19 @@ class SegmentationNet(nn.Module):
         """Encoder bottleneck averaged over space, ``(B, f4)``: METHODS B's ``h_i``."""
         return self.backbone(x)[2].mean(dim=tuple(range(2, x.dim())))
 
-    def _pad(self, x: torch.Tensor) -> torch.Tensor:
-        if x.dim() != self.spec.spatial_dims + 2 or x.shape[1] != self.spec.in_channels:
-            expected = f"(batch, {self.spec.in_channels} channel(s), {self.spec.spatial_dims} spatial axes)"
+    def _with_guidance(self, x: torch.Tensor) -> torch.Tensor:
+        """``x`` with zero click maps appended when a guided net is given the image's channels only
+        (every unguided caller: prediction, MC dropout, scoring, validation)."""
+        spec = self.spec
+        if x.dim() != spec.spatial_dims + 2 or x.shape[1] not in (spec.in_channels, spec.input_channels):
+            channels = f"{spec.in_channels}" + (f" or {spec.input_channels}" if spec.guidance else "")
+            expected = f"(batch, {channels} channel(s), {spec.spatial_dims} spatial axes)"
             raise AlsegError(f"the model expects input {expected}, got shape {tuple(x.shape)}")
+        if x.shape[1] == spec.input_channels:
+            return x
+        return torch.cat([x, x.new_zeros(x.shape[0], spec.n_classes, *x.shape[2:])], dim=1)
+
+    def _pad(self, x: torch.Tensor) -> torch.Tensor:
         spatial = tuple(x.shape[2:])
         padded = valid_input_shape(spatial)
         if padded == spatial:

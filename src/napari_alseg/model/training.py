@@ -12,7 +12,9 @@ most are centred on a labelled voxel of a class drawn uniformly from the classes
 delineated so far (so a 20-pixel structure is seen as often as cortex), the rest are
 random. Crops are prepared and augmented in a background thread while the network
 steps. Fully labelled crops pay cross-entropy plus a batch Dice; partial labels pay the
-mixed CE of METHODS E plus the Dice of each delineated class.
+mixed CE of METHODS E plus the Dice of each delineated class. A guided net (one that reads
+clicks) trains a share of its steps with clicks simulated on its own errors
+(:mod:`.guidance`), the rest without.
 """
 
 from __future__ import annotations
@@ -35,11 +37,13 @@ from .inference import eval_mode
 from .losses import batch_dice_ce_loss, delineated_dice_loss, partial_label_ce
 from .networks import MIN_INPUT_SIZE, SegmentationNet
 from .batches import Batch, BatchProducer, PreparedItem, centre_crop, class_voxels_of, to_batch
+from .guidance import ClickSimulator
 from .preprocessing import normalise_image
 
 # A bare TrainConfig (no project plan) gets the CPU plan's batch, patch edge and round budget.
 DEFAULT_ROUND_SECONDS = BUDGETS[(CPU, 2)].seconds
 RANDOM_CROP_FRACTION = 1 / 3
+GUIDED_FRACTION = 0.5
 WARMUP_FRACTION = 0.05
 FINAL_LOSS_WINDOW = 5
 
@@ -64,6 +68,8 @@ class TrainConfig:
     the project plan's ``mirror_axes`` in a session, and no flip for a bare config,
     because a left/right flip swaps lateralised atlas labels.
     ``pseudo_label_weight``: loss weight of items marked ``pseudo_label``.
+    ``guided_fraction``: share of the steps a guided net trains with simulated clicks
+    (:mod:`.guidance`; ignored for a net that reads no clicks).
     Early stopping (off by default: it would hold labels back from training) holds out
     ``validation_fraction`` of the items when there are at least
     ``min_items_for_validation``, checks every ``validate_every`` steps and stops after
@@ -83,6 +89,7 @@ class TrainConfig:
     random_crop_fraction: float = RANDOM_CROP_FRACTION
     flip_axes: tuple[int, ...] | None = None
     pseudo_label_weight: float = 0.5
+    guided_fraction: float = GUIDED_FRACTION
     validation_fraction: float = 0.0
     min_items_for_validation: int = 4
     validate_every: int = 10
@@ -104,8 +111,9 @@ class TrainConfig:
         for name in ("validation_fraction", "warmup_fraction"):
             if not 0.0 <= getattr(self, name) < 1.0:
                 raise AlsegError(f"{name} must be in [0, 1), got {getattr(self, name)}")
-        if not 0.0 <= self.random_crop_fraction <= 1.0:
-            raise AlsegError(f"random_crop_fraction must be in [0, 1], got {self.random_crop_fraction}")
+        for name in ("random_crop_fraction", "guided_fraction"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise AlsegError(f"{name} must be in [0, 1], got {getattr(self, name)}")
 
     @property
     def budget_seconds(self) -> float | None:
@@ -213,6 +221,7 @@ def _train(
     scaler = torch.amp.GradScaler(device.type, enabled=device.type == "cuda")  # mixed precision on CUDA only
     stopper = _EarlyStopping([to_batch([centre_crop(item, config.patch_size)], device) for item in val_items])
     clock = _RoundClock(config)
+    clicks = ClickSimulator(net.spec.n_classes, config.guided_fraction, config.seed) if net.spec.guidance else None
     losses: list[float] = []
     cancelled = False
     with torch.random.fork_rng(devices=cuda_rng_devices(device)), BatchProducer(train_items, config, rng) as batches:
@@ -224,7 +233,7 @@ def _train(
             for group in optimiser.param_groups:
                 group["lr"] = config.learning_rate * clock.learning_rate_factor(len(losses))
             step = len(losses) + 1
-            losses.append(_train_step(working, optimiser, scaler, next(batches).to(device), step))
+            losses.append(_train_step(working, optimiser, scaler, next(batches).to(device), step, clicks))
             due = step % config.validate_every == 0 or clock.done(step)
             val_loss = stopper.check(working, step) if due else None
             if progress is not None:
@@ -234,6 +243,8 @@ def _train(
     metrics = _round_metrics(losses, stopper, config, device, clock.elapsed(), warnings)
     early_stopped = not cancelled and stopper.checks_without_gain >= config.patience
     metrics.update(train_items=len(train_items), val_items=len(val_items), early_stopped=early_stopped)
+    if clicks is not None:
+        metrics["guided_steps"] = clicks.guided_steps
     if cancelled:
         return TrainResult(None, len(losses), True, metrics)
     return TrainResult(stopper.best_state or _cpu_state(working), len(losses), False, metrics)
@@ -330,11 +341,15 @@ def _round_metrics(
 
 
 def _train_step(working: SegmentationNet, optimiser: torch.optim.Optimizer, scaler: torch.amp.GradScaler,
-                batch: Batch, step: int) -> float:
-    """One optimiser step; float16 autocast with loss scaling when ``scaler`` is enabled (CUDA)."""
+                batch: Batch, step: int, clicks: ClickSimulator | None = None) -> float:
+    """One optimiser step; float16 autocast with loss scaling when ``scaler`` is enabled (CUDA).
+
+    ``clicks`` (guided nets) may add simulated clicks to the input, at the cost of a forward pass.
+    """
     optimiser.zero_grad(set_to_none=True)
     with torch.autocast(batch.images.device.type, dtype=torch.float16, enabled=scaler.is_enabled()):
-        loss = _batch_loss(working.working_forward(batch.images), batch)
+        inputs = batch.images if clicks is None else clicks.inputs(working, batch)
+        loss = _batch_loss(working.working_forward(inputs), batch)
     if not torch.isfinite(loss):
         raise TrainingAborted(
             f"training aborted at step {step}: the loss became {loss.item()} "

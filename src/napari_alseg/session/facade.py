@@ -68,6 +68,7 @@ class Session:
         self.learner = Learner(project, self.settings, self.view)
         self.accounting = EffortAccounting(project, self.view)
         self.queries = Queries(project, self.settings, self.view, self.learner, self.accounting)
+        self._click_prediction: tuple[tuple[Any, ...], np.ndarray] | None = None  # see _click_prior
 
     @classmethod
     def open(cls, folder: str | Path, **options: Any) -> Session:
@@ -206,8 +207,12 @@ class Session:
         return self.learner.label_metrics(net)
 
     def predict_probabilities(self, case: str, slice_index: int | None = None, *,
-                              net: SegmentationNet | None = None, partial_labels: bool = True) -> np.ndarray:
-        return self.learner.predict_probabilities(case, slice_index, net=net, partial_labels=partial_labels)
+                              net: SegmentationNet | None = None, partial_labels: bool = True,
+                              clicks: Sequence[tuple[tuple[int, int, int], int]] = ()) -> np.ndarray:
+        """The model's softmax (:meth:`Learner.predict_probabilities`); ``clicks``: ``(voxel (k, j, i),
+        class)`` pairs a guided model reads."""
+        return self.learner.predict_probabilities(case, slice_index, net=net, partial_labels=partial_labels,
+                                                  clicks=clicks)
 
     def predict_labels(self, case: str, slice_index: int | None = None, *,
                        net: SegmentationNet | None = None, partial_labels: bool = True) -> np.ndarray:
@@ -285,7 +290,8 @@ class Session:
                       slice_index: int | None = None, use_model: bool = True) -> ToolResult:
         """Class ``class_id`` of the labels being edited ``(k, j, i)`` re-segmented near ``clicks``
         from the case's channels (:func:`~napari_alseg.clicks.segment_with_clicks`), with the
-        current model's probabilities as a prior when ``use_model`` and a model exists. Only
+        current model's probabilities as a prior when ``use_model`` and a model exists (given the
+        clicks when the model reads them, :meth:`_click_prior`). Only
         ``slice_index`` changes when given (a slice project needs it). Nothing is saved: put the
         result on screen to check, and pass its ``edit`` to :meth:`submit` (``tools``)."""
         self._check_volume(case, labels)
@@ -296,22 +302,41 @@ class Session:
             raise AlsegError(f"class {class_id} is not a class to click (1..{self.project.n_classes - 1})")
         check_clicks(clicks, np.shape(labels), slice_index)  # before a prediction, which takes long
         record = self.project.case(case)
-        prior = self._click_prior(case, int(class_id), slice_index) if use_model else None
+        prior = self._click_prior(case, int(class_id), slice_index, clicks) if use_model else None
         segmentation = segment_with_clicks(self.case_image(case), labels, class_id, clicks,
                                            spacing=record.spacing, slice_index=slice_index, prior=prior)
         return click_edit(segmentation, class_id, slice_index, len(clicks))
 
-    def _click_prior(self, case: str, class_id: int, slice_index: int | None) -> np.ndarray | None:
+    def _click_prior(self, case: str, class_id: int, slice_index: int | None,
+                     clicks: Sequence[Click]) -> np.ndarray | None:
         """The model's probability of ``class_id`` as a float32 ``(k, j, i)`` array: 0.5 (no
-        information) off ``slice_index`` when one is given; None without a model."""
+        information) off ``slice_index`` when one is given; None without a model.
+
+        A guided model predicts given all ``clicks`` (a positive one says ``class_id``, a
+        negative one background); another's prediction does not change with them, so the last
+        one is kept per (case, slice, model version, labels version) for the next click.
+        """
         if self.model_version is None:
             return None
-        probabilities = self.predict_probabilities(case, slice_index)[class_id]
+        net = self.current_net()
+        if net is not None and net.spec.guidance:
+            said = [(tuple(click.position), class_id if click.positive else 0) for click in clicks]
+            probabilities = self.predict_probabilities(case, slice_index, clicks=said)[class_id]
+        else:
+            probabilities = self._unguided_prediction(case, slice_index)[class_id]
         if slice_index is None:
             return probabilities.astype(np.float32)
         prior = np.full(self.project.case(case).shape, 0.5, np.float32)
         prior[slice_index] = probabilities
         return prior
+
+    def _unguided_prediction(self, case: str, slice_index: int | None) -> np.ndarray:
+        """:meth:`predict_probabilities`, remembered for one (case, slice, model, labels version)."""
+        snapshot = self.project.current_labels(case)
+        key = (case, slice_index, self.model_version, None if snapshot is None else snapshot.version)
+        if self._click_prediction is None or self._click_prediction[0] != key:
+            self._click_prediction = (key, self.predict_probabilities(case, slice_index))
+        return self._click_prediction[1]
 
     def undo_submit(self, case: str) -> int:
         """Take back the case's last submit that still stands: the label version before it is

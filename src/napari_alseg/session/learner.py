@@ -23,8 +23,8 @@ import numpy as np
 from ..domain import CASE, QueryItem
 from ..errors import AlsegError
 from ..metrics import class_means, dice_per_class, mean_dice
-from ..plan import (PLAN_SETTING, PLAN_VERSION, Fingerprint, TrainingPlan, fingerprint, inference_patch,
-                    item_left_right_axis, make_plan, stored_plan)
+from ..plan import (MIRROR_PLAN_VERSION, PLAN_SETTING, PLAN_VERSION, Fingerprint, TrainingPlan, fingerprint,
+                    inference_patch, item_left_right_axis, make_plan, stored_plan)
 from ..store import Project
 from .labels import LabelsView
 from .settings import SessionSettings
@@ -39,6 +39,8 @@ QUALITY_EXAMPLES_WANTED = 12  # the k-fold runs only while fewer rated predictio
 # half a round, not two: the annotator asked for "train for N minutes". A fold model trained
 # less rates a little low, the safe side for a clinician deciding what to accept.
 QUALITY_FOLD_BUDGET = 0.25
+
+ClassClick = tuple[tuple[int, int, int], int]  # (voxel (k, j, i) of a case, the class the annotator says it is)
 
 
 @dataclass(frozen=True)
@@ -98,13 +100,14 @@ class Learner:
         return checkpoints[-1].model_version if checkpoints else None
 
     def model_spec(self) -> ModelSpec:
-        """The network a new model of this project gets: its plan's widths and working grid."""
+        """The network a new model of this project gets: its plan's widths, working grid and guidance."""
         from ..model import ModelSpec
 
         plan = self.training_plan()
         return ModelSpec(spatial_dims=self.view.spatial_dims,
                          in_channels=len(self.project.cases[0].channel_names),
-                         n_classes=self.project.n_classes, features=plan.features, zoom=plan.zoom)
+                         n_classes=self.project.n_classes, features=plan.features, zoom=plan.zoom,
+                         guidance=plan.guidance)
 
     def current_net(self) -> SegmentationNet | None:
         """The active model's network, loaded once per version (None without a model)."""
@@ -158,14 +161,16 @@ class Learner:
     def training_plan(self) -> TrainingPlan:
         """The project's plan: made from its fingerprint for this device once, then kept with it.
 
-        A plan kept before mirroring existed (version 1) gets the mirror axes its data call
-        for, every other field (and so any override) as it was.
+        A plan kept by an older version keeps every field it has (and so any override): one
+        kept before mirroring existed (version 1) gets the mirror axes its data call for, one
+        kept before guidance (version < 3) no guidance, what its models were.
         """
         plan = stored_plan(self.project)
         if plan is None:
             return self.replan()
         if plan.version < PLAN_VERSION:
-            mirror_axes = make_plan(self.fingerprint(), plan.device).mirror_axes
+            mirror_axes = (make_plan(self.fingerprint(), plan.device).mirror_axes
+                           if plan.version < MIRROR_PLAN_VERSION else plan.mirror_axes)
             plan = replace(plan, mirror_axes=mirror_axes, version=PLAN_VERSION)
             self.project.store_setting(PLAN_SETTING, plan.to_json())
         return plan
@@ -224,7 +229,7 @@ class Learner:
         Safe in a worker thread: reads the project, writes nothing. Raises
         :class:`AlsegError` when nothing is labelled yet.
         """
-        from ..model import fine_tune
+        from ..model import fine_tune, with_guidance
 
         keyed = self.view.keyed_training_items()
         items = [item for _key, item in keyed]
@@ -233,7 +238,7 @@ class Learner:
             raise AlsegError(f"no labelled data yet: submit at least {MIN_LABELLED_ITEMS} labelled "
                              f"{unit} (outside the validation split) before retraining")
         base_version = self.model_version
-        net = self.current_net() or self.initial_net()
+        net = with_guidance(self.current_net() or self.initial_net(), self.training_plan().guidance)
         folds = 0 if known_examples is None else self.quality_folds(keyed, unseen, known_examples)
         result = fine_tune(net, items, self.round_config(), progress=_stage(progress, 0, self._stage_sizes(folds)),
                            should_stop=should_stop)
@@ -403,12 +408,14 @@ class Learner:
     # ------------------------------------------------------------------ prediction
 
     def predict_probabilities(self, case: str, slice_index: int | None = None, *,
-                              net: SegmentationNet | None = None,
-                              partial_labels: bool = True) -> np.ndarray:
+                              net: SegmentationNet | None = None, partial_labels: bool = True,
+                              clicks: Sequence[ClassClick] = ()) -> np.ndarray:
         """Softmax ``(C, *region)`` of a case (3D) or one slice (2D nets: every slice when None).
 
         With ``partial_labels`` the METHODS E posterior applies (the one scoring uses):
         given labels are kept, unlabelled voxels are renormalised over the classes still possible.
+        ``clicks`` (a guided net only): what the annotator said, as network input; a 2D net
+        sees those on the slice it predicts.
         """
         from ..model import predict_proba
         from ..model.losses import renormalise_prediction_array
@@ -419,13 +426,14 @@ class Learner:
         device = self.settings.device
         image = self.view.case_image(case)
         if self.view.spatial_dims == 3:
-            probs = predict_proba(net, image, device=device, patch_size=self.inference_patch)
+            probs = predict_proba(net, image, device=device, patch_size=self.inference_patch, clicks=clicks)
             probs = probs if slice_index is None else probs[:, slice_index]
-        elif slice_index is not None:
-            probs = predict_proba(net, image[:, slice_index], device=device)
         else:
-            probs = np.stack([predict_proba(net, image[:, n], device=device)
-                              for n in range(image.shape[1])], axis=1)
+            def on_slice(n: int) -> np.ndarray:
+                return predict_proba(net, image[:, n], device=device, clicks=_slice_clicks(clicks, n))
+
+            probs = (on_slice(slice_index) if slice_index is not None
+                     else np.stack([on_slice(n) for n in range(image.shape[1])], axis=1))
         snapshot = self.project.current_labels(case) if partial_labels else None
         if snapshot is None:
             return probs
@@ -467,6 +475,11 @@ class Learner:
         heat *= (image != 0).any(axis=0)
         with self._lock:
             return self._uncertainty.setdefault(key, heat)
+
+
+def _slice_clicks(clicks: Sequence[ClassClick], slice_index: int) -> list[tuple[tuple[int, int], int]]:
+    """The clicks on slice ``slice_index``, as ``((j, i), class)`` for a 2D net."""
+    return [((int(j), int(i)), class_id) for (k, j, i), class_id in clicks if k == slice_index]
 
 
 def _stage(progress: Callable[[TrainProgress], None] | None, index: int,
