@@ -15,9 +15,9 @@ the slice in a slice project) the class becomes:
 
 Writing rule (:func:`segment_with_clicks`): background and the class itself change, and
 another class only where a positive click's like region reaches (a prefill that gave the
-clicked structure to another class is corrected); nothing outside the box changes. A random walker
-(Grady 2006) seeded the same way was tried first and lost on every structure measured (see
-docs/METHODS.md, "Clicks"). Pure numpy / SciPy / scikit-image; no project state.
+clicked structure to another class is corrected); nothing outside the box changes. A
+random walker (Grady 2006) seeded by the clicks was tried first and lost on the lesions;
+docs/clicks.md has what was tried and measured. Pure numpy / SciPy / scikit-image.
 """
 
 from __future__ import annotations
