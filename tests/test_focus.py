@@ -77,3 +77,47 @@ def test_the_heat_map_range_comes_from_the_cases_own_doubt():
     assert scale.profile.shape == (SHAPE[0],) and scale.peak_slice in (20, 21, 22)
     flat = heat_map_scale(np.zeros(SHAPE))
     assert flat.high > flat.low == 0.0
+
+
+def test_the_body_is_where_some_channel_rises_above_its_floor():
+    from napari_alseg.session.focus import background_outside, body_mask
+
+    image = np.zeros((2, 5, 7, 7), np.float32)
+    image[0, 1:4, 1:6, 1:6] = 5.0  # something in channel 0, with a voxel reading 0 inside it
+    image[0, 2, 3, 3] = 0.0
+    image[1] -= 3.0  # channel 1 empty at its own floor (a CT's air, say)
+    image[1, 4, 0, 0] = 1.0  # and something there
+    body = body_mask(image)
+    assert body.sum() == 3 * 5 * 5 + 1 and body[1:4, 1:6, 1:6].all() and body[4, 0, 0]
+    probabilities = np.full((3, 5, 7, 7), 1 / 3)
+    kept = background_outside(probabilities, body)
+    assert (kept[0][~body] == 1.0).all() and (kept[1:][:, ~body] == 0.0).all()
+    assert (kept[:, body] == probabilities[:, body]).all() and (probabilities == 1 / 3).all()
+
+
+def test_a_young_model_predicts_nothing_in_the_air_so_go_prefill_and_accept_never_land_there(tmp_path, monkeypatch):
+    import synthetic_cases
+
+    from napari_alseg import model as model_package
+    from napari_alseg.session import Session
+    from napari_alseg.store import Project
+
+    source = synthetic_cases.make_source(tmp_path / "source", granularity="case", n_cases=1, shape=(6, 32, 32),
+                                         classes=synthetic_cases.BLOB_CLASSES)
+    with Session(Project.create(tmp_path / "project", source, annotator="dr", validation_fraction=0.0),
+                 annotator="dr") as session:
+        case = session.project.cases[0].name
+        image = session.case_image(case)
+        image[:, :, :, :8] = image.min() - 1.0  # an empty margin at the floor, as around a head
+
+        def everywhere_rim(net, image, **_):  # a young model: the rim everywhere, air included
+            probabilities = np.zeros((3, *image.shape[1:]), np.float32)
+            probabilities[2] = 1.0
+            return probabilities
+
+        monkeypatch.setattr(model_package, "predict_proba", everywhere_rim)
+        monkeypatch.setattr(session.learner, "current_net", lambda: object())
+        labels = session.predict_labels(case, partial_labels=False)
+        focus = session.focus(case, session.predict_probabilities(case, partial_labels=False))
+    assert (labels[:, :, :8] == 0).all() and (labels[:, :, 8:] == 2).all()
+    assert focus is not None and focus.bbox[2][0] >= 8 - 4  # the box is on the body (4 px of context)

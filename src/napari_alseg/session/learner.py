@@ -26,6 +26,7 @@ from ..metrics import class_means, dice_per_class, mean_dice
 from ..plan import (MIRROR_PLAN_VERSION, PLAN_SETTING, PLAN_VERSION, Fingerprint, TrainingPlan, fingerprint,
                     inference_patch, item_left_right_axis, make_plan, stored_plan)
 from ..store import Project
+from .focus import background_outside, body_mask
 from .labels import LabelsView
 from .settings import SessionSettings
 
@@ -410,7 +411,8 @@ class Learner:
     def predict_probabilities(self, case: str, slice_index: int | None = None, *,
                               net: SegmentationNet | None = None, partial_labels: bool = True,
                               clicks: Sequence[ClassClick] = ()) -> np.ndarray:
-        """Softmax ``(C, *region)`` of a case (3D) or one slice (2D nets: every slice when None).
+        """Softmax ``(C, *region)`` of a case (3D) or one slice (2D nets: every slice when None);
+        background wherever every channel is empty (:func:`~.focus.body_mask`).
 
         With ``partial_labels`` the METHODS E posterior applies (the one scoring uses):
         given labels are kept, unlabelled voxels are renormalised over the classes still possible.
@@ -434,6 +436,7 @@ class Learner:
 
             probs = (on_slice(slice_index) if slice_index is not None
                      else np.stack([on_slice(n) for n in range(image.shape[1])], axis=1))
+        probs = background_outside(probs, body_mask(image if slice_index is None else image[:, slice_index]))
         snapshot = self.project.current_labels(case) if partial_labels else None
         if snapshot is None:
             return probs
@@ -472,7 +475,7 @@ class Learner:
                              for n in range(image.shape[1])]).astype(np.float32)
         # no doubt to show where every channel is empty (air around the head, the padding of a
         # resampled volume): a young model's doubt there outshone the lesion's on screen
-        heat *= (image != 0).any(axis=0)
+        heat *= body_mask(image)
         with self._lock:
             return self._uncertainty.setdefault(key, heat)
 
