@@ -327,3 +327,12 @@ def test_a_small_structure_in_a_large_volume_measures_as_on_the_whole_planes():
     changed = sum(changed_boundary_length(o == 1, p == 1, spacing).mm for o, p in zip(original, labels))
     assert traced_boundary(labels, [1], spacing, original=original).mm == pytest.approx(changed)
     assert traced_boundary(np.zeros_like(labels), [1], spacing).mm == 0.0
+
+
+def test_two_timings_with_the_longer_outline_faster_never_give_a_falling_time_model():
+    from napari_alseg.effort import SecondsModel
+
+    model = SecondsModel.fit([1, 1], [200.0, 2000.0], [600.0, 120.0])  # issue 22: (730, -0.061) before
+    intercept, slope = model.pooled
+    assert intercept >= 0 and slope > 0
+    assert model.predict(1, 4000.0) > model.predict(1, 200.0) > 0

@@ -463,10 +463,15 @@ def _click_seconds(lengths_px: np.ndarray, seconds: np.ndarray, clicks: np.ndarr
 
 
 def _line_fit(x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
-    """``(a, b)`` of ``y ≈ a + b x``; with one distinct x the slope is 0 and a = mean(y)."""
+    """``(a, b)`` of ``y ≈ a + b x`` with ``a, b >= 0``: a longer outline never takes less time.
+    With one distinct x the slope is 0 and a = mean(y). A negative least-squares slope (two
+    timings, the longer outline traced faster) gives way to the line through the origin
+    (b = Σxy / Σx²); a negative intercept to the same (the slope alone carries the time)."""
     if np.ptp(x) == 0:
-        return float(y.mean()), 0.0
+        return max(float(y.mean()), 0.0), 0.0
     slope, intercept = np.polyfit(x, y, 1)
+    if slope < 0 or intercept < 0:
+        return 0.0, max(float((x * y).sum() / max((x * x).sum(), 1e-12)), 0.0)
     return float(intercept), float(slope)
 
 
