@@ -63,6 +63,9 @@ def main() -> None:
     first_model(controller, args.train_steps)
     times: dict[str, list[float]] = {name: [] for name in TARGETS_MS}
     annotate = widget.annotate_tab
+    annotate.go_button.click()
+    wait_until(lambda: controller.editor.editing is not None and not controller.running_jobs, timeout=300)
+    times["Click (3D case, model)"] = click_latencies(controller, args.repeats)
 
     for _ in range(args.repeats):
         shown = annotate.suggestion_label.text()
@@ -95,9 +98,6 @@ def main() -> None:
         controller.info.disconnect()
         wait_until(lambda: not controller.running_jobs, timeout=300)
 
-    annotate.go_button.click()
-    wait_until(lambda: controller.editor.editing is not None and not controller.running_jobs, timeout=300)
-    times["Click (3D case, model)"] = click_latencies(controller, args.repeats)
     times["Retrain stall"] = retrain_stalls(controller, args.train_steps)
     controller.open_sample_project("brain-stack")
     controller.editor.go(controller.suggestions[0])
