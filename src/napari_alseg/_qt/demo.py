@@ -105,6 +105,8 @@ def play_scripted_clicks(widget, clicks: int = DEMO_CLICKS) -> None:
         controller.clicking.set_mode(click.positive)
         controller.clicking.add_click(click.position, click.positive)
         wait_until(lambda: not controller.running_jobs)
+        record = controller.session.project.case(item.case)  # the slice of the click, to see it
+        controller.viewer.dims.set_point(0, record.origin[0] + click.position[0] * record.spacing[0])
 
 
 def wait_until(condition, timeout: float = 1800.0) -> None:
