@@ -42,7 +42,7 @@ from napari_alseg.clicks import segment_with_clicks
 from napari_alseg.domain import CASE
 from napari_alseg.effort import boundary_length, changed_boundary_length
 from napari_alseg.samples import generate_sample
-from napari_alseg.simulation.clicker import MAX_CLICKS, click_until_good
+from napari_alseg.simulation.clicker import MAX_CLICKS, click_until_good, item_region
 from napari_alseg.store import Project
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -166,8 +166,7 @@ def click_item(project: Project, image: np.ndarray, item: Item, session, mode: s
     record = project.case(item.case)
     spacing = record.spacing
     truth = project.ground_truth(item.case) == item.class_id
-    on_item = np.zeros(truth.shape, bool)
-    on_item[slice(None) if item.slice_index is None else item.slice_index] = True
+    on_item = item_region(truth.shape, item.slice_index)
     truth &= on_item
     labels, prior = np.zeros(truth.shape, project.label_dtype), None
     if session is not None:

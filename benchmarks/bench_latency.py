@@ -154,15 +154,13 @@ def click_latencies(controller, repeats: int) -> list[float]:
     largest error against the ground truth)."""
     import numpy as np
 
-    from napari_alseg.simulation.clicker import next_click
+    from napari_alseg.simulation.clicker import item_region, largest_structure, next_click
 
     editing = controller.editor.editing
     item, layer = editing.item, editing.layer
     truth = controller.session.project.ground_truth(item.case)
-    on_item = np.zeros(truth.shape, bool)
-    on_item[slice(None) if item.slice_index is None else item.slice_index] = True
-    classes, sizes = np.unique(truth[on_item & (truth > 0)], return_counts=True)
-    class_id = int(classes[np.argmax(sizes)])
+    on_item = item_region(truth.shape, item.slice_index)
+    class_id = largest_structure(truth, on_item)
     layer.selected_label = class_id
     spacing = controller.session.project.case(item.case).spacing
     seconds = []

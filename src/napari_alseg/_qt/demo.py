@@ -83,18 +83,16 @@ def play_scripted_clicks(widget, clicks: int = DEMO_CLICKS) -> None:
     item's class where the truth has it there, else its largest) where the simulated clicker
     would place them (the centre of the largest error against the
     ground truth), each waited for, as an annotator correcting the prefill would."""
-    from ..simulation.clicker import next_click
+    from ..simulation.clicker import item_region, largest_structure, next_click
 
     controller = widget.controller
     editing = controller.editor.editing
     item, layer = editing.item, editing.layer
     truth = controller.session.project.ground_truth(item.case)
-    on_item = np.zeros(truth.shape, bool)
-    on_item[slice(None) if item.slice_index is None else item.slice_index] = True
-    classes, sizes = np.unique(truth[on_item & (truth > 0)], return_counts=True)
-    if not classes.size:
+    on_item = item_region(truth.shape, item.slice_index)
+    class_id = largest_structure(truth, on_item, item.class_id)
+    if class_id is None:
         return
-    class_id = int(item.class_id) if item.class_id in classes else int(classes[np.argmax(sizes)])
     controller.editor.set_heat_map(False)  # the labels under the clicks, not the doubt, are the picture
     layer.selected_label = class_id
     spacing = controller.session.project.case(item.case).spacing

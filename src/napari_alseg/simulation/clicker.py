@@ -42,6 +42,22 @@ class ClickRun:
         return next((n for n, value in enumerate(self.dice) if value >= TARGET_DICE), None)
 
 
+def item_region(shape: tuple[int, ...], slice_index: int | None) -> np.ndarray:
+    """Bool ``shape`` ``(k, j, i)``: the whole case, or only slice ``slice_index`` of it."""
+    region = np.zeros(shape, bool)
+    region[slice(None) if slice_index is None else slice_index] = True
+    return region
+
+
+def largest_structure(truth: np.ndarray, region: np.ndarray, preferred: int | None = None) -> int | None:
+    """The class to click in ``region`` of ``truth`` ``(k, j, i)``: ``preferred`` where the truth
+    has it there, else the class with the most voxels there; None when there is none."""
+    classes, sizes = np.unique(truth[region & (truth > 0)], return_counts=True)
+    if not classes.size:
+        return None
+    return int(preferred) if preferred in classes else int(classes[np.argmax(sizes)])
+
+
 def dice(mask: np.ndarray, truth: np.ndarray) -> float:
     """Dice of two bool masks (1.0 when both are empty)."""
     total = int(mask.sum()) + int(truth.sum())

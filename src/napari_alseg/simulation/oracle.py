@@ -9,7 +9,7 @@ from ..domain import CLICK_ANNOTATOR, CORRECTED, MANUAL, SIMULATED_ANNOTATORS, T
 from ..errors import AlsegError
 from ..session import Session
 from ..session.tools import ToolEdit, click_edit
-from .clicker import click_until_good
+from .clicker import click_until_good, item_region
 
 
 class Oracle:
@@ -57,8 +57,7 @@ class Oracle:
         oedema around it, so each stays out of the next), from the prefill or nothing."""
         session, truth = self.session, self.truth(item.case)
         record = session.project.case(item.case)
-        on_item = np.zeros(truth.shape, bool)
-        on_item[slice(None) if item.slice_index is None else item.slice_index] = True
+        on_item = item_region(truth.shape, item.slice_index)
         labels = np.zeros(truth.shape, session.project.label_dtype)
         if original is not None:
             labels[on_item] = np.asarray(original).ravel()
