@@ -40,7 +40,7 @@ import numpy as np
 
 from napari_alseg.clicks import segment_with_clicks
 from napari_alseg.domain import CASE
-from napari_alseg.effort import boundary_length, changed_boundary_length
+from napari_alseg.effort import CLICK_SECONDS_PRIOR, boundary_length, changed_boundary_length
 from napari_alseg.samples import generate_sample
 from napari_alseg.simulation.clicker import MAX_CLICKS, click_until_good, item_region
 from napari_alseg.store import Project
@@ -50,7 +50,7 @@ from eval_sets import EVAL_SETS, write_eval_set  # noqa: E402
 
 TUNED_SETS = ("tumour-cases", "brain-stack")
 TRACE_S_PER_MM = 0.5  # s per mm of outline traced with a brush (assumption: 2 mm/s, careful)
-CLICK_S = 3.0  # s per click, looking included (assumption; the same prior as the seconds model)
+CLICK_S = CLICK_SECONDS_PRIOR  # s per click, looking included: the seconds model's prior (an assumption)
 REPORTED_CLICKS = (1, 2, 3, 5, 10)
 
 
