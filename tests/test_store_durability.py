@@ -99,7 +99,7 @@ def test_every_submit_that_returned_survives_sigkill(project_folder, n_returned)
         assert project.current_labels("case_000").version == last.version + 1
 
 
-def test_open_sweeps_temp_files_and_uncommitted_versions(project_folder):
+def test_open_sweeps_temp_files_and_keeps_uncommitted_versions_aside(project_folder):
     with Project.open(project_folder) as project:
         submit_slice(project)
         case = project.case("case_000")
@@ -110,6 +110,7 @@ def test_open_sweeps_temp_files_and_uncommitted_versions(project_folder):
     (folder / "notes.txt").write_text("not ours, left alone")
     with Project.open(project_folder) as project:
         assert sorted(p.name for p in folder.iterdir()) == ["notes.txt", "v0001.nii.gz"]
+        assert (project_folder / "recovered" / "labels" / "case_000" / "v0002.nii.gz").is_file()  # kept
         assert project.current_labels("case_000").version == 1
         submit_slice(project, seed=5)
         assert project.current_labels("case_000").version == 2

@@ -21,9 +21,10 @@ LayerData = tuple[np.ndarray, dict[str, Any], str]
 
 
 def napari_get_reader(path: str | Sequence[str]) -> Callable[[Any], list[LayerData]] | None:
-    """Claim the path only when every file is ``.nii`` / ``.nii.gz``."""
+    """Claim the path only when every file is a regular ``.nii`` / ``.nii.gz`` file (a FIFO or
+    device so named would block the read forever)."""
     paths = [path] if isinstance(path, (str, Path)) else list(path)
-    if not paths or not all(is_nifti_path(p) for p in paths):
+    if not paths or not all(is_nifti_path(p) and Path(p).is_file() for p in paths):
         return None
     return read_nifti
 
@@ -33,6 +34,8 @@ MAX_CHANNEL_LAYERS = 8  # a 4D file with more volumes is a time series, not chan
 
 def read_nifti(path: str | Sequence[str]) -> list[LayerData]:
     paths = [path] if isinstance(path, (str, Path)) else list(path)
+    for p in paths:
+        check_regular_file(p)
     layers = []
     for p in paths:
         channels = channel_names(p)
@@ -44,6 +47,13 @@ def read_nifti(path: str | Sequence[str]) -> list[LayerData]:
                                             f"{layer_name(p)} · {channel}", source=str(p),
                                             visible=index == 0))
     return layers
+
+
+def check_regular_file(path: str | Path) -> None:
+    """One AlsegError line unless ``path`` is a regular file: reading a FIFO never ends."""
+    if not Path(path).is_file():
+        what = "does not exist" if not Path(path).exists() else "is not a regular file (a FIFO, device or folder)"
+        raise AlsegError(f"{path}: {what}; the reader opens regular NIfTI files only")
 
 
 def channel_names(path: str | Path) -> list[str] | None:

@@ -1,7 +1,7 @@
 """Atomic file replacement: a reader (or a crash) sees the old file or the new one, never half.
 
 Used for every file the annotator's work depends on: label versions, checkpoints, exports,
-the project database. Also the one folder-making helper (:func:`make_folder`).
+the project database. Also the folder-making helpers (:func:`make_folder`, :func:`claim_folder`).
 """
 
 from __future__ import annotations
@@ -35,6 +35,23 @@ def make_folder(folder: str | os.PathLike, what: str = "the folder") -> Path:
     except OSError as exc:
         raise AlsegError(f"{folder}: cannot create {what} ({exc.strerror or exc})") from None
     return folder
+
+
+def claim_folder(folder: str | os.PathLike, what: str = "the folder") -> bool:
+    """Create ``folder`` exclusively (parents as needed): True when this call made it, False
+    when it already existed. Of two racing callers exactly one gets True, so only that one
+    may ever remove it."""
+    folder = Path(folder)
+    make_folder(folder.parent, f"the folder of {what}")
+    try:
+        folder.mkdir()
+    except FileExistsError:
+        if not folder.is_dir():
+            raise AlsegError(f"{folder}: is a file, not a folder; it cannot be {what}") from None
+        return False
+    except OSError as exc:
+        raise AlsegError(f"{folder}: cannot create {what} ({exc.strerror or exc})") from None
+    return True
 
 
 @contextmanager

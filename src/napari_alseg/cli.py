@@ -7,6 +7,7 @@ napari and torch are imported only by the sub-commands that need them.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from collections.abc import Sequence
@@ -178,7 +179,7 @@ def run_status(args: argparse.Namespace) -> int:
     with project:
         events = project.events()
         labelled = [c.name for c in project.cases if _has_labels(project, c.name, tolerate=args.check)]
-        checkpoints = project.checkpoints()
+        checkpoints = _checkpoints(project, tolerate=args.check)
         print(f"project:      {project.folder} ({project.dataset_name}, granularity {project.granularity})")
         print(f"cases:        {len(project.cases)} ({len(labelled)} with labels, "
               f"{len(project.validation_items())} validation items)")
@@ -189,7 +190,9 @@ def run_status(args: argparse.Namespace) -> int:
             print(f"skipped:      {len(project.skipped_cases)} cases left out at creation: "
                   + "; ".join(f"{name} ({reason})" for name, reason in project.skipped_cases))
         print(f"events:       {len(events)} ({sum(e.seconds_active for e in events):.0f} s active)")
-        if checkpoints:
+        if checkpoints is None:
+            print("model:        unreadable (a damaged checkpoint record; listed below)")
+        elif checkpoints:
             latest = checkpoints[-1]
             metrics = ", ".join(f"{k}={v:.3f}" for k, v in latest.metrics.items() if isinstance(v, float))
             print(f"model:        {latest.model_version}" + (f" ({metrics})" if metrics else ""))
@@ -198,7 +201,7 @@ def run_status(args: argparse.Namespace) -> int:
         _print_plan(project)
         _print_initial_model(project, "initial model: ")
         if args.check:
-            problems = project.check() + _checkpoint_problems(checkpoints)
+            problems = project.check() + _checkpoint_problems(checkpoints or [])
             for problem in problems:
                 print(f"problem:      {problem}")
             if problems:
@@ -216,6 +219,16 @@ def _has_labels(project, case: str, *, tolerate: bool) -> bool:
         if not tolerate:
             raise
         return True
+
+
+def _checkpoints(project, *, tolerate: bool):
+    """The recorded checkpoints; None when a record is damaged and ``tolerate`` (--check lists it)."""
+    try:
+        return project.checkpoints()
+    except AlsegError:
+        if not tolerate:
+            raise
+        return None
 
 
 def _checkpoint_problems(checkpoints) -> list[str]:
@@ -490,6 +503,22 @@ def _print_progress(message: str) -> None:
     print(f"  {message}", flush=True)
 
 
+_EXIT_BROKEN_PIPE = 128 + 13  # what a shell reports for a process ended by SIGPIPE
+
+
+def _reader_went_away() -> int:
+    """``alseg status P | head -3``: the reader closed the pipe; stop quietly, as Unix tools do.
+
+    stdout is pointed at /dev/null so the interpreter's last flush cannot fail again."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError):
+        pass
+    return _EXIT_BROKEN_PIPE
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -497,7 +526,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 0
     try:
-        return args.run(args)
+        code = args.run(args)
+        sys.stdout.flush()  # a closed pipe shows here, inside the handler, not at exit
+        return code
+    except BrokenPipeError:
+        return _reader_went_away()
     except AlsegError as exc:
         print(f"alseg: error: {exc}", file=sys.stderr)
         return 2

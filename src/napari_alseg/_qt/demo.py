@@ -2,9 +2,9 @@
 
 With a screenshot path it plays a short scripted session first (two rounds: a stand-in
 annotator submits the ground truth of the top suggestions, the model retrains, the pool
-is re-scored; then the first suggestion is opened with its heat map), then saves one
-picture per tab of the widget, clicks the open item's largest structure a few times (Click +
-/ Click −, where the simulated clicker would) and saves that too (``-clicks``), and exits. That is how the docs' pictures are made headless (``xvfb-run``).
+is re-scored; then the first suggestion is opened), clicks the open item's largest structure
+a few times (Click + / Click −, where the simulated clicker would) and saves that picture
+(``-clicks``), then shows the heat map and saves one picture per tab of the widget, and exits. That is how the docs' pictures are made headless (``xvfb-run``).
 """
 
 from __future__ import annotations
@@ -43,9 +43,14 @@ def run_demo_viewer(sample: str, *, screenshot: Path | None = None,
         return
     try:
         play_scripted_round(widget, train_steps)
-        save_tab_screenshots(viewer, widget, Path(screenshot))
+        # the click picture first: under Xvfb's software OpenGL, markers added after a
+        # screenshot draw black
         play_scripted_clicks(widget)
+        Path(screenshot).parent.mkdir(parents=True, exist_ok=True)
         save_window(viewer, widget, Path(screenshot), CLICKS_PICTURE)
+        widget.controller.editor.set_heat_map(True)
+        wait_until(lambda: not widget.controller.running_jobs)
+        save_tab_screenshots(viewer, widget, Path(screenshot))
     finally:
         widget.controller.close_project()  # cancels and waits for any background job before Qt goes away
         viewer.close()

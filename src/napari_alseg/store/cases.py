@@ -12,6 +12,7 @@ from ..errors import AlsegError
 from ..nifti import Volume, load_volume
 from .ingest import affine_hash
 from .records import CaseGeometry, CaseRecord, ClassInfo
+from .rows import stored_json
 from .state import MODELS_DIR, ProjectState
 
 
@@ -114,13 +115,16 @@ class CasesMixin(ProjectState):
         def source_path(stored: str) -> Path:
             return self.source_dir / stored  # an absolute stored path stays absolute
 
+        def stored(column: str, expect: type = list):
+            return stored_json(row, column, "cases", expect)
+
         return CaseRecord(
-            id=row["id"], name=row["name"], channel_names=tuple(json.loads(row["channel_names"])),
-            channel_paths=tuple(source_path(p) for p in json.loads(row["channel_paths"])),
+            id=row["id"], name=row["name"], channel_names=tuple(stored("channel_names")),
+            channel_paths=tuple(source_path(p) for p in stored("channel_paths")),
             ground_truth_path=source_path(row["ground_truth_path"]) if row["ground_truth_path"] else None,
-            geometry=CaseGeometry(shape=tuple(json.loads(row["shape"])), spacing=tuple(json.loads(row["spacing"])),
-                                  origin=tuple(json.loads(row["origin"])), affine=np.array(json.loads(row["affine"])),
-                                  source_affine=np.array(json.loads(row["source_affine"]))),
+            geometry=CaseGeometry(shape=tuple(stored("shape")), spacing=tuple(stored("spacing")),
+                                  origin=tuple(stored("origin")), affine=np.array(stored("affine")),
+                                  source_affine=np.array(stored("source_affine"))),
             affine_hash=row["affine_hash"],
-            channel_indices=tuple(json.loads(row["channel_indices"])) if row["channel_indices"] else (),
+            channel_indices=tuple(stored("channel_indices")) if row["channel_indices"] else (),
             channels_first=bool(row["channels_first"]))

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import AlsegError, DamagedProjectError
-from .schema import MIGRATIONS, migrate
+from .schema import MIGRATIONS, migrate, schema_version
 from .sqlite import connect, damaged_message, database_error, quick_check, transaction  # noqa: F401 (re-exported)
 
 class Database:
@@ -23,7 +23,8 @@ class Database:
 
     def __init__(self, path: Path, migrations: Sequence[Sequence[str]] = MIGRATIONS, *,
                  check: bool = True) -> None:
-        """Open (and migrate) ``path``; with ``check`` a damaged file is refused before any write."""
+        """Open (and migrate) ``path``: an existing project's database. With ``check`` a damaged
+        file, or one holding no project at all, is refused before any write."""
         self.path = path
         self._local = threading.local()
         self._connections: list[sqlite3.Connection] = []
@@ -34,6 +35,9 @@ class Database:
             problems = quick_check(conn, path) if check else []
             if problems:
                 raise DamagedProjectError(damaged_message(path, problems[0]))
+            if check and schema_version(conn) == 0:  # migrating would write a new, empty project
+                raise DamagedProjectError(damaged_message(path, "it holds no project: no tables, "
+                                                                "schema version 0"))
             migrate(conn, path, migrations)
         except sqlite3.Error as exc:
             self.close()
@@ -78,8 +82,25 @@ class Database:
         return quick_check(self.connection(), self.path, full=full)
 
     def close(self) -> None:
+        """Checkpoint the WAL into the database file, then close every connection. Idempotent.
+
+        After a clean close ``project.sqlite`` alone holds every commit, so a backup or copy
+        that leaves out ``project.sqlite-wal`` loses nothing.
+        """
         with self._guard:
             self._closed = True
-            for conn in self._connections:
+            last = self._connections.pop() if self._connections else None
+            for conn in self._connections:  # first, so no reader of ours keeps the checkpoint busy
                 conn.close()
             self._connections.clear()
+            if last is not None:
+                checkpoint_wal(last)
+                last.close()
+
+
+def checkpoint_wal(conn: sqlite3.Connection) -> None:
+    """``wal_checkpoint(TRUNCATE)``; best effort (a read-only disk, a reader still busy)."""
+    try:
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    except sqlite3.Error:
+        pass

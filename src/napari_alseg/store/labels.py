@@ -7,6 +7,8 @@
 * ``draft.nii.gz``: unsubmitted strokes, overwritten atomically on each autosave.
 
 Temp files are dot-prefixed (``.v0007.nii.gz.XXXX.tmp.nii.gz``) and never read as data.
+A label file no committed row records is moved to ``<project>/recovered/`` on open, never
+deleted: it may be acknowledged work whose commit was lost with ``project.sqlite-wal``.
 Label versions are written in the source file's own voxel orientation and affine, so any
 NIfTI viewer overlays them on the source image.
 """
@@ -15,17 +17,20 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 import re
 from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
 
+from ..atomic import fsync_folder
 from ..errors import AlsegError, StorageError
 from ..nifti import load_volume, save_volume
 from .records import CaseRecord, LabelledItem
 
 LABELS_DIR = "labels"
+RECOVERED_DIR = "recovered"  # unrecorded label files, kept aside on open (never deleted)
 LABEL_SUFFIX = ".nii.gz"  # gzip level 1 is faster than raw .nii here: less to fsync
 _MANAGED_NAME = re.compile(r"^(v\d{4,}|e\d{6,}|draft)\.nii\.gz$")
 
@@ -59,26 +64,74 @@ class LabelFiles:
         return load_volume(path, as_label=True).data.astype(dtype, copy=False)
 
     def remove_debris(self, referenced: set[str]) -> list[Path]:
-        """Delete temp files and label files no committed row refers to; return them.
+        """Delete temp files; move label files no committed row refers to into ``recovered/``.
 
-        Such files come only from a submit killed between writing its file and committing
-        (it never returned, so nothing it held was ever reported saved).
+        Temp files are never data. An unrecorded label file is fsynced work: a submit killed
+        between its rename and its commit, or an acknowledged submit whose commit was lost
+        with ``project.sqlite-wal`` (a backup without it, a damaged WAL). Only the user can
+        tell which, so it is kept (:meth:`quarantine`), never deleted. Returns the kept files.
         """
-        removed = []
         if not self.root.exists():
-            return removed
+            return []
+        orphans, removed = [], []
         for path in sorted(self.root.rglob("*")):
             if not path.is_file():
                 continue
-            is_temp = path.name.startswith(".") and ".tmp" in path.name
-            is_orphan = bool(_MANAGED_NAME.match(path.name)) and self.relative(path) not in referenced
-            if is_temp or is_orphan:
+            if path.name.startswith(".") and ".tmp" in path.name:
                 if remove_file(path):
                     removed.append(path)
+            elif _MANAGED_NAME.match(path.name) and self.relative(path) not in referenced:
+                orphans.append(path)
         if removed:
-            log.warning("removed %d unfinished label file(s): %s", len(removed),
+            log.warning("removed %d unfinished temp file(s): %s", len(removed),
                         ", ".join(self.relative(p) for p in removed))
-        return removed
+        return self.quarantine(orphans)
+
+    def quarantine(self, paths: list[Path]) -> list[Path]:
+        """Move ``paths`` to ``recovered/<their path>`` and say so in one warning line."""
+        kept = []
+        for path in paths:
+            target = _free_name(self.folder / RECOVERED_DIR / self.relative(path))
+            try:
+                target.parent.mkdir(parents=True, exist_ok=True)
+                os.replace(path, target)
+            except OSError as exc:  # read-only: it stays where it is, still never deleted
+                log.warning("cannot move unrecorded label file %s to %s/ (%s); it was left in place",
+                            path, RECOVERED_DIR, exc.strerror or exc)
+                continue
+            fsync_folder(target.parent)
+            fsync_folder(path.parent)
+            kept.append(target)
+        if kept:
+            log.warning(quarantine_message(self.folder, kept))
+        return kept
+
+    def recovered_files(self) -> list[Path]:
+        """Label files kept aside in ``recovered/`` (``alseg status --check`` lists them)."""
+        folder = self.folder / RECOVERED_DIR
+        return sorted(p for p in folder.rglob("*") if p.is_file()) if folder.is_dir() else []
+
+
+def quarantine_message(project: Path, kept: list[Path]) -> str:
+    """One line: what was kept, where, why it may matter, and how to restore it."""
+    names = ", ".join(p.relative_to(project).as_posix() for p in kept)
+    return (f"kept {len(kept)} label file(s) that {project / 'project.sqlite'} does not record in "
+            f"{project / RECOVERED_DIR}/ ({names}): work of a submit killed before it returned, or "
+            "acknowledged submits whose commits were lost with project.sqlite-wal. To restore, close "
+            "the project, put back project.sqlite and project.sqlite-wal together from the backup, "
+            f"and move the files from {RECOVERED_DIR}/ back to the same paths; any NIfTI viewer "
+            "shows them")
+
+
+def _free_name(target: Path) -> Path:
+    """``target``, or ``v0002~2.nii.gz`` etc. when an earlier quarantine already used the name."""
+    stem = target.name[: -len(LABEL_SUFFIX)] if target.name.endswith(LABEL_SUFFIX) else target.name
+    suffix = LABEL_SUFFIX if target.name.endswith(LABEL_SUFFIX) else ""
+    counter = 2
+    while target.exists():
+        target = target.with_name(f"{stem}~{counter}{suffix}")
+        counter += 1
+    return target
 
 
 def remove_temp_files(folder: Path) -> list[Path]:

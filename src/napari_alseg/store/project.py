@@ -3,7 +3,8 @@
 Clinicians' annotation time is the scarcest resource, so every verb here is durable
 before it returns: a submit writes a new label file (temp, fsync, rename) and only then
 commits the row that records it (``synchronous=FULL``). A kill at any point leaves either
-the old state or the new one; unfinished files are swept on the next :meth:`Project.open`.
+the old state or the new one; on the next :meth:`Project.open` temp files are swept and
+label files the database does not record are kept aside in ``recovered/`` (never deleted).
 
 Arrays are ``(k, j, i)`` (slice axis first) as in :mod:`napari_alseg.nifti`.
 
@@ -23,7 +24,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from ..atomic import make_folder
+from ..atomic import claim_folder
 from ..errors import AlsegError, DamagedProjectError
 from .annotations import AnnotationsMixin
 from .cases import CasesMixin
@@ -35,8 +36,47 @@ from .ingest import ProjectPlan, plan_project
 from .labels import LabelFiles, label_dtype, remove_temp_files
 from .lock import ProjectLock
 from .records import ClassInfo, LabelSnapshot
+from .rows import stored_json
 from .rounds import RoundsMixin
 from .state import DB_NAME, MODELS_DIR  # noqa: F401 (re-exported)
+
+
+def _undo_create(folder: Path, lock: ProjectLock | None, claimed: bool, owned: bool) -> None:
+    """Undo a failed create without touching another process's work.
+
+    The folder is removed whole only when ``owned``: this call made it
+    (:func:`~napari_alseg.atomic.claim_folder`), holds its lock and found no database of
+    another creator there. Otherwise a folder it ``claimed`` is removed only if empty
+    (``rmdir``), so a racing creator's project always survives.
+    """
+    if owned:
+        shutil.rmtree(folder, ignore_errors=True)  # while locked: other creators are refused
+    if lock is not None:
+        lock.release()
+    if claimed and not owned:
+        try:
+            folder.rmdir()
+        except OSError:
+            pass
+
+
+_SQLITE_MAGIC = b"SQLite format 3\x00"
+_USER_VERSION_AT = slice(60, 64)  # the header's big-endian user_version: our schema version
+
+
+def _refuse_empty_database(path: Path) -> None:
+    """Refuse a 0-byte ``project.sqlite`` (a truncated copy) or one with no schema, before
+    SQLite opens it: even switching to WAL would write into it. Creation writes the schema
+    into the main file (no WAL), so a project's header never says version 0."""
+    try:
+        with open(path, "rb") as handle:
+            header = handle.read(100)
+    except OSError as exc:
+        raise AlsegError(f"{path}: cannot read the project database ({exc.strerror or exc})") from None
+    if not header:
+        raise DamagedProjectError(damaged_message(path, "the file is empty, 0 bytes"))
+    if header.startswith(_SQLITE_MAGIC) and len(header) == 100 and not any(header[_USER_VERSION_AT]):
+        raise DamagedProjectError(damaged_message(path, "it holds no project: schema version 0"))
 
 
 class Project(CasesMixin, AnnotationsMixin, DraftsMixin, RoundsMixin, ChecksMixin):
@@ -74,7 +114,7 @@ class Project(CasesMixin, AnnotationsMixin, DraftsMixin, RoundsMixin, ChecksMixi
         self.skipped_cases: tuple[tuple[str, str], ...] = tuple(
             (str(name), str(reason)) for name, reason in json.loads(meta.get(SKIPPED_KEY, "[]")))
         self.classes = tuple(
-            ClassInfo(row["id"], row["name"], tuple(json.loads(row["color"])) if row["color"] else None)
+            ClassInfo(row["id"], row["name"], tuple(stored_json(row, "color", "classes", list)) if row["color"] else None)
             for row in self._db.rows("SELECT * FROM classes ORDER BY id"))
         self.label_dtype = label_dtype(len(self.classes))
         self._cases = {record.name: record for record in
@@ -109,21 +149,19 @@ class Project(CasesMixin, AnnotationsMixin, DraftsMixin, RoundsMixin, ChecksMixi
                             seed=seed, skip_bad_cases=skip_bad_cases)
         if before_writing is not None:
             before_writing(plan)
-        made_folder = not folder.exists()
-        make_folder(folder, "the project folder")
-        lock = None
+        claimed = claim_folder(folder, "the project folder")
+        lock, owned = None, False
         try:
             lock = ProjectLock.acquire(folder)
-            if (folder / DB_NAME).exists():  # made by another process meanwhile
-                raise AlsegError(f"{folder}: already holds a project ({DB_NAME})")
+            if (folder / DB_NAME).exists():  # another creator got the lock first and finished
+                raise AlsegError(f"{folder}: already holds a project ({DB_NAME}); another "
+                                 "`alseg create` made it first")
+            owned = claimed  # from here on, whatever is in the folder is this call's
             write_new_database(folder, plan, annotator or default_annotator(), seed)
             lock.guard(folder / DB_NAME)
             return cls(folder, lock)
         except BaseException:
-            if lock is not None:
-                lock.release()
-            if made_folder:
-                shutil.rmtree(folder, ignore_errors=True)
+            _undo_create(folder, lock, claimed, owned)
             raise
 
     @classmethod
@@ -132,6 +170,7 @@ class Project(CasesMixin, AnnotationsMixin, DraftsMixin, RoundsMixin, ChecksMixi
         folder = Path(folder).absolute()
         if not (folder / DB_NAME).is_file():
             raise AlsegError(f"{folder}: not a project folder (no {DB_NAME})")
+        _refuse_empty_database(folder / DB_NAME)
         lock = ProjectLock.acquire(folder, database=folder / DB_NAME)
         try:
             project = cls(folder, lock)

@@ -12,10 +12,10 @@ from pathlib import Path
 import numpy as np
 
 from ..domain import QueryItem
-from ..errors import AlsegError
+from ..errors import AlsegError, DamagedProjectError
 from .labels import remove_file
 from .records import CheckpointRecord, RoundRecord, ScoredItem
-from .rows import now, optional_int
+from .rows import damaged_record, now, optional_int, row_id, stored_json
 from .state import ProjectState
 
 _CHECKPOINT_NAME = re.compile(r"^v\d{4,}\.pt$")  # what a training round writes
@@ -43,9 +43,9 @@ class RoundsMixin(ProjectState):
 
     def round_suggestions(self, round_id: int) -> list[ScoredItem]:
         """The items a round served, in the order served."""
-        rows = self._db.rows("SELECT * FROM round_suggestions WHERE round_id = ? ORDER BY rank",
+        rows = self._db.rows("SELECT rowid, * FROM round_suggestions WHERE round_id = ? ORDER BY rank",
                              (round_id,))
-        return [self._scored_item(row) for row in rows]
+        return [self._scored_item(row, "round_suggestions") for row in rows]
 
     def record_checkpoint(self, model_version: str, path: str | os.PathLike, *,
                           round_id: int | None = None,
@@ -67,7 +67,7 @@ class RoundsMixin(ProjectState):
     def checkpoints(self) -> list[CheckpointRecord]:
         """Recorded checkpoints, oldest first (the last one is the current model)."""
         return [CheckpointRecord(r["id"], r["model_version"], self.folder / r["path"], r["round_id"],
-                                 r["created_at"], json.loads(r["metrics"]))
+                                 r["created_at"], stored_json(r, "metrics", "checkpoints", dict))
                 for r in self._db.rows("SELECT * FROM checkpoints ORDER BY id")]
 
     def store_scores(self, model_version: str, items: Iterable[ScoredItem]) -> int:
@@ -91,9 +91,9 @@ class RoundsMixin(ProjectState):
             if row is None:
                 return []
             model_version = row["model_version"]
-        rows = self._db.rows("SELECT * FROM scores WHERE model_version = ? "
+        rows = self._db.rows("SELECT rowid, * FROM scores WHERE model_version = ? "
                              "ORDER BY score DESC, case_id, slice_index, class_id", (model_version,))
-        return [self._scored_item(row) for row in rows]
+        return [self._scored_item(row, "scores") for row in rows]
 
     def store_quality_examples(self, examples: Iterable[tuple[QueryItem, np.ndarray, float]], *,
                                model_version: str | None) -> None:
@@ -108,18 +108,18 @@ class RoundsMixin(ProjectState):
 
     def quality_examples(self) -> list[tuple[str, int | None, int | None, np.ndarray, float]]:
         """``(case, slice, class, features, Dice)`` of every stored example, oldest first."""
-        rows = self._db.rows("SELECT * FROM quality_examples ORDER BY rowid")
+        rows = self._db.rows("SELECT rowid, * FROM quality_examples ORDER BY rowid")
         return [(self._cases_by_id[r["case_id"]].name, r["slice_index"], r["class_id"],
-                 np.array(json.loads(r["features"]), dtype=float), float(r["dice"])) for r in rows]
+                 _features(r), float(r["dice"])) for r in rows]
 
     def _item_row(self, item: ScoredItem) -> tuple:
         record = self.case(item.case)
         return (record.id, optional_int(item.slice_index), optional_int(item.class_id), float(item.score),
                 json.dumps(dict(item.terms), default=float))
 
-    def _scored_item(self, row: sqlite3.Row) -> ScoredItem:
+    def _scored_item(self, row: sqlite3.Row, table: str) -> ScoredItem:
         return ScoredItem(self._cases_by_id[row["case_id"]].name, row["slice_index"], row["class_id"],
-                          row["score"], json.loads(row["terms"]))
+                          row["score"], stored_json(row, "terms", table, dict))
 
     def _remove_unrecorded_checkpoints(self) -> list[Path]:
         """Delete ``models/vNNNN.pt`` files no checkpoint row records: a retrain killed between
@@ -131,3 +131,13 @@ class RoundsMixin(ProjectState):
                    if path.is_file() and _CHECKPOINT_NAME.match(path.name)
                    and self._files.relative(path) not in recorded and str(path) not in recorded]
         return [path for path in orphans if remove_file(path)]
+
+
+def _features(row: sqlite3.Row) -> np.ndarray:
+    """A quality example's feature vector; one damaged-record line when it is not numbers."""
+    values = stored_json(row, "features", "quality_examples", list)
+    try:
+        return np.array(values, dtype=float)
+    except (TypeError, ValueError):
+        raise DamagedProjectError(damaged_record("quality_examples", row_id(row), "features",
+                                                 "not a list of numbers")) from None

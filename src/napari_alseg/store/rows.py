@@ -1,12 +1,17 @@
-"""Small conversions every part of the project store uses: ids, durations, timestamps."""
+"""Small conversions every part of the project store uses: ids, durations, timestamps, and
+the one checked path by which stored JSON is read back (:func:`stored_json`)."""
 
 from __future__ import annotations
 
+import json
+import sqlite3
 from datetime import datetime, timezone
+from typing import Any
 
 import numpy as np
 
-from ..errors import AlsegError
+from ..errors import AlsegError, DamagedProjectError
+from .state import DB_NAME
 
 
 def optional_int(value: int | np.integer | None) -> int | None:
@@ -27,3 +32,29 @@ def now() -> str:
 def iso(moment: datetime) -> str:
     """ISO 8601 in UTC; a naive datetime is taken as local time."""
     return moment.astimezone(timezone.utc).isoformat(timespec="milliseconds")
+
+
+def stored_json(row: sqlite3.Row, column: str, table: str, expect: type | None = None) -> Any:
+    """``row[column]`` parsed as JSON (of type ``expect`` when given), or one
+    DamagedProjectError line naming the table and row (select ``rowid`` or ``id`` with it)."""
+    try:
+        value = json.loads(row[column])
+    except (TypeError, ValueError) as exc:
+        raise DamagedProjectError(damaged_record(table, row_id(row), column, f"unreadable JSON: {exc}")) from None
+    if expect is not None and not isinstance(value, expect):
+        raise DamagedProjectError(damaged_record(table, row_id(row), column,
+                                                 f"JSON {type(value).__name__}, not {expect.__name__}"))
+    return value
+
+
+def row_id(row: sqlite3.Row) -> object:
+    """The row's ``rowid`` (or its ``id`` alias), as selected with it; ``?`` when not selected."""
+    keys = row.keys()
+    return row["rowid"] if "rowid" in keys else row["id"] if "id" in keys else "?"
+
+
+def damaged_record(table: str, rowid: object, column: str, problem: str) -> str:
+    """The one line for a stored record that cannot be read (``--check`` lists each one)."""
+    return (f"{DB_NAME}: damaged record in table {table} row {rowid}, column {column} ({problem}); "
+            f"nothing was changed. `alseg status --check` lists every damaged record; restore "
+            f"{DB_NAME} from a backup or correct that row")
