@@ -238,3 +238,4 @@ def test_go_shows_the_case_radiologically_with_its_letters(widget, qtbot):
     viewer = widget.viewer
     assert tuple(viewer_camera(viewer).orientation2d) == ("up", "left")  # axial RAS: anterior up, right on the left
     assert viewer.text_overlay.visible and "top A" in viewer.text_overlay.text and "left R" in viewer.text_overlay.text
+    assert tuple(viewer.dims.axis_labels) == ("slice", "row", "column")  # not napari's "-3"

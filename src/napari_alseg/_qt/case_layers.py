@@ -12,6 +12,7 @@ from .._reader import display_range
 from ..nifti import display_orientation
 from ..session.focus import HeatMapScale, heat_map_scale
 
+AXIS_LABELS = ("slice", "row", "column")  # a case's (k, j, i) in the dims sliders
 HEAT_MAP_COLORMAP = "inferno"  # perceptual, dark where certain: adds light only where it matters
 
 
@@ -66,6 +67,7 @@ def show_radiologically(viewer, affine: np.ndarray) -> None:
     ``affine`` (:func:`~napari_alseg.nifti.display_orientation`), its letters on the canvas."""
     orientation = display_orientation(affine)
     viewer_camera(viewer).orientation2d = (orientation.vertical, orientation.horizontal)
+    viewer.dims.axis_labels = AXIS_LABELS  # napari's default names the slice slider "-3"
     overlay = viewer.text_overlay
     overlay.text = (f"top {orientation.top} · bottom {orientation.bottom} · "
                     f"left {orientation.left} · right {orientation.right}")
