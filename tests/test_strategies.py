@@ -149,6 +149,17 @@ def test_dice_per_effort_prefers_the_class_with_the_larger_dice_gap():
     assert best.terms["effort_s"] == pytest.approx(0.5 * best.terms["effort_px"])
 
 
+def test_dice_per_effort_asks_last_for_a_known_class_the_model_sees_none_of_on_the_slice():
+    # class 1 is known (latest Dice 0.8) and expected on 0.2 px of slice 4: most likely absent there;
+    # class 2 is not learnt yet (0.1): its slice keeps its place whatever the model predicts
+    pool = roi_pool([(3, 1), (4, 1), (5, 2)], [], observed_effort(touching=False), history=[[0.8, 0.1]])
+    pool.terms.update({QueryItem("c", 3, 1): {"foreground": 40.0}, QueryItem("c", 4, 1): {"foreground": 0.2},
+                       QueryItem("c", 5, 2): {"foreground": 0.0}})
+    picks = select("dice-per-effort", pool, 3, seed=0)
+    assert [s.item.slice_index for s in picks][-1] == 4
+    assert "sees none of it" in picks[-1].message and set(s.item.slice_index for s in picks[:2]) == {3, 5}
+
+
 def test_dice_per_effort_rejects_history_of_the_wrong_length():
     pool = roi_pool([(3, 1)], [], EffortModel(3), history=[[0.5, 0.5, 0.5]])
     with pytest.raises(AlsegError, match="2 values"):

@@ -24,7 +24,7 @@ import numpy as np
 
 from ..domain import (
     NEED_EFFORT, ROI, TERM_DICE_GAP, TERM_EFFORT_GUESS, TERM_EFFORT_MM, TERM_EFFORT_PREDICTED_MM, TERM_EFFORT_PX,
-    TERM_EFFORT_S,
+    TERM_EFFORT_S, TERM_FOREGROUND,
 )
 from ..effort import DEFAULT_ESTIMATOR, ESTIMATOR_PAPER, EffortEstimate
 from ..errors import AlsegError
@@ -35,6 +35,8 @@ if TYPE_CHECKING:
     from ..pool import PoolScores
 
 ALPHA = 0.5
+KNOWN_DICE = 0.5  # a class the model segments this well (latest round's Dice) ...
+ABSENT_PIXELS = 1.0  # ... and expects on fewer pixels of a slice than this is taken as absent there
 
 
 def select_dice_per_effort(pool: PoolScores, k: int, seed: int, alpha: float = ALPHA,
@@ -46,11 +48,14 @@ def select_dice_per_effort(pool: PoolScores, k: int, seed: int, alpha: float = A
     geometric-mean pixel size, exact for square pixels) and ``effort_s`` when the pool
     has a fitted :class:`~napari_alseg.effort.SecondsModel`; the effort terms only where
     the estimate is supported (else the message says "effort unknown" and why). An item
-    whose class is not in ``C_n`` (R_nc = 0) is not queryable and gets NaN, ranked last.
+    whose class is not in ``C_n`` (R_nc = 0) is not queryable and gets NaN, ranked last; so is
+    one whose class the model knows (:func:`known_classes`) and expects on fewer than
+    :data:`ABSENT_PIXELS` pixels of the slice (``foreground``, once a model exists).
     With no supported estimate the score is the Dice gap alone (every ROI is then unknown
     alike: nothing has been delineated).
     """
     gaps = class_dice_gaps(pool, alpha)
+    known = known_classes(pool)
     delineated = _delineated_classes(pool)
     scores, terms, messages = {}, {}, {}
     for item in pool.candidates:
@@ -69,6 +74,9 @@ def select_dice_per_effort(pool: PoolScores, k: int, seed: int, alpha: float = A
             scores[item] = gap / ranking_mm if ranking_mm > 0 else math.nan
         terms[item] = _effort_terms(pool, item, gap, estimate)
         messages[item] = "" if estimate.mm is not None else f"effort {estimate.source}"
+        if item.class_id in known and pool.terms.get(item, {}).get(TERM_FOREGROUND, math.inf) < ABSENT_PIXELS:
+            scores[item] = math.nan  # asked last: the model knows the class and sees none of it here
+            messages[item] = "the model, which knows this class, sees none of it on this slice"
     name = PAPER_NAME if estimator == ESTIMATOR_PAPER else NAME
     return [suggestion(pool, item, scores[item], name, terms[item], messages[item])
             for item in rank(scores, seed)[:k]]
@@ -97,6 +105,19 @@ def class_dice_gaps(pool: PoolScores, alpha: float = ALPHA) -> np.ndarray:
         history = [float(d[class_id - 1]) for d in pool.class_dice_history if np.isfinite(d[class_id - 1])]
         gaps[class_id] = dice_gap(history, alpha)
     return gaps
+
+
+def known_classes(pool: PoolScores) -> set[int]:
+    """Classes whose latest measured Dice is at least :data:`KNOWN_DICE`: where such a model
+    expects none of the class on a slice, an ROI there would most likely be empty (issue 22:
+    "slice 35 · CSF" with no CSF on it). A class the model has not learnt keeps its place,
+    whatever it predicts: that is where labels teach it most."""
+    known = set()
+    for class_id in range(1, pool.n_classes):
+        history = [float(d[class_id - 1]) for d in pool.class_dice_history if np.isfinite(d[class_id - 1])]
+        if history and history[-1] >= KNOWN_DICE:
+            known.add(class_id)
+    return known
 
 
 def _delineated_classes(pool: PoolScores) -> dict[tuple[str, int], set[int]]:
