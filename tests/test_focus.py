@@ -72,7 +72,7 @@ def test_the_heat_map_range_comes_from_the_cases_own_doubt():
     values[20:23, 10:16, 10:16] = np.linspace(0.01, 0.02, 36).reshape(6, 6)  # 0.1 % of the volume
     values[0, 0, 0] = 0.5  # one wild voxel
     scale = heat_map_scale(values)
-    assert scale.low == 0.0 and 0.015 < scale.high < 0.5  # the lesion's range, not the wild voxel's
+    assert 0.013 < scale.low < 0.017 < scale.high < 0.5  # the lesion's upper half, not the wild voxel's range
     assert np.percentile(values, 99.5) < 0.01  # what a whole-volume percentile would have used
     assert scale.profile.shape == (SHAPE[0],) and scale.peak_slice in (20, 21, 22)
     flat = heat_map_scale(np.zeros(SHAPE))

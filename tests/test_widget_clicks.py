@@ -8,6 +8,8 @@ import pytest
 from scipy import ndimage
 
 from napari_alseg.domain import CLICKED
+from napari_alseg._qt.case_layers import viewer_camera
+from napari_alseg._qt.clicking import CLICK_MARKER_PX
 from test_widget import idle, no_jobs, tumour_source, widget  # noqa: F401 (fixtures)
 
 pytestmark = pytest.mark.gui
@@ -57,6 +59,11 @@ def test_a_click_segments_the_selected_class_off_the_main_thread_undo_takes_it_b
     name = f"{case} · clicks"
     assert name in widget.viewer.layers and len(widget.viewer.layers[name].data) == 1
     assert widget.viewer.layers.selection.active.name == layer.name  # clicks stay on the labels
+    camera, markers = viewer_camera(widget.viewer), widget.viewer.layers[name]
+    for zoom in (camera.zoom, camera.zoom * 4):  # the markers keep their size on screen at any zoom
+        camera.zoom = zoom
+        on_screen = float(np.ravel(markers.size)[0]) * zoom * min(markers.scale[1:])
+        assert on_screen == pytest.approx(CLICK_MARKER_PX)
 
     layer.undo()
     assert (np.asarray(layer.data) == before).all()

@@ -17,7 +17,7 @@ import numpy as np
 from ..clicks import Click, check_clicks
 from ..domain import CLICKED
 from ..errors import AlsegError
-from .case_layers import layer_name
+from .case_layers import layer_name, viewer_camera
 from .describe import class_name
 
 POSITIVE_KEY, NEGATIVE_KEY = "Shift-A", "Shift-D"  # free for Labels layers in napari
@@ -25,8 +25,9 @@ CLICKS_ROLE = "clicks"  # the Points layer "<case> · clicks" showing the item's
 CLICK_COLORS = {True: "lime", False: "red"}
 CLICK_SYMBOLS = {True: "cross", False: "hbar"}
 CLICK_BORDER = "black"  # a dark rim keeps the markers readable over bright labels
-CLICK_MARKER_VOXELS = 3.0  # the markers' size in the data, within the limits below
-CLICK_MARKER_PX = (14, 28)  # the markers' size on screen, whatever the zoom
+CLICK_MARKER_PX = 18.0  # the markers' size on screen, kept at every zoom (sized in the data for it:
+# napari's canvas_size_limits drew markers it had to enlarge as their border alone, black)
+NO_SIZE_LIMITS = (0.0, 1e6)
 CLICK_SLOP_PX = 4.0  # a press that moves further than this is a pan, not a click
 LEFT_BUTTON = 1
 JOB_NAME = "clicks"
@@ -61,6 +62,7 @@ class ClickTools:
         controller.project_closed.connect(self._project_closed)
         controller.viewer.bind_key(POSITIVE_KEY, lambda _viewer: self.toggle(True), overwrite=True)
         controller.viewer.bind_key(NEGATIVE_KEY, lambda _viewer: self.toggle(False), overwrite=True)
+        viewer_camera(controller.viewer).events.zoom.connect(self._resize_markers)
 
     # ------------------------------------------------------------------ the mode
 
@@ -227,11 +229,23 @@ class ClickTools:
             points.data = data
         else:
             record = session.project.case(case)
-            points = viewer.add_points(data, name=name, size=CLICK_MARKER_VOXELS,
-                                       canvas_size_limits=CLICK_MARKER_PX, scale=record.spacing,
+            points = viewer.add_points(data, name=name, canvas_size_limits=NO_SIZE_LIMITS, scale=record.spacing,
                                        translate=record.origin,
                                        metadata={"alseg_case": case, "alseg_role": CLICKS_ROLE})
             viewer.layers.selection.active = editing.layer  # clicks and keys stay on the labels
         points.symbol = symbols
         points.face_color = colors
         points.border_color = CLICK_BORDER
+        self._resize_markers()
+
+    def _resize_markers(self, _event=None) -> None:
+        """The click markers at :data:`CLICK_MARKER_PX` on screen for the camera's zoom (canvas
+        px per mm): their size is in data voxels, so it follows the zoom and the pixel size."""
+        editing = self.controller.editor.editing
+        name = None if editing is None else layer_name(editing.item.case, CLICKS_ROLE)
+        if name is None or name not in self.controller.viewer.layers:
+            return
+        points = self.controller.viewer.layers[name]
+        zoom = float(viewer_camera(self.controller.viewer).zoom)
+        voxel_mm = float(min(points.scale[1:]))
+        points.size = CLICK_MARKER_PX / max(zoom * voxel_mm, 1e-6)

@@ -36,6 +36,8 @@ def run_demo_viewer(sample: str, *, screenshot: Path | None = None,
     if screenshot is not None:  # never touch the user's own sample project
         os.environ["ALSEG_PROJECTS_DIR"] = tempfile.mkdtemp(prefix="alseg-demo-")
     viewer = napari.Viewer(title="napari-alseg demo")
+    if screenshot is not None:  # the pictures' window size from the start, so Go fits the case to it
+        viewer.window._qt_window.resize(*WINDOW_SIZE)
     _dock, widget = viewer.window.add_plugin_dock_widget("napari-alseg", "Active-learning annotator")
     widget.controller.open_sample_project(sample)
     if screenshot is None:

@@ -115,14 +115,15 @@ def background_outside(probabilities: np.ndarray, body: np.ndarray) -> np.ndarra
 
 
 DOUBT_SHARE = 0.01  # voxels above this share of the case's peak are the doubtful ones
-HEAT_MAP_PERCENTILE = 95.0  # the colour range tops out at this percentile of the doubtful voxels
+HEAT_MAP_PERCENTILE = 95.0  # the colour range tops out at this percentile of the doubtful voxels ...
+HEAT_MAP_FLOOR_PERCENTILE = 50.0  # ... and starts at this one: the less doubtful half adds no colour
 
 
 @dataclass(frozen=True)
 class HeatMapScale:
     """How to show one case's uncertainty ``(k, j, i)``: the colour range ``low``..``high``
-    (the map's own units), the per-slice mean ``profile`` (k,) of the values clipped to it,
-    and the slice ``peak_slice`` where that is highest."""
+    (the map's own units), the per-slice mean ``profile`` (k,) of what is shown (the values
+    clipped to it, less ``low``), and the slice ``peak_slice`` where that is highest."""
 
     low: float
     high: float
@@ -133,15 +134,21 @@ class HeatMapScale:
 def heat_map_scale(values: np.ndarray) -> HeatMapScale:
     """The colour range from the case's own doubt, not the whole volume's: a lesion a fraction
     of a percent of the volume would sit below a whole-volume percentile and saturate, or be
-    lost in it. ``low`` is the minimum; ``high`` the :data:`HEAT_MAP_PERCENTILE` of the voxels
-    above :data:`DOUBT_SHARE` of the peak (never below a tiny positive width)."""
+    lost in it. ``low`` and ``high`` are the :data:`HEAT_MAP_FLOOR_PERCENTILE` and
+    :data:`HEAT_MAP_PERCENTILE` of the voxels above :data:`DOUBT_SHARE` of the peak (never a
+    range below a tiny positive width). Starting at the median, not at 0, keeps the overlay
+    (additive: it adds light) off the mildly doubtful bulk of a young model's brain, which it
+    otherwise washed to white; the doubt worth a look stands out on readable anatomy."""
     values = np.asarray(values, dtype=np.float64)
     if values.ndim != 3:
         raise AlsegError(f"a heat map is a (k, j, i) volume, got shape {values.shape}")
     finite = np.nan_to_num(values, nan=0.0)
     low, peak = float(finite.min()), float(finite.max())
     doubtful = finite[finite > low + DOUBT_SHARE * (peak - low)]
-    high = float(np.percentile(doubtful, HEAT_MAP_PERCENTILE)) if doubtful.size else peak
+    if doubtful.size:
+        low, high = (float(v) for v in np.percentile(doubtful, (HEAT_MAP_FLOOR_PERCENTILE, HEAT_MAP_PERCENTILE)))
+    else:
+        high = peak
     high = max(high, low + 1e-6)
-    profile = np.clip(finite, low, high).mean(axis=(1, 2))  # what is shown: a wild voxel counts as `high`
+    profile = (np.clip(finite, low, high) - low).mean(axis=(1, 2))  # what is shown: colour above `low`
     return HeatMapScale(low, high, profile, int(np.argmax(profile)))
