@@ -69,7 +69,8 @@ def test_project_commands_round_trip(tmp_path, capsys):
     source = tmp_path / "data"
     assert main(["sample-data", str(source), "--only", "tumour-cases"]) == 0
     project = tmp_path / "project"
-    assert main(["create", str(project), "--from", str(source / "tumour-cases"), "--annotator", "dr-c"]) == 0
+    assert main(["create", str(project), "--from", str(source / "tumour-cases"), "--annotator", "dr-c",
+                 "--labels-as", "ground-truth"]) == 0
     assert main(["status", str(project)]) == 0
     out = capsys.readouterr().out
     assert "12 cases" in out and "plan:         not made yet" in out

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 from qtpy.QtCore import QTimer
 
+from napari_alseg.domain import LABELS_AS_GROUND_TRUTH
 from napari_alseg.samples import generate_sample
 from napari_alseg.strategies import QueryItem
 
@@ -27,7 +28,7 @@ def widget(make_napari_viewer_proxy, qtbot, tmp_path, tumour_source, monkeypatch
     viewer = make_napari_viewer_proxy()
     dock = AlsegWidget(viewer)
     qtbot.addWidget(dock)
-    dock.controller.create_project(tumour_source, tmp_path / "project")
+    dock.controller.create_project(tumour_source, tmp_path / "project", labels_as=LABELS_AS_GROUND_TRUTH)
     dock.controller.session.train_config = TrainConfig(steps=3, batch_size=1, patch_size=(32, 32, 32), augment=False)
     yield dock
     dock.controller.close_project()
@@ -213,7 +214,7 @@ def test_the_controller_drives_the_loop_without_any_tab(make_napari_viewer_proxy
     controller.info.connect(said["info"].append)
     controller.status.connect(said["status"].append)
     controller.item_opened.connect(lambda: said["opened"].append(controller.editor.editing.item))
-    controller.create_project(tumour_source, tmp_path / "project")
+    controller.create_project(tumour_source, tmp_path / "project", labels_as=LABELS_AS_GROUND_TRUTH)
     try:
         first = controller.suggestions[0].item
         controller.editor.go()

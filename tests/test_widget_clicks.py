@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from napari_alseg.domain import CLICKED
+from napari_alseg.domain import CLICKED, LABELS_AS_GROUND_TRUTH
 from napari_alseg._qt.case_layers import viewer_camera
 from napari_alseg._qt.clicking import CLICK_MARKER_PX
 from test_widget import idle, no_jobs, tumour_source, widget  # noqa: F401 (fixtures)
@@ -171,7 +171,7 @@ def test_in_a_slice_project_clicks_stay_on_the_items_slice(make_napari_viewer_pr
     monkeypatch.setenv("ALSEG_PROJECTS_DIR", str(tmp_path / "projects"))
     dock = AlsegWidget(make_napari_viewer_proxy())
     qtbot.addWidget(dock)
-    dock.controller.create_project(stack_source, tmp_path / "project")
+    dock.controller.create_project(stack_source, tmp_path / "project", labels_as=LABELS_AS_GROUND_TRUTH)
     try:
         editing = open_first(dock, qtbot)
         session, layer, k = dock.controller.session, editing.layer, editing.item.slice_index

@@ -2,6 +2,7 @@
 
 import pytest
 
+from napari_alseg.domain import LABELS_AS_GROUND_TRUTH
 from test_model_transfer import give_model
 from test_store import make_source
 
@@ -27,7 +28,7 @@ def test_export_a_model_then_start_a_project_from_it(dock, qtbot, tmp_path, monk
     from qtpy.QtWidgets import QFileDialog
 
     source = make_source(tmp_path / "source", n_cases=3)
-    dock.controller.create_project(source, tmp_path / "first")
+    dock.controller.create_project(source, tmp_path / "first", labels_as=LABELS_AS_GROUND_TRUTH)
     qtbot.waitUntil(lambda: not dock.controller.running_jobs, timeout=120_000)  # the first suggestion is on screen
     give_model(dock.controller.session)
     model_path = tmp_path / "shared" / "model.pt"
@@ -39,7 +40,7 @@ def test_export_a_model_then_start_a_project_from_it(dock, qtbot, tmp_path, monk
     monkeypatch.setattr(QFileDialog, "getOpenFileName", lambda *args: (str(model_path), ""))
     dock.project_tab.init_model_button.click()
     assert dock.project_tab.init_model_edit.text() == str(model_path)
-    dock.controller.create_project(source, tmp_path / "second")
+    dock.controller.create_project(source, tmp_path / "second", labels_as=LABELS_AS_GROUND_TRUTH)
     session = dock.controller.session
     assert session.project.folder == tmp_path / "second" and session.model_version == "v0001"
     qtbot.waitUntil(lambda: not dock.controller.running_jobs, timeout=120_000)

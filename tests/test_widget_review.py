@@ -2,7 +2,7 @@
 
 import pytest
 
-from napari_alseg.domain import QUALITY_CLASS_NAMES
+from napari_alseg.domain import LABELS_AS_GROUND_TRUTH, QUALITY_CLASS_NAMES
 from napari_alseg.samples import generate_sample
 
 pytestmark = pytest.mark.gui
@@ -17,7 +17,7 @@ def widget(make_napari_viewer_proxy, qtbot, tmp_path, monkeypatch):
     monkeypatch.setenv("ALSEG_PROJECTS_DIR", str(tmp_path / "projects"))
     dock = AlsegWidget(make_napari_viewer_proxy())
     qtbot.addWidget(dock)
-    dock.controller.create_project(source, tmp_path / "project")
+    dock.controller.create_project(source, tmp_path / "project", labels_as=LABELS_AS_GROUND_TRUTH)
     dock.controller.session.train_config = TrainConfig(steps=2, batch_size=1, patch_size=(32, 32, 32), augment=False)
     yield dock
     dock.controller.close_project()

@@ -14,7 +14,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from . import __version__
-from .domain import SIMULATED_ANNOTATORS, TRACE_ANNOTATOR
+from .domain import (IMPORTED, LABELLING_KINDS, LABELS_AS, LABELS_AS_ANNOTATIONS, LABELS_AS_GROUND_TRUTH,
+                     SIMULATED_ANNOTATORS, TRACE_ANNOTATOR)
 from .errors import AlsegError
 from .plan import DEFAULT_LEARNING_RATE
 
@@ -49,6 +50,10 @@ def build_parser() -> argparse.ArgumentParser:
     create.add_argument("--skip-bad-cases", action="store_true",
                         help="leave out cases that cannot be used (each is named, with its reason) "
                              "instead of refusing")
+    create.add_argument("--labels-as", choices=LABELS_AS, default=None,
+                        help="what labels found beside the cases (labelsTr/, *_seg files) become: annotations "
+                             "of kind 'imported', trainable and never suggested (default for --from), or "
+                             "ground truth held back for `alseg simulate` (default for --sample)")
     create.add_argument("--init-model", type=Path, metavar="FILE",
                         help="start from a model exported by `alseg model export` (its channels and classes "
                              "must match these cases'): its weights become the first model, its plan the plan")
@@ -140,7 +145,8 @@ def run_create(args: argparse.Namespace) -> int:
         from .samples import sample_dir
 
         source = sample_dir(args.sample, progress=_print_progress)
-    options = {"annotator": args.annotator, "skip_bad_cases": args.skip_bad_cases}
+    labels_as = args.labels_as or (LABELS_AS_GROUND_TRUTH if args.sample else LABELS_AS_ANNOTATIONS)
+    options = {"annotator": args.annotator, "skip_bad_cases": args.skip_bad_cases, "labels_as": labels_as}
     if args.init_model is not None:
         from .model_transfer import create_project
 
@@ -153,8 +159,19 @@ def run_create(args: argparse.Namespace) -> int:
         print(f"channels: {', '.join(project.cases[0].channel_names)}")
         for name, reason in project.skipped_cases:
             print(f"skipped case {name}: {reason}")
+        _print_found_labels(project)
         _print_initial_model(project, "initial model: ")
     return 0
+
+
+def _print_found_labels(project) -> None:
+    """What became of the labels found beside the cases (imported, or held back as ground truth)."""
+    imported = sum(event.kind == IMPORTED for event in project.events())
+    held_back = _held_back(project)
+    if imported:
+        print(f"labels: imported for {imported} cases (kind '{IMPORTED}': trainable, never suggested)")
+    if held_back:
+        print(f"labels: held back as ground truth for simulation in {held_back} cases")
 
 
 def _print_initial_model(project, label: str) -> None:
@@ -178,11 +195,16 @@ def run_status(args: argparse.Namespace) -> int:
         raise
     with project:
         events = project.events()
-        labelled = [c.name for c in project.cases if _has_labels(project, c.name, tolerate=args.check)]
+        labelled = {c.name for c in project.cases if _has_labels(project, c.name, tolerate=args.check)}
+        annotated = labelled & _annotated_cases(events)
         checkpoints = _checkpoints(project, tolerate=args.check)
         print(f"project:      {project.folder} ({project.dataset_name}, granularity {project.granularity})")
-        print(f"cases:        {len(project.cases)} ({len(labelled)} with labels, "
+        print(f"cases:        {len(project.cases)} ({len(labelled)} with labels: "
+              f"{len(labelled - annotated)} imported, {len(annotated)} annotated; "
               f"{len(project.validation_items())} validation items)")
+        held_back = _held_back(project)
+        if held_back:
+            print(f"ground truth: held back for simulation in {held_back} cases (not training labels)")
         channels = project.cases[0].channel_names if project.cases else ()
         print(f"channels:     {', '.join(channels)}")
         print(f"classes:      {', '.join(f'{c.id} {c.name}' for c in project.classes)}")
@@ -219,6 +241,17 @@ def _has_labels(project, case: str, *, tolerate: bool) -> bool:
         if not tolerate:
             raise
         return True
+
+
+def _held_back(project) -> int:
+    """How many cases keep their source labels as ground truth (for `alseg simulate`'s oracle)."""
+    return sum(case.ground_truth_path is not None for case in project.cases)
+
+
+def _annotated_cases(events) -> set[str]:
+    """Cases with a standing label version made in the project (not only imported at creation)."""
+    return {e.case for e in events
+            if e.kind in LABELLING_KINDS and e.kind != IMPORTED and e.undone_in_version is None}
 
 
 def _checkpoints(project, *, tolerate: bool):

@@ -102,9 +102,18 @@ OUTLINE_ACCEPTED = "outline-accepted"  # the model's outline of one class on one
 CLICKED = "clicked"  # segment with clicks: one class grown from positive / negative clicks
 TOOL_KINDS = (INTERPOLATED, OUTLINE_ACCEPTED, CLICKED)
 UNDO = "undo"  # a submit taken back: its label version's predecessor written again
-EVENT_KINDS = (MANUAL, CORRECTED, PSEUDO_ACCEPTED, PSEUDO_REJECTED, INTERPOLATED, OUTLINE_ACCEPTED, CLICKED, UNDO)
-LABELLING_KINDS = (MANUAL, CORRECTED, PSEUDO_ACCEPTED)  # the kinds that write a label version
+IMPORTED = "imported"  # labels found beside a case at creation: who drew them, and when, is unknown
+IMPORTED_ANNOTATOR = "unknown"  # the annotator an imported label version is recorded with
+EVENT_KINDS = (MANUAL, CORRECTED, PSEUDO_ACCEPTED, PSEUDO_REJECTED, INTERPOLATED, OUTLINE_ACCEPTED, CLICKED, UNDO,
+               IMPORTED)
+LABELLING_KINDS = (MANUAL, CORRECTED, PSEUDO_ACCEPTED, IMPORTED)  # the kinds that write a label version
 TRACED_KINDS = (MANUAL, CORRECTED)  # the kinds whose seconds time a traced boundary
+
+# ---------------------------------------------------------------------------- labels found at creation
+
+LABELS_AS_ANNOTATIONS = "annotations"  # imported label versions: trainable, counted, never suggested
+LABELS_AS_GROUND_TRUTH = "ground-truth"  # held back for the simulation's oracle only
+LABELS_AS = (LABELS_AS_ANNOTATIONS, LABELS_AS_GROUND_TRUTH)
 
 # ---------------------------------------------------------------------------- simulated annotators
 

@@ -28,6 +28,7 @@ _GZIP_MAX_RATIO = 1032  # deflate cannot expand more than this
 _MAX_SHEAR_DEGREES = 0.1  # float noise in an sform stays far below
 
 LABEL_NAME_TOKENS = ("label", "labels", "seg", "mask", "gt", "truth", "aal", "atlas")
+LABEL_FOLDER_NAMES = ("labelstr", "labels")  # folders of label volumes (MSD labelsTr/), lower-case
 
 
 @dataclass(frozen=True)
@@ -65,15 +66,22 @@ def looks_like_label_name(path: str | os.PathLike) -> bool:
     return any(token in LABEL_NAME_TOKENS for token in tokens)
 
 
+def _is_integer_label_file(path: str | os.PathLike, header) -> bool:
+    """An integer file in a label folder (``labelsTr/``, ``labels/``): labels without intent or name token."""
+    return (Path(path).parent.name.lower() in LABEL_FOLDER_NAMES
+            and np.issubdtype(header.get_data_dtype(), np.integer))
+
+
 def load_volume(path: str | os.PathLike, *, as_label: bool | None = None,
                 channel: int | None = None, channels_first: bool = False) -> Volume:
     """Load a 2D/3D NIfTI (or one channel of a 4D one) as a :class:`Volume`, or raise AlsegError.
 
-    ``as_label=None`` decides from the header intent (``NIFTI_INTENT_LABEL``) and the
-    file name; label volumes must hold non-negative integers and come back as
-    ``uint8``/``uint16``; images come back as ``float32``. ``channel`` picks one channel of
-    a 4D multi-channel file (Medical Segmentation Decathlon / BraTS): along the 4th axis, or
-    along the 1st with ``channels_first`` (then the 2nd-4th axes are space).
+    ``as_label=None`` decides from the header intent (``NIFTI_INTENT_LABEL``), the file name
+    and, for an integer file, its folder (``labelsTr/``, ``labels/``); label volumes must hold
+    non-negative integers and come back as ``uint8``/``uint16``; images come back as
+    ``float32``. ``channel`` picks one channel of a 4D multi-channel file (Medical Segmentation
+    Decathlon / BraTS): along the 4th axis, or along the 1st with ``channels_first`` (then the
+    2nd-4th axes are space).
 
     Nothing is trusted before it is read: the header's declared size is checked against
     the file's size and the free memory, and the affine must be a usable, orthogonal grid.
@@ -103,7 +111,8 @@ def load_volume(path: str | os.PathLike, *, as_label: bool | None = None,
 
     data = _as_3d(raw, name)
     if as_label is None:
-        as_label = image.header.get_intent()[0] == "label" or looks_like_label_name(path)
+        as_label = (image.header.get_intent()[0] == "label" or looks_like_label_name(path)
+                    or _is_integer_label_file(path, image.header))
     try:
         data = _as_label_array(data, name) if as_label else _as_image_array(data, name)
     except MemoryError:

@@ -15,7 +15,7 @@ from pathlib import Path
 from qtpy.QtCore import QObject, QTimer, Signal
 
 from ..errors import AlsegError, BadCasesError
-from ..domain import QueryItem
+from ..domain import LABELS_AS_ANNOTATIONS, LABELS_AS_GROUND_TRUTH, QueryItem
 from ..strategies import Suggestion
 from .background import JobProgress, JobRunner
 from .case_layers import apply_class_colors, owned_layers
@@ -128,15 +128,18 @@ class AlsegController(QObject):
         text = str(path or "").strip()
         self.init_model = Path(text) if text else None
 
-    def create_project(self, source: Path, folder: Path) -> None:
-        """A project over ``source`` in ``folder`` (from the initial model when one is chosen), then open it."""
+    def create_project(self, source: Path, folder: Path, *, labels_as: str = LABELS_AS_ANNOTATIONS) -> None:
+        """A project over ``source`` in ``folder`` (from the initial model when one is chosen), then open it.
+
+        ``labels_as``: labels found beside the cases become annotations (kind ``imported``) or are
+        held back as ground truth (the samples, whose labels the demo's oracle reads)."""
         from ..model_transfer import create_project
         from ..store import Project
 
         init_model = self.init_model
 
         def create(**options) -> None:
-            options["annotator"] = self.loop.annotator
+            options.update(annotator=self.loop.annotator, labels_as=labels_as)
             if init_model is not None:
                 create_project(folder, source, init_model=init_model, **options).close()
             else:
@@ -168,7 +171,7 @@ class AlsegController(QObject):
         try:
             if not (folder / DB_NAME).exists():
                 self.status.emit(f"Creating the {sample} sample project (first time: generating data)…")
-                self.create_project(sample_dir(sample), folder)
+                self.create_project(sample_dir(sample), folder, labels_as=LABELS_AS_GROUND_TRUTH)
                 return
         except AlsegError as error:
             self.error.emit(str(error))

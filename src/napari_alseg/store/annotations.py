@@ -118,8 +118,9 @@ class AnnotationsMixin(ProjectState):
         with self._write_lock:
             row = self._db.row(
                 "SELECT id, slice_index, class_id, label_version FROM events WHERE case_id = ? "
-                "AND label_version IS NOT NULL AND kind IN (?, ?, ?) AND undone_in_version IS NULL "
-                "ORDER BY label_version DESC, id DESC LIMIT 1", (record.id, *LABELLING_KINDS))
+                f"AND label_version IS NOT NULL AND kind IN ({', '.join('?' * len(LABELLING_KINDS))}) "
+                "AND undone_in_version IS NULL ORDER BY label_version DESC, id DESC LIMIT 1",
+                (record.id, *LABELLING_KINDS))
             if row is None:
                 raise AlsegError(f"case {case}: nothing submitted to undo")
             if row["label_version"] <= 1:

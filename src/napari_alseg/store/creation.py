@@ -19,9 +19,11 @@ from .state import DB_NAME
 SKIPPED_KEY = "skipped_cases"  # meta: [[case, reason], ...] left out at creation
 
 
-def write_new_database(folder: Path, plan: ProjectPlan, annotator: str, seed: int) -> None:
+def write_new_database(folder: Path, plan: ProjectPlan, annotator: str, seed: int, *,
+                       keep_ground_truth: bool) -> None:
     """Build ``project.sqlite`` under a temp name and rename it (:func:`~napari_alseg.atomic.atomic_path`):
-    a project exists whole or not at all."""
+    a project exists whole or not at all. Without ``keep_ground_truth`` no case records the
+    labels found beside it as ground truth (they are imported as annotations instead)."""
     final = folder / DB_NAME
     try:
         with atomic_path(final) as temp:
@@ -29,7 +31,7 @@ def write_new_database(folder: Path, plan: ProjectPlan, annotator: str, seed: in
             try:
                 migrate(conn, final, action="creating the project")
                 conn.execute("BEGIN IMMEDIATE")
-                _insert_plan(conn, plan, annotator, seed)
+                _insert_plan(conn, plan, annotator, seed, keep_ground_truth)
                 conn.execute("COMMIT")
             finally:
                 conn.close()
@@ -42,7 +44,8 @@ def write_new_database(folder: Path, plan: ProjectPlan, annotator: str, seed: in
                            f"({exc.strerror or exc}); nothing was created") from None
 
 
-def _insert_plan(conn: sqlite3.Connection, plan: ProjectPlan, annotator: str, seed: int) -> None:
+def _insert_plan(conn: sqlite3.Connection, plan: ProjectPlan, annotator: str, seed: int,
+                 keep_ground_truth: bool) -> None:
     meta = {"source_dir": str(plan.source_dir), "dataset_name": plan.dataset_name,
             "granularity": plan.granularity, "created_at": now(), "created_by": annotator,
             "validation_seed": str(seed), "created_with": f"napari-alseg {__version__}",
@@ -53,13 +56,14 @@ def _insert_plan(conn: sqlite3.Connection, plan: ProjectPlan, annotator: str, se
     case_ids = {}
     for case in plan.cases:
         source = case.source
+        truth = source.ground_truth if keep_ground_truth else None
         case_ids[source.name] = conn.execute(
             "INSERT INTO cases (name, channel_names, channel_paths, ground_truth_path, shape, spacing, "
             "origin, affine, source_affine, affine_hash, channel_indices, channels_first) "
             "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (source.name, json.dumps([name for name, _ in source.channels]),
              json.dumps([_source_relative(p, plan.source_dir) for _, p in source.channels]),
-             _source_relative(source.ground_truth, plan.source_dir) if source.ground_truth else None,
+             _source_relative(truth, plan.source_dir) if truth else None,
              json.dumps(list(case.shape)), json.dumps(list(case.spacing)), json.dumps(list(case.origin)),
              json.dumps(case.affine.tolist()), json.dumps(case.source_affine.tolist()),
              affine_hash(case.affine),

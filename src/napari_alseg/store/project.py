@@ -25,6 +25,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from ..atomic import claim_folder
+from ..domain import IMPORTED, IMPORTED_ANNOTATOR, LABELS_AS, LABELS_AS_ANNOTATIONS, LABELS_AS_GROUND_TRUTH
 from ..errors import AlsegError, DamagedProjectError
 from .annotations import AnnotationsMixin
 from .cases import CasesMixin
@@ -127,7 +128,7 @@ class Project(CasesMixin, AnnotationsMixin, DraftsMixin, RoundsMixin, ChecksMixi
     def create(cls, folder: str | os.PathLike, source_dir: str | os.PathLike, *,
                class_names: Sequence[str] | None = None, annotator: str | None = None,
                granularity: str | None = None, validation_fraction: float = 0.2,
-               seed: int = 0, skip_bad_cases: bool = False,
+               seed: int = 0, skip_bad_cases: bool = False, labels_as: str = LABELS_AS_GROUND_TRUTH,
                before_writing: Callable[[ProjectPlan], None] | None = None) -> Project:
         """Make a project in ``folder`` from the NIfTI cases in ``source_dir`` and open it.
 
@@ -139,7 +140,12 @@ class Project(CasesMixin, AnnotationsMixin, DraftsMixin, RoundsMixin, ChecksMixi
         ``skip_bad_cases``: then they are left out and listed in :attr:`skipped_cases`.
         ``before_writing(plan)`` sees the checked cases and classes first; raising refuses them
         with nothing written (an initial model that does not fit, say).
+        ``labels_as``: labels found beside the cases become each case's first label version, of
+        kind ``imported`` (``"annotations"``), or are held back as the simulation's ground truth
+        (``"ground-truth"``, the default).
         """
+        if labels_as not in LABELS_AS:
+            raise AlsegError(f"labels_as must be one of {LABELS_AS}, got {labels_as!r}")
         folder = Path(folder).absolute()
         if (folder / DB_NAME).exists():
             raise AlsegError(f"{folder}: already holds a project ({DB_NAME}); open it instead "
@@ -157,11 +163,32 @@ class Project(CasesMixin, AnnotationsMixin, DraftsMixin, RoundsMixin, ChecksMixi
                 raise AlsegError(f"{folder}: already holds a project ({DB_NAME}); another "
                                  "`alseg create` made it first")
             owned = claimed  # from here on, whatever is in the folder is this call's
-            write_new_database(folder, plan, annotator or default_annotator(), seed)
+            write_new_database(folder, plan, annotator or default_annotator(), seed,
+                               keep_ground_truth=labels_as == LABELS_AS_GROUND_TRUTH)
             lock.guard(folder / DB_NAME)
-            return cls(folder, lock)
+            project = cls(folder, lock)
+            if labels_as == LABELS_AS_ANNOTATIONS:
+                project._import_labels(plan)
+            return project
         except BaseException:
             _undo_create(folder, lock, claimed, owned)
+            raise
+
+    def _import_labels(self, plan: ProjectPlan) -> None:
+        """Each planned case's label file as its first label version, of kind ``imported``
+        through :meth:`submit`. On failure the database is closed and removed, so no half-imported
+        project remains even in a folder that existed before (creation removes a folder it made)."""
+        try:
+            for case in plan.cases:
+                if case.source.ground_truth is not None:
+                    labels = self._load_on_grid(case.source.ground_truth, self.case(case.source.name),
+                                                as_label=True).data
+                    self.submit(case.source.name, labels, kind=IMPORTED, annotator=IMPORTED_ANNOTATOR,
+                                seconds_active=0.0)
+        except BaseException:
+            self._db.close()
+            for suffix in ("", "-wal", "-shm"):
+                Path(f"{self._db.path}{suffix}").unlink(missing_ok=True)
             raise
 
     @classmethod

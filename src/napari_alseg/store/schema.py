@@ -203,8 +203,41 @@ _VERSION_5: tuple[str, ...] = (
     """CREATE INDEX events_by_case ON events(case_id, label_version)""",
 )
 
+# Version 6: labels found at creation become label versions of their own kind ('imported', issue
+# 22). The events table is rebuilt as in version 4 to widen the kind CHECK; its columns are unchanged.
+_EVENT_COLUMNS_V5 = f"{_EVENT_COLUMNS_V4}, clicks"
+_VERSION_6: tuple[str, ...] = (
+    """CREATE TABLE events_v6 (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        case_id INTEGER NOT NULL REFERENCES cases(id),
+        slice_index INTEGER,
+        class_id INTEGER REFERENCES classes(id),
+        kind TEXT NOT NULL
+            CHECK (kind IN ('manual', 'corrected', 'pseudo-accepted', 'pseudo-rejected',
+                            'interpolated', 'outline-accepted', 'clicked', 'undo', 'imported')),
+        annotator TEXT NOT NULL,
+        started_at TEXT,
+        ended_at TEXT NOT NULL,
+        seconds_active REAL NOT NULL CHECK (seconds_active >= 0),
+        boundary_px REAL,
+        boundary_mm REAL,
+        label_version INTEGER,
+        original_path TEXT,
+        dice_original_final REAL,
+        model_version TEXT,
+        voxels INTEGER CHECK (voxels IS NULL OR voxels >= 0),
+        undone_in_version INTEGER,
+        clicks INTEGER CHECK (clicks IS NULL OR clicks >= 0),
+        FOREIGN KEY (case_id, label_version) REFERENCES label_versions(case_id, version))""",
+    f"INSERT INTO events_v6 ({_EVENT_COLUMNS_V5}) SELECT {_EVENT_COLUMNS_V5} FROM events",
+    """DROP TABLE events""",
+    """ALTER TABLE events_v6 RENAME TO events""",
+    """CREATE INDEX events_by_case ON events(case_id, label_version)""",
+)
+
 # Append new migrations at the end; never edit one that has shipped.
-MIGRATIONS: tuple[tuple[str, ...], ...] = (_VERSION_1, _VERSION_2, _VERSION_3, _VERSION_4, _VERSION_5)
+MIGRATIONS: tuple[tuple[str, ...], ...] = (_VERSION_1, _VERSION_2, _VERSION_3, _VERSION_4, _VERSION_5,
+                                           _VERSION_6)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
