@@ -240,3 +240,15 @@ def test_go_shows_the_case_radiologically_with_its_letters(widget, qtbot):
     assert tuple(viewer_camera(viewer).orientation2d) == ("up", "left")  # axial RAS: anterior up, right on the left
     assert viewer.text_overlay.visible and "top A" in viewer.text_overlay.text and "left R" in viewer.text_overlay.text
     assert tuple(viewer.dims.axis_labels) == ("slice", "row", "column")  # not napari's "-3"
+
+
+def test_the_dock_opens_a_project_with_the_engine_it_was_left_with(widget, qtbot):
+    controller = widget.controller
+    folder = controller.session.project.folder
+    controller.loop.strategy = "entropy"
+    qtbot.waitUntil(lambda: no_jobs(widget), timeout=60_000)
+    controller.close_project()
+    controller.loop.strategy = "random"  # another project's choice, say, before this one reopens
+    controller.open_project(folder)
+    qtbot.waitUntil(lambda: no_jobs(widget), timeout=60_000)
+    assert controller.loop.strategy == "entropy" and controller.session.strategy == "entropy"

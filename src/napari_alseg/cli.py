@@ -94,7 +94,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     suggest = commands.add_parser("suggest", help="the next items to annotate in a project")
     suggest.add_argument("project", type=Path, metavar="PROJECT")
-    suggest.add_argument("--strategy", default="random", help="query engine (see `alseg strategies`)")
+    suggest.add_argument("--strategy", default=None,
+                         help="query engine (see `alseg strategies`; default: the project's last, else random)")
     suggest.add_argument("-k", type=int, default=5, help="how many (default: %(default)s)")
     suggest.set_defaults(run=run_suggest)
 
@@ -356,8 +357,10 @@ def run_suggest(args: argparse.Namespace) -> int:
     from .session import Session
     from .strategies import get_strategy
 
-    get_strategy(args.strategy)
+    if args.strategy is not None:
+        get_strategy(args.strategy)
     with Session.open(args.project, annotator="cli", strategy=args.strategy) as session:
+        print(f"engine: {session.strategy}")
         if session.model_version is not None:
             session.rescore()
         suggestions = session.suggest(args.k)

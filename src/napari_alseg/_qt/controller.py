@@ -184,10 +184,11 @@ class AlsegController(QObject):
         self.close_project()
         try:
             session = Session.open(folder, annotator=self.loop.annotator or user_name(),
-                                   strategy=self.loop.strategy, batch_size=self.loop.batch_size)
+                                   batch_size=self.loop.batch_size)
         except AlsegError as error:
             self.error.emit(str(error))
             return
+        self.loop.strategy = session.strategy  # the project's last engine (no session yet: no rescore)
         self.runtime.session = session
         self.status.emit("Loading the model backend (torch)…")
         import_model_backend()  # on the UI thread once, never first inside a worker

@@ -38,7 +38,7 @@ from .accounting import EffortAccounting
 from .labels import LabelsView
 from .learner import Learner, RetrainReport, TrainedRound
 from .queries import Queries, RescoreResult
-from .settings import SessionSettings
+from .settings import DEFAULT_STRATEGY, STRATEGY_SETTING, SessionSettings
 from .focus import Focus, focus_from_probabilities
 from .tools import ToolEdit, ToolResult, accept_outline, click_edit, fill_between, given_labels, tool_uses
 
@@ -59,10 +59,11 @@ class Session:
     public verb (the widget, CLI and simulation call ~50), with the work in its parts.
     """
 
-    def __init__(self, project: Project, *, annotator: str, strategy: str = "random",
+    def __init__(self, project: Project, *, annotator: str, strategy: str | None = None,
                  train_config: TrainConfig | None = None, device: str | None = None,
                  batch_size: int = 5, seed: int = 0) -> None:
         self.project = project
+        strategy = strategy or project.setting(STRATEGY_SETTING) or DEFAULT_STRATEGY
         self.settings = SessionSettings(annotator, strategy, train_config, device, batch_size, seed)
         self.view = LabelsView(project, ImageCache())
         self.learner = Learner(project, self.settings, self.view)
@@ -87,8 +88,17 @@ class Session:
 
     annotator = property(lambda self: self.settings.annotator,
                          lambda self, value: setattr(self.settings, "annotator", value))
-    strategy = property(lambda self: self.settings.strategy,
-                        lambda self, value: setattr(self.settings, "strategy", value))
+    @property
+    def strategy(self) -> str:
+        """The query engine; ``strategy=None`` at construction takes the project's last one."""
+        return self.settings.strategy
+
+    @strategy.setter
+    def strategy(self, name: str) -> None:
+        """Use engine ``name`` and keep it as the project's, so the next opening starts with it."""
+        self.settings.strategy = name
+        if self.project.setting(STRATEGY_SETTING) != name:
+            self.project.store_setting(STRATEGY_SETTING, name)
     train_config = property(lambda self: self.settings.train_config,
                             lambda self, value: setattr(self.settings, "train_config", value))
     device = property(lambda self: self.settings.device,

@@ -9,13 +9,17 @@ if TYPE_CHECKING:
     from ..model import TrainConfig
 
 
+STRATEGY_SETTING = "strategy"  # the project's query engine, kept in its meta table across openings
+DEFAULT_STRATEGY = "random"
+
+
 @dataclass
 class SessionSettings:
     """Who annotates, with which strategy, and how rounds train and rank (``batch_size``:
     suggestions per request; ``seed``: the one seed of weights, MC masks and ties)."""
 
     annotator: str
-    strategy: str = "random"
+    strategy: str = DEFAULT_STRATEGY
     train_config: TrainConfig | None = None
     device: str | None = None
     batch_size: int = 5
