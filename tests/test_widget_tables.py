@@ -43,7 +43,9 @@ def test_a_guessed_effort_says_it_is_a_guess():
                                 None), names)
     assert "guess" not in known and "typical" not in known
     case = describe(Suggestion(QueryItem("case_000"), 0.0005, "mc-dropout-top", {"effort_mm": 32761.6}, None), names)
-    assert "effort mm: 3.28e+04 <i>(typical outlines of this data" in case
+    assert "effort mm: 32,762 <i>(typical outlines of this data" in case  # not 3.28e+04
+    margin = describe(Suggestion(QueryItem("case_000"), 0.5, "margins", {"margin": -0.434}, None), names)
+    assert "top-two margin (small: unsure): 0.434" in margin  # the margin itself, not its negation
 
 
 def test_the_heat_map_legend_reads_a_negligible_low_end_as_zero():

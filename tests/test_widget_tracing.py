@@ -233,7 +233,7 @@ def test_the_heat_map_reads_at_a_glance_range_legend_and_profile(widget, qtbot, 
     qtbot.waitUntil(lambda: f"{case} · uncertainty" in viewer.layers and no_jobs(widget), timeout=60_000)
     layer = viewer.layers[f"{case} · uncertainty"]
     low, high = layer.contrast_limits
-    assert low == 0.0 and 0.003 < high <= 0.004 and layer.colorbar.visible  # the lesion's range
+    assert 0.0029 < low < 0.0031 < high <= 0.004 and layer.colorbar.visible  # the lesion's upper half
     profile = widget.annotate_tab.profile
     assert not profile.isHidden() and "probability²" in profile.legend.text()
     assert profile.scale.peak_slice in (25, 26, 27) and "slice 2" in profile.legend.text()

@@ -301,7 +301,8 @@ class AlsegController(QObject):
         except AlsegError as error:
             self.error.emit(str(error))
             return
-        self._reviewed(case, f"Rejected {case}'s prediction: it stays in the annotation queue")
+        self._reviewed(case, f"Rejected {case}'s prediction: not offered for review again; it comes back "
+                             "to the annotation queue with the next re-score (retrain or engine change)")
 
     def edit_case(self, case: str) -> None:
         """Open the case's prediction for correction on the Annotate tab."""

@@ -9,14 +9,26 @@ from ..domain import QueryItem
 from ..strategies import Suggestion
 
 SHOWN_TERMS = {domain.TERM_MC_TOP: "uncertainty (MC top 0.1 %)", domain.TERM_ENTROPY: "entropy",
-               domain.TERM_MARGIN: "margin", domain.TERM_DICE_GAP: "Dice gap 1−D̃",
+               domain.TERM_MARGIN: "top-two margin (small: unsure)", domain.TERM_DICE_GAP: "Dice gap 1−D̃",
                domain.TERM_EFFORT_PX: "effort px", domain.TERM_EFFORT_MM: "effort mm",
                domain.TERM_EFFORT_S: "est. seconds"}  # quality: its class, probability and basis together
 
+SHOWN_NEGATED = {domain.TERM_MARGIN}  # stored negated so that larger ranks first; shown as the margin itself
 EFFORT_TERMS = (domain.TERM_EFFORT_PX, domain.TERM_EFFORT_MM, domain.TERM_EFFORT_S)
 EFFORT_GUESS_NOTE = " <i>(a guess: no outline of this class traced yet; the typical outline so far)</i>"
 # a case's or slice's remaining effort is METHODS E's B summed over its open (slice, class) pairs
 EFFORT_REGION_NOTE = " <i>(typical outlines of this data, per slice and class still open; not read from this item)</i>"
+
+
+def number_text(value: float) -> str:
+    """A number as a person reads it: whole with thousands separators from 100 up (36,058, not
+    3.61e+04), else three significant figures (0.434, 0.00245)."""
+    return f"{value:,.0f}" if abs(value) >= 100 else f"{value:.3g}"
+
+
+def count_text(count: int, noun: str) -> str:
+    """``1 case``, ``12 cases``."""
+    return f"{count} {noun}{'' if count == 1 else 's'}"
 
 
 def item_text(item: QueryItem, class_names) -> str:
@@ -72,7 +84,7 @@ def describe(suggestion: Suggestion, class_names) -> str:
         if value is not None and np.isfinite(value):
             note = effort_note if key in EFFORT_TERMS else ""
             effort_note = "" if note else effort_note  # said once, on the first effort line
-            lines.append(f"{label}: {value:.3g}{note}")
+            lines.append(f"{label}: {number_text(-value if key in SHOWN_NEGATED else value)}{note}")
     quality = quality_text(terms)
     if quality:
         lines.append(f"predicted quality: {quality}{quality_detail(terms)}")

@@ -10,6 +10,7 @@ from qtpy.QtWidgets import (QColorDialog, QComboBox, QFileDialog, QFormLayout, Q
                             QLineEdit, QPushButton, QTableWidget, QTableWidgetItem, QWidget)
 
 from ..strategies import STRATEGIES
+from .describe import count_text
 
 SAMPLE_PROJECTS = ("tumour-cases", "brain-stack")
 MODEL_FILE_FILTER = "napari-alseg model (*.pt);;all files (*)"
@@ -78,7 +79,7 @@ class ProjectTab(QWidget):
 
     def _show_project(self) -> None:
         project = self.controller.session.project
-        self.project_label.setText(f"{project.folder}\n{len(project.cases)} cases · "
+        self.project_label.setText(f"{project.folder}\n{count_text(len(project.cases), 'case')} · "
                                    f"{project.granularity} granularity · {project.dataset_name}")
         self._show_classes()
         self.export_model_button.setEnabled(True)

@@ -91,7 +91,7 @@ def fit_to_width(table: QTableWidget, stretch_column: int) -> None:
         header.setSectionResizeMode(column, mode)
     header.setMinimumSectionSize(24)
     table.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
-    table.setTextElideMode(Qt.TextElideMode.ElideMiddle)
+    table.setTextElideMode(Qt.TextElideMode.ElideRight)  # "stack · s23 · hippoc…": the slice stays readable
     table.setWordWrap(False)
 
 

@@ -13,6 +13,7 @@ from matplotlib.figure import Figure
 from qtpy.QtWidgets import QLabel, QVBoxLayout, QWidget
 
 HEAT_MAP_UNITS = "MC-dropout variance, probability²"
+PROFILE_MARGINS = {"left": 0.1, "right": 0.98, "top": 0.95, "bottom": 0.42}  # room for the slice axis
 
 
 def legend_text(scale) -> str:
@@ -32,10 +33,11 @@ class UncertaintyProfile(QWidget):
         self.legend = QLabel("")
         self.legend.setWordWrap(True)
         layout.addWidget(self.legend)
-        self.figure = Figure(figsize=(3.2, 1.1), tight_layout=True)
+        self.figure = Figure(figsize=(3.2, 1.1))  # fixed margins: tight_layout warned on every draw at this height
         self.canvas = FigureCanvasQTAgg(self.figure)
         self.canvas.setToolTip("Mean uncertainty per slice; click to go to a slice")
         self.axes = self.figure.add_subplot()
+        self.figure.subplots_adjust(**PROFILE_MARGINS)
         layout.addWidget(self.canvas)
         self.scale = None
         self._marker = None
