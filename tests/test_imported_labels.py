@@ -111,15 +111,16 @@ def test_a_failed_import_leaves_no_project(tmp_path, msd, monkeypatch, existed):
     assert (tmp_path / "project").exists() == existed and not (tmp_path / "project" / DB_NAME).exists()
 
 
-def test_undo_after_an_import_restores_the_imported_labels(tmp_path, msd):
+def test_undo_after_an_import_restores_the_imported_labels_and_then_takes_the_import_back(tmp_path, msd):
     with Project.create(tmp_path / "project", msd, labels_as=LABELS_AS_ANNOTATIONS) as project:
         imported = project.current_labels("BRATS_001").data
-        with pytest.raises(AlsegError, match="no earlier label version"):
-            project.undo_submit("BRATS_001", annotator="dr-c")
         project.submit("BRATS_001", np.zeros(SPATIAL[::-1], np.uint8), kind=MANUAL, annotator="dr-c",
                        seconds_active=1)
         project.undo_submit("BRATS_001", annotator="dr-c")
         np.testing.assert_array_equal(project.current_labels("BRATS_001").data, imported)
+        project.undo_submit("BRATS_001", annotator="dr-c")  # the import itself: the case is unlabelled
+        assert project.current_labels("BRATS_001") is None
+        np.testing.assert_array_equal(project.labels_at("BRATS_001", 1).data, imported)  # kept in history
 
 
 def test_a_version_5_project_migrates_and_keeps_its_events(tmp_path, msd):

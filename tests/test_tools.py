@@ -117,10 +117,17 @@ def test_undo_restores_the_previous_version_exactly(case_session):
     assert events[1].undone_in_version == 3 and events[0].undone_in_version is None
     assert (project.labels_at("case_000", 2).data == second).all()  # the history is kept
 
-    with pytest.raises(AlsegError, match=r"^case case_000: no earlier label version to restore"):
+    case_session.undo_submit("case_000")  # the first submit too: the case is unlabelled again
+    assert project.current_labels("case_000") is None
+    assert (project.labels_at("case_000", 4).data == 0).all() and project.labels_at("case_000", 1) is not None
+    assert all(event.undone_in_version is not None for event in project.events() if event.kind == "manual")
+    assert "case_000" not in {item.case for item in case_session.training_items()}
+    with pytest.raises(AlsegError, match=r"^case case_000: nothing submitted to undo$"):
         case_session.undo_submit("case_000")
     with pytest.raises(AlsegError, match=r"^case case_001: nothing submitted to undo$"):
         case_session.undo_submit("case_001")
+    case_session.submit("case_000", first, seconds_active=5)  # labelled again: a new version on top
+    assert project.current_labels("case_000").version == 5
 
 
 def test_an_undone_submit_leaves_its_slices_unlabelled_for_training(case_session):

@@ -72,10 +72,12 @@ def test_accept_the_models_outline_on_the_slice_shown(widget, qtbot, monkeypatch
     assert kinds[-1] == (OUTLINE_ACCEPTED, shown, 2, int((prediction == 2).sum()))
 
 
-def test_undo_restores_the_previous_version_and_an_undo_without_one_is_one_line(widget, qtbot, monkeypatch):
-    shown = []
+def test_undo_restores_the_previous_version_then_unlabels_and_an_undo_without_one_is_one_line(
+        widget, qtbot, monkeypatch):
+    shown, said = [], []
     monkeypatch.setattr("napari_alseg._widget.show_error", shown.append)
     session, controller = widget.controller.session, widget.controller
+    controller.info.connect(said.append)
     editing = open_first(widget, qtbot)
     item, layer = editing.item, editing.layer
     first = np.zeros_like(layer.data)
@@ -83,10 +85,6 @@ def test_undo_restores_the_previous_version_and_an_undo_without_one_is_one_line(
     layer.data = first
     widget.annotate_tab.submit_button.click()
     qtbot.waitUntil(lambda: idle(widget), timeout=60_000)  # on to the next suggestion
-
-    widget.annotate_tab.undo_button.click()  # the first submit of its case: nothing earlier
-    assert shown == [f"case {item.case}: no earlier label version to restore "
-                     "(the submit to undo made the first one)"]
 
     controller.editor.go(Suggestion(item, float("nan"), "test", {}, None))
     qtbot.waitUntil(lambda: idle(widget) and controller.editor.editing.item == item, timeout=60_000)
@@ -103,6 +101,16 @@ def test_undo_restores_the_previous_version_and_an_undo_without_one_is_one_line(
     assert session.project.events(item.case)[-1].kind == UNDO
     qtbot.waitUntil(lambda: idle(widget) and controller.editor.editing.item == item, timeout=60_000)
     assert (np.asarray(controller.editor.editing.layer.data) == restored.data).all()  # shown again
+
+    controller.tracing.last_submitted = item  # the case's first submit is the one left to take back
+    widget.annotate_tab.undo_button.click()
+    assert session.project.current_labels(item.case) is None  # unlabelled again, history kept
+    assert session.project.labels_at(item.case, 1) is not None and "unlabelled again" in said[-1]
+    assert not np.asarray(controller.editor.editing.layer.data).any()
+    assert item.case in {s.item.case for s in session.suggest(50)}  # back in the queue
+
+    widget.annotate_tab.undo_button.click()
+    assert shown == [f"case {item.case}: nothing submitted to undo"]
 
 
 def test_the_effort_tab_adds_up_after_submits(widget, qtbot):

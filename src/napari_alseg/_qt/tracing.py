@@ -119,12 +119,18 @@ class TracingTools:
             controller.error.emit(str(error))
             return
         self.last_submitted = None
-        version = session.project.current_labels(item.case).version
-        controller.info.emit(f"Undid the last submit of {item.case}: its labels are back as they were "
-                             f"(saved as version {version}).")
+        current = session.project.current_labels(item.case)
+        if current is None:
+            controller.info.emit(f"Undid the first submit of {item.case}: it is unlabelled again and back "
+                                 "in the queue (its history is kept).")
+            labels = np.zeros(session.project.case(item.case).shape, session.project.label_dtype)
+        else:
+            controller.info.emit(f"Undid the last submit of {item.case}: its labels are back as they were "
+                                 f"(saved as version {current.version}).")
+            labels = current.data.copy()
         controller.refresh_suggestions()
         if editing is not None and editing.item.case == item.case:
-            editing.layer.data = session.project.current_labels(item.case).data.copy()
+            editing.layer.data = labels
             editing.tools.clear()
             editing.dirty = False
         else:

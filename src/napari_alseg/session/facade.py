@@ -351,8 +351,11 @@ class Session:
     def undo_submit(self, case: str) -> int:
         """Take back the case's last submit that still stands: the label version before it is
         written again as a new version (the history is kept), its events are marked undone and
-        an ``undo`` event records it. One-line AlsegError when there is no earlier version."""
-        return self.project.undo_submit(case, annotator=self.annotator)
+        an ``undo`` event records it; the case's items are offered again. For its first submit
+        the case becomes unlabelled. One-line AlsegError when nothing submitted stands."""
+        event_id = self.project.undo_submit(case, annotator=self.annotator)
+        self.queries.returned(case)
+        return event_id
 
     def _check_volume(self, case: str, labels: np.ndarray) -> None:
         shape = self.project.case(case).shape

@@ -184,6 +184,11 @@ class Queries:
             self._handled.append(item)
             self._left_out.add(item)
 
+    def returned(self, case: str) -> None:
+        """A case's submits were taken back: its items are offered again in this round."""
+        with self._lock:
+            self._left_out = {item for item in self._left_out if item.case != case}
+
     def pseudo_label_candidates(self) -> list[Suggestion]:
         """Cases predicted Acceptable (quality-threshold, METHODS A), for one-click review."""
         pool = self._usable_pool()

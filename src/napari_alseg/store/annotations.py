@@ -23,7 +23,14 @@ class AnnotationsMixin(ProjectState):
     """The annotator's writes (durable before they return) and the label versions they make."""
 
     def current_labels(self, case: str) -> LabelSnapshot | None:
-        """The latest submitted label version (None if never labelled); what training reads."""
+        """The latest submitted label version; what training reads. None if never labelled, or
+        if every submit was taken back (an undo of the first submit makes the case unlabelled
+        again, its history kept)."""
+        snapshot = self._latest_labels(case)
+        return None if snapshot is None or not snapshot.labelled.any() else snapshot
+
+    def _latest_labels(self, case: str) -> LabelSnapshot | None:
+        """The latest label version whatever stands in it: what a new version builds on."""
         row = self._db.row("SELECT MAX(version) AS v FROM label_versions WHERE case_id = ?",
                            (self.case(case).id,))
         return None if row["v"] is None else self.labels_at(case, row["v"])
@@ -101,7 +108,7 @@ class AnnotationsMixin(ProjectState):
                                             0.0, None, None, None, model_version)
             tool_events.append({**tool_event, "voxels": int(tool.voxels), "clicks": int(tool.clicks)})
         with self._write_lock:
-            base = self.current_labels(case)
+            base = self._latest_labels(case)
             base_data = base.data if base is not None else np.zeros(record.shape, self.label_dtype)
             version = base.version + 1 if base is not None else 1
             merged = merge_region(base_data, final, slice_index, class_id)
@@ -110,9 +117,10 @@ class AnnotationsMixin(ProjectState):
 
     def undo_submit(self, case: str, *, annotator: str) -> int:
         """Take back the case's latest labelling submit that still stands: the label version it
-        was based on is written again as a new version (history stays append-only), the
-        submit and its tools' events are marked undone, and an event of kind ``undo`` records
-        it. Returns that event's id. One-line AlsegError when there is no earlier version.
+        was based on is written again as a new version (history stays append-only; for the
+        case's first submit, empty labels: the case is unlabelled again), the submit and its
+        tools' events are marked undone, and an event of kind ``undo`` records it. Returns that
+        event's id. One-line AlsegError when nothing submitted stands.
         """
         record = self.case(case)
         with self._write_lock:
@@ -123,11 +131,9 @@ class AnnotationsMixin(ProjectState):
                 (record.id, *LABELLING_KINDS))
             if row is None:
                 raise AlsegError(f"case {case}: nothing submitted to undo")
-            if row["label_version"] <= 1:
-                raise AlsegError(f"case {case}: no earlier label version to restore "
-                                 "(the submit to undo made the first one)")
-            restored = self.labels_at(case, row["label_version"] - 1).data
-            version = self.current_labels(case).version + 1
+            restored = (np.zeros(record.shape, self.label_dtype) if row["label_version"] <= 1
+                        else self.labels_at(case, row["label_version"] - 1).data)
+            version = self._latest_labels(case).version + 1
             event = self._event_fields(record, UNDO, row["slice_index"], row["class_id"], annotator,
                                        0.0, None, None, None, None)
             return self._commit_event(record, event, None, version=version, merged=np.array(restored),

@@ -22,7 +22,7 @@ class DraftsMixin(ProjectState):
         data = check_label_array(labels, shape=record.shape, n_classes=self.n_classes,
                                  what=f"case {case} draft")
         with self._write_lock:
-            base = self.current_labels(case)
+            base = self._latest_labels(case)
             path = self._files.draft_path(record.name)
             write_label_volume(path, data, record, overwrite=True)
             with self._db.transaction() as conn:
