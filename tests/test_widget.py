@@ -252,3 +252,19 @@ def test_the_dock_opens_a_project_with_the_engine_it_was_left_with(widget, qtbot
     controller.open_project(folder)
     qtbot.waitUntil(lambda: no_jobs(widget), timeout=60_000)
     assert controller.loop.strategy == "entropy" and controller.session.strategy == "entropy"
+
+
+def test_the_bar_says_validating_after_the_last_step_and_the_status_says_cancelled(widget, monkeypatch):
+    from types import SimpleNamespace
+
+    controller, shown, status = widget.controller, [], []
+    monkeypatch.setattr(controller, "report_progress", shown.append)
+    controller.learning._training_progress(SimpleNamespace(step=40, total_steps=80, loss=0.5, eta_seconds=12.0))
+    controller.learning._training_progress(SimpleNamespace(step=80, total_steps=80, loss=0.4, eta_seconds=0.0))
+    assert "12 s left" in shown[0].text
+    assert "validating" in shown[1].text and "0 s left" not in shown[1].text and shown[1].seconds_left is None
+    controller.status.connect(status.append)
+    controller.cancel_jobs()
+    controller._cancelled("Training cancelled: the current model stays active.")
+    assert status == ["Cancelling… the current model stays active.",
+                      "Training cancelled: the current model stays active."]

@@ -323,7 +323,12 @@ class AlsegController(QObject):
         """Run ``function`` in a worker; ``on_error`` (default: the one-line error message) gets
         a failure's one line, for a caller that must also note that its job ended."""
         self.runtime.jobs.start(name, function, on_done=on_done, on_progress=on_progress,
-                                on_error=on_error or self.error.emit, on_cancelled=self.info.emit)
+                                on_error=on_error or self.error.emit, on_cancelled=self._cancelled)
+
+    def _cancelled(self, message: str) -> None:
+        """A job stopped on Cancel: say so, in place of the status line's "Cancelling…"."""
+        self.info.emit(message)
+        self.status.emit(message)
 
     def _job_changed(self, name: str, running: bool) -> None:
         (self.job_started if running else self.job_finished).emit(name)

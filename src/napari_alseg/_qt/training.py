@@ -34,6 +34,11 @@ class LearningJobs:
         controller.report_progress(JobProgress("training", "Training", 0, config.steps or 100))
 
     def _training_progress(self, report) -> None:
+        if report.step >= report.total_steps:  # the steps are done; validation and rating follow
+            self.controller.report_progress(JobProgress(
+                "training", "Validating", report.step, report.total_steps,
+                f"{report.step} steps done · validating the new model and rating its predictions…", None))
+            return
         self.controller.report_progress(JobProgress(
             "training", f"Training (loss {report.loss:.3f})", report.step, report.total_steps,
             f"step {report.step} of ~{report.total_steps} · loss {report.loss:.3f} · "
