@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 
-from ..clicks import segment_with_clicks
 from ..domain import CLICK_ANNOTATOR, CORRECTED, MANUAL, SIMULATED_ANNOTATORS, TRACE_ANNOTATOR, QueryItem
 from ..errors import AlsegError
 from ..session import Session
-from ..session.tools import ToolEdit, click_edit
+from ..session.tools import ToolEdit
 from .clicker import click_until_good, item_region
 
 
@@ -54,44 +55,28 @@ class Oracle:
 
     def _click(self, item: QueryItem, original: np.ndarray | None) -> list[ToolEdit]:
         """Click every structure of the item, smallest first (a nested lesion's core before the
-        oedema around it, so each stays out of the next), from the prefill or nothing."""
+        oedema around it, so each stays out of the next), from the prefill or nothing, with the
+        widget's tool (:meth:`Session.click_segment`: the model's prior, read once per item)."""
         session, truth = self.session, self.truth(item.case)
-        record = session.project.case(item.case)
+        spacing = session.project.case(item.case).spacing
         on_item = item_region(truth.shape, item.slice_index)
         labels = np.zeros(truth.shape, session.project.label_dtype)
         if original is not None:
             labels[on_item] = np.asarray(original).ravel()
-        probabilities = self._probabilities(item)
-        image = session.case_image(item.case)
         classes = [item.class_id] if item.class_id is not None else [
             int(c) for c in np.unique(truth[on_item]) if c]
         edits = []
         for class_id in sorted(classes, key=lambda c: int(((truth == c) & on_item).sum())):
-            prior = None if probabilities is None else self._prior(probabilities, class_id, item, truth.shape)
             results = {}  # by the number of clicks it took
 
-            def segment(clicks, class_id=class_id, prior=prior, base=labels, results=results):
-                results[len(clicks)] = segment_with_clicks(image, base, class_id, clicks, spacing=record.spacing,
-                                                           slice_index=item.slice_index, prior=prior)
+            def segment(clicks, class_id=class_id, base=labels, results=results):
+                results[len(clicks)] = session.click_segment(item.case, base, class_id, clicks,
+                                                             slice_index=item.slice_index)
                 return (results[len(clicks)].labels == class_id) & on_item
 
-            run = click_until_good((truth == class_id) & on_item, segment, record.spacing,
+            run = click_until_good((truth == class_id) & on_item, segment, spacing,
                                    start=(labels == class_id) & on_item)
-            if run.kept:
+            if run.kept:  # every click cost the annotator, a taken-back one too
                 labels = results[run.kept].labels
-                edits.append(click_edit(results[run.kept], class_id, item.slice_index, len(run.clicks)).edit)
+                edits.append(replace(results[run.kept].edit, clicks=len(run.clicks)))
         return edits
-
-    def _probabilities(self, item: QueryItem) -> np.ndarray | None:
-        """The model's probabilities of the item's region ``(C, ...)``: once per item, not per click."""
-        if self.session.current_net() is None:
-            return None
-        return self.session.predict_probabilities(item.case, item.slice_index)
-
-    @staticmethod
-    def _prior(probabilities: np.ndarray, class_id: int, item: QueryItem, shape: tuple[int, ...]) -> np.ndarray:
-        if item.slice_index is None:
-            return probabilities[class_id]
-        prior = np.full(shape, 0.5, np.float32)
-        prior[item.slice_index] = probabilities[class_id]
-        return prior
