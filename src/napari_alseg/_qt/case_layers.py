@@ -75,6 +75,15 @@ def show_radiologically(viewer, affine: np.ndarray) -> None:
     overlay.visible = True
 
 
+def write_undoably(layer, labels: np.ndarray) -> None:
+    """The voxels where ``labels`` differ from the layer's, written as one napari undo step
+    (``data_setitem`` keeps the history; assigning ``layer.data`` would not), so Ctrl+Z takes
+    a tool's result back like a stroke."""
+    changed = np.asarray(labels) != np.asarray(layer.data)
+    if changed.any():
+        layer.data_setitem(np.nonzero(changed), np.asarray(labels)[changed])
+
+
 def apply_class_colors(layer, classes) -> None:
     """The project's class colours on a Labels layer (napari's defaults for classes without one)."""
     from napari.utils.colormaps import DirectLabelColormap

@@ -17,7 +17,7 @@ import numpy as np
 from ..clicks import Click, check_clicks
 from ..domain import CLICKED
 from ..errors import AlsegError
-from .case_layers import layer_name, viewer_camera
+from .case_layers import layer_name, viewer_camera, write_undoably
 from .describe import class_name
 
 POSITIVE_KEY, NEGATIVE_KEY = "Shift-A", "Shift-D"  # free for Labels layers in napari
@@ -203,10 +203,8 @@ class ClickTools:
         since is the annotator's and stays)."""
         layer, class_id = editing.layer, state.class_id
         current = np.asarray(layer.data)
-        changed = (result.labels != state.shown) & (current == state.shown)
+        write_undoably(layer, np.where(current == state.shown, result.labels, current))
         state.shown = result.labels
-        if changed.any():
-            layer.data_setitem(np.nonzero(changed), result.labels[changed])
         editing.tools[:] = [edit for edit in editing.tools
                             if not (edit.kind == CLICKED and edit.class_id == class_id)] + [result.edit]
         positive = sum(click.positive for click in state.clicks[:result.edit.clicks])

@@ -13,6 +13,7 @@ import numpy as np
 from ..domain import QueryItem
 from ..errors import AlsegError
 from ..strategies import Suggestion
+from .case_layers import write_undoably
 from .describe import class_name
 
 
@@ -136,11 +137,3 @@ class TracingTools:
         else:
             controller.editor.go(Suggestion(item, float("nan"), "undo", {}, None))
 
-
-def write_undoably(layer, labels: np.ndarray) -> None:
-    """The voxels where ``labels`` differ from the layer's, written as one napari undo step
-    (``data_setitem`` keeps the history; assigning ``layer.data`` would not), so Ctrl+Z takes
-    a tool's result back like a stroke."""
-    changed = np.asarray(labels) != np.asarray(layer.data)
-    if changed.any():
-        layer.data_setitem(np.nonzero(changed), np.asarray(labels)[changed])
