@@ -2,7 +2,6 @@
 ``clicked`` with the clicks), the v4 -> v5 migration and the seconds model's per-click cost."""
 
 import csv
-import sqlite3
 
 import numpy as np
 import pytest
@@ -18,6 +17,7 @@ from napari_alseg.session.tools import ToolEdit, tool_uses
 from napari_alseg.store import DB_NAME, Project, ToolUse
 from napari_alseg.store.database import Database
 from napari_alseg.store.schema import _VERSION_4, MIGRATIONS
+from test_store import EVENT_COLUMNS_V4, events_as_in_version
 
 SHAPE = (12, 32, 32)
 
@@ -133,16 +133,7 @@ def test_a_version_4_project_migrates_and_keeps_its_events(tmp_path, case_sessio
                         tools=[ToolEdit(INTERPOLATED, 1, None, mask)])
     case_session.close()
     db_path = tmp_path / "project" / DB_NAME
-    older = sqlite3.connect(db_path)  # the events table as version 4 built it
-    columns = ("id, case_id, slice_index, class_id, kind, annotator, started_at, ended_at, seconds_active, "
-               "boundary_px, boundary_mm, label_version, original_path, dice_original_final, model_version, "
-               "voxels, undone_in_version")
-    older.execute(_VERSION_4[0])
-    older.execute(f"INSERT INTO events_v4 ({columns}) SELECT {columns} FROM events")
-    older.execute("DROP TABLE events")
-    older.execute("ALTER TABLE events_v4 RENAME TO events")
-    older.execute("PRAGMA user_version = 4")
-    older.commit()
+    older = events_as_in_version(db_path, 4, _VERSION_4[0], EVENT_COLUMNS_V4)
     assert "clicks" not in [row[1] for row in older.execute("PRAGMA table_info(events)")]
     older.close()
     Database(db_path, MIGRATIONS).close()

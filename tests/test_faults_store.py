@@ -18,24 +18,10 @@ import pytest
 from napari_alseg.cli import main
 from napari_alseg.errors import AlsegError, DamagedProjectError
 from napari_alseg.store import DB_NAME, Project
+from test_faults import cli_error, one_line
 from test_store import make_source, submit_slice
 
 RECOVERED = "recovered"
-
-
-def one_line(excinfo) -> str:
-    message = str(excinfo.value)
-    assert "\n" not in message and "Traceback" not in message, message
-    assert isinstance(excinfo.value, AlsegError)
-    return message
-
-
-def cli_error(capsys, argv) -> str:
-    assert main([str(a) for a in argv]) == 2
-    err = capsys.readouterr().err
-    lines = err.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("alseg: error: "), err
-    return lines[0]
 
 
 @pytest.fixture

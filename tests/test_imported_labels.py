@@ -16,6 +16,7 @@ from napari_alseg.store import DB_NAME, Project
 from napari_alseg.store.database import Database
 from napari_alseg.store.schema import _VERSION_5, MIGRATIONS
 from test_msd_ingest import AFFINE, SPATIAL, label_of, make_msd
+from test_store import EVENT_COLUMNS_V4, events_as_in_version
 
 TRAIN = ("BRATS_001", "BRATS_002", "BRATS_003")
 TEST = ("BRATS_101", "BRATS_102")
@@ -128,16 +129,7 @@ def test_a_version_5_project_migrates_and_keeps_its_events(tmp_path, msd):
         project.submit("BRATS_001", np.zeros(SPATIAL[::-1], np.uint8), kind=MANUAL, annotator="dr-c",
                        seconds_active=7)
     db_path = tmp_path / "project" / DB_NAME
-    older = sqlite3.connect(db_path)  # the events table as version 5 built it
-    columns = ("id, case_id, slice_index, class_id, kind, annotator, started_at, ended_at, seconds_active, "
-               "boundary_px, boundary_mm, label_version, original_path, dice_original_final, model_version, "
-               "voxels, undone_in_version, clicks")
-    older.execute(_VERSION_5[0])
-    older.execute(f"INSERT INTO events_v5 ({columns}) SELECT {columns} FROM events")
-    older.execute("DROP TABLE events")
-    older.execute("ALTER TABLE events_v5 RENAME TO events")
-    older.execute("PRAGMA user_version = 5")
-    older.commit()
+    older = events_as_in_version(db_path, 5, _VERSION_5[0], EVENT_COLUMNS_V4 + ", clicks")
     with pytest.raises(sqlite3.IntegrityError):
         older.execute("INSERT INTO events (case_id, kind, annotator, ended_at, seconds_active) "
                       "VALUES (1, 'imported', 'a', 'now', 0)")

@@ -13,7 +13,7 @@ from napari_alseg.errors import AlsegError
 from napari_alseg.model import (TrainConfig, TrainingItem, fine_tune, load_checkpoint, mc_dropout, predict_proba,
                                 save_checkpoint, with_guidance)
 from napari_alseg.model.checkpoints import CHECKPOINT_FORMAT, CHECKPOINT_VERSION, payload_sha256
-from napari_alseg.model.guidance import GUIDANCE_SIGMA, add_blobs, click_maps, simulated_clicks
+from napari_alseg.model.guidance import GUIDANCE_SIGMA, click_maps, simulated_clicks
 from napari_alseg.model.networks import ModelSpec
 from napari_alseg.plan import PLAN_SETTING, PLAN_VERSION
 from napari_alseg.session import Session, facade

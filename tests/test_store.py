@@ -22,6 +22,25 @@ CLASSES = {"0": {"name": "background", "color": [0, 0, 0]},
 AFFINE = np.array([[0.9, 0, 0, -10.0], [0, 1.1, 0, 5.0], [0, 0, 3.0, 2.0], [0, 0, 0, 1]])
 
 
+EVENT_COLUMNS_V4 = ("id, case_id, slice_index, class_id, kind, annotator, started_at, ended_at, seconds_active, "
+                    "boundary_px, boundary_mm, label_version, original_path, dice_original_final, model_version, "
+                    "voxels, undone_in_version")
+
+
+def events_as_in_version(db_path, version: int, create_table: str, columns: str) -> sqlite3.Connection:
+    """An open connection to ``db_path`` whose events table is rebuilt as schema ``version``
+    built it (``create_table``: that migration's ``CREATE TABLE events_v<version>``, holding
+    ``columns``), committed: an older project, for a migration test to bring up to date."""
+    older = sqlite3.connect(db_path)
+    older.execute(create_table)
+    older.execute(f"INSERT INTO events_v{version} ({columns}) SELECT {columns} FROM events")
+    older.execute("DROP TABLE events")
+    older.execute(f"ALTER TABLE events_v{version} RENAME TO events")
+    older.execute(f"PRAGMA user_version = {version}")
+    older.commit()
+    return older
+
+
 def synthetic_labels(seed, shape=SHAPE, n_classes=3):
     return np.random.default_rng(seed).integers(0, n_classes, size=shape).astype(np.uint8)
 

@@ -4,7 +4,8 @@ With a screenshot path it plays a short scripted session first (two rounds: a st
 annotator submits the ground truth of the top suggestions, the model retrains, the pool
 is re-scored; then the first suggestion is opened), clicks the open item's largest structure
 a few times (Click + / Click −, where the simulated clicker would) and saves that picture
-(``-clicks``), then shows the heat map and saves one picture per tab of the widget, and exits. That is how the docs' pictures are made headless (``xvfb-run``).
+(``-clicks``), then shows the heat map and saves one picture per tab of the widget, and
+exits. That is how the docs' pictures are made headless (``xvfb-run``).
 """
 
 from __future__ import annotations
@@ -45,10 +46,7 @@ def run_demo_viewer(sample: str, *, screenshot: Path | None = None,
         return
     try:
         play_scripted_round(widget, train_steps)
-        # the click picture first: under Xvfb's software OpenGL, markers added after a
-        # screenshot draw black
-        play_scripted_clicks(widget)
-        Path(screenshot).parent.mkdir(parents=True, exist_ok=True)
+        play_scripted_clicks(widget)  # with the heat map off: the labels under the clicks are the picture
         save_window(viewer, widget, Path(screenshot), CLICKS_PICTURE)
         widget.controller.editor.set_heat_map(True)
         wait_until(lambda: not widget.controller.running_jobs)
@@ -100,17 +98,18 @@ def play_scripted_clicks(widget, clicks: int = DEMO_CLICKS) -> None:
     class_id = largest_structure(truth, on_item, item.class_id)
     if class_id is None:
         return
-    controller.editor.set_heat_map(False)  # the labels under the clicks, not the doubt, are the picture
+    controller.editor.set_heat_map(False)
     layer.selected_label = class_id
-    spacing = controller.session.project.case(item.case).spacing
+    record = controller.session.project.case(item.case)
     for _ in range(clicks):
-        click = next_click((np.asarray(layer.data) == class_id) & on_item, (truth == class_id) & on_item, spacing)
+        click = next_click((np.asarray(layer.data) == class_id) & on_item, (truth == class_id) & on_item,
+                           record.spacing)
         if click is None:
             break
         controller.clicking.set_mode(click.positive)
         controller.clicking.add_click(click.position, click.positive)
         wait_until(lambda: not controller.running_jobs)
-        record = controller.session.project.case(item.case)  # the slice of the click, to see it
+        # the slice of the click, to see it
         controller.viewer.dims.set_point(0, record.origin[0] + click.position[0] * record.spacing[0])
 
 
@@ -130,6 +129,7 @@ def save_window(viewer, widget, path: Path, suffix: str, tab: int = 1) -> Path:
     """The window with ``tab`` shown, as ``<path stem><suffix>.png``."""
     from qtpy.QtWidgets import QApplication
 
+    path.parent.mkdir(parents=True, exist_ok=True)
     viewer.window._qt_window.resize(*WINDOW_SIZE)
     widget.tabs.setCurrentIndex(tab)
     for _ in range(10):
@@ -141,7 +141,6 @@ def save_window(viewer, widget, path: Path, suffix: str, tab: int = 1) -> Path:
 
 def save_tab_screenshots(viewer, widget, path: Path) -> list[Path]:
     """One window picture per widget tab: ``out.png``, ``out-review.png``, ``out-effort.png``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
     written = [save_window(viewer, widget, path, suffix, tab) for tab, suffix in TAB_PICTURES.items()]
     widget.tabs.setCurrentIndex(1)
     return written
