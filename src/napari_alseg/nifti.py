@@ -446,19 +446,17 @@ def display_orientation(affine: np.ndarray) -> DisplayOrientation:
     """The radiological display of a volume whose voxel-to-world ``affine`` (nibabel's ``(i, j, k)``
     columns, RAS+ world) it is: rows (j) and columns (i) are the slice view's axes."""
     directions = affine_direction(affine)
-    row, column = directions[:, 1], directions[:, 0]
-    row_axis, column_axis = int(np.argmax(np.abs(row))), int(np.argmax(np.abs(column)))
-    row_plus = WORLD_LETTERS[row_axis][int(row[row_axis] > 0)]  # the letter rows grow towards
-    column_plus = WORLD_LETTERS[column_axis][int(column[column_axis] > 0)]
-    vertical = "up" if row_plus in ("S", "A") or (row_axis == 0 and row_plus == "R") else "down"
-    horizontal = "left" if column_plus in ("R", "A") or (column_axis == 2 and column_plus == "I") else "right"
-    row_minus = _opposite(row_plus)
-    column_minus = _opposite(column_plus)
+    row_plus, row_minus = _letters(directions[:, 1])  # the letters rows grow towards and from
+    column_plus, column_minus = _letters(directions[:, 0])
+    vertical = "up" if row_plus in ("S", "A", "R") else "down"
+    horizontal = "left" if column_plus in ("R", "A", "I") else "right"
     top, bottom = (row_plus, row_minus) if vertical == "up" else (row_minus, row_plus)
     left, right = (column_plus, column_minus) if horizontal == "left" else (column_minus, column_plus)
     return DisplayOrientation(vertical, horizontal, top, bottom, left, right)
 
 
-def _opposite(letter: str) -> str:
-    pair = next(pair for pair in WORLD_LETTERS if letter in pair)
-    return pair[1 - pair.index(letter)]
+def _letters(direction: np.ndarray) -> tuple[str, str]:
+    """The anatomical letters a voxel axis of world ``direction`` grows towards and comes from."""
+    axis = int(np.argmax(np.abs(direction)))
+    towards = int(direction[axis] > 0)
+    return WORLD_LETTERS[axis][towards], WORLD_LETTERS[axis][1 - towards]
