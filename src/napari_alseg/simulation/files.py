@@ -11,7 +11,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ..domain import TRACE_ANNOTATOR
+from ..domain import SIMULATED_ANNOTATORS, TRACE_ANNOTATOR
 from ..errors import AlsegError
 
 if TYPE_CHECKING:
@@ -63,6 +63,12 @@ class SimulationRun:
     correction_mode: bool
     test_fraction: float
     annotator: str = TRACE_ANNOTATOR
+
+
+def check_annotator(annotator: str) -> None:
+    """One-line AlsegError for a simulated annotator that does not exist."""
+    if annotator not in SIMULATED_ANNOTATORS:
+        raise AlsegError(f"unknown simulated annotator {annotator!r}; valid: {', '.join(SIMULATED_ANNOTATORS)}")
 
 
 class RoundsCsv:

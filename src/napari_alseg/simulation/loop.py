@@ -12,14 +12,14 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ..domain import CASE, NEED_QUALITY, SIMULATED_ANNOTATORS, TERM_PSEUDO_LABEL, TRACE_ANNOTATOR
+from ..domain import CASE, NEED_QUALITY, TERM_PSEUDO_LABEL, TRACE_ANNOTATOR
 from ..errors import AlsegError
 from ..session import Session
 from ..store import Project
 from ..strategies import Suggestion, get_strategy
 from .files import (
     ANNOTATOR, CONVERGENCE_TOLERANCE, FULL_DATA, REFERENCE_CSV, REFERENCE_MAX_FACTOR, ROUNDS_CSV, TEST_FRACTION,
-    Progress, ReferenceCsv, RoundsCsv, SimulationRun, check_settings, convergence_window, last_spread,
+    Progress, ReferenceCsv, RoundsCsv, SimulationRun, check_annotator, check_settings, convergence_window, last_spread,
 )
 from .measure import PoolTotals, columns_of, format_value, is_labelled, round_row
 from .oracle import Oracle
@@ -42,16 +42,15 @@ def simulate(dataset_dir: str | os.PathLike, out_dir: str | os.PathLike, *, stra
     for ``train_config``'s steps or seconds, the project plan's budget when it sets
     neither (seeded per run). ``correction_mode``: the oracle
     corrects the model's prediction instead of tracing from scratch, so the effort is the
-    boundary it changed. ``annotator``: :data:`~napari_alseg.domain.CLICK_ANNOTATOR` clicks each structure first
-    (the click oracle), so only the outline painted after the clicks is charged. ``full_data`` adds the reference run (trained to convergence,
-    ``reference.csv``). ``progress(row)`` gets
+    boundary it changed. ``annotator``: :data:`~napari_alseg.domain.CLICK_ANNOTATOR` clicks
+    each structure first (the click oracle), so only the outline painted after the clicks is
+    charged. ``full_data`` adds the reference run (trained to convergence, ``reference.csv``). ``progress(row)`` gets
     each row as written. A second call with the same ``out_dir`` resumes; changed
     settings (other than strategies, seeds and rounds) are refused.
     """
     for name in strategies:
         get_strategy(name)
-    if annotator not in SIMULATED_ANNOTATORS:
-        raise AlsegError(f"unknown simulated annotator {annotator!r}; valid: {', '.join(SIMULATED_ANNOTATORS)}")
+    check_annotator(annotator)
     if rounds < 1 or batch_size < 1 or initial_items < 1:
         raise AlsegError("rounds, batch_size and initial_items must each be at least 1")
     run = SimulationRun(Path(dataset_dir).absolute(), Path(out_dir).absolute(), rounds, batch_size, initial_items,

@@ -6,19 +6,19 @@ from dataclasses import replace
 
 import numpy as np
 
-from ..domain import CLICK_ANNOTATOR, CORRECTED, MANUAL, SIMULATED_ANNOTATORS, TRACE_ANNOTATOR, QueryItem
+from ..domain import CLICK_ANNOTATOR, CORRECTED, MANUAL, TRACE_ANNOTATOR, QueryItem
 from ..errors import AlsegError
 from ..session import Session
 from ..session.tools import ToolEdit
 from .clicker import click_until_good, item_region
+from .files import check_annotator
 
 
 class Oracle:
     """Answers a query item with its ground truth, through :meth:`Session.submit`."""
 
     def __init__(self, session: Session, correction_mode: bool, annotator: str = TRACE_ANNOTATOR) -> None:
-        if annotator not in SIMULATED_ANNOTATORS:
-            raise AlsegError(f"unknown simulated annotator {annotator!r}; valid: {', '.join(SIMULATED_ANNOTATORS)}")
+        check_annotator(annotator)
         self.session = session
         self.correction_mode = correction_mode
         self.annotator = annotator
