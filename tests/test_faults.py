@@ -373,7 +373,7 @@ def test_enospc_on_fsync_while_creating_a_project_leaves_nothing(tmp_path, monke
     monkeypatch.setattr(os, "fsync", fsync_full)
     with pytest.raises(StorageError) as excinfo:
         Project.create(tmp_path / "project", source)
-    assert "cannot write the project database (No space left on device)" in one_line(excinfo)
+    assert "cannot write the project database (disk full); nothing was created" in one_line(excinfo)
     monkeypatch.undo()
     assert sorted(p.name for p in (tmp_path / "project").iterdir()) in ([], ["project.lock"])
     Project.create(tmp_path / "project", source).close()
@@ -440,7 +440,7 @@ def test_disk_full_while_exporting_is_one_line(project_folder, tmp_path, monkeyp
         monkeypatch.setattr("napari_alseg.store.export.open", open_full, raising=False)
         with pytest.raises(StorageError) as excinfo:
             project.export(tmp_path / "out")
-        assert "provenance.csv: cannot write the export (No space left on device)" in one_line(excinfo)
+        assert "provenance.csv: cannot write the export (disk full)" in one_line(excinfo)
         assert not list((tmp_path / "out").glob(".*tmp*"))
     assert_work_kept(project_folder)
 

@@ -123,7 +123,7 @@ def test_a_failed_label_write_records_nothing(project_folder, monkeypatch):
     with Project.open(project_folder) as project:
         with monkeypatch.context() as patched:
             patched.setattr("napari_alseg.store.labels.save_volume", disk_full)
-            with pytest.raises(AlsegError, match="v0001.nii.gz: cannot write label file .No space"):
+            with pytest.raises(AlsegError, match="v0001.nii.gz: cannot write the label file .disk full"):
                 submit_slice(project)
         assert project.events() == [] and project.current_labels("case_000") is None
         submit_slice(project)

@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from .errors import AlsegError
+from .errors import AlsegError, storage_error
 
 
 def _read_umask() -> int:
@@ -33,7 +33,7 @@ def make_folder(folder: str | os.PathLike, what: str = "the folder") -> Path:
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise AlsegError(f"{folder}: cannot create {what} ({exc.strerror or exc})") from None
+        raise storage_error(folder, exc, f"create {what}", "nothing was changed") from None
     return folder
 
 
@@ -50,7 +50,7 @@ def claim_folder(folder: str | os.PathLike, what: str = "the folder") -> bool:
             raise AlsegError(f"{folder}: is a file, not a folder; it cannot be {what}") from None
         return False
     except OSError as exc:
-        raise AlsegError(f"{folder}: cannot create {what} ({exc.strerror or exc})") from None
+        raise storage_error(folder, exc, f"create {what}", "nothing was changed") from None
     return True
 
 

@@ -16,7 +16,7 @@ from pathlib import Path
 from . import __version__
 from .domain import (IMPORTED, LABELLING_KINDS, LABELS_AS, LABELS_AS_ANNOTATIONS, LABELS_AS_GROUND_TRUTH,
                      SIMULATED_ANNOTATORS, TRACE_ANNOTATOR)
-from .errors import AlsegError
+from .errors import AlsegError, disk_cause
 from .plan import DEFAULT_LEARNING_RATE
 
 DEMO_SAMPLES = ("tumour-cases", "brain-stack")
@@ -569,6 +569,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _reader_went_away()
     except AlsegError as exc:
         print(f"alseg: error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:  # a disk error no layer below put in words: still one line, never a traceback
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"alseg: error: {where}{disk_cause(exc)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("alseg: interrupted", file=sys.stderr)

@@ -4,6 +4,8 @@ Anything raised as :class:`AlsegError` is shown to the user as its one-line mess
 (CLI: printed to stderr, exit code 2; napari: a notification), never as a traceback.
 """
 
+import errno
+
 
 class AlsegError(Exception):
     """A user-facing problem: bad input file, bad argument, missing data."""
@@ -30,3 +32,27 @@ class BadCasesError(AlsegError):
     def __init__(self, message: str, skipped: tuple[tuple[str, str], ...] = ()) -> None:
         super().__init__(message)
         self.skipped = skipped
+
+
+_DISK_CAUSES = {  # errno name -> what the user reads (the numbers differ per platform)
+    "ENOSPC": "disk full", "EDQUOT": "disk quota exceeded", "EROFS": "read-only file system",
+    "EACCES": "permission denied", "EPERM": "permission denied", "EIO": "input/output error",
+}
+
+
+def disk_cause(exc: BaseException) -> str:
+    """The cause of a failed write in a few words: ``disk full``, ``read-only file system``,
+    ``permission denied``, else the system's own text."""
+    number = getattr(exc, "errno", None)
+    name = errno.errorcode.get(number, "") if isinstance(number, int) else ""
+    if name in _DISK_CAUSES:
+        return _DISK_CAUSES[name]
+    return getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
+
+
+def storage_error(path: object, exc: BaseException, what: str,
+                  outcome: str = "nothing was saved") -> StorageError:
+    """One line for a failed write: ``<path>: cannot <what> (disk full); <outcome>``."""
+    cause = disk_cause(exc)
+    advice = "; free some space and try again" if cause in ("disk full", "disk quota exceeded") else ""
+    return StorageError(f"{path}: cannot {what} ({cause}); {outcome}{advice}")

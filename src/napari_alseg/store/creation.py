@@ -9,7 +9,7 @@ from pathlib import Path
 
 from .. import __version__
 from ..atomic import atomic_path
-from ..errors import AlsegError, StorageError
+from ..errors import AlsegError, storage_error
 from .sqlite import connect, database_error
 from .ingest import ProjectPlan, affine_hash
 from .rows import now
@@ -40,8 +40,7 @@ def write_new_database(folder: Path, plan: ProjectPlan, annotator: str, seed: in
     except AlsegError:
         raise
     except OSError as exc:
-        raise StorageError(f"{final}: cannot write the project database "
-                           f"({exc.strerror or exc}); nothing was created") from None
+        raise storage_error(final, exc, "write the project database", "nothing was created") from None
 
 
 def _insert_plan(conn: sqlite3.Connection, plan: ProjectPlan, annotator: str, seed: int,

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Protocol
 
 from ..atomic import atomic_path, make_folder
-from ..errors import StorageError
+from ..errors import storage_error
 from .labels import LABEL_SUFFIX, write_label_volume
 from .records import CaseRecord, CheckpointRecord, ClassInfo, EventRecord, LabelSnapshot, WeakAnnotation
 
@@ -109,6 +109,5 @@ def _write_text(path: Path, text: str) -> Path:
             with open(temp, "w", encoding="utf-8", newline="") as handle:
                 handle.write(text)
     except OSError as exc:
-        raise StorageError(f"{path}: cannot write the export ({exc.strerror or exc}); "
-                           "the previous file, if any, is unchanged") from None
+        raise storage_error(path, exc, "write the export", "the previous file, if any, is unchanged") from None
     return path

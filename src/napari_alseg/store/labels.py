@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from ..atomic import fsync_folder
-from ..errors import AlsegError, StorageError
+from ..errors import AlsegError, storage_error
 from ..nifti import load_volume, save_volume
 from .records import CaseRecord, LabelledItem
 
@@ -185,8 +185,7 @@ def _save(path: Path, data: np.ndarray, affine: np.ndarray) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         save_volume(path, data, affine, is_label=True)
     except OSError as exc:
-        raise StorageError(f"{path}: cannot write label file ({exc.strerror or exc}); "
-                           "nothing was saved") from None
+        raise storage_error(path, exc, "write the label file") from None
 
 
 def to_source_orientation(data: np.ndarray, source_affine: np.ndarray) -> np.ndarray:

@@ -25,7 +25,7 @@ import os
 import time
 from pathlib import Path
 
-from ..errors import AlsegError
+from ..errors import AlsegError, disk_cause, storage_error
 
 LOCK_NAME = "project.lock"
 log = logging.getLogger(__name__)
@@ -52,7 +52,7 @@ class ProjectLock:
         except OSError as exc:
             if guard is not None:
                 _unlock_and_close(guard)
-            raise AlsegError(f"{path}: cannot create the project lock ({exc.strerror})") from None
+            raise storage_error(path, exc, "create the project lock", "nothing was changed") from None
         try:
             locked = _try_lock(fd)
         except OSError as exc:
@@ -68,11 +68,14 @@ class ProjectLock:
                 _unlock_and_close(guard)
             raise AlsegError(f"{folder}: project is already open {_describe(holder)}; "
                              "close it there first") from None
-        os.ftruncate(fd, 0)
-        _write_at_start(fd)
         lock = cls(path, fd)
         if guard is not None:
             lock._guards.append(guard)
+        try:
+            _write_holder(fd, path)
+        except BaseException:
+            lock.release()
+            raise
         return lock
 
     def guard(self, database: Path) -> None:
@@ -188,6 +191,20 @@ def _open_locked(database: Path, folder: Path, *, holder_file: Path) -> int | No
     where = _describe(holder) if holder is not None else (
         f"in another process (its {LOCK_NAME} was deleted, so its PID is unknown)")
     raise AlsegError(f"{folder}: project is already open {where}; close it there first")
+
+
+def _write_holder(fd: int, path: Path) -> None:
+    """Write this process's PID into the lock file, for the "already open" message of others.
+
+    Best effort: the ``flock`` is the lock, the PID only names its holder. On a full disk
+    (or a file that cannot be written) the project still opens, so it can be read, exported
+    elsewhere or have space freed in it; a second opener is refused without the PID.
+    """
+    try:
+        os.ftruncate(fd, 0)
+        _write_at_start(fd)
+    except OSError as exc:
+        log.info("%s: cannot write the holder's PID (%s); the lock is held without it", path, disk_cause(exc))
 
 
 def _write_at_start(fd: int) -> None:

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from ..domain import QueryItem
-from ..errors import AlsegError, DamagedProjectError
+from ..errors import AlsegError, DamagedProjectError, StorageError
 from .labels import remove_file
 from .records import CheckpointRecord, RoundRecord, ScoredItem
 from .rows import damaged_record, now, optional_int, row_id, stored_json
@@ -55,14 +55,25 @@ class RoundsMixin(ProjectState):
         if not path.is_file():
             raise AlsegError(f"{path}: checkpoint file not found; save it before recording it")
         stored = self._files.relative(path) if path.is_relative_to(self.folder) else str(path)
-        with self._write_lock, self._db.transaction("recording a checkpoint") as conn:
-            if conn.execute("SELECT 1 FROM checkpoints WHERE model_version = ?", (model_version,)).fetchone():
-                raise AlsegError(f"{self.folder}: model version {model_version!r} is already "
-                                 "recorded; give each checkpoint a new version")
-            return conn.execute(
-                "INSERT INTO checkpoints (model_version, path, round_id, created_at, metrics) "
-                "VALUES (?, ?, ?, ?, ?)", (model_version, stored, round_id, now(),
-                                           json.dumps(dict(metrics or {}), default=float))).lastrowid
+        try:
+            with self._write_lock, self._db.transaction("recording a checkpoint") as conn:
+                if conn.execute("SELECT 1 FROM checkpoints WHERE model_version = ?", (model_version,)).fetchone():
+                    raise AlsegError(f"{self.folder}: model version {model_version!r} is already "
+                                     "recorded; give each checkpoint a new version")
+                return conn.execute(
+                    "INSERT INTO checkpoints (model_version, path, round_id, created_at, metrics) "
+                    "VALUES (?, ?, ?, ?, ?)", (model_version, stored, round_id, now(),
+                                               json.dumps(dict(metrics or {}), default=float))).lastrowid
+        except StorageError:
+            self._discard_unrecorded_checkpoint(path, stored)
+            raise
+
+    def _discard_unrecorded_checkpoint(self, path: Path, stored: str) -> None:
+        """A checkpoint whose record could not be written (disk full) is unrecorded: remove it
+        now, as the next open would, so a full disk is not made fuller by a model nobody can use."""
+        if (path.parent == self.models_dir and _CHECKPOINT_NAME.match(path.name)
+                and self._db.row("SELECT 1 FROM checkpoints WHERE path = ?", (stored,)) is None):
+            remove_file(path)
 
     def checkpoints(self) -> list[CheckpointRecord]:
         """Recorded checkpoints, oldest first (the last one is the current model)."""
