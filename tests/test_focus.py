@@ -79,6 +79,28 @@ def test_the_heat_map_range_comes_from_the_cases_own_doubt():
     assert flat.high > flat.low == 0.0
 
 
+def test_the_heat_maps_legend_slice_and_profile_are_gos_rule_not_the_colours_peak():
+    """One focus rule: the legend and profile of a heat map name Go's slice; where the colours
+    peak elsewhere the legend says so and why, and where they agree it says nothing more."""
+    from napari_alseg._qt.uncertainty_profile import legend_text
+    from napari_alseg.session.focus import heat_map_scale
+
+    focus = focus_from_probabilities(blob_probabilities(centre_k=30, doubt_k=28))
+    assert int(np.argmax(focus.profile)) == focus.slice_index == 28
+    values = np.zeros(SHAPE)
+    values[10, 5:9, 5:9] = np.linspace(0.01, 0.02, 16).reshape(4, 4)  # the MC-dropout variance peaks far from the structure's doubt
+    scale = heat_map_scale(values, focus)
+    assert scale.peak_slice == 10 and scale.doubt_slice == 28
+    assert int(np.argmax(scale.shown_profile)) == 28
+    text = legend_text(scale)
+    assert "most doubt on slice 28" in text and "brightest on slice 10" in text and "Go weighs" in text
+    values[28, 28:32, 10:14] = np.linspace(0.1, 0.2, 16).reshape(4, 4)
+    agreeing = legend_text(heat_map_scale(values, focus))
+    assert "most doubt on slice 28" in agreeing and "brightest" not in agreeing
+    unfocused = legend_text(heat_map_scale(values))
+    assert "most doubt on slice 28" in unfocused and "no structure" in unfocused
+
+
 def test_the_body_is_where_some_channel_rises_above_its_floor():
     from napari_alseg.session.focus import background_outside, body_mask
 

@@ -235,8 +235,14 @@ def test_the_heat_map_reads_at_a_glance_range_legend_and_profile(widget, qtbot, 
     record = session.project.case(case)
     values = np.zeros(record.shape, np.float32)
     values[25:28, 10:18, 10:18] = np.linspace(0.002, 0.004, 64, dtype=np.float32).reshape(8, 8)
+    probabilities = np.zeros((session.project.n_classes, *record.shape), np.float32)
+    probabilities[0] = 1.0
+    probabilities[0, 25:28, 10:18, 10:18], probabilities[1, 25:28, 10:18, 10:18] = 0.4, 0.6
+    probabilities[0, 26, 10:18, 10:18], probabilities[1, 26, 10:18, 10:18] = 0.45, 0.55  # doubt peaks on 26
+    values[26, 10:18, 10:18] += 1e-5  # and so do the colours
     monkeypatch.setattr(Session, "model_version", property(lambda self: "v0001"))
     monkeypatch.setattr(session, "uncertainty_map", lambda name, **_: values)
+    monkeypatch.setattr(session, "predict_probabilities", lambda name, slice_index=None, **_: probabilities)
     widget.annotate_tab.heat_check.setChecked(True)
     qtbot.waitUntil(lambda: f"{case} · uncertainty" in viewer.layers and no_jobs(widget), timeout=60_000)
     layer = viewer.layers[f"{case} · uncertainty"]
@@ -244,11 +250,48 @@ def test_the_heat_map_reads_at_a_glance_range_legend_and_profile(widget, qtbot, 
     assert 0.0029 < low < 0.0031 < high <= 0.004 and layer.colorbar.visible  # the lesion's upper half
     profile = widget.annotate_tab.profile
     assert not profile.isHidden() and "probability²" in profile.legend.text()
-    assert profile.scale.peak_slice in (25, 26, 27) and "slice 2" in profile.legend.text()
+    assert profile.scale.peak_slice == 26 == profile.scale.focus.slice_index  # the colours and Go agree
+    assert "most doubt on slice 26" in profile.legend.text() and "brightest" not in profile.legend.text()
     profile._clicked(SimpleNamespace(xdata=26.2))
     assert viewer.dims.point[0] == pytest.approx(record.origin[0] + 26 * record.spacing[0])
     widget.annotate_tab.heat_check.setChecked(False)
     assert profile.isHidden() and f"{case} · uncertainty" not in viewer.layers
+
+
+def test_go_and_the_heat_maps_legend_and_profile_name_one_slice_or_say_why_not(widget, qtbot, monkeypatch):
+    """Go's slice is the legend's "most doubt" slice and the profile's peak (one rule, from the
+    prediction Go made); the colours, brightest elsewhere, are explained in the legend."""
+    from napari_alseg.session import Session
+
+    session, viewer = widget.controller.session, widget.viewer
+    case = widget.controller.suggestions[0].item.case
+    record = session.project.case(case)
+    probabilities = np.zeros((session.project.n_classes, *record.shape), np.float32)
+    probabilities[0] = 1.0
+    probabilities[0, 5:12, 8:16, 8:16], probabilities[2, 5:12, 8:16, 8:16] = 0.1, 0.9  # a structure
+    probabilities[0, 7, 8:16, 8:16], probabilities[2, 7, 8:16, 8:16] = 0.45, 0.55  # undecided on slice 7
+    values = np.zeros(record.shape, np.float32)
+    values[30, 20:24, 20:24] = np.linspace(0.005, 0.01, 16).reshape(4, 4)  # MC-dropout doubt brightest on slice 30
+    predictions = []
+
+    def predict(name, slice_index=None, **_):
+        predictions.append(name)
+        return probabilities
+
+    monkeypatch.setattr(Session, "model_version", property(lambda self: "v0001"))
+    monkeypatch.setattr(session, "predict_probabilities", predict)
+    monkeypatch.setattr(session, "uncertainty_map", lambda name, **_: values)
+    widget.annotate_tab.go_button.click()
+    qtbot.waitUntil(lambda: idle(widget), timeout=60_000)
+    went_to = int(viewer.dims.current_step[0])
+    assert went_to == 7 and "slice 7" in widget.status.text()
+    widget.annotate_tab.heat_check.setChecked(True)
+    profile = widget.annotate_tab.profile
+    qtbot.waitUntil(lambda: profile.scale is not None and no_jobs(widget), timeout=60_000)
+    legend = profile.legend.text()
+    assert f"most doubt on slice {went_to}" in legend and "brightest on slice 30" in legend
+    assert int(np.argmax(profile.scale.shown_profile)) == went_to
+    assert predictions == [case]  # the legend used Go's prediction, not a second one
 
 
 def test_closing_with_the_heat_map_shown_raises_nothing(widget, qtbot, monkeypatch):
@@ -260,6 +303,7 @@ def test_closing_with_the_heat_map_shown_raises_nothing(widget, qtbot, monkeypat
     values[5, 5, 5] = 1.0
     monkeypatch.setattr(Session, "model_version", property(lambda self: "v0001"))
     monkeypatch.setattr(session, "uncertainty_map", lambda name, **_: values)
+    monkeypatch.setattr(session, "focus", lambda name, probabilities=None: None)  # no structure predicted
     widget.annotate_tab.heat_check.setChecked(True)
     qtbot.waitUntil(lambda: widget.annotate_tab.profile.scale is not None and no_jobs(widget), timeout=60_000)
     raised = []

@@ -129,6 +129,9 @@ class ItemEditor:
         self.controller = controller
         self.editing: Editing | None = None
         self.heat_map_shown = False
+        # (model version, case) -> the case's Focus (or None): Go's, reused by the heat map's
+        # legend and profile so both name the slice Go went to (one rule, one prediction)
+        self.focuses: dict[tuple[str | None, str], Focus | None] = {}
 
     @property
     def session(self):
@@ -167,7 +170,8 @@ class ItemEditor:
             if locating:  # one prediction for both: where the work is, and the prefill
                 probabilities = session.predict_probabilities(item.case)
                 prediction = probabilities.argmax(axis=0).astype(dtype) if correcting else None
-                return prediction, session.focus(item.case, probabilities)
+                focus = self.focuses[(session.model_version, item.case)] = session.focus(item.case, probabilities)
+                return prediction, focus
             return session.predict_labels(item.case, item.slice_index), None
 
         controller.status.emit(f"Annotating {item_text(item, names)}; the model is predicting where the work is…")
@@ -200,6 +204,7 @@ class ItemEditor:
 
     def close(self) -> None:
         self.editing = None
+        self.focuses.clear()
 
     def submit(self) -> None:
         """Save the item through the session (durable before this returns), then go on."""
@@ -213,6 +218,7 @@ class ItemEditor:
             controller.error.emit(str(error))
             return
         editing.dirty = False
+        self.focuses = {key: focus for key, focus in self.focuses.items() if key[1] != editing.item.case}
         controller.tracing.last_submitted = editing.item
         controller.info.emit(f"Saved {item_text(editing.item, self.session.project.class_names)}")
         self.editing = None
@@ -277,12 +283,17 @@ class ItemEditor:
             return
 
         def compute(progress=None, should_stop=None):
-            return session.uncertainty_map(case)
+            values = session.uncertainty_map(case)
+            key = (session.model_version, case)  # Go's focus has usually arrived by now
+            focus = self.focuses[key] if key in self.focuses else session.focus(case)
+            self.focuses[key] = focus
+            return values, focus
 
-        def show(values) -> None:
+        def show(computed) -> None:
             if not self.heat_map_shown or self.editing is None or self.editing.item.case != case:
                 return  # hidden, or another case opened, while it was computed
-            scale = heat_map_scale(values)
+            values, focus = computed
+            scale = heat_map_scale(values, focus)
             show_heat_map(self.viewer, session, case, values, scale)
             self.viewer.layers.selection.active = self.editing.layer
             self.controller.heat_map_changed.emit(scale)

@@ -1,5 +1,9 @@
 """The heat map's legend and per-slice profile: where the doubt is along the case.
 
+The legend's slice and the profile follow the one rule Go follows
+(:func:`~napari_alseg.session.focus.focus_from_probabilities`, inside the body); where the
+colours peak elsewhere, the legend says so and why.
+
 Holds no state of its own beyond what it draws: the editor emits the shown case's
 :class:`~napari_alseg.session.focus.HeatMapScale`; a click on the profile moves the viewer to
 that slice, and the viewer's slice moves the marker.
@@ -17,9 +21,20 @@ PROFILE_MARGINS = {"left": 0.1, "right": 0.98, "top": 0.95, "bottom": 0.42}  # r
 
 
 def legend_text(scale) -> str:
+    """The colour range, then the slice with the most doubt by Go's rule (the one Go goes to and
+    the profile peaks on); where the colours are brightest elsewhere, why."""
     low = 0.0 if abs(scale.low) < 1e-3 * abs(scale.high) else scale.low  # 2.9e-34 reads as noise: it is 0
-    return (f"Heat map: {HEAT_MAP_UNITS}. Colours run {low:.3g} (dark) → {scale.high:.3g} "
-            f"(bright), this case's own range; most doubt on slice {scale.peak_slice}.")
+    text = (f"Heat map: {HEAT_MAP_UNITS}. Colours run {low:.3g} (dark) → {scale.high:.3g} "
+            f"(bright), this case's own range; ")
+    focus = getattr(scale, "focus", None)
+    if focus is None:
+        return text + (f"most doubt on slice {scale.peak_slice} (the model predicts no structure here, "
+                       "so Go has no slice of its own).")
+    text += f"most doubt on slice {focus.slice_index}, {focus.reason}: Go's slice, the profile's peak."
+    if scale.peak_slice != focus.slice_index:
+        text += (f" The colours are brightest on slice {scale.peak_slice}: they show MC-dropout variance "
+                 "anywhere in the body, while Go weighs the prediction over the structure it predicts.")
+    return text
 
 
 class UncertaintyProfile(QWidget):
@@ -35,7 +50,7 @@ class UncertaintyProfile(QWidget):
         layout.addWidget(self.legend)
         self.figure = Figure(figsize=(3.2, 1.1))  # fixed margins: tight_layout warned on every draw at this height
         self.canvas = FigureCanvasQTAgg(self.figure)
-        self.canvas.setToolTip("Mean uncertainty per slice; click to go to a slice")
+        self.canvas.setToolTip("Doubt per slice as Go weighs it (the legend says which); click to go to a slice")
         self.axes = self.figure.add_subplot()
         self.figure.subplots_adjust(**PROFILE_MARGINS)
         layout.addWidget(self.canvas)
@@ -57,8 +72,9 @@ class UncertaintyProfile(QWidget):
             self.legend.setText("")
             return
         self.legend.setText(legend_text(scale))
-        slices = np.arange(len(scale.profile))
-        axes.fill_between(slices, scale.profile, color="tab:orange", alpha=0.6, step="mid")
+        profile = scale.shown_profile  # Go's rule per slice where the model predicts structure
+        slices = np.arange(len(profile))
+        axes.fill_between(slices, profile, color="tab:orange", alpha=0.6, step="mid")
         axes.set_xlim(-0.5, len(slices) - 0.5)
         axes.set_xlabel("slice", fontsize=7)
         axes.set_ylabel("doubt", fontsize=7)
@@ -86,6 +102,6 @@ class UncertaintyProfile(QWidget):
         editing = self.controller.editor.editing
         if event.xdata is None or self.scale is None or editing is None or self.controller.session is None:
             return
-        k = int(np.clip(round(event.xdata), 0, len(self.scale.profile) - 1))
+        k = int(np.clip(round(event.xdata), 0, len(self.scale.shown_profile) - 1))
         record = self.controller.session.project.case(editing.item.case)
         self.controller.viewer.dims.set_point(0, record.origin[0] + k * record.spacing[0])

@@ -28,12 +28,14 @@ BOX_MARGIN_PX = 4  # context around the box, in pixels of the slice
 class Focus:
     """Slice ``slice_index`` of a case, the box ``bbox`` on it (half-open voxel bounds
     ``((k, k + 1), (j0, j1), (i0, i1))``), the class to select (None: no preference) and
-    ``reason``, the words for why (shown in the status line)."""
+    ``reason``, the words for why (shown in the status line). ``profile`` is what the rule
+    weighed on each slice, so the heat map's profile and legend show Go's own rule."""
 
     slice_index: int
     bbox: BBox
     class_id: int | None
     reason: str
+    profile: np.ndarray | None = None  # (k,) the rule's per-slice sum; its peak is ``slice_index``
 
 
 def focus_region(values: np.ndarray, *, fraction: float = BOX_FRACTION,
@@ -87,7 +89,7 @@ def focus_from_probabilities(probabilities: np.ndarray) -> Focus | None:
     (_, _), (j0, j1), (i0, i1) = bbox
     mass = probabilities[1:, k, j0:j1, i0:i1].sum(axis=(1, 2))
     class_id = int(np.argmax(mass)) + 1 if mass.max() > 0 else None
-    return Focus(k, bbox, class_id, reason)
+    return Focus(k, bbox, class_id, reason, np.clip(values, 0.0, None).sum(axis=(1, 2)))
 
 
 def body_mask(image: np.ndarray) -> np.ndarray:
@@ -123,15 +125,28 @@ HEAT_MAP_FLOOR_PERCENTILE = 50.0  # ... and starts at this one: the less doubtfu
 class HeatMapScale:
     """How to show one case's uncertainty ``(k, j, i)``: the colour range ``low``..``high``
     (the map's own units), the per-slice mean ``profile`` (k,) of what is shown (the values
-    clipped to it, less ``low``), and the slice ``peak_slice`` where that is highest."""
+    clipped to it, less ``low``), and the slice ``peak_slice`` where that is highest.
+    ``focus``: the case's :class:`Focus` by the rule Go follows (None: the model predicts no
+    structure), so the legend and profile name Go's slice, not a second rule's."""
 
     low: float
     high: float
     profile: np.ndarray
     peak_slice: int
+    focus: Focus | None = None
+
+    @property
+    def shown_profile(self) -> np.ndarray:
+        """The per-slice profile to draw: Go's rule where there is a focus, else the colours'."""
+        return self.focus.profile if self.focus is not None and self.focus.profile is not None else self.profile
+
+    @property
+    def doubt_slice(self) -> int:
+        """The slice the legend names as most doubtful: Go's where there is a focus."""
+        return self.focus.slice_index if self.focus is not None else self.peak_slice
 
 
-def heat_map_scale(values: np.ndarray) -> HeatMapScale:
+def heat_map_scale(values: np.ndarray, focus: Focus | None = None) -> HeatMapScale:
     """The colour range from the case's own doubt, not the whole volume's: a lesion a fraction
     of a percent of the volume would sit below a whole-volume percentile and saturate, or be
     lost in it. ``low`` and ``high`` are the :data:`HEAT_MAP_FLOOR_PERCENTILE` and
@@ -151,4 +166,4 @@ def heat_map_scale(values: np.ndarray) -> HeatMapScale:
         high = peak
     high = max(high, low + 1e-6)
     profile = (np.clip(finite, low, high) - low).mean(axis=(1, 2))  # what is shown: colour above `low`
-    return HeatMapScale(low, high, profile, int(np.argmax(profile)))
+    return HeatMapScale(low, high, profile, int(np.argmax(profile)), focus)
