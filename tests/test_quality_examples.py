@@ -56,8 +56,9 @@ def test_one_retrain_rates_every_unlabelled_case_and_says_on_how_many_examples(t
         session.rescore()
         assert session.n_quality_examples == expected
         rows = session.quality_rows()
-        assert sorted(item.case for item, _quality, _p in rows) == sorted(unlabelled)
-        assert all(quality in QUALITY_CLASS_NAMES and 0.0 <= p <= 1.0 for _item, quality, p in rows)
+        assert sorted(item.case for item, _estimate in rows) == sorted(unlabelled)
+        assert all(e.class_name in QUALITY_CLASS_NAMES and 0.0 <= e.low <= e.dice <= e.high <= 1.0
+                   for _item, e in rows)
         assert session.quality_basis == expected and session.quality_status == ""
         suggestion = session.suggest(1)[0]
         assert suggestion.terms[TERM_QUALITY_EXAMPLES] == expected
@@ -98,7 +99,7 @@ def test_a_slice_project_rates_its_slices(tmp_path, strategy):
         session.rescore()
         rows = session.quality_rows()
         assert rows and all(item.slice_index is not None and item.slice_index not in labelled
-                            and item.class_id is None for item, _q, _p in rows)
+                            and item.class_id is None for item, _estimate in rows)
         assert len(rows) == 10 - len(labelled) - len(held_out)
         assert session.quality_basis == session.n_quality_examples >= len(labelled)
 

@@ -130,7 +130,7 @@ def three_cases_last_labelled():
     return images, labels
 
 
-def test_validation_cases_give_quality_examples_and_quality_is_unknown_with_too_few(cpu):
+def test_validation_cases_give_quality_examples_and_few_examples_still_rate_and_say_so(cpu):
     images, labels = three_cases_last_labelled()
     pool = score_pool(ScoreRequest(tiny_net(3), None, images, labels, granularity="case", n_classes=3,
                                    needs={"model", "mc", "quality"}, mc_samples=2, validation={QueryItem("c2")},
@@ -140,8 +140,12 @@ def test_validation_cases_give_quality_examples_and_quality_is_unknown_with_too_
     _item, features, dice = pool.quality_examples[0]
     assert features.shape == (len(FEATURE_NAMES),) and 0.0 <= dice <= 1.0
     assert set(pool.quality_features) == set(pool.candidates)
-    assert all(math.isnan(pool.terms[item]["quality_class"]) for item in pool.candidates)
-    assert "1 rated prediction(s), at least 6 needed" in pool.quality_status and "quality" in pool.available()
+    for item in pool.candidates:  # rated from the one example: the soft Dice, barely calibrated
+        terms = pool.terms[item]
+        assert 0.0 <= terms["quality_dice_low"] <= terms["quality_dice"] <= terms["quality_dice_high"] <= 1.0
+        assert terms["quality_class"] in (0, 1, 2) and terms["quality_examples"] == 1
+    assert pool.quality_status == "" and "only 1 prediction(s)" in pool.quality_note
+    assert "quality" in pool.available()
 
 
 def test_the_round_rates_with_its_own_validation_examples_and_those_known_before(cpu):

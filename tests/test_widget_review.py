@@ -1,4 +1,4 @@
-"""The Review tab after one retrain: ratings, their probability and the examples they rest on."""
+"""The Review tab after one retrain: predicted Dice, its interval, the class and the examples they rest on."""
 
 import pytest
 
@@ -41,7 +41,10 @@ def test_review_shows_ratings_and_their_basis_after_the_first_retrain(widget, qt
     rated = sorted(table.item(row, 0).text() for row in range(table.rowCount()))
     assert rated == sorted(training[5:])
     assert all(table.item(row, 1).text() in QUALITY_CLASS_NAMES for row in range(table.rowCount()))
-    assert 0.0 <= float(table.item(0, 2).text()) <= 1.0
+    predicted = [float(table.item(row, 2).text()) for row in range(table.rowCount())]
+    assert all(0.0 <= d <= 1.0 for d in predicted) and predicted == sorted(predicted, reverse=True)
+    low, high = (float(x) for x in table.item(0, 3).text().split("–"))
+    assert low <= predicted[0] <= high
     n_examples = 5 + len(validation)
     assert f"Rated from {n_examples} predictions of known Dice" in tab.basis_label.text()
     assert tab.accept_button.isEnabled() and tab.edit_button.isEnabled()

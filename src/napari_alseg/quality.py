@@ -1,18 +1,20 @@
-"""Quality predictor: is a prediction Poor, Acceptable with adjustments, or Acceptable (METHODS A)?
+"""Quality predictor: how good is a prediction, in Dice, and which class is that (METHODS A)?
 
-Dice needs ground truth, so METHODS A estimates the quality class of a prediction from
-the image and the *soft* prediction. Here that is a fixed vector of hand-made features
+Dice needs ground truth, so METHODS A estimates the quality of a prediction from the image
+and the *soft* prediction. Here that is a fixed vector of hand-made features
 (:func:`quality_features`: confidence, entropy, MC-dropout variance, shape and intensity
-of the predicted region) and a small scikit-learn classifier, calibrated with
-``CalibratedClassifierCV``. Classes follow the paper's Dice bands (configurable):
-Poor ``< 0.6`` (segment from scratch), Adjust ``0.6–0.8`` (check and edit), Acceptable
-``> 0.8`` (accept as pseudo-label). scikit-learn is imported only when fitting.
+of the predicted region). :class:`QualityPredictor` predicts the Dice itself, with an
+:data:`INTERVAL` interval, and derives the class from it with the paper's Dice bands
+(configurable): Poor ``< 0.6`` (segment from scratch), Adjust ``0.6–0.8`` (check and edit),
+Acceptable ``> 0.8`` (accept as pseudo-label). Because the rating is a number read from
+each prediction, items rank even when every example so far was Poor.
 
-With fewer than :data:`MIN_FIT_CASES` examples the predictor stays unfitted and answers
-NaN probabilities: quality is *unknown*, and the quality-threshold strategy falls back to
-MC-dropout ranking instead of trusting a guess. With enough examples of one class only
-(a first round's model is often Poor everywhere) it answers that class's base rate by the
-rule of succession, and says so in :attr:`QualityPredictor.note`.
+Its starting point is the model's own soft Dice (:data:`PRIOR_FEATURE`), which needs no
+example; predictions of known Dice (validation, out-of-fold, corrections) calibrate it,
+and once there are :data:`MIN_FEATURE_CASES` of them the other features may join (only
+where they lower the leave-one-out error). Below :data:`MIN_FIT_CASES` examples the
+ratings stay close to the soft Dice, with wide intervals, and :attr:`QualityPredictor.note`
+says so.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from statistics import NormalDist
 
 import numpy as np
 from scipy import ndimage
@@ -30,10 +33,20 @@ from .metrics import dice_per_class, mean_dice
 from .uncertainty import entropy_map, top_fraction_mean
 
 POOR, ADJUST, ACCEPTABLE = 0, 1, 2
-MIN_FIT_CASES = 6
-MODELS = ("boosting", "logistic")
+MIN_FIT_CASES = 6  # below this many examples a note says the ratings are barely calibrated
+MIN_FEATURE_CASES = 20  # from this many examples the other features may join the soft Dice
+MODELS = ("auto", "prior")  # auto: features join where leave-one-out says they help; prior: soft Dice only
+INTERVAL = 0.8  # the stated interval: 10th to 90th percentile of the predicted Dice
+PRIOR_FEATURE = "mean_soft_dice"
+PRIOR_SPREAD = 0.25  # assumed sd of true Dice about an uncalibrated soft Dice (wide on purpose)
+PRIOR_WEIGHT = 3.0  # how many examples that assumed spread counts as
+IDENTITY_POINTS = (0.3, 0.9)  # pseudo-examples "Dice = soft Dice" that hold the calibration near the identity
+IDENTITY_WEIGHT = 1.0  # ... each worth one example
+SLOPE_RANGE = (0.1, 2.0)  # the calibration's slope: never inverts or flattens the model's own ranking
+RIDGE_PENALTIES = (3.0, 30.0, 300.0)  # tried for the feature terms (standardised)
+HUBER_K, HUBER_FLOOR, HUBER_ITERATIONS = 1.345, 0.02, 3
 SAVE_FORMAT = "napari-alseg-quality"
-SAVE_VERSION = 1
+SAVE_VERSION = 2
 FEATURE_NAMES = (
     "log_foreground_voxels",
     "log_soft_to_hard_volume",
@@ -56,6 +69,8 @@ FEATURE_NAMES = (
     "contrast_to_surround",
 )
 _LOG_FLOOR = 1e-12
+PRIOR_INDEX = FEATURE_NAMES.index(PRIOR_FEATURE)
+_OTHER = [i for i in range(len(FEATURE_NAMES)) if i != PRIOR_INDEX]
 
 
 @dataclass(frozen=True)
@@ -135,74 +150,127 @@ def prediction_dice(probs: np.ndarray, labels: np.ndarray, n_classes: int, *, wh
     return 1.0 if np.isnan(score) else score
 
 
-class QualityPredictor:
-    """Calibrated 3-class classifier of prediction quality from :func:`quality_features`.
+@dataclass(frozen=True)
+class QualityEstimate:
+    """One prediction's rating: its expected Dice ``dice`` with the :data:`INTERVAL` interval
+    ``[low, high]`` (all in [0, 1]) and the quality class of ``dice`` (POOR / ADJUST / ACCEPTABLE)."""
 
-    ``model``: ``"boosting"`` (gradient boosting, the default) or ``"logistic"``
-    (standardised logistic regression), each wrapped in ``CalibratedClassifierCV``
-    (sigmoid) when every class has at least two examples. ``benchmarks/bench_quality.py``
-    compares them (3 seeds): equal accuracy (0.89-0.94), boosting with the better recall
-    of the middle class, Adjust (0.84-0.85 vs 0.77-0.85), whose errors become unchecked
-    pseudo-labels; with few examples and many uninformative features logistic
-    regression rarely predicts Adjust (tests/test_quality.py).
+    dice: float
+    low: float
+    high: float
+    quality_class: int
+
+    @property
+    def class_name(self) -> str:
+        return CLASS_NAMES[self.quality_class]
+
+
+class QualityPredictor:
+    """Predicts the Dice of a prediction with an interval, and derives its quality class.
+
+    The starting point is the model's own soft Dice (feature :data:`PRIOR_FEATURE`: the
+    Dice it would reach were its probabilities calibrated). Predictions of known Dice
+    calibrate it: a robust (Huber-weighted) line ``Dice ≈ a + b · soft Dice`` held towards
+    the identity by :data:`IDENTITY_WEIGHT` pseudo-examples on the diagonal, its slope kept in
+    :data:`SLOPE_RANGE` (a calibration never inverts or flattens the model's own ranking).
+    From :data:`MIN_FEATURE_CASES` examples on (``model="auto"``) a ridge term on the other
+    standardised features joins the line, if and only if it lowers the leave-one-out error.
+    The spread of true Dice about the line, its leave-one-out residuals pooled with
+    :data:`PRIOR_SPREAD` (worth :data:`PRIOR_WEIGHT` examples), gives the interval, so with
+    no example at all the rating is the soft Dice itself with a wide interval (and
+    :attr:`note` says so). ``model="prior"``: the calibrated line only. No scikit-learn.
     """
 
-    def __init__(self, thresholds: QualityThresholds = QualityThresholds(), model: str = "boosting",
+    def __init__(self, thresholds: QualityThresholds = QualityThresholds(), model: str = "auto",
                  seed: int = 0) -> None:
         if model not in MODELS:
             raise AlsegError(f"unknown quality model {model!r}; choose from {MODELS}")
         self.thresholds = thresholds
         self.model = model
-        self.seed = seed
-        self.estimator = None
-        self.reason = "not fitted yet"
-        self.n_examples = 0  # the rated predictions the last fit rested on
-        self.note = ""  # a caveat on the ratings ("" when read from each prediction's features)
+        self.seed = seed  # kept for callers; the fit is deterministic
+        self.fit(np.zeros((0, len(FEATURE_NAMES))), np.zeros(0))
 
     @property
     def fitted(self) -> bool:
-        return self.estimator is not None
+        """Always: with no example the predictor answers the uncalibrated prior."""
+        return True
+
+    @property
+    def uses_features(self) -> bool:
+        """Whether features beyond the soft Dice entered the fit (chosen by leave-one-out)."""
+        return self.penalty is not None
 
     def fit(self, features: np.ndarray, dice: np.ndarray) -> QualityPredictor:
-        """Fit on ``(N, F)`` features and the ``(N,)`` true Dice of those predictions.
-
-        Too few examples or a single quality class leave it unfitted (see :attr:`reason`).
-        """
+        """Fit on ``(N, F)`` features and the ``(N,)`` true Dice of those predictions (any N >= 0)."""
         features, dice = _checked_examples(features, dice)
-        classes = self.thresholds.classify(dice)
-        present = np.unique(classes)
-        self.estimator = None
-        self.n_examples = len(dice)
-        self.note = ""
-        if len(dice) < MIN_FIT_CASES:
-            self.reason = f"quality unknown: {len(dice)} rated prediction(s), at least {MIN_FIT_CASES} needed"
-        elif present.size < 2:
-            # nothing to tell the classes apart by: every candidate gets the examples' base rate
-            self.estimator = _BaseRate(classes)
-            self.reason = ""
-            self.note = (f"all {len(dice)} rated predictions were {CLASS_NAMES[present[0]]}: every rating is "
-                         "that base rate (rule of succession), not read from the prediction itself")
-        else:
-            smallest_class = int(np.bincount(classes)[present].min())
-            self.estimator = _estimator(self.model, self.seed, smallest_class).fit(features, classes)
-            self.reason = ""
+        n = len(dice)
+        self.n_examples = n
+        self.reason = ""  # ratings are always available; kept for callers that show why not
+        self.z_mean = features[:, _OTHER].mean(axis=0) if n else np.zeros(len(_OTHER))
+        self.z_std = np.maximum(features[:, _OTHER].std(axis=0), 1e-6) if n else np.ones(len(_OTHER))
+        design = self._design(features, with_features=False)
+        self.penalty = None
+        self.theta = _robust_fit(design, dice, None)
+        residuals = _loo_residuals(design, dice, None)
+        if self.model == "auto" and n >= MIN_FEATURE_CASES:
+            full = self._design(features, with_features=True)
+            best = float(np.mean(residuals ** 2))
+            for penalty in RIDGE_PENALTIES:
+                candidate = _loo_residuals(full, dice, penalty)
+                if float(np.mean(candidate ** 2)) < best:
+                    best, residuals, self.penalty = float(np.mean(candidate ** 2)), candidate, penalty
+            if self.penalty is not None:
+                self.theta = _robust_fit(full, dice, self.penalty)
+        self.sigma = float(np.sqrt((PRIOR_WEIGHT * PRIOR_SPREAD ** 2 + float(np.sum(residuals ** 2)))
+                                   / (PRIOR_WEIGHT + n)))
+        self.note = self._note()
         return self
 
-    def predict_proba(self, features: np.ndarray) -> np.ndarray:
-        """``(N, 3)`` probabilities of Poor, Adjust, Acceptable; NaN rows when unfitted."""
+    def _design(self, features: np.ndarray, *, with_features: bool) -> np.ndarray:
+        columns = [np.ones(len(features)), features[:, PRIOR_INDEX]]
+        design = np.column_stack(columns)
+        if with_features:
+            design = np.column_stack([design, (features[:, _OTHER] - self.z_mean) / self.z_std])
+        return design
+
+    def _note(self) -> str:
+        half = NormalDist().inv_cdf(0.5 + INTERVAL / 2) * self.sigma
+        if self.n_examples == 0:
+            return (f"uncalibrated: no prediction of known Dice yet, so each rating is the model's own soft "
+                    f"Dice (the Dice it would reach were its probabilities calibrated), ±{half:.2f} for "
+                    f"{INTERVAL:.0%}")
+        if self.n_examples < MIN_FIT_CASES:
+            return (f"calibrated on only {self.n_examples} prediction(s) of known Dice: held near the model's "
+                    f"own soft Dice, ±{half:.2f} for {INTERVAL:.0%}")
+        return ""
+
+    def predict_dice(self, features: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``(dice, low, high)``, each ``(N,)`` in [0, 1]: the expected Dice and its
+        :data:`INTERVAL` interval."""
         features = _checked_features(features)
-        probabilities = np.full((len(features), 3), np.nan)
-        if self.estimator is None or not len(features):
-            return probabilities
-        probabilities[:] = 0.0
-        probabilities[:, self.estimator.classes_] = self.estimator.predict_proba(features)
-        return probabilities
+        mean = self._design(features, with_features=self.uses_features) @ self.theta
+        half = NormalDist().inv_cdf(0.5 + INTERVAL / 2) * self.sigma
+        return np.clip(mean, 0.0, 1.0), np.clip(mean - half, 0.0, 1.0), np.clip(mean + half, 0.0, 1.0)
+
+    def estimate(self, features: np.ndarray) -> list[QualityEstimate]:
+        """One :class:`QualityEstimate` per row of ``(N, F)`` features."""
+        dice, low, high = self.predict_dice(features)
+        classes = self.thresholds.classify(dice)
+        return [QualityEstimate(float(d), float(lo), float(hi), int(c)) for d, lo, hi, c in zip(dice, low, high, classes)]
+
+    def predict_proba(self, features: np.ndarray) -> np.ndarray:
+        """``(N, 3)`` probabilities of Poor, Adjust, Acceptable: the Dice bands' shares of a normal
+        of the predicted Dice and the residual spread."""
+        features = _checked_features(features)
+        mean = self._design(features, with_features=self.uses_features) @ self.theta
+        below_poor = np.array([NormalDist(m, self.sigma).cdf(self.thresholds.poor) for m in mean])
+        below_acceptable = np.array([NormalDist(m, self.sigma).cdf(self.thresholds.acceptable) for m in mean])
+        probabilities = np.column_stack([below_poor, below_acceptable - below_poor, 1.0 - below_acceptable])
+        return probabilities.reshape(len(features), 3)
 
     def predict(self, features: np.ndarray) -> np.ndarray:
-        """Most probable class per row, -1 when unknown."""
-        probabilities = self.predict_proba(features)
-        known = ~np.isnan(probabilities).any(axis=1)
-        return np.where(known, np.nan_to_num(probabilities).argmax(axis=1), -1)
+        """The quality class of each row's predicted Dice."""
+        return self.thresholds.classify(self.predict_dice(features)[0])
 
     def save(self, path: str | os.PathLike) -> Path:
         """Write with joblib (a pickle: load only files from your own project folder)."""
@@ -213,29 +281,39 @@ class QualityPredictor:
         joblib.dump({
             "format": SAVE_FORMAT, "version": SAVE_VERSION, "feature_names": FEATURE_NAMES,
             "poor": self.thresholds.poor, "acceptable": self.thresholds.acceptable,
-            "model": self.model, "seed": self.seed, "estimator": self.estimator, "reason": self.reason,
+            "model": self.model, "seed": self.seed, "theta": self.theta, "penalty": self.penalty,
+            "sigma": self.sigma, "z_mean": self.z_mean, "z_std": self.z_std,
             "n_examples": self.n_examples, "note": self.note,
         }, path)
         return path
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> QualityPredictor:
-        """Inverse of :meth:`save`; rejects files of another format or feature set."""
+        """Inverse of :meth:`save`; refuses files of another format or feature set, and version 1
+        files (a classifier of the class alone: refit it from the project's examples)."""
         import joblib
 
         path = Path(path)
         try:
             state = joblib.load(path)
-        except (OSError, EOFError, ValueError, KeyError) as error:
+        except (OSError, EOFError, ValueError, KeyError, AttributeError, ImportError) as error:
             raise AlsegError(f"{path.name}: not a readable quality model: {error}") from None
         if not isinstance(state, dict) or state.get("format") != SAVE_FORMAT:
             raise AlsegError(f"{path.name}: not a napari-alseg quality model")
+        if state.get("version") == 1:
+            raise AlsegError(f"{path.name}: a version 1 quality model (a classifier that predicts the class "
+                             "only); this version predicts the Dice itself: refit it from the project's "
+                             "examples (a retrain does)")
         if state.get("version") != SAVE_VERSION or tuple(state.get("feature_names", ())) != FEATURE_NAMES:
             raise AlsegError(f"{path.name}: quality model from another version; refit it")
         predictor = cls(QualityThresholds(state["poor"], state["acceptable"]), state["model"], state["seed"])
-        predictor.estimator, predictor.reason = state["estimator"], state["reason"]
-        predictor.n_examples = int(state.get("n_examples", 0))
-        predictor.note = str(state.get("note", ""))
+        predictor.theta = np.asarray(state["theta"], dtype=float)
+        predictor.penalty = state["penalty"]
+        predictor.sigma = float(state["sigma"])
+        predictor.z_mean = np.asarray(state["z_mean"], dtype=float)
+        predictor.z_std = np.asarray(state["z_std"], dtype=float)
+        predictor.n_examples = int(state["n_examples"])
+        predictor.note = str(state["note"])
         return predictor
 
 
@@ -243,47 +321,63 @@ class QualityPredictor:
 class QualityReport:
     """Cross-validated performance. ``confusion[true, predicted]`` counts (3×3);
     ``auc`` one-vs-rest per class (NaN when a class is absent); ``poor_as_acceptable``:
-    the costly error, the share of truly Poor predictions classed Acceptable."""
+    the costly error, the share of truly Poor predictions classed Acceptable; ``spearman``:
+    rank correlation of predicted and true Dice (NaN when not given or constant)."""
 
     confusion: np.ndarray
     accuracy: float
     auc: tuple[float, float, float]
     poor_as_acceptable: float
     n_examples: int
+    spearman: float = float("nan")
 
 
 def cross_validate(features: np.ndarray, dice: np.ndarray, *, thresholds: QualityThresholds = QualityThresholds(),
-                   model: str = "boosting", folds: int = 5, seed: int = 0,
+                   model: str = "auto", folds: int = 5, seed: int = 0,
                    groups: np.ndarray | None = None) -> QualityReport:
     """Out-of-fold predictions of :class:`QualityPredictor` and their :class:`QualityReport`.
 
     ``groups`` (e.g. the case of each example) keeps all examples of a group in one fold,
-    so a case seen in training never rates itself. Folds whose training part cannot be
-    fitted leave their rows unknown; those count as errors.
+    so a case seen in training never rates itself.
     """
-    from sklearn.model_selection import GroupKFold, StratifiedKFold
+    from sklearn.model_selection import GroupKFold, KFold
 
     features, dice = _checked_examples(features, dice)
-    classes = thresholds.classify(dice)
     if groups is None:
-        splitter = StratifiedKFold(folds, shuffle=True, random_state=seed)
-        splits = splitter.split(features, classes)
+        splits = KFold(folds, shuffle=True, random_state=seed).split(features)
     else:
-        splits = GroupKFold(folds).split(features, classes, groups)
+        splits = GroupKFold(folds).split(features, dice, groups)
     probabilities = np.full((len(dice), 3), np.nan)
+    predicted = np.full(len(dice), np.nan)
     for train, test in splits:
         predictor = QualityPredictor(thresholds, model, seed).fit(features[train], dice[train])
         probabilities[test] = predictor.predict_proba(features[test])
-    return quality_report(classes, probabilities)
+        predicted[test] = predictor.predict_dice(features[test])[0]
+    return quality_report(thresholds.classify(dice), probabilities, dice=dice, predicted_dice=predicted,
+                          thresholds=thresholds)
 
 
-def quality_report(classes: np.ndarray, probabilities: np.ndarray) -> QualityReport:
-    """:class:`QualityReport` of true ``classes`` ``(N,)`` and predicted ``(N, 3)`` probabilities."""
+def quality_report(classes: np.ndarray, probabilities: np.ndarray, *, dice: np.ndarray | None = None,
+                   predicted_dice: np.ndarray | None = None,
+                   thresholds: QualityThresholds = QualityThresholds()) -> QualityReport:
+    """:class:`QualityReport` of true ``classes`` ``(N,)`` and predicted ``(N, 3)`` probabilities.
+
+    With ``predicted_dice`` the predicted class is its band (as the predictor answers), else the
+    most probable class; with ``dice`` too (the true Dice) the Spearman correlation of the two.
+    Rows with NaN probabilities are unknown and count as errors.
+    """
+    from scipy.stats import spearmanr
     from sklearn.metrics import roc_auc_score
 
     classes = np.asarray(classes, dtype=int)
+    probabilities = np.asarray(probabilities, dtype=float)
     known = ~np.isnan(probabilities).any(axis=1)
-    predicted = np.where(known, np.nan_to_num(probabilities).argmax(axis=1), -1)
+    if predicted_dice is not None:
+        predicted_dice = np.asarray(predicted_dice, dtype=float)
+        known &= np.isfinite(predicted_dice)
+        predicted = np.where(known, thresholds.classify(np.nan_to_num(predicted_dice)), -1)
+    else:
+        predicted = np.where(known, np.nan_to_num(probabilities).argmax(axis=1), -1)
     confusion = np.zeros((3, 3), dtype=int)
     for true, guess in zip(classes[known], predicted[known]):
         confusion[true, guess] += 1
@@ -296,39 +390,71 @@ def quality_report(classes: np.ndarray, probabilities: np.ndarray) -> QualityRep
             auc.append(float(roc_auc_score(positives, probabilities[known, quality_class])))
     n_poor = int((classes == POOR).sum())
     poor_as_acceptable = float(confusion[POOR, ACCEPTABLE] / n_poor) if n_poor else float("nan")
+    spearman = float("nan")
+    if dice is not None and predicted_dice is not None and known.sum() >= 3:
+        truth, guess = np.asarray(dice, dtype=float)[known], predicted_dice[known]
+        if np.ptp(truth) > 0 and np.ptp(guess) > 0:
+            spearman = float(spearmanr(truth, guess).statistic)
     return QualityReport(confusion, float((predicted == classes).mean()), tuple(auc), poor_as_acceptable,
-                         len(classes))
+                         len(classes), spearman)
 
 
-class _BaseRate:
-    """Rates every prediction alike when the examples hold one quality class only: Laplace's
-    rule of succession over the 3 classes, ``(n_c + 1) / (n + 3)`` (7 Poor examples: Poor 0.8)."""
+def _robust_fit(design: np.ndarray, dice: np.ndarray, penalty: float | None) -> np.ndarray:
+    """Coefficients of ``dice ≈ design @ θ`` (columns: 1, soft Dice, then standardised features):
+    Huber-weighted least squares (a few reweightings) with :data:`IDENTITY_WEIGHT` pseudo-examples
+    on the diagonal and ridge ``penalty`` on the feature terms; the slope is kept in
+    :data:`SLOPE_RANGE`."""
+    weights = np.ones(len(dice))
+    theta = _solve(design, dice, weights, penalty)
+    for _ in range(HUBER_ITERATIONS):
+        residuals = dice - design @ theta
+        if len(residuals) < 3:
+            break
+        scale = max(float(np.median(np.abs(residuals - np.median(residuals)))) / 0.6745, HUBER_FLOOR)
+        weights = np.minimum(1.0, HUBER_K * scale / np.maximum(np.abs(residuals), 1e-12))
+        theta = _solve(design, dice, weights, penalty)
+    return theta
 
-    def __init__(self, classes: np.ndarray) -> None:
-        counts = np.bincount(np.asarray(classes, dtype=int), minlength=3)[:3]
-        self.classes_ = np.arange(3)
-        self.probabilities = (counts + 1.0) / (counts.sum() + 3.0)
 
-    def predict_proba(self, features: np.ndarray) -> np.ndarray:
-        return np.tile(self.probabilities, (len(features), 1))
+def _solve(design: np.ndarray, dice: np.ndarray, weights: np.ndarray, penalty: float | None) -> np.ndarray:
+    width = design.shape[1]
+    pseudo = np.zeros((len(IDENTITY_POINTS), width))
+    pseudo[:, 0], pseudo[:, 1] = 1.0, IDENTITY_POINTS
+    rows = np.vstack([design, pseudo])
+    target = np.concatenate([dice, IDENTITY_POINTS])
+    w = np.concatenate([weights, np.full(len(IDENTITY_POINTS), IDENTITY_WEIGHT)])
+    ridge = np.zeros((width, width))
+    if penalty is not None:
+        ridge[2:, 2:] = penalty * np.eye(width - 2)
+    theta = np.linalg.solve(rows.T @ (w[:, None] * rows) + ridge + 1e-9 * np.eye(width), rows.T @ (w * target))
+    low, high = SLOPE_RANGE
+    if not low <= theta[1] <= high:  # fix the slope at its bound, refit the rest
+        slope = float(np.clip(theta[1], low, high))
+        rest = np.delete(rows, 1, axis=1)
+        ridge_rest = np.delete(np.delete(ridge, 1, axis=0), 1, axis=1)
+        others = np.linalg.solve(rest.T @ (w[:, None] * rest) + ridge_rest + 1e-9 * np.eye(width - 1),
+                                 rest.T @ (w * (target - slope * rows[:, 1])))
+        theta = np.insert(others, 1, slope)
+    return theta
 
 
-def _estimator(model: str, seed: int, smallest_class: int):
-    """The classifier, calibrated (sigmoid, up to 3 folds) when every class has 2+ examples."""
-    from sklearn.calibration import CalibratedClassifierCV
-    from sklearn.ensemble import GradientBoostingClassifier
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
+def _loo_residuals(design: np.ndarray, dice: np.ndarray, penalty: float | None) -> np.ndarray:
+    """Each example's residual under the fit to all the others (what a new item will see)."""
+    residuals = np.empty(len(dice))
+    keep = np.ones(len(dice), bool)
+    for i in range(len(dice)):
+        keep[i] = False
+        residuals[i] = dice[i] - design[i] @ _robust_fit(design[keep], dice[keep], penalty)
+        keep[i] = True
+    return residuals
 
-    if model == "logistic":
-        base = make_pipeline(StandardScaler(), LogisticRegression(C=1.0, max_iter=2000))
-    else:
-        base = GradientBoostingClassifier(n_estimators=100, max_depth=2, learning_rate=0.1,
-                                          subsample=0.8, random_state=seed)
-    if smallest_class < 2:
-        return base
-    return CalibratedClassifierCV(base, method="sigmoid", cv=min(3, smallest_class))
+
+def class_quality_features(image: np.ndarray, probs: np.ndarray, variance: np.ndarray, class_id: int) -> np.ndarray:
+    """:func:`quality_features` of class ``class_id`` alone (an ROI: one class on a slice), as
+    the two-class prediction ``(1 - p_c, p_c)``; its Dice target is that class's Dice."""
+    probs, variance = np.asarray(probs, dtype=np.float32), np.asarray(variance, dtype=np.float32)
+    binary = np.stack([1.0 - probs[class_id], probs[class_id]])
+    return quality_features(image, binary, np.stack([variance[class_id], variance[class_id]]))
 
 
 def _checked_features(features: np.ndarray) -> np.ndarray:

@@ -61,12 +61,16 @@ def quality_text(terms) -> str:
 
 
 def quality_detail(terms) -> str:
-    """`` (p 0.72, from 9 rated predictions)``: the rating's probability and what it rests on."""
-    probability = terms.get(domain.TERM_QUALITY_PROB, float("nan"))
+    """`` (Dice 0.72, 0.55–0.88, from 9 rated predictions)``: the predicted Dice, its 80 % interval
+    and what it rests on."""
+    dice = terms.get(domain.TERM_QUALITY_DICE, float("nan"))
+    low = terms.get(domain.TERM_QUALITY_DICE_LOW, float("nan"))
+    high = terms.get(domain.TERM_QUALITY_DICE_HIGH, float("nan"))
     n_examples = terms.get(domain.TERM_QUALITY_EXAMPLES, float("nan"))
     parts = []
-    if np.isfinite(probability):
-        parts.append(f"p {probability:.2f}")
+    if np.isfinite(dice):
+        interval = f", 80 % {low:.2f}–{high:.2f}" if np.isfinite(low) and np.isfinite(high) else ""
+        parts.append(f"Dice {dice:.2f}{interval}")
     if np.isfinite(n_examples):
         parts.append(f"from {int(n_examples)} rated prediction{'s' if int(n_examples) != 1 else ''}")
     return f" ({', '.join(parts)})" if parts else ""

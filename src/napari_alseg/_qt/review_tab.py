@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from qtpy.QtCore import Qt
 from qtpy.QtWidgets import QHBoxLayout, QLabel, QPushButton, QVBoxLayout, QWidget
 
 from ..domain import CASE, QueryItem
@@ -11,6 +12,8 @@ from .settings import CORRECT
 from .tables import fill_table, make_table, selected_key
 
 BANDS = "Poor (Dice < 0.6), Acceptable with adjustments (0.6–0.8), Acceptable (> 0.8)"
+HOW = ("Each rating is the Dice the prediction is expected to reach, with its 80 % interval (the "
+       "quality class is the band of that Dice), best first.")
 
 
 class ReviewTab(QWidget):
@@ -18,13 +21,14 @@ class ReviewTab(QWidget):
         super().__init__()
         self.controller = controller
         layout = QVBoxLayout(self)
-        self.note = QLabel(f"Predicted quality of each unlabelled case's segmentation: {BANDS}.")
+        self.note = QLabel(f"Predicted quality of each unlabelled case's segmentation: {BANDS}. {HOW}")
         self.note.setWordWrap(True)
         layout.addWidget(self.note)
         self.basis_label = QLabel("")
         self.basis_label.setWordWrap(True)
         layout.addWidget(self.basis_label)
-        self.review_table = make_table(["item", "predicted quality", "probability"])
+        self.review_table = make_table(["item", "predicted quality", "predicted Dice", "80 % interval"])
+        self.review_table.sortByColumn(2, Qt.SortOrder.DescendingOrder)  # best first; a click re-sorts
         layout.addWidget(self.review_table)
         row = QHBoxLayout()
         self.accept_button = QPushButton("Accept")
@@ -65,11 +69,11 @@ class ReviewTab(QWidget):
         cases = session.project.granularity == CASE
         names = [c.name for c in session.project.classes]
         unit = "case" if cases else "slice"
-        self.note.setText(f"Predicted quality of each unlabelled {unit}'s segmentation: {BANDS}.")
+        self.note.setText(f"Predicted quality of each unlabelled {unit}'s segmentation: {BANDS}. {HOW}")
         rows = session.quality_rows()
-        keys = [item.case if cases else item for item, _q, _p in rows]
-        fill_table(self.review_table, [(item_text(item, names), quality, prob) for item, quality, prob in rows],
-                   keys)
+        keys = [item.case if cases else item for item, _estimate in rows]
+        fill_table(self.review_table, [(item_text(item, names), e.class_name, e.dice, interval_text(e.low, e.high))
+                                       for item, e in rows], keys)
         self.basis_label.setText(basis_text(session.quality_basis, session.quality_note) if rows else "")
         for button in (self.accept_button, self.reject_button):  # pseudo-labels are whole cases
             button.setEnabled(cases and bool(rows))
@@ -94,8 +98,15 @@ class ReviewTab(QWidget):
             button.setEnabled(enabled)
 
 
+def interval_text(low: float, high: float) -> str:
+    return f"{low:.2f}–{high:.2f}"
+
+
 def basis_text(n_examples: int, note: str) -> str:
     """How many predictions of known Dice the ratings rest on, and any caveat."""
-    text = (f"Rated from {n_examples} prediction{'s' if n_examples != 1 else ''} of known Dice "
-            "(validation split, labelled items rated out of fold, corrections).")
+    if n_examples == 0:
+        text = "Rated from no prediction of known Dice yet: the model's own soft Dice, not yet calibrated."
+    else:
+        text = (f"Rated from {n_examples} prediction{'s' if n_examples != 1 else ''} of known Dice "
+                "(validation split, labelled items rated out of fold, corrections, ROI submits).")
     return f"{text} <i>Note: {note}.</i>" if note else text

@@ -10,7 +10,7 @@ import numpy as np
 from ..domain import NEED_BOOTSTRAP, NEED_FEATURES, NEED_QUALITY, NEED_VAE, ROI, QueryItem
 from ..image_cache import image_shapes
 from ..pool import PoolScores
-from ..quality import QualityPredictor, prediction_dice, quality_features
+from ..quality import QualityPredictor, class_quality_features, prediction_dice, quality_features
 from .boxes import item_bbox, whole_bbox
 from .items import allowed_sets, candidate_items, quality_regions, regions_to_predict
 from .predict import RegionPrediction, RoundInputs, normalised_image, predict_region, with_partial_labels
@@ -110,6 +110,9 @@ def _score_region(scoring: RoundInputs, pool: PoolScores, region: QueryItem, is_
             features = quality_features(normalised_image(scoring, region), prediction.probs, prediction.variance)
             pool.quality_features[item] = features
             pool.terms[item].update(quality_terms(scoring.quality_model, features))
+        elif NEED_QUALITY in scoring.needs:  # an ROI: its class's features, for the example its submit gives
+            pool.quality_features[item] = class_quality_features(
+                normalised_image(scoring, region), prediction.probs, prediction.variance, item.class_id)
     if NEED_QUALITY in scoring.needs and pool.granularity == ROI and items and _unlabelled(scoring, region):
         # an ROI pool rates its untouched slices whole; each ROI of one carries the slice's rating
         features = quality_features(normalised_image(scoring, region), prediction.probs, prediction.variance)

@@ -11,7 +11,7 @@ from scipy import ndimage
 from ..domain import (
     QUALITY_PROBABILITY_TERMS, TERM_BOOTSTRAP, TERM_ENTROPY, TERM_ENTROPY_MC, TERM_FOREGROUND, TERM_MARGIN,
     TERM_EFFORT_PREDICTED_MM, TERM_MC_SUM, TERM_MC_TOP, TERM_QUALITY_CLASS, TERM_QUALITY_EXAMPLES,
-    TERM_QUALITY_PROB, NEED_EFFORT, QueryItem,
+    TERM_QUALITY_DICE, TERM_QUALITY_DICE_HIGH, TERM_QUALITY_DICE_LOW, TERM_QUALITY_PROB, NEED_EFFORT, QueryItem,
 )
 from ..effort import roi_trace_length
 from ..quality import QualityPredictor
@@ -133,15 +133,23 @@ def roi_terms(
 
 
 def quality_terms(model: QualityPredictor | None, features: np.ndarray) -> dict[str, float]:
-    """quality_p_poor/_adjust/_acceptable, quality_class (0/1/2), quality_prob and
-    quality_examples (the rated predictions the predictor was fitted on); NaN when unknown."""
-    probabilities = np.full(3, np.nan) if model is None else model.predict_proba(features[None])[0]
-    known = bool(np.isfinite(probabilities).all())
+    """quality_dice with its interval (quality_dice_low, _high), quality_class (0/1/2: the band
+    of quality_dice), quality_p_poor/_adjust/_acceptable, quality_prob (that of the class) and
+    quality_examples (the rated predictions the predictor was fitted on); NaN without a model."""
+    if model is None:
+        names = (*QUALITY_PROBABILITY_TERMS, TERM_QUALITY_CLASS, TERM_QUALITY_PROB, TERM_QUALITY_EXAMPLES,
+                 TERM_QUALITY_DICE, TERM_QUALITY_DICE_LOW, TERM_QUALITY_DICE_HIGH)
+        return dict.fromkeys(names, math.nan)
+    probabilities = model.predict_proba(features[None])[0]
+    estimate = model.estimate(features[None])[0]
     return {
         **{name: float(p) for name, p in zip(QUALITY_PROBABILITY_TERMS, probabilities)},
-        TERM_QUALITY_CLASS: float(probabilities.argmax()) if known else math.nan,
-        TERM_QUALITY_PROB: float(probabilities.max()) if known else math.nan,
-        TERM_QUALITY_EXAMPLES: float(model.n_examples) if known else math.nan,
+        TERM_QUALITY_CLASS: float(estimate.quality_class),
+        TERM_QUALITY_PROB: float(probabilities[estimate.quality_class]),
+        TERM_QUALITY_EXAMPLES: float(model.n_examples),
+        TERM_QUALITY_DICE: estimate.dice,
+        TERM_QUALITY_DICE_LOW: estimate.low,
+        TERM_QUALITY_DICE_HIGH: estimate.high,
     }
 
 

@@ -32,6 +32,7 @@ from ..errors import AlsegError
 from ..effort import BoundaryLength, EffortModel, SecondsModel
 from ..image_cache import ImageCache
 from ..plan import Fingerprint, TrainingPlan
+from ..quality import QualityEstimate
 from ..store import Project
 from ..strategies import Suggestion
 from .accounting import EffortAccounting
@@ -435,8 +436,15 @@ class Session:
     def pseudo_label_candidates(self) -> list[Suggestion]:
         return self.queries.pseudo_label_candidates()
 
-    def quality_rows(self) -> list[tuple[QueryItem, str, float]]:
+    def quality_rows(self) -> list[tuple[QueryItem, QualityEstimate]]:
+        """Every rated candidate with its rating, best predicted Dice first (the Review tab)."""
         return self.queries.quality_rows()
+
+    def rate_items(self, items: Sequence[QueryItem]) -> list[QualityEstimate]:
+        """Predicted Dice, its 80 % interval and quality class of each item (any pool item: case,
+        slice, or ROI) under the active model; ratings the current pool holds are reused, others
+        are computed now (an MC-dropout pass each: long). Raises without a model."""
+        return self.queries.rate_items(items)
 
     @property
     def quality_status(self) -> str:

@@ -329,6 +329,33 @@ class Learner:
                                                               **options))
         return [(key, features, dice) for key, (features, dice) in examples.items()]
 
+    def item_quality_features(self, item: QueryItem, *, mc_samples: int = 20) -> np.ndarray:
+        """The :func:`~napari_alseg.quality.quality_features` of the active model's prediction of
+        ``item`` (a case or slice; an ROI: its class alone), as a round's scoring computes them:
+        the partial-label posterior, MC-dropout variance zero where labelled. Long (one MC pass)."""
+        from ..model import mc_dropout
+        from ..model.preprocessing import normalise_image
+        from ..quality import class_quality_features, quality_features
+
+        net = self.current_net()
+        if net is None:
+            raise AlsegError("no model yet: retrain once before rating items")
+        image = self.view.case_image(item.case)
+        if item.slice_index is not None:
+            image = image[:, item.slice_index]
+        probs = self.predict_probabilities(item.case, item.slice_index)
+        patch = self.inference_patch if self.view.spatial_dims == 3 else None
+        variance = mc_dropout(net, image, samples=mc_samples, seed=self.settings.seed, device=self.settings.device,
+                              patch_size=patch).variance
+        snapshot = self.project.current_labels(item.case)
+        if snapshot is not None:
+            labelled = snapshot.labelled if item.slice_index is None else snapshot.labelled[item.slice_index]
+            variance = np.where(np.asarray(labelled, bool), 0.0, variance).astype(np.float32)
+        normalised = normalise_image(image, self.view.spatial_dims)
+        if item.class_id is None:
+            return quality_features(normalised, probs, variance)
+        return class_quality_features(normalised, probs, variance, item.class_id)
+
     def adopt_round(self, trained: TrainedRound) -> RetrainReport:
         """Save and record a trained round's checkpoint: it becomes the active model (main thread).
 

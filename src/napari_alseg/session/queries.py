@@ -11,18 +11,20 @@ scored from could not know about.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from ..domain import (
-    CASE, NEED_BOOTSTRAP, NEED_EFFORT, NEED_MC, NEED_MODEL, NEED_QUALITY, QUALITY_CLASS_NAMES,
-    QUALITY_PROBABILITY_TERMS, ROI, SLICE, TERM_EFFORT_MM, TERM_EFFORT_S, TERM_QUALITY_CLASS,
-    TERM_QUALITY_EXAMPLES, QueryItem,
+    CASE, NEED_BOOTSTRAP, NEED_EFFORT, NEED_MC, NEED_MODEL, NEED_QUALITY,
+    ROI, SLICE, TERM_EFFORT_MM, TERM_EFFORT_S, TERM_QUALITY_CLASS, TERM_QUALITY_DICE, TERM_QUALITY_DICE_HIGH,
+    TERM_QUALITY_DICE_LOW, TERM_QUALITY_EXAMPLES, QueryItem,
 )
+from ..errors import AlsegError
 from ..metrics import dice_per_class, mean_dice
+from ..quality import QualityEstimate, QualityPredictor
 from ..store import Project, ScoredItem
 from ..strategies import Suggestion, get_strategy, pseudo_label_candidates, select
 from .accounting import EffortAccounting
@@ -194,19 +196,55 @@ class Queries:
         pool = self._usable_pool()
         return [s for s in pseudo_label_candidates(pool) if s.item not in self._left_out]
 
-    def quality_rows(self) -> list[tuple[QueryItem, str, float]]:
-        """``(item, predicted quality class, its probability)`` of every rated candidate (cases,
-        or slices of a stack), not those submitted or skipped since the scoring."""
+    def quality_rows(self) -> list[tuple[QueryItem, QualityEstimate]]:
+        """``(item, its rating)`` of every rated candidate (cases, or slices of a stack; an ROI
+        pool rates its untouched slices whole), best predicted Dice first, without those
+        submitted or skipped since the scoring."""
         pool = self._usable_pool()
         rated = pool.region_quality if pool.granularity == ROI else pool.terms
         rows = []
         for item in (list(rated) if pool.granularity == ROI else pool.candidates):
-            terms = rated.get(item, {})
-            quality = terms.get(TERM_QUALITY_CLASS, float("nan"))
-            if np.isfinite(quality) and item not in self._left_out:
-                probability = terms.get(QUALITY_PROBABILITY_TERMS[int(quality)], float("nan"))
-                rows.append((item, QUALITY_CLASS_NAMES[int(quality)], float(probability)))
-        return rows
+            estimate = _estimate_from_terms(rated.get(item, {}))
+            if estimate is not None and item not in self._left_out:
+                rows.append((item, estimate))
+        return sorted(rows, key=lambda row: -row[1].dice)
+
+    def rate_items(self, items: Sequence[QueryItem]) -> list[QualityEstimate]:
+        """The active model's predicted Dice (with its interval and class) of each item, in order.
+
+        A case or slice the current pool rated keeps that rating (what the Review tab shows);
+        any other item (an ROI: its class alone) is rated by the predictor fitted on every
+        example so far, from the pool's features where it has them, else from a prediction
+        and an MC-dropout pass made now (long: a worker's job for many items). Raises
+        :class:`AlsegError` without a model.
+        """
+        if self.learner.current_net() is None:
+            raise AlsegError("no model yet: retrain once before rating items")
+        pool = self._pool
+        if pool is not None and pool.model_version != self.learner.model_version:
+            pool = None
+        predictor: QualityPredictor | None = None
+        estimates = []
+        for item in items:
+            estimate = None
+            if pool is not None and item.class_id is None:
+                estimate = _estimate_from_terms(pool.region_quality.get(item) or pool.terms.get(item) or {})
+            if estimate is None:
+                features = pool.quality_features.get(item) if pool is not None else None
+                if features is None:
+                    features = self.learner.item_quality_features(item)
+                predictor = predictor or self.quality_predictor()
+                estimate = predictor.estimate(np.asarray(features, dtype=float)[None])[0]
+            estimates.append(estimate)
+        return estimates
+
+    def quality_predictor(self) -> QualityPredictor:
+        """The quality predictor fitted on every prediction of known Dice so far."""
+        from ..scoring import fit_quality_model
+
+        with self._lock:
+            examples = [(item, features, dice) for item, (features, dice) in self._quality_examples.items()]
+        return fit_quality_model(examples, (), self.settings.seed)
 
     @property
     def quality_status(self) -> str:
@@ -274,11 +312,18 @@ class Queries:
         return len(self._quality_examples)
 
     def correction_submitted(self, item: QueryItem, original: np.ndarray, labels: np.ndarray) -> None:
-        """A correction reveals the true Dice of a rated prediction: a quality example."""
+        """A correction reveals the true Dice of a rated prediction: a quality example. A case or
+        slice: the mean Dice of what the annotator saw (``original``) against what they submitted;
+        an ROI: the Dice of its class alone (the other classes of the slice were not theirs to check)."""
         pool = self._pool
         if pool is None or item not in pool.quality_features:
             return
-        dice = mean_dice(dice_per_class(np.asarray(original), np.asarray(labels), self.project.n_classes))
+        original, labels = np.asarray(original), np.asarray(labels)
+        if item.class_id is None:
+            dice = mean_dice(dice_per_class(original, labels, self.project.n_classes))
+        else:
+            dice = mean_dice(dice_per_class((original == item.class_id).astype(np.uint8),
+                                            (labels == item.class_id).astype(np.uint8), 2))
         self.add_quality_examples([(item, pool.quality_features[item], 1.0 if np.isnan(dice) else dice)])
 
     def add_quality_examples(self, examples: list[tuple[QueryItem, np.ndarray, float]]) -> None:
@@ -289,3 +334,11 @@ class Queries:
         with self._lock:
             for item, features, dice in examples:
                 self._quality_examples[item] = (features, dice)
+
+def _estimate_from_terms(terms: dict[str, float]) -> QualityEstimate | None:
+    """The rating a pool stored in an item's terms; None where it holds none."""
+    dice = terms.get(TERM_QUALITY_DICE, float("nan"))
+    if not np.isfinite(dice):
+        return None
+    return QualityEstimate(float(dice), float(terms[TERM_QUALITY_DICE_LOW]), float(terms[TERM_QUALITY_DICE_HIGH]),
+                           int(terms[TERM_QUALITY_CLASS]))

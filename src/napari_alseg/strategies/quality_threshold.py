@@ -1,17 +1,19 @@
 """Quality-threshold active learning with pseudo-labels (METHODS A, Boehringer et al. 2023).
 
 Scoring rates each candidate's prediction with :class:`napari_alseg.quality.QualityPredictor`
-(terms ``quality_class`` 0 Poor / 1 Adjust / 2 Acceptable, ``quality_p_poor``,
+(terms ``quality_dice`` with its 80 % interval ``quality_dice_low`` / ``_high``,
+``quality_class`` 0 Poor / 1 Adjust / 2 Acceptable: the band of that Dice, ``quality_p_poor``,
 ``quality_p_adjust``, ``quality_p_acceptable``, ``quality_prob``). Two outputs:
 
 * :func:`select_quality_threshold` (the registered strategy) gives the annotator the
-  predictions that need an expert, Poor before Adjust (score
-  ``p_poor + 0.5 p_adjust``); items of unknown quality follow them. Only when fewer
-  than k remain does it fill with Acceptable ones, marked ``pseudo_label = 1.0``.
+  predictions that need an expert, lowest predicted Dice first (score ``1 - Dice``; a
+  rating without one: ``p_poor + 0.5 p_adjust``); items of unknown quality follow them.
+  Only when fewer than k remain does it fill with Acceptable ones, marked
+  ``pseudo_label = 1.0``.
 * :func:`pseudo_label_candidates` lists the Acceptable predictions the session offers for
   one-click acceptance as pseudo-labels, most confident first.
 
-Without a fitted predictor (too few rated cases) every quality is NaN and the strategy
+Without ratings (no model, or quality not scored) every quality is NaN and the strategy
 ranks by MC-dropout top-0.1 % variance instead, saying so in the message.
 """
 
@@ -24,7 +26,7 @@ import numpy as np
 
 from ..domain import (
     CASE, NEED_MC, NEED_MODEL, NEED_QUALITY, SLICE, TERM_MC_TOP, TERM_PSEUDO_LABEL, TERM_QUALITY_CLASS,
-    TERM_QUALITY_P_ACCEPTABLE, TERM_QUALITY_P_ADJUST, TERM_QUALITY_P_POOR,
+    TERM_QUALITY_DICE, TERM_QUALITY_P_ACCEPTABLE, TERM_QUALITY_P_ADJUST, TERM_QUALITY_P_POOR,
 )
 from ..quality import ACCEPTABLE
 from .base import QueryItem, Strategy, Suggestion, rank, ranked_suggestions, suggestion, term_scores
@@ -66,10 +68,13 @@ def pseudo_label_candidates(pool: PoolScores, threshold: float = 0.5) -> list[Su
 
 
 def _badness(pool: PoolScores) -> dict[QueryItem, float]:
-    """``p_poor + 0.5 p_adjust`` per candidate (0 = surely Acceptable, 1 = surely Poor)."""
+    """``1 - predicted Dice`` per candidate where the rating has one, else ``p_poor + 0.5 p_adjust``
+    (0 = surely Acceptable, 1 = surely Poor)."""
     poor = term_scores(pool, TERM_QUALITY_P_POOR)
     adjust = term_scores(pool, TERM_QUALITY_P_ADJUST)
-    return {item: poor[item] + 0.5 * adjust[item] for item in pool.candidates}
+    dice = term_scores(pool, TERM_QUALITY_DICE)
+    return {item: 1.0 - dice[item] if np.isfinite(dice[item]) else poor[item] + 0.5 * adjust[item]
+            for item in pool.candidates}
 
 
 QUALITY_THRESHOLD = Strategy(
