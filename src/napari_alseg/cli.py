@@ -362,7 +362,11 @@ def run_suggest(args: argparse.Namespace) -> int:
     with Session.open(args.project, annotator="cli", strategy=args.strategy) as session:
         print(f"engine: {session.strategy}")
         if session.model_version is not None:
-            session.rescore()
+            started = time.monotonic()
+            _pool, reason = session.queries.rescore_unless_current()
+            print(f"scores: re-scored the pool for model {session.model_version} in "
+                  f"{time.monotonic() - started:.1f} s ({reason})" if reason else
+                  f"scores: stored ones of model {session.model_version} (nothing they rest on changed since)")
         suggestions = session.suggest(args.k)
         names = session.project.class_names
     if suggestions and suggestions[0].message:

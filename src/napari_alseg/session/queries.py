@@ -31,6 +31,7 @@ from .accounting import EffortAccounting
 from .labels import LabelsView
 from .learner import Learner
 from .settings import SessionSettings
+from .stored_scores import keep_state, pool_from_stored, scoring_state, stale_reason, stored_state
 
 if TYPE_CHECKING:
     from ..pool import PoolScores
@@ -44,6 +45,7 @@ class RescoreResult:
     pool: PoolScores
     handled_mark: int
     vae: Any = None
+    state: dict[str, Any] | None = None  # what it rests on (:func:`.stored_scores.scoring_state`)
 
     @property
     def model_version(self) -> str | None:
@@ -106,6 +108,7 @@ class Queries:
             examples = [(item, features, dice) for item, (features, dice) in self._quality_examples.items()]
         net = self.learner.current_net()
         needs = self.scoring_needs(for_display=for_display)
+        state = self._scoring_state(needs)  # before the labels are read: a later submit makes it stale
         bootstrap = None
         if NEED_BOOTSTRAP in needs and net is not None:
             bootstrap = train_bootstrap_nets(net, self.view.training_items(), self.learner.bootstrap_config(),
@@ -120,7 +123,7 @@ class Queries:
             class_dice_history=self.learner.class_dice_history(), recent=self.view.recent_items(),
             vae=self._vae, seed=self.settings.seed, patch_size=self.learner.inference_patch)
         pool = score_pool(request, progress=progress, should_stop=should_stop)
-        return RescoreResult(pool, mark, pool.vae)
+        return RescoreResult(pool, mark, pool.vae, state)
 
     def adopt_rescore(self, result: RescoreResult) -> PoolScores:
         """Make a computed pool the current one (the caller's thread): store its scores and
@@ -130,6 +133,8 @@ class Queries:
         self.add_quality_examples(pool.quality_examples)
         if pool.model_version is not None:
             self.project.store_scores(pool.model_version, pool.to_scored_items())
+            if result.state is not None:
+                keep_state(self.project, result.state)
         with self._lock:
             self._pool = pool
             self._left_out = set(self._handled[result.handled_mark:])
@@ -138,6 +143,42 @@ class Queries:
     def rescore(self, **options: Any) -> PoolScores:
         """:meth:`compute_rescore` then :meth:`adopt_rescore`, for scripts and the CLI."""
         return self.adopt_rescore(self.compute_rescore(**options))
+
+    def rescore_unless_current(self, *, for_display: bool = True, **options: Any) -> tuple[PoolScores, str]:
+        """The model's pool for this engine: its stored scores while the model, the labels, the
+        weak annotations and the engine's needs are those they were computed from (instant),
+        else a fresh :meth:`rescore`. Returns the pool and why it re-scored ("" when the stored
+        scores served)."""
+        needs = self.scoring_needs(for_display=for_display)
+        reason = stale_reason(stored_state(self.project), self._scoring_state(needs))
+        if not reason:
+            pool = self._stored_pool(needs)
+            if pool is not None:
+                with self._lock:
+                    self._pool = pool
+                return pool, ""
+            reason = f"the stored scores do not cover this pool, or {self.settings.strategy} needs more than scores"
+        return self.rescore(for_display=for_display, **options), reason
+
+    def _scoring_state(self, needs: set[str]) -> dict[str, Any]:
+        return scoring_state(self.project, model_version=self.learner.model_version, strategy=self.settings.strategy,
+                             granularity=self.pool_granularity, needs=needs)
+
+    def _stored_pool(self, needs: set[str]) -> PoolScores | None:
+        """The current model's stored scores over today's model-free pool, if they serve ``needs``."""
+        from ..scoring import ScoreRequest, score_pool
+
+        version = self.learner.model_version
+        if version is None or not self.project.has_scores(version):
+            return None
+        base = score_pool(ScoreRequest(
+            None, None, self.view.all_images(), self.view.all_labels(), granularity=self.pool_granularity,
+            n_classes=self.project.n_classes, validation=self.view.validation_query_items(),
+            allowed=self.view.all_allowed(), effort=self.accounting.effort_model(),
+            seconds_model=self.accounting.seconds_model(), spacing=self.view.all_spacings(),
+            class_dice_history=self.learner.class_dice_history()))
+        pool = pool_from_stored(base, self.project.latest_scores(version), version)
+        return pool if pool is not None and needs <= pool.available() else None
 
     # ------------------------------------------------------------------ suggesting
 
