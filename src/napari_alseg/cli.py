@@ -200,6 +200,8 @@ def run_status(args: argparse.Namespace) -> int:
         annotated = labelled & _annotated_cases(events)
         checkpoints = _checkpoints(project, tolerate=args.check)
         print(f"project:      {project.folder} ({project.dataset_name}, granularity {project.granularity})")
+        if project.read_only is not None:
+            print(f"access:       read-only ({project.read_only}): status, export and viewing only")
         print(f"cases:        {len(project.cases)} ({len(labelled)} with labels: "
               f"{len(labelled - annotated)} imported, {len(annotated)} annotated; "
               f"{len(project.validation_items())} validation items)")
@@ -317,6 +319,7 @@ def run_retrain(args: argparse.Namespace) -> int:
 
     config = _budget_config(args)
     with Session.open(args.project, annotator="cli", train_config=config, device=args.device) as session:
+        session.project.require_writable("retraining")  # refused before training, not after
         report = session.retrain(progress=show)
     print()
     metrics = ", ".join(f"{k}={v:.3f}" for k, v in report.metrics.items() if isinstance(v, float))

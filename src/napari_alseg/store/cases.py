@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import sqlite3
 from pathlib import Path
 
@@ -14,6 +15,8 @@ from .ingest import affine_hash
 from .records import CaseGeometry, CaseRecord, ClassInfo
 from .rows import stored_json
 from .state import MODELS_DIR, ProjectState
+
+log = logging.getLogger(__name__)
 
 
 class CasesMixin(ProjectState):
@@ -54,11 +57,22 @@ class CasesMixin(ProjectState):
 
     def setting(self, key: str) -> str | None:
         """A project-wide value kept in the ``meta`` table (e.g. the training plan), or None."""
+        if key in self._unsaved_settings:
+            return self._unsaved_settings[key]
         rows = self._db.rows("SELECT value FROM meta WHERE key = ?", (key,))
         return rows[0]["value"] if rows else None
 
     def store_setting(self, key: str, value: str) -> None:
-        """Keep ``value`` under ``key`` (replacing an older one), durably."""
+        """Keep ``value`` under ``key`` (replacing an older one), durably.
+
+        In a read-only project a setting (the engine, the training plan) is a preference, not
+        work: it holds for this opening only, and a warning line says it is not kept."""
+        if self.read_only is not None:
+            if self.setting(key) != value:
+                log.warning("%s: setting %r holds until the project is closed, not kept: the project is "
+                            "read-only (%s)", self.folder, key, self.read_only)
+            self._unsaved_settings[key] = value
+            return
         with self._write_lock, self._db.transaction("saving a project setting") as conn:
             conn.execute("INSERT INTO meta (key, value) VALUES (?, ?) "
                          "ON CONFLICT(key) DO UPDATE SET value = excluded.value", (key, value))

@@ -14,7 +14,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from ..errors import AlsegError, DamagedProjectError
+from ..errors import AlsegError, DamagedProjectError, StorageError
 from .schema import MIGRATIONS, migrate, schema_version
 from .sqlite import connect, damaged_message, database_error, quick_check, transaction  # noqa: F401 (re-exported)
 
@@ -22,10 +22,13 @@ class Database:
     """The project's ``project.sqlite``: per-thread connections and explicit transactions."""
 
     def __init__(self, path: Path, migrations: Sequence[Sequence[str]] = MIGRATIONS, *,
-                 check: bool = True) -> None:
+                 check: bool = True, read_only: str | None = None) -> None:
         """Open (and migrate) ``path``: an existing project's database. With ``check`` a damaged
-        file, or one holding no project at all, is refused before any write."""
+        file, or one holding no project at all, is refused before any write. ``read_only`` (why
+        the project cannot be written) opens it for reading only: every transaction is refused
+        with one line, and an older schema, which would need writing, is refused."""
         self.path = path
+        self.read_only = read_only
         self._local = threading.local()
         self._connections: list[sqlite3.Connection] = []
         self._guard = threading.Lock()
@@ -38,6 +41,10 @@ class Database:
             if check and schema_version(conn) == 0:  # migrating would write a new, empty project
                 raise DamagedProjectError(damaged_message(path, "it holds no project: no tables, "
                                                                 "schema version 0"))
+            if read_only is not None and schema_version(conn) < len(migrations):
+                raise StorageError(f"{path}: made by an older napari-alseg (schema version {schema_version(conn)}, "
+                                   f"this one uses {len(migrations)}) and read-only here ({read_only}), so it "
+                                   "cannot be upgraded; open it once where it can be written")
             migrate(conn, path, migrations)
         except sqlite3.Error as exc:
             self.close()
@@ -54,7 +61,7 @@ class Database:
         with self._guard:
             if self._closed:
                 raise AlsegError(f"{self.path.parent}: project is closed")
-            conn = connect(self.path)
+            conn = connect(self.path, read_only=self.read_only is not None)
             self._connections.append(conn)
         self._local.conn = conn
         return conn
@@ -74,8 +81,14 @@ class Database:
     @contextmanager
     def transaction(self, action: str = "saving") -> Iterator[sqlite3.Connection]:
         """``BEGIN IMMEDIATE`` … ``COMMIT`` on this thread's connection (see :func:`transaction`)."""
+        self.require_writable(action)
         with transaction(self.connection(), self.path, action) as conn:
             yield conn
+
+    def require_writable(self, action: str) -> None:
+        """One StorageError line when the project is open read-only: nothing is attempted."""
+        if self.read_only is not None:
+            raise StorageError(read_only_refusal(self.path.parent, self.read_only, action))
 
     def problems(self, *, full: bool = True) -> list[str]:
         """SQLite's check of the file (see :func:`quick_check`); [] when sound."""
@@ -94,8 +107,16 @@ class Database:
                 conn.close()
             self._connections.clear()
             if last is not None:
-                checkpoint_wal(last)
+                if self.read_only is None:
+                    checkpoint_wal(last)
                 last.close()
+
+
+def read_only_refusal(folder: Path, reason: str, action: str) -> str:
+    """The one line a write to a read-only project gets."""
+    return (f"{folder}: the project is open read-only ({reason}); {action} is not possible, nothing "
+            "was saved. Viewing, status and export work; to annotate, copy the project where it can "
+            "be written")
 
 
 def checkpoint_wal(conn: sqlite3.Connection) -> None:

@@ -18,6 +18,7 @@ class DraftsMixin(ProjectState):
         A submit of the whole volume clears the draft; a slice or single-class submit keeps
         it, since it may hold strokes on other slices that are not submitted yet.
         """
+        self._db.require_writable("saving a draft")
         record = self.case(case)
         data = check_label_array(labels, shape=record.shape, n_classes=self.n_classes,
                                  what=f"case {case} draft")

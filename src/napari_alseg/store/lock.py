@@ -35,24 +35,43 @@ _WINDOWS_LOCK_OFFSET = 1 << 30  # beyond the PID text, so readers can still read
 class ProjectLock:
     """An acquired lock; :meth:`release` (or process exit) frees it."""
 
-    def __init__(self, path: Path, fd: int) -> None:
+    def __init__(self, path: Path, fd: int | None, *, read_only: str | None = None) -> None:
         self.path = path
         self._fd: int | None = fd
         self._guards: list[int] = []  # extra locked files (the database), POSIX only
+        self._held = True
+        self.read_only = read_only  # why project.lock could not be written (a read-only project), or None
 
     @classmethod
-    def acquire(cls, folder: Path, *, database: Path | None = None) -> ProjectLock:
-        """Lock ``folder`` (and ``database`` when it exists), or raise AlsegError naming the holder."""
+    def acquire(cls, folder: Path, *, database: Path | None = None,
+                allow_read_only: bool = False) -> ProjectLock:
+        """Lock ``folder`` (and ``database`` when it exists), or raise AlsegError naming the holder.
+
+        With ``allow_read_only`` a ``project.lock`` that cannot be opened for writing (a read-only
+        file system, no write permission) is locked through a read-only descriptor (``flock``
+        needs none), or, where it does not exist, the database alone guards the project; the
+        lock's :attr:`read_only` then says why.
+        """
         path = folder / LOCK_NAME
         guard = None
         if database is not None and database.is_file() and _backend() == "flock":
             guard = _open_locked(database, folder, holder_file=path)
+        read_only = None
         try:
             fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
         except OSError as exc:
+            if allow_read_only and exc.errno in READ_ONLY_ERRNOS and database is not None:
+                read_only = disk_cause(exc)
+                fd = _open_read_only(path)
+            else:
+                if guard is not None:
+                    _unlock_and_close(guard)
+                raise storage_error(path, exc, "create the project lock", "nothing was changed") from None
+        if fd is None:  # read-only and no project.lock: the database's flock is the lock
+            lock = cls(path, None, read_only=read_only)
             if guard is not None:
-                _unlock_and_close(guard)
-            raise storage_error(path, exc, "create the project lock", "nothing was changed") from None
+                lock._guards.append(guard)
+            return lock
         try:
             locked = _try_lock(fd)
         except OSError as exc:
@@ -68,9 +87,11 @@ class ProjectLock:
                 _unlock_and_close(guard)
             raise AlsegError(f"{folder}: project is already open {_describe(holder)}; "
                              "close it there first") from None
-        lock = cls(path, fd)
+        lock = cls(path, fd, read_only=read_only)
         if guard is not None:
             lock._guards.append(guard)
+        if read_only is not None:
+            return lock
         try:
             _write_holder(fd, path)
         except BaseException:
@@ -80,7 +101,7 @@ class ProjectLock:
 
     def guard(self, database: Path) -> None:
         """Also lock ``database`` (a project just created under this lock)."""
-        if self._fd is None or _backend() != "flock":
+        if not self._held or _backend() != "flock":
             return
         for attempt in range(20):  # an opener refused by project.lock may hold it for a moment
             try:
@@ -94,17 +115,33 @@ class ProjectLock:
                 time.sleep(0.05)
 
     def release(self) -> None:
-        if self._fd is None:
+        if not self._held:
             return
-        try:
-            os.ftruncate(self._fd, 0)
-        except OSError:
-            pass
-        _unlock_and_close(self._fd)
-        self._fd = None
+        self._held = False
+        if self._fd is not None:
+            if self.read_only is None:
+                try:
+                    os.ftruncate(self._fd, 0)
+                except OSError:
+                    pass
+            _unlock_and_close(self._fd)
+            self._fd = None
         for guard in self._guards:
             _unlock_and_close(guard)
         self._guards.clear()
+
+
+READ_ONLY_ERRNOS = frozenset({errno.EROFS, errno.EACCES, errno.EPERM})
+
+
+def _open_read_only(path: Path) -> int | None:
+    """``project.lock`` opened for reading (to ``flock`` it), or None where it does not exist."""
+    try:
+        return os.open(path, os.O_RDONLY)
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise storage_error(path, exc, "open the project lock", "nothing was changed") from None
 
 
 def _backend() -> str:

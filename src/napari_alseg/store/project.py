@@ -17,6 +17,7 @@ quality examples) and :mod:`.checks` (full check, export).
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
 import threading
@@ -41,6 +42,8 @@ from .rows import stored_json
 from .rounds import RoundsMixin
 from .state import DB_NAME, MODELS_DIR  # noqa: F401 (re-exported)
 
+log = logging.getLogger(__name__)
+
 
 def _undo_create(folder: Path, lock: ProjectLock | None, claimed: bool, owned: bool) -> None:
     """Undo a failed create without touching another process's work.
@@ -59,6 +62,15 @@ def _undo_create(folder: Path, lock: ProjectLock | None, claimed: bool, owned: b
             folder.rmdir()
         except OSError:
             pass
+
+
+def _unwritable(folder: Path) -> str | None:
+    """Why the project's folder or database cannot be written (``os.access``), or None."""
+    if not os.access(folder / DB_NAME, os.W_OK):
+        return f"no write permission on {DB_NAME}"
+    if not os.access(folder, os.W_OK):
+        return "no write permission on the project folder"
+    return None
 
 
 _SQLITE_MAGIC = b"SQLite format 3\x00"
@@ -87,11 +99,13 @@ class Project(CasesMixin, AnnotationsMixin, DraftsMixin, RoundsMixin, ChecksMixi
     (:meth:`current_labels`, :meth:`labels_at`, records) concurrently. Writes are serialised.
     """
 
-    def __init__(self, folder: Path, lock: ProjectLock) -> None:
+    def __init__(self, folder: Path, lock: ProjectLock, read_only: str | None = None) -> None:
         """Use :meth:`create` or :meth:`open`."""
         self.folder = folder
         self._lock = lock
-        self._db = Database(folder / DB_NAME)
+        self.read_only = read_only
+        self._unsaved_settings: dict[str, str] = {}
+        self._db = Database(folder / DB_NAME, read_only=read_only)
         self._files = LabelFiles(folder)
         self._write_lock = threading.RLock()
         self._cache_lock = threading.Lock()
@@ -193,17 +207,28 @@ class Project(CasesMixin, AnnotationsMixin, DraftsMixin, RoundsMixin, ChecksMixi
 
     @classmethod
     def open(cls, folder: str | os.PathLike) -> Project:
-        """Reopen a project exactly as it was left, sweeping files of interrupted submits."""
+        """Reopen a project exactly as it was left, sweeping files of interrupted submits.
+
+        A project that cannot be written (a read-only file system or archive, no write
+        permission on its folder or database) opens read-only (:attr:`read_only` says why, and
+        one warning line): viewing, status and export work, every write is refused in one line,
+        and nothing is swept.
+        """
         folder = Path(folder).absolute()
         if not (folder / DB_NAME).is_file():
             raise AlsegError(f"{folder}: not a project folder (no {DB_NAME})")
         _refuse_empty_database(folder / DB_NAME)
-        lock = ProjectLock.acquire(folder, database=folder / DB_NAME)
+        lock = ProjectLock.acquire(folder, database=folder / DB_NAME, allow_read_only=True)
         try:
-            project = cls(folder, lock)
+            read_only = lock.read_only or _unwritable(folder)
+            project = cls(folder, lock, read_only)
         except BaseException:
             lock.release()
             raise
+        if read_only is not None:
+            log.warning("%s: opened read-only (%s): viewing, status and export work; annotating, "
+                        "retraining and other writes are refused", folder, read_only)
+            return project
         try:
             project._files.remove_debris(project._referenced_files())
             remove_temp_files(project.models_dir)
@@ -212,6 +237,11 @@ class Project(CasesMixin, AnnotationsMixin, DraftsMixin, RoundsMixin, ChecksMixi
             project.close()
             raise
         return project
+
+    def require_writable(self, action: str) -> None:
+        """One StorageError line when the project is open read-only (before long work that would
+        end in a write, such as training)."""
+        self._db.require_writable(action)
 
     def close(self) -> None:
         """Close the database and free the folder for another process. Idempotent."""

@@ -15,8 +15,16 @@ _SQLITE_IOERR, _SQLITE_CORRUPT, _SQLITE_FULL, _SQLITE_NOTADB, _SQLITE_READONLY =
 _MESSAGE_CHARS = 160
 
 
-def connect(path: Path, *, wal: bool = True) -> sqlite3.Connection:
-    """Open ``path`` in autocommit mode (explicit ``BEGIN``/``COMMIT``), or raise AlsegError."""
+def connect(path: Path, *, wal: bool = True, read_only: bool = False) -> sqlite3.Connection:
+    """Open ``path`` in autocommit mode (explicit ``BEGIN``/``COMMIT``), or raise AlsegError.
+
+    ``read_only``: SQLite's ``mode=ro`` (every write refused by SQLite itself). A WAL database
+    on a read-only folder has no ``-shm`` to share and cannot make one; there it is opened as
+    ``immutable`` when no ``-wal`` holds commits (after a clean close none does), and refused in
+    one line otherwise, since its last commits would be missed.
+    """
+    if read_only:
+        return _connect_read_only(path)
     try:
         conn = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False,
                                timeout=_BUSY_TIMEOUT_S)
@@ -28,6 +36,36 @@ def connect(path: Path, *, wal: bool = True) -> sqlite3.Connection:
     except sqlite3.Error as exc:
         raise database_error(path, exc, "opening the project") from None
     return conn
+
+
+def _connect_read_only(path: Path) -> sqlite3.Connection:
+    wal = Path(f"{path}-wal")
+    try:
+        wal_has_commits = wal.is_file() and wal.stat().st_size > 0
+    except OSError:
+        wal_has_commits = True
+    error: sqlite3.Error | None = None
+    for options in ("mode=ro",) if wal_has_commits else ("mode=ro", "immutable=1"):
+        conn = None
+        try:
+            conn = sqlite3.connect(f"{path.absolute().as_uri()}?{options}", uri=True, isolation_level=None,
+                                   check_same_thread=False, timeout=_BUSY_TIMEOUT_S)
+            conn.execute("SELECT count(*) FROM sqlite_master").fetchone()  # SQLite opens lazily: open now
+            conn.row_factory = sqlite3.Row
+            conn.execute("PRAGMA foreign_keys = ON")
+            conn.execute("PRAGMA query_only = ON")
+            return conn
+        except sqlite3.Error as exc:
+            if conn is not None:
+                conn.close()
+            error = exc
+            if isinstance(database_error(path, exc, ""), DamagedProjectError):
+                break
+    if wal_has_commits and not isinstance(database_error(path, error, ""), DamagedProjectError):
+        raise StorageError(f"{path}: cannot open the read-only project: its last commits are in "
+                           f"{wal.name}, which SQLite cannot read without writing {path.name}-shm "
+                           f"({_short(str(error))}); open it once where it can be written")
+    raise database_error(path, error, "opening the project read-only") from None
 
 
 def damaged_message(path: Path, problem: str) -> str:

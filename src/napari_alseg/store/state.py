@@ -20,6 +20,8 @@ class ProjectState:
     """The attributes an open :class:`~napari_alseg.store.project.Project` holds, shared by its parts."""
 
     folder: Path
+    read_only: str | None  # why the project cannot be written (opened for viewing), or None
+    _unsaved_settings: dict[str, str]  # settings of a read-only opening, held in memory only
     source_dir: Path
     granularity: str
     dataset_name: str
