@@ -1,6 +1,13 @@
-"""Words for what the dock shows: a query item, a predicted quality, a suggestion's numbers."""
+"""Words for what the dock shows: a query item, a predicted quality, a suggestion's numbers.
+
+:func:`describe` and :func:`model_text` return Qt rich text: every name in them that comes
+from files (case, class, engine, model version, messages) is escaped (:func:`rich`), so a
+case called ``<img src=…>`` is shown as written, never interpreted.
+"""
 
 from __future__ import annotations
+
+import html
 
 import numpy as np
 
@@ -18,6 +25,11 @@ EFFORT_TERMS = (domain.TERM_EFFORT_PX, domain.TERM_EFFORT_MM, domain.TERM_EFFORT
 EFFORT_GUESS_NOTE = " <i>(a guess: no outline of this class traced yet; the typical outline so far)</i>"
 # a case's or slice's remaining effort is METHODS E's B summed over its open (slice, class) pairs
 EFFORT_REGION_NOTE = " <i>(typical outlines of this data, per slice and class still open; not read from this item)</i>"
+
+
+def rich(text: object) -> str:
+    """Plain text made safe inside Qt rich text: ``<``, ``>``, ``&`` and quotes escaped."""
+    return html.escape(str(text), quote=True)
 
 
 def number_text(value: float) -> str:
@@ -79,7 +91,7 @@ def quality_detail(terms) -> str:
 def describe(suggestion: Suggestion, class_names) -> str:
     """The suggestion and the numbers behind it, for the annotator to judge (rich text)."""
     terms = suggestion.terms
-    lines = [f"<b>{item_text(suggestion.item, class_names)}</b> — {suggestion.strategy}, "
+    lines = [f"<b>{rich(item_text(suggestion.item, class_names))}</b> — {rich(suggestion.strategy)}, "
              f"score {suggestion.score:.4g}"]
     guess = terms.get(domain.TERM_EFFORT_GUESS) == 1.0
     effort_note = EFFORT_GUESS_NOTE if guess else EFFORT_REGION_NOTE if suggestion.item.class_id is None else ""
@@ -93,7 +105,7 @@ def describe(suggestion: Suggestion, class_names) -> str:
     if quality:
         lines.append(f"predicted quality: {quality}{quality_detail(terms)}")
     if suggestion.message:
-        lines.append(f"<i>{suggestion.message}</i>")
+        lines.append(f"<i>{rich(suggestion.message)}</i>")
     return "<br>".join(lines)
 
 
@@ -102,8 +114,8 @@ def model_text(version: str | None, metrics: dict) -> str:
     if version is None:
         return "No model yet."
     if "val_dice" not in metrics:  # e.g. an initial model from another project
-        return f"Active model <b>{version}</b> · no validation Dice on this project yet"
-    per_class = [f"{k.removeprefix('val_dice_')} {v:.2f}" for k, v in metrics.items()
+        return f"Active model <b>{rich(version)}</b> · no validation Dice on this project yet"
+    per_class = [f"{rich(k.removeprefix('val_dice_'))} {v:.2f}" for k, v in metrics.items()
                  if k.startswith("val_dice_") and np.isfinite(v)]
-    return (f"Active model <b>{version}</b> · validation Dice "
+    return (f"Active model <b>{rich(version)}</b> · validation Dice "
             f"{metrics.get('val_dice', float('nan')):.3f}<br>{', '.join(per_class)}")

@@ -3,6 +3,11 @@
 Label files keep the source file's affine and voxel orientation, so they overlay the
 source image anywhere. ``provenance.csv`` (one row per annotation event) is for people and
 spreadsheets; ``provenance.json`` adds classes, cases, weak annotations and checkpoints.
+
+Text in ``provenance.csv`` that a spreadsheet would run as a formula (a cell starting with
+``=``, ``+``, ``-``, ``@``, a tab or a carriage return: a case, class or annotator name from a
+file) gets a leading apostrophe, which spreadsheets show as text; numbers are written as they
+are. ``provenance.json`` keeps every value exactly.
 """
 
 from __future__ import annotations
@@ -98,8 +103,18 @@ def _csv_text(events: list[dict]) -> str:
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=EVENT_COLUMNS, lineterminator="\n")
     writer.writeheader()
-    writer.writerows(events)
+    writer.writerows({key: csv_cell(value) for key, value in event.items()} for event in events)
     return buffer.getvalue()
+
+
+_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def csv_cell(value: object) -> object:
+    """A CSV cell a spreadsheet will not run: text starting like a formula gets a leading ``'``."""
+    if isinstance(value, str) and value.startswith(_FORMULA_STARTS):
+        return "'" + value
+    return value
 
 
 def _write_text(path: Path, text: str) -> Path:
