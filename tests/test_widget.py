@@ -115,6 +115,23 @@ def test_ui_stays_responsive_while_training(widget, qtbot):
     assert worst < 0.100
 
 
+def test_the_dock_says_how_long_the_round_took(widget, qtbot):
+    session = widget.controller.session
+    said = []
+    widget.controller.info.connect(said.append)
+    case = widget.controller.suggestions[0].item.case
+    session.submit(case, session.project.ground_truth(case), seconds_active=1)
+    widget.annotate_tab.model_box.retrain_button.click()
+    qtbot.waitUntil(lambda: session.model_version == "v0001" and no_jobs(widget), timeout=300_000)
+    assert any(text.startswith("Model v0001 trained in ") for text in said)
+    status = widget.status.text()
+    assert "Pool scored with model v0001" in status and "The round took " in status
+    assert " training, validating and rating, " in status and " scoring the pool." in status
+    widget.controller.learning.rescore()  # a rescore on its own is no round
+    qtbot.waitUntil(lambda: no_jobs(widget), timeout=300_000)
+    assert "Pool scored" in widget.status.text() and "round took" not in widget.status.text()
+
+
 def test_errors_become_notifications_not_tracebacks(widget, qtbot, monkeypatch):
     shown = []
     monkeypatch.setattr("napari_alseg._widget.show_error", shown.append)

@@ -38,8 +38,13 @@ def time_left_text(seconds: float | None) -> str:
     """``"1 min 20 s left"`` / ``"45 s left"``; empty without an estimate."""
     if seconds is None or not seconds == seconds or seconds < 0:  # None or NaN
         return ""
+    return f"{duration_text(seconds)} left"
+
+
+def duration_text(seconds: float) -> str:
+    """``"1 min 20 s"`` / ``"45 s"``."""
     minutes, rest = divmod(int(round(seconds)), 60)
-    return f"{minutes} min {rest:02d} s left" if minutes else f"{rest} s left"
+    return f"{minutes} min {rest:02d} s" if minutes else f"{rest} s"
 
 
 @dataclass

@@ -8,8 +8,10 @@ leaves out what was submitted or skipped while it was scored).
 
 from __future__ import annotations
 
+import time
+
 from ..errors import AlsegError
-from .background import JobProgress, time_left_text
+from .background import JobProgress, duration_text, time_left_text
 
 
 class LearningJobs:
@@ -17,6 +19,8 @@ class LearningJobs:
 
     def __init__(self, controller) -> None:
         self.controller = controller
+        self.round_started: float | None = None  # when Retrain was pressed (None: no round running)
+        self.trained_after: float | None = None  # seconds from Retrain to the new model
 
     @property
     def session(self):
@@ -29,6 +33,7 @@ class LearningJobs:
         controller.editor.save_draft()
         session = self.session
         config = session.round_config()
+        self.round_started, self.trained_after = time.monotonic(), None
         controller.start_job("training", session.compute_round, on_progress=self._training_progress,
                              on_done=self._trained)
         controller.report_progress(JobProgress("training", "Training", 0, config.steps or 100))
@@ -52,9 +57,13 @@ class LearningJobs:
             controller.error.emit(str(error))
             return
         if report.cancelled:
+            self.round_started = None
             controller.info.emit(report.message)
             return
-        controller.info.emit(f"Model {report.model_version} trained: validation Dice "
+        if self.round_started is not None:
+            self.trained_after = time.monotonic() - self.round_started
+        took = "" if self.trained_after is None else f" in {duration_text(self.trained_after)}"
+        controller.info.emit(f"Model {report.model_version} trained{took}: validation Dice "
                              f"{report.metrics.get('val_dice', float('nan')):.3f}")
         if report.message:
             controller.warning.emit(report.message)
@@ -91,5 +100,16 @@ class LearningJobs:
         controller.refresh_suggestions()
         if controller.suggestions and controller.suggestions[0].message:
             controller.info.emit(controller.suggestions[0].message)
-        controller.status.emit(f"Pool scored with model {pool.model_version}: {len(pool.candidates)} items.")
+        controller.status.emit(f"Pool scored with model {pool.model_version}: {len(pool.candidates)} items."
+                               + self._round_took())
         controller.editor.refresh_heat_map()
+
+    def _round_took(self) -> str:
+        """How long the round took from Retrain to these suggestions, and where the time went
+        ("" outside a round); the round is over once said."""
+        if self.round_started is None or self.trained_after is None:
+            return ""
+        total, trained = time.monotonic() - self.round_started, self.trained_after
+        self.round_started = self.trained_after = None
+        return (f" The round took {duration_text(total)} from Retrain: {duration_text(trained)} training, "
+                f"validating and rating, {duration_text(total - trained)} scoring the pool.")

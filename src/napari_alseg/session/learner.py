@@ -28,6 +28,7 @@ from ..plan import (MIRROR_PLAN_VERSION, PLAN_SETTING, PLAN_VERSION, Fingerprint
 from ..store import Project
 from .focus import background_outside, body_mask
 from .labels import LabelsView
+from .round_progress import RoundProgress, round_progress
 from .settings import SessionSettings
 
 if TYPE_CHECKING:
@@ -241,7 +242,8 @@ class Learner:
         base_version = self.model_version
         net = with_guidance(self.current_net() or self.initial_net(), self.training_plan().guidance)
         folds = 0 if known_examples is None else self.quality_folds(keyed, unseen, known_examples)
-        result = fine_tune(net, items, self.round_config(), progress=_stage(progress, 0, self._stage_sizes(folds)),
+        stages = round_progress(progress, self._stage_sizes(folds))  # one counter for the round and its folds
+        result = fine_tune(net, items, self.round_config(), progress=stages and stages.stage(0),
                            should_stop=should_stop)
         if result.cancelled or result.state_dict is None:
             return TrainedRound(base_version, None, net.spec, result.steps_done, len(items))
@@ -257,7 +259,7 @@ class Learner:
         if known_examples is not None:
             started = time.perf_counter()
             examples = self.quality_examples(keyed, trained, self.current_net(), unseen, known_examples,
-                                             should_stop=should_stop, progress=progress)
+                                             should_stop=should_stop, progress=stages)
             metrics["quality_examples_rated"], metrics["quality_folds"] = len(examples), folds
             metrics["quality_rating_s"] = time.perf_counter() - started
         return TrainedRound(base_version, trained, net.spec, result.steps_done, len(items), metrics, warnings,
@@ -266,7 +268,7 @@ class Learner:
     def quality_examples(self, keyed: Sequence[tuple[QueryItem, TrainingItem]], trained: SegmentationNet,
                          base: SegmentationNet | None, unseen: Collection[QueryItem], known: int, *,
                          should_stop: Callable[[], bool] | None = None,
-                         progress: Callable[[TrainProgress], None] | None = None,
+                         progress: Callable[[TrainProgress], None] | RoundProgress | None = None,
                          ) -> list[tuple[QueryItem, np.ndarray, float]]:
         """``(item, quality features, true Dice)`` of predictions by models that never trained
         on the item, for the quality predictor (METHODS A needs known Dice; the annotator
@@ -282,7 +284,8 @@ class Learner:
           slices of a stack fold together, so a neighbour slice seen in training does not
           flatter its neighbour). Each fold trains for :data:`QUALITY_FOLD_BUDGET` of the
           round's budget, plus one MC-dropout pass per rated item.
-          ``progress`` reports the folds as the round's stages 2.. (:func:`_stage`).
+          ``progress`` reports the folds as the round's stages 2.. (a :class:`.RoundProgress`
+          carries on the round's counter).
 
         The trained model itself is never rated on its own training items (that would be
         training Dice, not quality).
@@ -308,6 +311,7 @@ class Learner:
                 if key in unseen:
                     examples[key] = rated_prediction(base, item.image, item.labels, n_classes, **options)
         folds = self.quality_folds(keyed, unseen, known)
+        stages = round_progress(progress, self._stage_sizes(folds))
         if folds:
             start = base or self.initial_net()
             order = sorted(range(len(eligible)), key=lambda i: (eligible[i][0].case, eligible[i][0].slice_index or 0))
@@ -318,7 +322,7 @@ class Learner:
                 if not train:
                     continue
                 result = fine_tune(start, train, fold_config(self.round_config()), should_stop=should_stop,
-                                   progress=_stage(progress, fold + 1, self._stage_sizes(folds)))
+                                   progress=stages and stages.stage(fold + 1))
                 if result.cancelled or result.state_dict is None:
                     break
                 fold_net = start.spec.build()
@@ -510,26 +514,6 @@ class Learner:
 def _slice_clicks(clicks: Sequence[ClassClick], slice_index: int) -> list[tuple[tuple[int, int], int]]:
     """The clicks on slice ``slice_index``, as ``((j, i), class)`` for a 2D net."""
     return [((int(j), int(i)), class_id) for (k, j, i), class_id in clicks if k == slice_index]
-
-
-def _stage(progress: Callable[[TrainProgress], None] | None, index: int,
-           sizes: Sequence[float]) -> Callable[[TrainProgress], None] | None:
-    """Report fine-tune ``index`` of the round's stages (the round, then its quality folds) as
-    one bar. ``sizes``: each stage's budget in one unit (steps, or seconds), so steps are
-    counted across stages and the time left includes the stages still to run."""
-    if progress is None or len(sizes) <= 1:
-        return progress
-    started = time.perf_counter()
-    size, before, total = sizes[index], sum(sizes[:index]), sum(sizes)
-
-    def report(step: TrainProgress) -> None:
-        per_unit = step.total_steps / size  # steps per unit of budget, at this stage's pace
-        stage_seconds = time.perf_counter() - started + step.eta_seconds
-        later = sum(sizes[index + 1:]) / size
-        progress(replace(step, step=round(before * per_unit) + step.step, total_steps=round(total * per_unit),
-                         eta_seconds=step.eta_seconds + later * stage_seconds))
-
-    return report
 
 
 def fold_config(config: TrainConfig) -> TrainConfig:

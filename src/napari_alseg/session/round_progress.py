@@ -1,0 +1,68 @@
+"""One progress counter over a round's stages: its fine-tune, then its quality folds.
+
+Each stage's fine-tune reports its own steps and (for a time budget) an estimate of its own
+total that moves with its pace. Rescaled stage by stage, the counter ran backwards and its
+total changed when a fold started at another pace (issue 22 item 10). :class:`RoundProgress`
+keeps one counter: during the round's fine-tune it counts that fine-tune's steps, the total
+scaled up by the folds' share of the budget; from the first fold on the total is frozen and
+each fold fills its share of what is left, by the fraction of its own steps done. The
+counter never goes back.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import replace
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ..model import TrainProgress
+
+
+class RoundProgress:
+    """Stages ``sizes`` (each one's budget in one unit: steps, or seconds) reported to
+    ``progress`` as one bar; :meth:`stage` gives stage ``index``'s callback for ``fine_tune``."""
+
+    def __init__(self, progress: Callable[[TrainProgress], None], sizes: Sequence[float]) -> None:
+        if not sizes or min(sizes) <= 0:
+            raise ValueError(f"stage budgets must be positive, got {list(sizes)}")
+        self.progress = progress
+        self.sizes = [float(size) for size in sizes]
+        self.shown = 0  # the last step shown
+        self.total: int | None = None  # the last total shown; frozen once the folds start
+        self._folds_from: int | None = None  # the step shown when the first fold began
+
+    def stage(self, index: int) -> Callable[[TrainProgress], None]:
+        started = time.perf_counter()
+        sizes, size = self.sizes, self.sizes[index]
+        later = sum(sizes[index + 1:]) / size  # the stages still to run, in this stage's budgets
+
+        def report(step: TrainProgress) -> None:
+            stage_seconds = time.perf_counter() - started + step.eta_seconds
+            eta = step.eta_seconds + later * stage_seconds
+            if index == 0:
+                total = round(step.total_steps * sum(sizes) / size) if len(sizes) > 1 else step.total_steps
+                shown = step.step
+            else:
+                if self._folds_from is None:
+                    self._folds_from = self.shown
+                    self.total = max(self.total or 0, self.shown + 1)
+                total = self.total
+                fraction = min(step.step / max(step.total_steps, 1), 1.0)
+                share = (sum(sizes[1:index]) + size * fraction) / sum(sizes[1:])
+                shown = self._folds_from + round((total - self._folds_from) * share)
+            self.shown = max(self.shown, min(shown, total))
+            self.total = total
+            self.progress(replace(step, step=self.shown, total_steps=total, eta_seconds=eta))
+
+        return report
+
+
+def round_progress(progress: Callable[[TrainProgress], None] | RoundProgress | None,
+                   sizes: Sequence[float]) -> RoundProgress | None:
+    """``progress`` as a :class:`RoundProgress` over ``sizes`` (kept when it is one already,
+    so the round's fine-tune and its folds share a counter); None without one."""
+    if progress is None or isinstance(progress, RoundProgress):
+        return progress
+    return RoundProgress(progress, sizes)
