@@ -14,7 +14,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from . import __version__
-from .domain import (IMPORTED, LABELLING_KINDS, LABELS_AS, LABELS_AS_ANNOTATIONS, LABELS_AS_GROUND_TRUTH,
+from .domain import (COHORT_BATCH, COHORT_ENGINES, COHORT_MINUTES, COHORT_ROUNDS, COHORT_SEEDS, IMPORTED,
+                     LABELLING_KINDS, LABELS_AS, LABELS_AS_ANNOTATIONS, LABELS_AS_GROUND_TRUTH,
                      SIMULATED_ANNOTATORS, TRACE_ANNOTATOR)
 from .errors import AlsegError, disk_cause
 from .plan import DEFAULT_LEARNING_RATE
@@ -460,6 +461,14 @@ def _add_benchmark_commands(commands) -> None:
     simulate.add_argument("--full", action="store_true",
                           help="also train on all pool items (at least all rounds' budget, until its test Dice "
                                "is flat): the Dice to reach")
+    simulate.add_argument("--cohort", action="store_true",
+                          help="finish every pool item and report the annotator's seconds per workflow (trace, "
+                               "correct, clicks, review/accept) and engine, as %% of tracing every item "
+                               f"(defaults: engines {','.join(COHORT_ENGINES)}, {COHORT_ROUNDS} rounds of "
+                               f"{COHORT_BATCH} items, {COHORT_MINUTES:g} min training a round, {COHORT_SEEDS} seeds)")
+    simulate.add_argument("--costs", type=Path, metavar="FILE.json",
+                          help="with --cohort: the seconds model (keys of SecondsCosts; default: the stated one, "
+                               "see README)")
     simulate.set_defaults(run=run_simulate)
 
     score = commands.add_parser("score", help="rank a project's pool (or a folder of cases) by uncertainty")
@@ -477,6 +486,10 @@ def run_simulate(args: argparse.Namespace) -> int:
     from .simulation import TABLE_MD
     from .simulation.plans import run_plan, save_plan
 
+    if args.cohort:
+        return _run_cohort(args)
+    if args.costs is not None:
+        raise AlsegError("--costs prices a cohort: give it with --cohort")
     plan = _simulation_plan(args)
     if args.write_plan is not None:
         print(f"plan: {save_plan(plan, args.write_plan)}")
@@ -485,6 +498,36 @@ def run_simulate(args: argparse.Namespace) -> int:
     out = run_plan(plan, args.out, dataset=args.dataset, show=_print_line)
     print(f"done in {(time.perf_counter() - started) / 60:.1f} min\nrounds: {out / 'rounds.csv'}\n"
           f"table:  {out / TABLE_MD}")
+    return 0
+
+
+def _run_cohort(args: argparse.Namespace) -> int:
+    """``simulate --cohort``: the cohort benchmark with its own defaults (sized for an hour on a
+    2-core CPU for a 60-case pool)."""
+    from dataclasses import replace
+
+    from .simulation.cohort import run_cohort
+    from .simulation.cohort_report import REPORT_MD
+    from .simulation.datasets import resolve_dataset
+    from .simulation.pricing import load_costs
+
+    if args.plan is not None or args.write_plan is not None or args.full or args.correct or args.annotator:
+        raise AlsegError("--cohort runs every workflow itself: --plan, --write-plan, --full, --correct and "
+                         "--annotator do not apply")
+    engines = [name.strip() for name in (args.strategies or ",".join(COHORT_ENGINES)).split(",") if name.strip()]
+    first = args.first_seed or 0
+    seeds = range(first, first + (args.seeds or COHORT_SEEDS))
+    config = _budget_config(args, batch_size=args.train_batch, learning_rate=args.learning_rate or DEFAULT_LEARNING_RATE,
+                            patch_size=None if args.patch is None else tuple(args.patch))
+    if args.minutes is None and args.steps is None:
+        config = replace(config, seconds=60.0 * COHORT_MINUTES)
+    out = Path(args.out)
+    folder = resolve_dataset(args.dataset, out / "data", downsample=args.downsample or 1, progress=_print_line)
+    started = time.perf_counter()
+    run_cohort(folder, out, engines=engines, seeds=list(seeds), rounds=args.rounds or COHORT_ROUNDS,
+               batch_size=args.batch or COHORT_BATCH, initial_items=args.initial or args.batch or COHORT_BATCH,
+               train_config=config, costs=load_costs(args.costs), show=_print_line)
+    print(f"done in {(time.perf_counter() - started) / 60:.1f} min\nreport: {out / REPORT_MD}")
     return 0
 
 

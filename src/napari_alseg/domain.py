@@ -123,3 +123,12 @@ LABELS_AS = (LABELS_AS_ANNOTATIONS, LABELS_AS_GROUND_TRUTH)
 TRACE_ANNOTATOR = "trace"  # paints every outline (or corrects the prefill with the brush)
 CLICK_ANNOTATOR = "clicks"  # clicks each structure first (simulation.clicker), then paints the rest
 SIMULATED_ANNOTATORS = (TRACE_ANNOTATOR, CLICK_ANNOTATOR)
+
+# `alseg simulate --cohort` without options: both random baselines and one uncertainty engine,
+# 3 seeds of 4 rounds of 2 items (1 minute of training each), then the rest finished with the
+# last model; sized to end within an hour for a 60-case pool on a 2-core CPU.
+COHORT_ENGINES = ("random", "random-foreground", "entropy")
+COHORT_SEEDS = 3
+COHORT_ROUNDS = 4
+COHORT_BATCH = 2
+COHORT_MINUTES = 1.0

@@ -83,7 +83,7 @@ def _run_strategy(run: SimulationRun, rows: RoundsCsv, strategy: str, seed: int,
                 wanted = run.initial_items if round_index == 1 else run.batch_size
                 if not _label_round(session, oracle, wanted - _submitted_this_round(session)):
                     break  # pool exhausted: nothing new to learn from
-                _retrain(session, seed)
+                retrain_seeded(session, seed)
             row = round_row(session, oracle, totals, strategy, seed, round_index,
                              time.perf_counter() - started)
             rows.append(row, progress)
@@ -126,7 +126,7 @@ def _train_reference(session: Session, run: SimulationRun, seed: int, reference:
         if len(curve) >= least and last_spread(curve, window) <= CONVERGENCE_TOLERANCE:
             break
         chunk_started = time.perf_counter()
-        _retrain(session, seed)
+        retrain_seeded(session, seed)
         curve.append(float(session.project.checkpoints()[-1].metrics.get("val_dice", math.nan)))
         spread = last_spread(curve, window)
         reference.append({"seed": seed, "budget_rounds": run.rounds, "chunk": len(curve),
@@ -204,7 +204,7 @@ def _accept_pseudo_labels(session: Session) -> None:
             session.accept_pseudo(item.case, slice_index=item.slice_index)
 
 
-def _retrain(session: Session, seed: int) -> None:
+def retrain_seeded(session: Session, seed: int) -> None:
     """Retrain with torch's global RNG seeded: the first round's fresh net is drawn from it,
     so every strategy run with the same seed starts from the same initial weights."""
     import torch

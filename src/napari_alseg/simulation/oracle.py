@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -48,35 +48,46 @@ class Oracle:
         original = None
         if self.correction_mode and self.session.current_net() is not None:
             original = self.session.predict_labels(item.case, item.slice_index)
-        tools = self._click(item, original) if self.annotator == CLICK_ANNOTATOR else []
+        tools = click_item(self.session, truth, item, original).edits if self.annotator == CLICK_ANNOTATOR else []
         return self.session.submit(item.case, labels, kind=CORRECTED if original is not None else MANUAL,
                                    seconds_active=0.0, slice_index=item.slice_index,
                                    class_id=item.class_id, original=original, tools=tools)
 
-    def _click(self, item: QueryItem, original: np.ndarray | None) -> list[ToolEdit]:
-        """Click every structure of the item, smallest first (a nested lesion's core before the
-        oedema around it, so each stays out of the next), from the prefill or nothing, with the
-        widget's tool (:meth:`Session.click_segment`: the model's prior, read once per item)."""
-        session, truth = self.session, self.truth(item.case)
-        spacing = session.project.case(item.case).spacing
-        on_item = item_region(truth.shape, item.slice_index)
-        labels = np.zeros(truth.shape, session.project.label_dtype)
-        if original is not None:
-            labels[on_item] = np.asarray(original).ravel()
-        classes = [item.class_id] if item.class_id is not None else [
-            int(c) for c in np.unique(truth[on_item]) if c]
-        edits = []
-        for class_id in sorted(classes, key=lambda c: int(((truth == c) & on_item).sum())):
-            results = {}  # by the number of clicks it took
 
-            def segment(clicks, class_id=class_id, base=labels, results=results):
-                results[len(clicks)] = session.click_segment(item.case, base, class_id, clicks,
-                                                             slice_index=item.slice_index)
-                return (results[len(clicks)].labels == class_id) & on_item
+@dataclass(frozen=True)
+class ClickedItem:
+    """An item after the click oracle: the case's labels ``(k, j, i)`` the kept clicks made,
+    the tool uses to record, and the clicks made (taken-back ones included: they cost)."""
 
-            run = click_until_good((truth == class_id) & on_item, segment, spacing,
-                                   start=(labels == class_id) & on_item)
-            if run.kept:  # every click cost the annotator, a taken-back one too
-                labels = results[run.kept].labels
-                edits.append(replace(results[run.kept].edit, clicks=len(run.clicks)))
-        return edits
+    labels: np.ndarray
+    edits: list[ToolEdit]
+    clicks: int
+
+
+def click_item(session: Session, truth: np.ndarray, item: QueryItem, prefill: np.ndarray | None) -> ClickedItem:
+    """Click every structure of the item, smallest first (a nested lesion's core before the
+    oedema around it, so each stays out of the next), from the prefill (the item's region) or
+    nothing, with the widget's tool (:meth:`Session.click_segment`: the model's prior, read
+    once per item)."""
+    spacing = session.project.case(item.case).spacing
+    on_item = item_region(truth.shape, item.slice_index)
+    labels = np.zeros(truth.shape, session.project.label_dtype)
+    if prefill is not None:
+        labels[on_item] = np.asarray(prefill).ravel()
+    classes = [item.class_id] if item.class_id is not None else [int(c) for c in np.unique(truth[on_item]) if c]
+    edits, total = [], 0
+    for class_id in sorted(classes, key=lambda c: int(((truth == c) & on_item).sum())):
+        results = {}  # by the number of clicks it took
+
+        def segment(clicks, class_id=class_id, base=labels, results=results):
+            results[len(clicks)] = session.click_segment(item.case, base, class_id, clicks,
+                                                         slice_index=item.slice_index)
+            return (results[len(clicks)].labels == class_id) & on_item
+
+        run = click_until_good((truth == class_id) & on_item, segment, spacing,
+                               start=(labels == class_id) & on_item)
+        total += len(run.clicks)  # every click cost the annotator, a taken-back one too
+        if run.kept:
+            labels = results[run.kept].labels
+            edits.append(replace(results[run.kept].edit, clicks=len(run.clicks)))
+    return ClickedItem(labels, edits, total)

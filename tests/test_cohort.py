@@ -1,0 +1,177 @@
+"""The cohort benchmark: seconds per finished item under each workflow, and a cohort left all done."""
+
+import os
+
+import numpy as np
+import pytest
+import synthetic_cases
+
+from napari_alseg.errors import AlsegError
+from napari_alseg.quality import ACCEPTABLE, POOR
+from napari_alseg.session import Session, import_model_backend
+from napari_alseg.simulation.cohort import (ACCEPTED, CLICK, CORRECT, ITEMS_CSV, NO_ENGINE, REVIEW, TRACE,
+                                            run_cohort)
+from napari_alseg.simulation.cohort_report import REPORT_MD, outcomes, read_csv
+from napari_alseg.simulation.measure import PoolTotals, is_labelled
+from napari_alseg.simulation.pricing import SecondsCosts, costs_from_dict, redraw, review_slices, trace_mm
+
+
+@pytest.fixture(scope="module", autouse=True)
+def torch_imported():
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    import_model_backend()
+
+
+def square(shape=(40, 40), top=10, left=10, size=16, value=1):
+    plane = np.zeros(shape, np.uint8)
+    plane[top:top + size, left:left + size] = value
+    return plane
+
+
+# ------------------------------------------------------------------ pricing
+
+
+def test_an_outline_within_the_tolerance_is_not_redrawn_but_counts_as_changed():
+    truth, prefill = square(), square(left=11)  # one pixel to the right
+    fix = redraw(prefill, truth, [1], (1.0, 1.0), tolerance_mm=2.0)
+    assert fix.mm == 0.0 and fix.erase_clicks == 0
+    assert fix.changed_mm > 0  # the older measure charges the moved outline
+
+
+def test_an_outline_far_off_is_redrawn_and_nothing_prefilled_is_traced_in_full():
+    truth = square()
+    outline = trace_mm(truth, [1], (1.0, 1.0))
+    assert redraw(np.zeros_like(truth), truth, [1], (1.0, 1.0), 2.0).mm == pytest.approx(outline)
+    far = redraw(square(left=20), truth, [1], (1.0, 1.0), 2.0)  # 10 px off: the left and shared sides redrawn
+    assert 0.4 * outline < far.mm < outline
+    assert redraw(truth, truth, [1], (1.0, 1.0), 2.0).mm == 0.0
+
+
+def test_a_stray_component_costs_one_erase_click_and_spacing_scales_the_tolerance():
+    truth = square()
+    prefill = truth.copy()
+    prefill[32:36, 32:36] = 1
+    assert redraw(prefill, truth, [1], (1.0, 1.0), 2.0).erase_clicks == 1
+    two_off = square(left=12)
+    assert redraw(two_off, truth, [1], (1.0, 1.0), 2.0).mm == 0.0  # 2 mm off: within the tolerance
+    assert redraw(two_off, truth, [1], (1.0, 1.0), 1.5).mm > 0
+    # coarse pixels: one pixel (3 mm) off is the finest correction, not redrawn; two are
+    assert redraw(square(left=11), truth, [1], (3.0, 3.0), 2.0).mm == 0.0
+    assert redraw(two_off, truth, [1], (3.0, 3.0), 2.0).mm > 0
+
+
+def test_review_counts_slices_showing_a_structure_at_least_one():
+    volume = np.zeros((5, 8, 8), np.uint8)
+    assert review_slices(volume) == 1
+    volume[1:4, 2, 2] = 1
+    assert review_slices(volume) == 3
+
+
+def test_costs_refuse_unknown_keys_and_negative_values():
+    assert costs_from_dict({"click_seconds": 2}).click_seconds == 2.0
+    with pytest.raises(AlsegError, match="unknown keys"):
+        costs_from_dict({"click_second": 2})
+    with pytest.raises(AlsegError, match=">= 0"):
+        SecondsCosts(review_seconds_per_slice=-1)
+
+
+# ------------------------------------------------------------------ the loop
+
+
+def blob_cases(root):
+    return synthetic_cases.blob_source(root, granularity="case", n_cases=7, shape=(6, 32, 32))
+
+
+def run_tiny(source, out, **options):
+    return run_cohort(source, out, engines=options.pop("engines", ["random"]), seeds=[0], rounds=2, batch_size=1,
+                      initial_items=1, train_config=synthetic_cases.tiny_config(device="cpu"),
+                      show=lambda line: None, **options)
+
+
+def test_the_cohort_ends_all_done_and_the_seconds_add_up_per_workflow(tmp_path):
+    source = blob_cases(tmp_path / "source")
+    out = run_tiny(source, tmp_path / "out")
+    rows = read_csv(out / ITEMS_CSV)
+    with Session.open(out / "projects" / "random-seed0", annotator="oracle") as session:
+        pool = PoolTotals.of(session).regions
+        assert all(is_labelled(session, item) for item in pool)
+        spacing = session.in_plane_spacing(pool[0].case)
+        truth_outline = sum(trace_mm(session.project.ground_truth(item.case), [1, 2], spacing) for item in pool)
+    for workflow in (TRACE, CORRECT, CLICK, REVIEW):  # one row per pool item and workflow
+        assert sorted(r["case"] for r in rows if r["workflow"] == workflow) == sorted(i.case for i in pool)
+    traced = sum(float(r["seconds"]) for r in rows if r["workflow"] == TRACE)
+    assert traced == pytest.approx(SecondsCosts().trace_seconds_per_mm * truth_outline, rel=1e-4)
+    assert {r["engine"] for r in rows if r["workflow"] == TRACE} == {NO_ENGINE}
+    # the round 1 item had no model: traced under correct, clicked model-free under clicks
+    first = [r for r in rows if r["round"] == "1"]
+    assert {r["how"] for r in first if r["workflow"] == CORRECT} == {"traced"}
+    assert {r["how"] for r in first if r["workflow"] == CLICK} == {"clicked"}
+    table = {(o.engine, o.workflow): o for o in outcomes(rows)}
+    assert table[(NO_ENGINE, TRACE)].percent == (pytest.approx(100.0),)
+    for workflow in (CORRECT, CLICK, REVIEW):
+        total = sum(float(r["seconds"]) for r in rows if r["workflow"] == workflow)
+        assert table[("random", workflow)].percent[0] == pytest.approx(100 * total / traced, rel=1e-4)
+        assert table[("random", workflow)].hours[0] == pytest.approx(total / 3600, rel=1e-4)
+    assert "| random | review |" in (out / REPORT_MD).read_text()
+
+
+def test_an_accepted_bad_pseudo_label_is_an_error(tmp_path, monkeypatch):
+    from napari_alseg.quality import QualityEstimate
+
+    def rate_everything_acceptable(self, items):
+        return [QualityEstimate(0.95, 0.9, 1.0, ACCEPTABLE) for _ in items]
+
+    monkeypatch.setattr(Session, "rate_items", rate_everything_acceptable)
+    source = blob_cases(tmp_path / "source")
+    out = run_tiny(source, tmp_path / "out")
+    rows = [r for r in read_csv(out / ITEMS_CSV) if r["workflow"] == REVIEW and r["how"] == ACCEPTED]
+    with Session.open(out / "projects" / "random-seed0", annotator="oracle") as session:
+        pool = PoolTotals.of(session).regions
+    assert len(rows) == len(pool) - 2  # the pool less the 2 labelled in the rounds
+    for row in rows:
+        assert float(row["final_dice"]) == float(row["prefill_dice"])
+        assert int(row["accept_error"]) == int(float(row["final_dice"]) < 0.8)
+    # a four-step model is bad: some accepted labels are errors, and the table says how many
+    errors = sum(int(r["accept_error"]) for r in rows)
+    assert errors > 0
+    outcome = next(o for o in outcomes(read_csv(out / ITEMS_CSV)) if o.workflow == REVIEW)
+    assert (outcome.accepted, outcome.errors) == (len(rows), errors)
+
+
+def test_nothing_rated_acceptable_is_clicked_and_a_rerun_adds_only_new_runs(tmp_path, monkeypatch):
+    from napari_alseg.quality import QualityEstimate
+
+    monkeypatch.setattr(Session, "rate_items", lambda self, items: [QualityEstimate(0.2, 0.1, 0.3, POOR)] * len(items))
+    source = blob_cases(tmp_path / "source")
+    out = run_tiny(source, tmp_path / "out")
+    review = [r for r in read_csv(out / ITEMS_CSV) if r["workflow"] == REVIEW]
+    assert ACCEPTED not in {r["how"] for r in review}
+    before = len(read_csv(out / ITEMS_CSV))
+    run_tiny(source, out)
+    assert len(read_csv(out / ITEMS_CSV)) == before
+    with pytest.raises(AlsegError, match="other settings"):
+        run_cohort(source, out, engines=["random"], seeds=[0], rounds=3, batch_size=1, initial_items=1,
+                   train_config=synthetic_cases.tiny_config(device="cpu"), show=lambda line: None)
+
+
+def test_roi_engines_are_refused_for_a_cohort(tmp_path):
+    with pytest.raises(AlsegError, match="ROIs"):
+        run_tiny(tmp_path, tmp_path / "out", engines=["dice-per-effort"])
+
+
+def test_alseg_simulate_cohort_runs_and_prices_with_a_costs_file(tmp_path, capsys):
+    from napari_alseg.cli import main
+
+    source = blob_cases(tmp_path / "source")
+    costs = tmp_path / "costs.json"
+    costs.write_text('{"click_seconds": 1.5}')
+    assert main(["simulate", str(source), str(tmp_path / "out"), "--cohort", "--strategies", "random",
+                 "--seeds", "1", "--rounds", "1", "--batch", "1", "--steps", "2", "--costs", str(costs)]) == 0
+    shown = capsys.readouterr().out
+    assert "[1/2 steps" in shown and "left]" in shown and "report:" in shown
+    assert "`click_seconds`: 1.5" in (tmp_path / "out" / REPORT_MD).read_text()
+    costs.write_text('{"click_secs": 1}')
+    assert main(["simulate", str(source), str(tmp_path / "out2"), "--cohort", "--costs", str(costs)]) == 2
+    assert "unknown keys ['click_secs']" in capsys.readouterr().err
+    assert main(["simulate", str(source), str(tmp_path / "out3"), "--costs", str(costs)]) == 2
+    assert "--costs prices a cohort" in capsys.readouterr().err
