@@ -224,6 +224,9 @@ def run_status(args: argparse.Namespace) -> int:
             print(f"model:        {latest.model_version}" + (f" ({metrics})" if metrics else ""))
         else:
             print("model:        none yet (label some items, then `alseg retrain`)")
+        for missing in project.missing_checkpoints():
+            print(f"missing:      checkpoint of model {missing.model_version} ({missing.path}), removed outside "
+                  "napari-alseg; restore it from a backup, or retrain")
         _print_plan(project)
         _print_initial_model(project, "initial model: ")
         if args.check:

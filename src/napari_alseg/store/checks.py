@@ -52,12 +52,7 @@ class ChecksMixin(ProjectState):
 
     def _checkpoint_file_problems(self) -> list[str]:
         """Missing checkpoint files; a damaged checkpoint row is listed by the record check."""
-        try:
-            checkpoints = self.checkpoints()
-        except AlsegError:
-            return []
-        return [f"model {c.model_version}: checkpoint {c.path} is missing"
-                for c in checkpoints if not c.path.is_file()]
+        return [f"model {c.model_version}: checkpoint {c.path} is missing" for c in self.missing_checkpoints()]
 
     def _unreadable_rows(self, table: str, json_columns: tuple[str, ...]) -> list[str]:
         problems = []

@@ -228,11 +228,13 @@ class Project(CasesMixin, AnnotationsMixin, DraftsMixin, RoundsMixin, ChecksMixi
         if read_only is not None:
             log.warning("%s: opened read-only (%s): viewing, status and export work; annotating, "
                         "retraining and other writes are refused", folder, read_only)
+            project._report_missing_checkpoints()
             return project
         try:
             project._files.remove_debris(project._referenced_files())
             remove_temp_files(project.models_dir)
             project._remove_unrecorded_checkpoints()
+            project._report_missing_checkpoints()
         except BaseException:
             project.close()
             raise

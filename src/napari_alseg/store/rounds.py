@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 import sqlite3
@@ -16,7 +17,9 @@ from ..errors import AlsegError, DamagedProjectError, StorageError
 from .labels import remove_file
 from .records import CheckpointRecord, RoundRecord, ScoredItem
 from .rows import damaged_record, now, optional_int, row_id, stored_json
-from .state import ProjectState
+from .state import DB_NAME, ProjectState
+
+log = logging.getLogger(__name__)
 
 _CHECKPOINT_NAME = re.compile(r"^v\d{4,}\.pt$")  # what a training round writes
 
@@ -134,14 +137,36 @@ class RoundsMixin(ProjectState):
 
     def _remove_unrecorded_checkpoints(self) -> list[Path]:
         """Delete ``models/vNNNN.pt`` files no checkpoint row records: a retrain killed between
-        saving its checkpoint and recording it (it never reported a new model)."""
+        saving its checkpoint and recording it (it never reported a new model). Said in one
+        warning line, as for temp files."""
         if not self.models_dir.is_dir():
             return []
         recorded = {row["path"] for row in self._db.rows("SELECT path FROM checkpoints")}
         orphans = [path for path in sorted(self.models_dir.iterdir())
                    if path.is_file() and _CHECKPOINT_NAME.match(path.name)
                    and self._files.relative(path) not in recorded and str(path) not in recorded]
-        return [path for path in orphans if remove_file(path)]
+        removed = [path for path in orphans if remove_file(path)]
+        if removed:
+            log.warning("removed %d checkpoint file(s) that %s does not record (a retrain stopped between "
+                        "saving and recording its model, which it never reported): %s", len(removed),
+                        DB_NAME, ", ".join(self._files.relative(p) for p in removed))
+        return removed
+
+    def missing_checkpoints(self) -> list[CheckpointRecord]:
+        """Recorded checkpoints whose file is gone (removed outside napari-alseg); [] when a
+        checkpoint record is damaged (``alseg status --check`` lists that)."""
+        try:
+            return [c for c in self.checkpoints() if not c.path.is_file()]
+        except AlsegError:
+            return []
+
+    def _report_missing_checkpoints(self) -> None:
+        """One warning line on open when recorded checkpoint files have gone missing."""
+        missing = self.missing_checkpoints()
+        if missing:
+            log.warning("%s: %d recorded checkpoint file(s) are missing (removed outside napari-alseg?): %s; "
+                        "models that need them cannot load; restore them from a backup or retrain",
+                        self.folder, len(missing), ", ".join(f"{c.model_version} ({c.path})" for c in missing))
 
 
 def _features(row: sqlite3.Row) -> np.ndarray:
