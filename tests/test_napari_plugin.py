@@ -63,6 +63,11 @@ def test_brain_stack_sample_opens_as_slices(make_napari_viewer, mricron_dir):
     assert image.data.shape == labels.data.shape and 30 <= image.data.shape[0] <= 45
     np.testing.assert_allclose(image.scale, (5.0, 1.0, 1.0))
     assert set(np.unique(labels.data)) == set(range(11))
+    import npe2
+
+    samples = npe2.PluginManifest.from_distribution("napari-alseg").contributions.sample_data
+    menu_name = next(sample.display_name for sample in samples if sample.key == "brain-stack")
+    assert f" {image.data.shape[0]} coronal slices" in menu_name  # the menu counts what opens
 
 
 def test_widget_docks_and_opens_a_sample_project(make_napari_viewer, qtbot, tmp_path, monkeypatch):

@@ -72,6 +72,45 @@ def test_accept_the_models_outline_on_the_slice_shown(widget, qtbot, monkeypatch
     assert kinds[-1] == (OUTLINE_ACCEPTED, shown, 2, int((prediction == 2).sum()))
 
 
+def test_accepting_an_outline_already_in_the_labels_is_an_info_line_not_an_error(widget, qtbot, monkeypatch):
+    """Correct mode prefills the model's outline: accepting it again adds nothing, and says so."""
+    from napari_alseg.session import Session
+
+    shown, said = [], []
+    monkeypatch.setattr("napari_alseg._widget.show_error", shown.append)
+    widget.controller.info.connect(said.append)
+    editing = open_first(widget, qtbot)
+    layer = editing.layer
+    prediction = np.zeros(layer.data.shape[1:], layer.data.dtype)
+    prediction[disc(prediction.shape, 5)] = 2
+    monkeypatch.setattr(Session, "model_version", property(lambda self: "v0001"))
+    monkeypatch.setattr(widget.controller.session, "predict_labels", lambda case, slice_index=None, **_: prediction)
+    shown_slice = int(widget.viewer.dims.current_step[0])
+    data = np.asarray(layer.data).copy()
+    data[shown_slice][prediction == 2] = 2  # as the prefill left it
+    layer.data = data
+    layer.selected_label = 2
+    widget.annotate_tab.outline_button.click()
+    qtbot.waitUntil(lambda: no_jobs(widget) and len(said) == 1, timeout=60_000)
+    assert shown == [] and editing.tools == [] and (np.asarray(layer.data) == data).all()
+    assert said[-1].endswith(f"on slice {shown_slice} is already in the labels: nothing to add.")
+    layer.selected_label = 1  # a class the model does not predict here
+    widget.annotate_tab.outline_button.click()
+    qtbot.waitUntil(lambda: no_jobs(widget) and len(said) == 2, timeout=60_000)
+    assert shown == [] and "predicts no" in said[-1]
+
+
+def test_hovering_the_labels_shows_the_class_name(widget, qtbot):
+    editing = open_first(widget, qtbot)
+    layer, names = editing.layer, widget.controller.session.project.class_names
+    k = int(widget.viewer.dims.current_step[0])
+    layer.paint((k, 20, 20), 2, refresh=True)
+    assert list(layer.features["class"]) == list(names)
+    assert names[2] in str(layer.get_status((k, 20, 20))["coordinates"])
+    widget.controller.update_class(2, name="rim")
+    assert "rim" in str(editing.layer.get_status((k, 20, 20))["coordinates"])
+
+
 def test_undo_restores_the_previous_version_then_unlabels_and_an_undo_without_one_is_one_line(
         widget, qtbot, monkeypatch):
     shown, said = [], []

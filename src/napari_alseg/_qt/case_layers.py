@@ -56,7 +56,7 @@ def show_case(viewer, session, case: str, labels: np.ndarray):
     layer = viewer.add_labels(labels.astype(session.project.label_dtype, copy=True),
                               name=layer_name(case, "labels"), opacity=0.5,
                               metadata={"alseg_case": case, "alseg_role": "labels"}, **geometry)
-    apply_class_colors(layer, session.project.classes)
+    apply_classes(layer, session.project.classes)
     layer.n_edit_dimensions = 2  # paint the slice on screen, never through the stack
     show_radiologically(viewer, record.affine)
     return layer
@@ -84,10 +84,14 @@ def write_undoably(layer, labels: np.ndarray) -> None:
         layer.data_setitem(np.nonzero(changed), np.asarray(labels)[changed])
 
 
-def apply_class_colors(layer, classes) -> None:
-    """The project's class colours on a Labels layer (napari's defaults for classes without one)."""
+def apply_classes(layer, classes) -> None:
+    """The project's classes on a Labels layer: their colours (napari's defaults for classes
+    without one) and their names as the layer's ``features`` (``index``, ``class``), which
+    napari's status bar shows for the label under the pointer."""
     from napari.utils.colormaps import DirectLabelColormap
 
+    layer.features = {"index": np.array([info.id for info in classes]),
+                      "class": np.array([info.name for info in classes], dtype=object)}
     colors = {info.id: tuple(c / 255 for c in info.color) + (1.0,) for info in classes if info.color and info.id}
     if colors:
         layer.colormap = DirectLabelColormap(color_dict={None: (0, 0, 0, 0), 0: (0, 0, 0, 0), **colors})

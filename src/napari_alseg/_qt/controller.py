@@ -18,7 +18,7 @@ from ..errors import AlsegError, BadCasesError
 from ..domain import LABELS_AS_ANNOTATIONS, LABELS_AS_GROUND_TRUTH, QueryItem
 from ..strategies import Suggestion
 from .background import JobProgress, JobRunner
-from .case_layers import apply_class_colors, owned_layers
+from .case_layers import apply_classes, owned_layers
 from .clicking import ClickTools
 from .editing import ItemEditor
 from .tracing import TracingTools
@@ -232,7 +232,7 @@ class AlsegController(QObject):
         except AlsegError as error:
             self.error.emit(str(error))
         if self.editor.editing is not None:
-            apply_class_colors(self.editor.editing.layer, self.session.project.classes)
+            apply_classes(self.editor.editing.layer, self.session.project.classes)
         self.classes_changed.emit()
 
     def _annotator_changed(self, name: str) -> None:

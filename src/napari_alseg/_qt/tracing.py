@@ -91,6 +91,17 @@ class TracingTools:
             current = self.controller.editor.editing
             if current is not editing:  # another item opened meanwhile
                 return
+            name = self._class_name(class_id)
+            predicted = np.asarray(prediction) == class_id
+            plane = np.asarray(editing.layer.data)[slice_index]
+            if not predicted.any():
+                controller.info.emit(f"The model predicts no {name} on slice {slice_index}: nothing to accept.")
+                return
+            if not (predicted & (plane == 0)).any():  # e.g. correct mode: the prefill put it there
+                where = ("already in the labels" if (plane[predicted] == class_id).all()
+                         else "already labelled (with this or another class)")
+                controller.info.emit(f"The model's {name} on slice {slice_index} is {where}: nothing to add.")
+                return
             try:
                 result = session.accept_outline(case, np.asarray(editing.layer.data), slice_index,
                                                 class_id, prediction)
