@@ -214,10 +214,12 @@ def test_status_check_finds_a_changed_label_file(project_folder, capsys):
 
     save_volume(project_folder / "labels" / "case_000" / "v0001.nii.gz", np.ones(SHAPE, np.uint8),
                 case.source_affine, is_label=True)
-    assert "contents differ from the checksum recorded at submit" in cli_error(capsys, ["status", project_folder])
+    assert main(["status", str(project_folder)]) == 0  # issue 23 item 10: status goes on, says which
+    assert ("damaged:      case case_000 label version 1 (labels/case_000/v0001.nii.gz): contents differ from "
+            "the checksum recorded at submit") in capsys.readouterr().out
     assert main(["status", str(project_folder), "--check"]) == 2
     captured = capsys.readouterr()
-    assert "problem:      case case_000 label version 1:" in captured.out
+    assert "problem:      case case_000 label version 1 (labels/case_000/v0001.nii.gz): contents" in captured.out
     assert captured.err.strip() == (f"alseg: error: {project_folder}: the full check found 1 problem(s) "
                                     "(listed above); restore the damaged files from a backup")
 

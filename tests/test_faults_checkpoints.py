@@ -65,3 +65,52 @@ def test_a_sound_project_reports_no_missing_checkpoint(project_folder, caplog, c
     assert not [r for r in caplog.records if "checkpoint" in r.getMessage()]
     assert main(["status", str(project_folder)]) == 0
     assert "missing:" not in capsys.readouterr().out
+
+
+# --------------------------------------------------------------------------- item 10: damaged label version
+
+
+def _damage(path):
+    path.write_bytes(b"\x1f\x8b not really gzip")
+
+
+@pytest.fixture
+def two_labelled_cases(project_folder):
+    with Project.open(project_folder) as project:
+        submit_slice(project, case="case_001", seed=2)
+    _damage(project_folder / "labels" / "case_000" / "v0001.nii.gz")
+    return project_folder
+
+
+def test_a_damaged_label_version_names_its_case_and_version(two_labelled_cases):
+    from napari_alseg.errors import DamagedLabelsError
+
+    with Project.open(two_labelled_cases) as project:
+        with pytest.raises(DamagedLabelsError) as excinfo:
+            project.current_labels("case_000")
+        assert project.current_labels("case_001").version == 1  # the other case is untouched
+    message = str(excinfo.value)
+    assert "\n" not in message and message.startswith("case case_000 label version 1 (labels/case_000/v0001.nii.gz): ")
+    assert (excinfo.value.case, excinfo.value.version) == ("case_000", 1)
+
+
+def test_status_goes_on_past_a_damaged_label_version(two_labelled_cases, capsys):
+    assert main(["status", str(two_labelled_cases)]) == 0
+    out = capsys.readouterr().out
+    assert "cases:        2 (2 with labels" in out
+    damaged = [line for line in out.splitlines() if line.startswith("damaged:")]
+    assert len(damaged) == 1 and "case case_000 label version 1" in damaged[0], out
+
+
+def test_export_writes_every_other_case_and_says_which_was_left_out(two_labelled_cases, tmp_path, capsys):
+    import json
+
+    from test_faults import cli_error
+
+    line = cli_error(capsys, ["export", two_labelled_cases, tmp_path / "out"])
+    assert "exported 3 files, but not the labels of 1 case(s)" in line and "case case_000 label version 1" in line
+    assert (tmp_path / "out" / "case_001_seg.nii.gz").is_file()
+    assert not (tmp_path / "out" / "case_000_seg.nii.gz").exists()
+    cases = {c["name"]: c for c in json.loads((tmp_path / "out" / "provenance.json").read_text())["cases"]}
+    assert cases["case_000"]["label_file"] is None and "label version 1" in cases["case_000"]["label_error"]
+    assert cases["case_001"]["label_file"] == "case_001_seg.nii.gz" and "label_error" not in cases["case_001"]

@@ -414,7 +414,7 @@ def test_a_label_file_changed_on_disk_is_detected(project):
     path = project.folder / "labels" / "case_000" / "v0001.nii.gz"
     save_volume(path, np.zeros(SHAPE, np.uint8), AFFINE, is_label=True)
     with Project.open(project.folder) as reopened:
-        with pytest.raises(AlsegError, match="v0001.nii.gz: contents differ from the checksum"):
+        with pytest.raises(AlsegError, match=r"case case_000 label version 1 \(labels/case_000/v0001.nii.gz\): contents differ from the checksum"):
             reopened.current_labels("case_000")
 
 

@@ -512,7 +512,7 @@ def _run_cohort(args: argparse.Namespace) -> int:
     from .simulation.cohort import run_cohort
     from .simulation.cohort_report import REPORT_MD
     from .simulation.datasets import resolve_dataset
-    from .simulation.pricing import load_costs
+    from .pricing import load_costs
 
     if args.plan is not None or args.write_plan is not None or args.full or args.correct or args.annotator:
         raise AlsegError("--cohort runs every workflow itself: --plan, --write-plan, --full, --correct and "

@@ -19,6 +19,16 @@ class DamagedProjectError(AlsegError):
     """A project's database or files fail a check: refused before anything is trusted or written."""
 
 
+class DamagedLabelsError(AlsegError):
+    """One label version of one case cannot be read or fails its checksum. Blocks only what
+    needs that case's labels: the rest of the project (status, other cases' exports) goes on."""
+
+    def __init__(self, message: str, case: str = "", version: int = 0) -> None:
+        super().__init__(message)
+        self.case = case
+        self.version = version
+
+
 class StorageError(AlsegError):
     """A write could not be completed (disk full, read-only, I/O error); nothing was half-saved."""
 

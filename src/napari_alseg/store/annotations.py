@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from ..domain import LABELLING_KINDS, PSEUDO_ACCEPTED, PSEUDO_REJECTED, TOOL_KINDS, UNDO
-from ..errors import AlsegError
+from ..errors import AlsegError, DamagedLabelsError
 from .labels import (array_sha256, check_label_array, labelled_mask, merge_region, region_dice,
                      write_label_region, write_label_volume)
 from .records import CaseRecord, EventRecord, LabelledItem, LabelSnapshot, ToolUse, WeakAnnotation
@@ -48,10 +48,15 @@ class AnnotationsMixin(ProjectState):
         if row is None:
             raise AlsegError(f"{self.folder}: case {case!r} has no label version {version}")
         path = self._files.absolute(row["path"])
-        data = self._files.read(path, self.label_dtype)
+        where = f"case {record.name} label version {version} ({row['path']})"
+        try:
+            data = self._files.read(path, self.label_dtype)
+        except AlsegError as exc:
+            raise DamagedLabelsError(f"{where}: {_without_path(str(exc), path)}", record.name, version) from None
         if array_sha256(data) != row["sha256"]:
-            raise AlsegError(f"{path}: contents differ from the checksum recorded at submit; "
-                             "the file was changed or damaged outside napari-alseg")
+            raise DamagedLabelsError(f"{where}: contents differ from the checksum recorded at submit; "
+                                     "the file was changed or damaged outside napari-alseg; restore it "
+                                     "from a backup", record.name, version)
         return self._remember(self._snapshot(record, version, data))
 
     def labelled_items(self, case: str, *, up_to_version: int | None = None) -> list[LabelledItem]:
@@ -307,3 +312,11 @@ class AnnotationsMixin(ProjectState):
             original_path=self._files.absolute(row["original_path"]) if row["original_path"] else None,
             dice_original_final=row["dice_original_final"], model_version=row["model_version"],
             voxels=row["voxels"], undone_in_version=row["undone_in_version"], clicks=row["clicks"])
+
+
+def _without_path(message: str, path) -> str:
+    """A reader's message without the path it starts with (the caller names case and version)."""
+    for prefix in (f"{path}: ", f"{path.name}: "):
+        if message.startswith(prefix):
+            return message[len(prefix):]
+    return message

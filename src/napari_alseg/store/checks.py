@@ -6,7 +6,7 @@ import os
 import sqlite3
 from pathlib import Path
 
-from ..errors import AlsegError, DamagedProjectError
+from ..errors import AlsegError, DamagedLabelsError, DamagedProjectError
 from . import export as export_module
 from .rows import stored_json
 from .state import DB_NAME, ProjectState
@@ -42,6 +42,8 @@ class ChecksMixin(ProjectState):
             for row in rows:
                 try:
                     self.labels_at(case.name, row["version"])
+                except DamagedLabelsError as exc:  # names the case, version and file itself
+                    problems.append(str(exc))
                 except AlsegError as exc:
                     problems.append(f"case {case.name} label version {row['version']}: {exc}")
         problems += self._checkpoint_file_problems()

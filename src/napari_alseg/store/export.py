@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Protocol
 
 from ..atomic import atomic_path, make_folder
-from ..errors import storage_error
+from ..errors import DamagedLabelsError, storage_error
 from .labels import LABEL_SUFFIX, write_label_volume
 from .records import CaseRecord, CheckpointRecord, ClassInfo, EventRecord, LabelSnapshot, WeakAnnotation
 
@@ -54,12 +54,23 @@ EVENT_COLUMNS = ("id", "case", "slice_index", "class_id", "class_name", "kind", 
 
 
 def export_project(project: ExportSource, out_dir: Path) -> list[Path]:
-    """Write ``<case>_seg.nii.gz`` per labelled case and the provenance files; return paths."""
+    """Write ``<case>_seg.nii.gz`` per labelled case and the provenance files; return paths.
+
+    A case whose current label version is damaged is left out (``label_error`` in
+    ``provenance.json`` says why) and everything else is written; then one
+    :class:`~napari_alseg.errors.DamagedLabelsError` line names the cases left out.
+    """
     make_folder(out_dir, "the export folder")
     written = []
     case_entries = []
+    damaged: list[DamagedLabelsError] = []
     for case in project.cases:
-        snapshot = project.current_labels(case.name)
+        label_error = None
+        try:
+            snapshot = project.current_labels(case.name)
+        except DamagedLabelsError as exc:
+            snapshot, label_error = None, str(exc)
+            damaged.append(exc)
         label_file = None
         if snapshot is not None:
             path = out_dir / f"{case.name}_seg{LABEL_SUFFIX}"
@@ -67,7 +78,7 @@ def export_project(project: ExportSource, out_dir: Path) -> list[Path]:
             written.append(path)
             label_file = path.name
         case_entries.append({
-            "name": case.name, "label_file": label_file,
+            "name": case.name, "label_file": label_file, **({"label_error": label_error} if label_error else {}),
             "label_version": snapshot.version if snapshot else None,
             "channels": dict(zip(case.channel_names, map(str, case.channel_paths))),
             # MSD / BraTS: every channel is one volume of the same 4D file
@@ -89,6 +100,12 @@ def export_project(project: ExportSource, out_dir: Path) -> list[Path]:
         "validation_items": [list(item) for item in project.validation_items()],
     }
     written.append(_write_text(out_dir / JSON_NAME, json.dumps(provenance, indent=2)))
+    if damaged:
+        raise DamagedLabelsError(
+            f"{out_dir}: exported {len(written)} files, but not the labels of {len(damaged)} case(s) whose "
+            f"current label version is damaged: {damaged[0]}" + (f"; and {len(damaged) - 1} more (`alseg status "
+                                                                  "--check` lists them)" if len(damaged) > 1 else ""),
+            damaged[0].case, damaged[0].version)
     return written
 
 
