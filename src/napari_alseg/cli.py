@@ -17,7 +17,7 @@ from . import __version__
 from .domain import (COHORT_BATCH, COHORT_ENGINES, COHORT_MINUTES, COHORT_ROUNDS, COHORT_SEEDS, IMPORTED,
                      LABELLING_KINDS, LABELS_AS, LABELS_AS_ANNOTATIONS, LABELS_AS_GROUND_TRUTH,
                      SIMULATED_ANNOTATORS, TRACE_ANNOTATOR)
-from .errors import AlsegError, disk_cause
+from .errors import AlsegError, DamagedLabelsError, disk_cause
 from .plan import DEFAULT_LEARNING_RATE
 
 DEMO_SAMPLES = ("tumour-cases", "brain-stack")
@@ -197,7 +197,8 @@ def run_status(args: argparse.Namespace) -> int:
         raise
     with project:
         events = project.events()
-        labelled = {c.name for c in project.cases if _has_labels(project, c.name, tolerate=args.check)}
+        damaged: list[str] = []
+        labelled = {c.name for c in project.cases if _has_labels(project, c.name, damaged, tolerate=args.check)}
         annotated = labelled & _annotated_cases(events)
         checkpoints = _checkpoints(project, tolerate=args.check)
         print(f"project:      {project.folder} ({project.dataset_name}, granularity {project.granularity})")
@@ -227,6 +228,9 @@ def run_status(args: argparse.Namespace) -> int:
         for missing in project.missing_checkpoints():
             print(f"missing:      checkpoint of model {missing.model_version} ({missing.path}), removed outside "
                   "napari-alseg; restore it from a backup, or retrain")
+        if not args.check:  # --check lists them as problems
+            for line in damaged:
+                print(f"damaged:      {line} (`alseg status --check` lists every problem)")
         _print_plan(project)
         _print_initial_model(project, "initial model: ")
         if args.check:
@@ -240,10 +244,14 @@ def run_status(args: argparse.Namespace) -> int:
     return 0
 
 
-def _has_labels(project, case: str, *, tolerate: bool) -> bool:
-    """Whether ``case`` has labels; a damaged label file raises unless ``tolerate`` (--check lists it)."""
+def _has_labels(project, case: str, damaged: list[str], *, tolerate: bool) -> bool:
+    """Whether ``case`` has labels. A damaged label version is added to ``damaged`` (status goes
+    on: it blocks only what needs that case); another problem raises unless ``tolerate``."""
     try:
         return project.current_labels(case) is not None
+    except DamagedLabelsError as exc:
+        damaged.append(str(exc))
+        return True
     except AlsegError:
         if not tolerate:
             raise
