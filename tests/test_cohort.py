@@ -13,7 +13,7 @@ from napari_alseg.simulation.cohort import (ACCEPTED, CLICK, CORRECT, ITEMS_CSV,
                                             run_cohort)
 from napari_alseg.simulation.cohort_report import REPORT_MD, outcomes, read_csv
 from napari_alseg.simulation.measure import PoolTotals, is_labelled
-from napari_alseg.simulation.pricing import SecondsCosts, costs_from_dict, redraw, review_slices, trace_mm
+from napari_alseg.pricing import SecondsCosts, costs_from_dict, redraw, review_slices, trace_mm
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -175,3 +175,34 @@ def test_alseg_simulate_cohort_runs_and_prices_with_a_costs_file(tmp_path, capsy
     assert "unknown keys ['click_secs']" in capsys.readouterr().err
     assert main(["simulate", str(source), str(tmp_path / "out3"), "--costs", str(costs)]) == 2
     assert "--costs prices a cohort" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------ priced in seconds
+
+
+def test_expected_seconds_grow_with_the_doubt_along_the_outline_and_are_unknown_without_a_structure():
+    from napari_alseg.pricing import expected_seconds
+
+    mask = np.zeros((3, 32, 32), np.float32)
+    mask[:, 8:24, 8:24] = 1
+    sure = np.stack([1 - mask, mask])
+    doubtful = np.stack([1 - 0.6 * mask - 0.2, 0.6 * mask + 0.2])  # same argmax, softer
+    costs = SecondsCosts()
+    assert expected_seconds(sure, (1.0, 1.0)) == pytest.approx(3 * costs.review_seconds_per_slice)
+    assert expected_seconds(doubtful, (1.0, 1.0)) > expected_seconds(sure, (1.0, 1.0)) + 10
+    assert np.isnan(expected_seconds(np.stack([np.ones((3, 8, 8)), np.zeros((3, 8, 8))]), (1.0, 1.0)))
+
+
+def test_the_seconds_priced_engine_ranks_equal_doubt_by_expected_seconds():
+    from napari_alseg.pool import PoolScores
+    from napari_alseg.strategies import QueryItem, get_strategy
+
+    terms = {"cheap": {"entropy": 0.3, "expected_s": 60.0}, "dear": {"entropy": 0.3, "expected_s": 1000.0},
+             "unknown": {"entropy": 0.3, "expected_s": float("nan")},  # priced at the median, 300 s
+             "doubtful": {"entropy": 0.9, "expected_s": 300.0}}
+    pool = PoolScores("case", 3, True, "v1", [QueryItem(c) for c in terms], [],
+                      terms={QueryItem(c): v for c, v in terms.items()})
+    ranked = [s.item.case for s in get_strategy("entropy-per-second").select(pool, 4, 0)]
+    assert ranked == ["cheap", "doubtful", "unknown", "dear"]
+    unpriced = [s.item.case for s in get_strategy("entropy").select(pool, 1, 0)]
+    assert unpriced == ["doubtful"]

@@ -53,7 +53,9 @@ NEED_BOOTSTRAP = "bootstrap"
 NEED_VAE = "vae"
 NEED_QUALITY = "quality"
 NEED_EFFORT = "effort"
-NEEDS = frozenset({NEED_MODEL, NEED_MC, NEED_FEATURES, NEED_BOOTSTRAP, NEED_VAE, NEED_QUALITY, NEED_EFFORT})
+NEED_SECONDS = "seconds"  # each case or slice priced in expected seconds of correction
+NEEDS = frozenset({NEED_MODEL, NEED_MC, NEED_FEATURES, NEED_BOOTSTRAP, NEED_VAE, NEED_QUALITY, NEED_EFFORT,
+                   NEED_SECONDS})
 
 # ---------------------------------------------------------------------------- score terms
 
@@ -80,6 +82,7 @@ TERM_QUALITY_DICE_LOW = "quality_dice_low"  # the low end of its 80 % interval
 TERM_QUALITY_DICE_HIGH = "quality_dice_high"  # the high end
 TERM_QUALITY_EXAMPLES = "quality_examples"  # how many predictions of known Dice the rating rests on
 TERM_PSEUDO_LABEL = "pseudo_label"  # 1.0: the prediction is proposed for one-click acceptance
+TERM_EXPECTED_S = "expected_s"  # expected seconds to review and correct the prediction (pricing.expected_seconds)
 TERM_FOREGROUND = "foreground"  # predicted foreground: expected voxels (an ROI: pixels of its class)
 
 UNCERTAINTY_TERMS = (TERM_MC_TOP, TERM_ENTROPY_MC, TERM_ENTROPY, TERM_MARGIN)  # a stored score: the first present

@@ -1,4 +1,4 @@
-"""What finishing one item costs the annotator, in seconds, per workflow (the cohort benchmark).
+"""What finishing one item costs the annotator, in seconds: known (the cohort benchmark) or expected.
 
 The seconds come from a stated model, :class:`SecondsCosts`, not from a stopwatch: the
 simulated annotator spends none. Tracing pays for the true outline; correcting pays for
@@ -8,7 +8,9 @@ an annotator leaves it), plus one click per stray component to erase; clicking p
 click and for the outline still to redraw after them; reviewing a prefill pays per slice
 that shows a predicted structure. The older measure, the *changed* boundary (every
 segment that moved, :func:`~napari_alseg.effort.traced_boundary` with ``original``), is
-reported beside the redrawn one so the two can be compared.
+reported beside the redrawn one so the two can be compared. Without the ground truth,
+:func:`expected_seconds` prices correcting a prediction from the prediction alone (the
+seconds-priced engines and the dock's estimate of the time left).
 """
 
 from __future__ import annotations
@@ -22,9 +24,9 @@ from pathlib import Path
 import numpy as np
 from scipy import ndimage
 
-from ..effort import CLICK_SECONDS_PRIOR, boundary_length, traced_boundary
-from ..errors import AlsegError
-from ..metrics import dice_per_class
+from .effort import CLICK_SECONDS_PRIOR, boundary_length, traced_boundary
+from .errors import AlsegError
+from .metrics import dice_per_class
 
 Spacing = tuple[float, float]
 
@@ -167,3 +169,25 @@ def item_dice(labels: np.ndarray, truth: np.ndarray, n_classes: int) -> float:
     scores = dice_per_class(labels, truth, n_classes)
     present = scores[~np.isnan(scores)]
     return float(present.mean()) if present.size else 1.0
+
+
+def expected_seconds(probs: np.ndarray, spacing: Spacing, costs: SecondsCosts = SecondsCosts()) -> float:
+    """Expected seconds to review and correct the prediction ``probs`` ``(C, H, W)`` or ``(C, k, j, i)``.
+
+    Reviewing: every slice showing a predicted structure. Redrawing: each predicted class's
+    outline times its expected disagreement ``1 - soft Dice`` (the Dice the model itself
+    expects of its argmax, were its probabilities calibrated). With nothing predicted, the
+    outline to trace is unknown: NaN (the caller prices it at the pool's typical value).
+    """
+    probs = np.asarray(probs, dtype=np.float32)
+    hard = probs.argmax(axis=0)
+    classes = [c for c in range(1, probs.shape[0]) if (hard == c).any()]
+    if not classes:
+        return math.nan
+    redraw_mm = 0.0
+    for class_id in classes:
+        mask = hard == class_id
+        soft = probs[class_id]
+        expected_dice = 2.0 * float(soft[mask].sum()) / max(float(soft.sum()) + float(mask.sum()), 1e-9)
+        redraw_mm += trace_mm(mask.astype(np.uint8), [1], spacing) * (1.0 - expected_dice)
+    return costs.review_seconds_per_slice * review_slices(hard) + costs.redraw_seconds_per_mm * redraw_mm

@@ -11,9 +11,11 @@ from scipy import ndimage
 from ..domain import (
     QUALITY_PROBABILITY_TERMS, TERM_BOOTSTRAP, TERM_ENTROPY, TERM_ENTROPY_MC, TERM_FOREGROUND, TERM_MARGIN,
     TERM_EFFORT_PREDICTED_MM, TERM_MC_SUM, TERM_MC_TOP, TERM_QUALITY_CLASS, TERM_QUALITY_EXAMPLES,
-    TERM_QUALITY_DICE, TERM_QUALITY_DICE_HIGH, TERM_QUALITY_DICE_LOW, TERM_QUALITY_PROB, NEED_EFFORT, QueryItem,
+    TERM_QUALITY_DICE, TERM_QUALITY_DICE_HIGH, TERM_QUALITY_DICE_LOW, TERM_QUALITY_PROB, NEED_EFFORT, NEED_SECONDS,
+    TERM_EXPECTED_S, QueryItem,
 )
 from ..effort import roi_trace_length
+from ..pricing import expected_seconds
 from ..quality import QualityPredictor
 from ..uncertainty import bootstrap_score, class_entropy, margin_score, mean_entropy, top_fraction_mean
 
@@ -28,7 +30,10 @@ def item_terms(prediction: RegionPrediction, item: QueryItem, scoring: RoundInpu
     given = scoring.region_labels(item.region)
     unlabelled = np.ones(prediction.probs.shape[1:], bool) if given is None else ~np.asarray(given[1], bool)
     if item.class_id is None:
-        return region_terms(prediction.probs, unlabelled=unlabelled, **maps)
+        terms = region_terms(prediction.probs, unlabelled=unlabelled, **maps)
+        if NEED_SECONDS in scoring.needs:
+            terms[TERM_EXPECTED_S] = expected_seconds(prediction.probs, scoring.spacing.get(item.case, (1.0, 1.0)))
+        return terms
     terms = roi_terms(prediction.probs, item.class_id, unlabelled, **maps)
     if NEED_EFFORT in scoring.needs:
         spacing = scoring.spacing.get(item.case, (1.0, 1.0))

@@ -45,7 +45,7 @@ from .files import ANNOTATOR, TEST_FRACTION
 from .loop import retrain_seeded
 from .measure import PoolTotals, format_value, is_labelled
 from .oracle import Oracle, click_item
-from .pricing import SecondsCosts, item_dice, redraw, review_slices, trace_mm
+from ..pricing import SecondsCosts, item_dice, redraw, review_slices, trace_mm
 
 if TYPE_CHECKING:
     from ..model import TrainConfig

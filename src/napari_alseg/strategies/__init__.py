@@ -12,7 +12,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ..domain import NEED_BOOTSTRAP, NEED_EFFORT, NEED_FEATURES, NEED_MC, NEED_MODEL, NEED_QUALITY, NEED_VAE
+from ..domain import (NEED_BOOTSTRAP, NEED_EFFORT, NEED_FEATURES, NEED_MC, NEED_MODEL, NEED_QUALITY, NEED_SECONDS,
+                      NEED_VAE)
 from ..errors import AlsegError
 from .base import GRANULARITIES, NEEDS, QueryItem, Strategy, Suggestion, rank
 from .baseline import RANDOM, RANDOM_ROI, SLICE_UNIFORM, select_random
@@ -21,6 +22,7 @@ from .foreground_random import RANDOM_FOREGROUND, RANDOM_FOREGROUND_ROI
 from .gradient_vae import GRADIENT_VAE
 from .quality_threshold import QUALITY_THRESHOLD, pseudo_label_candidates
 from .redundancy_sampling import NON_SIMILAR, REPRESENTATIVE
+from .seconds_priced import ENTROPY_PER_SECOND
 from .uncertainty_sampling import BOOTSTRAP, ENTROPY, ENTROPY_MC, MARGINS, MC_DROPOUT_SUM, MC_DROPOUT_TOP
 
 if TYPE_CHECKING:
@@ -44,7 +46,7 @@ STRATEGIES: dict[str, Strategy] = {
     for strategy in (
         RANDOM, RANDOM_ROI, SLICE_UNIFORM, RANDOM_FOREGROUND, RANDOM_FOREGROUND_ROI, ENTROPY, ENTROPY_MC, MARGINS,
         MC_DROPOUT_TOP, MC_DROPOUT_SUM, BOOTSTRAP, REPRESENTATIVE, NON_SIMILAR, GRADIENT_VAE, QUALITY_THRESHOLD, DICE_PER_EFFORT,
-        DICE_PER_EFFORT_PAPER,
+        DICE_PER_EFFORT_PAPER, ENTROPY_PER_SECOND,
     )
 }
 
@@ -56,6 +58,7 @@ _MISSING = {
     NEED_VAE: "no VAE latents this round",
     NEED_QUALITY: "no quality ratings this round",
     NEED_EFFORT: "no effort model",
+    NEED_SECONDS: "no expected seconds this round",
 }
 
 
