@@ -9,6 +9,7 @@ import synthetic_cases
 from napari_alseg.errors import AlsegError
 from napari_alseg.quality import ACCEPTABLE, POOR
 from napari_alseg.session import Session, import_model_backend
+from napari_alseg.store import Project
 from napari_alseg.simulation.cohort import (ACCEPTED, CLICK, CORRECT, ITEMS_CSV, NO_ENGINE, REVIEW, TRACE,
                                             run_cohort)
 from napari_alseg.simulation.cohort_report import REPORT_MD, outcomes, read_csv
@@ -206,3 +207,39 @@ def test_the_seconds_priced_engine_ranks_equal_doubt_by_expected_seconds():
     assert ranked == ["cheap", "doubtful", "unknown", "dear"]
     unpriced = [s.item.case for s in get_strategy("entropy").select(pool, 1, 0)]
     assert unpriced == ["doubtful"]
+
+
+# ------------------------------------------------------------------ the dock's cohort line
+
+
+def test_the_cohort_seconds_count_done_items_and_price_the_rest_once_scored(tmp_path):
+    source = blob_cases(tmp_path / "source")
+    project = Project.create(tmp_path / "project", source, annotator="ann")
+    with Session(project, annotator="ann", train_config=synthetic_cases.tiny_config(device="cpu")) as session:
+        first = session.cohort_seconds()
+        assert first.items_done == 0 and first.left_with_model_s is None and first.trace_rest_s is None
+        pool = session.suggest(50)
+        case = pool[0].item.case
+        truth = session.project.ground_truth(case)
+        session.submit(case, truth, seconds_active=120.0)
+        after = session.cohort_seconds()
+        assert (after.items_done, after.items_left) == (1, first.items_left - 1)
+        outline = trace_mm(truth, [1, 2], session.in_plane_spacing(case))
+        assert after.traced_done_s == pytest.approx(SecondsCosts().trace_seconds_per_mm * outline)
+        assert after.spent_s == 120.0 and after.saved_s == pytest.approx(after.traced_done_s - 120.0)
+        assert after.trace_rest_s is not None and after.trace_rest_s > 0
+        session.retrain()
+        session.rescore()
+        scored = session.cohort_seconds()
+        assert scored.left_with_model_s is not None and scored.left_with_model_s > 0
+
+
+def test_the_cohort_line_reads_as_durations():
+    from napari_alseg._qt.effort_tab import cohort_text, duration_text
+    from napari_alseg.session.cohort_time import CohortSeconds
+
+    assert [duration_text(s) for s in (40, 720, 11100)] == ["40 s", "12 min", "3 h 05 min"]
+    text = cohort_text(CohortSeconds(12, 36, 3900.0, 9000.0, 11400.0, 34800.0))
+    assert text == ("Cohort: 12 of 48 items done, 1 h 05 min spent (tracing them: 2 h 30 min, saved 1 h 25 min). "
+                    "Left: ~3 h 10 min with the current model; tracing the rest ~9 h 40 min.")
+    assert "more than tracing" in cohort_text(CohortSeconds(1, 1, 600.0, 300.0, None, None))

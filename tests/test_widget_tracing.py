@@ -173,6 +173,10 @@ def test_the_effort_tab_adds_up_after_submits(widget, qtbot):
     assert rows[names[1]][0] > 0 and rows[names[2]][0] > 0  # whole-case submits split between classes
     note = widget.effort_tab.timing_label.text()  # the one class never outlined is priced by a guess, and says so
     assert f"Left mm of {names[3]} is a guess" in note and names[1] not in note
+    cohort = session.cohort_seconds()  # the cohort line: two cases done, their seconds, no model yet
+    assert cohort.items_done == 2 and cohort.left_with_model_s is None
+    assert widget.effort_tab.cohort_label.text().startswith(f"Cohort: 2 of {cohort.items_done + cohort.items_left}")
+    assert "after the next retrain" in widget.effort_tab.cohort_label.text()
 
 
 def test_the_queue_fits_a_narrow_dock_with_details_in_a_tooltip(widget, qtbot):

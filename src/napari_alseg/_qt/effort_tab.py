@@ -9,10 +9,42 @@ from __future__ import annotations
 
 from qtpy.QtWidgets import QLabel, QVBoxLayout, QWidget
 
+from ..pricing import SecondsCosts
 from .learning_curve import LearningCurve
 from .tables import fill_table, fit_to_width, make_table
 
 HEADERS = ["class", "spent mm", "spent s", "left mm", "left s"]
+COHORT_TIP = ("Seconds of the whole cohort (the pool less the held-out items). Spent: your active time. "
+              "Tracing is priced at {speed:g} s per mm of outline (the cohort benchmark's stated speed); "
+              "left with the current model: reviewing each item plus redrawing the outline the model "
+              "itself doubts, from the last scoring.")
+
+
+def duration_text(seconds: float) -> str:
+    """``40 s``, ``12 min``, ``3 h 05 min``: a duration as a person reads it."""
+    seconds = max(float(seconds), 0.0)
+    if seconds < 60:
+        return f"{seconds:.0f} s"
+    minutes = int(round(seconds / 60))
+    return f"{minutes} min" if minutes < 60 else f"{minutes // 60} h {minutes % 60:02d} min"
+
+
+def cohort_text(cohort) -> str:
+    """The Effort tab's cohort line from a :class:`~napari_alseg.session.cohort_time.CohortSeconds`."""
+    total = cohort.items_done + cohort.items_left
+    done = f"Cohort: {cohort.items_done} of {total} items done"
+    if cohort.items_done:
+        saved = cohort.saved_s
+        verdict = f"saved {duration_text(saved)}" if saved >= 0 else f"{duration_text(-saved)} more than tracing"
+        done += (f", {duration_text(cohort.spent_s)} spent (tracing them: {duration_text(cohort.traced_done_s)}, "
+                 f"{verdict})")
+    if not cohort.items_left:
+        return done + "."
+    model = ("with the current model: after the next retrain and scoring" if cohort.left_with_model_s is None
+             else f"~{duration_text(cohort.left_with_model_s)} with the current model")
+    trace = ("tracing the rest: once an outline is traced" if cohort.trace_rest_s is None
+             else f"tracing the rest ~{duration_text(cohort.trace_rest_s)}")
+    return f"{done}. Left: {model}; {trace}."
 
 
 def guessed_text(session) -> str:
@@ -37,6 +69,10 @@ class EffortTab(QWidget):
                                      "trace (left mm, METHODS E) with its estimated seconds (left s); 'all classes' is the "
                                      "sum of the rows above")
         layout.addWidget(self.effort_table)
+        self.cohort_label = QLabel("")
+        self.cohort_label.setWordWrap(True)
+        self.cohort_label.setToolTip(COHORT_TIP.format(speed=SecondsCosts().trace_seconds_per_mm))
+        layout.addWidget(self.cohort_label)
         self.timing_label = QLabel("")
         self.timing_label.setWordWrap(True)
         layout.addWidget(self.timing_label)
@@ -54,4 +90,5 @@ class EffortTab(QWidget):
                   if session.seconds_model() is not None else
                   "Remaining seconds appear once two timed submits with traced boundary exist.")
         self.timing_label.setText(f"{guessed_text(session)} {timing}".strip())
+        self.cohort_label.setText(cohort_text(session.cohort_seconds()))
         self.curve.show_points(session.learning_curve())

@@ -36,6 +36,7 @@ from ..quality import QualityEstimate
 from ..store import Project
 from ..strategies import Suggestion
 from .accounting import EffortAccounting
+from .cohort_time import CohortSeconds, cohort_seconds
 from .labels import LabelsView
 from .learner import Learner, RetrainReport, TrainedRound
 from .queries import Queries, RescoreResult
@@ -479,6 +480,11 @@ class Session:
 
     def effort_summary(self) -> dict[str, dict[str, float]]:
         return self.accounting.effort_summary()
+
+    def cohort_seconds(self) -> CohortSeconds:
+        """Seconds spent on the cohort, left with the current model, and tracing it would take
+        (:mod:`.cohort_time`); from the last scoring, so cheap on the UI thread."""
+        return cohort_seconds(self.queries.current_pool(), self.accounting, self.view)
 
     def learning_curve(self) -> list[tuple[str, float, float]]:
         return self.accounting.learning_curve()

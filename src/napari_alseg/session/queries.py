@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ..domain import (
-    CASE, NEED_BOOTSTRAP, NEED_EFFORT, NEED_MC, NEED_MODEL, NEED_QUALITY,
+    CASE, NEED_BOOTSTRAP, NEED_EFFORT, NEED_MC, NEED_MODEL, NEED_QUALITY, NEED_SECONDS,
     ROI, SLICE, TERM_EFFORT_MM, TERM_EFFORT_S, TERM_QUALITY_CLASS, TERM_QUALITY_DICE, TERM_QUALITY_DICE_HIGH,
     TERM_QUALITY_DICE_LOW, TERM_QUALITY_EXAMPLES, QueryItem,
 )
@@ -88,6 +88,8 @@ class Queries:
         if self.learner.current_net() is not None and for_display:
             needs |= {NEED_MODEL, NEED_MC}
             needs.add(NEED_QUALITY)  # cases, or slices of a 2D stack (an ROI pool rates them whole)
+            if self.pool_granularity != ROI:
+                needs.add(NEED_SECONDS)  # the Effort tab's seconds left with this model
         if self.pool_granularity == ROI:
             needs.add(NEED_EFFORT)
         return needs
@@ -318,6 +320,11 @@ class Queries:
             return set()
         return set(pool.candidates) | set(pool.region_quality)
 
+    def current_pool(self) -> PoolScores:
+        """The pool the suggestions come from: the adopted scores while they fit the model and
+        strategy, else a model-free one (cheap: no prediction)."""
+        return self._usable_pool()
+
     def _usable_pool(self) -> PoolScores:
         """The adopted pool while it fits the model and strategy, else a model-free one (cheap)."""
         pool = self._pool
@@ -375,6 +382,7 @@ class Queries:
         with self._lock:
             for item, features, dice in examples:
                 self._quality_examples[item] = (features, dice)
+
 
 def _estimate_from_terms(terms: dict[str, float]) -> QualityEstimate | None:
     """The rating a pool stored in an item's terms; None where it holds none."""
