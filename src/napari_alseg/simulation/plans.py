@@ -259,9 +259,3 @@ def with_overrides(plan: BenchmarkPlan, **overrides: Any) -> BenchmarkPlan:
     """``plan`` with the given settings replaced (None = keep the plan's)."""
     return replace(plan, **{key: value for key, value in overrides.items() if value is not None})
 
-
-def estimate_seconds(plan: BenchmarkPlan, step_seconds: float, overhead_per_round: float) -> float:
-    """Rough wall time: ``total_units`` rounds of ``steps × step_seconds`` training plus overhead."""
-    if plan.steps is None:
-        return math.nan
-    return plan.total_units() * (plan.steps * step_seconds + overhead_per_round)
