@@ -344,7 +344,8 @@ def test_disk_full_at_commit_saves_nothing_and_the_next_submit_works(project_fol
         assert "disk full while saving; nothing was saved" in one_line(excinfo)
         assert not real.in_transaction
         assert project.current_labels("case_000").version == 1
-        assert sorted(p.name for p in (project_folder / "labels" / "case_000").iterdir()) == ["v0001.nii.gz"]
+        assert sorted(p.name for p in (project_folder / "labels" / "case_000").iterdir()) == [
+            "v0001.json", "v0001.nii.gz"]
         submit_slice(project, slice_index=2, seed=7)
         assert project.current_labels("case_000").version == 2
 

@@ -261,7 +261,7 @@ def test_slice_submits_append_versions_and_merge_into_the_latest(project):
     old = project.labels_at("case_000", 1)
     assert old.data[3].sum() == 0 and not old.labelled[3].any()
     folder = project.folder / "labels" / "case_000"
-    assert sorted(p.name for p in folder.iterdir()) == ["v0001.nii.gz", "v0002.nii.gz"]
+    assert sorted(p.name for p in folder.iterdir()) == ["v0001.json", "v0001.nii.gz", "v0002.json", "v0002.nii.gz"]
     assert [e.id for e in project.events("case_000")] == [first, second]
     assert project.events("case_000")[1].label_version == 2
 

@@ -94,7 +94,8 @@ def test_every_submit_that_returned_survives_sigkill(project_folder, n_returned)
         last = project.current_labels("case_000")
         assert last.version >= len(returned)  # the submit in flight may or may not have landed
         files = sorted(p.name for p in (project_folder / "labels" / "case_000").iterdir())
-        assert files == [f"v{v:04d}.nii.gz" for v in range(1, last.version + 1)]
+        assert files == sorted(f"v{v:04d}{suffix}" for v in range(1, last.version + 1)
+                               for suffix in (".nii.gz", ".json"))  # each version with its record
         submit_slice(project)
         assert project.current_labels("case_000").version == last.version + 1
 
@@ -109,7 +110,7 @@ def test_open_sweeps_temp_files_and_keeps_uncommitted_versions_aside(project_fol
     (folder / ".v0003.nii.gz.abcd.tmp.nii.gz").write_bytes(b"half")
     (folder / "notes.txt").write_text("not ours, left alone")
     with Project.open(project_folder) as project:
-        assert sorted(p.name for p in folder.iterdir()) == ["notes.txt", "v0001.nii.gz"]
+        assert sorted(p.name for p in folder.iterdir()) == ["notes.txt", "v0001.json", "v0001.nii.gz"]
         assert (project_folder / "recovered" / "labels" / "case_000" / "v0002.nii.gz").is_file()  # kept
         assert project.current_labels("case_000").version == 1
         submit_slice(project, seed=5)

@@ -105,6 +105,15 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("out", type=Path, metavar="OUT")
     export.set_defaults(run=run_export)
 
+    recover = commands.add_parser(
+        "recover", help="list the label files a project kept aside in recovered/ (their commits were lost), "
+                        "and with --restore record them again")
+    recover.add_argument("project", type=Path, metavar="PROJECT")
+    recover.add_argument("--restore", action="store_true",
+                         help="record every restorable file again (its region, class, kind, annotator and seconds "
+                              "from the record saved beside it), oldest first, as new label versions")
+    recover.set_defaults(run=run_recover)
+
     model = commands.add_parser("model", help="move models between projects")
     model_commands = model.add_subparsers(dest="model_command", metavar="ACTION", required=True)
     model_export = model_commands.add_parser(
@@ -400,6 +409,30 @@ def run_export(args: argparse.Namespace) -> int:
     with Project.open(args.project) as project:
         written = project.export(args.out)
     print(f"exported {len(written)} files to {args.out}")
+    return 0
+
+
+def run_recover(args: argparse.Namespace) -> int:
+    from .store import Project
+
+    with Project.open(args.project) as project:
+        found = project.recovered()
+        if not found:
+            print(f"nothing kept aside in {project.folder / 'recovered'}")
+            return 0
+        if args.restore:
+            done = project.restore_recovered()
+            for item in done:
+                how = "identical to the file" if item.same else "merged onto the case's newer labels"
+                print(f"restored {item.source.path.relative_to(project.folder).as_posix()} as case "
+                      f"{item.source.case} label version {item.version} (event {item.event_id}; {how})")
+            found = project.recovered()
+            print(f"restored {len(done)} label version(s)"
+                  + (f"; {len(found)} file(s) stay in recovered/ (listed below)" if found else ""))
+        for item in found:
+            state = ("can be restored (`alseg recover --restore`)" if item.restorable
+                     else f"not restorable: {item.problem}" if item.problem else "kept for reference")
+            print(f"{item.path.relative_to(project.folder).as_posix()}: case {item.case}, {item.what}; {state}")
     return 0
 
 

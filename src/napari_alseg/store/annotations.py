@@ -11,7 +11,7 @@ import numpy as np
 from ..domain import LABELLING_KINDS, PSEUDO_ACCEPTED, PSEUDO_REJECTED, TOOL_KINDS, UNDO
 from ..errors import AlsegError, DamagedLabelsError
 from .labels import (array_sha256, check_label_array, labelled_mask, merge_region, region_dice,
-                     write_label_region, write_label_volume)
+                     write_label_region, write_label_volume, write_sidecar)
 from .records import CaseRecord, EventRecord, LabelledItem, LabelSnapshot, ToolUse, WeakAnnotation
 from .rows import checked_seconds, iso, now, optional_int
 from .state import ProjectState
@@ -213,13 +213,14 @@ class AnnotationsMixin(ProjectState):
         version are marked undone by this one.
         """
         written: list[Path] = []
+        digest = None if merged is None else array_sha256(merged)
         try:
             with self._db.transaction() as conn:
                 if merged is not None:
                     path = self._files.version_path(record.name, version)
                     conn.execute("INSERT INTO label_versions (case_id, version, path, sha256, created_at) "
                                  "VALUES (?, ?, ?, ?, ?)", (record.id, version, self._files.relative(path),
-                                                           array_sha256(merged), event["ended_at"]))
+                                                           digest, event["ended_at"]))
                     event["label_version"] = version
                     write_label_volume(path, merged, record)
                     written.append(path)
@@ -234,6 +235,12 @@ class AnnotationsMixin(ProjectState):
                     conn.execute("UPDATE events SET undone_in_version = ? WHERE case_id = ? AND "
                                  "label_version = ? AND undone_in_version IS NULL",
                                  (version, record.id, undoes_version))
+                if merged is not None:  # what made this version, for `alseg recover` if the commit is lost
+                    sidecar = self._files.sidecar_path(record.name, version)
+                    written.append(sidecar)
+                    write_sidecar(sidecar, {"case": record.name, "version": version, "sha256": digest,
+                                            "event_id": event_id, "event": event, "tools": list(tool_events),
+                                            "undoes_version": undoes_version})
                 if prediction is not None:
                     path = self._files.original_path(record.name, event_id)
                     write_label_region(path, prediction, record, event["slice_index"])

@@ -48,7 +48,7 @@ class ChecksMixin(ProjectState):
                     problems.append(f"case {case.name} label version {row['version']}: {exc}")
         problems += self._checkpoint_file_problems()
         problems += [f"{self._files.relative(path)}: a label file {DB_NAME} does not record, kept aside "
-                     "on open (lost commits?); restore it with its database, or delete it once not needed"
+                     "on open (lost commits?); `alseg recover` lists and restores it"
                      for path in self._files.recovered_files()]
         return problems
 

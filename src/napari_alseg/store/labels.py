@@ -4,6 +4,9 @@
   and never overwritten; the database row that records it is committed only after the file
   is fsynced and renamed into place.
 * ``originals/e000042.nii.gz``: the model's prediction for the region event 42 submitted.
+* ``v0007.json``: what made version 7 (its event, tools, region, annotator), written and fsynced
+  beside it before its commit, so ``alseg recover`` can re-record the version if the commit is
+  lost with ``project.sqlite-wal``.
 * ``draft.nii.gz``: unsubmitted strokes, overwritten atomically on each autosave.
 
 Temp files are dot-prefixed (``.v0007.nii.gz.XXXX.tmp.nii.gz``) and never read as data.
@@ -16,6 +19,7 @@ NIfTI viewer overlays them on the source image.
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import os
 import re
@@ -24,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..atomic import fsync_folder
+from ..atomic import atomic_path, fsync_folder
 from ..errors import AlsegError, storage_error
 from ..nifti import load_volume, save_volume
 from .records import CaseRecord, LabelledItem
@@ -33,6 +37,8 @@ LABELS_DIR = "labels"
 RECOVERED_DIR = "recovered"  # unrecorded label files, kept aside on open (never deleted)
 LABEL_SUFFIX = ".nii.gz"  # gzip level 1 is faster than raw .nii here: less to fsync
 _MANAGED_NAME = re.compile(r"^(v\d{4,}|e\d{6,}|draft)\.nii\.gz$")
+_SIDECAR_NAME = re.compile(r"^v\d{4,}\.json$")
+SIDECAR_SUFFIX = ".json"
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +52,10 @@ class LabelFiles:
 
     def version_path(self, case: str, version: int) -> Path:
         return self.root / case / f"v{version:04d}{LABEL_SUFFIX}"
+
+    def sidecar_path(self, case: str, version: int) -> Path:
+        """What made label version ``version`` (JSON beside it; see :func:`write_sidecar`)."""
+        return self.root / case / f"v{version:04d}{SIDECAR_SUFFIX}"
 
     def original_path(self, case: str, event_id: int) -> Path:
         return self.root / case / "originals" / f"e{event_id:06d}{LABEL_SUFFIX}"
@@ -82,56 +92,100 @@ class LabelFiles:
                     removed.append(path)
             elif _MANAGED_NAME.match(path.name) and self.relative(path) not in referenced:
                 orphans.append(path)
+            elif _SIDECAR_NAME.match(path.name) and self.relative(_version_of(path)) not in referenced:
+                orphans.append(path)  # it goes where its version goes
         if removed:
             log.warning("removed %d unfinished temp file(s): %s", len(removed),
                         ", ".join(self.relative(p) for p in removed))
         return self.quarantine(orphans)
 
     def quarantine(self, paths: list[Path]) -> list[Path]:
-        """Move ``paths`` to ``recovered/<their path>`` and say so in one warning line."""
+        """Move ``paths`` to ``recovered/<their path>`` and say so in one warning line.
+
+        A label version's record (``v0002.json``) moves with it and keeps its name's pairing
+        (``v0002~2.nii.gz`` with ``v0002~2.json`` when an earlier quarantine used the names)."""
         kept = []
+        sidecars = {path for path in paths if _SIDECAR_NAME.match(path.name)}
         for path in paths:
-            target = _free_name(self.folder / RECOVERED_DIR / self.relative(path))
-            try:
-                target.parent.mkdir(parents=True, exist_ok=True)
-                os.replace(path, target)
-            except OSError as exc:  # read-only: it stays where it is, still never deleted
-                log.warning("cannot move unrecorded label file %s to %s/ (%s); it was left in place",
-                            path, RECOVERED_DIR, exc.strerror or exc)
+            if path in sidecars:
                 continue
-            fsync_folder(target.parent)
-            fsync_folder(path.parent)
+            sidecar = _sidecar_of(path) if path.name.startswith("v") else None
+            target = _free_name(self.folder / RECOVERED_DIR / self.relative(path))
+            if not self._move(path, target):
+                continue
             kept.append(target)
+            if sidecar in sidecars:
+                sidecars.discard(sidecar)
+                if self._move(sidecar, _sidecar_of(target)):
+                    kept.append(_sidecar_of(target))
+        for sidecar in sorted(sidecars):  # a record whose label file is gone: kept all the same
+            target = _free_name(self.folder / RECOVERED_DIR / self.relative(sidecar))
+            if self._move(sidecar, target):
+                kept.append(target)
         if kept:
             log.warning(quarantine_message(self.folder, kept))
         return kept
 
+    def _move(self, path: Path, target: Path) -> bool:
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(path, target)
+        except OSError as exc:  # read-only: it stays where it is, still never deleted
+            log.warning("cannot move unrecorded label file %s to %s/ (%s); it was left in place",
+                        path, RECOVERED_DIR, exc.strerror or exc)
+            return False
+        fsync_folder(target.parent)
+        fsync_folder(path.parent)
+        return True
+
     def recovered_files(self) -> list[Path]:
-        """Label files kept aside in ``recovered/`` (``alseg status --check`` lists them)."""
+        """Label files kept aside in ``recovered/`` (``alseg status --check`` lists them; their
+        records, ``*.json``, go with them and are not listed)."""
         folder = self.folder / RECOVERED_DIR
-        return sorted(p for p in folder.rglob("*") if p.is_file()) if folder.is_dir() else []
+        return sorted(p for p in folder.rglob(f"*{LABEL_SUFFIX}") if p.is_file()) if folder.is_dir() else []
+
+
+def _version_of(sidecar: Path) -> Path:
+    return sidecar.with_name(sidecar.name[: -len(SIDECAR_SUFFIX)] + LABEL_SUFFIX)
+
+
+def _sidecar_of(version: Path) -> Path:
+    return version.with_name(version.name[: -len(LABEL_SUFFIX)] + SIDECAR_SUFFIX)
+
+
+def write_sidecar(path: Path, record: dict) -> None:
+    """Write ``record`` as JSON atomically and durably (temp, fsync, rename, folder fsync)."""
+    try:
+        with atomic_path(path) as temp:
+            temp.write_text(json.dumps(record, indent=1), encoding="utf-8")
+    except OSError as exc:
+        raise storage_error(path, exc, "write the label version's record") from None
 
 
 def quarantine_message(project: Path, kept: list[Path]) -> str:
     """One line: what was kept, where, why it may matter, and how to restore it."""
-    names = ", ".join(p.relative_to(project).as_posix() for p in kept)
-    return (f"kept {len(kept)} label file(s) that {project / 'project.sqlite'} does not record in "
-            f"{project / RECOVERED_DIR}/ ({names}): work of a submit killed before it returned, or "
-            "acknowledged submits whose commits were lost with project.sqlite-wal. To restore, close "
-            "the project, put back project.sqlite and project.sqlite-wal together from the backup, "
-            f"and move the files from {RECOVERED_DIR}/ back to the same paths; any NIfTI viewer "
-            "shows them")
+    labels = [p for p in kept if p.name.endswith(LABEL_SUFFIX)]
+    names = ", ".join(p.relative_to(project).as_posix() for p in labels)
+    records = len(kept) - len(labels)
+    return (f"kept {len(labels)} label file(s) that {project / 'project.sqlite'} does not record in "
+            f"{project / RECOVERED_DIR}/ ({names}"
+            + (f"; with {records} record(s) of what made them" if records else "") + "): work of a submit "
+            "killed before it returned, or acknowledged submits whose commits were lost with "
+            f"project.sqlite-wal. `alseg recover {project}` lists them and `alseg recover {project} "
+            "--restore` records them again; or close the project, put back project.sqlite and "
+            "project.sqlite-wal together from the backup, and move the files back to the same paths")
 
 
 def _free_name(target: Path) -> Path:
-    """``target``, or ``v0002~2.nii.gz`` etc. when an earlier quarantine already used the name."""
-    stem = target.name[: -len(LABEL_SUFFIX)] if target.name.endswith(LABEL_SUFFIX) else target.name
-    suffix = LABEL_SUFFIX if target.name.endswith(LABEL_SUFFIX) else ""
-    counter = 2
-    while target.exists():
-        target = target.with_name(f"{stem}~{counter}{suffix}")
+    """``target``, or ``v0002~2.nii.gz`` etc. when an earlier quarantine already used the name
+    (for a version, the name its record would take must be free too)."""
+    suffix = next((s for s in (LABEL_SUFFIX, SIDECAR_SUFFIX) if target.name.endswith(s)), "")
+    stem = target.name[: -len(suffix)] if suffix else target.name
+    candidate, counter = target, 2
+    while candidate.exists() or (suffix == LABEL_SUFFIX and _sidecar_of(candidate).exists()):
+        candidate = target.with_name(f"{stem}~{counter}{suffix}")
         counter += 1
-    return target
+    return candidate
 
 
 def remove_temp_files(folder: Path) -> list[Path]:

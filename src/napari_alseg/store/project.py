@@ -38,6 +38,7 @@ from .ingest import ProjectPlan, plan_project
 from .labels import LabelFiles, label_dtype, remove_temp_files
 from .lock import ProjectLock
 from .records import ClassInfo, LabelSnapshot
+from .recovery import RecoveryMixin
 from .rows import stored_json
 from .rounds import RoundsMixin
 from .state import DB_NAME, MODELS_DIR  # noqa: F401 (re-exported)
@@ -92,7 +93,7 @@ def _refuse_empty_database(path: Path) -> None:
         raise DamagedProjectError(damaged_message(path, "it holds no project: schema version 0"))
 
 
-class Project(CasesMixin, AnnotationsMixin, DraftsMixin, RoundsMixin, ChecksMixin):
+class Project(CasesMixin, AnnotationsMixin, DraftsMixin, RoundsMixin, ChecksMixin, RecoveryMixin):
     """An open project; holds the folder's lock until :meth:`close`. Use as a context manager.
 
     Thread use: the annotator's thread writes; any other thread (training) may read
