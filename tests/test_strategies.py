@@ -290,7 +290,7 @@ def quality(poor, adjust, acceptable):
     probabilities = np.array([poor, adjust, acceptable])
     return {"quality_p_poor": poor, "quality_p_adjust": adjust, "quality_p_acceptable": acceptable,
             "quality_class": float(probabilities.argmax()), "quality_prob": float(probabilities.max()),
-            "mc_top": 0.0}
+            "quality_examples": 12.0, "mc_top": 0.0}
 
 
 def test_quality_threshold_sends_poor_and_adjust_to_the_expert_and_offers_acceptable():
@@ -303,6 +303,23 @@ def test_quality_threshold_sends_poor_and_adjust_to_the_expert_and_offers_accept
     offered = pseudo_label_candidates(pool, threshold=0.7)
     assert names(offered) == ["good"] and offered[0].terms["pseudo_label"] == 1.0
     assert names(pseudo_label_candidates(pool)) == ["good", "fine"]
+
+
+def test_quality_threshold_ranks_the_expert_items_by_predicted_dice():
+    # all three Poor, with the same band probabilities: only the predicted Dice tells them apart
+    same = quality(0.8, 0.15, 0.05)
+    dice = {"d": 0.1, "b": 0.4, "e": 0.25, "a": 0.3, "c": 0.05}
+    pool = case_pool({name: {**same, "quality_dice": value} for name, value in dice.items()})
+    assert names(select("quality-threshold", pool, 5, seed=0)) == ["c", "d", "e", "a", "b"]
+
+
+def test_an_acceptable_rating_from_too_few_examples_is_not_offered_as_a_pseudo_label():
+    barely = {**quality(0.05, 0.15, 0.8), "quality_examples": 2.0}  # still (nearly) the model's own soft Dice
+    pool = case_pool({"calibrated": quality(0.05, 0.15, 0.8), "barely": barely, "poor": quality(0.8, 0.15, 0.05)})
+    picks = select("quality-threshold", pool, 3, seed=0)
+    assert names(picks) == ["poor", "barely", "calibrated"]
+    assert [s.terms["pseudo_label"] for s in picks] == [0.0, 0.0, 1.0]
+    assert names(pseudo_label_candidates(pool)) == ["calibrated"]
 
 
 def test_quality_threshold_with_unknown_quality_ranks_by_mc_dropout():

@@ -90,8 +90,9 @@ class ReviewTab(QWidget):
                 f"No quality ratings yet ({status.removeprefix('quality unknown: ')}). " if status else
                 "No quality ratings yet. ")
             self.review_note.setText(self.review_note.text() + (
-                "They appear after a retrain: the validation split and each labelled item, rated by a "
-                "model that never trained on it, give the predictions of known Dice they rest on."))
+                "They appear after the first retrain, calibrated by predictions of known Dice: the "
+                "validation split, each labelled item rated by a model that never trained on it, and "
+                "corrections."))
 
     def _enable(self, enabled: bool) -> None:
         for button in (self.accept_button, self.edit_button, self.reject_button):

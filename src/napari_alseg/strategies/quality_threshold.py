@@ -9,7 +9,8 @@ Scoring rates each candidate's prediction with :class:`napari_alseg.quality.Qual
   predictions that need an expert, lowest predicted Dice first (score ``1 - Dice``; a
   rating without one: ``p_poor + 0.5 p_adjust``); items of unknown quality follow them.
   Only when fewer than k remain does it fill with Acceptable ones, marked
-  ``pseudo_label = 1.0``.
+  ``pseudo_label = 1.0``. An Acceptable rating counts only once the predictor rests on
+  :data:`~napari_alseg.quality.MIN_FIT_CASES` examples; before, the item goes to the expert.
 * :func:`pseudo_label_candidates` lists the Acceptable predictions the session offers for
   one-click acceptance as pseudo-labels, most confident first.
 
@@ -26,9 +27,9 @@ import numpy as np
 
 from ..domain import (
     CASE, NEED_MC, NEED_MODEL, NEED_QUALITY, SLICE, TERM_MC_TOP, TERM_PSEUDO_LABEL, TERM_QUALITY_CLASS,
-    TERM_QUALITY_DICE, TERM_QUALITY_P_ACCEPTABLE, TERM_QUALITY_P_ADJUST, TERM_QUALITY_P_POOR,
+    TERM_QUALITY_DICE, TERM_QUALITY_EXAMPLES, TERM_QUALITY_P_ACCEPTABLE, TERM_QUALITY_P_ADJUST, TERM_QUALITY_P_POOR,
 )
-from ..quality import ACCEPTABLE
+from ..quality import ACCEPTABLE, MIN_FIT_CASES
 from .base import QueryItem, Strategy, Suggestion, rank, ranked_suggestions, suggestion, term_scores
 
 if TYPE_CHECKING:
@@ -45,8 +46,9 @@ def select_quality_threshold(pool: PoolScores, k: int, seed: int) -> list[Sugges
         return [replace(s, message=message)
                 for s in ranked_suggestions(pool, term_scores(pool, TERM_MC_TOP), k, seed, "quality-threshold")]
     badness = _badness(pool)
-    for_expert = {item: badness[item] for item, value in quality.items() if value != ACCEPTABLE}
-    acceptable = {item: badness[item] for item, value in quality.items() if value == ACCEPTABLE}
+    offerable = _offerable(pool)
+    for_expert = {item: badness[item] for item in quality if item not in offerable}
+    acceptable = {item: badness[item] for item in quality if item in offerable}
     picks = [(item, 0.0) for item in rank(for_expert, seed)]
     picks += [(item, 1.0) for item in rank(acceptable, seed)]
     return [suggestion(pool, item, badness[item], "quality-threshold", {TERM_PSEUDO_LABEL: pseudo})
@@ -59,12 +61,19 @@ def pseudo_label_candidates(pool: PoolScores, threshold: float = 0.5) -> list[Su
     Each carries ``pseudo_label = 1.0``; the session shows them for one-click acceptance
     (kind pseudo-accepted) or rejection. Empty when quality is unknown.
     """
-    quality = term_scores(pool, TERM_QUALITY_CLASS)
     confidence = term_scores(pool, TERM_QUALITY_P_ACCEPTABLE)
-    chosen = {item: confidence[item] for item, value in quality.items()
-              if value == ACCEPTABLE and confidence[item] >= threshold}
+    chosen = {item: confidence[item] for item in _offerable(pool) if confidence[item] >= threshold}
     return [suggestion(pool, item, chosen[item], "quality-threshold", {TERM_PSEUDO_LABEL: 1.0})
             for item in rank(chosen, seed=0)]
+
+
+def _offerable(pool: PoolScores) -> set[QueryItem]:
+    """Candidates rated Acceptable by a predictor calibrated on at least :data:`MIN_FIT_CASES`
+    predictions of known Dice: a rating that is still the model's own soft Dice (or nearly)
+    sends the item to the expert, never into training unchecked."""
+    quality = term_scores(pool, TERM_QUALITY_CLASS)
+    basis = term_scores(pool, TERM_QUALITY_EXAMPLES)
+    return {item for item, value in quality.items() if value == ACCEPTABLE and basis[item] >= MIN_FIT_CASES}
 
 
 def _badness(pool: PoolScores) -> dict[QueryItem, float]:
