@@ -193,3 +193,35 @@ def test_a_read_only_database_says_read_only(project_folder):
     error.sqlite_errorcode = 8
     message = str(database_error(project_folder / DB_NAME, error, "saving"))
     assert "cannot write the project database while saving (read-only" in message
+
+
+def test_a_database_that_cannot_be_written_on_open_still_opens_for_reading(project_folder, monkeypatch, capsys,
+                                                                           tmp_path):
+    """SQLite cannot make its -shm / -wal on a full disk: the project opens read-only instead."""
+    from napari_alseg.store import database, sqlite
+
+    real_connect = sqlite.connect
+
+    def connect_on_a_full_disk(path, *, wal=True, read_only=False):
+        if not read_only:
+            raise sqlite.database_error(path, sqlite3_full(), "opening the project")
+        return real_connect(path, wal=wal, read_only=read_only)
+
+    monkeypatch.setattr(database, "connect", connect_on_a_full_disk)
+    assert main(["status", str(project_folder)]) == 0
+    assert "access:       read-only (it could not be written on open: disk full)" in capsys.readouterr().out
+    assert main(["export", str(project_folder), str(tmp_path / "out")]) == 0
+    line = cli_error(capsys, ["retrain", project_folder, "--steps", "1"])
+    assert "read-only (it could not be written on open: disk full); retraining is not possible" in line
+    monkeypatch.undo()
+    with Project.open(project_folder) as project:  # space freed: writable again, nothing leaked
+        assert project.read_only is None
+        submit_slice(project, slice_index=2, seed=3)
+
+
+def sqlite3_full():
+    import sqlite3
+
+    error = sqlite3.OperationalError("database or disk is full")
+    error.sqlite_errorcode = 13
+    return error

@@ -30,7 +30,12 @@ class DamagedLabelsError(AlsegError):
 
 
 class StorageError(AlsegError):
-    """A write could not be completed (disk full, read-only, I/O error); nothing was half-saved."""
+    """A write could not be completed (disk full, read-only, I/O error); nothing was half-saved.
+    ``cause``: the reason in a few words (``disk full``), where known."""
+
+    def __init__(self, message: str, cause: str = "") -> None:
+        super().__init__(message)
+        self.cause = cause
 
 
 class BadCasesError(AlsegError):
@@ -65,4 +70,4 @@ def storage_error(path: object, exc: BaseException, what: str,
     """One line for a failed write: ``<path>: cannot <what> (disk full); <outcome>``."""
     cause = disk_cause(exc)
     advice = "; free some space and try again" if cause in ("disk full", "disk quota exceeded") else ""
-    return StorageError(f"{path}: cannot {what} ({cause}); {outcome}{advice}")
+    return StorageError(f"{path}: cannot {what} ({cause}); {outcome}{advice}", cause)

@@ -27,7 +27,7 @@ from pathlib import Path
 
 from ..atomic import claim_folder
 from ..domain import IMPORTED, IMPORTED_ANNOTATOR, LABELS_AS, LABELS_AS_ANNOTATIONS, LABELS_AS_GROUND_TRUTH
-from ..errors import AlsegError, DamagedProjectError
+from ..errors import AlsegError, DamagedProjectError, StorageError
 from .annotations import AnnotationsMixin
 from .cases import CasesMixin
 from .checks import ChecksMixin, check_database_file  # noqa: F401 (re-exported)
@@ -222,7 +222,13 @@ class Project(CasesMixin, AnnotationsMixin, DraftsMixin, RoundsMixin, ChecksMixi
         lock = ProjectLock.acquire(folder, database=folder / DB_NAME, allow_read_only=True)
         try:
             read_only = lock.read_only or _unwritable(folder)
-            project = cls(folder, lock, read_only)
+            try:
+                project = cls(folder, lock, read_only)
+            except StorageError as exc:  # a full disk, say: it can still be read (status, export)
+                if read_only is not None:
+                    raise
+                read_only = f"it could not be written on open: {exc.cause or exc}"
+                project = cls(folder, lock, read_only)
         except BaseException:
             lock.release()
             raise

@@ -87,14 +87,15 @@ def database_error(path: Path, exc: sqlite3.Error, action: str) -> AlsegError:
         return DamagedProjectError(damaged_message(path, text))
     if primary == _SQLITE_FULL or "disk is full" in lowered:
         return StorageError(f"{path}: disk full while {action}; nothing was saved. "
-                            "Free some space and try again")
+                            "Free some space and try again", "disk full")
     if primary == _SQLITE_READONLY or "readonly" in lowered:
         return StorageError(f"{path}: cannot write the project database while {action} (read-only: a "
-                            "read-only file system or no write permission); nothing was saved")
+                            "read-only file system or no write permission); nothing was saved", "read-only")
     if primary == _SQLITE_IOERR or "disk i/o" in lowered:
         return StorageError(f"{path}: cannot write the project database while {action} "
-                            f"({_short(text)}); nothing was saved")
-    return StorageError(f"{path}: database error while {action} ({_short(text)}); nothing was saved")
+                            f"({_short(text)}); nothing was saved", _short(text))
+    return StorageError(f"{path}: database error while {action} ({_short(text)}); nothing was saved",
+                        _short(text))
 
 
 def _short(text: str) -> str:
