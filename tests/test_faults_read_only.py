@@ -189,3 +189,37 @@ def test_a_project_without_write_permission(project_folder, tmp_path, capsys):
     finally:
         for path, mode in modes.items():
             path.chmod(mode)
+
+
+def test_suggestions_of_a_read_only_project_are_served_not_recorded(project_folder, read_only_lock, capsys):
+    from napari_alseg.store.records import ScoredItem
+
+    assert main(["suggest", str(project_folder), "-k", "2"]) == 0
+    out = capsys.readouterr().out
+    assert "engine: random" in out and "  1. case_" in out, out
+    with Project.open(project_folder) as project:
+        assert project.record_round("random", [ScoredItem("case_001", None, None, 0.5, {})]) == 0
+        assert project.store_scores("v0001", [ScoredItem("case_001", None, None, 0.5, {})]) == 1
+        assert project.rounds() == [] and project.latest_scores("v0001") == []
+
+
+@pytest.mark.gui
+def test_the_dock_opens_a_read_only_project_for_viewing(make_napari_viewer_proxy, qtbot, project_folder,
+                                                        read_only_lock, monkeypatch):
+    from napari_alseg import _widget
+
+    shown = []
+    for kind in ("error", "warning", "info"):
+        monkeypatch.setattr(_widget, f"show_{kind}", lambda message, kind=kind: shown.append((kind, message)))
+    dock = _widget.AlsegWidget(make_napari_viewer_proxy())
+    qtbot.addWidget(dock)
+    dock.controller.open_project(project_folder)
+    try:
+        assert dock.controller.session is not None
+        assert dock.controller.session.project.read_only == "read-only file system"
+        qtbot.waitUntil(lambda: bool(dock.controller.suggestions), timeout=20_000)
+        assert not [message for kind, message in shown if kind == "error"], shown
+    finally:
+        dock.controller.close_project()
+    errors = [message for kind, message in shown if kind == "error"]
+    assert all("\n" not in message for message in errors), errors

@@ -29,8 +29,13 @@ class RoundsMixin(ProjectState):
 
     def record_round(self, strategy: str, suggestions: Sequence[ScoredItem], *,
                      model_version: str | None = None) -> int:
-        """Record an active-learning round: the strategy and the ranked items it served."""
+        """Record an active-learning round: the strategy and the ranked items it served.
+
+        A read-only project (opened for viewing) keeps no record and returns 0: nothing served
+        there can be annotated."""
         rows = [self._item_row(item) for item in suggestions]
+        if self.read_only is not None:
+            return 0
         with self._write_lock, self._db.transaction() as conn:
             round_id = conn.execute("INSERT INTO rounds (strategy, model_version, created_at) "
                                     "VALUES (?, ?, ?)", (strategy, model_version, now())).lastrowid
@@ -85,8 +90,14 @@ class RoundsMixin(ProjectState):
                 for r in self._db.rows("SELECT * FROM checkpoints ORDER BY id")]
 
     def store_scores(self, model_version: str, items: Iterable[ScoredItem]) -> int:
-        """Store per-item scores of one model version (re-storing an item replaces it)."""
+        """Store per-item scores of one model version (re-storing an item replaces it).
+
+        A read-only project keeps them in no table (the caller's ranking holds them for this
+        opening; the next opening scores again)."""
         rows = [(model_version, *self._item_row(item), now()) for item in items]
+        if self.read_only is not None:
+            log.info("%s: scores of %s not kept (the project is read-only)", self.folder, model_version)
+            return len(rows)
         with self._write_lock, self._db.transaction() as conn:
             conn.executemany(
                 "INSERT OR REPLACE INTO scores (model_version, case_id, slice_index, class_id, "
