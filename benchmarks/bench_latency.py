@@ -23,12 +23,15 @@ Xvfb: ``xvfb-run -a python benchmarks/bench_latency.py``. Say what else ran on t
 from __future__ import annotations
 
 import argparse
+import faulthandler
 import os
 import statistics
 import tempfile
 import time
 from pathlib import Path
 
+STALL_DUMP: Path | None = None  # --stall-dump FILE
+STALL_DUMP_AFTER_S = 0.150
 TARGETS_MS = {"Next": 100, "Go (layers shown)": 1000, "Go (focus, prefill)": None, "Submit": 100,
               "Click (3D case, model)": 1500, "Click (2D slice)": 500, "Retrain stall": 50}
 
@@ -39,13 +42,20 @@ def main() -> None:
     parser.add_argument("--cases", type=int, default=10)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--train-steps", type=int, default=20, help="steps of the first model and of the timed retrain")
+    parser.add_argument("--stall-dump", type=Path, metavar="FILE",
+                        help="where the UI stalls: every thread's stack, written to FILE whenever the "
+                             "retrain's timer has not ticked for 150 ms (from a C watchdog, so a stall "
+                             "that holds the GIL is caught inside it)")
     args = parser.parse_args()
+    global STALL_DUMP
+    STALL_DUMP = args.stall_dump
     os.environ["ALSEG_PROJECTS_DIR"] = tempfile.mkdtemp(prefix="alseg-latency-")
 
     import napari
     from qtpy.QtWidgets import QApplication
 
     from napari_alseg._qt.demo import WINDOW_SIZE
+    from napari_alseg.domain import LABELS_AS_GROUND_TRUTH
     from napari_alseg.samples import generate_sample
 
     root = Path(os.environ["ALSEG_PROJECTS_DIR"])
@@ -54,7 +64,7 @@ def main() -> None:
     viewer.window._qt_window.resize(*WINDOW_SIZE)
     _dock, widget = viewer.window.add_plugin_dock_widget("napari-alseg", "Active-learning annotator")
     controller = widget.controller
-    controller.create_project(source, root / "project")
+    controller.create_project(source, root / "project", labels_as=LABELS_AS_GROUND_TRUTH)  # the clicker's truth
     session = controller.session
     record = session.project.case(controller.suggestions[0].item.case)
     shape = record.shape
@@ -184,11 +194,18 @@ def retrain_stalls(controller, steps: int) -> list[float]:
     interval = 0.010
     gaps, when, last = [], [], [time.perf_counter()]
 
+    dump = open(STALL_DUMP, "w") if STALL_DUMP is not None else None  # noqa: SIM115 (closed below)
+
     def tick() -> None:
         now = time.perf_counter()
         gaps.append(now - last[0] - interval)
         when.append(now)
         last[0] = now
+        if dump is not None:  # re-armed each tick: it fires only when the main thread stops ticking
+            if gaps[-1] + interval > STALL_DUMP_AFTER_S:
+                dump.write(f"--- the stall above ended at {now - started:.2f} s, {gaps[-1] * 1000:.0f} ms late\n")
+                dump.flush()
+            faulthandler.dump_traceback_later(STALL_DUMP_AFTER_S, file=dump)
 
     timer = QTimer()
     timer.setInterval(int(interval * 1000))
@@ -196,9 +213,14 @@ def retrain_stalls(controller, steps: int) -> list[float]:
     version = controller.session.model_version
     started = time.perf_counter()
     timer.start()
+    if dump is not None:  # the click itself may stall before the first tick
+        faulthandler.dump_traceback_later(STALL_DUMP_AFTER_S, file=dump)
     controller.learning.retrain()
     wait_until(lambda: controller.session.model_version != version and not controller.running_jobs)
     timer.stop()
+    if dump is not None:
+        faulthandler.cancel_dump_traceback_later()
+        dump.close()
     took = time.perf_counter() - started
     long = [(gap, at - started) for gap, at in zip(gaps, when) if gap > TARGETS_MS["Retrain stall"] / 1000]
     print(f"retrain and rescore: {took:.1f} s, {len(gaps)} timer ticks, {len(long)} late by over "

@@ -132,6 +132,28 @@ def test_the_dock_says_how_long_the_round_took(widget, qtbot):
     assert "Pool scored" in widget.status.text() and "round took" not in widget.status.text()
 
 
+def test_the_learning_curve_draws_only_on_screen_and_only_when_it_changes(widget, qtbot, monkeypatch):
+    """A draw costs the UI thread ~0.5 s: none for a hidden tab, none for the same points."""
+    widget.show()
+    curve = widget.effort_tab.curve
+    draws = []
+    clear = curve.axes.clear
+    monkeypatch.setattr(curve.axes, "clear", lambda: (draws.append(list(curve.wanted)), clear()))  # a redraw
+    points = [("v0001", 120.0, 0.41)]
+    monkeypatch.setattr(widget.controller.session, "learning_curve", lambda: points)
+    widget.tabs.setCurrentWidget(widget.annotate_tab)
+    widget.controller.suggestions_changed.emit()  # a Submit or a rescore, the Effort tab hidden
+    assert draws == []
+    widget.tabs.setCurrentWidget(widget.effort_tab)
+    qtbot.waitUntil(lambda: curve.isVisible())
+    assert draws == [points]
+    widget.controller.suggestions_changed.emit()  # the same points: no new draw
+    assert draws == [points]
+    points = [*points, ("v0002", 300.0, 0.63)]
+    widget.controller.suggestions_changed.emit()  # on screen and changed: drawn
+    assert draws[-1] == points and len(draws) == 2
+
+
 def test_errors_become_notifications_not_tracebacks(widget, qtbot, monkeypatch):
     shown = []
     monkeypatch.setattr("napari_alseg._widget.show_error", shown.append)

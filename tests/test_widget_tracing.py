@@ -163,6 +163,10 @@ def test_the_effort_tab_adds_up_after_submits(widget, qtbot):
         widget.annotate_tab.submit_button.click()
         qtbot.waitUntil(lambda: idle(widget), timeout=60_000)
     table = widget.effort_tab.effort_table
+    assert table.rowCount() == 0 and widget.effort_tab.stale  # hidden: not summed after each submit
+    widget.show()
+    widget.tabs.setCurrentWidget(widget.effort_tab)  # summed when the tab is shown
+    qtbot.waitUntil(lambda: table.rowCount() > 0)
     rows = {table.item(r, 0).text(): [table.item(r, c).data(0) for c in range(1, 5)]
             for r in range(table.rowCount())}
     total = rows.pop("all classes")

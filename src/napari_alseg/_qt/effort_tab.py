@@ -78,7 +78,23 @@ class EffortTab(QWidget):
         layout.addWidget(self.timing_label)
         self.curve = LearningCurve()
         layout.addWidget(self.curve)
-        controller.suggestions_changed.connect(self._show_effort)
+        self.stale = False  # the suggestions changed while the tab was hidden
+        controller.suggestions_changed.connect(self._suggestions_changed)
+
+    def _suggestions_changed(self) -> None:
+        """Refresh now when on screen, else when next shown: the summary and the cohort line
+        read every label (0.2-0.5 s of the UI thread after each Submit and at the end of each
+        round, the worst stall of a round in benchmarks/bench_latency.py)."""
+        if self.isVisible():
+            self._show_effort()
+        else:
+            self.stale = True
+
+    def showEvent(self, event) -> None:  # noqa: N802 (Qt's name)
+        super().showEvent(event)
+        if self.stale and self.controller.session is not None:
+            self.stale = False
+            self._show_effort()
 
     def _show_effort(self) -> None:
         session = self.controller.session
