@@ -63,6 +63,16 @@ def test_suggest_reuses_stored_scores_until_the_labels_or_model_change(trained_p
     assert scorings == ["v0001", "v0001"] and top not in " ".join(ranked(third))
 
 
+def test_an_engine_ranking_by_features_scores_again_and_says_why(trained_project, capsys, monkeypatch):
+    scorings = model_scorings(monkeypatch)
+    assert main(["suggest", str(trained_project), "-k", "2"]) == 0
+    for _ in range(2):  # the features behind it are not kept with the scores: every call scores
+        assert main(["suggest", str(trained_project), "-k", "2", "--strategy", "representative"]) == 0
+    out = capsys.readouterr().out.split("engine: ")
+    assert "representative ranks by numbers the last scoring (for mc-dropout-top) did not compute" in out[2]
+    assert "representative needs more than scores" in out[3] and len(scorings) == 3
+
+
 def test_stale_reason_names_what_changed():
     state = {"model_version": "v0002", "strategy": "entropy", "granularity": "case", "needs": ["model"],
              "last_event": 7, "events": 7, "last_weak": 0, "cases": 4}

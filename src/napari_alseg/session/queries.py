@@ -31,7 +31,7 @@ from .accounting import EffortAccounting
 from .labels import LabelsView
 from .learner import Learner
 from .settings import SessionSettings
-from .stored_scores import keep_state, pool_from_stored, scoring_state, stale_reason, stored_state
+from .stored_scores import UNSTORED_NEEDS, keep_state, pool_from_stored, scoring_state, stale_reason, stored_state
 
 if TYPE_CHECKING:
     from ..pool import PoolScores
@@ -180,7 +180,8 @@ class Queries:
             seconds_model=self.accounting.seconds_model(), spacing=self.view.all_spacings(),
             class_dice_history=self.learner.class_dice_history()))
         pool = pool_from_stored(base, self.project.latest_scores(version), version)
-        return pool if pool is not None and needs <= pool.available() else None
+        unstored = needs & UNSTORED_NEEDS  # kept as pool arrays, not as the scores' terms
+        return pool if pool is not None and unstored <= pool.available() else None
 
     # ------------------------------------------------------------------ suggesting
 

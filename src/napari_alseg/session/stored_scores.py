@@ -15,11 +15,12 @@ from collections.abc import Iterable
 from dataclasses import replace
 from typing import Any
 
-from ..domain import QueryItem
+from ..domain import NEED_FEATURES, NEED_VAE, QueryItem
 from ..pool import PoolScores
 from ..store import Project, ScoredItem
 
 SCORING_STATE_SETTING = "last_scoring"  # the state the stored scores were computed from (JSON)
+UNSTORED_NEEDS = frozenset({NEED_FEATURES, NEED_VAE})  # pool arrays the scores' terms do not keep
 
 
 def scoring_state(project: Project, *, model_version: str | None, strategy: str, granularity: str,
@@ -71,7 +72,8 @@ def stale_reason(stored: dict[str, Any] | None, current: dict[str, Any]) -> str:
 def pool_from_stored(base: PoolScores, stored: Iterable[ScoredItem], model_version: str) -> PoolScores | None:
     """The model's pool rebuilt from its stored scores over ``base`` (the model-free pool of
     the same labels: candidates, labelled items, effort, allowed classes). None when a
-    candidate has no stored score (the scores are not this pool's)."""
+    candidate has no stored score (the scores are not this pool's). Its terms serve every
+    need but :data:`UNSTORED_NEEDS` (features, VAE latents), which it does not have."""
     terms: dict[QueryItem, dict[str, float]] = {
         QueryItem(s.case, s.slice_index, s.class_id): dict(s.terms) for s in stored}
     if any(item not in terms for item in base.candidates):
