@@ -114,3 +114,122 @@ def test_export_writes_every_other_case_and_says_which_was_left_out(two_labelled
     cases = {c["name"]: c for c in json.loads((tmp_path / "out" / "provenance.json").read_text())["cases"]}
     assert cases["case_000"]["label_file"] is None and "label version 1" in cases["case_000"]["label_error"]
     assert cases["case_001"]["label_file"] == "case_001_seg.nii.gz" and "label_error" not in cases["case_001"]
+
+
+# --------------------------------------------------------------------------- item 10: damaged checkpoint
+
+
+@pytest.fixture
+def trained_twice(tmp_path):
+    """A 2D stack project with models v0001 and v0002 (closed); the session's train settings."""
+    import numpy as np
+    import synthetic_cases
+    from synthetic_cases import tiny_config
+
+    from napari_alseg.session import Session
+
+    source = synthetic_cases.blob_source(tmp_path / "source", granularity="slice", n_cases=1, shape=(6, 32, 32))
+    project = Project.create(tmp_path / "stack", source, annotator="dr-a", seed=1)
+    with Session(project, annotator="dr-a", train_config=tiny_config(steps=2)) as session:
+        plane = np.zeros((32, 32), np.uint8)
+        plane[10:20, 10:20] = 1
+        session.submit("case_000", plane, slice_index=0, seconds_active=5)
+        assert session.retrain(rate_quality=False).model_version == "v0001"
+        session.submit("case_000", plane, slice_index=2, seconds_active=5)
+        assert session.retrain(rate_quality=False).model_version == "v0002"
+    return tmp_path / "stack"
+
+
+def _truncate(path):
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+
+
+def _tamper(path):
+    """Change one weight and save again: a readable file whose checksum no longer matches."""
+    import torch
+
+    payload = torch.load(path, map_location="cpu", weights_only=True)
+    name = sorted(payload["state_dict"])[0]
+    payload["state_dict"][name] = payload["state_dict"][name] + 0.5
+    torch.save(payload, path)
+
+
+def _retrain_recording_the_start(folder, monkeypatch, **options):
+    """Retrain the project at ``folder``; the report and the weights training started from."""
+    from synthetic_cases import tiny_config
+
+    import napari_alseg.model as model
+    from napari_alseg.session import Session
+
+    started = []
+    real = model.fine_tune
+
+    def recording(net, *args, **kwargs):
+        if not started:
+            started.append({k: v.detach().clone() for k, v in net.state_dict().items()})
+        return real(net, *args, **kwargs)
+
+    monkeypatch.setattr(model, "fine_tune", recording)
+    with Session.open(folder, annotator="dr-a", train_config=tiny_config(steps=2)) as session:
+        report = session.retrain(**options)
+        prediction = session.predict_labels("case_000", 0)  # the new model loads and predicts
+    return report, started[0], prediction
+
+
+def _same_weights(a, b):
+    import torch
+
+    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+@pytest.mark.usefixtures("model_backend")
+def test_retrain_after_a_truncated_checkpoint_starts_from_the_newest_that_loads(trained_twice, monkeypatch):
+    from napari_alseg.model import load_checkpoint
+
+    _truncate(trained_twice / "models" / "v0002.pt")
+    report, start, prediction = _retrain_recording_the_start(trained_twice, monkeypatch)
+    assert report.model_version == "v0003" and not report.cancelled and prediction.shape == (32, 32)
+    assert "\n" not in report.message
+    assert report.message.startswith("model v0002's checkpoint (models/v0002.pt) does not load (corrupt or "
+                                     "truncated); this round started from model v0001"), report.message
+    v0001 = load_checkpoint(trained_twice / "models" / "v0001.pt")[0]
+    assert _same_weights(start, v0001.state_dict())
+    assert (trained_twice / "models" / "v0002.pt").is_file()  # kept: restoring it from a backup stays possible
+
+
+@pytest.mark.usefixtures("model_backend")
+def test_retrain_when_no_checkpoint_loads_starts_from_the_initial_network(trained_twice, monkeypatch):
+    from napari_alseg.session import Session
+
+    _tamper(trained_twice / "models" / "v0002.pt")
+    _truncate(trained_twice / "models" / "v0001.pt")
+    report, start, _prediction = _retrain_recording_the_start(trained_twice, monkeypatch, rate_quality=True)
+    assert report.model_version == "v0003"
+    assert report.message.startswith("model v0002's checkpoint (models/v0002.pt) does not load (its contents "
+                                     "differ from the checksum written with it); no earlier checkpoint "
+                                     "loads either, so this round started from the initial network"), report.message
+    with Session.open(trained_twice, annotator="dr-a") as session:
+        assert _same_weights(start, session.learner.initial_net().state_dict())
+
+
+@pytest.mark.usefixtures("model_backend")
+def test_prediction_with_a_damaged_active_checkpoint_is_one_line_that_retraining_answers(trained_twice, capsys):
+    from test_faults import one_line
+
+    from napari_alseg.errors import AlsegError
+    from napari_alseg.session import Session
+
+    _truncate(trained_twice / "models" / "v0002.pt")
+    with Session.open(trained_twice, annotator="dr-a") as session:
+        assert session.model_version == "v0002"
+        for ask in (lambda: session.predict_labels("case_000", 0), lambda: session.uncertainty_map("case_000"),
+                    session.rescore):
+            with pytest.raises(AlsegError) as excinfo:
+                ask()
+            message = one_line(excinfo)
+            assert "v0002.pt: not a readable napari-alseg checkpoint (corrupt or truncated)" in message
+            assert "retrain to write a new one (it starts from the newest checkpoint that loads)" in message
+    assert main(["retrain", str(trained_twice), "--steps", "2"]) == 0
+    out = capsys.readouterr().out
+    assert "model v0003:" in out and "this round started from model v0001" in out
+    assert main(["suggest", str(trained_twice)]) == 0  # the new model serves

@@ -36,6 +36,23 @@ _WRONG_FORMAT = {  # (format wanted, format found): what to say
     (CHECKPOINT_FORMAT, MODEL_FILE_FORMAT): "an exported model, not a project checkpoint; start a project "
                                             "from it with `alseg create ... --init-model FILE`",
 }
+# what a project's unloadable checkpoint can be answered with: a retrain starts from the newest
+# checkpoint that loads (Learner.start_net), so a new one is written without this file
+CHECKPOINT_REMEDY = ("retrain to write a new one (it starts from the newest checkpoint that loads), "
+                     "or restore the file from a backup")
+
+
+class CheckpointError(AlsegError):
+    """A checkpoint or model file that cannot be used; ``reason``: why, in a few words, without
+    the file's name or the remedy (``corrupt or truncated``)."""
+
+    def __init__(self, message: str, reason: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+class DamagedCheckpointError(CheckpointError, DamagedProjectError):
+    """A checkpoint or model file whose bytes are damaged or fail their checksum."""
 
 
 def save_checkpoint(
@@ -111,8 +128,7 @@ def _write_failure(error: BaseException) -> str:
 
 def load_checkpoint(path: str | os.PathLike) -> tuple[SegmentationNet, ModelSpec, dict[str, Any]]:
     """Rebuild the net (on the CPU, in eval mode) from a checkpoint written by :func:`save_checkpoint`."""
-    net, spec, metrics, _payload = _load(path, CHECKPOINT_FORMAT, "checkpoint",
-                                         "retrain to write a new one, or restore the file from a backup")
+    net, spec, metrics, _payload = _load(path, CHECKPOINT_FORMAT, "checkpoint", CHECKPOINT_REMEDY)
     return net, spec, metrics
 
 
@@ -136,25 +152,28 @@ def load_model_file(path: str | os.PathLike) -> tuple[SegmentationNet, ModelSpec
 
 def _load(path: str | os.PathLike, file_format: str, noun: str,
           remedy: str) -> tuple[SegmentationNet, ModelSpec, dict[str, Any], dict[str, Any]]:
-    """Read, check (format, version, checksum) and rebuild; every failure is one line naming the file."""
+    """Read, check (format, version, checksum) and rebuild; every failure is one line naming the
+    file, a :class:`CheckpointError` carrying its reason."""
     path = Path(path)
     if not path.is_file():
-        raise AlsegError(f"{path}: {noun} not found")
+        raise CheckpointError(f"{path}: {noun} not found", "the file is missing")
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except PermissionError:
-        raise AlsegError(f"{path}: permission denied; make the {noun} readable") from None
+        raise CheckpointError(f"{path}: permission denied; make the {noun} readable", "permission denied") from None
     except MemoryError:
-        raise AlsegError(f"{path}: not enough memory to load the {noun}") from None
+        raise CheckpointError(f"{path}: not enough memory to load the {noun}", "not enough memory") from None
     except Exception as error:  # noqa: BLE001 - damaged bytes surface as any of a dozen types
         # torch's own text advises weights_only=False, which would let a file run code: never say that
         kind = "holds objects other than tensors" if "weights_only" in str(error) else "corrupt or truncated"
-        raise DamagedProjectError(f"{path}: not a readable napari-alseg {noun} ({kind}); {remedy}") from None
+        raise DamagedCheckpointError(f"{path}: not a readable napari-alseg {noun} ({kind}); {remedy}", kind) from None
     found = payload.get("format") if isinstance(payload, dict) else None
     if found != file_format:
-        raise AlsegError(f"{path.name}: {_WRONG_FORMAT.get((file_format, found), f'not a napari-alseg {noun}')}")
+        reason = _WRONG_FORMAT.get((file_format, found), f"not a napari-alseg {noun}")
+        raise CheckpointError(f"{path.name}: {reason}", reason.split(";")[0])
     if payload.get("version") != CHECKPOINT_VERSION:
-        raise AlsegError(f"{path.name}: {noun} version {payload.get('version')} is not supported")
+        reason = f"{noun} version {payload.get('version')} is not supported"
+        raise CheckpointError(f"{path.name}: {reason}", reason)
     stored = payload.get("sha256")
     if stored is not None:  # written before checksums: nothing to verify against
         try:
@@ -162,18 +181,20 @@ def _load(path: str | os.PathLike, file_format: str, noun: str,
         except (KeyError, TypeError, AttributeError, RuntimeError):
             actual = None
         if actual != stored:
-            raise DamagedProjectError(f"{path}: {noun} contents differ from the checksum written "
-                                      f"with it; the file is damaged or was altered. {remedy.capitalize()}")
+            raise DamagedCheckpointError(f"{path}: {noun} contents differ from the checksum written "
+                                         f"with it; the file is damaged or was altered. {remedy.capitalize()}",
+                                         "its contents differ from the checksum written with it")
     try:
         spec = ModelSpec.from_json(payload["spec"])
         metrics = json.loads(payload["metrics"])
         net = spec.build()
         net.load_state_dict(payload["state_dict"])
     except AlsegError as error:
-        raise AlsegError(f"{path.name}: {error}") from None
+        raise CheckpointError(f"{path.name}: {error}", str(error)) from None
     except (RuntimeError, KeyError, TypeError, ValueError) as error:
         reason = str(error).splitlines()[0][:160] if str(error) else type(error).__name__
-        raise AlsegError(f"{path.name}: {noun} contents do not match its model spec: {reason}") from None
+        raise CheckpointError(f"{path.name}: {noun} contents do not match its model spec: {reason}",
+                              f"its contents do not match its model spec: {reason}") from None
     return net.eval(), spec, metrics, payload
 
 

@@ -125,6 +125,32 @@ class Learner:
                 self._loaded_version = latest.model_version
             return self._net
 
+    def start_net(self) -> tuple[SegmentationNet | None, str | None, str]:
+        """What a round trains from: ``(net, its version, note)``. The active model, else (its
+        checkpoint does not load: damaged, missing) the newest checkpoint that does, else None
+        (the initial network); ``note`` says so in one line ("" when the active model loads).
+        So a damaged checkpoint blocks prediction, not the retrain that replaces it."""
+        from ..model.checkpoints import CheckpointError, load_checkpoint
+
+        checkpoints = self.project.checkpoints()
+        if not checkpoints:
+            return None, None, ""
+        latest = checkpoints[-1]
+        try:
+            return self.current_net(), latest.model_version, ""
+        except CheckpointError as error:
+            reason = error.reason
+        where = f"{self.project.models_dir.name}/{latest.path.name}"
+        note = f"model {latest.model_version}'s checkpoint ({where}) does not load ({reason}); "
+        for older in reversed(checkpoints[:-1]):
+            try:
+                net, _spec, _metrics = load_checkpoint(older.path)
+            except CheckpointError:
+                continue
+            return net, older.model_version, note + f"this round started from model {older.model_version}"
+        return None, None, note + ("no earlier checkpoint loads either, so this round started from the "
+                                   "initial network")
+
     def model_metrics(self) -> dict[str, Any]:
         checkpoints = self.project.checkpoints()
         return dict(checkpoints[-1].metrics) if checkpoints else {}
@@ -239,8 +265,8 @@ class Learner:
             unit = CASE if self.view.spatial_dims == 3 else "slice or ROI"
             raise AlsegError(f"no labelled data yet: submit at least {MIN_LABELLED_ITEMS} labelled "
                              f"{unit} (outside the validation split) before retraining")
-        base_version = self.model_version
-        net = with_guidance(self.current_net() or self.initial_net(), self.training_plan().guidance)
+        base, base_version, start_note = self.start_net()
+        net = with_guidance(base or self.initial_net(), self.training_plan().guidance)
         folds = 0 if known_examples is None else self.quality_folds(keyed, unseen, known_examples)
         stages = round_progress(progress, self._stage_sizes(folds))  # one counter for the round and its folds
         result = fine_tune(net, items, self.round_config(), progress=stages and stages.stage(0),
@@ -255,10 +281,12 @@ class Learner:
             metrics.update(self.label_metrics(trained))
         metrics["n_items"] = len(items)
         warnings = tuple(str(w) for w in result.metrics.get("warnings") or [])
+        if start_note:
+            warnings = (start_note, *warnings)
         examples: list[tuple[QueryItem, np.ndarray, float]] = []
         if known_examples is not None:
             started = time.perf_counter()
-            examples = self.quality_examples(keyed, trained, self.current_net(), unseen, known_examples,
+            examples = self.quality_examples(keyed, trained, base, unseen, known_examples,
                                              should_stop=should_stop, progress=stages)
             metrics["quality_examples_rated"], metrics["quality_folds"] = len(examples), folds
             metrics["quality_rating_s"] = time.perf_counter() - started
