@@ -6,7 +6,7 @@ import pytest
 import synthetic_cases
 from napari_alseg.cli import main
 from napari_alseg.session import Session
-from napari_alseg.session.stored_scores import stale_reason
+from napari_alseg.session.stored_scores import SCORING_STATE_SETTING, stale_reason
 from napari_alseg.store import Project
 
 
@@ -71,6 +71,26 @@ def test_an_engine_ranking_by_features_scores_again_and_says_why(trained_project
     out = capsys.readouterr().out.split("engine: ")
     assert "representative ranks by numbers the last scoring (for mc-dropout-top) did not compute" in out[2]
     assert "representative needs more than scores" in out[3] and len(scorings) == 3
+
+
+def test_a_read_only_project_scores_in_memory_and_says_so_each_time(trained_project, capsys, monkeypatch, caplog):
+    import errno
+    import os
+
+    from napari_alseg.store import lock
+
+    real_open = os.open
+
+    def read_only(path, flags, *args):
+        if str(path).endswith("project.lock") and flags & (os.O_RDWR | os.O_WRONLY | os.O_CREAT):
+            raise OSError(errno.EROFS, "Read-only file system", str(path))
+        return real_open(path, flags, *args)
+
+    monkeypatch.setattr(lock.os, "open", read_only)
+    for _ in range(2):  # nothing is kept, so nothing is reused; no write is tried
+        assert main(["suggest", str(trained_project), "-k", "2"]) == 0
+        assert "re-scored the pool for model v0001" in capsys.readouterr().out
+    assert not [r for r in caplog.records if SCORING_STATE_SETTING in r.getMessage()]  # no "not kept" warning
 
 
 def test_stale_reason_names_what_changed():

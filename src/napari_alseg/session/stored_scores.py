@@ -44,7 +44,9 @@ def stored_state(project: Project) -> dict[str, Any] | None:
 
 
 def keep_state(project: Project, state: dict[str, Any]) -> None:
-    project.store_setting(SCORING_STATE_SETTING, json.dumps(state, sort_keys=True))
+    """Record what the stored scores rest on; a read-only project keeps no scores, nor this."""
+    if project.read_only is None:
+        project.store_setting(SCORING_STATE_SETTING, json.dumps(state, sort_keys=True))
 
 
 def stale_reason(stored: dict[str, Any] | None, current: dict[str, Any]) -> str:
