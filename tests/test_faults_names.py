@@ -65,3 +65,118 @@ def test_provenance_csv_holds_no_live_formula(tmp_path):
     assert kept["events"][0]["annotator"] == FORMULA_ANNOTATOR  # the JSON keeps values exactly
     assert [c["name"] for c in kept["classes"]] == ["background", "-lesion", "@edema"]
     assert rows[0]["class_name"] == "'-lesion" and kept["events"][0]["class_name"] == "-lesion"
+
+
+# --------------------------------------------------------------------------- labels that guess rich text
+
+
+def _might_be_rich(text):
+    from qtpy.QtCore import Qt
+
+    return Qt.mightBeRichText(text)
+
+
+@pytest.mark.parametrize("message", [
+    f"class {HOSTILE_CLASS} has no outline", "<b>case</b> & R&lt;D", "first line\n<i>second</i>", "a < b > c",
+])
+def test_plain_text_survives_a_label_that_guesses_rich_text(message):
+    from napari_alseg._widget import as_written
+
+    shown = as_written(message)
+    assert not _might_be_rich(shown)
+    assert shown.replace("\u2060", "") == message  # the same characters on screen
+
+
+@pytest.fixture
+def hostile_dock(make_napari_viewer_proxy, qtbot, tmp_path, monkeypatch):
+    """The dock on a project whose class and dataset are named like markup."""
+    from napari_alseg._widget import AlsegWidget
+
+    classes = {"0": {"name": "background"}, "1": {"name": HOSTILE_CLASS}, "2": {"name": "<b>edema</b>"}}
+    source = make_source(tmp_path / "source", n_cases=2, classes=classes)
+    dataset = json.loads((source / "dataset.json").read_text())
+    (source / "dataset.json").write_text(json.dumps({**dataset, "name": "<i>trial</i> & co"}))
+    monkeypatch.setenv("ALSEG_PROJECTS_DIR", str(tmp_path / "projects"))
+    dock = AlsegWidget(make_napari_viewer_proxy())
+    qtbot.addWidget(dock)
+    dock.controller.create_project(source, tmp_path / "project")
+    yield dock
+    dock.controller.close_project()
+
+
+@pytest.mark.gui
+def test_notifications_show_names_as_written(hostile_dock, monkeypatch):
+    shown = []
+    for kind in ("show_error", "show_warning", "show_info"):
+        monkeypatch.setattr(f"napari_alseg._widget.{kind}", shown.append)
+    controller = hostile_dock.controller
+    messages = [f"class {HOSTILE_CLASS}: no outline", "case <b>x</b> & R&lt;D", "<i>model</i> kept"]
+    for signal, message in zip((controller.error, controller.warning, controller.info), messages):
+        signal.emit(message)
+    assert [m.replace("\u2060", "") for m in shown] == messages
+    assert not [m for m in shown if _might_be_rich(m)], shown
+
+
+@pytest.mark.gui
+def test_the_status_line_and_tabs_show_names_as_written(hostile_dock):
+    from qtpy.QtCore import Qt
+
+    from napari_alseg._qt.editing import item_text
+
+    dock = hostile_dock
+    line = f"Annotating {item_text(QueryItem('case_000', 1, 1), dock.controller.session.project.class_names)}."
+    dock.controller.status.emit(line)
+    assert dock.status.text() == line and HOSTILE_CLASS in line
+    assert dock.status.textFormat() == Qt.TextFormat.PlainText
+    label = dock.project_tab.project_label
+    assert "<i>trial</i> & co" in label.text() and label.textFormat() == Qt.TextFormat.PlainText
+    review = dock.review_tab
+    for plain in (review.note, review.review_note):
+        assert plain.textFormat() == Qt.TextFormat.PlainText
+    assert review.basis_label.textFormat() == Qt.TextFormat.RichText
+
+
+def test_the_review_basis_escapes_its_note():
+    from napari_alseg._qt.review_tab import basis_text
+
+    text = basis_text(3, f"class {HOSTILE_CLASS} never predicted")
+    assert HOSTILE_CLASS not in text and "class &lt;img src=&quot;x&quot;" in text
+    assert text.endswith("<i>Note: class &lt;img src=&quot;x&quot; onerror=&quot;alert(1)&quot;&gt; never "
+                         "predicted.</i>")
+
+
+# --------------------------------------------------------------------------- other CSVs
+
+
+def _cells(path):
+    with open(path, newline="", encoding="utf-8") as handle:
+        return list(csv.DictReader(handle))
+
+
+def test_the_ranked_scores_csv_holds_no_live_formula(tmp_path):
+    from napari_alseg.distributed_scoring import write_ranked_csv
+
+    rows = [("=cmd|' /C calc'!A0", None, 0.9, {"entropy": -0.5}), ("case_001", 3, 0.4, {"entropy": 0.25})]
+    ranked = _cells(write_ranked_csv(rows, tmp_path / "ranked.csv"))
+    assert [row["case"] for row in ranked] == ["'=cmd|' /C calc'!A0", "case_001"]
+    assert ranked[0]["entropy"] == "-0.5"  # numbers stay numbers
+
+
+def test_the_simulation_csvs_hold_no_live_formula(tmp_path):
+    from napari_alseg.simulation.cohort import ITEM_COLUMNS, _AppendedCsv
+    from napari_alseg.simulation.files import RoundsCsv
+
+    rounds = RoundsCsv(tmp_path / "rounds.csv")
+    rounds.use_columns(("strategy", "seed", "round", "dice_test", "model_version"))
+    rounds.append({"strategy": "entropy", "seed": "0", "round": "1", "dice_test": "-0.25",
+                   "model_version": "@v0001"}, None)
+    assert _cells(tmp_path / "rounds.csv") == [{"strategy": "entropy", "seed": "0", "round": "1",
+                                                 "dice_test": "-0.25", "model_version": "'@v0001"}]
+    assert RoundsCsv(tmp_path / "rounds.csv").has("entropy", 0, 1)
+    items = _AppendedCsv(tmp_path / "items.csv", ITEM_COLUMNS)
+    row = dict.fromkeys(ITEM_COLUMNS, "-1.5")
+    row.update({"engine": "-", "workflow": "trace", "case": "+HYPERLINK(1)", "how": "traced"})
+    items.extend([row])
+    written = _cells(tmp_path / "items.csv")[0]
+    assert (written["case"], written["engine"]) == ("'+HYPERLINK(1)", "-")  # the trace rows' engine is ours
+    assert written["seconds"] == "-1.5"  # numbers stay numbers

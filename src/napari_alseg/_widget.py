@@ -4,10 +4,15 @@ All logic lives in :class:`~napari_alseg.session.Session`, driven by one control
 (:mod:`._qt.controller`) that owns the session, the background jobs and the item being
 edited; this module only assembles one widget per tab around it and turns the controller's
 messages into napari notifications.
+
+Messages carry names from files (cases, classes, paths); napari's notifications and Qt's
+message boxes guess whether a text is markup, so every message passes :func:`as_written`
+and the status line is plain text: a class called ``<img src=x>`` reads as written.
 """
 
 import napari
 from napari.utils.notifications import show_error, show_info, show_warning
+from qtpy.QtCore import Qt
 from qtpy.QtWidgets import QLabel, QTabWidget, QVBoxLayout, QWidget
 
 from ._qt.annotate_tab import AnnotateTab
@@ -15,6 +20,15 @@ from ._qt.controller import AlsegController
 from ._qt.effort_tab import EffortTab
 from ._qt.project_tab import ProjectTab
 from ._qt.review_tab import ReviewTab
+
+WORD_JOINER = "\u2060"  # no width, no break: the text on screen is unchanged
+
+
+def as_written(message: str) -> str:
+    """``message`` as a label that guesses between plain and rich text shows it: a word joiner
+    after each ``<`` and ``&`` stops Qt taking ``<b>`` for a tag or ``&lt;`` for an entity, and
+    shows nothing itself."""
+    return message.replace("&", "&" + WORD_JOINER).replace("<", "<" + WORD_JOINER)
 
 
 class AlsegWidget(QWidget):
@@ -34,13 +48,14 @@ class AlsegWidget(QWidget):
         layout = QVBoxLayout(self)
         layout.addWidget(self.tabs)
         self.status = QLabel("Open or create a project to start.")
+        self.status.setTextFormat(Qt.TextFormat.PlainText)  # it names cases and classes
         self.status.setWordWrap(True)
         layout.addWidget(self.status)
         controller.status.connect(self.status.setText)
         # looked up when shown, so that tests can replace the module's show_* functions
-        controller.error.connect(lambda message: show_error(message))
-        controller.warning.connect(lambda message: show_warning(message))
-        controller.info.connect(lambda message: show_info(message))
+        controller.error.connect(lambda message: show_error(as_written(message)))
+        controller.warning.connect(lambda message: show_warning(as_written(message)))
+        controller.info.connect(lambda message: show_info(as_written(message)))
         controller.project_opened.connect(lambda: self.tabs.setCurrentWidget(self.annotate_tab))
         controller.annotate_requested.connect(lambda: self.tabs.setCurrentWidget(self.annotate_tab))
         napari_viewer.bind_key("Shift-S", lambda _viewer: controller.editor.submit(), overwrite=True)
@@ -50,5 +65,5 @@ class AlsegWidget(QWidget):
         """Ask yes/no in a dialog (a seam tests replace)."""
         from qtpy.QtWidgets import QMessageBox
 
-        answer = QMessageBox.question(self, "napari-alseg", question)
+        answer = QMessageBox.question(self, "napari-alseg", as_written(question))
         return answer == QMessageBox.StandardButton.Yes

@@ -23,6 +23,7 @@ from .errors import AlsegError
 from .nifti import load_volume
 from .plan import inference_patch, stored_plan
 from .store import DB_NAME, Project, discover_cases
+from .store.export import csv_cell
 from .domain import QueryItem
 
 MC_SAMPLES = 20
@@ -144,7 +145,8 @@ def _gather(client, tasks: Sequence[CaseTask]) -> list[ScoreRow]:
 
 
 def write_ranked_csv(rows: Sequence[ScoreRow], path: str | os.PathLike) -> Path:
-    """Rows best first (highest score), columns case, slice, score, then every term by name."""
+    """Rows best first (highest score), columns case, slice, score, then every term by name;
+    a case name a spreadsheet would run as a formula gets a leading ``'`` (:func:`csv_cell`)."""
     ranked = sorted(rows, key=lambda row: (-row[2], row[0], -1 if row[1] is None else row[1]))
     terms = sorted({name for row in ranked for name in row[3]})
     path = Path(path)
@@ -153,6 +155,6 @@ def write_ranked_csv(rows: Sequence[ScoreRow], path: str | os.PathLike) -> Path:
         writer = csv.writer(handle)
         writer.writerow(["case", "slice", "score", *terms])
         for case, slice_index, score, values in ranked:
-            writer.writerow([case, "" if slice_index is None else slice_index, f"{score:.9g}",
+            writer.writerow([csv_cell(case), "" if slice_index is None else slice_index, f"{score:.9g}",
                              *(f"{values[name]:.9g}" if name in values else "" for name in terms)])
     return path

@@ -22,6 +22,7 @@ class ProjectTab(QWidget):
         self.controller = controller
         form = QFormLayout(self)
         self.project_label = QLabel("no project open")
+        self.project_label.setTextFormat(Qt.TextFormat.PlainText)  # the folder and the dataset's name
         self.project_label.setWordWrap(True)
         form.addRow("Project:", self.project_label)
         buttons = QHBoxLayout()

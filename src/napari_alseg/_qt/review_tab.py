@@ -7,7 +7,7 @@ from qtpy.QtWidgets import QHBoxLayout, QLabel, QPushButton, QVBoxLayout, QWidge
 
 from ..domain import CASE, QueryItem
 from ..strategies import Suggestion
-from .describe import item_text
+from .describe import item_text, rich
 from .settings import CORRECT
 from .tables import fill_table, make_table, selected_key
 
@@ -22,9 +22,11 @@ class ReviewTab(QWidget):
         self.controller = controller
         layout = QVBoxLayout(self)
         self.note = QLabel(f"Predicted quality of each unlabelled case's segmentation: {BANDS}. {HOW}")
+        self.note.setTextFormat(Qt.TextFormat.PlainText)
         self.note.setWordWrap(True)
         layout.addWidget(self.note)
         self.basis_label = QLabel("")
+        self.basis_label.setTextFormat(Qt.TextFormat.RichText)  # its note escaped (basis_text)
         self.basis_label.setWordWrap(True)
         layout.addWidget(self.basis_label)
         self.review_table = make_table(["item", "predicted quality", "predicted Dice", "80 % interval"])
@@ -41,6 +43,7 @@ class ReviewTab(QWidget):
             row.addWidget(button)
         layout.addLayout(row)
         self.review_note = QLabel("")
+        self.review_note.setTextFormat(Qt.TextFormat.PlainText)  # the quality status may name classes
         self.review_note.setWordWrap(True)
         layout.addWidget(self.review_note)
         controller.suggestions_changed.connect(self._show_review)
@@ -104,10 +107,11 @@ def interval_text(low: float, high: float) -> str:
 
 
 def basis_text(n_examples: int, note: str) -> str:
-    """How many predictions of known Dice the ratings rest on, and any caveat."""
+    """How many predictions of known Dice the ratings rest on, and any caveat (rich text, the
+    caveat escaped: it may name classes)."""
     if n_examples == 0:
         text = "Rated from no prediction of known Dice yet: the model's own soft Dice, not yet calibrated."
     else:
         text = (f"Rated from {n_examples} prediction{'s' if n_examples != 1 else ''} of known Dice "
                 "(validation split, labelled items rated out of fold, corrections, ROI submits).")
-    return f"{text} <i>Note: {note}.</i>" if note else text
+    return f"{text} <i>Note: {rich(note)}.</i>" if note else text

@@ -41,7 +41,7 @@ from ..quality import ACCEPTABLE
 from ..session import Session
 from ..store import Project
 from ..strategies import get_strategy
-from .files import ANNOTATOR, TEST_FRACTION
+from .files import ANNOTATOR, TEST_FRACTION, text_cells
 from .loop import retrain_seeded
 from .measure import PoolTotals, format_value, is_labelled
 from .oracle import Oracle, click_item
@@ -61,6 +61,7 @@ SETTINGS_JSON = "cohort_settings.json"
 ITEM_COLUMNS = ("seed", "engine", "workflow", "round", "case", "slice", "how", "seconds", "clicks",
                 "outline_mm", "changed_mm", "seconds_changed", "prefill_dice", "final_dice", "accept_error")
 ROUND_COLUMNS = ("seed", "engine", "round", "labelled_items", "dice_test", "wall_seconds")
+TEXT_COLUMNS = ("case",)  # names from files: neutralised against formulas (text_cells); the rest are ours
 
 Show = Callable[[str], None]
 
@@ -288,7 +289,7 @@ class _AppendedCsv:
             writer = csv.DictWriter(handle, self.columns)
             if new:
                 writer.writeheader()
-            writer.writerows(rows)
+            writer.writerows(text_cells(row, TEXT_COLUMNS) for row in rows)
             handle.flush()
             os.fsync(handle.fileno())
 

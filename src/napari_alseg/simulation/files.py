@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 
 from ..domain import SIMULATED_ANNOTATORS, TRACE_ANNOTATOR
 from ..errors import AlsegError
+from ..store.export import csv_cell
 
 if TYPE_CHECKING:
     from ..model import TrainConfig
@@ -38,6 +39,7 @@ BASE_COLUMNS = (
     "dice_test",
 )
 TAIL_COLUMNS = ("dice_pool", "wall_seconds", "model_version")
+TEXT_COLUMNS = ("strategy", "model_version")  # cells of words, neutralised against formulas (csv_cell)
 REFERENCE_COLUMNS = ("seed", "budget_rounds", "chunk", "dice_test", "spread_last", "converged", "wall_seconds")
 # The reference trains in chunks of one round's budget (the schedule of an active-learning run)
 # and is converged when its test Dice over the last CONVERGENCE_WINDOW share of chunks (at
@@ -100,7 +102,7 @@ class RoundsCsv:
 
     def append(self, row: dict[str, str], progress: Progress | None) -> None:
         with self.path.open("a", newline="") as handle:
-            csv.DictWriter(handle, self.columns).writerow(row)
+            csv.DictWriter(handle, self.columns).writerow(text_cells(row, TEXT_COLUMNS))
             _sync(handle)
         self._done.add((row["strategy"], int(row["seed"]), int(row["round"])))
         if progress is not None:
@@ -129,6 +131,12 @@ class ReferenceCsv:
             writer.writerow(row)
             _sync(handle)
         self._done.add(key)
+
+
+def text_cells(row: dict, columns: tuple[str, ...]) -> dict:
+    """``row`` with its text ``columns`` made safe for a spreadsheet (:func:`csv_cell`: a leading
+    ``'`` where a cell starts like a formula); numbers are left as written."""
+    return {key: csv_cell(value) if key in columns else value for key, value in row.items()}
 
 
 def read_reference(path: Path) -> list[dict[str, str]]:
