@@ -236,6 +236,38 @@ def test_go_on_a_case_goes_where_the_model_doubts_outlines_it_and_selects_the_cl
     assert (np.asarray(editing.layer.data) == probabilities.argmax(axis=0)).all()  # the prefill, same pass
 
 
+def test_one_region_layer_serves_every_go_outlined_on_top_and_never_removed(widget, qtbot, monkeypatch):
+    """napari runs a garbage-collection pass per removed layer (~0.1 s of Go): the outline's
+    layer is kept, hidden while a case has none, and moved, renamed and redrawn for the next."""
+    from napari_alseg.session import Session
+
+    session, viewer = widget.controller.session, widget.viewer
+    first, second = (s.item.case for s in widget.controller.suggestions[:2])
+    shape = session.project.case(first).shape
+    probabilities = np.zeros((session.project.n_classes, *shape), np.float32)
+    probabilities[0] = 1.0
+    probabilities[0, 6, 8:14, 9:15], probabilities[2, 6, 8:14, 9:15] = 0.45, 0.55  # doubt on slice 6
+    monkeypatch.setattr(Session, "model_version", property(lambda self: "v0001"))
+    monkeypatch.setattr(session, "predict_probabilities", lambda name, slice_index=None, **_: probabilities)
+    removed = []
+    viewer.layers.events.removed.connect(lambda event: removed.append(event.value.metadata.get("alseg_role")))
+    widget.controller.editor.go(widget.controller.suggestions[0])
+    qtbot.waitUntil(lambda: idle(widget), timeout=60_000)
+    widget.controller.editor.go(next(s for s in widget.controller.suggestions if s.item.case == second))
+    assert not viewer.layers[f"{first} · suggested region"].visible  # hidden until the new focus arrives
+    qtbot.waitUntil(lambda: idle(widget) and f"{second} · suggested region" in viewer.layers, timeout=60_000)
+    regions = [layer for layer in viewer.layers if layer.metadata.get("alseg_role") == "region"]
+    assert len(regions) == 1 and "region" not in removed and "labels" in removed
+    (region,) = regions
+    assert region.visible and region.metadata["alseg_case"] == second and region.nshapes == 1
+    (corners,) = region.data
+    assert corners[:, 0].tolist() == [6] * 4 and corners[:, 1].min() == 8 - 4 - 0.5  # the box, 4 px context
+    assert region.edge_width[0] == 1.5 and tuple(region.edge_color[0][:3]) == (1.0, 1.0, 0.0)
+    labels = widget.controller.editor.editing.layer
+    assert viewer.layers.index(region) > viewer.layers.index(labels)  # drawn over the labels
+    assert viewer.layers.selection.active.name == labels.name  # painting stays on the labels
+
+
 def test_go_shows_the_case_at_once_and_the_late_prediction_never_overwrites_strokes(widget, qtbot, monkeypatch):
     """The images come up before the model has predicted; a stroke made meanwhile stays, and
     the prefill and focus that arrive after it are not applied over it."""

@@ -38,7 +38,9 @@ def show_case(viewer, session, case: str, labels: np.ndarray):
     channels = [layer for layer in owned_layers(viewer) if layer.metadata.get("alseg_role") == "channel"]
     reuse = len(channels) == len(record.channel_names)
     for layer in owned_layers(viewer):
-        if not (reuse and layer in channels):
+        if layer.metadata.get("alseg_role") == REGION_ROLE:
+            layer.visible = False  # kept for the next outline (show_region): a removal costs a gc pass
+        elif not (reuse and layer in channels):
             viewer.layers.remove(layer)
     for index, (name, channel) in enumerate(zip(record.channel_names, image)):
         metadata = {"alseg_case": case, "alseg_role": "channel"}
@@ -126,19 +128,33 @@ def show_heat_map(viewer, session, case: str, values: np.ndarray, scale: HeatMap
 REGION_COLOR = "yellow"  # the suggested region's outline: visible on grey images and under the heat map
 
 
+REGION_ROLE = "region"
+
+
 def show_region(viewer, session, case: str, slice_index: int, bbox):
     """Outline the suggested region (voxel bounds, half-open) on its slice: a Shapes rectangle
-    on the pixel edges, in the case's geometry; the layer is replaced for each item."""
+    on the pixel edges, in the case's geometry, on top of the case's layers. One layer serves
+    every item (moved, renamed, its one rectangle replaced): napari runs a garbage-collection
+    pass for each layer removed, ~0.1 s of Go on a CPU."""
     (_, _), (j0, j1), (i0, i1) = bbox
     name = layer_name(case, "suggested region")
     corners = np.array([[slice_index, j0 - 0.5, i0 - 0.5], [slice_index, j0 - 0.5, i1 - 0.5],
                         [slice_index, j1 - 0.5, i1 - 0.5], [slice_index, j1 - 0.5, i0 - 0.5]], dtype=float)
-    if name in viewer.layers:
-        viewer.layers.remove(viewer.layers[name])
     record = session.project.case(case)
-    return viewer.add_shapes([corners], shape_type="rectangle", edge_color=REGION_COLOR, face_color="transparent",
-                             edge_width=1.5, name=name, scale=record.spacing, translate=record.origin,
-                             metadata={"alseg_case": case, "alseg_role": "region"})
+    metadata = {"alseg_case": case, "alseg_role": REGION_ROLE}
+    kept = [layer for layer in owned_layers(viewer) if layer.metadata.get("alseg_role") == REGION_ROLE]
+    if not kept or kept[0].nshapes != 1:
+        for layer in kept:
+            viewer.layers.remove(layer)
+        return viewer.add_shapes([corners], shape_type="rectangle", edge_color=REGION_COLOR,
+                                 face_color="transparent", edge_width=1.5, name=name, scale=record.spacing,
+                                 translate=record.origin, metadata=metadata)
+    layer = kept[0]
+    layer.scale, layer.translate = record.spacing, record.origin
+    layer.data = [(corners, "rectangle")]  # one shape for one: its colours and width are kept
+    layer.name, layer.metadata, layer.visible = name, metadata, True
+    viewer.layers.move(viewer.layers.index(layer), len(viewer.layers))  # above the new labels
+    return layer
 
 
 def jump_to(viewer, session, case: str, slice_index: int | None, bbox) -> None:
