@@ -66,6 +66,21 @@ def looks_like_label_name(path: str | os.PathLike) -> bool:
     return any(token in LABEL_NAME_TOKENS for token in tokens)
 
 
+def is_label_file(path: str | os.PathLike) -> bool:
+    """True when a source file holds labels: its name says so (:func:`looks_like_label_name`) or
+    its header's intent is ``NIFTI_INTENT_LABEL`` (only the header is read). A file that cannot
+    be read is not called labels here; it is reported where it is read."""
+    if looks_like_label_name(path):
+        return True
+    path = Path(path)
+    if not path.is_file():  # a FIFO or device would block; folders are no volumes
+        return False
+    try:
+        return _open_image(path).header.get_intent()[0] == "label"
+    except (AlsegError, AttributeError):  # AttributeError: a format without intents (ANALYZE)
+        return False
+
+
 def _is_integer_label_file(path: str | os.PathLike, header) -> bool:
     """An integer file in a label folder (``labelsTr/``, ``labels/``): labels without intent or name token."""
     return (Path(path).parent.name.lower() in LABEL_FOLDER_NAMES

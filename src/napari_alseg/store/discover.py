@@ -3,8 +3,10 @@
 Three layouts are understood:
 
 * one subfolder per case: every NIfTI inside is a channel, except one whose name carries a
-  label token (``seg``, ``label``, ``mask``, ``gt``, ...) which is the ground truth;
-* flat files named ``<case>_<channel>.nii.gz`` and ``<case>_seg.nii.gz``;
+  label token (``seg``, ``label``, ``mask``, ``gt``, ...) or whose header's intent is
+  ``label`` (:func:`~napari_alseg.nifti.is_label_file`), which is the ground truth;
+* flat files named ``<case>_<channel>.nii.gz`` and ``<case>_seg.nii.gz`` (or any
+  ``<case>_<name>.nii.gz`` / ``<case>.nii.gz`` with the label intent);
 * the Medical Segmentation Decathlon / BraTS / nnU-Net layout: ``imagesTr/`` (and
   ``imagesTs/``, unlabelled) with ``labelsTr/<case>.nii.gz``, and a ``dataset.json`` naming the
   channels (``"modality"``: ``{"0": "FLAIR", ...}`` or ``"channel_names"``). A case is either one
@@ -13,7 +15,7 @@ Three layouts are understood:
 
 A case that cannot be used is never dropped silently: it is returned in
 :attr:`Discovery.skipped` with its reason, and callers refuse or name it. Only headers are read
-here (to find a 4D file's channel axis); geometry is checked by :mod:`.ingest`.
+here (a 4D file's channel axis, a file's intent); geometry is checked by :mod:`.ingest`.
 """
 
 from __future__ import annotations
@@ -26,7 +28,8 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import AlsegError
-from ..nifti import LABEL_NAME_TOKENS, NIFTI_SUFFIXES, is_nifti_path, looks_like_label_name, read_shape
+from ..nifti import (LABEL_NAME_TOKENS, NIFTI_SUFFIXES, is_label_file, is_nifti_path, looks_like_label_name,
+                     read_shape)
 from .records import ClassInfo
 
 CLASSES_FILE = "classes.json"
@@ -318,7 +321,7 @@ def _folder_case(folder: Path) -> tuple[CaseSource | None, SkippedCase | None]:
         return None, SkippedCase(folder.name, _not_a_file(not_files[0].name, not_files[0]))
     if not entries:
         return None, None  # not a case folder (docs, derivatives, ...)
-    labels = [p for p in entries if looks_like_label_name(p)]
+    labels = [p for p in entries if is_label_file(p)]
     channels = [(_channel_name(_stem(p), folder.name), p) for p in entries if p not in labels]
     try:
         return _make_case(folder.name, channels, labels, where=folder), None
@@ -327,10 +330,11 @@ def _folder_case(folder: Path) -> tuple[CaseSource | None, SkippedCase | None]:
 
 
 def _flat_cases(files: list[Path]) -> list[CaseSource]:
-    labels = [p for p in files if looks_like_label_name(p)]
+    labels = [p for p in files if is_label_file(p)]
+    image_stems = [_stem(p) for p in files if p not in labels]
     label_cases: dict[str, list[Path]] = defaultdict(list)
     for path in labels:
-        label_cases[_label_case_id(path)].append(path)
+        label_cases[_label_case_id(path, image_stems)].append(path)
     channels: dict[str, list[tuple[str, Path]]] = defaultdict(list)
     for path in files:
         if path not in labels:
@@ -343,8 +347,16 @@ def _flat_cases(files: list[Path]) -> list[CaseSource]:
             for case in channels]
 
 
-def _label_case_id(path: Path) -> str:
-    tokens = [t for t in _stem(path).split("_") if t.lower() not in LABEL_NAME_TOKENS]
+def _label_case_id(path: Path, image_stems: list[str]) -> str:
+    """The case a label file belongs to: its name less the label tokens (``case01_seg``); a file
+    marked as labels by its header alone (``case01_manual``, ``case01``): its name, or its name
+    less the last ``_part``, whichever begins an image's name."""
+    stem = _stem(path)
+    if not looks_like_label_name(path):
+        for case in (stem, stem.rsplit("_", 1)[0]):
+            if any(image.startswith(case + "_") for image in image_stems):
+                return case
+    tokens = [t for t in stem.split("_") if t.lower() not in LABEL_NAME_TOKENS]
     if not tokens:
         raise AlsegError(f"{path}: cannot tell which case this label file belongs to; "
                          "name it <case>_seg.nii.gz")
