@@ -5,7 +5,9 @@ sample generators, the store and the models: axes ``(k, j, i)`` of the file's vo
 grid, i.e. the file's last voxel axis first. For the usual axial or 2D-stack file
 that makes axis 0 the slice axis, which is what napari's slider walks. Axes the
 affine flips are flipped back so that spacing is always positive; the rotation part
-of an oblique affine is kept in :attr:`Volume.affine` but not shown by napari.
+of an oblique affine is kept in :attr:`Volume.affine` (and written back by
+:func:`save_volume`) but not shown by napari, which places a volume by spacing and origin:
+:func:`oblique_line` says how far that is off.
 """
 
 from __future__ import annotations
@@ -314,6 +316,47 @@ def save_volume(path: str | os.PathLike, data: np.ndarray, affine: np.ndarray, *
     with atomic_path(path, suffix=".tmp" + suffix) as temp:
         nib.save(image, str(temp))
     return path
+
+
+def obliquity(affine: np.ndarray, shape: tuple[int, ...]) -> tuple[float, float]:
+    """How far an oblique grid is from what napari shows: ``(degrees, mm)``.
+
+    ``degrees``: the turn of the voxel axes away from the scanner axes they are nearest to
+    (flips and axis order are no turn). ``mm``: the largest distance, over the grid's corners,
+    between a voxel's world position by ``affine`` (nibabel's ``(i, j, k)`` columns) and where
+    napari places it from :class:`Volume`'s spacing and origin alone (axis-aligned, after the
+    reader's flips). ``shape``: the file's ``(i, j, k)`` voxel counts.
+    """
+    import nibabel as nib
+
+    affine = np.asarray(affine, float)
+    shape = tuple(int(n) for n in shape[:3])
+    ornt = nib.orientations.io_orientation(affine)
+    flips = np.column_stack([np.arange(3), ornt[:, 1]])
+    positive = affine @ nib.orientations.inv_ornt_aff(flips, shape)  # as the reader flips it
+    unit = affine_direction(positive)
+    world_axis = ornt[:, 0].astype(int)
+    aligned = np.zeros((3, 3))
+    aligned[world_axis, np.arange(3)] = 1.0
+    turn = unit @ aligned.T
+    degrees = float(np.degrees(np.arccos(np.clip((np.trace(turn) - 1) / 2, -1.0, 1.0))))
+    spacing = np.sqrt((positive[:3, :3] ** 2).sum(axis=0))
+    corners = np.array(np.meshgrid(*[[0, n - 1] for n in shape], indexing="ij")).reshape(3, -1)
+    true = positive[:3, :3] @ corners + positive[:3, 3:4]
+    shown = np.zeros_like(true)
+    shown[world_axis] = positive[world_axis, 3][:, None] + spacing[:, None] * corners
+    return degrees, float(np.sqrt(((true - shown) ** 2).sum(axis=0)).max())
+
+
+def oblique_line(name: str, affine: np.ndarray, shape: tuple[int, ...]) -> str | None:
+    """One line saying a file's grid is oblique and what that does (None when napari's axis-aligned
+    placement is within half a voxel of the file's world position everywhere)."""
+    degrees, offset = obliquity(affine, shape)
+    if offset <= 0.5 * float(np.sqrt((np.asarray(affine, float)[:3, :3] ** 2).sum(axis=0)).min()):
+        return None
+    return (f"{name}: oblique voxel grid (turned {degrees:.1f}° from the scanner axes): napari shows it "
+            f"axis-aligned, up to {offset:.1f} mm from its world position; the file's affine, rotation "
+            "included, is kept for what napari-alseg writes")
 
 
 def affine_direction(affine: np.ndarray) -> np.ndarray:

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import getpass
 import json
+import logging
 import sqlite3
 from pathlib import Path
 
 from .. import __version__
 from ..atomic import atomic_path
 from ..errors import AlsegError, storage_error
+from ..nifti import oblique_line, obliquity
 from .sqlite import connect, database_error
 from .ingest import ProjectPlan, affine_hash
 from .rows import now
@@ -17,6 +19,9 @@ from .schema import migrate
 from .state import DB_NAME
 
 SKIPPED_KEY = "skipped_cases"  # meta: [[case, reason], ...] left out at creation
+SHOWN_NAMES = 5  # cases named in the oblique line; the rest counted
+
+log = logging.getLogger(__name__)
 
 
 def write_new_database(folder: Path, plan: ProjectPlan, annotator: str, seed: int, *,
@@ -41,6 +46,25 @@ def write_new_database(folder: Path, plan: ProjectPlan, annotator: str, seed: in
         raise
     except OSError as exc:
         raise storage_error(final, exc, "write the project database", "nothing was created") from None
+    line = oblique_cases_line(plan)
+    if line:
+        log.warning("%s", line)
+
+
+def oblique_cases_line(plan: ProjectPlan) -> str | None:
+    """One line naming the cases whose voxel grid is oblique (:func:`~napari_alseg.nifti.oblique_line`):
+    kept in the project, shown axis-aligned by napari. None when there are none."""
+    oblique = [(case.source.name, *obliquity(case.affine, case.shape[::-1])) for case in plan.cases
+               if oblique_line(case.source.name, case.affine, case.shape[::-1])]
+    if not oblique:
+        return None
+    names = ", ".join(name for name, _degrees, _offset in oblique[:SHOWN_NAMES])
+    if len(oblique) > SHOWN_NAMES:
+        names += f" and {len(oblique) - SHOWN_NAMES} more"
+    return (f"{len(oblique)} case(s) have an oblique voxel grid (turned up to "
+            f"{max(d for _n, d, _o in oblique):.1f}° from the scanner axes: {names}): napari shows them "
+            f"axis-aligned, up to {max(o for _n, _d, o in oblique):.1f} mm from their world position; the "
+            "project keeps each file's affine, rotation included, and exported labels are written with it")
 
 
 def _insert_plan(conn: sqlite3.Connection, plan: ProjectPlan, annotator: str, seed: int,
