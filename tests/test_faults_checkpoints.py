@@ -233,3 +233,36 @@ def test_prediction_with_a_damaged_active_checkpoint_is_one_line_that_retraining
     out = capsys.readouterr().out
     assert "model v0003:" in out and "this round started from model v0001" in out
     assert main(["suggest", str(trained_twice)]) == 0  # the new model serves
+
+
+@pytest.mark.gui
+@pytest.mark.usefixtures("model_backend")
+def test_the_dock_opens_a_project_whose_model_is_damaged_and_its_retrain_replaces_it(
+        trained_twice, make_napari_viewer_proxy, qtbot, monkeypatch):
+    from synthetic_cases import tiny_config
+
+    from napari_alseg import _widget
+
+    shown = []
+    for kind in ("error", "warning", "info"):
+        monkeypatch.setattr(_widget, f"show_{kind}", lambda message, kind=kind: shown.append((kind, message)))
+    _truncate(trained_twice / "models" / "v0002.pt")
+    dock = _widget.AlsegWidget(make_napari_viewer_proxy())
+    qtbot.addWidget(dock)
+    controller = dock.controller
+    controller.open_project(trained_twice)
+    try:
+        assert controller.session is not None
+        qtbot.waitUntil(lambda: not controller.running_jobs, timeout=60_000)
+        controller.session.train_config = tiny_config(steps=2)
+        controller.learning.retrain()
+        qtbot.waitUntil(lambda: controller.session.model_version == "v0003" and not controller.running_jobs,
+                        timeout=120_000)
+    finally:
+        controller.close_project()
+    assert all("\n" not in message for _kind, message in shown), shown
+    warnings = [message for kind, message in shown if kind == "warning"]
+    assert any("this round started from model v0001" in message for message in warnings), shown
+    errors = [message for kind, message in shown if kind == "error"]  # scoring the pool on open
+    assert len(errors) == 1 and "v0002.pt: not a readable napari-alseg checkpoint" in errors[0], errors
+    assert "retrain to write a new one" in errors[0]
