@@ -89,10 +89,7 @@ UNCERTAINTY_TERMS = (TERM_MC_TOP, TERM_ENTROPY_MC, TERM_ENTROPY, TERM_MARGIN)  #
 
 # ---------------------------------------------------------------------------- quality classes
 
-QUALITY_POOR = 0
-QUALITY_ADJUST = 1
-QUALITY_ACCEPTABLE = 2
-QUALITY_CLASS_NAMES = ("Poor", "Acceptable with adjustments", "Acceptable")
+QUALITY_CLASS_NAMES = ("Poor", "Acceptable with adjustments", "Acceptable")  # by class: quality.POOR, ADJUST, ACCEPTABLE
 QUALITY_PROBABILITY_TERMS = (TERM_QUALITY_P_POOR, TERM_QUALITY_P_ADJUST, TERM_QUALITY_P_ACCEPTABLE)  # by class
 
 # ---------------------------------------------------------------------------- annotation events

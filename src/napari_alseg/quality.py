@@ -27,7 +27,7 @@ from statistics import NormalDist
 import numpy as np
 from scipy import ndimage
 
-from .domain import QUALITY_CLASS_NAMES as CLASS_NAMES  # noqa: F401 (the old name, re-exported)
+from .domain import QUALITY_CLASS_NAMES
 from .errors import AlsegError
 from .metrics import dice_per_class, mean_dice
 from .uncertainty import entropy_map, top_fraction_mean
@@ -162,7 +162,7 @@ class QualityEstimate:
 
     @property
     def class_name(self) -> str:
-        return CLASS_NAMES[self.quality_class]
+        return QUALITY_CLASS_NAMES[self.quality_class]
 
 
 class QualityPredictor:
