@@ -37,7 +37,7 @@ class SecondsCosts:
 
     ``trace_seconds_per_mm``: outlining a structure with a pen or mouse, 0.5 s/mm (2 mm/s:
     a 60 mm outline in 30 s, a tumour case of ~7 000 mm of outline in about an hour, the
-    order BraTS reports for one expert and one case). ``redraw_seconds_per_mm``: the same
+    order commonly reported for delineating one brain-tumour case by hand). ``redraw_seconds_per_mm``: the same
     for an outline redrawn in a correction. ``click_seconds``: one click of the click tool
     or one fill-erase, :data:`~napari_alseg.effort.CLICK_SECONDS_PRIOR` (the product's
     prior until the annotator's own timed clicks replace it). ``review_seconds_per_slice``:
