@@ -228,7 +228,7 @@ def test_the_plan_command_switches_guidance(tmp_path, capsys):
 
 
 def test_a_project_started_from_a_guided_model_plans_a_guided_net():
-    from napari_alseg.model_transfer import imported_plan_fields
+    from napari_alseg.session.model_transfer import imported_plan_fields
     from napari_alseg.plan import fingerprint, make_plan
 
     dataset = fingerprint([(32, 32)], [(1.0, 1.0)], n_channels=1, n_classes=3)

@@ -15,7 +15,7 @@ import torch
 from napari_alseg.cli import main
 from napari_alseg.errors import AlsegError
 from napari_alseg.model import save_checkpoint
-from napari_alseg.model_transfer import INITIAL_MODEL_SETTING, create_project, read_model_file
+from napari_alseg.session.model_transfer import INITIAL_MODEL_SETTING, create_project, read_model_file
 from napari_alseg.session import Session
 from napari_alseg.store import DB_NAME, Project
 from test_store import CLASSES, make_source

@@ -264,6 +264,21 @@ def test_the_training_plan_is_made_once_kept_with_the_project_and_overridable(tm
         assert config.steps == 4 and config.seconds is None and config.batch_size == 3
 
 
+def test_the_plan_keeper_works_without_a_session_and_a_session_reads_what_it_kept(tmp_path):
+    from napari_alseg.plan import stored_plan
+    from napari_alseg.session.planning import PlanKeeper
+
+    source = make_source(tmp_path / "source", granularity="slice", n_cases=1, shape=(6, 32, 32))
+    project = Project.create(tmp_path / "project", source, annotator="dr-a", seed=1)
+    keeper = PlanKeeper(project, lambda: "cpu")
+    assert stored_plan(project) is None
+    made = keeper.training_plan()  # made once, then kept
+    assert made.spatial_dims == 2 and made.device == "cpu" and stored_plan(project) == made
+    assert keeper.set_plan(seconds=42.0).seconds == 42.0 and keeper.inference_patch() is None
+    with Session(project, annotator="dr-a") as session:
+        assert session.training_plan() == stored_plan(project) and session.training_plan().seconds == 42.0
+
+
 def test_the_plan_mirrors_a_stack_along_its_left_right_axis_and_rounds_train_with_it(tmp_path):
     source = make_source(tmp_path / "source", granularity="slice", n_cases=1, shape=(6, 32, 32))
     project = Project.create(tmp_path / "project", source, annotator="dr-a", seed=1)

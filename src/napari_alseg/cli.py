@@ -159,7 +159,7 @@ def run_create(args: argparse.Namespace) -> int:
     labels_as = args.labels_as or (LABELS_AS_GROUND_TRUTH if args.sample else LABELS_AS_ANNOTATIONS)
     options = {"annotator": args.annotator, "skip_bad_cases": args.skip_bad_cases, "labels_as": labels_as}
     if args.init_model is not None:
-        from .model_transfer import create_project
+        from .session.model_transfer import create_project
 
         project = create_project(args.project, source, init_model=args.init_model, **options)
     else:
@@ -186,7 +186,7 @@ def _print_found_labels(project) -> None:
 
 
 def _print_initial_model(project, label: str) -> None:
-    from .model_transfer import initial_model_lines
+    from .session.model_transfer import initial_model_lines
 
     for line in initial_model_lines(project):
         print(f"{label}{line}")

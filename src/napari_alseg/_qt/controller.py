@@ -133,7 +133,7 @@ class AlsegController(QObject):
 
         ``labels_as``: labels found beside the cases become annotations (kind ``imported``) or are
         held back as ground truth (the samples, whose labels the demo's oracle reads)."""
-        from ..model_transfer import create_project
+        from ..session.model_transfer import create_project
         from ..store import Project
 
         init_model = self.init_model

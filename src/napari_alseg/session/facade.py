@@ -1,8 +1,9 @@
 """The annotator's verbs over one project: what the widget, the CLI and the simulation drive.
 
-A :class:`Session` is a thin facade over four parts with one job each (napari's
+A :class:`Session` is a thin facade over five parts with one job each (napari's
 ``ViewerModel`` shape): :attr:`~Session.view` (a read-only view of the labels),
-:attr:`~Session.learner` (plan, network, training rounds, prediction),
+:attr:`~Session.planning` (the training plan's keeper),
+:attr:`~Session.learner` (network, training rounds, prediction),
 :attr:`~Session.queries` (scoring, suggestions, rounds, quality examples) and
 :attr:`~Session.accounting` (effort). Every verb is plain Python with callbacks for
 progress and cancel.
@@ -39,6 +40,7 @@ from .accounting import EffortAccounting
 from .cohort_time import CohortSeconds, cohort_seconds
 from .labels import LabelsView
 from .learner import Learner, RetrainReport, TrainedRound
+from .planning import PlanKeeper
 from .queries import Queries, RescoreResult
 from .settings import DEFAULT_STRATEGY, STRATEGY_SETTING, SessionSettings
 from .focus import Focus, focus_from_probabilities
@@ -68,7 +70,8 @@ class Session:
         strategy = strategy or project.setting(STRATEGY_SETTING) or DEFAULT_STRATEGY
         self.settings = SessionSettings(annotator, strategy, train_config, device, batch_size, seed)
         self.view = LabelsView(project, ImageCache())
-        self.learner = Learner(project, self.settings, self.view)
+        self.planning = PlanKeeper(project, lambda: self.settings.device)
+        self.learner = Learner(project, self.settings, self.view, self.planning)
         self.accounting = EffortAccounting(project, self.view)
         self.queries = Queries(project, self.settings, self.view, self.learner, self.accounting)
         self._click_prediction: tuple[tuple[Any, ...], np.ndarray] | None = None  # see _click_prior
@@ -151,16 +154,16 @@ class Session:
         return self.learner.model_spec()
 
     def fingerprint(self) -> Fingerprint:
-        return self.learner.fingerprint()
+        return self.planning.fingerprint()
 
     def training_plan(self) -> TrainingPlan:
-        return self.learner.training_plan()
+        return self.planning.training_plan()
 
     def replan(self, **overrides: Any) -> TrainingPlan:
-        return self.learner.replan(**overrides)
+        return self.planning.replan(**overrides)
 
     def set_plan(self, **overrides: Any) -> TrainingPlan:
-        return self.learner.set_plan(**overrides)
+        return self.planning.set_plan(**overrides)
 
     def round_config(self) -> TrainConfig:
         return self.learner.round_config()
@@ -176,8 +179,8 @@ class Session:
 
     def export_model(self, path: str | Path) -> Path:
         """The current model as a self-describing file another project can start from
-        (:mod:`napari_alseg.model_transfer`); ``path`` may be a folder."""
-        from ..model_transfer import export_model
+        (:mod:`napari_alseg.session.model_transfer`); ``path`` may be a folder."""
+        from .model_transfer import export_model
 
         return export_model(self.project, self.training_plan(), path)
 

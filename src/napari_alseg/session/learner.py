@@ -1,4 +1,4 @@
-"""The learner: the project's plan, the network cache, training rounds, prediction, heat maps.
+"""The learner: the network cache, training rounds, prediction, heat maps (sized by the plan keeper).
 
 Training is two steps (DESIGN: a worker computes and returns; the main thread adopts):
 :meth:`Learner.compute_round` trains on a snapshot of the labels and returns a
@@ -23,11 +23,10 @@ import numpy as np
 from ..domain import CASE, QueryItem
 from ..errors import AlsegError
 from ..metrics import class_means, dice_per_class, mean_dice
-from ..plan import (MIRROR_PLAN_VERSION, PLAN_SETTING, PLAN_VERSION, Fingerprint, TrainingPlan, fingerprint,
-                    inference_patch, item_left_right_axis, make_plan, stored_plan)
 from ..store import Project
 from .focus import background_outside, body_mask
 from .labels import LabelsView
+from .planning import PlanKeeper
 from .round_progress import RoundProgress, round_progress
 from .settings import SessionSettings
 
@@ -77,17 +76,19 @@ class TrainedRound:
 
 
 class Learner:
-    """One project's model: plan, active network, rounds, predictions.
+    """One project's model: active network, rounds, predictions; its plan is ``planning``'s.
 
     Over ~300 lines because a round is one unit: its training, the quality examples it
     rates out of fold, and the adopt that records both (splitting them would pass the
     round's state between classes).
     """
 
-    def __init__(self, project: Project, settings: SessionSettings, view: LabelsView) -> None:
+    def __init__(self, project: Project, settings: SessionSettings, view: LabelsView,
+                 planning: PlanKeeper) -> None:
         self.project = project
         self.settings = settings
         self.view = view
+        self.planning = planning
         self._lock = threading.Lock()
         self._net: SegmentationNet | None = None
         self._loaded_version: str | None = None
@@ -105,7 +106,7 @@ class Learner:
         """The network a new model of this project gets: its plan's widths, working grid and guidance."""
         from ..model import ModelSpec
 
-        plan = self.training_plan()
+        plan = self.planning.training_plan()
         return ModelSpec(spatial_dims=self.view.spatial_dims,
                          in_channels=len(self.project.cases[0].channel_names),
                          n_classes=self.project.n_classes, features=plan.features, zoom=plan.zoom,
@@ -173,50 +174,7 @@ class Learner:
             torch.manual_seed(self.settings.seed)
             return self.model_spec().build()
 
-    # ------------------------------------------------------------------ training plan
-
-    def fingerprint(self) -> Fingerprint:
-        """What the plan is made from: the items' shapes and voxel sizes (slices for 2D nets),
-        the first case's left-right axis and the class names."""
-        cases = self.project.cases
-        dims = self.view.spatial_dims
-        axes = slice(None) if dims == 3 else slice(1, None)
-        return fingerprint([record.shape[axes] for record in cases], [record.spacing[axes] for record in cases],
-                           n_channels=len(cases[0].channel_names), n_classes=self.project.n_classes,
-                           left_right_axis=item_left_right_axis(cases[0].affine, dims),
-                           class_names=self.project.class_names[1:])
-
-    def training_plan(self) -> TrainingPlan:
-        """The project's plan: made from its fingerprint for this device once, then kept with it.
-
-        A plan kept by an older version keeps every field it has (and so any override): one
-        kept before mirroring existed (version 1) gets the mirror axes its data call for, one
-        kept before guidance (version < 3) no guidance, what its models were.
-        """
-        plan = stored_plan(self.project)
-        if plan is None:
-            return self.replan()
-        if plan.version < PLAN_VERSION:
-            mirror_axes = (make_plan(self.fingerprint(), plan.device).mirror_axes
-                           if plan.version < MIRROR_PLAN_VERSION else plan.mirror_axes)
-            plan = replace(plan, mirror_axes=mirror_axes, version=PLAN_VERSION)
-            self.project.store_setting(PLAN_SETTING, plan.to_json())
-        return plan
-
-    def replan(self, **overrides: Any) -> TrainingPlan:
-        """Make the plan anew for this device (``overrides``: fields to set by hand) and keep it."""
-        from ..model import pick_device
-
-        device_kind = "cuda" if pick_device(self.settings.device).type == "cuda" else "cpu"
-        plan = make_plan(self.fingerprint(), device_kind).with_overrides(**overrides)
-        self.project.store_setting(PLAN_SETTING, plan.to_json())
-        return plan
-
-    def set_plan(self, **overrides: Any) -> TrainingPlan:
-        """Change some fields of the kept plan (e.g. ``seconds=60``, ``batch_size=4``)."""
-        plan = self.training_plan().with_overrides(**overrides)
-        self.project.store_setting(PLAN_SETTING, plan.to_json())
-        return plan
+    # ------------------------------------------------------------------ round settings
 
     def round_config(self) -> TrainConfig:
         """This round's settings: ``train_config`` where it says, the plan for the rest.
@@ -225,7 +183,7 @@ class Learner:
         """
         from ..model import TrainConfig
 
-        plan = self.training_plan()
+        plan = self.planning.training_plan()
         config = self.settings.train_config or TrainConfig(device=self.settings.device, seed=self.settings.seed)
         seconds = plan.seconds if config.steps is None and config.seconds is None else config.seconds
         return replace(config, seconds=seconds, batch_size=config.batch_size or plan.batch_size,
@@ -240,8 +198,8 @@ class Learner:
 
     @property
     def inference_patch(self) -> tuple[int, ...] | None:
-        """Sliding-window size for prediction and scoring (native voxels), see :func:`plan.inference_patch`."""
-        return inference_patch(self.training_plan())
+        """Sliding-window size for prediction and scoring (native voxels), the plan's."""
+        return self.planning.inference_patch()
 
     # ------------------------------------------------------------------ training
 
@@ -266,7 +224,7 @@ class Learner:
             raise AlsegError(f"no labelled data yet: submit at least {MIN_LABELLED_ITEMS} labelled "
                              f"{unit} (outside the validation split) before retraining")
         base, base_version, start_note = self.start_net()
-        net = with_guidance(base or self.initial_net(), self.training_plan().guidance)
+        net = with_guidance(base or self.initial_net(), self.planning.training_plan().guidance)
         folds = 0 if known_examples is None else self.quality_folds(keyed, unseen, known_examples)
         stages = round_progress(progress, self._stage_sizes(folds))  # one counter for the round and its folds
         result = fine_tune(net, items, self.round_config(), progress=stages and stages.stage(0),

@@ -25,15 +25,16 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from . import __version__
-from .domain import CASE
-from .errors import AlsegError
-from .plan import MIN_PATCH, Fingerprint, TrainingPlan
+from .. import __version__
+from ..domain import CASE
+from ..errors import AlsegError
+from ..plan import MIN_PATCH, Fingerprint, TrainingPlan
+from .planning import PlanKeeper
 
 if TYPE_CHECKING:
-    from .model import ModelSpec, SegmentationNet
-    from .store import Project
-    from .store.ingest import ProjectPlan
+    from ..model import ModelSpec, SegmentationNet
+    from ..store import Project
+    from ..store.ingest import ProjectPlan
 
 INITIAL_MODEL_SETTING = "initial_model"  # meta: JSON record of the model a project started from
 FIRST_VERSION = "v0001"
@@ -102,7 +103,7 @@ class ExportedModel:
 def export_model(project: Project, plan: TrainingPlan, path: str | os.PathLike) -> Path:
     """Write the project's current model, with its description and training ``plan``, to
     ``path`` (a folder: a file ``<dataset>-<version>.pt`` in it); atomic, like every checkpoint."""
-    from .model import load_checkpoint, save_model_file
+    from ..model import load_checkpoint, save_model_file
 
     checkpoints = project.checkpoints()
     if not checkpoints:
@@ -122,7 +123,7 @@ def export_model(project: Project, plan: TrainingPlan, path: str | os.PathLike) 
 
 def read_model_file(path: str | os.PathLike) -> ExportedModel:
     """Load and verify (format, checksum, description) a file written by :func:`export_model`."""
-    from .model import load_model_file
+    from ..model import load_model_file
 
     path = Path(path)
     net, spec, metrics, about = load_model_file(path)
@@ -159,7 +160,7 @@ def create_project(folder: str | os.PathLike, source_dir: str | os.PathLike, *, 
     if installing the model then fails (a full disk), what was created is removed again.
     ``device`` decides the plan's device kind (default: CUDA when available).
     """
-    from .store import Project
+    from ..store import Project
 
     model = read_model_file(init_model)
     folder = Path(folder).absolute()
@@ -178,16 +179,13 @@ def create_project(folder: str | os.PathLike, source_dir: str | os.PathLike, *, 
 def install_model(project: Project, model: ExportedModel, *, device: str | None = None) -> TrainingPlan:
     """Make ``model`` the (empty) project's first checkpoint and its plan the project's; the
     provenance goes under :data:`INITIAL_MODEL_SETTING`. Returns the plan kept."""
-    from .model import save_checkpoint
-    from .session.labels import LabelsView
-    from .session.learner import Learner
-    from .session.settings import SessionSettings
+    from ..model import save_checkpoint
 
     if project.checkpoints():
         raise AlsegError(f"{project.folder}: already has a model; an initial model is for a new project")
-    learner = Learner(project, SessionSettings("init-model", device=device), LabelsView(project))
-    here = learner.replan()
-    plan = learner.set_plan(**imported_plan_fields(model.training_plan(), here, model.spec, learner.fingerprint()))
+    planning = PlanKeeper(project, lambda: device)
+    here = planning.replan()
+    plan = planning.set_plan(**imported_plan_fields(model.training_plan(), here, model.spec, planning.fingerprint()))
     path = save_checkpoint(project.models_dir / f"{FIRST_VERSION}.pt", model.net, model.spec)
     # No metrics of its own yet: the source project's Dice says nothing about these cases.
     project.record_checkpoint(FIRST_VERSION, path)
