@@ -41,7 +41,10 @@ class PoolScores:
     features, true Dice); ``quality_status``: why quality is unknown ("" when rated); ``quality_note``: a caveat on
     the ratings (e.g. one class only among the examples); ``region_quality``: an ROI pool's
     ratings of its unlabelled slices (quality terms per slice).
-    ``vae``: the VAE used, to reuse next round.
+    ``vae``: the VAE used, to reuse next round. ``class_ranges[(case, class)]``: the weak
+    slice range ``(first, last)`` the annotator marked for the class (METHODS E);
+    ``traced_spans[(case, class)]``: the first and last slice holding labelled voxels of
+    the class (an ROI pool): where, before a model, a structure is known to be.
     """
 
     granularity: str
@@ -67,6 +70,8 @@ class PoolScores:
     quality_note: str = ""
     region_quality: dict[QueryItem, dict[str, float]] = field(default_factory=dict)
     vae: Any = None
+    class_ranges: dict[tuple[str, int], tuple[int, int]] = field(default_factory=dict)
+    traced_spans: dict[tuple[str, int], tuple[int, int]] = field(default_factory=dict)
 
     def available(self) -> frozenset[str]:
         """Which of :data:`~napari_alseg.strategies.NEEDS` this pool can serve."""

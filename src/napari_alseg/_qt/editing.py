@@ -256,6 +256,8 @@ class ItemEditor:
             return
         name = self.session.project.class_names[class_id]
         self.controller.info.emit(f"{name} appears only on slices {first}–{last} of {case}")
+        if self.session.model_version is None:
+            self.controller.refresh_suggestions()  # before a model the queue follows the range at once
 
     def set_heat_map(self, shown: bool) -> None:
         """Show (computed in a worker) or hide the uncertainty of the case on screen."""

@@ -45,6 +45,7 @@ class ScoreRequest:
     dice-per-effort. ``recent``: items labelled last round, the gradient-vae seeds (None =
     all labelled). ``vae``: reuse a trained VAE instead of training one for ``vae_steps``.
     ``patch_size``: sliding windows (native voxels), None = whole region.
+    ``class_ranges``: ``(case, class)`` → the marked weak slice range ``(first, last)``.
     ``quality_examples``: (item, quality features, true Dice) known before this round
     (out-of-fold estimates, corrections, earlier validation); with no ``quality_model`` the
     round fits its quality predictor on them plus its own validation examples, which
@@ -70,6 +71,7 @@ class ScoreRequest:
     seconds_model: SecondsModel | None = None
     spacing: Mapping[str, tuple[float, float]] | None = None
     class_dice_history: Sequence[np.ndarray] = ()
+    class_ranges: Mapping[tuple[str, int], tuple[int, int]] | None = None
     recent: Collection[QueryItem] | None = None
     vae: ConvVAE | None = None
     vae_steps: int = DEFAULT_VAE_STEPS

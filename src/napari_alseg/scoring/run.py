@@ -12,7 +12,7 @@ from ..image_cache import image_shapes
 from ..pool import PoolScores
 from ..quality import QualityPredictor, class_quality_features, prediction_dice, quality_features
 from .boxes import item_bbox, whole_bbox
-from .items import allowed_sets, candidate_items, quality_regions, regions_to_predict
+from .items import allowed_sets, candidate_items, quality_regions, regions_to_predict, traced_spans
 from .predict import RegionPrediction, RoundInputs, normalised_image, predict_region, with_partial_labels
 from .request import ScoreRequest, check_bootstrap, check_stop, checked_inputs, checked_needs
 from .terms import item_terms, quality_status, quality_terms
@@ -39,6 +39,8 @@ def score_pool(request: ScoreRequest, *, progress: Callable[[int, int], None] | 
         class_dice_history=[np.asarray(d, dtype=float) for d in r.class_dice_history],
         effort=r.effort, seconds_model=r.seconds_model, spacing=dict(r.spacing or {}),
         allowed=allowed_sets(shapes, allowed, r.n_classes),
+        class_ranges={(case, int(c)): (int(first), int(last)) for (case, c), (first, last) in (r.class_ranges or {}).items()},
+        traced_spans=traced_spans(r.labels, r.n_classes) if r.granularity == ROI else {},
     )
     pool.bboxes = {item: whole_bbox(item, shapes[item.case][1:]) for item in candidates}
     if r.net is None:

@@ -149,6 +149,12 @@ class LabelsView:
     def all_allowed(self) -> dict[str, np.ndarray]:
         return {record.name: self.allowed_classes(record.name) for record in self.project.cases}
 
+    def all_class_ranges(self) -> dict[tuple[str, int], tuple[int, int]]:
+        """``(case, class)`` → the weak slice range marked for it (METHODS E), the latest one."""
+        return {(record.name, class_id): (weak.first_slice, weak.last_slice)
+                for record in self.project.cases
+                for class_id, weak in self.project.weak_annotations(record.name).items()}
+
     def all_spacings(self) -> dict[str, tuple[float, float]]:
         return {record.name: self.in_plane_spacing(record.name) for record in self.project.cases}
 

@@ -71,6 +71,7 @@ class Queries:
             QueryItem(case, slice_index, class_id): (features, dice)
             for case, slice_index, class_id, features, dice in project.quality_examples()}
         self._vae = None
+        self._free_state: tuple[str, tuple[int, int, int] | None] | None = None  # what the model-free pool rests on
 
     # ------------------------------------------------------------------ what this round ranks
 
@@ -122,7 +123,8 @@ class Queries:
             validation=self.view.validation_query_items(), model_version=self.learner.model_version,
             device=self.settings.device, allowed=self.view.all_allowed(), effort=self.accounting.effort_model(),
             seconds_model=self.accounting.seconds_model(), spacing=self.view.all_spacings(),
-            class_dice_history=self.learner.class_dice_history(), recent=self.view.recent_items(),
+            class_dice_history=self.learner.class_dice_history(), class_ranges=self.view.all_class_ranges(),
+            recent=self.view.recent_items(),
             vae=self._vae, seed=self.settings.seed, patch_size=self.learner.inference_patch)
         pool = score_pool(request, progress=progress, should_stop=should_stop)
         return RescoreResult(pool, mark, pool.vae, state)
@@ -178,7 +180,7 @@ class Queries:
             n_classes=self.project.n_classes, validation=self.view.validation_query_items(),
             allowed=self.view.all_allowed(), effort=self.accounting.effort_model(),
             seconds_model=self.accounting.seconds_model(), spacing=self.view.all_spacings(),
-            class_dice_history=self.learner.class_dice_history()))
+            class_dice_history=self.learner.class_dice_history(), class_ranges=self.view.all_class_ranges()))
         pool = pool_from_stored(base, self.project.latest_scores(version), version)
         unstored = needs & UNSTORED_NEEDS  # kept as pool arrays, not as the scores' terms
         return pool if pool is not None and unstored <= pool.available() else None
@@ -327,18 +329,38 @@ class Queries:
         return self._usable_pool()
 
     def _usable_pool(self) -> PoolScores:
-        """The adopted pool while it fits the model and strategy, else a model-free one (cheap)."""
+        """The adopted pool while it fits the model and strategy, else a model-free one (cheap).
+
+        A model-free ROI pool is made again once the labels or the marked slice ranges change
+        (a range marked before a model takes effect at once); an ROI one carries the effort
+        model, so dice-per-effort ranks it itself (:mod:`~napari_alseg.strategies.dice_per_effort`:
+        structures where the annotator said they are first) instead of falling back to random.
+        """
         pool = self._pool
-        if (pool is None or pool.model_version != self.learner.model_version
-                or pool.granularity != self.pool_granularity):
+        granularity = self.pool_granularity
+        if (pool is not None and granularity == ROI and not pool.has_model and pool.model_version is None
+                and self._free_state != (granularity, self._labels_state())):
+            pool = None
+        if pool is None or pool.model_version != self.learner.model_version or pool.granularity != granularity:
             from ..scoring import ScoreRequest, score_pool
 
+            state = self._labels_state() if granularity == ROI else None
+            roi = {} if granularity != ROI else {
+                "effort": self.accounting.effort_model(), "seconds_model": self.accounting.seconds_model(),
+                "spacing": self.view.all_spacings(), "class_dice_history": self.learner.class_dice_history()}
             pool = score_pool(ScoreRequest(None, None, self.view.all_images(), self.view.all_labels(),
-                                           granularity=self.pool_granularity, n_classes=self.project.n_classes,
+                                           granularity=granularity, n_classes=self.project.n_classes,
                                            validation=self.view.validation_query_items(),
-                                           allowed=self.view.all_allowed()))
+                                           allowed=self.view.all_allowed(),
+                                           class_ranges=self.view.all_class_ranges(), **roi))
             self._pool = pool
+            self._free_state = (granularity, state)
         return pool
+
+    def _labels_state(self) -> tuple[int, int, int]:
+        """What a model-free pool rests on: the annotation events and the marked ranges."""
+        state = scoring_state(self.project, model_version=None, strategy="", granularity="", needs=())
+        return state["events"], state["last_event"], state["last_weak"]
 
     def _record_round(self, suggestions: list[Suggestion]) -> None:
         """One round record per (model version, strategy): what was served, with scores."""

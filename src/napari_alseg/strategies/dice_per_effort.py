@@ -13,6 +13,13 @@ the paper's ``B`` as published, so the benchmark can compare the two. Neither sh
 effort the data cannot support: where there is none, the suggestion carries no effort
 terms and its message says "effort unknown" (the ranking then uses the Dice gap alone,
 or for the paper's estimator its 0.001 mm floor, as published).
+
+Before a model nothing predicts where a structure is, so an ROI's class may be absent from
+its slice (issue 22: pallidum asked on a slice without any). Outside a class's marked slice
+range (METHODS E's weak annotation) it is never a candidate; an ROI inside that range, or
+between two slices where the class is traced, is asked first; an ROI of a class with no
+range marked in its case and nothing traced around it is asked only after those, and its
+message says why and how to avoid it (mark the slices the structure spans).
 """
 
 from __future__ import annotations
@@ -53,6 +60,9 @@ def select_dice_per_effort(pool: PoolScores, k: int, seed: int, alpha: float = A
     :data:`ABSENT_PIXELS` pixels of the slice (``foreground``, once a model exists).
     With no supported estimate the score is the Dice gap alone (every ROI is then unknown
     alike: nothing has been delineated).
+
+    Before a model (``pool.has_model`` False), ROIs whose class is vouched for on their slice
+    (:func:`presence_note`) come first, each group by its score, then the others.
     """
     gaps = class_dice_gaps(pool, alpha)
     known = known_classes(pool)
@@ -77,9 +87,37 @@ def select_dice_per_effort(pool: PoolScores, k: int, seed: int, alpha: float = A
         if item.class_id in known and pool.terms.get(item, {}).get(TERM_FOREGROUND, math.inf) < ABSENT_PIXELS:
             scores[item] = math.nan  # asked last: the model knows the class and sees none of it here
             messages[item] = "the model, which knows this class, sees none of it on this slice"
+    order = rank(scores, seed)
+    if not pool.has_model:
+        vouched = {}
+        for item in pool.candidates:
+            vouched[item], note = presence_note(pool, item)
+            messages[item] = "; ".join(part for part in (note, messages[item]) if part)
+        order = ([item for item in order if vouched[item] and math.isfinite(scores[item])]
+                 + [item for item in order if not vouched[item] and math.isfinite(scores[item])]
+                 + [item for item in order if not math.isfinite(scores[item])])
     name = PAPER_NAME if estimator == ESTIMATOR_PAPER else NAME
-    return [suggestion(pool, item, scores[item], name, terms[item], messages[item])
-            for item in rank(scores, seed)[:k]]
+    return [suggestion(pool, item, scores[item], name, terms[item], messages[item]) for item in order[:k]]
+
+
+def presence_note(pool: PoolScores, item: QueryItem) -> tuple[bool, str]:
+    """Before a model: is the ROI's class known to be on its slice, and the message saying why.
+
+    Known: the slice lies in the range the annotator marked for the class in this case, or
+    between the first and last slice where the class is traced (structures are contiguous
+    along the stack). Otherwise the class may be absent there, and the message says so.
+    """
+    key = (item.case, item.class_id)
+    marked = pool.class_ranges.get(key)
+    if marked is not None and marked[0] <= item.slice_index <= marked[1]:
+        return True, f"before a model: inside the class's marked slices {marked[0]}–{marked[1]}"
+    if marked is not None:
+        return False, f"outside the class's marked slices {marked[0]}–{marked[1]}"
+    traced = pool.traced_spans.get(key)
+    if traced is not None and traced[0] < item.slice_index < traced[1]:
+        return True, f"before a model: between slices {traced[0]} and {traced[1]}, where the class is traced"
+    return False, ("before a model: no slice range marked for this class in this case, so it may be absent "
+                   "here; asked after the ROIs inside a marked range (mark the slices it starts and ends on)")
 
 
 def select_dice_per_effort_paper(pool: PoolScores, k: int, seed: int) -> list[Suggestion]:

@@ -1,0 +1,115 @@
+"""dice-per-effort before a model (issue 22 item 8): a structure's ROIs are asked where the
+annotator said it is (its marked slice range, or between slices where it is traced) before
+slices where nothing says it is there, and those say so in their message."""
+
+import numpy as np
+import pytest
+import synthetic_cases
+
+from napari_alseg.effort import EffortModel
+from napari_alseg.scoring import PoolScores, ScoreRequest, score_pool
+from napari_alseg.session import Session
+from napari_alseg.store import Project
+from napari_alseg.strategies import QueryItem, select
+
+from synthetic_cases import tiny_config
+
+
+def free_pool(candidates, *, ranges=None, traced=None, has_model=False, effort=None):
+    """An ROI pool of case "c" (20 slices, 3 classes) without a model."""
+    return PoolScores("roi", 3, has_model, None, [QueryItem("c", n, cls) for n, cls in candidates], [],
+                      n_slices={"c": 20}, effort=effort if effort is not None else EffortModel(3),
+                      class_ranges=dict(ranges or {}), traced_spans=dict(traced or {}))
+
+
+def test_before_a_model_rois_inside_a_marked_range_or_a_traced_span_come_first():
+    # class 1: marked on slices 4..8 (its candidates are only there); class 2: no range, traced on 10 and 14
+    inside = [(5, 1), (6, 1), (12, 2)]
+    unknown = [(2, 2), (17, 2)]
+    pool = free_pool(inside + unknown, ranges={("c", 1): (4, 8)}, traced={("c", 2): (10, 14)})
+    for seed in range(5):
+        picks = select("dice-per-effort", pool, 5, seed=seed)
+        first = {(s.item.slice_index, s.item.class_id) for s in picks[:3]}
+        assert first == set(inside)
+        assert {(s.item.slice_index, s.item.class_id) for s in picks[3:]} == set(unknown)
+    by_item = {(s.item.slice_index, s.item.class_id): s.message for s in select("dice-per-effort", pool, 5, seed=0)}
+    assert "marked slices 4–8" in by_item[(5, 1)]
+    assert "between slices 10 and 14" in by_item[(12, 2)]
+    for key in unknown:
+        assert "no slice range marked" in by_item[key] and "may be absent" in by_item[key]
+        assert "effort unknown" in by_item[key]  # the effort's own word is kept beside it
+
+
+def test_before_a_model_a_small_batch_never_reaches_the_slices_nothing_vouches_for():
+    pool = free_pool([(n, 2) for n in range(20)], traced={("c", 2): (7, 9)})
+    picks = select("dice-per-effort", pool, 1, seed=3)
+    assert picks[0].item.slice_index == 8
+
+
+def test_with_no_range_and_nothing_traced_every_roi_is_asked_and_says_why():
+    pool = free_pool([(3, 1), (3, 2), (9, 2)])
+    picks = select("dice-per-effort", pool, 3, seed=0)
+    assert len(picks) == 3 and all("no slice range marked" in s.message for s in picks)
+
+
+def test_after_a_model_the_marked_ranges_do_not_reorder_the_ranking():
+    # with a model, the prediction (not the range) says where a class is: ranking as before
+    pool = free_pool([(5, 1), (2, 2)], ranges={("c", 1): (4, 8)}, has_model=True)
+    pool.class_dice_history = [np.array([0.9, 0.1])]  # class 2 has far more Dice to gain
+    picks = select("dice-per-effort", pool, 2, seed=0)
+    assert picks[0].item.class_id == 2 and "no slice range" not in picks[0].message
+
+
+def test_score_pool_keeps_the_marked_ranges_and_the_traced_spans():
+    labels = np.zeros((6, 8, 8), np.uint8)
+    mask = np.zeros((6, 8, 8), bool)
+    labels[1, 2:4, 2:4] = 2
+    labels[4, 2:4, 2:4] = 2
+    mask[[1, 4]] = True
+    request = ScoreRequest(None, None, {"c": np.zeros((1, 6, 8, 8), np.float32)}, {"c": (labels, mask)},
+                           granularity="roi", n_classes=3, class_ranges={("c", 1): (2, 3)})
+    pool = score_pool(request)
+    assert pool.class_ranges == {("c", 1): (2, 3)}
+    assert pool.traced_spans == {("c", 2): (1, 4)}  # class 1: nothing of it labelled, no span
+
+
+# ----------------------------------------------------------------- through the session
+
+pytestmark = pytest.mark.usefixtures("model_backend")
+
+
+@pytest.fixture
+def stack(tmp_path):
+    source = synthetic_cases.blob_source(tmp_path / "source", granularity="slice", n_cases=1, shape=(12, 32, 32))
+    project = Project.create(tmp_path / "project", source, annotator="dr-a", seed=1)
+    with Session(project, annotator="dr-a", strategy="dice-per-effort", train_config=tiny_config()) as session:
+        yield session
+
+
+def test_the_session_asks_inside_a_range_marked_before_a_model_without_a_rescore(stack):
+    held_out = {n for _case, n in stack.project.validation_items()}
+    open_slices = [n for n in range(12) if n not in held_out]
+    before = stack.suggest(100)
+    assert before and all("no slice range marked" in s.message for s in before)  # not a random fallback
+    assert all("random suggestions" not in s.message for s in before)
+    first, last = open_slices[1], open_slices[3]
+    stack.mark_class_range("case_000", 1, first, last)
+    after = stack.suggest(100)
+    core = [s for s in after if s.item.class_id == 1]
+    assert core and all(first <= s.item.slice_index <= last for s in core)  # never outside the range
+    assert [s.item.class_id for s in after[:len(core)]] == [1] * len(core)  # and asked first
+    assert all(f"marked slices {first}–{last}" in s.message for s in core)
+
+
+def test_the_session_asks_between_slices_where_the_annotator_traced_the_class(stack):
+    held_out = {n for _case, n in stack.project.validation_items()}
+    open_slices = [n for n in range(12) if n not in held_out]
+    a, b = open_slices[0], open_slices[-1]
+    truth = stack.project.ground_truth("case_000")
+    for n in (a, b):
+        stack.submit("case_000", truth[n], slice_index=n, class_id=2, seconds_active=5)
+    picks = stack.suggest(100)
+    rim = [s for s in picks if s.item.class_id == 2]
+    assert rim and all(a < s.item.slice_index < b for s in rim)
+    assert all(f"between slices {a} and {b}" in s.message for s in rim)
+    assert [s.item.class_id for s in picks[:len(rim)]] == [2] * len(rim)
