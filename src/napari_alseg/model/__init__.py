@@ -9,7 +9,8 @@ from .device import pick_device
 from .inference import McResult, mc_dropout, mc_dropout_full_passes, mc_dropout_mode, predict_proba
 from .losses import batch_dice_ce_loss, partial_label_ce, renormalise_prediction
 from .networks import ModelSpec, SegmentationNet, with_guidance
-from .training import TrainConfig, TrainingAborted, TrainingItem, TrainProgress, TrainResult, fine_tune
+from .config import TrainConfig
+from .training import TrainingAborted, TrainingItem, TrainProgress, TrainResult, fine_tune
 
 __all__ = [
     "batch_dice_ce_loss",

@@ -18,7 +18,7 @@ import torch
 from monai.transforms import Compose, RandAffined, RandFlipd, RandScaleIntensityd, RandShiftIntensityd
 
 if TYPE_CHECKING:
-    from .training import TrainConfig
+    from .config import TrainConfig
 
 PREFETCH_BATCHES = 2
 # Affine augmentation on half the crops, up to 15 degrees and 15 % scale. Stronger settings
