@@ -1,9 +1,9 @@
 """Issue 23 item 8: an oblique voxel grid's rotation is never dropped silently.
 
 The project keeps each file's own affine (training works on the voxel grid; exported labels are
-written with the file's affine, rotation included), while napari places a case by spacing and
-origin alone, axis-aligned: creating a project from oblique files says so in one line, with the
-rotation and how far napari's placement is from the file's world position.
+written with the file's affine, rotation included); creating a project from oblique files says
+so in one line, with the rotation and where the dock shows them (tests/test_oblique_display.py:
+turned at their world position, or, tilted out of the slice plane, on their acquired slices).
 """
 
 import logging
@@ -63,9 +63,23 @@ def test_creating_a_project_from_oblique_files_says_so_in_one_line_and_keeps_the
     lines = [r.getMessage() for r in caplog.records if "oblique" in r.getMessage()]
     assert len(lines) == 1 and "\n" not in lines[0], lines
     assert lines[0].startswith("3 case(s) have an oblique voxel grid (turned up to 9.3° from the scanner axes")
-    assert "case_000, case_001, case_002" in lines[0] and "napari shows them axis-aligned" in lines[0]
+    assert "case_000, case_001, case_002" in lines[0] and "the dock shows them turned, at their world position" in lines[0]
+    assert "tilted" not in lines[0]  # turned about z: every slice stays on its scanner plane
     exported = nib.load(tmp_path / "out" / "case_000_seg.nii.gz").affine
     assert np.allclose(exported, affine, atol=1e-4)  # the labels keep the file's rotation
+
+
+def test_a_project_from_files_tilted_out_of_the_slice_plane_says_where_the_dock_shows_them(tmp_path, caplog):
+    tilt = np.eye(4)
+    t = np.radians(9.3)
+    tilt[1:3, 1:3] = [[np.cos(t), -np.sin(t)], [np.sin(t), np.cos(t)]]  # about x: the slice axis k leans
+    affine = tilt @ rotated_affine(0.0)
+    source = make_source(tmp_path / "source", n_cases=2, affine=affine)
+    with caplog.at_level(logging.WARNING), Project.create(tmp_path / "project", source):
+        pass
+    (line,) = [r.getMessage() for r in caplog.records if "oblique" in r.getMessage()]
+    assert "save 2 tilted out of the slice plane (up to 9.3°), shown on their acquired slices" in line
+    assert "\n" not in line
 
 
 def test_creating_a_project_from_axis_aligned_files_says_nothing_about_obliquity(tmp_path, caplog):

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from .errors import AlsegError
-from .nifti import Volume, is_nifti_path, load_volume, read_shape
+from .nifti import Volume, display_placement, is_nifti_path, load_volume, read_shape, tilt_refusal
 from .store.discover import DATASET_FILE, msd_channel_names, read_dataset_info
 
 LayerData = tuple[np.ndarray, dict[str, Any], str]
@@ -87,11 +87,20 @@ def layer_name(path: str | Path) -> str:
 def volume_layer_data(volume: Volume, name: str, *, source: str = "",
                       colors: dict[int, tuple[float, ...]] | None = None,
                       visible: bool = True) -> LayerData:
-    """One layer tuple for a volume: Labels for label volumes, a grey Image otherwise."""
+    """One layer tuple for a volume: Labels for label volumes, a grey Image otherwise.
+
+    Placed at the file's world positions (:func:`~napari_alseg.nifti.display_placement`: a grid
+    turned about its slice axis is rotated so); a grid tilted out of its slice plane, which
+    napari cannot show in place, is refused in one line (:func:`~napari_alseg.nifti.tilt_refusal`).
+    """
+    refusal = tilt_refusal(Path(source).name if source else name, volume.affine, volume.data.shape)
+    if refusal is not None:
+        raise AlsegError(refusal)
     kwargs: dict[str, Any] = {
         "name": name,
         "scale": volume.spacing,
         "translate": volume.origin,
+        "rotate": display_placement(volume.affine, volume.data.shape).rotate,
         "visible": visible,
         "metadata": {"source": source, "affine": volume.affine, "spacing_mm": volume.spacing},
     }

@@ -16,7 +16,8 @@ from typing import Any
 import numpy as np
 
 from .errors import AlsegError
-from .nifti import _as_label_array, affine_direction, affine_from_geometry, is_nifti_path, save_volume
+from .nifti import (_as_label_array, affine_direction, affine_from_geometry, display_placement, is_nifti_path,
+                    save_volume)
 
 _AFFINE_TOLERANCE = 1e-6  # mm; closer than this, the stored affine is written unchanged
 
@@ -61,10 +62,11 @@ def layer_volume(data: Any, meta: dict[str, Any], *, is_label: bool,
                          "NIfTI volume; only 2D and 3D layers can")
     if array.size == 0:
         raise AlsegError(f"{name}: the layer is empty (shape {array.shape}); nothing to save")
-    _refuse_extra_transforms(meta, array.ndim, name)
+    stored = _stored_affine(meta) if array.ndim == 3 else None
+    _refuse_extra_transforms(meta, array.ndim, name, None if stored is None else
+                             display_placement(stored, array.shape).rotate)
     scale = np.asarray(meta.get("scale", np.ones(array.ndim)), float)
     translate = np.asarray(meta.get("translate", np.zeros(array.ndim)), float)
-    stored = _stored_affine(meta) if array.ndim == 3 else None
     if array.ndim == 2:
         array = array[np.newaxis]
         scale = np.concatenate([[1.0], scale])
@@ -80,8 +82,12 @@ def layer_volume(data: Any, meta: dict[str, Any], *, is_label: bool,
     return array, affine
 
 
-def _refuse_extra_transforms(meta: dict[str, Any], ndim: int, name: str) -> None:
+def _refuse_extra_transforms(meta: dict[str, Any], ndim: int, name: str, placed: np.ndarray | None) -> None:
+    """Refuse napari transforms NIfTI cannot hold; ``placed`` is the rotation the reader gave a
+    layer of the stored affine (a turn about the slice axis, which that affine already holds)."""
     rotate = np.asarray(meta.get("rotate", np.eye(ndim)), float)
+    if placed is not None and rotate.shape == placed.shape and np.allclose(rotate, placed, atol=1e-6):
+        rotate = np.eye(ndim)
     shear = np.asarray(meta.get("shear", np.zeros(ndim * (ndim - 1) // 2)), float)
     layer_affine = np.asarray(meta.get("affine", np.eye(ndim + 1)), float)
     identity = (np.allclose(rotate, np.eye(ndim)) and np.allclose(shear, 0.0)

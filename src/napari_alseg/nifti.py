@@ -6,8 +6,10 @@ grid, i.e. the file's last voxel axis first. For the usual axial or 2D-stack fil
 that makes axis 0 the slice axis, which is what napari's slider walks. Axes the
 affine flips are flipped back so that spacing is always positive; the rotation part
 of an oblique affine is kept in :attr:`Volume.affine` (and written back by
-:func:`save_volume`) but not shown by napari, which places a volume by spacing and origin:
-:func:`oblique_line` says how far that is off.
+:func:`save_volume`). napari places a volume by spacing and origin, plus the turn of its grid
+about the slice axis (:func:`display_placement`); a tilt out of the slice plane, which
+napari's 2D view cannot follow, is refused by the reader (:func:`tilt_refusal`) and said on
+the dock's canvas; :func:`oblique_line` says what an oblique file gets.
 """
 
 from __future__ import annotations
@@ -352,11 +354,86 @@ def oblique_line(name: str, affine: np.ndarray, shape: tuple[int, ...]) -> str |
     """One line saying a file's grid is oblique and what that does (None when napari's axis-aligned
     placement is within half a voxel of the file's world position everywhere)."""
     degrees, offset = obliquity(affine, shape)
-    if offset <= 0.5 * float(np.sqrt((np.asarray(affine, float)[:3, :3] ** 2).sum(axis=0)).min()):
+    half_voxel = 0.5 * float(np.sqrt((np.asarray(affine, float)[:3, :3] ** 2).sum(axis=0)).min())
+    if offset <= half_voxel:
         return None
-    return (f"{name}: oblique voxel grid (turned {degrees:.1f}° from the scanner axes): napari shows it "
-            f"axis-aligned, up to {offset:.1f} mm from its world position; the file's affine, rotation "
-            "included, is kept for what napari-alseg writes")
+    placement = display_placement(_positive(affine, shape), tuple(int(n) for n in shape[:3])[::-1])
+    shown = ("shown turned, at its world position" if placement.offset_mm <= half_voxel else
+             f"tilted {placement.tilt_degrees:.1f}° out of its slice plane: shown on its acquired slices, up to "
+             f"{placement.offset_mm:.1f} mm from its world position")
+    return (f"{name}: oblique voxel grid (turned {degrees:.1f}° from the scanner axes): {shown} (placed "
+            f"axis-aligned it would be up to {offset:.1f} mm off); the file's affine, rotation included, is kept "
+            "for what napari-alseg writes")
+
+
+def _positive(affine: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    """``affine`` with its voxel axes flipped to positive, as :func:`load_volume` reads it
+    (``shape``: the file's ``(i, j, k)`` voxel counts)."""
+    import nibabel as nib
+
+    affine = np.asarray(affine, float)
+    flips = np.column_stack([np.arange(3), nib.orientations.io_orientation(affine)[:, 1]])
+    return affine @ nib.orientations.inv_ornt_aff(flips, tuple(int(n) for n in shape[:3]))
+
+
+@dataclass(frozen=True)
+class DisplayPlacement:
+    """How napari places a :class:`Volume` (:func:`display_placement`): ``rotate`` is the
+    layers' rotation, in napari's ``(k, j, i)`` order, between ``scale`` (the spacing) and
+    ``translate`` (the origin); ``turn_degrees`` the grid's whole turn from the scanner axes,
+    ``tilt_degrees`` how far its slice axis leans off its scanner axis, and ``offset_mm`` the
+    largest distance, over the grid's corners, between where napari shows a voxel and the
+    file's world position (0 unless tilted)."""
+
+    rotate: np.ndarray
+    turn_degrees: float
+    tilt_degrees: float
+    offset_mm: float
+
+
+def display_placement(affine: np.ndarray, shape: tuple[int, ...]) -> DisplayPlacement:
+    """napari's placement of a volume read with ``affine`` (the :class:`Volume`'s, flipped to
+    positive) and ``(k, j, i)`` ``shape``.
+
+    napari's world axes are the scanner axes nearest the voxel axes, in the ``(k, j, i)``
+    order (what ``translate`` already holds). A turn about the slice axis keeps every slice
+    on its scanner plane, and napari slices a layer so rotated exactly: ``rotate`` carries it
+    and every voxel is shown at the file's world position. A tilt of the slice axis napari's
+    2D view cannot follow (it drops the out-of-slice part and its slider then picks other
+    slices for a world position), so ``rotate`` keeps only the in-plane part and
+    ``offset_mm`` says how far that leaves a voxel from its world position.
+    """
+    import nibabel as nib
+
+    affine = np.asarray(affine, float)
+    unit = affine_direction(affine)  # rows x, y, z; columns i, j, k
+    nearest = nib.orientations.io_orientation(affine)[:, 0].astype(int)
+    turn = unit[nearest[::-1]][:, ::-1]  # napari's world axes x (k, j, i) data axes
+    left, _, right = np.linalg.svd(turn[1:, 1:])
+    rotate = np.eye(3)
+    rotate[1:, 1:] = left @ right  # the in-plane part: the nearest rotation about the slice axis
+    spacing = np.sqrt((affine[:3, :3] ** 2).sum(axis=0))[::-1]
+    corners = np.array(np.meshgrid(*[[0, n - 1] for n in shape[:3]], indexing="ij")).reshape(3, -1)
+    steps = spacing[:, None] * corners
+    offset = float(np.sqrt((((turn - rotate) @ steps) ** 2).sum(axis=0)).max())
+    degrees = float(np.degrees(np.arccos(np.clip((np.trace(turn) - 1) / 2, -1.0, 1.0))))
+    tilt = float(np.degrees(np.arccos(np.clip(abs(turn[0, 0]), -1.0, 1.0))))
+    if offset < 1e-9:
+        rotate, offset = turn, 0.0
+    return DisplayPlacement(rotate, degrees, tilt, offset)
+
+
+def tilt_refusal(name: str, affine: np.ndarray, shape: tuple[int, ...]) -> str | None:
+    """One line refusing to show a file napari would place wrongly: a slice axis tilted so far
+    that napari's 2D view would put a voxel more than half a voxel from its world position
+    (None otherwise). ``shape``: the volume's ``(k, j, i)`` voxel counts."""
+    placement = display_placement(affine, shape)
+    if placement.offset_mm <= 0.5 * float(np.sqrt((np.asarray(affine, float)[:3, :3] ** 2).sum(axis=0)).min()):
+        return None
+    return (f"{name}: voxel grid tilted {placement.tilt_degrees:.1f}° out of its slice plane; napari can only "
+            f"show its slices flat, up to {placement.offset_mm:.1f} mm from their world position, so it is not "
+            "opened here: reslice it to the scanner axes first, or create a project from it (the dock shows "
+            "it on its acquired slices and exports labels with its affine)")
 
 
 def affine_direction(affine: np.ndarray) -> np.ndarray:

@@ -1,7 +1,9 @@
 """The current case as napari layers: channels, the labels being edited, the heat map.
 
 Layers are named ``"<case> · <what>"`` so a user can tell them apart and the widget
-can find and replace them; geometry (scale / translate in mm) comes from the project.
+can find and replace them; geometry (scale / translate in mm, and the rotation of a grid
+turned about its slice axis) comes from the project, the same for every layer of a case
+(:func:`case_geometry`).
 """
 
 from __future__ import annotations
@@ -9,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from .._reader import display_range
-from ..nifti import display_orientation
+from ..nifti import display_orientation, display_placement
 from ..session.focus import HeatMapScale, heat_map_scale
 
 AXIS_LABELS = ("slice", "row", "column")  # a case's (k, j, i) in the dims sliders
@@ -18,6 +20,15 @@ HEAT_MAP_COLORMAP = "inferno"  # perceptual, dark where certain: adds light only
 
 def layer_name(case: str, what: str) -> str:
     return f"{case} · {what}"
+
+
+def case_geometry(record) -> dict:
+    """napari's ``scale``, ``translate`` and ``rotate`` of a case: each voxel shown at the world
+    position its files' affine gives, save a tilt out of the slice plane that napari's 2D view
+    cannot follow (:func:`~napari_alseg.nifti.display_placement`; :func:`show_radiologically`
+    says so on the canvas)."""
+    rotate = display_placement(record.affine, record.shape).rotate
+    return {"scale": tuple(record.spacing), "translate": tuple(record.origin), "rotate": rotate}
 
 
 def owned_layers(viewer) -> list:
@@ -33,7 +44,7 @@ def show_case(viewer, session, case: str, labels: np.ndarray):
     never carries strokes from one case into another.
     """
     record = session.project.case(case)
-    geometry = {"scale": record.spacing, "translate": record.origin}
+    geometry = case_geometry(record)
     image = session.case_image(case)
     channels = [layer for layer in owned_layers(viewer) if layer.metadata.get("alseg_role") == "channel"]
     reuse = len(channels) == len(record.channel_names)
@@ -48,7 +59,7 @@ def show_case(viewer, session, case: str, labels: np.ndarray):
         if reuse:
             layer = channels[index]
             layer.data = channel
-            layer.scale, layer.translate = record.spacing, record.origin
+            layer.scale, layer.translate, layer.rotate = geometry["scale"], geometry["translate"], geometry["rotate"]
             layer.contrast_limits_range = limits
             layer.contrast_limits = limits
             layer.name, layer.metadata = layer_name(case, name), metadata
@@ -60,19 +71,26 @@ def show_case(viewer, session, case: str, labels: np.ndarray):
                               metadata={"alseg_case": case, "alseg_role": "labels"}, **geometry)
     apply_classes(layer, session.project.classes)
     layer.n_edit_dimensions = 2  # paint the slice on screen, never through the stack
-    show_radiologically(viewer, record.affine)
+    show_radiologically(viewer, record.affine, record.shape)
     return layer
 
 
-def show_radiologically(viewer, affine: np.ndarray) -> None:
+def show_radiologically(viewer, affine: np.ndarray, shape: tuple[int, ...] | None = None) -> None:
     """The slice view in radiological convention for a case with this voxel-to-world
-    ``affine`` (:func:`~napari_alseg.nifti.display_orientation`), its letters on the canvas."""
+    ``affine`` (:func:`~napari_alseg.nifti.display_orientation`), its letters on the canvas;
+    with the case's ``(k, j, i)`` ``shape``, a grid tilted out of its slice plane is said there
+    too (it is shown on its acquired slices, the tilt left out)."""
     orientation = display_orientation(affine)
     viewer_camera(viewer).orientation2d = (orientation.vertical, orientation.horizontal)
     viewer.dims.axis_labels = AXIS_LABELS  # napari's default names the slice slider "-3"
     overlay = viewer.text_overlay
-    overlay.text = (f"top {orientation.top} · bottom {orientation.bottom} · "
-                    f"left {orientation.left} · right {orientation.right}")
+    text = f"top {orientation.top} · bottom {orientation.bottom} · left {orientation.left} · right {orientation.right}"
+    placement = None if shape is None else display_placement(affine, shape)
+    half_voxel = 0.5 * float(np.sqrt((np.asarray(affine, float)[:3, :3] ** 2).sum(axis=0)).min())
+    if placement is not None and placement.offset_mm > half_voxel:
+        text += (f" · tilted {placement.tilt_degrees:.1f}° out of its slice plane: shown on its acquired "
+                 f"slices, up to {placement.offset_mm:.1f} mm from their world position")
+    overlay.text = text
     overlay.position = "top_left"
     overlay.visible = True
 
@@ -116,11 +134,10 @@ def show_heat_map(viewer, session, case: str, values: np.ndarray, scale: HeatMap
         layer.data = values
         layer.contrast_limits = limits
     else:
-        record = session.project.case(case)
         layer = viewer.add_image(values, name=name, colormap=HEAT_MAP_COLORMAP, blending="additive",
-                                 contrast_limits=limits, opacity=0.8, scale=record.spacing,
-                                 translate=record.origin,
-                                 metadata={"alseg_case": case, "alseg_role": "heat map"})
+                                 contrast_limits=limits, opacity=0.8,
+                                 metadata={"alseg_case": case, "alseg_role": "heat map"},
+                                 **case_geometry(session.project.case(case)))
     layer.colorbar.visible = True
     return layer
 
@@ -147,10 +164,11 @@ def show_region(viewer, session, case: str, slice_index: int, bbox):
         for layer in kept:
             viewer.layers.remove(layer)
         return viewer.add_shapes([corners], shape_type="rectangle", edge_color=REGION_COLOR,
-                                 face_color="transparent", edge_width=1.5, name=name, scale=record.spacing,
-                                 translate=record.origin, metadata=metadata)
+                                 face_color="transparent", edge_width=1.5, name=name, metadata=metadata,
+                                 **case_geometry(record))
     layer = kept[0]
-    layer.scale, layer.translate = record.spacing, record.origin
+    geometry = case_geometry(record)
+    layer.scale, layer.translate, layer.rotate = geometry["scale"], geometry["translate"], geometry["rotate"]
     layer.data = [(corners, "rectangle")]  # one shape for one: its colours and width are kept
     layer.name, layer.metadata, layer.visible = name, metadata, True
     viewer.layers.move(viewer.layers.index(layer), len(viewer.layers))  # above the new labels
@@ -168,7 +186,8 @@ def jump_to(viewer, session, case: str, slice_index: int | None, bbox) -> None:
     centre_voxel = np.array([(low + high - 1) / 2 for low, high in bbox])
     if slice_index is not None:
         centre_voxel[0] = slice_index
-    centre_world = origin + centre_voxel * spacing
+    rotate = case_geometry(record)["rotate"]  # about the slice axis only: the slice's world position stays
+    centre_world = origin + rotate @ (centre_voxel * spacing)
     viewer.dims.set_point(0, centre_world[0])
     full = np.asarray(record.shape[1:]) * spacing[1:]
     box = np.maximum([(high - low) for low, high in bbox[1:]], 1) * spacing[1:]

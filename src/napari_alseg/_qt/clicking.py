@@ -17,7 +17,7 @@ import numpy as np
 from ..clicks import Click, check_clicks
 from ..domain import CLICKED
 from ..errors import AlsegError
-from .case_layers import layer_name, viewer_camera, write_undoably
+from .case_layers import case_geometry, layer_name, viewer_camera, write_undoably
 from .describe import class_name
 
 POSITIVE_KEY, NEGATIVE_KEY = "Shift-A", "Shift-D"  # free for Labels layers in napari
@@ -227,9 +227,9 @@ class ClickTools:
             points.data = data
         else:
             record = session.project.case(case)
-            points = viewer.add_points(data, name=name, canvas_size_limits=NO_SIZE_LIMITS, scale=record.spacing,
-                                       translate=record.origin,
-                                       metadata={"alseg_case": case, "alseg_role": CLICKS_ROLE})
+            points = viewer.add_points(data, name=name, canvas_size_limits=NO_SIZE_LIMITS,
+                                       metadata={"alseg_case": case, "alseg_role": CLICKS_ROLE},
+                                       **case_geometry(record))
             viewer.layers.selection.active = editing.layer  # clicks and keys stay on the labels
         points.symbol = symbols
         points.face_color = colors

@@ -11,7 +11,7 @@ from pathlib import Path
 from .. import __version__
 from ..atomic import atomic_path
 from ..errors import AlsegError, storage_error
-from ..nifti import oblique_line, obliquity
+from ..nifti import display_placement, oblique_line, obliquity
 from .sqlite import connect, database_error
 from .ingest import ProjectPlan, affine_hash
 from .rows import now
@@ -53,17 +53,25 @@ def write_new_database(folder: Path, plan: ProjectPlan, annotator: str, seed: in
 
 def oblique_cases_line(plan: ProjectPlan) -> str | None:
     """One line naming the cases whose voxel grid is oblique (:func:`~napari_alseg.nifti.oblique_line`):
-    kept in the project, shown axis-aligned by napari. None when there are none."""
-    oblique = [(case.source.name, *obliquity(case.affine, case.shape[::-1])) for case in plan.cases
+    kept in the project; the dock shows them turned at their world position, or, tilted out of
+    their slice plane, on their acquired slices (:func:`~napari_alseg.nifti.display_placement`).
+    None when there are none."""
+    oblique = [(case.source.name, obliquity(case.affine, case.shape[::-1])[0],
+                display_placement(case.affine, case.shape), 0.5 * min(case.spacing)) for case in plan.cases
                if oblique_line(case.source.name, case.affine, case.shape[::-1])]
     if not oblique:
         return None
-    names = ", ".join(name for name, _degrees, _offset in oblique[:SHOWN_NAMES])
+    names = ", ".join(name for name, *_rest in oblique[:SHOWN_NAMES])
     if len(oblique) > SHOWN_NAMES:
         names += f" and {len(oblique) - SHOWN_NAMES} more"
+    tilted = [placement for _name, _degrees, placement, half_voxel in oblique if placement.offset_mm > half_voxel]
+    shown = "the dock shows them turned, at their world position"
+    if tilted:
+        shown += (f", save {len(tilted)} tilted out of the slice plane (up to "
+                  f"{max(p.tilt_degrees for p in tilted):.1f}°), shown on their acquired slices, up to "
+                  f"{max(p.offset_mm for p in tilted):.1f} mm from it")
     return (f"{len(oblique)} case(s) have an oblique voxel grid (turned up to "
-            f"{max(d for _n, d, _o in oblique):.1f}° from the scanner axes: {names}): napari shows them "
-            f"axis-aligned, up to {max(o for _n, _d, o in oblique):.1f} mm from their world position; the "
+            f"{max(d for _n, d, *_rest in oblique):.1f}° from the scanner axes: {names}): {shown}; the "
             "project keeps each file's affine, rotation included, and exported labels are written with it")
 
 
