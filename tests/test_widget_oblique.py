@@ -72,3 +72,38 @@ def test_a_case_tilted_out_of_its_slice_plane_is_shown_on_its_slices_and_the_can
     finally:
         qtbot.waitUntil(lambda: not controller.running_jobs, timeout=60_000)
         controller.close_project()
+
+
+def test_creating_a_project_of_oblique_files_in_the_dock_says_so_as_a_warning(make_napari_viewer_proxy, qtbot,
+                                                                              tmp_path):
+    from napari_alseg._qt.controller import AlsegController
+
+    controller = AlsegController(make_napari_viewer_proxy())
+    warnings = []
+    controller.warning.connect(warnings.append)
+    controller.create_project(make_source(tmp_path / "source", n_cases=2, affine=turned(9.3, 0)),
+                              tmp_path / "project", labels_as=LABELS_AS_GROUND_TRUTH)
+    try:
+        (line,) = [w for w in warnings if "oblique" in w]
+        assert line.startswith("2 case(s) have an oblique voxel grid (turned up to 9.3°") and "\n" not in line
+        assert "tilted out of the slice plane" in line
+        assert controller.session is not None  # and the project opened all the same
+    finally:
+        qtbot.waitUntil(lambda: not controller.running_jobs, timeout=60_000)
+        controller.close_project()
+
+
+def test_creating_a_project_of_axis_aligned_files_in_the_dock_warns_of_nothing(make_napari_viewer_proxy, qtbot,
+                                                                               tmp_path):
+    from napari_alseg._qt.controller import AlsegController
+
+    controller = AlsegController(make_napari_viewer_proxy())
+    warnings = []
+    controller.warning.connect(warnings.append)
+    controller.create_project(make_source(tmp_path / "source", n_cases=2), tmp_path / "project",
+                              labels_as=LABELS_AS_GROUND_TRUTH)
+    try:
+        assert not [w for w in warnings if "oblique" in w]
+    finally:
+        qtbot.waitUntil(lambda: not controller.running_jobs, timeout=60_000)
+        controller.close_project()

@@ -137,13 +137,16 @@ class AlsegController(QObject):
         from ..store import Project
 
         init_model = self.init_model
+        notes: list[str] = []
 
         def create(**options) -> None:
             options.update(annotator=self.loop.annotator, labels_as=labels_as)
             if init_model is not None:
-                create_project(folder, source, init_model=init_model, **options).close()
+                project = create_project(folder, source, init_model=init_model, **options)
             else:
-                Project.create(folder, source, **options).close()
+                project = Project.create(folder, source, **options)
+            notes.extend(project.creation_notes)  # the oblique cases' line: a warning, not only the log
+            project.close()
 
         try:
             try:
@@ -161,6 +164,8 @@ class AlsegController(QObject):
             self.error.emit(str(error))
             return
         self.open_project(folder)
+        for note in notes:
+            self.warning.emit(note)
 
     def open_sample_project(self, sample: str) -> None:
         """Open (creating on first use) a project over one of the sample sets."""

@@ -25,10 +25,11 @@ log = logging.getLogger(__name__)
 
 
 def write_new_database(folder: Path, plan: ProjectPlan, annotator: str, seed: int, *,
-                       keep_ground_truth: bool) -> None:
+                       keep_ground_truth: bool) -> tuple[str, ...]:
     """Build ``project.sqlite`` under a temp name and rename it (:func:`~napari_alseg.atomic.atomic_path`):
     a project exists whole or not at all. Without ``keep_ground_truth`` no case records the
-    labels found beside it as ground truth (they are imported as annotations instead)."""
+    labels found beside it as ground truth (they are imported as annotations instead).
+    Returns the lines the creator should see (the oblique cases' line), also logged."""
     final = folder / DB_NAME
     try:
         with atomic_path(final) as temp:
@@ -49,6 +50,7 @@ def write_new_database(folder: Path, plan: ProjectPlan, annotator: str, seed: in
     line = oblique_cases_line(plan)
     if line:
         log.warning("%s", line)
+    return (line,) if line else ()
 
 
 def oblique_cases_line(plan: ProjectPlan) -> str | None:

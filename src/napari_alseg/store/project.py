@@ -103,6 +103,7 @@ class Project(CasesMixin, AnnotationsMixin, DraftsMixin, RoundsMixin, ChecksMixi
     def __init__(self, folder: Path, lock: ProjectLock, read_only: str | None = None) -> None:
         """Use :meth:`create` or :meth:`open`."""
         self.folder = folder
+        self.creation_notes: tuple[str, ...] = ()  # what creating it had to say (oblique cases): create only
         self._lock = lock
         self.read_only = read_only
         self._unsaved_settings: dict[str, str] = {}
@@ -153,6 +154,8 @@ class Project(CasesMixin, AnnotationsMixin, DraftsMixin, RoundsMixin, ChecksMixi
         out: whole cases, or slices. The split is drawn once with ``seed`` and never again.
         A case that cannot be used stops creation with every such case named, unless
         ``skip_bad_cases``: then they are left out and listed in :attr:`skipped_cases`.
+        What creation had to say besides (oblique cases, one line) is logged and kept in
+        :attr:`creation_notes` for a front end to show.
         ``before_writing(plan)`` sees the checked cases and classes first; raising refuses them
         with nothing written (an initial model that does not fit, say).
         ``labels_as``: labels found beside the cases become each case's first label version, of
@@ -178,10 +181,11 @@ class Project(CasesMixin, AnnotationsMixin, DraftsMixin, RoundsMixin, ChecksMixi
                 raise AlsegError(f"{folder}: already holds a project ({DB_NAME}); another "
                                  "`alseg create` made it first")
             owned = claimed  # from here on, whatever is in the folder is this call's
-            write_new_database(folder, plan, annotator or default_annotator(), seed,
-                               keep_ground_truth=labels_as == LABELS_AS_GROUND_TRUTH)
+            notes = write_new_database(folder, plan, annotator or default_annotator(), seed,
+                                       keep_ground_truth=labels_as == LABELS_AS_GROUND_TRUTH)
             lock.guard(folder / DB_NAME)
             project = cls(folder, lock)
+            project.creation_notes = notes
             if labels_as == LABELS_AS_ANNOTATIONS:
                 project._import_labels(plan)
             return project
