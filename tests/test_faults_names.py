@@ -154,7 +154,7 @@ def _cells(path):
 
 
 def test_the_ranked_scores_csv_holds_no_live_formula(tmp_path):
-    from napari_alseg.distributed_scoring import write_ranked_csv
+    from napari_alseg.scoring.distributed import write_ranked_csv
 
     rows = [("=cmd|' /C calc'!A0", None, 0.9, {"entropy": -0.5}), ("case_001", 3, 0.4, {"entropy": 0.25})]
     ranked = _cells(write_ranked_csv(rows, tmp_path / "ranked.csv"))

@@ -616,7 +616,7 @@ def _print_line(message: str) -> None:
 
 
 def run_score(args: argparse.Namespace) -> int:
-    from .distributed_scoring import score_tasks, tasks_for, write_ranked_csv
+    from .scoring.distributed import score_tasks, tasks_for, write_ranked_csv
 
     started = time.perf_counter()
     tasks = tasks_for(args.target, args.model)

@@ -21,7 +21,8 @@ returned: it would rank items by whichever happened to be scored first.
 One module per concern: :mod:`.request` (inputs, checks), :mod:`.items` (which items),
 :mod:`.predict` (one region's prediction), :mod:`.terms` (the named numbers),
 :mod:`.boxes` (zoom boxes), :mod:`.vae_latents` (METHODS C), :mod:`.bootstrap`
-(ensembles), :mod:`.run` (the round). torch is imported only inside the functions that
+(ensembles), :mod:`.run` (the round), :mod:`.distributed` (per-case tasks on Dask, for
+``alseg score``). torch is imported only inside the functions that
 run a model, so importing this package stays cheap.
 """
 

@@ -15,7 +15,7 @@ from ..quality import QualityPredictor
 
 if TYPE_CHECKING:
     from ..model import ModelSpec, SegmentationNet
-    from ..vae import ConvVAE
+    from ..model.vae import ConvVAE
     from .predict import RoundInputs
 
 DEFAULT_VAE_STEPS = 300

@@ -13,7 +13,7 @@ from .predict import RoundInputs, normalised_image
 from .request import check_stop
 
 if TYPE_CHECKING:
-    from ..vae import ConvVAE
+    from ..model.vae import ConvVAE
 
 def add_vae_latents(
     scoring: RoundInputs,
@@ -27,7 +27,7 @@ def add_vae_latents(
     total: int,
 ) -> None:
     """METHODS C: a VAE on every slice (case), latents of all items, gradient steps of seeds."""
-    from ..vae import encode_latents, fit_vae, gradient_step_latents
+    from ..model.vae import encode_latents, fit_vae, gradient_step_latents
 
     regions = all_regions(scoring, pool.granularity)
     normalised = {region: normalised_image(scoring, region) for region in regions}

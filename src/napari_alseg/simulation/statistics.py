@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..benchmark_stats import Interval, area_under_curve, effort_to_fraction, mean_interval, paired_comparison
+from .curve_stats import Interval, area_under_curve, effort_to_fraction, mean_interval, paired_comparison
 from .files import FULL_DATA
 
 RANDOM_BASELINES = ("random", "random-roi", "random-foreground", "random-foreground-roi")

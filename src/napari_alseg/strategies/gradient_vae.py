@@ -2,7 +2,7 @@
 
 For every seed ``x`` (an item labelled last round) scoring has moved the image up the
 segmentation loss, ``x' = x + η ∇_x L_seg(x, y)``, and encoded both: ``z = Enc(x)``,
-``z' = Enc(x')`` (:mod:`napari_alseg.vae`). The direction ``z' - z`` points to where
+``z' = Enc(x')`` (:mod:`napari_alseg.model.vae`). The direction ``z' - z`` points to where
 the model would learn most; the suggestion is the unlabelled real sample nearest to ``z'``
 among those lying ahead in that direction, ``cos(z_cand - z, z' - z) >= cos θ``.
 """

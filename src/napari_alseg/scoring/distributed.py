@@ -18,13 +18,13 @@ from pathlib import Path
 
 import numpy as np
 
-from .domain import CASE, NEED_MC, NEED_MODEL, SLICE
-from .errors import AlsegError
-from .nifti import load_volume
-from .plan import inference_patch, stored_plan
-from .store import DB_NAME, Project, discover_cases
-from .store.export import csv_cell
-from .domain import QueryItem
+from ..domain import CASE, NEED_MC, NEED_MODEL, SLICE
+from ..errors import AlsegError
+from ..nifti import load_volume
+from ..plan import inference_patch, stored_plan
+from ..store import DB_NAME, Project, discover_cases
+from ..store.export import csv_cell
+from ..domain import QueryItem
 
 MC_SAMPLES = 20
 
@@ -47,8 +47,9 @@ ScoreRow = tuple[str, "int | None", float, dict[str, float]]
 
 def score_case(task: CaseTask, mc_samples: int = MC_SAMPLES, seed: int = 0) -> list[ScoreRow]:
     """``(case, slice or None, score, terms)`` of one case's items; pure: same task, same rows."""
-    from .model import load_checkpoint
-    from .scoring import ScoreRequest, score_pool
+    from ..model import load_checkpoint
+    from .request import ScoreRequest
+    from .run import score_pool
 
     net, spec, _metrics = load_checkpoint(task.checkpoint)
     indices = task.channel_indices or (None,) * len(task.channel_paths)

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from napari_alseg.benchmark_stats import (
+from napari_alseg.simulation.curve_stats import (
     area_under_curve, curve_at, effort_to_fraction, effort_to_reach, mean_interval, paired_comparison,
 )
 

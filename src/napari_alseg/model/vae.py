@@ -22,9 +22,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .errors import AlsegError
-from .model.inference import eval_mode
-from .model.networks import SegmentationNet
+from ..errors import AlsegError
+from .inference import eval_mode
+from .networks import SegmentationNet
 
 INPUT_SIZE = {2: 32, 3: 16}
 SMALL_SET_SIZE = 1000
