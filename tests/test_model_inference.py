@@ -18,9 +18,9 @@ from napari_alseg.model.inference import (
     _keep_mask,
     mc_dropout,
     mc_dropout_full_passes,
-    mc_dropout_mode,
     predict_proba,
 )
+from napari_alseg.model.modes import mc_dropout_mode
 from napari_alseg.model.networks import ModelSpec
 from napari_alseg.model.preprocessing import normalise_image
 from napari_alseg.scoring import region_terms

@@ -6,7 +6,8 @@ import this package at module level, so ``alseg --help`` stays fast.
 
 from .checkpoints import load_checkpoint, load_model_file, save_checkpoint, save_model_file
 from .device import pick_device
-from .inference import McResult, mc_dropout, mc_dropout_full_passes, mc_dropout_mode, predict_proba
+from .inference import McResult, mc_dropout, mc_dropout_full_passes, predict_proba
+from .modes import eval_mode, mc_dropout_mode
 from .losses import batch_dice_ce_loss, partial_label_ce, renormalise_prediction
 from .networks import ModelSpec, SegmentationNet, with_guidance
 from .config import TrainConfig
@@ -14,6 +15,7 @@ from .training import TrainingAborted, TrainingItem, TrainProgress, TrainResult,
 
 __all__ = [
     "batch_dice_ce_loss",
+    "eval_mode",
     "McResult",
     "ModelSpec",
     "SegmentationNet",

@@ -26,7 +26,7 @@ from scipy import ndimage
 
 from ..errors import AlsegError
 from .batches import Batch
-from .inference import eval_mode
+from .modes import eval_mode
 from .networks import ModelSpec, SegmentationNet
 
 GUIDANCE_SIGMA = 2.0  # blob sigma, working-grid voxels

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
@@ -31,13 +30,14 @@ from torch import nn
 
 from ..errors import AlsegError
 from .device import pick_device
+from .guidance import click_maps
+from .modes import eval_mode, mc_dropout_mode
 from .networks import SampleMoments, SegmentationNet, crop_spatial
 from .preprocessing import normalise_image
 
 WINDOW_OVERLAP = 0.25
 # Largest per-chunk tensor of MC samples (floats, 32 MiB): bounds memory for 3D windows.
 MC_CHUNK_ELEMENTS = 2**23
-DROPOUT_TYPES = (nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d, nn.AlphaDropout, nn.FeatureAlphaDropout)
 
 
 @dataclass(frozen=True)
@@ -53,25 +53,6 @@ class McResult:
     variance: np.ndarray
     features: np.ndarray
     samples: int
-
-
-@contextmanager
-def eval_mode(net: nn.Module) -> Iterator[nn.Module]:
-    """Every module in eval mode; each module's previous train/eval flag restored after."""
-    with _modes_restored(net):
-        net.eval()
-        yield net
-
-
-@contextmanager
-def mc_dropout_mode(net: nn.Module) -> Iterator[nn.Module]:
-    """Only dropout modules in training mode (BatchNorm/InstanceNorm stay in eval); restored after."""
-    with _modes_restored(net):
-        net.eval()
-        for module in net.modules():
-            if isinstance(module, DROPOUT_TYPES):
-                module.train()
-        yield net
 
 
 def predict_proba(
@@ -283,22 +264,10 @@ def _prepare_input(
 def _click_input(net: SegmentationNet, clicks: Sequence[tuple[tuple[int, ...], int]],
                  inputs: torch.Tensor) -> torch.Tensor:
     """Click maps ``(1, C, *S)`` beside ``inputs`` ``(1, Cin, *S)``; AlsegError for a net that reads none."""
-    from .guidance import click_maps
-
     if not net.spec.guidance:
         raise AlsegError("this model does not read clicks: train a guided one (plan: guidance) to predict with them")
     maps = click_maps(net.spec, tuple(inputs.shape[2:]), clicks)
     return torch.from_numpy(maps)[None].to(inputs.device)
-
-
-@contextmanager
-def _modes_restored(net: nn.Module) -> Iterator[None]:
-    previous = [(module, module.training) for module in net.modules()]
-    try:
-        yield
-    finally:
-        for module, training in previous:
-            module.training = training
 
 
 def _check_samples(samples: int) -> None:

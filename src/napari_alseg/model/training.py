@@ -33,7 +33,7 @@ import torch.nn.functional as F
 from ..errors import AlsegError
 from ..plan import BUDGETS, CPU
 from .device import cuda_rng_devices, pick_device
-from .inference import eval_mode
+from .modes import eval_mode
 from .losses import batch_dice_ce_loss, delineated_dice_loss, partial_label_ce
 from .networks import MIN_INPUT_SIZE, SegmentationNet
 from .batches import Batch, BatchProducer, PreparedItem, centre_crop, class_voxels_of, to_batch

@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import AlsegError
-from .inference import eval_mode
+from .modes import eval_mode
 from .networks import SegmentationNet
 
 INPUT_SIZE = {2: 32, 3: 16}

@@ -92,7 +92,7 @@ def _bottleneck_features(scoring: RoundInputs, image: np.ndarray) -> np.ndarray:
     """Encoder bottleneck averaged over space ``(F,)``, for items that need no MC pass."""
     import torch
 
-    from ..model.inference import eval_mode
+    from ..model.modes import eval_mode
     from ..model.preprocessing import normalise_image
 
     net = scoring.net
