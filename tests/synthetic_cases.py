@@ -49,3 +49,8 @@ def tiny_config(**overrides):
 def blob_source(root, *, granularity, n_cases, shape):
     """A source folder of :data:`BLOB_CLASSES` cases without drift (session and quality tests)."""
     return make_source(root, granularity=granularity, n_cases=n_cases, shape=shape, classes=BLOB_CLASSES, drift=False)
+
+
+def validation_cases(project):
+    """Names of the cases ``project`` holds out whole for validation (empty for slice granularity)."""
+    return sorted({case for case, slice_index in project.validation_items() if slice_index is None})

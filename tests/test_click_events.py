@@ -81,7 +81,7 @@ def test_a_submit_records_a_clicked_event_with_its_clicks_and_kept_voxels(case_s
     assert clicked.voxels == result.edit.voxels - int((result.labels[0] == 1).sum())
     assert clicked.label_version == manual.label_version and clicked.seconds_active == 0
     # its outline is not charged (nothing was traced by hand)
-    assert case_session.boundary_effort("case_000", final).mm > 100 and manual.boundary_mm == pytest.approx(0)
+    assert case_session.accounting.boundary_effort("case_000", final).mm > 100 and manual.boundary_mm == pytest.approx(0)
 
 
 def test_a_clicked_edit_erased_by_the_annotator_is_still_recorded_for_its_clicks():

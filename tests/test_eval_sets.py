@@ -13,6 +13,7 @@ from napari_alseg.nifti import load_volume
 from napari_alseg.plan import left_right_axis
 from napari_alseg.samples.templates import load_mni_tissue_maps
 from napari_alseg.store import Project
+from synthetic_cases import validation_cases
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 import eval_sets  # noqa: E402  (benchmarks/ is not a package)
@@ -47,7 +48,7 @@ def test_sagittal_stack_is_a_slice_project_with_every_class(mricron_dir, tmp_pat
         assert [case.name for case in project.cases] == ["stack"]
         assert project.case("stack").channel_names == ("t1",)
         assert project.class_names == tuple(name for name, _ in eval_sets.SAGITTAL_CLASSES.values())
-        assert project.validation_cases() == [] and project.validation_items()
+        assert validation_cases(project) == [] and project.validation_items()
     labels = load_volume(folder / "stack" / "stack_seg.nii.gz", as_label=True)
     image = load_volume(folder / "stack" / "stack_t1.nii.gz", as_label=False)
     assert image.shape == labels.shape and 12 <= labels.shape[0] <= 18
@@ -69,7 +70,7 @@ def test_wm_lesions_is_a_case_project_with_channels_in_order(wm_lesion_set, tmp_
         assert [case.name for case in project.cases] == [f"case_{i:03d}" for i in range(4)]
         assert project.case("case_000").channel_names == eval_sets.LESION_CHANNELS
         assert project.class_names == tuple(name for name, _ in eval_sets.LESION_CLASSES.values())
-        assert project.validation_cases()
+        assert validation_cases(project)
 
 
 def test_every_wm_lesion_case_holds_lesions_and_ventricles(wm_lesion_set):

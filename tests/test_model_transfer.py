@@ -202,5 +202,5 @@ def test_a_2d_model_round_trips_too(tmp_path):
         path = session.export_model(tmp_path / "stack.pt")
         expected = session.predict_probabilities("case_000", 2)
     with Session(create_project(tmp_path / "new", stack, init_model=path), annotator="b") as session:
-        assert session.spatial_dims == 2 and len(session.training_plan().patch_size) == 2
+        assert session.view.spatial_dims == 2 and len(session.training_plan().patch_size) == 2
         np.testing.assert_array_equal(session.predict_probabilities("case_000", 2), expected)

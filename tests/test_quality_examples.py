@@ -10,7 +10,7 @@ from napari_alseg.session import Session
 from napari_alseg.session.learner import QUALITY_FOLDS
 from napari_alseg.store import Project
 
-from synthetic_cases import tiny_config
+from synthetic_cases import tiny_config, validation_cases
 
 pytestmark = pytest.mark.usefixtures("model_backend")
 
@@ -35,7 +35,7 @@ def rated_nets(monkeypatch):
 def test_one_retrain_rates_every_unlabelled_case_and_says_on_how_many_examples(tmp_path, rated_nets):
     source = make_source(tmp_path / "source", granularity="case", n_cases=8, shape=(8, 24, 24))
     project = Project.create(tmp_path / "project", source, annotator="dr-q", seed=3, validation_fraction=0.25)
-    validation = project.validation_cases()
+    validation = validation_cases(project)
     training = [c.name for c in project.cases if c.name not in validation]
     labelled, unlabelled = training[:4], training[4:]
     with Session(project, annotator="dr-q", train_config=tiny_config(steps=2, batch_size=1)) as session:
@@ -69,11 +69,11 @@ def test_one_retrain_rates_every_unlabelled_case_and_says_on_how_many_examples(t
 def test_the_previous_model_rates_cases_labelled_since_for_free(tmp_path, rated_nets):
     source = make_source(tmp_path / "source", granularity="case", n_cases=8, shape=(8, 24, 24))
     project = Project.create(tmp_path / "project", source, annotator="dr-q", seed=3, validation_fraction=0.25)
-    training = [c.name for c in project.cases if c.name not in project.validation_cases()]
+    training = [c.name for c in project.cases if c.name not in validation_cases(project)]
     with Session(project, annotator="dr-q", train_config=tiny_config(steps=2, batch_size=1)) as session:
         session.submit(training[0], project.ground_truth(training[0]), seconds_active=30)
         session.retrain()  # one labelled case: no fold to hold out, the validation split only
-        assert session.n_quality_examples == len(project.validation_cases())
+        assert session.n_quality_examples == len(validation_cases(project))
         session.rescore()
         base = session.current_net()
         session.submit(training[1], project.ground_truth(training[1]), seconds_active=30)
@@ -82,7 +82,7 @@ def test_the_previous_model_rates_cases_labelled_since_for_free(tmp_path, rated_
         # the model that rated training[1] while it was unlabelled, once, after the validation split
         assert [net is base for net, _image in rated_nets].count(True) == 1
         rated = {item.case for item, _f, _d in trained.quality_examples}
-        assert rated == {training[0], training[1], *project.validation_cases()}
+        assert rated == {training[0], training[1], *validation_cases(project)}
 
 
 @pytest.mark.parametrize("strategy", ["mc-dropout-top", "dice-per-effort"])  # slices, ROIs
@@ -107,7 +107,7 @@ def test_a_slice_project_rates_its_slices(tmp_path, strategy):
 def test_a_simulated_round_skips_the_folds(tmp_path):
     source = make_source(tmp_path / "source", granularity="case", n_cases=6, shape=(8, 24, 24))
     project = Project.create(tmp_path / "project", source, annotator="dr-q", seed=3, validation_fraction=0.2)
-    training = [c.name for c in project.cases if c.name not in project.validation_cases()]
+    training = [c.name for c in project.cases if c.name not in validation_cases(project)]
     with Session(project, annotator="dr-q", train_config=tiny_config(steps=2, batch_size=1)) as session:
         for case in training[:3]:
             session.submit(case, project.ground_truth(case), seconds_active=30)

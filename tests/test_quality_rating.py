@@ -11,7 +11,7 @@ from napari_alseg.quality import ACCEPTABLE, ADJUST, POOR, QualityEstimate
 from napari_alseg.session import Session
 from napari_alseg.store import Project
 
-from synthetic_cases import tiny_config
+from synthetic_cases import tiny_config, validation_cases
 
 pytestmark = pytest.mark.usefixtures("model_backend")
 
@@ -19,7 +19,7 @@ pytestmark = pytest.mark.usefixtures("model_backend")
 def test_rate_items_rates_any_pool_item_and_reuses_the_pools_ratings(tmp_path):
     source = synthetic_cases.blob_source(tmp_path / "source", granularity="case", n_cases=6, shape=(8, 24, 24))
     project = Project.create(tmp_path / "project", source, annotator="dr-q", seed=3, validation_fraction=0.2)
-    training = [c.name for c in project.cases if c.name not in project.validation_cases()]
+    training = [c.name for c in project.cases if c.name not in validation_cases(project)]
     with Session(project, annotator="dr-q", train_config=tiny_config(steps=2, batch_size=1)) as session:
         with pytest.raises(AlsegError, match="no model yet"):
             session.rate_items([QueryItem(training[1])])
@@ -45,7 +45,7 @@ def test_rate_items_rates_any_pool_item_and_reuses_the_pools_ratings(tmp_path):
 def test_a_first_retrain_rates_from_no_example_and_says_so(tmp_path):
     source = synthetic_cases.blob_source(tmp_path / "source", granularity="case", n_cases=4, shape=(8, 24, 24))
     project = Project.create(tmp_path / "project", source, annotator="dr-q", seed=3, validation_fraction=0.0)
-    assert not project.validation_cases()
+    assert not validation_cases(project)
     training = [c.name for c in project.cases]
     with Session(project, annotator="dr-q", train_config=tiny_config(steps=2, batch_size=1)) as session:
         session.submit(training[0], project.ground_truth(training[0]), seconds_active=30)

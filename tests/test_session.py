@@ -10,7 +10,7 @@ from napari_alseg.effort import slice_trace_length
 from napari_alseg.session import Session
 from napari_alseg.store import PSEUDO_ACCEPTED, Project
 
-from synthetic_cases import tiny_config
+from synthetic_cases import tiny_config, validation_cases
 
 pytestmark = pytest.mark.usefixtures("model_backend")
 
@@ -100,10 +100,10 @@ def test_roi_submit_trains_on_partial_labels_with_allowed_classes(stack_session)
     n = next(s for s in range(6) if ("case_000", s) not in stack_session.project.validation_items())
     stack_session.submit("case_000", truth[n], slice_index=n, class_id=1, seconds_active=2)
     stack_session.mark_class_range("case_000", 2, 0, 3)
-    allowed = stack_session.allowed_classes("case_000")
+    allowed = stack_session.view.allowed_classes("case_000")
     assert not allowed[n, 1] and allowed[n, 0] and allowed[n, 2] == (n <= 3)
     assert not allowed[5, 2] and allowed[5, 1]
-    (item,) = stack_session.training_items()
+    (item,) = stack_session.view.training_items()
     assert item.labelled_mask.sum() == (truth[n] == 1).sum()
     np.testing.assert_array_equal(item.allowed_classes, allowed[n])
 
@@ -122,16 +122,16 @@ def test_case_project_pseudo_label_accept_and_reopen(tmp_path):
     source = make_source(tmp_path / "source", granularity="case", n_cases=4, shape=(8, 32, 32))
     project = Project.create(tmp_path / "project", source, annotator="dr-b", seed=2,
                              validation_fraction=0.25)
-    training_cases = [c.name for c in project.cases if c.name not in project.validation_cases()]
+    training_cases = [c.name for c in project.cases if c.name not in validation_cases(project)]
     with Session(project, annotator="dr-b", train_config=tiny_config(steps=2, batch_size=1)) as session:
-        assert session.spatial_dims == 3
+        assert session.view.spatial_dims == 3
         session.submit(training_cases[0], project.ground_truth(training_cases[0]), seconds_active=60)
         assert session.retrain().model_version == "v0001"
         session.accept_pseudo(training_cases[1])
         session.reject_pseudo(training_cases[2])
         kinds = [e.kind for e in project.events()]
         assert kinds == ["manual", PSEUDO_ACCEPTED, "pseudo-rejected"]
-        pseudo_items = [item for item in session.training_items() if item.pseudo_label]
+        pseudo_items = [item for item in session.view.training_items() if item.pseudo_label]
         assert len(pseudo_items) == 1
     with Session.open(tmp_path / "project", annotator="dr-b") as reopened:
         assert reopened.model_version == "v0001" and reopened.current_net() is not None
@@ -141,7 +141,7 @@ def test_case_project_pseudo_label_accept_and_reopen(tmp_path):
 def test_a_correction_is_kept_as_a_quality_example_across_sessions(tmp_path):
     source = make_source(tmp_path / "source", granularity="case", n_cases=4, shape=(8, 32, 32))
     project = Project.create(tmp_path / "project", source, annotator="dr-b", seed=2, validation_fraction=0.25)
-    first, second = [c.name for c in project.cases if c.name not in project.validation_cases()][:2]
+    first, second = [c.name for c in project.cases if c.name not in validation_cases(project)][:2]
     with Session(project, annotator="dr-b", train_config=tiny_config(steps=2, batch_size=1)) as session:
         session.submit(first, project.ground_truth(first), seconds_active=60)
         session.retrain()
@@ -206,7 +206,7 @@ def test_dice_per_effort_measures_class_dice_on_the_manual_labels_only(stack_ses
     stack_session.retrain()
     metrics = stack_session.model_metrics()
     assert 0 <= metrics["label_dice_core"] <= 1 and "label_dice_rim" not in metrics
-    (history,) = stack_session.class_dice_history()
+    (history,) = stack_session.learner.class_dice_history()
     assert history[0] == metrics["label_dice_core"] and np.isnan(history[1])  # rim: never delineated
 
 
@@ -215,10 +215,10 @@ def test_gradient_vae_seeds_are_the_items_the_current_model_learnt_first(stack_s
     open_slices = [n for n in range(6) if n not in held_out]
     label_some_slices(stack_session, open_slices[:2])
     stack_session.retrain()
-    assert {item.slice_index for item in stack_session.recent_items()} == set(open_slices[:2])
+    assert {item.slice_index for item in stack_session.view.recent_items()} == set(open_slices[:2])
     label_some_slices(stack_session, open_slices[2:3])
     stack_session.retrain()
-    assert [item.slice_index for item in stack_session.recent_items()] == open_slices[2:3]
+    assert [item.slice_index for item in stack_session.view.recent_items()] == open_slices[2:3]
     stack_session.strategy = "gradient-vae"
     stack_session.rescore(for_display=False)
     (suggestion,) = stack_session.suggest(1)

@@ -14,6 +14,7 @@ from napari_alseg.nifti import load_volume, save_volume
 from napari_alseg.store import DB_NAME, SCHEMA_VERSION, Project, ScoredItem
 from napari_alseg.store.database import Database
 from napari_alseg.store.schema import MIGRATIONS
+from synthetic_cases import validation_cases
 
 SHAPE = (4, 6, 5)  # (k, j, i): 4 slices of 6 x 5 voxels
 CLASSES = {"0": {"name": "background", "color": [0, 0, 0]},
@@ -108,13 +109,13 @@ def test_create_reads_cases_channels_classes_and_paths(tmp_path, project):
 
 
 def test_validation_split_is_seeded_fixed_and_survives_reopen(tmp_path, project):
-    held_out = project.validation_cases()
+    held_out = validation_cases(project)
     assert len(held_out) == 1
     project.close()
     with Project.open(project.folder) as reopened:
-        assert reopened.validation_cases() == held_out
+        assert validation_cases(reopened) == held_out
     again = Project.create(tmp_path / "other", tmp_path / "source", validation_fraction=0.34, seed=3)
-    assert again.validation_cases() == held_out
+    assert validation_cases(again) == held_out
     again.close()
 
 
@@ -139,7 +140,7 @@ def test_a_2d_stack_is_one_case_with_a_slice_validation_split(tmp_path):
         assert project.case("stack").channel_names == ("t1",)
         assert project.class_names == ("background", "class_1")  # from the ground truth
         assert project.granularity == "slice"
-        assert project.validation_cases() == []
+        assert validation_cases(project) == []
         assert [case for case, _ in project.validation_items()] == ["stack", "stack"]
 
 

@@ -50,8 +50,8 @@ def test_fill_between_interpolates_a_known_shape_and_is_recorded_as_interpolated
     assert (result.labels[[0, 1, 9, 10, 11]] == 0).all() and (labels[3:8] == 0).all()  # input kept
     assert result.edit.kind == INTERPOLATED and result.edit.voxels == int((result.labels != labels).sum())
 
-    traced_only = case_session.boundary_effort("case_000", labels)
-    whole = case_session.boundary_effort("case_000", result.labels)
+    traced_only = case_session.accounting.boundary_effort("case_000", labels)
+    whole = case_session.accounting.boundary_effort("case_000", result.labels)
     case_session.submit("case_000", result.labels, seconds_active=30, tools=[result.edit])
     manual, interpolated = case_session.project.events()
     assert manual.kind == MANUAL and interpolated.kind == INTERPOLATED
@@ -67,7 +67,7 @@ def test_what_the_annotator_changes_of_a_fill_is_charged_and_what_is_erased_not_
     fixed[5][:, :16][fixed[5][:, :16] == 1] = 0  # half of slice 5 erased, its cut traced
     case_session.submit("case_000", fixed, seconds_active=30, tools=[result.edit])
     manual, interpolated = case_session.project.events()
-    assert manual.boundary_mm > case_session.boundary_effort("case_000", traced_two_slices()).mm
+    assert manual.boundary_mm > case_session.accounting.boundary_effort("case_000", traced_two_slices()).mm
     assert interpolated.voxels == result.edit.voxels - int((result.labels[5] != fixed[5]).sum())
 
 
@@ -93,7 +93,7 @@ def test_accept_outline_copies_one_class_on_one_slice_where_background(case_sess
     manual, accepted = case_session.project.events()
     assert accepted.kind == OUTLINE_ACCEPTED and accepted.slice_index == 4 and accepted.class_id == 2
     assert accepted.voxels == result.edit.voxels
-    assert manual.boundary_mm == pytest.approx(case_session.boundary_effort("case_000", labels).mm)
+    assert manual.boundary_mm == pytest.approx(case_session.accounting.boundary_effort("case_000", labels).mm)
     with pytest.raises(AlsegError, match="nothing to accept"):
         case_session.accept_outline("case_000", result.labels, 4, 2, prediction)
 
@@ -121,7 +121,7 @@ def test_undo_restores_the_previous_version_exactly(case_session):
     assert project.current_labels("case_000") is None
     assert (project.labels_at("case_000", 4).data == 0).all() and project.labels_at("case_000", 1) is not None
     assert all(event.undone_in_version is not None for event in project.events() if event.kind == "manual")
-    assert "case_000" not in {item.case for item in case_session.training_items()}
+    assert "case_000" not in {item.case for item in case_session.view.training_items()}
     with pytest.raises(AlsegError, match=r"^case case_000: nothing submitted to undo$"):
         case_session.undo_submit("case_000")
     with pytest.raises(AlsegError, match=r"^case case_001: nothing submitted to undo$"):
@@ -135,7 +135,7 @@ def test_an_undone_submit_leaves_its_slices_unlabelled_for_training(case_session
     case_session.submit("case_000", traced_two_slices()[2], slice_index=2, seconds_active=5)
     case_session.submit("case_000", traced_two_slices()[8], slice_index=8, seconds_active=5)
     case_session.undo_submit("case_000")
-    assert set(case_session.delineated_classes("case_000")) == {2}
+    assert set(case_session.view.delineated_classes("case_000")) == {2}
     assert not project.current_labels("case_000").labelled[8].any()
 
 

@@ -4,6 +4,7 @@ import pytest
 
 from napari_alseg.domain import LABELS_AS_GROUND_TRUTH, QUALITY_CLASS_NAMES
 from napari_alseg.samples import generate_sample
+from synthetic_cases import validation_cases
 
 pytestmark = pytest.mark.gui
 
@@ -29,7 +30,7 @@ def test_review_shows_ratings_and_their_basis_after_the_first_retrain(widget, qt
     qtbot.waitUntil(lambda: not controller.running_jobs, timeout=120_000)
     controller.refresh_suggestions()
     assert tab.review_table.rowCount() == 0 and "No quality ratings yet" in tab.review_note.text()
-    validation = session.project.validation_cases()
+    validation = validation_cases(session.project)
     training = [c.name for c in session.project.cases if c.name not in validation]
     for case in training[:5]:
         session.submit(case, session.project.ground_truth(case), seconds_active=10)

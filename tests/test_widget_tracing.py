@@ -46,7 +46,7 @@ def test_fill_between_slices_shows_the_fill_and_submits_it_as_interpolated(widge
     manual, interpolated = session.project.events()
     assert manual.kind == MANUAL and interpolated.kind == INTERPOLATED
     assert interpolated.voxels == int((filled != data).sum())
-    traced = session.boundary_effort(manual.case, data)
+    traced = session.accounting.boundary_effort(manual.case, data)
     assert manual.boundary_mm == pytest.approx(traced.mm)  # the filled outline is not traced effort
     assert (session.project.current_labels(manual.case).data == filled).all()
 

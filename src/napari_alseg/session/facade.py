@@ -30,9 +30,9 @@ import numpy as np
 from ..clicks import Click, check_clicks, segment_with_clicks
 from ..domain import CASE, MANUAL, QueryItem
 from ..errors import AlsegError
-from ..effort import BoundaryLength, EffortModel, SecondsModel
+from ..effort import EffortModel, SecondsModel
 from ..image_cache import ImageCache
-from ..plan import Fingerprint, TrainingPlan
+from ..plan import TrainingPlan
 from ..quality import QualityEstimate
 from ..store import Project
 from ..strategies import Suggestion
@@ -47,7 +47,7 @@ from .focus import Focus, focus_from_probabilities
 from .tools import ToolEdit, ToolResult, accept_outline, click_edit, fill_between, given_labels, tool_uses
 
 if TYPE_CHECKING:
-    from ..model import ModelSpec, SegmentationNet, TrainConfig, TrainingItem, TrainProgress
+    from ..model import ModelSpec, SegmentationNet, TrainConfig, TrainProgress
     from ..pool import PoolScores
 
 
@@ -115,10 +115,6 @@ class Session:
     # ------------------------------------------------------------------ labels (read-only)
 
     @property
-    def spatial_dims(self) -> int:
-        return self.view.spatial_dims
-
-    @property
     def image_cache(self) -> ImageCache:
         return self.view.images
 
@@ -128,33 +124,14 @@ class Session:
     def in_plane_spacing(self, case: str) -> tuple[float, float]:
         return self.view.in_plane_spacing(case)
 
-    def allowed_classes(self, case: str) -> np.ndarray:
-        return self.view.allowed_classes(case)
-
-    def delineated_classes(self, case: str) -> dict[int, set[int]]:
-        return self.view.delineated_classes(case)
-
-    def training_items(self) -> list[TrainingItem]:
-        return self.view.training_items()
-
-    def recent_items(self) -> list[QueryItem]:
-        return self.view.recent_items()
-
     # ------------------------------------------------------------------ model
 
     @property
     def model_version(self) -> str | None:
         return self.learner.model_version
 
-    @property
-    def inference_patch(self) -> tuple[int, ...] | None:
-        return self.learner.inference_patch
-
     def model_spec(self) -> ModelSpec:
         return self.learner.model_spec()
-
-    def fingerprint(self) -> Fingerprint:
-        return self.planning.fingerprint()
 
     def training_plan(self) -> TrainingPlan:
         return self.planning.training_plan()
@@ -173,9 +150,6 @@ class Session:
 
     def model_metrics(self) -> dict[str, Any]:
         return self.learner.model_metrics()
-
-    def class_dice_history(self) -> list[np.ndarray]:
-        return self.learner.class_dice_history()
 
     def export_model(self, path: str | Path) -> Path:
         """The current model as a self-describing file another project can start from
@@ -214,12 +188,6 @@ class Session:
         """
         return self.adopt_round(self.compute_round(progress=progress, should_stop=should_stop,
                                                    rate_quality=rate_quality))
-
-    def validation_metrics(self, net: SegmentationNet) -> dict[str, float]:
-        return self.learner.validation_metrics(net)
-
-    def label_metrics(self, net: SegmentationNet) -> dict[str, float]:
-        return self.learner.label_metrics(net)
 
     def predict_probabilities(self, case: str, slice_index: int | None = None, *,
                               net: SegmentationNet | None = None, partial_labels: bool = True,
@@ -406,9 +374,6 @@ class Session:
     def pool_granularity(self) -> str:
         return self.queries.pool_granularity
 
-    def scoring_needs(self, *, for_display: bool = True) -> set[str]:
-        return self.queries.scoring_needs(for_display=for_display)
-
     def compute_rescore(self, *, progress: Callable[[int, int], None] | None = None,
                         should_stop: Callable[[], bool] | None = None, for_display: bool = True) -> RescoreResult:
         """Score the pool for the active model and strategy and return it; changes nothing
@@ -468,12 +433,6 @@ class Session:
         return self.queries.n_quality_examples
 
     # ------------------------------------------------------------------ effort
-
-    def boundary_effort(self, case: str, labels: np.ndarray, *, original: np.ndarray | None = None,
-                        class_id: int | None = None, slice_index: int | None = None,
-                        given: np.ndarray | None = None) -> BoundaryLength:
-        return self.accounting.boundary_effort(case, labels, original=original, class_id=class_id,
-                                               slice_index=slice_index, given=given)
 
     def effort_model(self) -> EffortModel:
         return self.accounting.effort_model()

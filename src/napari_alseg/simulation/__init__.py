@@ -11,7 +11,7 @@ under ``out_dir/projects/`` where they were left.
 The test split is each project's own validation split: drawn from the seed alone, so
 every strategy run with the same seed is measured on the same held-out items
 (:func:`simulate` checks this). No strategy looks at it: dice-per-effort's ``D_c`` is
-measured on the labels given (:meth:`Session.label_metrics`), and quality ratings learn
+measured on the labels given (:meth:`Learner.label_metrics <napari_alseg.session.learner.Learner.label_metrics>`), and quality ratings learn
 only from labelled validation items (the oracle labels none) and from corrections.
 A ``full-data`` reference trains on every pool item with an active-learning run's schedule
 (``rounds`` chunks of one round's budget), and on until its test Dice is flat (each chunk's

@@ -107,10 +107,6 @@ class CasesMixin(ProjectState):
                              "ORDER BY case_id, slice_index")
         return [(self._cases_by_id[r["case_id"]].name, r["slice_index"]) for r in rows]
 
-    def validation_cases(self) -> list[str]:
-        """Names of the cases held out whole for validation (empty for slice granularity)."""
-        return sorted({case for case, slice_index in self.validation_items() if slice_index is None})
-
     def _check_class(self, class_id: int, what: str) -> None:
         if not isinstance(class_id, (int, np.integer)) or not 0 <= class_id < self.n_classes:
             raise AlsegError(f"{what}: class id {class_id} is out of range; this project has "
