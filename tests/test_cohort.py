@@ -7,7 +7,7 @@ import pytest
 import synthetic_cases
 
 from napari_alseg.errors import AlsegError
-from napari_alseg.quality import ACCEPTABLE, POOR
+from napari_alseg.quality import ACCEPTABLE, MIN_FIT_CASES, POOR
 from napari_alseg.session import Session, import_model_backend
 from napari_alseg.store import Project
 from napari_alseg.simulation.cohort import (ACCEPTED, CLICK, CORRECT, ITEMS_CSV, NO_ENGINE, REVIEW, TRACE,
@@ -123,6 +123,7 @@ def test_an_accepted_bad_pseudo_label_is_an_error(tmp_path, monkeypatch):
         return [QualityEstimate(0.95, 0.9, 1.0, ACCEPTABLE) for _ in items]
 
     monkeypatch.setattr(Session, "rate_items", rate_everything_acceptable)
+    monkeypatch.setattr(Session, "n_quality_examples", property(lambda self: MIN_FIT_CASES))  # calibrated
     source = blob_cases(tmp_path / "source")
     out = run_tiny(source, tmp_path / "out")
     rows = [r for r in read_csv(out / ITEMS_CSV) if r["workflow"] == REVIEW and r["how"] == ACCEPTED]
@@ -137,6 +138,17 @@ def test_an_accepted_bad_pseudo_label_is_an_error(tmp_path, monkeypatch):
     assert errors > 0
     outcome = next(o for o in outcomes(read_csv(out / ITEMS_CSV)) if o.workflow == REVIEW)
     assert (outcome.accepted, outcome.errors) == (len(rows), errors)
+
+
+def test_an_uncalibrated_acceptable_rating_is_not_accepted(tmp_path, monkeypatch):
+    """As the dock: a rating still (nearly) the model's own soft Dice sends the item to the expert."""
+    from napari_alseg.quality import QualityEstimate
+
+    monkeypatch.setattr(Session, "rate_items", lambda self, items: [QualityEstimate(0.95, 0.9, 1.0, ACCEPTABLE)] * len(items))
+    monkeypatch.setattr(Session, "n_quality_examples", property(lambda self: MIN_FIT_CASES - 1))
+    out = run_tiny(blob_cases(tmp_path / "source"), tmp_path / "out")
+    review = [r for r in read_csv(out / ITEMS_CSV) if r["workflow"] == REVIEW]
+    assert review and ACCEPTED not in {r["how"] for r in review}
 
 
 def test_nothing_rated_acceptable_is_clicked_and_a_rerun_adds_only_new_runs(tmp_path, monkeypatch):

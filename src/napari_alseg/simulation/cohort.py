@@ -10,9 +10,10 @@ on the same labels: the oracle's answer is the ground truth in every one):
 - ``trace``: every item traced from scratch, no model (the 100 %);
 - ``correct``: the rounds' items and the rest corrected from the model's prefill with the brush;
 - ``clicks``: the same, clicking each structure first (the click oracle, then the brush);
-- ``review``: as ``clicks``, but every remaining item the quality predictor rates
-  Acceptable is reviewed and accepted unedited; an accepted one below ``accept_dice``
-  against the ground truth is counted as an error.
+- ``review``: as ``clicks``, but every remaining item the dock would offer for one-click
+  acceptance (rated Acceptable by a quality predictor calibrated on enough predictions of
+  known Dice: the product's retrain rates them out of fold) is reviewed and accepted
+  unedited; an accepted one below ``accept_dice`` against the ground truth is an error.
 
 The project ends with every item done (the ``review`` workflow's outcome: accepted
 pseudo-labels, and the ground truth elsewhere). ``cohort_items.csv`` holds one row per item
@@ -37,7 +38,7 @@ import numpy as np
 
 from ..domain import CORRECTED, MANUAL, ROI, QueryItem
 from ..errors import AlsegError
-from ..quality import ACCEPTABLE
+from ..quality import ACCEPTABLE, MIN_FIT_CASES
 from ..session import Session
 from ..store import Project
 from ..strategies import get_strategy
@@ -136,7 +137,7 @@ def _engine_run(run: CohortRun, engine: str, seed: int, pace: _Pace, *, trace: b
             wanted = run.initial_items if round_index == 1 else run.batch_size
             for item in _suggested(session, wanted):
                 rows += pricer.labelled(item, round_index)
-            retrain_seeded(session, seed)
+            retrain_seeded(session, seed, rate_quality=True)  # as the product's retrain: the review needs ratings
             round_rows.append(_round_row(session, seed, engine, round_index, time.perf_counter() - started))
             pace.step(f"{engine} seed {seed} round {round_index}/{run.rounds}: "
                       f"{round_rows[-1]['labelled_items']} items labelled, test Dice {float(round_rows[-1]['dice_test']):.3f}")
@@ -196,14 +197,17 @@ class ItemPricer:
 
     def finished(self, items: Sequence[QueryItem]) -> list[dict]:
         """The rest of the cohort with the last model: correct, clicks, and review (accept what the
-        quality predictor rates Acceptable, else click); the project keeps the review outcome."""
+        dock offers for one-click acceptance: rated Acceptable by a predictor calibrated on at
+        least :data:`~napari_alseg.quality.MIN_FIT_CASES` predictions of known Dice; else click);
+        the project keeps the review outcome."""
         ratings = self.session.rate_items(list(items)) if items else []
+        calibrated = self.session.n_quality_examples >= MIN_FIT_CASES
         rows = []
         for item, rating in zip(items, ratings):
             prefill = self._prefill(item)
             clicked = self._clicked(item, prefill, FINISH)
             rows += [self._corrected(item, prefill, FINISH), clicked]
-            if rating.quality_class == ACCEPTABLE:
+            if calibrated and rating.quality_class == ACCEPTABLE:
                 rows.append(self._accepted(item, prefill))
                 self.session.accept_pseudo(item.case, prefill, slice_index=item.slice_index)
             else:

@@ -204,13 +204,16 @@ def _accept_pseudo_labels(session: Session) -> None:
             session.accept_pseudo(item.case, slice_index=item.slice_index)
 
 
-def retrain_seeded(session: Session, seed: int) -> None:
+def retrain_seeded(session: Session, seed: int, *, rate_quality: bool = False) -> None:
     """Retrain with torch's global RNG seeded: the first round's fresh net is drawn from it,
-    so every strategy run with the same seed starts from the same initial weights."""
+    so every strategy run with the same seed starts from the same initial weights.
+    ``rate_quality``: also rate out-of-fold predictions for the quality predictor, as the
+    product's retrain does (the curve runs leave it out: nothing there reads the ratings, and
+    it costs folds)."""
     import torch
 
     torch.manual_seed(seed)
-    session.retrain(rate_quality=False)  # no out-of-fold quality rating: nothing shows it, and it costs folds
+    session.retrain(rate_quality=rate_quality)
 
 
 def _submitted_this_round(session: Session) -> int:
