@@ -10,8 +10,8 @@ from napari_alseg.errors import AlsegError
 from napari_alseg.quality import ACCEPTABLE, MIN_FIT_CASES, POOR
 from napari_alseg.session import Session, import_model_backend
 from napari_alseg.store import Project
-from napari_alseg.simulation.cohort import (ACCEPTED, CLICK, CORRECT, ITEMS_CSV, NO_ENGINE, REVIEW, TRACE,
-                                            run_cohort)
+from napari_alseg.simulation.cohort import run_cohort
+from napari_alseg.simulation.cohort_files import ACCEPTED, CLICK, CORRECT, ITEMS_CSV, NO_ENGINE, REVIEW, TRACE
 from napari_alseg.simulation.cohort_report import REPORT_MD, outcomes, read_csv
 from napari_alseg.simulation.measure import PoolTotals, is_labelled
 from napari_alseg.pricing import SecondsCosts, costs_from_dict, redraw, review_slices, trace_mm

@@ -42,6 +42,9 @@ from ..quality import ACCEPTABLE, MIN_FIT_CASES
 from ..session import Session
 from ..store import Project
 from ..strategies import get_strategy
+from .cohort_files import (ACCEPTED, CLICK, CLICKED, CORRECT, CORRECTED_HOW, FINISH, ITEM_COLUMNS, ITEMS_CSV,
+                           NO_ENGINE, REVIEW, ROUND_COLUMNS, ROUNDS_CSV, SETTINGS_JSON, TEXT_COLUMNS, TRACE, TRACED)
+from .cohort_report import write_cohort_report
 from .files import ANNOTATOR, TEST_FRACTION, text_cells
 from .loop import retrain_seeded
 from .measure import PoolTotals, format_value, is_labelled
@@ -50,19 +53,6 @@ from ..pricing import SecondsCosts, item_dice, redraw, review_slices, trace_mm
 
 if TYPE_CHECKING:
     from ..model import TrainConfig
-
-TRACE, CORRECT, CLICK, REVIEW = "trace", "correct", "clicks", "review"
-WORKFLOWS = (TRACE, CORRECT, CLICK, REVIEW)
-TRACED, CORRECTED_HOW, CLICKED, ACCEPTED = "traced", "corrected", "clicked", "accepted"
-NO_ENGINE = "-"  # the trace workflow's rows: no model, no engine
-FINISH = 0  # the round number of the items finished with the last model
-ITEMS_CSV = "cohort_items.csv"
-ROUNDS_CSV = "cohort_rounds.csv"
-SETTINGS_JSON = "cohort_settings.json"
-ITEM_COLUMNS = ("seed", "engine", "workflow", "round", "case", "slice", "how", "seconds", "clicks",
-                "outline_mm", "changed_mm", "seconds_changed", "prefill_dice", "final_dice", "accept_error")
-ROUND_COLUMNS = ("seed", "engine", "round", "labelled_items", "dice_test", "wall_seconds")
-TEXT_COLUMNS = ("case",)  # names from files: neutralised against formulas (text_cells); the rest are ours
 
 Show = Callable[[str], None]
 
@@ -89,8 +79,6 @@ def run_cohort(dataset_dir: str | os.PathLike, out_dir: str | os.PathLike, *, en
 
     ``show`` gets a line per round: runs and rounds done, time elapsed and left.
     """
-    from .cohort_report import write_cohort_report
-
     for name in engines:
         strategy = get_strategy(name)
         if strategy.granularities == {ROI}:

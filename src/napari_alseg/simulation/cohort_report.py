@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .cohort import ACCEPTED, CLICKED, CORRECTED_HOW, ITEMS_CSV, NO_ENGINE, ROUNDS_CSV, TRACE, TRACED, WORKFLOWS
+from .cohort_files import ACCEPTED, CLICKED, CORRECTED_HOW, ITEMS_CSV, NO_ENGINE, ROUNDS_CSV, TRACE, TRACED, WORKFLOWS
 from ..pricing import SecondsCosts
 
 REPORT_MD = "cohort.md"
