@@ -5,7 +5,13 @@ grows), after another process wrote its cases:
 
 * **brats**: ``--cases`` (default 20) BraTS-size cases, 4 channels x 240 x 240 x 155 voxels
   (1 mm), 4 classes; target: peak below 4 GB;
-* **ct**: one CT-size case, 1 channel x 512 x 512 x 300 voxels (0.8 x 0.8 x 1.5 mm), 2 classes.
+* **ct**: one CT-size case, 1 channel x 512 x 512 x 300 voxels (0.8 x 0.8 x 1.5 mm), 2 classes;
+* **reader**: the napari reader (``read_nifti``) on highly compressible files, each in its own
+  process: a zero-filled and a constant (every voxel 1000) 512 x 512 x 300 float32 ``.nii.gz``
+  (300 MiB declared by a file of about 1 MB), within the reader's budget
+  (``NAPARI_ALSEG_READER_BUDGET_GB``, default 4). The constant one is all foreground, the
+  worst case for the display range's percentiles. Prints the budget's estimate from the header
+  and the reader's peak RSS above the process's after its imports.
 
 Each writes synthetic int16 NIfTI cases (a bright ellipsoid in noise) to a temp folder,
 creates a project (``Project.create`` reads and checks every file), gives it an untrained
@@ -16,10 +22,10 @@ come through the session's bounded LRU cache (``ALSEG_IMAGE_CACHE_MB``; default 
 quarter of RAM), so the expected peak is about the cache's budget plus one case and its
 prediction.
 
-Prints, per scenario: sizes, the plan, seconds per phase and peak RSS after each phase (MB).
+Prints, per scoring scenario: sizes, the plan, seconds per phase and peak RSS after each phase (MB).
 Slow on a small CPU (minutes per BraTS case on 2 cores): use ``--cases`` for a shorter run.
 
-    OMP_NUM_THREADS=1 python benchmarks/bench_memory.py [--cases N] [--only brats|ct] [--cache-mb MB]
+    OMP_NUM_THREADS=1 python benchmarks/bench_memory.py [--cases N] [--only brats|ct|reader] [--cache-mb MB]
 """
 
 from __future__ import annotations
@@ -74,6 +80,41 @@ def write_cases(folder: Path, n_cases: int, shape: tuple[int, int, int], spacing
                                                      "channels": list(channels)}))
 
 
+READER_SHAPE = (512, 512, 300)  # (i, j, k), float32 zeros: ~1000:1 under gzip
+
+
+READER_FILES = {"zeros.nii.gz": 0.0, "constant.nii.gz": 1000.0}  # file name: every voxel's value
+
+
+def write_reader_files(folder: Path) -> None:
+    """READER_FILES in ``folder``: READER_SHAPE float32 volumes of one value (0.8 x 0.8 x 1.5 mm)."""
+    import nibabel as nib
+
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, value in READER_FILES.items():
+        data = np.full(READER_SHAPE, value, np.float32)
+        nib.save(nib.Nifti1Image(data, np.diag([0.8, 0.8, 1.5, 1.0])), str(folder / name))
+        del data
+
+
+def run_reader(path: Path) -> None:
+    """Open ``path`` with the napari reader in this process; print the peak."""
+    from napari_alseg._reader import read_nifti
+    from napari_alseg.nifti import memory_needed, reader_budget
+
+    needed, declaration = memory_needed(path)
+    before = peak_rss_mb()
+    started = time.perf_counter()
+    [(data, kwargs, kind)] = read_nifti(str(path))
+    seconds = time.perf_counter() - started
+    peak = peak_rss_mb()
+    print(f"[reader] {path.name}: {path.stat().st_size / 1e3:.0f} KB file, header declares {declaration}; "
+          f"budget {reader_budget() / 2**30:g} GiB, the header's estimate {needed / 1e6:.0f} MB", flush=True)
+    print(f"[reader] RESULT: read one {kind} layer of {data.nbytes / 1e6:.0f} MB in {seconds:.1f} s; "
+          f"peak RSS {peak:.0f} MB ({peak - before:.0f} MB above the {before:.0f} MB after imports); "
+          f"contrast limits {kwargs['contrast_limits']}", flush=True)
+
+
 def scenario(name: str, n_cases: int) -> tuple[int, tuple[int, ...], tuple[float, ...], tuple[str, ...],
                                                 tuple[str, ...]]:
     """``(cases, shape, spacing, channels, classes)`` of a scenario (CT: always one case)."""
@@ -123,12 +164,25 @@ def run_scenario(name: str, n_cases: int, root: Path) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cases", type=int, default=20, help="BraTS-size cases to score (default: %(default)s)")
-    parser.add_argument("--only", choices=("brats", "ct"), help="run one scenario")
+    parser.add_argument("--only", choices=("brats", "ct", "reader"), help="run one scenario")
     parser.add_argument("--cache-mb", type=float, help="image cache budget in MiB (sets ALSEG_IMAGE_CACHE_MB)")
     parser.add_argument("--step", nargs=3, metavar=("ACTION", "NAME", "ROOT"), help=argparse.SUPPRESS)  # children
     args = parser.parse_args(argv)
     if args.step:
         action, name, root = args.step
+        if name == "reader":
+            if action == "write":
+                write_reader_files(Path(root) / "source")
+            else:
+                for file_name in READER_FILES:  # each in its own process: ru_maxrss only grows
+                    command = [sys.executable, __file__, "--step", "read", str(Path(root) / "source" / file_name),
+                               root]
+                    if subprocess.run(command).returncode:
+                        return 1
+            return 0
+        if action == "read":
+            run_reader(Path(name))
+            return 0
         if action == "write":
             n_cases, shape, spacing, channels, classes = scenario(name, args.cases)
             started = time.perf_counter()
@@ -140,7 +194,7 @@ def main(argv: list[str] | None = None) -> int:
     env = dict(os.environ)
     if args.cache_mb is not None:
         env["ALSEG_IMAGE_CACHE_MB"] = str(args.cache_mb)
-    for name in [args.only] if args.only else ["brats", "ct"]:
+    for name in [args.only] if args.only else ["brats", "ct", "reader"]:
         with tempfile.TemporaryDirectory(prefix=f"bench-memory-{name}-") as root:
             for action in ("write", "score"):
                 command = [sys.executable, __file__, "--step", action, name, root, "--cases", str(args.cases)]

@@ -3,6 +3,10 @@
 Layers keep the file's voxel spacing (``scale``) and origin (``translate``), so
 co-registered channels and their label volumes overlay exactly, and distances
 measured in the viewer are millimetres.
+
+Memory is bounded before any voxel is read: the headers' declared sizes give the peak the
+layers need (:func:`~napari_alseg.nifti.memory_needed`), and files that would exceed the
+reader's budget (``NAPARI_ALSEG_READER_BUDGET_GB``, default 4) are refused in one line.
 """
 
 from __future__ import annotations
@@ -14,7 +18,8 @@ from typing import Any
 import numpy as np
 
 from .errors import AlsegError
-from .nifti import Volume, display_placement, is_nifti_path, load_volume, read_shape, tilt_refusal
+from .nifti import (READER_BUDGET_ENV, Volume, budget_refusal, display_placement, is_nifti_path,
+                    load_volume, memory_needed, read_shape, reader_budget, tilt_refusal)
 from .store.discover import DATASET_FILE, msd_channel_names, read_dataset_info
 
 LayerData = tuple[np.ndarray, dict[str, Any], str]
@@ -36,16 +41,24 @@ def read_nifti(path: str | Sequence[str]) -> list[LayerData]:
     paths = [path] if isinstance(path, (str, Path)) else list(path)
     for p in paths:
         check_regular_file(p)
-    layers = []
-    for p in paths:
-        channels = channel_names(p)
-        if channels is None:
-            layers.append(volume_layer_data(load_volume(p), layer_name(p), source=str(p)))
-            continue
-        for index, channel in enumerate(channels):  # MSD / BraTS: one layer per channel
-            layers.append(volume_layer_data(load_volume(p, as_label=False, channel=index),
-                                            f"{layer_name(p)} · {channel}", source=str(p),
-                                            visible=index == 0))
+    plan = [(p, channel_names(p)) for p in paths]
+    check_budget(plan)
+    layers: list[LayerData] = []
+    try:
+        for p, channels in plan:
+            if channels is None:
+                layers.append(volume_layer_data(load_volume(p), layer_name(p), source=str(p)))
+                continue
+            for index, channel in enumerate(channels):  # MSD / BraTS: one layer per channel
+                layers.append(volume_layer_data(load_volume(p, as_label=False, channel=index),
+                                                f"{layer_name(p)} · {channel}", source=str(p),
+                                                visible=index == 0))
+    except MemoryError:  # within the budget, but the machine (or a ulimit) has less
+        layers.clear()
+        names = ", ".join(Path(str(p)).name for p, _ in plan)
+        raise AlsegError(f"{names}: ran out of memory while reading, within the reader's budget of "
+                         f"{reader_budget() / (1 << 30):g} GiB; lower {READER_BUDGET_ENV} to what this "
+                         "machine can give, or free memory") from None
     return layers
 
 
@@ -54,6 +67,26 @@ def check_regular_file(path: str | Path) -> None:
     if not Path(path).is_file():
         what = "does not exist" if not Path(path).exists() else "is not a regular file (a FIFO, device or folder)"
         raise AlsegError(f"{path}: {what}; the reader opens regular NIfTI files only")
+
+
+def check_budget(plan: Sequence[tuple[str | Path, list[str] | None]]) -> None:
+    """One AlsegError line, before any voxel is read, when the layers of ``plan`` (each file
+    with its channel names, or None) would need more memory than :func:`reader_budget`."""
+    budget = reader_budget()
+    total, declarations = 0, []
+    for p, channels in plan:
+        if channels is None:
+            needed, declaration = memory_needed(p)
+        else:
+            per_channel, declaration = memory_needed(p, channel=0)
+            needed = per_channel * len(channels)
+        total += needed
+        declarations.append((Path(str(p)).name, declaration))
+    if total > budget:
+        names = ", ".join(name for name, _ in declarations)
+        declared = "; ".join(text if len(declarations) == 1 else f"{name} {text}"
+                             for name, text in declarations)
+        raise AlsegError(budget_refusal(names, declared, total, budget))
 
 
 def channel_names(path: str | Path) -> list[str] | None:
@@ -114,10 +147,24 @@ def volume_layer_data(volume: Volume, name: str, *, source: str = "",
     return volume.data, kwargs, "image"
 
 
+DISPLAY_SAMPLE_VOXELS = 1 << 20  # percentiles of at most ~1M voxels: a few MB, not a volume's copies
+
+
 def display_range(image: np.ndarray) -> tuple[float, float]:
-    """Robust contrast limits (0.5–99.5th percentile of non-zero voxels): MRI is mostly air."""
-    foreground = image[image != 0]
-    values = foreground if foreground.size else image.ravel()
+    """Robust contrast limits (0.5–99.5th percentile of non-zero voxels): MRI is mostly air.
+
+    A volume above :data:`DISPLAY_SAMPLE_VOXELS` is sampled on a regular strided grid (a view;
+    only the sample is copied), so the limits cost a few MB whatever the volume's size.
+    """
+    image = np.asarray(image)
+    if image.size > DISPLAY_SAMPLE_VOXELS:
+        step = int(np.ceil((image.size / DISPLAY_SAMPLE_VOXELS) ** (1 / image.ndim)))
+        while np.prod([-(-n // step) for n in image.shape]) > DISPLAY_SAMPLE_VOXELS:
+            step += 1  # a thin axis takes no stride: the others take more
+        image = image[(slice(None, None, step),) * image.ndim]
+    sample = np.array(image)  # small: at most about DISPLAY_SAMPLE_VOXELS values
+    foreground = sample[sample != 0]
+    values = foreground if foreground.size else sample.ravel()
     low, high = np.percentile(values, [0.5, 99.5])
     if high <= low:
         high = low + 1.0

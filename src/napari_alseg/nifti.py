@@ -125,23 +125,26 @@ def load_volume(path: str | os.PathLike, *, as_label: bool | None = None,
     except PermissionError:
         raise AlsegError(f"{name}: permission denied; make the file readable "
                          "(e.g. chmod a+r) and try again") from None
-    except (OSError, ValueError) as exc:
-        raise AlsegError(f"{name}: cannot read image data ({exc})") from None
+    except (OSError, ValueError) as exc:  # nibabel's short-read message spans lines
+        raise AlsegError(f"{name}: cannot read image data ({' '.join(str(exc).split())})") from None
 
     data = _as_3d(raw, name)
+    del raw  # from here on only ``data`` holds the values read
     if as_label is None:
         as_label = (image.header.get_intent()[0] == "label" or looks_like_label_name(path)
                     or _is_integer_label_file(path, image.header))
+    # Flips and the (i, j, k) -> (k, j, i) transpose are views; the one conversion below
+    # writes the C-ordered result directly, so the values as read plus that one copy is the peak.
+    data, affine = _flip_to_positive(data, affine)
     try:
-        data = _as_label_array(data, name) if as_label else _as_image_array(data, name)
+        data = (_as_label_array if as_label else _as_image_array)(data.transpose(2, 1, 0), name)
     except MemoryError:
         raise AlsegError(f"{name}: not enough memory to convert {_human_bytes(_voxels(spatial) * 4)} "
                          "of image data") from None
-    data, affine = _flip_to_positive(data, affine)
     spacing, origin = _geometry(affine)
     # (i, j, k) -> (k, j, i): the file's slice axis becomes napari's axis 0.
     return Volume(
-        data=np.ascontiguousarray(data.transpose(2, 1, 0)),
+        data=data,
         spacing=spacing[::-1],
         origin=origin[::-1],
         affine=affine,
@@ -222,8 +225,9 @@ def _check_declared_size(path: Path, image, spatial: tuple[int, ...]) -> None:
     """Refuse a header whose declared size the file cannot hold or memory cannot take.
 
     An uncompressed file must hold offset + voxels x bytes per voxel; a gzip file cannot
-    expand more than ~1032 x (deflate's limit). Memory needed: the values as stored plus
-    the float32 copy, against what the machine has available now.
+    expand more than ~1032 x (deflate's limit). Memory needed (:func:`_bytes_per_voxel`): the
+    values as stored plus the float32 copy, against what the machine has available now. The
+    napari reader also holds it to a stated budget (:func:`reader_budget`).
     """
     name = path.name
     shape = tuple(int(n) for n in image.shape)
@@ -241,11 +245,63 @@ def _check_declared_size(path: Path, image, spatial: tuple[int, ...]) -> None:
     elif offset + stored > size:
         raise AlsegError(f"{name}: header declares {declared} ({_human_bytes(stored)}) but the file "
                          f"holds {_human_bytes(max(size - offset, 0))} of data; truncated or damaged")
-    needed = _voxels(spatial) * (max(itemsize, 8 if _is_scaled(image) else itemsize) + 4)
+    needed = _voxels(spatial) * _bytes_per_voxel(path, image)
     available = _available_memory()
     if available is not None and needed > available:
         raise AlsegError(f"{name}: loading {declared} needs about {_human_bytes(needed)} of memory, "
                          f"only {_human_bytes(available)} is available")
+
+
+def _bytes_per_voxel(path: Path, image) -> int:
+    """Peak bytes per voxel while a volume loads: the values as stored, the float64 that
+    nibabel's scaling makes of a scaled file, and the one float32 (or label) copy handed out;
+    or, if more, a gzip file's read (Python's gzip reads into a buffer and then copies it:
+    twice the stored size for a moment)."""
+    itemsize = np.dtype(image.header.get_data_dtype()).itemsize
+    converted = itemsize + (8 if _is_scaled(image) else 0) + 4
+    return max(converted, 2 * itemsize) if str(path).lower().endswith(".gz") else converted
+
+
+def memory_needed(path: str | os.PathLike, *, channel: int | None = None,
+                  channels_first: bool = False) -> tuple[int, str]:
+    """``(bytes, declaration)``: the peak memory :func:`load_volume` needs for ``path`` (or one
+    of its channels), from the header alone, and what the header declares (shape x dtype and
+    its size), for a message. Nothing but the header is read."""
+    path = Path(path)
+    image = _open_image(path)
+    shape = tuple(int(n) for n in image.shape)
+    spatial, _ = _voxel_selection(shape, path.name, channel, channels_first)
+    stored = _voxels(shape) * np.dtype(image.header.get_data_dtype()).itemsize
+    declaration = (f"{'x'.join(map(str, shape))} voxels of {image.header.get_data_dtype()} "
+                   f"({_human_bytes(stored)})")
+    return _voxels(spatial) * _bytes_per_voxel(path, image), declaration
+
+
+READER_BUDGET_ENV = "NAPARI_ALSEG_READER_BUDGET_GB"
+DEFAULT_READER_BUDGET_GB = 4.0
+
+
+def reader_budget() -> int:
+    """The napari reader's memory budget in bytes: ``NAPARI_ALSEG_READER_BUDGET_GB`` gigabytes
+    (2**30 bytes; fractions allowed), default :data:`DEFAULT_READER_BUDGET_GB`."""
+    text = os.environ.get(READER_BUDGET_ENV, "").strip()
+    if not text:
+        return int(DEFAULT_READER_BUDGET_GB * (1 << 30))
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not np.isfinite(value) or value <= 0:
+        raise AlsegError(f"{READER_BUDGET_ENV}={text!r} is not a positive number of gigabytes "
+                         f"(e.g. {READER_BUDGET_ENV}=8)")
+    return int(value * (1 << 30))
+
+
+def budget_refusal(names: str, declaration: str, needed: int, budget: int) -> str:
+    """The reader's one line for files whose declared size exceeds its memory budget."""
+    return (f"{names}: header declares {declaration}; showing it needs about {_human_bytes(needed)} "
+            f"of memory, more than the reader's budget of {_human_bytes(budget)}; set "
+            f"{READER_BUDGET_ENV} (gigabytes, default {DEFAULT_READER_BUDGET_GB:g}) to raise it")
 
 
 def _is_scaled(image) -> bool:
@@ -502,34 +558,47 @@ def _four_d_message(name: str, shape: tuple[int, ...]) -> str:
             "(\"modality\" or \"channel_names\") to use it as one multi-channel case")
 
 
+_SLAB_VOXELS = 1 << 20  # checks run slab by slab: their temporaries stay a few MB
+
+
+def _slabs(data: np.ndarray):
+    """Views of ``data`` along axis 0, each about :data:`_SLAB_VOXELS` voxels."""
+    per_slice = max(1, data[:1].size)
+    step = max(1, _SLAB_VOXELS // per_slice)
+    for start in range(0, data.shape[0], step):
+        yield data[start:start + step]
+
+
 def _as_image_array(data: np.ndarray, name: str) -> np.ndarray:
+    """``data`` as a C-ordered float32 array: one copy at most (none if it already is one)."""
     data = np.asarray(data)
     if np.issubdtype(data.dtype, np.floating):
-        n_bad = int(np.count_nonzero(~np.isfinite(data)))
+        n_bad = sum(int(np.count_nonzero(~np.isfinite(slab))) for slab in _slabs(data))
         if n_bad:
             raise AlsegError(
                 f"{name}: {n_bad} voxels are NaN or infinite; replace them (e.g. with 0) before use"
             )
-        top = float(np.abs(data).max())
+        top = max(max(abs(float(slab.min())), abs(float(slab.max()))) for slab in _slabs(data))
         if top > float(np.finfo(np.float32).max):
             raise AlsegError(f"{name}: values up to {top:.3g} exceed float32's range (±3.4e38); "
                              "rescale the image before use")
-    return np.asarray(data, dtype=np.float32)
+    return np.ascontiguousarray(data, dtype=np.float32)
 
 
 def _as_label_array(data: np.ndarray, name: str) -> np.ndarray:
+    """``data`` as a C-ordered uint8/uint16 array (one copy), after checking it holds class ids."""
     data = np.asarray(data)
     if np.issubdtype(data.dtype, np.floating):
-        if not np.all(np.isfinite(data)):
+        if not all(np.all(np.isfinite(slab)) for slab in _slabs(data)):
             raise AlsegError(f"{name}: label volume contains NaN or infinite values")
-        if not np.all(data == np.round(data)):
+        if not all(np.all(slab == np.round(slab)) for slab in _slabs(data)):
             raise AlsegError(f"{name}: label volume holds non-integer values; labels must be class ids")
     if data.min() < 0:
         raise AlsegError(f"{name}: label volume holds negative values; class ids start at 0")
     top = int(data.max())
     if top > np.iinfo(np.uint16).max:
         raise AlsegError(f"{name}: label id {top} is out of range (at most 65535)")
-    return data.astype(np.uint8 if top <= np.iinfo(np.uint8).max else np.uint16)
+    return np.ascontiguousarray(data, dtype=np.uint8 if top <= np.iinfo(np.uint8).max else np.uint16)
 
 
 def _flip_to_positive(data: np.ndarray, affine: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
