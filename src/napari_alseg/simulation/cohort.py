@@ -24,7 +24,6 @@ interrupted one over.
 from __future__ import annotations
 
 import csv
-import json
 import math
 import os
 import shutil
@@ -45,7 +44,7 @@ from ..strategies import get_strategy
 from .cohort_files import (ACCEPTED, CLICK, CLICKED, CORRECT, CORRECTED_HOW, FINISH, ITEM_COLUMNS, ITEMS_CSV,
                            NO_ENGINE, REVIEW, ROUND_COLUMNS, ROUNDS_CSV, SETTINGS_JSON, TEXT_COLUMNS, TRACE, TRACED)
 from .cohort_report import write_cohort_report
-from .files import ANNOTATOR, TEST_FRACTION, text_cells
+from .files import ANNOTATOR, TEST_FRACTION, clock_text, keep_settings, text_cells
 from .loop import retrain_seeded
 from .measure import PoolTotals, format_value, is_labelled
 from .oracle import Oracle, click_item
@@ -297,26 +296,12 @@ class _Pace:
         self.done += 1
         elapsed = time.perf_counter() - self.started
         left = (self.total - self.done) * elapsed / self.done
-        self.show(f"[{self.done}/{self.total} steps, {_clock(elapsed)} elapsed, ~{_clock(left)} left] {what}")
-
-
-def _clock(seconds: float) -> str:
-    return f"{int(seconds // 60)}:{int(seconds % 60):02d}"
+        self.show(f"[{self.done}/{self.total} steps, {clock_text(elapsed)} elapsed, ~{clock_text(left)} left] {what}")
 
 
 def _check_settings(run: CohortRun) -> None:
     """Refuse to add runs to results made with other settings (they would not compare)."""
-    settings = json.loads(json.dumps({
+    keep_settings(run.out_dir / SETTINGS_JSON, {
         "dataset": str(run.dataset_dir), "rounds": run.rounds, "batch_size": run.batch_size,
         "initial_items": run.initial_items, "test_fraction": run.test_fraction, "costs": run.costs.to_dict(),
-        "train_config": {k: v for k, v in asdict(run.train_config).items() if k != "seed"}}))
-    path = run.out_dir / SETTINGS_JSON
-    if path.exists():
-        stored = json.loads(path.read_text())
-        changed = sorted(key for key in settings if stored.get(key) != settings[key])
-        if changed:
-            raise AlsegError(f"{run.out_dir}: holds a cohort benchmark with other settings ({', '.join(changed)}); "
-                             "choose another output folder")
-        return
-    path.write_text(json.dumps(settings, indent=2))
-
+        "train_config": {k: v for k, v in asdict(run.train_config).items() if k != "seed"}}, "a cohort benchmark")

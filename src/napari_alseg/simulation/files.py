@@ -172,15 +172,23 @@ def check_settings(run: SimulationRun) -> None:
                 "test_fraction": run.test_fraction,
                 **({"annotator": run.annotator} if run.annotator != TRACE_ANNOTATOR else {}),
                 "train_config": {k: v for k, v in asdict(run.train_config).items() if k != "seed"}}
+    keep_settings(run.out_dir / SETTINGS_JSON, settings, "a simulation")
+
+
+def keep_settings(path: Path, settings: dict, what: str) -> None:
+    """Write ``settings`` (JSON) to ``path`` the first time; later, refuse in one line when they
+    differ from those kept (``what``: the results the folder holds, for the message)."""
     settings = json.loads(json.dumps(settings))
-    path = run.out_dir / SETTINGS_JSON
     if path.exists():
         stored = json.loads(path.read_text())
         changed = sorted(key for key in settings if stored.get(key) != settings[key])
         if changed:
-            raise AlsegError(f"{run.out_dir}: holds a simulation with other settings ({', '.join(changed)}); "
+            raise AlsegError(f"{path.parent}: holds {what} with other settings ({', '.join(changed)}); "
                              "choose another output folder")
         return
     path.write_text(json.dumps(settings, indent=2))
 
 
+def clock_text(seconds: float) -> str:
+    """``m:ss`` of a duration, for progress lines."""
+    return f"{int(seconds // 60)}:{int(seconds % 60):02d}"

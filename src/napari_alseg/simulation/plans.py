@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 from ..domain import CLICK_ANNOTATOR, TRACE_ANNOTATOR
 from ..errors import AlsegError
 from .datasets import resolve_dataset
-from .files import FULL_DATA, REFERENCE_CSV, ROUNDS_CSV, SETTINGS_JSON, TEST_FRACTION
+from .files import FULL_DATA, REFERENCE_CSV, ROUNDS_CSV, SETTINGS_JSON, TEST_FRACTION, clock_text
 from .loop import simulate
 from .report import write_report
 
@@ -164,15 +164,11 @@ class PlanProgress:
         elapsed = time.perf_counter() - self._started
         pace = elapsed / max(self.done - self._resumed, 1)
         left = max(self.total - self.done, 0) * pace
-        self.show(f"[{min(self.done, self.total)}/{self.total} rounds, {_minutes(elapsed)} elapsed, "
-                  f"~{_minutes(left)} left] {row['strategy']} seed {row['seed']} round {row['round']}: "
+        self.show(f"[{min(self.done, self.total)}/{self.total} rounds, {clock_text(elapsed)} elapsed, "
+                  f"~{clock_text(left)} left] {row['strategy']} seed {row['seed']} round {row['round']}: "
                   f"test Dice {float(row['dice_test']):.3f}, boundary {float(row['effort_boundary_mm']):.0f} mm "
                   f"({float(row['effort_boundary_pct']):.1f} %), {row['labelled_items']} items, "
                   f"{float(row['wall_seconds']):.0f} s")
-
-
-def _minutes(seconds: float) -> str:
-    return f"{int(seconds // 60)}:{int(seconds % 60):02d}"
 
 
 def run_plan(plan: BenchmarkPlan, out_dir: str | Path, *, dataset: str | Path | None = None,
