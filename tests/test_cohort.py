@@ -255,3 +255,5 @@ def test_the_cohort_line_reads_as_durations():
     assert text == ("Cohort: 12 of 48 items done, 1 h 05 min spent (tracing them: 2 h 30 min, saved 1 h 25 min). "
                     "Left: ~3 h 10 min with the current model; tracing the rest ~9 h 40 min.")
     assert "more than tracing" in cohort_text(CohortSeconds(1, 1, 600.0, 300.0, None, None))
+    untimed = cohort_text(CohortSeconds(2, 0, 0.0, 300.0, None, None))  # a script's or imported labels
+    assert untimed == "Cohort: 2 of 2 items done (untimed: tracing them would take 5 min)." and "saved" not in untimed

@@ -33,7 +33,9 @@ def cohort_text(cohort) -> str:
     """The Effort tab's cohort line from a :class:`~napari_alseg.session.cohort_time.CohortSeconds`."""
     total = cohort.items_done + cohort.items_left
     done = f"Cohort: {cohort.items_done} of {total} items done"
-    if cohort.items_done:
+    if cohort.items_done and cohort.spent_s <= 0:  # labels imported or submitted by a script: no time to compare
+        done += f" (untimed: tracing them would take {duration_text(cohort.traced_done_s)})"
+    elif cohort.items_done:
         saved = cohort.saved_s
         verdict = f"saved {duration_text(saved)}" if saved >= 0 else f"{duration_text(-saved)} more than tracing"
         done += (f", {duration_text(cohort.spent_s)} spent (tracing them: {duration_text(cohort.traced_done_s)}, "
