@@ -109,10 +109,13 @@ def test_ui_stays_responsive_while_training(widget, qtbot):
     timer.stop()
     widget.controller.cancel_jobs()
     qtbot.waitUntil(lambda: no_jobs(widget), timeout=300_000)
+    # not frozen: the timer kept ticking through the round. A frozen UI shows as one gap as long as
+    # the round; a threshold in ms would be a timing goal, which lives in bench_latency.py (it
+    # measures the longest stall), not here, where the CPU may be shared with other work.
+    elapsed = sum(gaps)
     assert len(gaps) > 20
-    worst = max(gaps) - 0.020
-    print(f"timer ticks: {len(gaps)}, worst extra latency {worst * 1000:.0f} ms")
-    assert worst < 0.100
+    print(f"timer ticks: {len(gaps)} over {elapsed:.1f} s, longest gap {max(gaps) * 1000:.0f} ms")
+    assert max(gaps) < 0.5 * elapsed
 
 
 def test_the_dock_says_how_long_the_round_took(widget, qtbot):
