@@ -126,7 +126,8 @@ SIMULATED_ANNOTATORS = (TRACE_ANNOTATOR, CLICK_ANNOTATOR)
 
 # `alseg simulate --cohort` without options: both random baselines and one uncertainty engine,
 # 3 seeds of 4 rounds of 2 items (1 minute of training each), then the rest finished with the
-# last model; sized to end within an hour for a 60-case pool on a 2-core CPU.
+# last model. Meant for about an hour on a 2-core CPU for a 60-case pool; measured 80 min with
+# another benchmark alongside (benchmarks/RESULTS.md).
 COHORT_ENGINES = ("random", "random-foreground", "entropy")
 COHORT_SEEDS = 3
 COHORT_ROUNDS = 4
