@@ -20,7 +20,7 @@ demo:
 # The import contracts (import-linter, pyproject.toml), then the whole test suite, headless:
 # pytest-xvfb starts a virtual X display for napari.
 test:
-	@PY=$$(./scripts/setup.sh | tail -n 1) && "$$(dirname "$$PY")/lint-imports" && \
+	@PY=$$(./scripts/setup.sh | tail -n 1) && "$$(dirname "$$PY")/lint-imports" --no-cache && \
 	env -u QT_QPA_PLATFORM "$$PY" -m pytest $(PYTEST_ARGS)
 
 # Screenshots of napari with a sample project after a scripted round: SAMPLE=brain-stack|tumour-cases, OUT=path.png
