@@ -3,7 +3,7 @@
 Per (engine, seed) one active-learning run labels ``initial_items`` then ``batch_size``
 items a round for ``rounds`` rounds (the engine's suggestions, answered with the ground
 truth and retrained each round), then the rest of the cohort is finished with the last
-model. Every labelled item is priced under each workflow (:mod:`.pricing`), with the
+model. Every labelled item is priced under each workflow (:mod:`napari_alseg.pricing`), with the
 prefill the annotator would have seen then, so one run serves all workflows (they train
 on the same labels: the oracle's answer is the ground truth in every one):
 
@@ -97,8 +97,8 @@ def run_cohort(dataset_dir: str | os.PathLike, out_dir: str | os.PathLike, *, en
     for engine, seed in todo:
         traced_already = (NO_ENGINE, seed) in done
         rows, rounds_done = _engine_run(run, engine, seed, pace, trace=not traced_already)
-        round_rows.extend(rounds_done)
-        items.extend(rows)  # last: a run counts as done only with all its rows
+        items.extend(rows)  # a run counts as done once its item rows are written
+        round_rows.extend(rounds_done)  # after them: a rerun of a run cut short never adds its rounds twice
         done |= {(engine, seed), (NO_ENGINE, seed)}
     write_cohort_report(run.out_dir, costs)
     return run.out_dir
