@@ -247,10 +247,10 @@ def test_the_cohort_seconds_count_done_items_and_price_the_rest_once_scored(tmp_
 
 
 def test_the_cohort_line_reads_as_durations():
-    from napari_alseg._qt.effort_tab import cohort_text, duration_text
+    from napari_alseg._qt.effort_tab import cohort_text, hours_text
     from napari_alseg.session.cohort_time import CohortSeconds
 
-    assert [duration_text(s) for s in (40, 720, 11100)] == ["40 s", "12 min", "3 h 05 min"]
+    assert [hours_text(s) for s in (40, 720, 11100)] == ["40 s", "12 min", "3 h 05 min"]
     text = cohort_text(CohortSeconds(12, 36, 3900.0, 9000.0, 11400.0, 34800.0))
     assert text == ("Cohort: 12 of 48 items done, 1 h 05 min spent (tracing them: 2 h 30 min, saved 1 h 25 min). "
                     "Left: ~3 h 10 min with the current model; tracing the rest ~9 h 40 min.")

@@ -41,8 +41,13 @@ def time_left_text(seconds: float | None) -> str:
     return f"{duration_text(seconds)} left"
 
 
-def duration_text(seconds: float) -> str:
-    """``"1 min 20 s"`` / ``"45 s"``."""
+def duration_text(seconds: float, *, to_the_minute: bool = False) -> str:
+    """``"45 s"``, ``"1 min 20 s"``; ``to_the_minute`` (estimates of hours of work): ``"12 min"``,
+    ``"3 h 05 min"``. Negative durations read as 0."""
+    seconds = max(float(seconds), 0.0)
+    if to_the_minute and seconds >= 60:
+        minutes = int(round(seconds / 60))
+        return f"{minutes} min" if minutes < 60 else f"{minutes // 60} h {minutes % 60:02d} min"
     minutes, rest = divmod(int(round(seconds)), 60)
     return f"{minutes} min {rest:02d} s" if minutes else f"{rest} s"
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 from qtpy.QtWidgets import QLabel, QVBoxLayout, QWidget
 
 from ..pricing import SecondsCosts
+from .background import duration_text
 from .learning_curve import LearningCurve
 from .tables import fill_table, fit_to_width, make_table
 
@@ -20,13 +21,9 @@ COHORT_TIP = ("Seconds of the whole cohort (the pool less the held-out items). S
               "itself doubts, from the last scoring.")
 
 
-def duration_text(seconds: float) -> str:
-    """``40 s``, ``12 min``, ``3 h 05 min``: a duration as a person reads it."""
-    seconds = max(float(seconds), 0.0)
-    if seconds < 60:
-        return f"{seconds:.0f} s"
-    minutes = int(round(seconds / 60))
-    return f"{minutes} min" if minutes < 60 else f"{minutes // 60} h {minutes % 60:02d} min"
+def hours_text(seconds: float) -> str:
+    """A cohort's duration to the minute (``12 min``, ``3 h 05 min``; under a minute ``40 s``)."""
+    return duration_text(seconds, to_the_minute=True)
 
 
 def cohort_text(cohort) -> str:
@@ -34,18 +31,18 @@ def cohort_text(cohort) -> str:
     total = cohort.items_done + cohort.items_left
     done = f"Cohort: {cohort.items_done} of {total} items done"
     if cohort.items_done and cohort.spent_s <= 0:  # labels imported or submitted by a script: no time to compare
-        done += f" (untimed: tracing them would take {duration_text(cohort.traced_done_s)})"
+        done += f" (untimed: tracing them would take {hours_text(cohort.traced_done_s)})"
     elif cohort.items_done:
         saved = cohort.saved_s
-        verdict = f"saved {duration_text(saved)}" if saved >= 0 else f"{duration_text(-saved)} more than tracing"
-        done += (f", {duration_text(cohort.spent_s)} spent (tracing them: {duration_text(cohort.traced_done_s)}, "
+        verdict = f"saved {hours_text(saved)}" if saved >= 0 else f"{hours_text(-saved)} more than tracing"
+        done += (f", {hours_text(cohort.spent_s)} spent (tracing them: {hours_text(cohort.traced_done_s)}, "
                  f"{verdict})")
     if not cohort.items_left:
         return done + "."
     model = ("with the current model: after the next retrain and scoring" if cohort.left_with_model_s is None
-             else f"~{duration_text(cohort.left_with_model_s)} with the current model")
+             else f"~{hours_text(cohort.left_with_model_s)} with the current model")
     trace = ("tracing the rest: once an outline is traced" if cohort.trace_rest_s is None
-             else f"tracing the rest ~{duration_text(cohort.trace_rest_s)}")
+             else f"tracing the rest ~{hours_text(cohort.trace_rest_s)}")
     return f"{done}. Left: {model}; {trace}."
 
 
