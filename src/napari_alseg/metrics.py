@@ -34,6 +34,13 @@ def mean_dice(scores: np.ndarray) -> float:
     return float(np.nanmean(scores)) if np.any(np.isfinite(scores)) else float("nan")
 
 
+def item_dice(labels: np.ndarray, truth: np.ndarray, n_classes: int) -> float:
+    """One item's Dice: the mean over the classes 1..C-1 present in either array; 1.0 when
+    neither holds any (nothing to find, and nothing found)."""
+    score = mean_dice(dice_per_class(labels, truth, n_classes))
+    return 1.0 if np.isnan(score) else score
+
+
 def class_means(per_item: list[np.ndarray]) -> np.ndarray:
     """Per class, the mean Dice over the items where it was measured (NaN where none was).
 

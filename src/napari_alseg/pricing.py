@@ -26,7 +26,6 @@ from scipy import ndimage
 
 from .effort import CLICK_SECONDS_PRIOR, boundary_length, traced_boundary
 from .errors import AlsegError
-from .metrics import dice_per_class
 
 Spacing = tuple[float, float]
 
@@ -162,13 +161,6 @@ def review_slices(prefill: np.ndarray) -> int:
     planes = np.asarray(prefill)
     planes = planes[np.newaxis] if planes.ndim == 2 else planes
     return max(int(np.count_nonzero(planes.any(axis=(1, 2)))), 1)
-
-
-def item_dice(labels: np.ndarray, truth: np.ndarray, n_classes: int) -> float:
-    """Mean Dice over the classes present in either (1.0 when neither holds any structure)."""
-    scores = dice_per_class(labels, truth, n_classes)
-    present = scores[~np.isnan(scores)]
-    return float(present.mean()) if present.size else 1.0
 
 
 def expected_seconds(probs: np.ndarray, spacing: Spacing, costs: SecondsCosts = SecondsCosts()) -> float:

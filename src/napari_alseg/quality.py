@@ -29,7 +29,7 @@ from scipy import ndimage
 
 from .domain import QUALITY_CLASS_NAMES
 from .errors import AlsegError
-from .metrics import dice_per_class, mean_dice
+from .metrics import item_dice
 from .uncertainty import entropy_map, top_fraction_mean
 
 POOR, ADJUST, ACCEPTABLE = 0, 1, 2
@@ -146,8 +146,7 @@ def prediction_dice(probs: np.ndarray, labels: np.ndarray, n_classes: int, *, wh
     prediction = np.asarray(probs).argmax(axis=0)
     if whole:
         prediction, labels, n_classes = prediction > 0, np.asarray(labels) > 0, 2
-    score = mean_dice(dice_per_class(prediction, labels, n_classes))
-    return 1.0 if np.isnan(score) else score
+    return item_dice(prediction, labels, n_classes)
 
 
 @dataclass(frozen=True)

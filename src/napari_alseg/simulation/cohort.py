@@ -43,12 +43,13 @@ from ..store import Project
 from ..strategies import get_strategy
 from .cohort_files import (ACCEPTED, CLICK, CLICKED, CORRECT, CORRECTED_HOW, FINISH, ITEM_COLUMNS, ITEMS_CSV,
                            NO_ENGINE, REVIEW, ROUND_COLUMNS, ROUNDS_CSV, SETTINGS_JSON, TEXT_COLUMNS, TRACE, TRACED)
-from .cohort_report import write_cohort_report
-from .files import ANNOTATOR, TEST_FRACTION, clock_text, keep_settings, text_cells
+from .cohort_report import read_csv, write_cohort_report
+from .files import ANNOTATOR, TEST_FRACTION, clock_text, keep_settings, sync, text_cells
 from .loop import retrain_seeded
 from .measure import PoolTotals, format_value, is_labelled
 from .oracle import Oracle, click_item
-from ..pricing import SecondsCosts, item_dice, redraw, review_slices, trace_mm
+from ..metrics import item_dice
+from ..pricing import SecondsCosts, redraw, review_slices, trace_mm
 
 if TYPE_CHECKING:
     from ..model import TrainConfig
@@ -269,10 +270,7 @@ class _AppendedCsv:
         self.columns = tuple(columns)
 
     def rows(self) -> list[dict[str, str]]:
-        if not self.path.exists():
-            return []
-        with self.path.open(newline="") as handle:
-            return list(csv.DictReader(handle))
+        return read_csv(self.path)
 
     def extend(self, rows: Sequence[dict]) -> None:
         new = not self.path.exists()
@@ -281,8 +279,7 @@ class _AppendedCsv:
             if new:
                 writer.writeheader()
             writer.writerows(text_cells(row, TEXT_COLUMNS) for row in rows)
-            handle.flush()
-            os.fsync(handle.fileno())
+            sync(handle)
 
 
 class _Pace:
