@@ -44,12 +44,18 @@ def read_csv(path: Path) -> list[dict[str, str]]:
         return list(csv.DictReader(handle))
 
 
-def outcomes(rows: list[dict[str, str]]) -> list[Outcome]:
-    """Every (engine, workflow) of ``cohort_items.csv`` rows; seeds without a trace total are left out."""
-    traced = defaultdict(float)
+def traced_per_seed(rows: list[dict[str, str]]) -> dict[int, float]:
+    """Seconds of the trace workflow per seed: each seed's 100 %."""
+    traced: dict[int, float] = defaultdict(float)
     for row in rows:
         if row["workflow"] == TRACE:
             traced[int(row["seed"])] += float(row["seconds"])
+    return traced
+
+
+def outcomes(rows: list[dict[str, str]]) -> list[Outcome]:
+    """Every (engine, workflow) of ``cohort_items.csv`` rows; seeds without a trace total are left out."""
+    traced = traced_per_seed(rows)
     groups: dict[tuple[str, str], list[dict[str, str]]] = defaultdict(list)
     for row in rows:
         if int(row["seed"]) in traced:
@@ -130,10 +136,11 @@ def plot_cohort(rows: list[dict[str, str]], path: Path) -> Path:
     FigureCanvasAgg(figure)
     axes = np.atleast_1d(figure.subplots(1, max(len(engines), 1), sharey=True))
     grid = np.linspace(0, 100, 101)
+    traced = traced_per_seed(rows)
     for axis, engine in zip(axes, engines):
         for workflow in WORKFLOWS:
             source = NO_ENGINE if workflow == TRACE else engine
-            curves = _cumulative(rows, source, workflow, grid)
+            curves = _cumulative(rows, traced, source, workflow, grid)
             if not curves:
                 continue
             stack = np.array(curves)
@@ -149,11 +156,9 @@ def plot_cohort(rows: list[dict[str, str]], path: Path) -> Path:
     return path
 
 
-def _cumulative(rows: list[dict[str, str]], engine: str, workflow: str, grid: np.ndarray) -> list[np.ndarray]:
-    traced = defaultdict(float)
-    for row in rows:
-        if row["workflow"] == TRACE:
-            traced[int(row["seed"])] += float(row["seconds"])
+def _cumulative(rows: list[dict[str, str]], traced: dict[int, float], engine: str, workflow: str,
+                grid: np.ndarray) -> list[np.ndarray]:
+    """Per seed, the cumulative seconds of (engine, workflow) as % of ``traced[seed]``, on ``grid``."""
     per_seed: dict[int, list[float]] = defaultdict(list)
     for row in rows:
         if row["engine"] == engine and row["workflow"] == workflow and int(row["seed"]) in traced:

@@ -94,7 +94,7 @@ class RoundsCsv:
         if not self.columns:
             with self.path.open("w", newline="") as handle:
                 csv.writer(handle).writerow(columns)
-                _sync(handle)
+                sync(handle)
             self.columns = columns
 
     def has(self, strategy: str, seed: int, round_index: int) -> bool:
@@ -103,7 +103,7 @@ class RoundsCsv:
     def append(self, row: dict[str, str], progress: Progress | None) -> None:
         with self.path.open("a", newline="") as handle:
             csv.DictWriter(handle, self.columns).writerow(text_cells(row, TEXT_COLUMNS))
-            _sync(handle)
+            sync(handle)
         self._done.add((row["strategy"], int(row["seed"]), int(row["round"])))
         if progress is not None:
             progress(row)
@@ -129,7 +129,7 @@ class ReferenceCsv:
             if new:
                 writer.writeheader()
             writer.writerow(row)
-            _sync(handle)
+            sync(handle)
         self._done.add(key)
 
 
@@ -160,7 +160,8 @@ def last_spread(curve: list[float], window: int) -> float:
     return max(tail) - min(tail)
 
 
-def _sync(handle) -> None:
+def sync(handle) -> None:
+    """Flush ``handle`` and fsync its file: a row written is a row kept."""
     handle.flush()
     os.fsync(handle.fileno())
 
