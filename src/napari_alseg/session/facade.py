@@ -199,6 +199,10 @@ class Session:
 
     def predict_labels(self, case: str, slice_index: int | None = None, *,
                        net: SegmentationNet | None = None, partial_labels: bool = True) -> np.ndarray:
+        """The model's label map; the current model's own, given the labels, is predicted once per
+        item and labels version and shared with the click tool's prior (:meth:`_unguided_prediction`)."""
+        if net is None and partial_labels and self.model_version is not None:
+            return self._unguided_prediction(case, slice_index).argmax(axis=0).astype(self.project.label_dtype)
         return self.learner.predict_labels(case, slice_index, net=net, partial_labels=partial_labels)
 
     def uncertainty_map(self, case: str, *, samples: int = 20) -> np.ndarray:
@@ -314,12 +318,15 @@ class Session:
         return prior
 
     def _unguided_prediction(self, case: str, slice_index: int | None) -> np.ndarray:
-        """:meth:`predict_probabilities`, remembered for one (case, slice, model, labels version)."""
+        """:meth:`predict_probabilities`, remembered for one (case, slice, model, labels version).
+        Read into a local first: a worker thread may replace the remembered one meanwhile."""
         snapshot = self.project.current_labels(case)
         key = (case, slice_index, self.model_version, None if snapshot is None else snapshot.version)
-        if self._click_prediction is None or self._click_prediction[0] != key:
-            self._click_prediction = (key, self.predict_probabilities(case, slice_index))
-        return self._click_prediction[1]
+        remembered = self._click_prediction
+        if remembered is None or remembered[0] != key:
+            remembered = (key, self.predict_probabilities(case, slice_index))
+            self._click_prediction = remembered
+        return remembered[1]
 
     def undo_submit(self, case: str) -> int:
         """Take back the case's last submit that still stands: the label version before it is
