@@ -87,7 +87,7 @@ def stack(tmp_path):
 
 
 def test_the_session_asks_inside_a_range_marked_before_a_model_without_a_rescore(stack):
-    held_out = {n for _case, n in stack.project.validation_items()}
+    held_out = {n for _case, n in stack.catalog.validation_items()}
     open_slices = [n for n in range(12) if n not in held_out]
     before = stack.suggest(100)
     assert before and all("no slice range marked" in s.message for s in before)  # not a random fallback
@@ -102,10 +102,10 @@ def test_the_session_asks_inside_a_range_marked_before_a_model_without_a_rescore
 
 
 def test_the_session_asks_between_slices_where_the_annotator_traced_the_class(stack):
-    held_out = {n for _case, n in stack.project.validation_items()}
+    held_out = {n for _case, n in stack.catalog.validation_items()}
     open_slices = [n for n in range(12) if n not in held_out]
     a, b = open_slices[0], open_slices[-1]
-    truth = stack.project.ground_truth("case_000")
+    truth = stack.catalog.ground_truth("case_000")
     for n in (a, b):
         stack.submit("case_000", truth[n], slice_index=n, class_id=2, seconds_active=5)
     picks = stack.suggest(100)
@@ -113,3 +113,17 @@ def test_the_session_asks_between_slices_where_the_annotator_traced_the_class(st
     assert rim and all(a < s.item.slice_index < b for s in rim)
     assert all(f"between slices {a} and {b}" in s.message for s in rim)
     assert [s.item.class_id for s in picks[:len(rim)]] == [2] * len(rim)
+
+
+def test_after_a_model_equal_scores_go_first_where_the_model_expects_most_of_the_class():
+    # issue 22 item 8: a class never outlined has the prior's effort on every slice, so its ROIs tie;
+    # the queue then starts where the model expects most of the class, not in a seeded shuffle
+    expected = {3: 0.5, 8: 40.0, 12: 9.0, 16: 0.0}
+    pool = free_pool([(n, 1) for n in expected], has_model=True)
+    pool.class_dice_history = [np.array([0.0, 0.0])]
+    pool.terms = {QueryItem("c", n, 1): {"foreground": pixels} for n, pixels in expected.items()}
+    for seed in range(4):
+        picks = select("dice-per-effort", pool, 4, seed=seed)
+        assert len({s.score for s in picks}) == 1
+        assert [s.item.slice_index for s in picks] == [8, 12, 3, 16]
+    assert "ties" in picks[0].message and "expects" in picks[0].message

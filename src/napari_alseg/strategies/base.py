@@ -60,17 +60,20 @@ class Strategy:
     granularities: frozenset[str] = field(default=frozenset(GRANULARITIES))
 
 
-def rank(scores: Mapping[QueryItem, float], seed: int) -> list[QueryItem]:
-    """Items by descending score; NaN last; exact ties in an order drawn from ``seed``.
+def rank(scores: Mapping[QueryItem, float], seed: int,
+         then: Mapping[QueryItem, float] | None = None) -> list[QueryItem]:
+    """Items by descending score; NaN last; exact ties by descending ``then`` (missing or NaN
+    counts as lowest) when given, remaining ties in an order drawn from ``seed``.
 
-    The tie order comes from ``np.random.default_rng(seed)`` over the items in
+    The draw comes from ``np.random.default_rng(seed)`` over the items in
     :func:`item_key` order, so it never depends on dict insertion order.
     """
     items = sorted(scores, key=item_key)
     values = np.array([scores[item] for item in items], dtype=float)
-    tie_break = np.random.default_rng(seed).permutation(len(items))
+    shuffle = np.random.default_rng(seed).permutation(len(items))
+    second = np.array([(then or {}).get(item, np.nan) for item in items], dtype=float)
     missing = np.isnan(values)
-    order = np.lexsort((tie_break, -np.where(missing, 0.0, values), missing))
+    order = np.lexsort((shuffle, -np.nan_to_num(second, nan=-np.inf), -np.where(missing, 0.0, values), missing))
     return [items[index] for index in order]
 
 

@@ -61,8 +61,10 @@ def select_dice_per_effort(pool: PoolScores, k: int, seed: int, alpha: float = A
     With no supported estimate the score is the Dice gap alone (every ROI is then unknown
     alike: nothing has been delineated).
 
-    Before a model (``pool.has_model`` False), ROIs whose class is vouched for on their slice
-    (:func:`presence_note`) come first, each group by its score, then the others.
+    With a model, equal scores go first where the model expects most of the class
+    (``foreground``, Σ p_c over the slice). Before a model (``pool.has_model`` False), ROIs
+    whose class is vouched for on their slice (:func:`presence_note`) come first, each group
+    by its score, then the others.
     """
     gaps = class_dice_gaps(pool, alpha)
     known = known_classes(pool)
@@ -87,8 +89,11 @@ def select_dice_per_effort(pool: PoolScores, k: int, seed: int, alpha: float = A
         if item.class_id in known and pool.terms.get(item, {}).get(TERM_FOREGROUND, math.inf) < ABSENT_PIXELS:
             scores[item] = math.nan  # asked last: the model knows the class and sees none of it here
             messages[item] = "the model, which knows this class, sees none of it on this slice"
-    order = rank(scores, seed)
-    if not pool.has_model:
+    expected = {item: pool.terms.get(item, {}).get(TERM_FOREGROUND, math.nan) for item in pool.candidates}
+    order = rank(scores, seed, then=expected if pool.has_model else None)
+    if pool.has_model:
+        _note_ties(scores, expected, messages)
+    else:
         vouched = {}
         for item in pool.candidates:
             vouched[item], note = presence_note(pool, item)
@@ -98,6 +103,21 @@ def select_dice_per_effort(pool: PoolScores, k: int, seed: int, alpha: float = A
                  + [item for item in order if not math.isfinite(scores[item])])
     name = PAPER_NAME if estimator == ESTIMATOR_PAPER else NAME
     return [suggestion(pool, item, scores[item], name, terms[item], messages[item]) for item in order[:k]]
+
+
+def _note_ties(scores: dict[QueryItem, float], expected: dict[QueryItem, float],
+               messages: dict[QueryItem, str]) -> None:
+    """Say why tied ROIs come in the order they do. A class never outlined is priced at the
+    prior's effort on every slice, so its ROIs tie (issue 22: a queue of one score); the
+    model's expected pixels of the class (``Σ p_c``) then put the likeliest slices first."""
+    counts: dict[float, int] = {}
+    for score in scores.values():
+        if math.isfinite(score):
+            counts[score] = counts.get(score, 0) + 1
+    for item, score in scores.items():
+        if counts.get(score, 0) > 1 and math.isfinite(expected[item]):
+            note = f"ties on score: first where the model expects most of the class ({expected[item]:.0f} px here)"
+            messages[item] = "; ".join(part for part in (messages[item], note) if part)
 
 
 def presence_note(pool: PoolScores, item: QueryItem) -> tuple[bool, str]:
