@@ -1,4 +1,5 @@
-"""Quality ratings (METHODS A, issue 22 item 4): do they rank the unlabelled pool after 1, 2, 3 rounds?
+"""Quality ratings (docs/METHODS.md §6.1, issue 22 item 4): do they rank the unlabelled pool
+after 1, 2, 3 rounds?
 
 Runs the product as an annotator would: a project from a sample folder (its labels held back as
 ground truth), a few items answered by the simulated annotator (corrections of the prefill once

@@ -6,8 +6,8 @@ result is compared with the papers' figures in ``benchmarks/RESULTS.md``. Each p
 ``benchmarks/plans/`` (``--write-plans``), so that one command reproduces it on any data:
 ``alseg simulate MYDATA OUT --plan benchmarks/plans/standard-brain-stack.json``.
 
-Standard (default): the comparisons METHODS makes its claims on, on the benchmark pools
-(``samples.BENCHMARK_SETS``), 3 seeds, every strategy group with plain random and the
+Standard (default): the comparisons the studies of docs/METHODS.md §10 make their claims on,
+on the benchmark pools (``samples.BENCHMARK_SETS``), 3 seeds, every strategy group with plain random and the
 foreground-aware random (nnActive) beside it.
 
 - brain-stack-72 (72 coronal slices every 2.5 mm, downsampled 2x in-plane to 92 x 88 px of
@@ -38,7 +38,7 @@ brain-stack 3.6 min, tumour-cases 11 min (40 s of it generating the pool), one t
 entropy, entropy-mc and a whole-slice group (random, random-foreground, gradient-vae, 2
 slices a round) on brain-stack; mc-dropout-sum, margins, entropy, representative,
 non-similar, quality-threshold and bootstrap on tumour-cases, and random,
-random-foreground vs quality-threshold correcting the prediction (METHODS A).
+random-foreground vs quality-threshold correcting the prediction (docs/METHODS.md §6.4).
 ``--full``: the pools at full resolution, 3 seeds, more rounds and steps, every engine
 (meant for a GPU; CUDA is used when present).
 

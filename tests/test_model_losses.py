@@ -1,4 +1,4 @@
-"""Partial-label mixed CE (METHODS E), its prediction-time renormalisation, batch Dice + CE."""
+"""Partial-label mixed CE (docs/METHODS.md §7.2), its prediction-time renormalisation, batch Dice + CE."""
 
 import math
 

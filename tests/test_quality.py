@@ -1,4 +1,5 @@
-"""Quality predictor (METHODS A): classes, features, predicted Dice with its interval, persistence."""
+"""Quality predictor (docs/METHODS.md §6.1): classes, features, predicted Dice with its interval,
+persistence."""
 
 import numpy as np
 import pytest

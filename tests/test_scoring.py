@@ -170,7 +170,7 @@ def test_vae_latents_and_gradient_steps_of_the_seeds(cpu):
     assert "vae" in pool.available()
     assert set(pool.gradient_latents) == {QueryItem("c", 0)}
     z, moved = pool.vae_latents[QueryItem("c", 0)], pool.gradient_latents[QueryItem("c", 0)]
-    assert z.shape == (2,)  # a small set: 2 latent dimensions (METHODS C)
+    assert z.shape == (2,)  # a small set: 2 latent dimensions (docs/METHODS.md §5.1)
     assert 0 < np.linalg.norm(moved - z) < 1e-2  # a real, small step
     assert set(pool.vae_latents) >= set(pool.candidates)
     again = score_pool(ScoreRequest(tiny_net(2), None, images, labels, granularity="slice", n_classes=3,
@@ -270,8 +270,9 @@ def test_prediction_boxes_computed_in_slabs_match_the_whole_argmax(monkeypatch):
 
 
 def test_scoring_and_the_model_share_one_partial_label_posterior():
-    """Scoring's METHODS E prediction is the model's renormalise_prediction, also where the
-    network puts no mass on the classes still possible (both: uniform over C_n)."""
+    """Scoring's partial-label posterior (docs/METHODS.md §7.2) is the model's
+    renormalise_prediction, also where the network puts no mass on the classes still possible
+    (both: uniform over C_n)."""
     from types import SimpleNamespace
 
     from napari_alseg.model import renormalise_prediction

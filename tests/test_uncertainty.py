@@ -102,9 +102,9 @@ def test_top_fraction_localises_while_the_volume_sum_prefers_broad_noise():
     noise_top = top_fraction_mean(class_mean_variance_map(broad_noise))
     assert blob_top == pytest.approx(0.16)
     assert noise_top == pytest.approx(0.01)
-    assert blob_top > noise_top  # METHODS B: Kim et al. score localises to the ROI
+    assert blob_top > noise_top  # docs/METHODS.md §3.4: Kim et al.'s score localises to the ROI
 
-    # METHODS D sums V over the volume: 27 × 0.16 = 4.32 < 8000 × 0.01 = 80.
+    # docs/METHODS.md §3.5 sums V over the volume: 27 × 0.16 = 4.32 < 8000 × 0.01 = 80.
     assert class_mean_variance_sum(small_blob) == pytest.approx(27 * 0.16)
     assert class_mean_variance_sum(broad_noise) == pytest.approx(8000 * 0.01)
     assert class_mean_variance_sum(broad_noise) > class_mean_variance_sum(small_blob)

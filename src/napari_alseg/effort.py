@@ -1,4 +1,4 @@
-"""Annotation effort as the boundary length an annotator has to trace (METHODS E).
+"""Annotation effort as the boundary length an annotator has to trace (docs/METHODS.md §7.3).
 
 Estimator: the iso-0.5 contour of the zero-padded mask (marching squares, as
 ``skimage.measure.find_contours`` draws it), measured as a polyline. Its vertices sit on
@@ -86,7 +86,7 @@ def slice_trace_length(plane: np.ndarray, classes: Iterable[int], spacing: Spaci
 
 def roi_trace_length(mask: np.ndarray, neighbours: Iterable[np.ndarray], spacing: Spacing) -> BoundaryLength:
     """A traced ROI's outline minus what it shares with the ``neighbours`` already delineated on
-    its slice (masks ``(j, i)``): that line exists (METHODS E)."""
+    its slice (masks ``(j, i)``): that line exists (docs/METHODS.md §7.3)."""
     spacing = _checked_spacing(spacing)
     mask = _as_mask(mask)[np.newaxis]
     px, mm = _plane_lengths(mask, spacing)
@@ -132,7 +132,7 @@ def traced_boundary(labels: np.ndarray, classes: Iterable[int], spacing: Spacing
     return BoundaryLength(float(np.maximum(px, 0.0).sum()), float(np.maximum(mm, 0.0).sum()))
 
 
-ESTIMATOR_PAPER = "paper"  # METHODS E as published: B with an ε-prior towards 0, R clipped at 0.001 mm
+ESTIMATOR_PAPER = "paper"  # docs/METHODS.md §7.4 as published: B with an ε-prior to 0, R clipped at 0.001 mm
 ESTIMATOR_PRIOR = "prior"  # B with a data prior for unseen classes; empty delineations are not outlines
 ESTIMATOR_PREDICTED = "predicted"  # the prior's R blended with the current prediction's own outline
 ESTIMATORS = (ESTIMATOR_PAPER, ESTIMATOR_PRIOR, ESTIMATOR_PREDICTED)
@@ -155,7 +155,7 @@ class EffortEstimate:
 
 
 class EffortModel:
-    """Running boundary-length matrix ``B`` (C×C, mm) and remaining effort ``R_nc`` (METHODS E).
+    """Running boundary-length matrix ``B`` (C×C, mm) and remaining effort ``R_nc`` (docs/METHODS.md §7.4).
 
     ``observe`` keeps, per pair of classes, the summed length and two counts: slices where
     both were *delineated* (``count_delineated``, what the paper averages over) and slices

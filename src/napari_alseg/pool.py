@@ -1,4 +1,4 @@
-"""The record of one round of pool scoring: what every strategy ranks from (DESIGN).
+"""The record of one round of pool scoring: what every strategy ranks from (docs/DESIGN.md §3.3).
 
 It lies below both :mod:`napari_alseg.scoring` (which fills it) and
 :mod:`napari_alseg.strategies` (which rank it), so neither imports the other.
@@ -33,7 +33,7 @@ class PoolScores:
     items. ``bboxes[item]``: half-open ``((k0, k1), (j0, j1), (i0, i1))`` around the predicted
     foreground (an ROI: its class) plus :data:`BBOX_MARGIN`, the whole region when nothing
     is predicted. ``class_dice_history``: per round, Dice on the manual labels ``(C-1,)`` of classes
-    1..C-1. ``allowed[(case, slice)]``: METHODS E ``C_n``. ``vae_latents``: latent means of
+    1..C-1. ``allowed[(case, slice)]``: ``C_n`` (docs/METHODS.md §7.1). ``vae_latents``: latent means of
     items and of gradient seeds; ``gradient_latents[seed]``: ``z'`` after the gradient
     step. ``spacing[case]``: in-plane pixel size (row, col) in mm. ``quality_features``:
     :func:`~napari_alseg.quality.quality_features` of candidates, to pair later with the
@@ -42,7 +42,7 @@ class PoolScores:
     the ratings (e.g. one class only among the examples); ``region_quality``: an ROI pool's
     ratings of its unlabelled slices (quality terms per slice).
     ``vae``: the VAE used, to reuse next round. ``class_ranges[(case, class)]``: the weak
-    slice range ``(first, last)`` the annotator marked for the class (METHODS E);
+    slice range ``(first, last)`` the annotator marked for the class (docs/METHODS.md §7.1);
     ``traced_spans[(case, class)]``: the first and last slice holding labelled voxels of
     the class (an ROI pool): where, before a model, a structure is known to be.
     """

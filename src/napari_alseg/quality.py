@@ -1,7 +1,7 @@
-"""Quality predictor: how good is a prediction, in Dice, and which class is that (METHODS A)?
+"""Quality predictor: how good is a prediction, in Dice, and which class is that (docs/METHODS.md §6)?
 
-Dice needs ground truth, so METHODS A estimates the quality of a prediction from the image
-and the *soft* prediction. Here that is a fixed vector of hand-made features
+Dice needs ground truth, so the quality of a prediction is estimated from the image and
+the *soft* prediction (docs/METHODS.md §6.1). Here that is a fixed vector of hand-made features
 (:func:`quality_features`: confidence, entropy, MC-dropout variance, shape and intensity
 of the predicted region). :class:`QualityPredictor` predicts the Dice itself, with an
 :data:`INTERVAL` interval, and derives the class from it with the paper's Dice bands
@@ -75,7 +75,7 @@ _OTHER = [i for i in range(len(FEATURE_NAMES)) if i != PRIOR_INDEX]
 
 @dataclass(frozen=True)
 class QualityThresholds:
-    """Dice bands (METHODS A): Poor ``< poor`` <= Adjust <= ``acceptable`` < Acceptable."""
+    """Dice bands (docs/METHODS.md §6.2): Poor ``< poor`` <= Adjust <= ``acceptable`` < Acceptable."""
 
     poor: float = 0.6
     acceptable: float = 0.8

@@ -1,4 +1,4 @@
-"""Redundancy restriction on encoder features, and slice-uniform ordering (METHODS B, E).
+"""Redundancy restriction on encoder features, and slice-uniform ordering (docs/METHODS.md §4, §2.2).
 
 Features are one vector per item (encoder bottleneck activations averaged over space),
 compared by cosine similarity. Every selection is greedy and deterministic: ties go to
@@ -111,7 +111,7 @@ def top_then_restrict(
 
 
 def longest_unlabelled_run_order(n_slices: int, labelled: Iterable[int]) -> list[int]:
-    """Slice-uniform baseline order (METHODS E) of all unlabelled slices ``0..n_slices-1``.
+    """Slice-uniform baseline order (docs/METHODS.md §2.2) of all unlabelled slices ``0..n_slices-1``.
 
     Each pick is the middle (lower middle for even lengths) of the currently longest run of
     consecutive unlabelled slices, ties → the run starting lowest; so every pick shortens

@@ -1,4 +1,4 @@
-"""Per-item uncertainty scores from softmax probability maps (METHODS B, D, E).
+"""Per-item uncertainty scores from softmax probability maps (docs/METHODS.md §3).
 
 Conventions: ``probs`` is ``(C, *spatial)`` softmax probabilities with class 0 the
 background; ``samples`` is ``(T, C, *spatial)`` for T Monte-Carlo or bootstrap members.
@@ -48,7 +48,7 @@ def class_entropy(
 
 
 def margin_score(probs: np.ndarray) -> float:
-    """Margins ``u = -mean(|p_fg - 0.5|)`` (METHODS B); ``p_fg = 1 - p_0``, or ``p_0`` if C = 1."""
+    """Margins ``u = -mean(|p_fg - 0.5|)`` (docs/METHODS.md §3.2); ``p_fg = 1 - p_0``, or ``p_0`` if C = 1."""
     probs = _checked_probs(probs)
     foreground = probs[0] if probs.shape[0] == 1 else 1.0 - probs[0]
     return -float(np.abs(foreground - 0.5).mean())
@@ -60,12 +60,12 @@ def mc_variance_map(samples: np.ndarray) -> np.ndarray:
 
 
 def class_mean_variance_map(samples: np.ndarray) -> np.ndarray:
-    """``V(x) = (1/C) Σ_c Var_t p_t(x, c)`` per voxel (METHODS D): ``(*spatial)``."""
+    """``V(x) = (1/C) Σ_c Var_t p_t(x, c)`` per voxel (docs/METHODS.md §3.4): ``(*spatial)``."""
     return mc_variance_map(samples).mean(axis=0)
 
 
 def top_fraction_mean(variance_map: np.ndarray, fraction: float = 0.001) -> float:
-    """Mean of the top ``fraction`` of voxel values (at least one voxel), METHODS B MC dropout.
+    """Mean of the top ``fraction`` of voxel values (at least one voxel), docs/METHODS.md §3.4.
 
     Averaging only the most uncertain 0.1 % localises the score to the region of interest,
     so a small uncertain structure is not drowned out by faint noise in the background.
@@ -80,12 +80,12 @@ def top_fraction_mean(variance_map: np.ndarray, fraction: float = 0.001) -> floa
 
 
 def class_mean_variance_sum(samples: np.ndarray) -> float:
-    """Whole-volume MC-dropout score of METHODS D: ``Σ_x V(x)``; grows with uncertain volume."""
+    """Whole-volume MC-dropout score (docs/METHODS.md §3.5): ``Σ_x V(x)``; grows with uncertain volume."""
     return float(class_mean_variance_map(samples).sum())
 
 
 def bootstrap_score(member_probs: np.ndarray) -> float:
-    """Mean over classes and voxels of the variance across bootstrap models (METHODS B).
+    """Mean over classes and voxels of the variance across bootstrap models (docs/METHODS.md §3.7).
 
     ``member_probs`` is ``(M, C, *spatial)``, one probability map per model.
     """
@@ -93,7 +93,7 @@ def bootstrap_score(member_probs: np.ndarray) -> float:
 
 
 def dice_gap(dice_history: Sequence[float], alpha: float = 0.5) -> float:
-    """Room for improvement ``1 - D̃`` with ``D̃ = α D(T-1) + (1-α) D(T-2)`` (METHODS E).
+    """Room for improvement ``1 - D̃`` with ``D̃ = α D(T-1) + (1-α) D(T-2)`` (docs/METHODS.md §7.5).
 
     Smoothing two rounds damps the noise of Dice on few labels. One value: ``1 - D``;
     no value yet: 1 (nothing known, everything to gain).

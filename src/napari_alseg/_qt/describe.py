@@ -23,7 +23,7 @@ SHOWN_TERMS = {domain.TERM_MC_TOP: "uncertainty (MC top 0.1 %)", domain.TERM_ENT
 SHOWN_NEGATED = {domain.TERM_MARGIN}  # stored negated so that larger ranks first; shown as the margin itself
 EFFORT_TERMS = (domain.TERM_EFFORT_PX, domain.TERM_EFFORT_MM, domain.TERM_EFFORT_S)
 EFFORT_GUESS_NOTE = " <i>(a guess: no outline of this class traced yet; the typical outline so far)</i>"
-# a case's or slice's remaining effort is METHODS E's B summed over its open (slice, class) pairs
+# a case's or slice's remaining effort: R_nc (docs/METHODS.md §7.4) summed over its open (slice, class) pairs
 EFFORT_REGION_NOTE = " <i>(typical outlines of this data, per slice and class still open; not read from this item)</i>"
 
 

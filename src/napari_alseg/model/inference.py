@@ -5,7 +5,7 @@ numpy ``(C, *S)`` on the CPU, ready for scoring and napari. Images larger than
 ``patch_size`` go through MONAI's ``sliding_window_inference`` (Gaussian blending).
 ``device=None`` runs where the net's weights are; naming a device moves the net there.
 
-MC dropout (METHODS B, D): only the network's dropout modules are switched to
+MC dropout (docs/METHODS.md §3.3): only the network's dropout modules are switched to
 training mode; normalisation layers stay in eval mode. :func:`mc_dropout` runs the
 backbone once and re-samples only the dropout head; :func:`mc_dropout_full_passes`
 is the reference that runs ``T`` whole forward passes. Both draw sample ``t`` of a
@@ -46,7 +46,7 @@ class McResult:
 
     ``mean_probs`` ``(C, *S)``: mean softmax over samples; ``variance`` ``(C, *S)``:
     population variance of the softmax over samples (before any argmax);
-    ``features`` ``(F,)``: encoder bottleneck averaged over space (METHODS B's ``h_i``).
+    ``features`` ``(F,)``: encoder bottleneck averaged over space (``h_i`` of docs/METHODS.md §4.1).
     """
 
     mean_probs: np.ndarray

@@ -1,4 +1,4 @@
-"""Training losses: Dice+CE for full labels, partial-label mixed CE for ROIs (METHODS E).
+"""Training losses: Dice+CE for full labels, partial-label mixed CE for ROIs (docs/METHODS.md §7.2).
 
 Shapes: ``logits``/``probs`` ``(B, C, *S)``; ``labels`` ``(B, *S)`` integer;
 ``labelled_mask`` ``(B, *S)`` bool; ``allowed_classes`` ``(B, C)`` (one set per item,
@@ -47,7 +47,7 @@ def partial_label_ce(
     allowed_classes: torch.Tensor | None = None,
     weights: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """METHODS E's mixed cross-entropy, averaged over voxels (scalar).
+    """The mixed cross-entropy of docs/METHODS.md §7.2, averaged over voxels (scalar).
 
     Labelled voxels contribute ``-log f_l(x)``; unlabelled voxels ``-log sum_{c in C_n}
     f_c(x)``: the model is only told the voxel is *not* one of the excluded classes.
@@ -117,7 +117,7 @@ def renormalise_prediction(
     labelled_mask: torch.Tensor,
     allowed_classes: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """Prediction given partial labels (METHODS E), ``(B, C, *S)`` summing to 1 per voxel.
+    """Prediction given partial labels (docs/METHODS.md §7.2), ``(B, C, *S)`` summing to 1 per voxel.
 
     Labelled voxels become the one-hot of their label; unlabelled voxels get the
     network's probabilities restricted to ``C_n`` and renormalised (Bayes' rule with

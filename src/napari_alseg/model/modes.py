@@ -2,7 +2,7 @@
 
 :func:`eval_mode` is what every prediction without dropout uses (inference, the click
 simulator's own prediction, the VAE's gradient step, training's checks, scoring's features);
-:func:`mc_dropout_mode` switches on only the dropout modules, for MC dropout (METHODS B, D).
+:func:`mc_dropout_mode` switches on only the dropout modules, for MC dropout (docs/METHODS.md §3.3).
 Both restore each module's previous flag, so a net in training stays in training. Kept apart
 from :mod:`.inference` so the modules below it (:mod:`.guidance`) can use them without
 importing prediction.

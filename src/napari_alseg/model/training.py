@@ -1,9 +1,8 @@
 """One fine-tuning round: warm-start from the active model, train a copy, hand back weights.
 
 The active model is never touched: training runs on a deep copy, so a cancel, a
-crash or a diverging loss leaves the caller with its last good weights (DESIGN:
-"training can be cancelled without corrupting the last good model"). Progress is
-reported as small :class:`TrainProgress` records, never as weights.
+crash or a diverging loss leaves the caller with its last good weights (docs/DESIGN.md
+§5.3). Progress is reported as small :class:`TrainProgress` records, never as weights.
 
 Items are 2D slices or 3D cases. A round runs for a wall-clock budget (``seconds``,
 what the annotator waits for) or a step count (reproducible runs); the learning rate
@@ -12,8 +11,8 @@ most are centred on a labelled voxel of a class drawn uniformly from the classes
 delineated so far (so a 20-pixel structure is seen as often as cortex), the rest are
 random. Crops are prepared and augmented in a background thread while the network
 steps. Fully labelled crops pay cross-entropy plus a batch Dice; partial labels pay the
-mixed CE of METHODS E plus the Dice of each delineated class. A guided net (one that reads
-clicks) trains a share of its steps with clicks simulated on its own errors
+mixed CE of docs/METHODS.md §7.2 plus the Dice of each delineated class. A guided net (one
+that reads clicks) trains a share of its steps with clicks simulated on its own errors
 (:mod:`.guidance`), the rest without.
 """
 
@@ -288,7 +287,7 @@ def _train_step(working: SegmentationNet, optimiser: torch.optim.Optimizer, scal
 
 def _batch_loss(logits: torch.Tensor, batch: Batch) -> torch.Tensor:
     """CE + batch Dice over fully labelled crops; mixed CE plus the Dice of each delineated
-    class over the rest (partial labels, METHODS E); weighted by the crops of each kind."""
+    class over the rest (partial labels, docs/METHODS.md §7.2); weighted by the crops of each kind."""
     fully_labelled = batch.labelled_mask.flatten(1).all(dim=1)
     partial = ~fully_labelled
     total = logits.new_zeros(())

@@ -1,4 +1,4 @@
-"""A small convolutional VAE and the gradient step of gradient-guided sampling (METHODS C).
+"""A small convolutional VAE and the gradient step of gradient-guided sampling (docs/METHODS.md §5).
 
 Dai et al. train a VAE on every (unlabelled) slice, MSE reconstruction + KL, with a
 3-dimensional latent space (2 for small sets: more dimensions spread few samples too
@@ -78,7 +78,7 @@ class ConvVAE(nn.Module):
 
 
 def latent_dim_for(n_samples: int) -> int:
-    """3, or 2 below :data:`SMALL_SET_SIZE` samples (METHODS C)."""
+    """3, or 2 below :data:`SMALL_SET_SIZE` samples (docs/METHODS.md §5.1)."""
     return SMALL_SET_LATENT_DIM if n_samples < SMALL_SET_SIZE else LATENT_DIM
 
 
@@ -121,7 +121,7 @@ def fit_vae(
 
 def vae_loss(reconstruction: torch.Tensor, target: torch.Tensor, mean: torch.Tensor,
              log_variance: torch.Tensor) -> torch.Tensor:
-    """MSE (summed over voxels) + KL divergence, averaged over the batch (METHODS C)."""
+    """MSE (summed over voxels) + KL divergence, averaged over the batch (docs/METHODS.md §5.1)."""
     squared_error = (reconstruction - target).pow(2).flatten(1).sum(dim=1)
     kl = -0.5 * (1 + log_variance - mean.pow(2) - log_variance.exp()).sum(dim=1)
     return (squared_error + kl).mean()

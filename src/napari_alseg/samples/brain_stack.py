@@ -1,6 +1,6 @@
 """The ``brain-stack`` set: independently deformed coronal slices of a real labelled T1 brain.
 
-It reproduces the synthetic stacks of Atzeni et al. 2022 (METHODS E): a real 3D T1 MRI
+It reproduces the synthetic stacks of Atzeni et al. 2022 (docs/METHODS.md §10.5): a real 3D T1 MRI
 (Colin27, 1 mm) with deep structures from the AAL atlas plus cortex / white matter / CSF,
 cut into coronal slices every 5 mm, each slice deformed by its own random similarity
 and smooth nonlinear field, so neighbouring slices are no longer in register and a 2D

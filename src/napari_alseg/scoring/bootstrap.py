@@ -1,4 +1,4 @@
-"""Bootstrap ensembles (METHODS B): nets fine-tuned on resamples of the labelled items."""
+"""Bootstrap ensembles (docs/METHODS.md §3.7): nets fine-tuned on resamples of the labelled items."""
 
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ def train_bootstrap_nets(
     seed: int = 0,
     should_stop: Callable[[], bool] | None = None,
 ) -> list[SegmentationNet]:
-    """``n`` nets fine-tuned from ``net`` on bootstrap resamples of ``items`` (METHODS B).
+    """``n`` nets fine-tuned from ``net`` on bootstrap resamples of ``items`` (docs/METHODS.md §3.7).
 
     Each member draws ``len(items)`` items with replacement (``default_rng(seed)``) and
     trains with ``config`` under seed ``seed + member``. Raises :class:`ScoringCancelled`

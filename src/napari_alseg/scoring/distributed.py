@@ -1,4 +1,4 @@
-"""Pool scoring spread over Dask workers: one pure task per case (DESIGN "Scale beyond one machine").
+"""Pool scoring spread over Dask workers: one pure task per case (docs/DESIGN.md §5.11).
 
 Scoring is embarrassingly parallel over cases, so each task gets only paths and numbers
 (the checkpoint, the case's channel files, the slices to score), loads what it needs

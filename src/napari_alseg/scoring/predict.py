@@ -1,7 +1,8 @@
 """One region's prediction for scoring: probabilities, MC dropout, bootstrap members, features.
 
-Partially labelled regions get METHODS E's prediction (:func:`with_partial_labels`): the
-same posterior the model uses (:func:`napari_alseg.model.losses.renormalise_prediction`).
+Partially labelled regions get the partial-label posterior (docs/METHODS.md §7.2,
+:func:`with_partial_labels`): the same posterior the model uses
+(:func:`napari_alseg.model.losses.renormalise_prediction`).
 """
 
 from __future__ import annotations
@@ -102,7 +103,8 @@ def _bottleneck_features(scoring: RoundInputs, image: np.ndarray) -> np.ndarray:
 
 
 def with_partial_labels(prediction: RegionPrediction, scoring: RoundInputs, region: QueryItem) -> RegionPrediction:
-    """METHODS E prediction: labels kept, unlabelled voxels renormalised over ``C_n``."""
+    """The partial-label posterior (docs/METHODS.md §7.2): labels kept, unlabelled voxels
+    renormalised over ``C_n``."""
     given = scoring.region_labels(region)
     allowed = scoring.region_allowed(region)
     if (given is None or not given[1].any()) and allowed is None:

@@ -38,9 +38,9 @@ class ScoreRequest:
     region boxes are filled (random and slice-uniform still work). ``spec``: the net's (its
     own when None). ``granularity``: one of :data:`~napari_alseg.domain.GRANULARITIES`;
     ``needs``: a subset of :data:`~napari_alseg.domain.NEEDS`. ``mc_samples``: T (S = 20 in
-    METHODS E). ``bootstrap_nets``: 2+ nets (:func:`train_bootstrap_nets`).
+    docs/METHODS.md §3.6). ``bootstrap_nets``: 2+ nets (:func:`train_bootstrap_nets`).
     ``validation``: items (or whole cases / slices) never suggested. ``allowed``: case →
-    ``(k, C)`` bool, METHODS E ``C_n`` (``Session.allowed_classes``); None = all classes.
+    ``(k, C)`` bool, ``C_n`` of docs/METHODS.md §7.1 (``Session.allowed_classes``); None = all classes.
     ``effort``, ``seconds_model``, ``spacing``, ``class_dice_history`` pass through to
     dice-per-effort. ``recent``: items labelled last round, the gradient-vae seeds (None =
     all labelled). ``vae``: reuse a trained VAE instead of training one for ``vae_steps``.

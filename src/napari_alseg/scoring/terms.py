@@ -1,4 +1,4 @@
-"""The named numbers of one item (METHODS B, D, E; quality A), from one region's prediction."""
+"""The named numbers of one item (docs/METHODS.md §3, §6.1, §7.4), from one region's prediction."""
 
 from __future__ import annotations
 
@@ -45,7 +45,7 @@ def predicted_outline_mm(probs: np.ndarray, class_id: int, given: tuple[np.ndarr
                          spacing: tuple[float, float]) -> float:
     """The boundary (mm) of class ``class_id`` in the prediction of a slice ``probs`` ``(C, H, W)``
     (the partial-label posterior: argmax), minus its contact with the classes 1..C-1 delineated on
-    the slice (``given``: labels, labelled mask ``(H, W)``), which is free (METHODS E).
+    the slice (``given``: labels, labelled mask ``(H, W)``), which is free (docs/METHODS.md §7.3).
 
     NaN when the class is not predicted on the slice: no outline to go by (the effort model
     then uses B alone), rather than a zero that would price the ROI as free.
@@ -112,7 +112,7 @@ def roi_terms(
 
     The scoring region is the class's predicted area grown by :data:`ROI_DILATION` px,
     restricted to ``unlabelled`` pixels (the whole unlabelled slice when the class is not
-    predicted): binary entropy ``H_nc`` (METHODS E), margin of ``p_c``, and the variance
+    predicted): binary entropy ``H_nc`` (docs/METHODS.md §3.1), margin of ``p_c``, and the variance
     of ``p_c``: top 0.1 % over the slice, sum over the region. The predicted
     :func:`foreground` is ``Σ p_c`` over the slice's unlabelled pixels (not the region: a
     class the model misses still has its small expected area).

@@ -1,4 +1,5 @@
-"""METHODS C's inputs: VAE latents of every item and the gradient steps of the seeds."""
+"""Gradient-guided sampling's inputs (docs/METHODS.md §5): VAE latents of every item and the
+gradient steps of the seeds."""
 
 from __future__ import annotations
 
@@ -26,7 +27,7 @@ def add_vae_latents(
     done: int,
     total: int,
 ) -> None:
-    """METHODS C: a VAE on every slice (case), latents of all items, gradient steps of seeds."""
+    """docs/METHODS.md §5: a VAE on every slice (case), latents of all items, gradient steps of seeds."""
     from ..model.vae import encode_latents, fit_vae, gradient_step_latents
 
     regions = all_regions(scoring, pool.granularity)

@@ -1,4 +1,4 @@
-"""Effort accounting: what a submit cost, what was spent, what remains (METHODS E).
+"""Effort accounting: what a submit cost, what was spent, what remains (docs/METHODS.md §7.3, §7.4).
 
 The formulas live in :mod:`napari_alseg.effort`; this part applies them to the project's
 labels and events. Read-only (its caches aside: plain dict writes): safe from any thread.
@@ -76,7 +76,8 @@ class EffortAccounting:
         return traced_boundary(labels, classes, spacing, original=original)
 
     def effort_model(self) -> EffortModel:
-        """METHODS E matrix B from every labelled slice (fully labelled slices: all classes).
+        """The effort matrix B (docs/METHODS.md §7.4) from every labelled slice (fully labelled
+        slices: all classes).
 
         Each case's part is kept until its label version or delineated classes change, so a
         submit re-measures one case, not the project."""
@@ -117,7 +118,7 @@ class EffortAccounting:
         Spent: an ROI event counts for its class; a whole slice or case is split between the
         classes in proportion to each one's traced boundary in what was submitted (equally
         when nothing was traced), so the :data:`ALL_CLASSES` row is the sum of the class rows.
-        Remaining = Σ over unlabelled (slice, class) of METHODS E ``R_nc`` (shared
+        Remaining = Σ over unlabelled (slice, class) of ``R_nc`` (docs/METHODS.md §7.4) (shared
         boundaries with labelled neighbours are free), from the running matrix B with its
         prior for classes not yet delineated (:data:`~napari_alseg.effort.ESTIMATOR_PRIOR`);
         NaN (unknown, shown blank) while no outline has been delineated at all. Its seconds

@@ -2,8 +2,8 @@
 
 Nothing here writes to the project or keeps state beyond the bounded image cache, so every
 method is safe to call from a worker thread while the annotator keeps submitting; what a
-reader sees is the labels as they were when it read them (DESIGN: training snapshots labels
-at its start).
+reader sees is the labels as they were when it read them (docs/DESIGN.md §5.3:
+training reads a snapshot).
 """
 
 from __future__ import annotations
@@ -48,7 +48,7 @@ class LabelsView:
     # ------------------------------------------------------------------ partial labels
 
     def allowed_classes(self, case: str) -> np.ndarray:
-        """METHODS E ``C_n`` per slice: bool ``(k, C)``, the classes an unlabelled voxel may be.
+        """``C_n`` per slice (docs/METHODS.md §7.1): bool ``(k, C)``, the classes an unlabelled voxel may be.
 
         A class is excluded from slice n once it was delineated there, and outside its
         weak slice range ``[n1_c, n2_c]``; background is always possible.
@@ -150,7 +150,7 @@ class LabelsView:
         return {record.name: self.allowed_classes(record.name) for record in self.project.cases}
 
     def all_class_ranges(self) -> dict[tuple[str, int], tuple[int, int]]:
-        """``(case, class)`` → the weak slice range marked for it (METHODS E), the latest one."""
+        """``(case, class)`` → the weak slice range marked for it (docs/METHODS.md §7.1), the latest one."""
         return {(record.name, class_id): (weak.first_slice, weak.last_slice)
                 for record in self.project.cases
                 for class_id, weak in self.project.weak_annotations(record.name).items()}
@@ -163,7 +163,7 @@ class LabelsView:
 
         They were labelled while the previous model (none, before the first) was active,
         so the current model is the first to have learnt from them: "the samples added
-        last round" (METHODS C). Items labelled under the current model count too.
+        last round" (docs/METHODS.md §5.2). Items labelled under the current model count too.
         """
         versions = [checkpoint.model_version for checkpoint in self.project.checkpoints()]
         latest = set(versions[-2:]) | ({None} if len(versions) < 2 else set())

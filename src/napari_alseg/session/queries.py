@@ -238,7 +238,7 @@ class Queries:
             self._left_out = {item for item in self._left_out if item.case != case}
 
     def pseudo_label_candidates(self) -> list[Suggestion]:
-        """Cases predicted Acceptable (quality-threshold, METHODS A), for one-click review."""
+        """Cases predicted Acceptable (quality-threshold, docs/METHODS.md §6.4), for one-click review."""
         pool = self._usable_pool()
         return [s for s in pseudo_label_candidates(pool) if s.item not in self._left_out]
 

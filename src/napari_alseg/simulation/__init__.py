@@ -1,8 +1,8 @@
 """Simulation benchmark: every query engine against random, with an oracle that never tires.
 
 A simulated annotator answers each query from the dataset's ground truth through the
-same :class:`~napari_alseg.session.Session` verbs the widget uses (DESIGN "Simulation
-benchmark"): per round ``rescore`` (once a model exists) → ``suggest(k)`` → ``submit``
+same :class:`~napari_alseg.session.Session` verbs the widget uses (docs/DESIGN.md
+§3.8): per round ``rescore`` (once a model exists) → ``suggest(k)`` → ``submit``
 the true labels of each suggested item → ``retrain``. Every round appends one row to
 ``rounds.csv`` (flushed and fsynced, so a killed run loses at most the round in
 progress) and a restarted run skips the rows already there, reopening the projects
@@ -18,7 +18,7 @@ A ``full-data`` reference trains on every pool item with an active-learning run'
 Dice in ``reference.csv``); the report calls a reference that did not converge, or that
 scores below an active-learning round of its seed, a defect.
 :func:`write_report` turns the CSV into ``dice_vs_effort.png`` and the papers' table
-(METHODS E): boundary effort to reach 90 / 95 % of the full-data Dice.
+(docs/METHODS.md §10.5): boundary effort to reach 90 / 95 % of the full-data Dice.
 
 One module per concern: :mod:`.loop` (the run loop), :mod:`.oracle` (the simulated
 annotator), :mod:`.measure` (one round's row), :mod:`.files` (names, ``rounds.csv``,

@@ -31,7 +31,7 @@ SETTINGS_JSON = "settings.json"
 PLOT_PNG = "dice_vs_effort.png"
 TABLE_MD = "effort_table.md"
 TABLE_CSV = "effort_table.csv"
-RELATIVE_TARGETS = (0.90, 0.95)  # fractions of the full-data Dice (METHODS E table)
+RELATIVE_TARGETS = (0.90, 0.95)  # fractions of the full-data Dice (docs/METHODS.md §10.5)
 ABSOLUTE_TARGETS = (0.5, 0.7)  # plain Dice values, meaningful without a full-data run
 BASE_COLUMNS = (
     "strategy", "seed", "round", "labelled_items", "labelled_slices", "effort_items_pct",

@@ -148,7 +148,7 @@ def effort_to_reach(curve: Curve, target: float) -> Reached | None:
 
 
 def baseline_strategy(curves: dict[str, Curve]) -> str:
-    """The random baseline ratios refer to: random ROIs (METHODS E) when run, else random."""
+    """The random baseline ratios refer to: random ROIs (docs/METHODS.md §2.1) when run, else random."""
     return "random-roi" if "random-roi" in curves else "random"
 
 
@@ -238,7 +238,7 @@ def _markdown(table: list[dict[str, str]], curves: dict[str, Curve], full_dice: 
         "(mm, and % of the total ground-truth boundary of the pool, every structure traced on its own); "
         "values are read off the seed-averaged curve, linearly interpolated between rounds. "
         "Labelled items are in the strategy's unit (case, slice or ROI); `% of pool` counts them "
-        "against all pool items of that unit (METHODS B's \"% of data\"). "
+        "against all pool items of that unit (the \"% of data\" of docs/METHODS.md §10.2). "
         f"`× random` = boundary % / {baseline_strategy(curves)}'s boundary %.",
         "",
         "| target | strategy | boundary (mm) | % of total boundary | labelled items | % of pool "

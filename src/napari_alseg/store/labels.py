@@ -259,7 +259,7 @@ def label_dtype(n_classes: int) -> np.dtype:
 def array_sha256(data: np.ndarray) -> str:
     """Fingerprint of an array's dtype, shape and bytes: a changed file is caught on read."""
     digest = hashlib.sha256(f"{data.dtype.str}{data.shape}".encode())
-    digest.update(np.ascontiguousarray(data))  # buffer protocol: no copy
+    digest.update(np.ascontiguousarray(data).data)  # its buffer (a memoryview): no copy
     return digest.hexdigest()
 
 
@@ -307,7 +307,7 @@ def merge_region(base: np.ndarray, region: np.ndarray, slice_index: int | None,
 
 
 def labelled_mask(data: np.ndarray, items: Iterable[LabelledItem]) -> np.ndarray:
-    """Which voxels of a label version carry an annotator-given class (METHODS E ``L_n``).
+    """Which voxels of a label version carry an annotator-given class (``L_n`` of docs/METHODS.md §7.1).
 
     A whole-region item labels every voxel of its slice/volume; a single-class item labels
     the voxels that now hold that class. Everything else is unlabelled, even where 0.

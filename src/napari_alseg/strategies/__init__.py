@@ -1,4 +1,4 @@
-"""Query strategies: every method of METHODS.md, ranked from one shared round of scores.
+"""Query strategies: every engine of docs/METHODS.md, ranked from one shared round of scores.
 
 :func:`select` is the one entry point (widget, CLI, session and simulation call it); it
 handles bad input so that each strategy only ranks. :data:`STRATEGIES` is the registry,

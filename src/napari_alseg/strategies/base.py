@@ -1,7 +1,7 @@
 """What every query strategy shares: items, suggestions, the strategy record and ranking.
 
 A strategy ranks the query items of one round from a :class:`~napari_alseg.scoring.PoolScores`
-computed once and shared by all strategies (DESIGN "Scoring and strategies"). Pure numpy:
+computed once and shared by all strategies (docs/DESIGN.md §5.5). Pure numpy:
 importing this package pulls in neither torch nor scikit-learn, so the CLI can list the
 registry without the model backend.
 """

@@ -1,4 +1,4 @@
-"""Baselines every method is measured against (METHODS B, E): random and slice-uniform."""
+"""Baselines every method is measured against (docs/METHODS.md §2): random and slice-uniform."""
 
 from __future__ import annotations
 
@@ -30,9 +30,10 @@ def select_random_roi(pool: PoolScores, k: int, seed: int) -> list[Suggestion]:
 def select_slice_uniform(pool: PoolScores, k: int, seed: int) -> list[Suggestion]:
     """Whole slices (all their open ROIs) in the order that shortens the longest unlabelled run.
 
-    METHODS E's uniform baseline. A slice still counts as unlabelled while it holds a
-    candidate. Several cases are interleaved round-robin (cases in a seeded order), so
-    every case's largest gap is filled first. Score = ``-(position in that order)``.
+    The ROI study's uniform baseline (docs/METHODS.md §2.2). A slice still counts as
+    unlabelled while it holds a candidate. Several cases are interleaved round-robin (cases
+    in a seeded order), so every case's largest gap is filled first. Score =
+    ``-(position in that order)``.
     """
     by_slice: dict[QueryItem, list[QueryItem]] = {}
     for item in sorted(pool.candidates, key=item_key):
@@ -63,7 +64,8 @@ RANDOM = Strategy(
 RANDOM_ROI = Strategy(
     name="random-roi",
     granularity=ROI,
-    description="Uniformly random (slice, class) ROIs: the random baseline of ROI annotation (METHODS E).",
+    description=("Uniformly random (slice, class) ROIs: the random baseline of ROI annotation "
+                 "(docs/METHODS.md §2.1)."),
     needs=frozenset(),
     select=select_random_roi,
     granularities=frozenset({ROI}),
@@ -71,7 +73,8 @@ RANDOM_ROI = Strategy(
 SLICE_UNIFORM = Strategy(
     name="slice-uniform",
     granularity=ROI,
-    description="All ROIs of one slice at a time, slices spread to shorten the longest unlabelled run (METHODS E).",
+    description=("All ROIs of one slice at a time, slices spread to shorten the longest unlabelled run "
+                 "(docs/METHODS.md §2.2)."),
     needs=frozenset(),
     select=select_slice_uniform,
     granularities=frozenset({SLICE, ROI}),

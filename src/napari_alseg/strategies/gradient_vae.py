@@ -1,4 +1,4 @@
-"""Gradient-guided sampling in a VAE latent space (METHODS C, Dai et al. 2022).
+"""Gradient-guided sampling in a VAE latent space (docs/METHODS.md §5, Dai et al. 2022).
 
 For every seed ``x`` (an item labelled last round) scoring has moved the image up the
 segmentation loss, ``x' = x + η ∇_x L_seg(x, y)``, and encoded both: ``z = Enc(x)``,
@@ -99,7 +99,8 @@ def _suggestion(pool: PoolScores, item: QueryItem, point: np.ndarray, latents: M
 GRADIENT_VAE = Strategy(
     name="gradient-vae",
     granularity=SLICE,
-    description="Nearest unlabelled sample ahead of each seed's loss-gradient step in a VAE latent space (METHODS C).",
+    description=("Nearest unlabelled sample ahead of each seed's loss-gradient step in a VAE latent space "
+                 "(docs/METHODS.md §5)."),
     needs=frozenset({NEED_MODEL, NEED_VAE}),
     select=select_gradient_vae,
 )

@@ -1,4 +1,4 @@
-"""Quality-threshold active learning with pseudo-labels (METHODS A, Boehringer et al. 2023).
+"""Quality-threshold active learning with pseudo-labels (docs/METHODS.md §6.4, Boehringer et al. 2023).
 
 Scoring rates each candidate's prediction with :class:`napari_alseg.quality.QualityPredictor`
 (terms ``quality_dice`` with its 80 % interval ``quality_dice_low`` / ``_high``,
@@ -89,7 +89,8 @@ def _badness(pool: PoolScores) -> dict[QueryItem, float]:
 QUALITY_THRESHOLD = Strategy(
     name="quality-threshold",
     granularity=CASE,
-    description="Predicted-quality triage: Poor/Adjust to the expert, Acceptable offered as pseudo-labels (METHODS A).",
+    description=("Predicted-quality triage: Poor/Adjust to the expert, Acceptable offered as pseudo-labels "
+                 "(docs/METHODS.md §6.4)."),
     needs=frozenset({NEED_MODEL, NEED_MC, NEED_QUALITY}),
     select=select_quality_threshold,
     granularities=frozenset({CASE, SLICE}),

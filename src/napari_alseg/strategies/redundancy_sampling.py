@@ -1,4 +1,4 @@
-"""Uncertainty sampling with annotation-redundancy restriction (METHODS B, Kim et al.).
+"""Uncertainty sampling with annotation-redundancy restriction (docs/METHODS.md §4, Kim et al.).
 
 Take the ``2k`` candidates with the highest MC-dropout top-0.1 % variance, keep ``k`` of
 them by cosine similarity of encoder bottleneck features: a greedy maximum cover
@@ -74,14 +74,16 @@ def _max_similarity(pool: PoolScores, picks: list[QueryItem], annotated: np.ndar
 REPRESENTATIVE = Strategy(
     name="representative",
     granularity=CASE,
-    description="Top-2k MC-dropout uncertain, then k by greedy max cover of feature similarity (METHODS B).",
+    description=("Top-2k MC-dropout uncertain, then k by greedy max cover of feature similarity "
+                 "(docs/METHODS.md §4.2)."),
     needs=frozenset({NEED_MODEL, NEED_MC, NEED_FEATURES}),
     select=restricted_ranker("representative", "representative"),
 )
 NON_SIMILAR = Strategy(
     name="non-similar",
     granularity=CASE,
-    description="Top-2k MC-dropout uncertain, then k least similar to labelled and picked items (METHODS B).",
+    description=("Top-2k MC-dropout uncertain, then k least similar to labelled and picked items "
+                 "(docs/METHODS.md §4.3)."),
     needs=frozenset({NEED_MODEL, NEED_MC, NEED_FEATURES}),
     select=restricted_ranker("non-similar", "non_similar"),
 )
