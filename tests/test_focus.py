@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from napari_alseg.errors import AlsegError
-from napari_alseg.session.focus import focus_from_probabilities, focus_region
+from napari_alseg.session.focus import focus_from_probabilities, focus_region, shown_doubt
 
 SHAPE = (40, 48, 48)
 
@@ -93,10 +93,10 @@ def test_the_heat_maps_legend_slice_and_profile_are_gos_rule_not_the_colours_pea
     assert scale.peak_slice == 10 and scale.doubt_slice == 28
     assert int(np.argmax(scale.shown_profile)) == 28
     text = legend_text(scale)
-    assert "most doubt on slice 28" in text and "brightest on slice 10" in text and "Go weighs" in text
+    assert "most doubt on slice 28" in text and "strongest on slice 10" in text and "Go weighs" in text
     values[28, 28:32, 10:14] = np.linspace(0.1, 0.2, 16).reshape(4, 4)
     agreeing = legend_text(heat_map_scale(values, focus))
-    assert "most doubt on slice 28" in agreeing and "brightest" not in agreeing
+    assert "most doubt on slice 28" in agreeing and "strongest" not in agreeing
     unfocused = legend_text(heat_map_scale(values))
     assert "most doubt on slice 28" in unfocused and "no structure" in unfocused
 
@@ -143,3 +143,18 @@ def test_a_young_model_predicts_nothing_in_the_air_so_go_prefill_and_accept_neve
         focus = session.focus(case, session.predict_probabilities(case, partial_labels=False))
     assert (labels[:, :, :8] == 0).all() and (labels[:, :, 8:] == 2).all()
     assert focus is not None and focus.bbox[2][0] >= 8 - 4  # the box is on the body (4 px of context)
+
+
+def test_the_shown_doubt_has_no_chequerboard_and_none_in_the_air():
+    # issue 22 item 9: a young net's MC variance on its up-sampling grid read as stripes on screen
+    j, i = np.mgrid[:64, :64]
+    regional = np.exp(-((j - 32) ** 2 + (i - 32) ** 2) / 200.0)
+    chequer = regional * (1.0 + 0.8 * ((j // 2 + i // 2) % 2 - 0.5))  # a 4 px pattern on the doubt
+    body = np.zeros((1, 64, 64), bool)
+    body[:, 8:56, 8:56] = True
+    shown = shown_doubt(chequer[None], body)
+    inside = (slice(None), slice(20, 44), slice(20, 44))
+    ripple = shown - shown_doubt(regional[None], body)
+    assert np.abs(ripple[inside]).max() < 0.02 * shown[inside].max()  # the pattern is gone (it was 40 %)
+    assert not shown[~body].any()
+    assert shown.dtype == np.float32 and abs(shown[0, 32, 32] - 1.0) < 0.1  # the regional doubt is kept

@@ -53,5 +53,5 @@ def test_the_heat_map_legend_reads_a_negligible_low_end_as_zero():
 
     from napari_alseg._qt.uncertainty_profile import legend_text
 
-    assert "Colours run 0 (dark) → 0.000433 (bright)" in legend_text(SimpleNamespace(low=2.9e-34, high=4.33e-4, peak_slice=18))
-    assert "Colours run 0.0001 (dark)" in legend_text(SimpleNamespace(low=1e-4, high=4.33e-4, peak_slice=18))
+    assert "Colours run 0 (clear) → 0.000433 (yellow)" in legend_text(SimpleNamespace(low=2.9e-34, high=4.33e-4, peak_slice=18))
+    assert "Colours run 0.0001 (clear)" in legend_text(SimpleNamespace(low=1e-4, high=4.33e-4, peak_slice=18))

@@ -330,7 +330,7 @@ def test_the_heat_map_reads_at_a_glance_range_legend_and_profile(widget, qtbot, 
     profile = widget.annotate_tab.profile
     assert not profile.isHidden() and "probability²" in profile.legend.text()
     assert profile.scale.peak_slice == 26 == profile.scale.focus.slice_index  # the colours and Go agree
-    assert "most doubt on slice 26" in profile.legend.text() and "brightest" not in profile.legend.text()
+    assert "most doubt on slice 26" in profile.legend.text() and "strongest" not in profile.legend.text()
     profile._clicked(SimpleNamespace(xdata=26.2))
     assert viewer.dims.point[0] == pytest.approx(record.origin[0] + 26 * record.spacing[0])
     widget.annotate_tab.heat_check.setChecked(False)
@@ -368,7 +368,7 @@ def test_go_and_the_heat_maps_legend_and_profile_name_one_slice_or_say_why_not(w
     profile = widget.annotate_tab.profile
     qtbot.waitUntil(lambda: profile.scale is not None and no_jobs(widget), timeout=60_000)
     legend = profile.legend.text()
-    assert f"most doubt on slice {went_to}" in legend and "brightest on slice 30" in legend
+    assert f"most doubt on slice {went_to}" in legend and "strongest on slice 30" in legend
     assert int(np.argmax(profile.scale.shown_profile)) == went_to
     assert predictions == [case]  # the legend used Go's prediction, not a second one
 

@@ -15,7 +15,20 @@ from ..nifti import display_orientation, display_placement
 from ..session.focus import HeatMapScale, heat_map_scale
 
 AXIS_LABELS = ("slice", "row", "column")  # a case's (k, j, i) in the dims sliders
-HEAT_MAP_COLORMAP = "inferno"  # perceptual, dark where certain: adds light only where it matters
+# The heat map's colours, (value 0..1 of the range, RGBA): clear below the range, then red
+# deepening to yellow but never more than 60 % opaque, so the anatomy under the doubt stays
+# readable (an additive inferno washed a young model's brain to white, issue 22 item 9).
+HEAT_MAP_COLOURS = ((0.0, (0.9, 0.1, 0.0, 0.0)), (0.25, (1.0, 0.25, 0.0, 0.3)),
+                    (0.6, (1.0, 0.55, 0.0, 0.5)), (1.0, (1.0, 0.95, 0.2, 0.6)))
+HEAT_MAP_COLORMAP_NAME = "alseg doubt"
+
+
+def heat_map_colormap():
+    """napari's colormap of :data:`HEAT_MAP_COLOURS` (shown with translucent blending)."""
+    from napari.utils.colormaps import Colormap
+
+    return Colormap(colors=[rgba for _, rgba in HEAT_MAP_COLOURS], controls=[at for at, _ in HEAT_MAP_COLOURS],
+                    name=HEAT_MAP_COLORMAP_NAME)
 
 
 def layer_name(case: str, what: str) -> str:
@@ -123,8 +136,8 @@ def remove_heat_maps(viewer) -> None:
 
 
 def show_heat_map(viewer, session, case: str, values: np.ndarray, scale: HeatMapScale | None = None):
-    """Uncertainty as an additive inferno overlay with napari's colour bar; the layer is reused
-    between rounds. Contrast from the case's own doubtful voxels (:func:`heat_map_scale`), so
+    """Uncertainty as a see-through red-to-yellow overlay (:data:`HEAT_MAP_COLOURS`) with napari's
+    colour bar; the layer is reused between rounds. Contrast from the case's own doubtful voxels (:func:`heat_map_scale`), so
     a small lesion's doubt is bright rather than lost under a whole-volume range."""
     name = layer_name(case, "uncertainty")
     scale = scale or heat_map_scale(values)
@@ -134,8 +147,8 @@ def show_heat_map(viewer, session, case: str, values: np.ndarray, scale: HeatMap
         layer.data = values
         layer.contrast_limits = limits
     else:
-        layer = viewer.add_image(values, name=name, colormap=HEAT_MAP_COLORMAP, blending="additive",
-                                 contrast_limits=limits, opacity=0.8,
+        layer = viewer.add_image(values, name=name, colormap=heat_map_colormap(), blending="translucent",
+                                 contrast_limits=limits, opacity=1.0,
                                  metadata={"alseg_case": case, "alseg_role": "heat map"},
                                  **case_geometry(session.project.case(case)))
     layer.colorbar.visible = True

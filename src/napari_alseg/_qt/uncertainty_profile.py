@@ -22,17 +22,17 @@ PROFILE_MARGINS = {"left": 0.1, "right": 0.98, "top": 0.95, "bottom": 0.42}  # r
 
 def legend_text(scale) -> str:
     """The colour range, then the slice with the most doubt by Go's rule (the one Go goes to and
-    the profile peaks on); where the colours are brightest elsewhere, why."""
+    the profile peaks on); where the colours are strongest elsewhere, why."""
     low = 0.0 if abs(scale.low) < 1e-3 * abs(scale.high) else scale.low  # 2.9e-34 reads as noise: it is 0
-    text = (f"Heat map: {HEAT_MAP_UNITS}. Colours run {low:.3g} (dark) → {scale.high:.3g} "
-            f"(bright), this case's own range; ")
+    text = (f"Heat map: {HEAT_MAP_UNITS}. Colours run {low:.3g} (clear) → {scale.high:.3g} "
+            f"(yellow), this case's own range; ")
     focus = getattr(scale, "focus", None)
     if focus is None:
         return text + (f"most doubt on slice {scale.peak_slice} (the model predicts no structure here, "
                        "so Go has no slice of its own).")
     text += f"most doubt on slice {focus.slice_index}, {focus.reason}: Go's slice, the profile's peak."
     if scale.peak_slice != focus.slice_index:
-        text += (f" The colours are brightest on slice {scale.peak_slice}: they show MC-dropout variance "
+        text += (f" The colours are strongest on slice {scale.peak_slice}: they show MC-dropout variance "
                  "anywhere in the body, while Go weighs the prediction over the structure it predicts.")
     return text
 

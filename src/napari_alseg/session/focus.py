@@ -116,6 +116,20 @@ def background_outside(probabilities: np.ndarray, body: np.ndarray) -> np.ndarra
     return probabilities
 
 
+DOUBT_SMOOTHING_PX = 2.0  # in-plane Gaussian σ (px) of the doubt a person reads and Go weighs
+
+
+def shown_doubt(heat: np.ndarray, body: np.ndarray) -> np.ndarray:
+    """The heat map as shown: ``heat`` ``(k, j, i)`` smoothed in-plane (σ =
+    :data:`DOUBT_SMOOTHING_PX`) and 0 outside ``body`` (same shape, bool).
+
+    A young net's MC-dropout variance varies on its up-sampling grid (a 2-4 px chequerboard
+    that read as stripes on screen, issue 22 item 9); doubt worth a look is regional, so a
+    2 px blur keeps it. The mask comes after the blur, so no doubt bleeds into air."""
+    smooth = ndimage.gaussian_filter(np.asarray(heat, dtype=np.float32), (0.0, DOUBT_SMOOTHING_PX, DOUBT_SMOOTHING_PX))
+    return (smooth * np.asarray(body, bool)).astype(np.float32)
+
+
 DOUBT_SHARE = 0.01  # voxels above this share of the case's peak are the doubtful ones
 HEAT_MAP_PERCENTILE = 95.0  # the colour range tops out at this percentile of the doubtful voxels ...
 HEAT_MAP_FLOOR_PERCENTILE = 50.0  # ... and starts at this one: the less doubtful half adds no colour
@@ -151,9 +165,9 @@ def heat_map_scale(values: np.ndarray, focus: Focus | None = None) -> HeatMapSca
     of a percent of the volume would sit below a whole-volume percentile and saturate, or be
     lost in it. ``low`` and ``high`` are the :data:`HEAT_MAP_FLOOR_PERCENTILE` and
     :data:`HEAT_MAP_PERCENTILE` of the voxels above :data:`DOUBT_SHARE` of the peak (never a
-    range below a tiny positive width). Starting at the median, not at 0, keeps the overlay
-    (additive: it adds light) off the mildly doubtful bulk of a young model's brain, which it
-    otherwise washed to white; the doubt worth a look stands out on readable anatomy."""
+    range below a tiny positive width). Starting at the median, not at 0, keeps colour off the
+    mildly doubtful bulk of a young model's brain, which it otherwise covered; the doubt worth
+    a look stands out on readable anatomy."""
     values = np.asarray(values, dtype=np.float64)
     if values.ndim != 3:
         raise AlsegError(f"a heat map is a (k, j, i) volume, got shape {values.shape}")

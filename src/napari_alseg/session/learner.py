@@ -24,7 +24,7 @@ from ..domain import CASE, QueryItem
 from ..errors import AlsegError
 from ..metrics import class_means, dice_per_class, mean_dice
 from ..store import Project
-from .focus import background_outside, body_mask
+from .focus import background_outside, body_mask, shown_doubt
 from .labels import LabelsView
 from .planning import PlanKeeper
 from .round_progress import RoundProgress, round_progress
@@ -469,7 +469,8 @@ class Learner:
         return probs.argmax(axis=0).astype(self.project.label_dtype)
 
     def uncertainty_map(self, case: str, *, samples: int = 20) -> np.ndarray:
-        """MC-dropout uncertainty ``V(x) = mean_c Var_t p_t(x, c)`` over the case ``(k, j, i)``.
+        """MC-dropout uncertainty ``V(x) = mean_c Var_t p_t(x, c)`` over the case ``(k, j, i)``, as
+        shown (:func:`~.focus.shown_doubt`: smoothed in-plane, none outside the body).
 
         Computed once per (model version, case) and remembered; long: run it off the UI thread.
         """
@@ -492,7 +493,7 @@ class Learner:
                              for n in range(image.shape[1])]).astype(np.float32)
         # no doubt to show where every channel is empty (air around the head, the padding of a
         # resampled volume): a young model's doubt there outshone the lesion's on screen
-        heat *= body_mask(image)
+        heat = shown_doubt(heat, body_mask(image))
         with self._lock:
             return self._uncertainty.setdefault(key, heat)
 
