@@ -127,3 +127,22 @@ def test_after_a_model_equal_scores_go_first_where_the_model_expects_most_of_the
         assert len({s.score for s in picks}) == 1
         assert [s.item.slice_index for s in picks] == [8, 12, 3, 16]
     assert "ties" in picks[0].message and "expects" in picks[0].message
+
+
+def test_after_a_model_rois_where_it_expects_almost_none_of_the_class_come_last():
+    # issue 22 item 8: a class not learnt is priced at the prior's effort where nothing of it is
+    # predicted, so the stack's end slices (2 px of pallidum expected) topped the queue
+    expected = {0: 2.0, 8: 300.0, 10: 280.0, 12: 260.0, 19: 1.0}
+    effort = EffortModel(3)
+    square = np.zeros((20, 20), np.uint8)
+    square[5:15, 5:15] = 1
+    effort.observe(square, {1})  # one outline seen: the prediction's own outline now weighs in
+    pool = free_pool([(n, 1) for n in expected], has_model=True, effort=effort)
+    pool.class_dice_history = [np.array([0.1, 0.0])]
+    pool.terms = {QueryItem("c", n, 1): {"foreground": pixels, "effort_pred_mm": 0.0 if pixels < 5 else 80.0}
+                  for n, pixels in expected.items()}
+    picks = select("dice-per-effort", pool, 5, seed=0)
+    assert {s.item.slice_index for s in picks[:3]} == {8, 10, 12}
+    assert {s.item.slice_index for s in picks[3:]} == {0, 19}
+    assert all("expects almost none" in s.message for s in picks[3:])
+    assert not any("expects almost none" in s.message for s in picks[:3])

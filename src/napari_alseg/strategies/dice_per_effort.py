@@ -44,6 +44,7 @@ if TYPE_CHECKING:
 ALPHA = 0.5
 KNOWN_DICE = 0.5  # a class the model segments this well (latest round's Dice) ...
 ABSENT_PIXELS = 1.0  # ... and expects on fewer pixels of a slice than this is taken as absent there
+UNLIKELY_SHARE = 0.05  # any class expected on under this share of its median slice's pixels: asked last
 
 
 def select_dice_per_effort(pool: PoolScores, k: int, seed: int, alpha: float = ALPHA,
@@ -62,7 +63,8 @@ def select_dice_per_effort(pool: PoolScores, k: int, seed: int, alpha: float = A
     alike: nothing has been delineated).
 
     With a model, equal scores go first where the model expects most of the class
-    (``foreground``, Σ p_c over the slice). Before a model (``pool.has_model`` False), ROIs
+    (``foreground``, Σ p_c over the slice), and ROIs where it expects almost none of it
+    (:func:`_unlikely_here`) come after all others. Before a model (``pool.has_model`` False), ROIs
     whose class is vouched for on their slice (:func:`presence_note`) come first, each group
     by its score, then the others.
     """
@@ -93,6 +95,8 @@ def select_dice_per_effort(pool: PoolScores, k: int, seed: int, alpha: float = A
     order = rank(scores, seed, then=expected if pool.has_model else None)
     if pool.has_model:
         _note_ties(scores, expected, messages)
+        unlikely = _unlikely_here(pool.candidates, expected, messages)
+        order = [item for item in order if item not in unlikely] + [item for item in order if item in unlikely]
     else:
         vouched = {}
         for item in pool.candidates:
@@ -103,6 +107,31 @@ def select_dice_per_effort(pool: PoolScores, k: int, seed: int, alpha: float = A
                  + [item for item in order if not math.isfinite(scores[item])])
     name = PAPER_NAME if estimator == ESTIMATOR_PAPER else NAME
     return [suggestion(pool, item, scores[item], name, terms[item], messages[item]) for item in order[:k]]
+
+
+def _unlikely_here(candidates: list[QueryItem], expected: dict[QueryItem, float],
+                   messages: dict[QueryItem, str]) -> set[QueryItem]:
+    """ROIs where the model expects under :data:`UNLIKELY_SHARE` of the class's median expected
+    pixels (``Σ p_c`` over the candidates' slices), and the message saying so.
+
+    A class the model has not learnt is priced at the prior's effort where it predicts none of
+    it, so the highest scores went to the stack's end slices, with 2 px of pallidum expected
+    (issue 22 item 8). Even a young model's soft mass tracks roughly where a structure is: such
+    ROIs are asked after the others, not dropped."""
+    by_class: dict[int | None, list[float]] = {}
+    for item in candidates:
+        if math.isfinite(expected[item]):
+            by_class.setdefault(item.class_id, []).append(expected[item])
+    typical = {class_id: float(np.median(values)) for class_id, values in by_class.items()}
+    unlikely = set()
+    for item in candidates:
+        median = typical.get(item.class_id, 0.0)
+        if median > 0 and expected[item] < UNLIKELY_SHARE * median:
+            unlikely.add(item)
+            note = (f"the model expects almost none of the class here ({expected[item]:.0f} px against "
+                    f"{median:.0f} on its median slice): asked after the others")
+            messages[item] = "; ".join(part for part in (messages[item], note) if part)
+    return unlikely
 
 
 def _note_ties(scores: dict[QueryItem, float], expected: dict[QueryItem, float],
