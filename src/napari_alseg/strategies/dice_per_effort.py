@@ -1,4 +1,4 @@
-"""Suggestive ROI annotation: most Dice to gain per boundary to trace (METHODS E, Atzeni et al.).
+"""Suggestive ROI annotation: most Dice to gain per boundary to trace (docs/METHODS.md §7.5, Atzeni et al.).
 
 Query ``argmax_{n,c} (1 - D̃_c) / R_nc`` over ROI items (case, slice n, class c):
 ``D̃_c = α D_c(T-1) + (1-α) D_c(T-2)`` (α = 0.5) from the per-round Dice on the manual labels of
@@ -16,10 +16,10 @@ or for the paper's estimator its 0.001 mm floor, as published).
 
 Before a model nothing predicts where a structure is, so an ROI's class may be absent from
 its slice (issue 22: pallidum asked on a slice without any). Outside a class's marked slice
-range (METHODS E's weak annotation) it is never a candidate; an ROI inside that range, or
-between two slices where the class is traced, is asked first; an ROI of a class with no
-range marked in its case and nothing traced around it is asked only after those, and its
-message says why and how to avoid it (mark the slices the structure spans).
+range (the weak annotation of docs/METHODS.md §7.1) it is never a candidate; an ROI inside
+that range, or between two slices where the class is traced, is asked first; an ROI of a
+class with no range marked in its case and nothing traced around it is asked only after
+those, and its message says why and how to avoid it (mark the slices the structure spans).
 """
 
 from __future__ import annotations
@@ -170,7 +170,7 @@ def presence_note(pool: PoolScores, item: QueryItem) -> tuple[bool, str]:
 
 
 def select_dice_per_effort_paper(pool: PoolScores, k: int, seed: int) -> list[Suggestion]:
-    """:func:`select_dice_per_effort` with the paper's ``B`` (METHODS E as published)."""
+    """:func:`select_dice_per_effort` with the paper's ``B`` (docs/METHODS.md §7.4 as published)."""
     return select_dice_per_effort(pool, k, seed, estimator=ESTIMATOR_PAPER)
 
 
@@ -234,8 +234,8 @@ PAPER_NAME = "dice-per-effort-paper"
 DICE_PER_EFFORT = Strategy(
     name=NAME,
     granularity=ROI,
-    description=("ROI with the most Dice to gain per boundary to trace, (1 - D̃_c) / R_nc (METHODS E); effort "
-                 "from B with a prior for unseen classes, blended with the prediction's own outline."),
+    description=("ROI with the most Dice to gain per boundary to trace, (1 - D̃_c) / R_nc (docs/METHODS.md §7.5); "
+                 "effort from B with a prior for unseen classes, blended with the prediction's own outline."),
     needs=frozenset({NEED_EFFORT}),
     select=select_dice_per_effort,
     granularities=frozenset({ROI}),
