@@ -3,18 +3,49 @@
 A name that crosses layers (query items, granularities, scoring needs, score terms, event
 kinds, quality classes) is a constant here, never a string repeated in the store, the
 scoring, the strategies, the session and the widget: a typo fails at import, not as a
-missing column. Pure Python; importing it costs nothing.
+missing column. The closed vocabularies are :class:`Kind` enums, so the type checker
+catches a wrong kind passed to a function; their members are the old strings (equal to them,
+and written as them to SQLite, JSON and CSV). Pure Python; importing it costs nothing.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import Enum
+
+
+class Kind(str, Enum):
+    """A closed vocabulary of strings: each member is a ``str`` equal to its value.
+
+    ``str()``, f-strings and ``repr()`` give what the plain string gave (a bare ``(str, Enum)``
+    gives ``Granularity.CASE`` in f-strings from Python 3.12), so a member is written, and
+    listed in messages, exactly as the string it replaced. ``enum.StrEnum`` needs Python 3.11.
+    """
+
+    def __str__(self) -> str:
+        return str.__str__(self)
+
+    def __repr__(self) -> str:
+        return str.__repr__(self)
+
+    def __format__(self, format_spec: str) -> str:
+        return str.__format__(self, format_spec)
+
 
 # ---------------------------------------------------------------------------- query items
 
-CASE = "case"
-SLICE = "slice"
-ROI = "roi"
+
+class Granularity(Kind):
+    """What one query item is: a whole case, one slice of it, or one class on a slice (an ROI)."""
+
+    CASE = "case"
+    SLICE = "slice"
+    ROI = "roi"
+
+
+CASE = Granularity.CASE
+SLICE = Granularity.SLICE
+ROI = Granularity.ROI
 GRANULARITIES = (CASE, SLICE, ROI)  # what a strategy ranks
 PROJECT_GRANULARITIES = (CASE, SLICE)  # what a project is annotated at (ROIs live on slices)
 
@@ -46,16 +77,30 @@ def item_key(item: QueryItem) -> tuple[str, int, int]:
 
 # ---------------------------------------------------------------------------- scoring needs
 
-NEED_MODEL = "model"
-NEED_MC = "mc"
-NEED_FEATURES = "features"
-NEED_BOOTSTRAP = "bootstrap"
-NEED_VAE = "vae"
-NEED_QUALITY = "quality"
-NEED_EFFORT = "effort"
-NEED_SECONDS = "seconds"  # each case or slice priced in expected seconds of correction
-NEEDS = frozenset({NEED_MODEL, NEED_MC, NEED_FEATURES, NEED_BOOTSTRAP, NEED_VAE, NEED_QUALITY, NEED_EFFORT,
-                   NEED_SECONDS})
+
+
+class Need(Kind):
+    """What a round's scoring must compute before a strategy can rank (its ``needs``)."""
+
+    MODEL = "model"
+    MC = "mc"
+    FEATURES = "features"
+    BOOTSTRAP = "bootstrap"
+    VAE = "vae"
+    QUALITY = "quality"
+    EFFORT = "effort"
+    SECONDS = "seconds"  # each case or slice priced in expected seconds of correction
+
+
+NEED_MODEL = Need.MODEL
+NEED_MC = Need.MC
+NEED_FEATURES = Need.FEATURES
+NEED_BOOTSTRAP = Need.BOOTSTRAP
+NEED_VAE = Need.VAE
+NEED_QUALITY = Need.QUALITY
+NEED_EFFORT = Need.EFFORT
+NEED_SECONDS = Need.SECONDS
+NEEDS = frozenset(Need)
 
 # ---------------------------------------------------------------------------- score terms
 
@@ -94,18 +139,34 @@ QUALITY_PROBABILITY_TERMS = (TERM_QUALITY_P_POOR, TERM_QUALITY_P_ADJUST, TERM_QU
 
 # ---------------------------------------------------------------------------- annotation events
 
-MANUAL = "manual"
-CORRECTED = "corrected"
-PSEUDO_ACCEPTED = "pseudo-accepted"
-PSEUDO_REJECTED = "pseudo-rejected"
-# the tools that cut tracing: recorded beside the submit whose label version they went into,
-# with the voxels they set that the annotator kept (their outline is not traced effort)
-INTERPOLATED = "interpolated"  # fill between slices: a class interpolated across slices
-OUTLINE_ACCEPTED = "outline-accepted"  # the model's outline of one class on one slice, one click
-CLICKED = "clicked"  # segment with clicks: one class grown from positive / negative clicks
+
+
+class EventKind(Kind):
+    """What an annotation event records (the ``kind`` column of the events table)."""
+
+    MANUAL = "manual"
+    CORRECTED = "corrected"
+    PSEUDO_ACCEPTED = "pseudo-accepted"
+    PSEUDO_REJECTED = "pseudo-rejected"
+    # the tools that cut tracing: recorded beside the submit whose label version they went into,
+    # with the voxels they set that the annotator kept (their outline is not traced effort)
+    INTERPOLATED = "interpolated"  # fill between slices: a class interpolated across slices
+    OUTLINE_ACCEPTED = "outline-accepted"  # the model's outline of one class on one slice, one click
+    CLICKED = "clicked"  # segment with clicks: one class grown from positive / negative clicks
+    UNDO = "undo"  # a submit taken back: its label version's predecessor written again
+    IMPORTED = "imported"  # labels found beside a case at creation: who drew them, and when, is unknown
+
+
+MANUAL = EventKind.MANUAL
+CORRECTED = EventKind.CORRECTED
+PSEUDO_ACCEPTED = EventKind.PSEUDO_ACCEPTED
+PSEUDO_REJECTED = EventKind.PSEUDO_REJECTED
+INTERPOLATED = EventKind.INTERPOLATED
+OUTLINE_ACCEPTED = EventKind.OUTLINE_ACCEPTED
+CLICKED = EventKind.CLICKED
 TOOL_KINDS = (INTERPOLATED, OUTLINE_ACCEPTED, CLICKED)
-UNDO = "undo"  # a submit taken back: its label version's predecessor written again
-IMPORTED = "imported"  # labels found beside a case at creation: who drew them, and when, is unknown
+UNDO = EventKind.UNDO
+IMPORTED = EventKind.IMPORTED
 IMPORTED_ANNOTATOR = "unknown"  # the annotator an imported label version is recorded with
 EVENT_KINDS = (MANUAL, CORRECTED, PSEUDO_ACCEPTED, PSEUDO_REJECTED, INTERPOLATED, OUTLINE_ACCEPTED, CLICKED, UNDO,
                IMPORTED)
@@ -114,14 +175,32 @@ TRACED_KINDS = (MANUAL, CORRECTED)  # the kinds whose seconds time a traced boun
 
 # ---------------------------------------------------------------------------- labels found at creation
 
-LABELS_AS_ANNOTATIONS = "annotations"  # imported label versions: trainable, counted, never suggested
-LABELS_AS_GROUND_TRUTH = "ground-truth"  # held back for the simulation's oracle only
+
+
+class LabelsAs(Kind):
+    """What labels found beside the cases at creation become."""
+
+    ANNOTATIONS = "annotations"  # imported label versions: trainable, counted, never suggested
+    GROUND_TRUTH = "ground-truth"  # held back for the simulation's oracle only
+
+
+LABELS_AS_ANNOTATIONS = LabelsAs.ANNOTATIONS
+LABELS_AS_GROUND_TRUTH = LabelsAs.GROUND_TRUTH
 LABELS_AS = (LABELS_AS_ANNOTATIONS, LABELS_AS_GROUND_TRUTH)
 
 # ---------------------------------------------------------------------------- simulated annotators
 
-TRACE_ANNOTATOR = "trace"  # paints every outline (or corrects the prefill with the brush)
-CLICK_ANNOTATOR = "clicks"  # clicks each structure first (simulation.clicker), then paints the rest
+
+
+class SimulatedAnnotator(Kind):
+    """How the simulation's oracle annotates; also the annotator name its events record."""
+
+    TRACE = "trace"  # paints every outline (or corrects the prefill with the brush)
+    CLICKS = "clicks"  # clicks each structure first (simulation.clicker), then paints the rest
+
+
+TRACE_ANNOTATOR = SimulatedAnnotator.TRACE
+CLICK_ANNOTATOR = SimulatedAnnotator.CLICKS
 SIMULATED_ANNOTATORS = (TRACE_ANNOTATOR, CLICK_ANNOTATOR)
 
 # `alseg simulate --cohort` without options: both random baselines and one uncertainty engine,

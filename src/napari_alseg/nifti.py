@@ -17,13 +17,18 @@ from __future__ import annotations
 import gzip
 import os
 import zlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, cast
 
 import numpy as np
 
 from .atomic import atomic_path
 from .errors import AlsegError
+
+if TYPE_CHECKING:
+    from nibabel.nifti1 import Nifti1Header, Nifti1Image  # nibabel itself is imported when first read
 
 NIFTI_SUFFIXES = (".nii", ".nii.gz")
 
@@ -85,7 +90,7 @@ def is_label_file(path: str | os.PathLike) -> bool:
         return False
 
 
-def _is_integer_label_file(path: str | os.PathLike, header) -> bool:
+def _is_integer_label_file(path: str | os.PathLike, header: Nifti1Header) -> bool:
     """An integer file in a label folder (``labelsTr/``, ``labels/``): labels without intent or name token."""
     return (Path(path).parent.name.lower() in LABEL_FOLDER_NAMES
             and np.issubdtype(header.get_data_dtype(), np.integer))
@@ -157,7 +162,12 @@ def read_shape(path: str | os.PathLike) -> tuple[int, ...]:
     return tuple(int(n) for n in _open_image(Path(path)).shape)
 
 
-def _open_image(path: Path):
+def read_affine(path: str | os.PathLike) -> np.ndarray:
+    """The header's voxel-to-world affine ``(4, 4)``, as stored (no flips, no voxel data read)."""
+    return np.asarray(_open_image(Path(path)).affine, float)
+
+
+def _open_image(path: Path) -> Nifti1Image:
     """The nibabel image with only its header read; every failure as one AlsegError line."""
     import nibabel as nib
 
@@ -179,7 +189,7 @@ def _open_image(path: Path):
     if empty:
         raise AlsegError(f"{name}: file is empty (0 bytes)")
     try:
-        image = nib.load(str(path))
+        image = cast("Nifti1Image", nib.load(str(path)))  # a .nii(.gz) loads as NIfTI-1 or its subclass NIfTI-2
     except (EOFError, zlib.error, gzip.BadGzipFile) as exc:
         raise AlsegError(f"{name}: truncated or corrupt gzip data ({exc})") from None
     except (nib.filebasedimages.ImageFileError, nib.spatialimages.HeaderDataError) as exc:
@@ -221,7 +231,7 @@ def _voxels(shape: tuple[int, ...]) -> int:
     return total
 
 
-def _check_declared_size(path: Path, image, spatial: tuple[int, ...]) -> None:
+def _check_declared_size(path: Path, image: Nifti1Image, spatial: tuple[int, ...]) -> None:
     """Refuse a header whose declared size the file cannot hold or memory cannot take.
 
     An uncompressed file must hold offset + voxels x bytes per voxel; a gzip file cannot
@@ -252,7 +262,7 @@ def _check_declared_size(path: Path, image, spatial: tuple[int, ...]) -> None:
                          f"only {_human_bytes(available)} is available")
 
 
-def _bytes_per_voxel(path: Path, image) -> int:
+def _bytes_per_voxel(path: Path, image: Nifti1Image) -> int:
     """Peak bytes per voxel while a volume loads: the values as stored, the float64 that
     nibabel's scaling makes of a scaled file, and the one float32 (or label) copy handed out;
     or, if more, a gzip file's read (Python's gzip reads into a buffer and then copies it:
@@ -304,7 +314,7 @@ def budget_refusal(names: str, declaration: str, needed: int, budget: int) -> st
             f"{READER_BUDGET_ENV} (gigabytes, default {DEFAULT_READER_BUDGET_GB:g}) to raise it")
 
 
-def _is_scaled(image) -> bool:
+def _is_scaled(image: Nifti1Image) -> bool:
     slope = getattr(image.dataobj, "slope", 1.0)
     inter = getattr(image.dataobj, "inter", 0.0)
     return not (slope in (None, 1.0) and inter in (None, 0.0))
@@ -561,7 +571,7 @@ def _four_d_message(name: str, shape: tuple[int, ...]) -> str:
 _SLAB_VOXELS = 1 << 20  # checks run slab by slab: their temporaries stay a few MB
 
 
-def _slabs(data: np.ndarray):
+def _slabs(data: np.ndarray) -> Iterator[np.ndarray]:
     """Views of ``data`` along axis 0, each about :data:`_SLAB_VOXELS` voxels."""
     per_slice = max(1, data[:1].size)
     step = max(1, _SLAB_VOXELS // per_slice)
@@ -614,7 +624,7 @@ def _flip_to_positive(data: np.ndarray, affine: np.ndarray) -> tuple[np.ndarray,
     return flipped, new_affine
 
 
-def _geometry(affine: np.ndarray) -> tuple[tuple[float, ...], tuple[float, ...]]:
+def _geometry(affine: np.ndarray) -> tuple[tuple[float, float, float], tuple[float, float, float]]:
     """Spacing (column norms) and, per voxel axis, the origin on its dominant world axis."""
     import nibabel as nib
 
@@ -624,7 +634,12 @@ def _geometry(affine: np.ndarray) -> tuple[tuple[float, ...], tuple[float, ...]]
         raise AlsegError("affine has a zero-length voxel axis")
     world_axis = nib.orientations.io_orientation(affine)[:, 0].astype(int)
     origin = np.asarray(affine)[world_axis, 3]
-    return tuple(float(s) for s in spacing), tuple(float(o) for o in origin)
+    return _three(spacing), _three(origin)
+
+
+def _three(values: np.ndarray) -> tuple[float, float, float]:
+    first, second, third = (float(value) for value in values)
+    return first, second, third
 
 
 WORLD_LETTERS = (("L", "R"), ("P", "A"), ("I", "S"))  # RAS+ world axes: (towards -, towards +)

@@ -3,23 +3,25 @@
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from ..domain import LABELLING_KINDS, PSEUDO_ACCEPTED, PSEUDO_REJECTED, TOOL_KINDS, UNDO
+from ..domain import LABELLING_KINDS, PSEUDO_ACCEPTED, PSEUDO_REJECTED, TOOL_KINDS, UNDO, EventKind
 from ..errors import AlsegError, DamagedLabelsError
+from .cases import CasesMixin
 from .labels import (array_sha256, check_label_array, labelled_mask, merge_region, region_dice,
                      write_label_region, write_label_volume, write_sidecar)
 from .records import CaseRecord, EventRecord, LabelledItem, LabelSnapshot, ToolUse, WeakAnnotation
-from .rows import checked_seconds, iso, now, optional_int
-from .state import ProjectState
+from .rows import checked_seconds, inserted_id, iso, now, optional_int
 
 _SNAPSHOT_CACHE_SIZE = 4  # label versions kept in memory (a slice submit merges into the last)
 
 
-class AnnotationsMixin(ProjectState):
+class AnnotationsMixin(CasesMixin):
     """The annotator's writes (durable before they return) and the label versions they make."""
 
     def current_labels(self, case: str) -> LabelSnapshot | None:
@@ -33,7 +35,7 @@ class AnnotationsMixin(ProjectState):
         """The latest label version whatever stands in it: what a new version builds on."""
         row = self._db.row("SELECT MAX(version) AS v FROM label_versions WHERE case_id = ?",
                            (self.case(case).id,))
-        return None if row["v"] is None else self.labels_at(case, row["v"])
+        return None if row is None or row["v"] is None else self.labels_at(case, row["v"])
 
     def labels_at(self, case: str, version: int) -> LabelSnapshot:
         """Label version ``version`` of ``case``, checked against its recorded checksum."""
@@ -73,7 +75,7 @@ class AnnotationsMixin(ProjectState):
             (self.case(case).id, UNDO, up_to_version, up_to_version, up_to_version, up_to_version))
         return [LabelledItem(r["slice_index"], r["class_id"], r["label_version"], r["id"]) for r in rows]
 
-    def submit(self, case: str, labels: np.ndarray, *, kind: str, slice_index: int | None = None,
+    def submit(self, case: str, labels: np.ndarray, *, kind: EventKind, slice_index: int | None = None,
                class_id: int | None = None, annotator: str, seconds_active: float,
                started_at: datetime | None = None, original: np.ndarray | None = None,
                boundary_px: float | None = None, boundary_mm: float | None = None,
@@ -117,8 +119,7 @@ class AnnotationsMixin(ProjectState):
             base_data = base.data if base is not None else np.zeros(record.shape, self.label_dtype)
             version = base.version + 1 if base is not None else 1
             merged = merge_region(base_data, final, slice_index, class_id)
-            return self._commit_event(record, event, prediction, version=version, merged=merged,
-                                      tool_events=tool_events)
+            return self._commit_event(record, event, prediction, labels=(version, merged), tool_events=tool_events)
 
     def undo_submit(self, case: str, *, annotator: str) -> int:
         """Take back the case's latest labelling submit that still stands: the label version it
@@ -138,10 +139,11 @@ class AnnotationsMixin(ProjectState):
                 raise AlsegError(f"case {case}: nothing submitted to undo")
             restored = (np.zeros(record.shape, self.label_dtype) if row["label_version"] <= 1
                         else self.labels_at(case, row["label_version"] - 1).data)
-            version = self._latest_labels(case).version + 1
+            latest = self._latest_labels(case)
+            assert latest is not None, "the submit found above wrote a label version"
             event = self._event_fields(record, UNDO, row["slice_index"], row["class_id"], annotator,
                                        0.0, None, None, None, None)
-            return self._commit_event(record, event, None, version=version, merged=np.array(restored),
+            return self._commit_event(record, event, None, labels=(latest.version + 1, np.array(restored)),
                                       undoes_version=row["label_version"])
 
     def accept_pseudo(self, case: str, prediction: np.ndarray, *, slice_index: int | None = None,
@@ -163,7 +165,7 @@ class AnnotationsMixin(ProjectState):
         event = self._event_fields(record, PSEUDO_REJECTED, slice_index, class_id, annotator,
                                    seconds_active, started_at, None, None, model_version)
         with self._write_lock:
-            return self._commit_event(record, event, kept, version=None, merged=None)
+            return self._commit_event(record, event, kept, labels=None)
 
     def events(self, case: str | None = None) -> list[EventRecord]:
         """Every annotation event (of one case, or all), oldest first."""
@@ -190,11 +192,11 @@ class AnnotationsMixin(ProjectState):
             raise AlsegError(f"case {case} weak annotation: slices {first_slice}..{last_slice} "
                              f"must satisfy 0 <= first <= last < {record.n_slices}")
         with self._write_lock, self._db.transaction() as conn:
-            return conn.execute(
+            return inserted_id(conn.execute(
                 "INSERT INTO weak_annotations (case_id, class_id, first_slice, last_slice, annotator, "
                 "seconds_active, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
                 (record.id, int(class_id), int(first_slice), int(last_slice), annotator,
-                 checked_seconds(seconds_active), now())).lastrowid
+                 checked_seconds(seconds_active), now())))
 
     def weak_annotations(self, case: str) -> dict[int, WeakAnnotation]:
         """The latest slice range per class of ``case``."""
@@ -204,29 +206,31 @@ class AnnotationsMixin(ProjectState):
                                                 row["last_slice"], row["annotator"], row["created_at"])
                 for row in rows}
 
-    def _commit_event(self, record: CaseRecord, event: dict, prediction: np.ndarray | None, *,
-                      version: int | None, merged: np.ndarray | None, tool_events: list[dict] = (),
+    def _commit_event(self, record: CaseRecord, event: dict[str, Any], prediction: np.ndarray | None, *,
+                      labels: tuple[int, np.ndarray] | None, tool_events: Sequence[dict[str, Any]] = (),
                       undoes_version: int | None = None) -> int:
         """Write files, then commit the rows that point at them; on failure remove the files.
 
+        ``labels``: the new label version's number and volume, or None (the event writes none).
         ``tool_events`` go in on the same label version; ``undoes_version``: the events of that
         version are marked undone by this one.
         """
         written: list[Path] = []
-        digest = None if merged is None else array_sha256(merged)
+        version = None if labels is None else labels[0]
+        digest = None if labels is None else array_sha256(labels[1])
         try:
             with self._db.transaction() as conn:
-                if merged is not None:
-                    path = self._files.version_path(record.name, version)
+                if labels is not None:
+                    path = self._files.version_path(record.name, labels[0])
                     conn.execute("INSERT INTO label_versions (case_id, version, path, sha256, created_at) "
                                  "VALUES (?, ?, ?, ?, ?)", (record.id, version, self._files.relative(path),
                                                            digest, event["ended_at"]))
                     event["label_version"] = version
-                    write_label_volume(path, merged, record)
+                    write_label_volume(path, labels[1], record)
                     written.append(path)
                 columns = ", ".join(event)
-                event_id = conn.execute(f"INSERT INTO events ({columns}) VALUES "
-                                        f"({', '.join('?' * len(event))})", tuple(event.values())).lastrowid
+                event_id = inserted_id(conn.execute(f"INSERT INTO events ({columns}) VALUES "
+                                                    f"({', '.join('?' * len(event))})", tuple(event.values())))
                 for tool_event in tool_events:
                     tool_event["label_version"] = version
                     conn.execute(f"INSERT INTO events ({', '.join(tool_event)}) VALUES "
@@ -235,8 +239,8 @@ class AnnotationsMixin(ProjectState):
                     conn.execute("UPDATE events SET undone_in_version = ? WHERE case_id = ? AND "
                                  "label_version = ? AND undone_in_version IS NULL",
                                  (version, record.id, undoes_version))
-                if merged is not None:  # what made this version, for `alseg recover` if the commit is lost
-                    sidecar = self._files.sidecar_path(record.name, version)
+                if labels is not None:  # what made this version, for `alseg recover` if the commit is lost
+                    sidecar = self._files.sidecar_path(record.name, labels[0])
                     written.append(sidecar)
                     write_sidecar(sidecar, {"case": record.name, "version": version, "sha256": digest,
                                             "event_id": event_id, "event": event, "tools": list(tool_events),
@@ -247,7 +251,7 @@ class AnnotationsMixin(ProjectState):
                     written.append(path)
                     conn.execute("UPDATE events SET original_path = ? WHERE id = ?",
                                  (self._files.relative(path), event_id))
-                clears_draft = merged is not None and event["slice_index"] is None and event["class_id"] is None
+                clears_draft = labels is not None and event["slice_index"] is None and event["class_id"] is None
                 if clears_draft:
                     conn.execute("DELETE FROM drafts WHERE case_id = ?", (record.id,))
         except BaseException:
@@ -256,11 +260,11 @@ class AnnotationsMixin(ProjectState):
             raise
         if clears_draft:
             self._files.draft_path(record.name).unlink(missing_ok=True)
-        if merged is not None:
-            self._remember(self._snapshot(record, version, merged))
+        if labels is not None:
+            self._remember(self._snapshot(record, *labels))
         return event_id
 
-    def _event_fields(self, record: CaseRecord, kind: str, slice_index: int | None,
+    def _event_fields(self, record: CaseRecord, kind: EventKind, slice_index: int | None,
                       class_id: int | None, annotator: str, seconds_active: float,
                       started_at: datetime | None, boundary_px: float | None,
                       boundary_mm: float | None, model_version: str | None) -> dict:
@@ -312,7 +316,7 @@ class AnnotationsMixin(ProjectState):
     def _event_record(self, row: sqlite3.Row) -> EventRecord:
         return EventRecord(
             id=row["id"], case=self._cases_by_id[row["case_id"]].name, slice_index=row["slice_index"],
-            class_id=row["class_id"], kind=row["kind"], annotator=row["annotator"],
+            class_id=row["class_id"], kind=EventKind(row["kind"]), annotator=row["annotator"],
             started_at=row["started_at"], ended_at=row["ended_at"],
             seconds_active=row["seconds_active"], boundary_px=row["boundary_px"],
             boundary_mm=row["boundary_mm"], label_version=row["label_version"],
@@ -321,7 +325,7 @@ class AnnotationsMixin(ProjectState):
             voxels=row["voxels"], undone_in_version=row["undone_in_version"], clicks=row["clicks"])
 
 
-def _without_path(message: str, path) -> str:
+def _without_path(message: str, path: Path) -> str:
     """A reader's message without the path it starts with (the caller names case and version)."""
     for prefix in (f"{path}: ", f"{path.name}: "):
         if message.startswith(prefix):

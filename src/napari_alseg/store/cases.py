@@ -6,6 +6,7 @@ import json
 import logging
 import sqlite3
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -34,7 +35,7 @@ class CasesMixin(ProjectState):
             raise AlsegError(f"class name {name!r} is already used by another class")
         if color is not None and (len(color) != 3 or not all(0 <= int(c) <= 255 for c in color)):
             raise AlsegError(f"a class colour is three values 0-255, got {color}")
-        color = current.color if color is None else tuple(int(c) for c in color)
+        color = current.color if color is None else (int(color[0]), int(color[1]), int(color[2]))
         with self._write_lock, self._db.transaction() as conn:
             conn.execute("UPDATE classes SET name = ?, color = ? WHERE id = ?",
                          (name, json.dumps(list(color)) if color else None, class_id))
@@ -125,7 +126,7 @@ class CasesMixin(ProjectState):
         def source_path(stored: str) -> Path:
             return self.source_dir / stored  # an absolute stored path stays absolute
 
-        def stored(column: str, expect: type = list):
+        def stored(column: str, expect: type = list) -> Any:
             return stored_json(row, column, "cases", expect)
 
         return CaseRecord(

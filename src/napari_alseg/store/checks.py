@@ -8,8 +8,10 @@ from pathlib import Path
 
 from ..errors import AlsegError, DamagedLabelsError, DamagedProjectError
 from . import export as export_module
+from .annotations import AnnotationsMixin
+from .rounds import RoundsMixin
 from .rows import stored_json
-from .state import DB_NAME, ProjectState
+from .state import DB_NAME
 
 _JSON_COLUMNS: dict[str, tuple[str, ...]] = {
     "meta": (), "classes": ("color",),
@@ -22,7 +24,7 @@ _JSON_COLUMNS: dict[str, tuple[str, ...]] = {
 
 
 
-class ChecksMixin(ProjectState):
+class ChecksMixin(AnnotationsMixin, RoundsMixin):
     """Reads only: a full check of every record and file, the files referenced, the export."""
 
     def check(self) -> list[str]:
@@ -67,6 +69,8 @@ class ChecksMixin(ProjectState):
                 row = self._db.row(f"SELECT rowid, * FROM {table} WHERE rowid = ?", (rowid,))
             except AlsegError:
                 problems.append(f"{DB_NAME}: table {table} row {rowid} holds text that is not UTF-8")
+                continue
+            if row is None:  # removed since the rowids were read
                 continue
             for column in json_columns:
                 try:

@@ -23,6 +23,7 @@ from __future__ import annotations
 import json
 import re
 from collections import defaultdict
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -192,10 +193,9 @@ def _msd_cases(source_dir: Path) -> tuple[list[CaseSource], list[SkippedCase]]:
             truth = labels.pop(name, None) if labelled else None
             if problem is None and truth is not None and not truth.is_file():
                 problem = _not_a_file(f"{MSD_LABELS}/{truth.name}", truth)
-            if problem is None:
-                case, problem = _msd_case(name, channel_files, names, truth)
-            if problem is not None:
-                skipped.append(SkippedCase(name, problem))
+            case = _msd_case(name, channel_files, names, truth) if problem is None else problem
+            if isinstance(case, str):
+                skipped.append(SkippedCase(name, case))
             else:
                 cases.append(case)
     skipped += [SkippedCase(name, f"{MSD_LABELS}/{path.name} has no image in {MSD_IMAGES}/")
@@ -203,14 +203,14 @@ def _msd_cases(source_dir: Path) -> tuple[list[CaseSource], list[SkippedCase]]:
     return cases, skipped
 
 
-def _msd_groups(folder: Path, n_channels: int):
+def _msd_groups(folder: Path, n_channels: int) -> Iterator[tuple[str, list[Path], str | None]]:
     """``(case, [files in channel order], problem)`` for each case in ``imagesTr/`` or ``imagesTs/``."""
     entries = [p for p in _visible(folder) if is_nifti_path(p)]
-    split = {}
+    split: dict[str, dict[int, Path]] = {}  # left empty unless every file names its channel
     for path in entries:
         match = _SPLIT_CHANNEL.match(_stem(path))
         if match is None:
-            split = None
+            split = {}
             break
         split.setdefault(match["case"], {})[int(match["channel"])] = path
     if split and all(sorted(files) == list(range(n_channels)) for files in split.values()):
@@ -225,30 +225,31 @@ def _msd_groups(folder: Path, n_channels: int):
 
 
 def _msd_case(name: str, files: list[Path], channel_names: list[str],
-              truth: Path | None) -> tuple[CaseSource | None, str | None]:
+              truth: Path | None) -> CaseSource | str:
+    """The case, or why it cannot be used."""
     n = len(channel_names)
     if len(files) == n:  # one 3D file per channel (or one channel)
         if n == 1:
             shape = _header_shape(files[0])
             if isinstance(shape, str):
-                return None, shape
+                return shape
             if len([d for d in shape[3:] if d != 1]):
-                return None, f"{files[0].name}: shape {shape} has more channels than dataset.json's 1"
-        return CaseSource(name, tuple(zip(channel_names, files)), truth), None
+                return f"{files[0].name}: shape {shape} has more channels than dataset.json's 1"
+        return CaseSource(name, tuple(zip(channel_names, files)), truth)
     path = files[0]
     shape = _header_shape(path)
     if isinstance(shape, str):
-        return None, shape
+        return shape
     extra = [d for d in shape[3:] if d != 1]
     if extra == [n]:
         channels_first = False
     elif len(shape) == 4 and shape[0] == n:
         channels_first = True
     else:
-        return None, (f"{path.name}: shape {shape} has no axis of {n} channels "
-                      f"(dataset.json names {n}: {', '.join(channel_names)})")
+        return (f"{path.name}: shape {shape} has no axis of {n} channels "
+                f"(dataset.json names {n}: {', '.join(channel_names)})")
     return CaseSource(name, tuple((channel, path) for channel in channel_names), truth,
-                      channel_indices=tuple(range(n)), channels_first=channels_first), None
+                      channel_indices=tuple(range(n)), channels_first=channels_first)
 
 
 def _not_a_file(shown: str, path: Path) -> str:

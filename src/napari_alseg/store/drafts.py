@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import numpy as np
 
+from .annotations import AnnotationsMixin
 from .labels import check_label_array, write_label_volume
 from .rows import now
-from .state import ProjectState
 
 
-class DraftsMixin(ProjectState):
+class DraftsMixin(AnnotationsMixin):
     """Drafts survive a crash; a whole-volume submit clears them."""
 
     def save_draft(self, case: str, labels: np.ndarray) -> None:

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ..domain import CASE, PROJECT_GRANULARITIES, SLICE
+from ..domain import CASE, PROJECT_GRANULARITIES, SLICE, Granularity
 from ..errors import AlsegError, BadCasesError
-from ..nifti import load_volume
+from ..nifti import Volume, load_volume, read_affine
 from .discover import (DATASET_FILE, CaseSource, SkippedCase, discover, msd_classes, read_classes,
                        read_dataset_info, skipped_message)
 from .records import CaseGeometry, ClassInfo, HasGeometry
@@ -39,14 +39,14 @@ class ProjectPlan:
 
     source_dir: Path
     dataset_name: str
-    granularity: str
+    granularity: Granularity
     classes: tuple[ClassInfo, ...]
     cases: tuple[InspectedCase, ...]
     validation: tuple[tuple[str, int | None], ...]
     skipped: tuple[SkippedCase, ...] = ()
 
 
-def plan_project(source_dir: Path, *, class_names: Sequence[str] | None, granularity: str | None,
+def plan_project(source_dir: Path, *, class_names: Sequence[str] | None, granularity: Granularity | None,
                  validation_fraction: float, seed: int, skip_bad_cases: bool = False) -> ProjectPlan:
     """Read and check every file under ``source_dir``.
 
@@ -76,9 +76,10 @@ def plan_project(source_dir: Path, *, class_names: Sequence[str] | None, granula
     cases = tuple(inspected)
     classes = _choose_classes(source_dir, class_names, cases,
                               msd_classes(info, source_dir / DATASET_FILE) if found.layout == "msd" else None)
-    granularity = granularity or info.get("granularity") or (CASE if len(cases) > 1 else SLICE)
-    if granularity not in GRANULARITIES:
-        raise AlsegError(f"granularity must be one of {GRANULARITIES}, got {granularity!r}")
+    named = granularity or info.get("granularity") or (CASE if len(cases) > 1 else SLICE)
+    if named not in GRANULARITIES:
+        raise AlsegError(f"granularity must be one of {GRANULARITIES}, got {named!r}")
+    granularity = Granularity(named)
     if not 0.0 <= validation_fraction < 1.0:
         raise AlsegError(f"validation fraction must be in [0, 1), got {validation_fraction}")
     validation = choose_validation(cases, granularity=granularity,
@@ -90,8 +91,6 @@ def plan_project(source_dir: Path, *, class_names: Sequence[str] | None, granula
 
 def inspect_case(source: CaseSource) -> InspectedCase:
     """Load each channel (one at a time) and the ground truth; shapes and affines must agree."""
-    import nibabel as nib
-
     first_name, first_path = source.channels[0]
     reference = _load_channel(source, 0)
     for position, (_, path) in enumerate(source.channels[1:], start=1):
@@ -101,16 +100,17 @@ def inspect_case(source: CaseSource) -> InspectedCase:
         truth = load_volume(source.ground_truth, as_label=True)
         _check_same_grid(truth, reference, source.ground_truth, first_path)
         max_label = int(truth.data.max())
+    k, j, i = reference.shape
     return InspectedCase(
         source=source,
-        geometry=CaseGeometry(shape=tuple(int(n) for n in reference.shape), spacing=reference.spacing,
+        geometry=CaseGeometry(shape=(k, j, i), spacing=reference.spacing,
                               origin=reference.origin, affine=reference.affine,
-                              source_affine=np.asarray(nib.load(str(first_path)).affine, float)),
+                              source_affine=read_affine(first_path)),
         max_label=max_label,
     )
 
 
-def _load_channel(source: CaseSource, position: int):
+def _load_channel(source: CaseSource, position: int) -> Volume:
     """Channel ``position`` of a case: a 3D file, or one channel of its 4D file."""
     _, path = source.channels[position]
     return load_volume(path, as_label=False, channel=source.channel_index(position),
@@ -123,12 +123,13 @@ def affine_hash(affine: np.ndarray) -> str:
     return hashlib.sha256(rounded.tobytes()).hexdigest()[:16]
 
 
-def choose_validation(cases: Sequence[InspectedCase], *, granularity: str, fraction: float,
+def choose_validation(cases: Sequence[InspectedCase], *, granularity: Granularity, fraction: float,
                       seed: int) -> tuple[tuple[str, int | None], ...]:
     """The held-out items, drawn once with ``seed``: whole cases, or slices for one-stack data.
 
     At least one item is held out when ``fraction > 0`` and at least one is left to train on.
     """
+    pool: list[tuple[str, int | None]]
     if granularity == CASE:
         pool = [(case.source.name, None) for case in cases]
     else:
@@ -140,7 +141,7 @@ def choose_validation(cases: Sequence[InspectedCase], *, granularity: str, fract
     return tuple(pool[i] for i in sorted(picked))
 
 
-def _check_same_grid(volume, reference, path: Path, reference_path: Path) -> None:
+def _check_same_grid(volume: Volume, reference: Volume, path: Path, reference_path: Path) -> None:
     if volume.shape != reference.shape:
         raise AlsegError(f"{path}: shape {volume.shape} differs from {reference_path.name} "
                          f"{reference.shape} (k, j, i); channels and labels must share one grid")
@@ -154,6 +155,7 @@ def _choose_classes(source_dir: Path, class_names: Sequence[str] | None,
                     dataset_classes: list[ClassInfo] | None = None) -> tuple[ClassInfo, ...]:
     """Given names win, then ``classes.json``, then dataset.json's ``labels`` (MSD layout),
     then as many classes as the ground truth uses."""
+    classes: list[ClassInfo] | None
     if class_names is not None:
         classes = [ClassInfo(i, str(name)) for i, name in enumerate(class_names)]
         where = "class_names"

@@ -22,6 +22,7 @@ from __future__ import annotations
 import errno
 import logging
 import os
+import sys
 import time
 from pathlib import Path
 
@@ -58,7 +59,7 @@ class ProjectLock:
             guard = _open_locked(database, folder, holder_file=path)
         read_only = None
         try:
-            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+            fd: int | None = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
         except OSError as exc:
             if allow_read_only and exc.errno in READ_ONLY_ERRNOS and database is not None:
                 read_only = disk_cause(exc)
@@ -170,7 +171,7 @@ def _try_lock(fd: int) -> bool:
                 return False
             raise  # no locking here (e.g. some network file systems): not "already open"
         return True
-    if backend == "msvcrt":
+    if backend == "msvcrt" and sys.platform == "win32":  # always both; the check tells the type checker
         import msvcrt
 
         os.lseek(fd, _WINDOWS_LOCK_OFFSET, os.SEEK_SET)
@@ -190,7 +191,7 @@ def _unlock_and_close(fd: int) -> None:
             import fcntl
 
             fcntl.flock(fd, fcntl.LOCK_UN)
-        elif backend == "msvcrt":
+        elif backend == "msvcrt" and sys.platform == "win32":
             import msvcrt
 
             os.lseek(fd, _WINDOWS_LOCK_OFFSET, os.SEEK_SET)

@@ -26,7 +26,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from ..atomic import claim_folder
-from ..domain import IMPORTED, IMPORTED_ANNOTATOR, LABELS_AS, LABELS_AS_ANNOTATIONS, LABELS_AS_GROUND_TRUTH
+from ..domain import (IMPORTED, IMPORTED_ANNOTATOR, LABELS_AS, LABELS_AS_ANNOTATIONS, LABELS_AS_GROUND_TRUTH,
+                      Granularity, LabelsAs)
 from ..errors import AlsegError, DamagedProjectError, StorageError
 from .annotations import AnnotationsMixin
 from .cases import CasesMixin
@@ -93,7 +94,7 @@ def _refuse_empty_database(path: Path) -> None:
         raise DamagedProjectError(damaged_message(path, "it holds no project: schema version 0"))
 
 
-class Project(CasesMixin, AnnotationsMixin, DraftsMixin, RoundsMixin, ChecksMixin, RecoveryMixin):
+class Project(RecoveryMixin, ChecksMixin, DraftsMixin, AnnotationsMixin, RoundsMixin, CasesMixin):
     """An open project; holds the folder's lock until :meth:`close`. Use as a context manager.
 
     Thread use: the annotator's thread writes; any other thread (training) may read
@@ -126,7 +127,7 @@ class Project(CasesMixin, AnnotationsMixin, DraftsMixin, RoundsMixin, ChecksMixi
         """Classes, cases and settings: written once at creation, so read once here."""
         meta = {row["key"]: row["value"] for row in self._db.rows("SELECT key, value FROM meta")}
         self.source_dir = Path(meta["source_dir"])
-        self.granularity = meta["granularity"]
+        self.granularity = Granularity(meta["granularity"])
         self.dataset_name = meta["dataset_name"]
         self.skipped_cases: tuple[tuple[str, str], ...] = tuple(
             (str(name), str(reason)) for name, reason in json.loads(meta.get(SKIPPED_KEY, "[]")))
@@ -143,8 +144,8 @@ class Project(CasesMixin, AnnotationsMixin, DraftsMixin, RoundsMixin, ChecksMixi
     @classmethod
     def create(cls, folder: str | os.PathLike, source_dir: str | os.PathLike, *,
                class_names: Sequence[str] | None = None, annotator: str | None = None,
-               granularity: str | None = None, validation_fraction: float = 0.2,
-               seed: int = 0, skip_bad_cases: bool = False, labels_as: str = LABELS_AS_GROUND_TRUTH,
+               granularity: Granularity | None = None, validation_fraction: float = 0.2,
+               seed: int = 0, skip_bad_cases: bool = False, labels_as: LabelsAs = LABELS_AS_GROUND_TRUTH,
                before_writing: Callable[[ProjectPlan], None] | None = None) -> Project:
         """Make a project in ``folder`` from the NIfTI cases in ``source_dir`` and open it.
 

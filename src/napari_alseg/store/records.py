@@ -13,7 +13,8 @@ from pathlib import Path
 import numpy as np
 
 # event kinds live in the domain leaf; re-exported here for the store's readers
-from ..domain import CORRECTED, EVENT_KINDS, LABELLING_KINDS, MANUAL, PSEUDO_ACCEPTED, PSEUDO_REJECTED  # noqa: F401
+from ..domain import (CORRECTED, EVENT_KINDS, LABELLING_KINDS, MANUAL, PSEUDO_ACCEPTED, PSEUDO_REJECTED,  # noqa: F401
+                      EventKind)
 
 
 @dataclass(frozen=True)
@@ -120,7 +121,7 @@ class EventRecord:
     case: str
     slice_index: int | None
     class_id: int | None
-    kind: str
+    kind: EventKind
     annotator: str
     started_at: str | None
     ended_at: str
@@ -142,7 +143,7 @@ class ToolUse:
     where (``slice_index`` None = across slices), which class, how many voxels it set that
     the annotator kept and how many clicks it took (segment with clicks)."""
 
-    kind: str
+    kind: EventKind
     slice_index: int | None
     class_id: int
     voxels: int

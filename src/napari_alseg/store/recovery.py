@@ -18,14 +18,15 @@ import re
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from ..domain import LABELLING_KINDS, UNDO
+from ..domain import LABELLING_KINDS, UNDO, EventKind
 from ..errors import AlsegError
+from .annotations import AnnotationsMixin
 from .labels import LABEL_SUFFIX, LABELS_DIR, RECOVERED_DIR, SIDECAR_SUFFIX, array_sha256
 from .records import ToolUse
-from .state import ProjectState
 
 _VERSION_FILE = re.compile(r"^v(\d{4,})(~\d+)?\.nii\.gz$")
 _ORIGINAL_FILE = re.compile(r"^e(\d{6,})(~\d+)?\.nii\.gz$")
@@ -61,7 +62,7 @@ class Restored:
     same: bool
 
 
-class RecoveryMixin(ProjectState):
+class RecoveryMixin(AnnotationsMixin):
     """Lists and restores what open kept aside in ``recovered/``."""
 
     def recovered(self) -> list[RecoveredFile]:
@@ -79,7 +80,7 @@ class RecoveryMixin(ProjectState):
                 continue
             if not item.restorable:
                 blocked.add(item.case)
-            elif item.case in blocked and item.record["event"]["kind"] == UNDO:
+            elif item.case in blocked and item.record is not None and item.record["event"]["kind"] == UNDO:
                 files[index] = RecoveredFile(item.path, item.case, item.what, item.record,
                                              "an undo after a version of this case that cannot be restored "
                                              "would take back the wrong submit")
@@ -94,8 +95,8 @@ class RecoveryMixin(ProjectState):
         self._db.require_writable("restoring recovered labels")
         done = []
         for item in self.recovered():
-            if item.restorable:
-                done.append(self._restore(item))
+            if item.restorable and item.record is not None:
+                done.append(self._restore(item, item.record))
         return done
 
     # ------------------------------------------------------------------ internals
@@ -130,8 +131,8 @@ class RecoveryMixin(ProjectState):
             problem = f"its record names case {record.get('case')!r}, which this project does not hold"
         return RecoveredFile(path, case, what, record, problem)
 
-    def _restore(self, item: RecoveredFile) -> Restored:
-        record, event = item.record, item.record["event"]
+    def _restore(self, item: RecoveredFile, record: dict[str, Any]) -> Restored:
+        event = record["event"]
         data = self._files.read(item.path, self.label_dtype)
         if array_sha256(data) != record.get("sha256"):
             raise AlsegError(f"{item.path}: contents differ from the checksum saved with it; not restored "
@@ -144,7 +145,7 @@ class RecoveryMixin(ProjectState):
             original = self._recovered_original(item, record, slice_index)
             started = event.get("started_at")
             event_id = self.submit(
-                item.case, region, kind=event["kind"], slice_index=slice_index, class_id=class_id,
+                item.case, region, kind=EventKind(event["kind"]), slice_index=slice_index, class_id=class_id,
                 annotator=event["annotator"], seconds_active=float(event.get("seconds_active") or 0.0),
                 started_at=datetime.fromisoformat(started) if started else None, original=original,
                 boundary_px=event.get("boundary_px"), boundary_mm=event.get("boundary_mm"),
@@ -152,6 +153,7 @@ class RecoveryMixin(ProjectState):
                 tools=[ToolUse(t["kind"], t.get("slice_index"), t["class_id"], int(t.get("voxels") or 0),
                                int(t.get("clicks") or 0)) for t in record.get("tools", [])])
         snapshot = self._latest_labels(item.case)
+        assert snapshot is not None, "the submit or undo above wrote a label version"
         self._discard_restored(item, record)
         return Restored(item, snapshot.version, event_id, bool(np.array_equal(snapshot.data, data)))
 

@@ -14,17 +14,18 @@ import numpy as np
 
 from ..domain import QueryItem
 from ..errors import AlsegError, DamagedProjectError, StorageError
+from .cases import CasesMixin
 from .labels import remove_file
 from .records import CheckpointRecord, RoundRecord, ScoredItem
-from .rows import damaged_record, now, optional_int, row_id, stored_json
-from .state import DB_NAME, ProjectState
+from .rows import damaged_record, inserted_id, now, optional_int, row_id, stored_json
+from .state import DB_NAME
 
 log = logging.getLogger(__name__)
 
 _CHECKPOINT_NAME = re.compile(r"^v\d{4,}\.pt$")  # what a training round writes
 
 
-class RoundsMixin(ProjectState):
+class RoundsMixin(CasesMixin):
     """Rounds, model checkpoints, per-version scores and (features, Dice) quality examples."""
 
     def record_round(self, strategy: str, suggestions: Sequence[ScoredItem], *,
@@ -37,8 +38,8 @@ class RoundsMixin(ProjectState):
         if self.read_only is not None:
             return 0
         with self._write_lock, self._db.transaction() as conn:
-            round_id = conn.execute("INSERT INTO rounds (strategy, model_version, created_at) "
-                                    "VALUES (?, ?, ?)", (strategy, model_version, now())).lastrowid
+            round_id = inserted_id(conn.execute("INSERT INTO rounds (strategy, model_version, created_at) "
+                                                "VALUES (?, ?, ?)", (strategy, model_version, now())))
             conn.executemany(
                 "INSERT INTO round_suggestions (round_id, rank, case_id, slice_index, class_id, "
                 "score, terms) VALUES (?, ?, ?, ?, ?, ?, ?)",
@@ -68,10 +69,10 @@ class RoundsMixin(ProjectState):
                 if conn.execute("SELECT 1 FROM checkpoints WHERE model_version = ?", (model_version,)).fetchone():
                     raise AlsegError(f"{self.folder}: model version {model_version!r} is already "
                                      "recorded; give each checkpoint a new version")
-                return conn.execute(
+                return inserted_id(conn.execute(
                     "INSERT INTO checkpoints (model_version, path, round_id, created_at, metrics) "
                     "VALUES (?, ?, ?, ?, ?)", (model_version, stored, round_id, now(),
-                                               json.dumps(dict(metrics or {}), default=float))).lastrowid
+                                               json.dumps(dict(metrics or {}), default=float))))
         except StorageError:
             self._discard_unrecorded_checkpoint(path, stored)
             raise

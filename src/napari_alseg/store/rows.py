@@ -47,6 +47,13 @@ def stored_json(row: sqlite3.Row, column: str, table: str, expect: type | None =
     return value
 
 
+def inserted_id(cursor: sqlite3.Cursor) -> int:
+    """The rowid of the row an INSERT just made (``lastrowid`` is None only after other statements)."""
+    rowid = cursor.lastrowid
+    assert rowid is not None, "not called after an INSERT"
+    return rowid
+
+
 def row_id(row: sqlite3.Row) -> object:
     """The row's ``rowid`` (or its ``id`` alias), as selected with it; ``?`` when not selected."""
     keys = row.keys()

@@ -61,6 +61,7 @@ def _connect_read_only(path: Path) -> sqlite3.Connection:
             error = exc
             if isinstance(database_error(path, exc, ""), DamagedProjectError):
                 break
+    assert error is not None, "every way of opening failed, each keeping its error"
     if wal_has_commits and not isinstance(database_error(path, error, ""), DamagedProjectError):
         raise StorageError(f"{path}: cannot open the read-only project: its last commits are in "
                            f"{wal.name}, which SQLite cannot read without writing {path.name}-shm "

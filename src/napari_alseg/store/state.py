@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..domain import Granularity
 from .database import Database
 from .labels import LabelFiles
 from .records import CaseRecord, ClassInfo, LabelSnapshot
@@ -23,7 +24,7 @@ class ProjectState:
     read_only: str | None  # why the project cannot be written (opened for viewing), or None
     _unsaved_settings: dict[str, str]  # settings of a read-only opening, held in memory only
     source_dir: Path
-    granularity: str
+    granularity: Granularity
     dataset_name: str
     classes: tuple[ClassInfo, ...]
     label_dtype: np.dtype
