@@ -149,7 +149,7 @@ class AnnotationsMixin(CasesMixin):
     def accept_pseudo(self, case: str, prediction: np.ndarray, *, slice_index: int | None = None,
                       class_id: int | None = None, annotator: str, seconds_active: float = 0.0,
                       started_at: datetime | None = None, model_version: str | None = None) -> int:
-        """The annotator accepts a model prediction as labels (METHODS A pseudo-labels)."""
+        """The annotator accepts a model prediction as labels (pseudo-labels, docs/METHODS.md §6.4)."""
         return self.submit(case, prediction, kind=PSEUDO_ACCEPTED, slice_index=slice_index,
                            class_id=class_id, annotator=annotator, seconds_active=seconds_active,
                            started_at=started_at, model_version=model_version)
@@ -185,7 +185,7 @@ class AnnotationsMixin(CasesMixin):
 
     def add_weak_annotation(self, case: str, class_id: int, first_slice: int, last_slice: int, *,
                             annotator: str, seconds_active: float = 0.0) -> int:
-        """METHODS E: class ``class_id`` appears only on slices first..last (two clicks)."""
+        """Weak supervision (docs/METHODS.md §7.1): class ``class_id`` appears only on slices first..last (two clicks)."""
         record = self.case(case)
         self._check_class(class_id, f"case {case} weak annotation")
         if not 0 <= first_slice <= last_slice < record.n_slices:

@@ -152,7 +152,7 @@ class ToolUse:
 
 @dataclass(frozen=True)
 class WeakAnnotation:
-    """METHODS E weak supervision: class ``class_id`` appears only on slices first..last."""
+    """Weak supervision (docs/METHODS.md §7.1): class ``class_id`` appears only on slices first..last."""
 
     id: int
     case: str
