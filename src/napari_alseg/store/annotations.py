@@ -185,7 +185,8 @@ class AnnotationsMixin(CasesMixin):
 
     def add_weak_annotation(self, case: str, class_id: int, first_slice: int, last_slice: int, *,
                             annotator: str, seconds_active: float = 0.0) -> int:
-        """Weak supervision (docs/METHODS.md §7.1): class ``class_id`` appears only on slices first..last (two clicks)."""
+        """Weak supervision (docs/METHODS.md §7.1): class ``class_id`` appears only on slices
+        first..last (two clicks)."""
         record = self.case(case)
         self._check_class(class_id, f"case {case} weak annotation")
         if not 0 <= first_slice <= last_slice < record.n_slices:
