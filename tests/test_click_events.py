@@ -75,7 +75,7 @@ def test_a_submit_records_a_clicked_event_with_its_clicks_and_kept_voxels(case_s
     final = result.labels.copy()
     final[0][final[0] == 1] = 0  # the annotator erases one slice of it
     case_session.submit("case_000", final, seconds_active=20, tools=[result.edit])
-    manual, clicked = case_session.project.events()
+    manual, clicked = case_session.catalog.events()
     assert manual.kind == MANUAL and manual.clicks is None
     assert clicked.kind == CLICKED and clicked.clicks == 3 and clicked.class_id == 1
     assert clicked.voxels == result.edit.voxels - int((result.labels[0] == 1).sum())
@@ -100,7 +100,7 @@ def test_a_slice_project_needs_the_slice_to_click_on(slice_session):
 
 
 def test_a_slice_project_clicks_one_slice_with_the_model_as_a_prior(slice_session, monkeypatch):
-    n_classes = slice_session.project.n_classes
+    n_classes = slice_session.catalog.n_classes
     probabilities = np.full((n_classes,) + SHAPE[1:], 1.0 / n_classes, np.float32)
     probabilities[1][truth()[5] == 1] = 0.95
     monkeypatch.setattr(Session, "model_version", property(lambda self: "fake"))
@@ -148,7 +148,7 @@ def test_a_version_4_project_migrates_and_keeps_its_events(tmp_path, case_sessio
 
 def test_a_tool_use_with_negative_clicks_is_refused_in_one_line(case_session):
     with pytest.raises(AlsegError, match=r"^[^\n]*clicks[^\n]*$"):
-        case_session.project.submit("case_000", np.zeros(SHAPE, np.uint8), kind=MANUAL, annotator="a",
+        case_session._project.submit("case_000", np.zeros(SHAPE, np.uint8), kind=MANUAL, annotator="a",
                                     seconds_active=1, tools=[ToolUse(CLICKED, None, 1, 0, clicks=-1)])
 
 
@@ -180,7 +180,7 @@ def test_the_seconds_model_fits_the_cost_of_a_click_from_three_click_submits():
 
 
 def test_the_session_fits_seconds_per_click_from_the_clicked_events_of_each_submit(case_session):
-    project = case_session.project
+    project = case_session._project
     labels = np.zeros(SHAPE, np.uint8)
     labels[4, 10:14, 10:14] = 1
     for px, clicks in ((100, 0), (200, 0), (300, 0), (150, 3), (250, 5), (120, 4)):
@@ -195,7 +195,7 @@ def test_the_session_fits_seconds_per_click_from_the_clicked_events_of_each_subm
 
 
 def test_a_submit_made_only_of_clicks_is_timed(case_session):
-    project = case_session.project
+    project = case_session._project
     labels = np.zeros(SHAPE, np.uint8)
     for clicks in (2, 3, 6):
         project.submit("case_000", labels, kind=MANUAL, annotator="a", seconds_active=timed(0, clicks),
@@ -205,7 +205,7 @@ def test_a_submit_made_only_of_clicks_is_timed(case_session):
 
 
 def test_the_provenance_export_carries_the_clicks(tmp_path, case_session):
-    case_session.project.submit("case_000", np.zeros(SHAPE, np.uint8), kind=MANUAL, annotator="a",
+    case_session._project.submit("case_000", np.zeros(SHAPE, np.uint8), kind=MANUAL, annotator="a",
                                 seconds_active=5, tools=[ToolUse(CLICKED, 4, 1, 0, clicks=3)])
     case_session.export(tmp_path / "export")
     rows = list(csv.DictReader(open(tmp_path / "export" / "provenance.csv", encoding="utf-8")))

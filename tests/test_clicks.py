@@ -154,11 +154,11 @@ def test_the_click_oracle_records_clicked_events_and_paints_the_rest(tmp_path):
     simulate(source, tmp_path / "out", strategies=("random",), rounds=1, seeds=[0], batch_size=2, initial_items=2,
              train_config=synthetic_cases.tiny_config(), full_data=False, annotator=CLICK_ANNOTATOR)
     with Session.open(tmp_path / "out" / "projects" / "random-seed0", annotator="oracle") as session:
-        events = session.project.events()
+        events = session.catalog.events()
         clicked = [event for event in events if event.kind == CLICKED]
         submits = [event for event in events if event.kind == "manual"]
-        truth = session.project.ground_truth(submits[0].case)
-        labels = session.project.current_labels(submits[0].case).data
+        truth = session.catalog.ground_truth(submits[0].case)
+        labels = session.catalog.current_labels(submits[0].case).data
     assert len(submits) == 2 and len(clicked) >= 2
     assert all(event.clicks >= 1 for event in clicked)
     assert all((labels[event.slice_index] == truth[event.slice_index]).all() for event in submits)

@@ -97,7 +97,7 @@ def test_the_cohort_ends_all_done_and_the_seconds_add_up_per_workflow(tmp_path):
         pool = PoolTotals.of(session).regions
         assert all(is_labelled(session, item) for item in pool)
         spacing = session.in_plane_spacing(pool[0].case)
-        truth_outline = sum(trace_mm(session.project.ground_truth(item.case), [1, 2], spacing) for item in pool)
+        truth_outline = sum(trace_mm(session.catalog.ground_truth(item.case), [1, 2], spacing) for item in pool)
     for workflow in (TRACE, CORRECT, CLICK, REVIEW):  # one row per pool item and workflow
         assert sorted(r["case"] for r in rows if r["workflow"] == workflow) == sorted(i.case for i in pool)
     traced = sum(float(r["seconds"]) for r in rows if r["workflow"] == TRACE)
@@ -232,7 +232,7 @@ def test_the_cohort_seconds_count_done_items_and_price_the_rest_once_scored(tmp_
         assert first.items_done == 0 and first.left_with_model_s is None and first.trace_rest_s is None
         pool = session.suggest(50)
         case = pool[0].item.case
-        truth = session.project.ground_truth(case)
+        truth = session.catalog.ground_truth(case)
         session.submit(case, truth, seconds_active=120.0)
         after = session.cohort_seconds()
         assert (after.items_done, after.items_left) == (1, first.items_left - 1)

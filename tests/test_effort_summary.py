@@ -30,7 +30,7 @@ def assert_totals_add_up(summary):
 
 def test_totals_equal_the_sum_of_the_classes_after_whole_slice_and_roi_submits(tmp_path):
     with open_session(tmp_path, "slice", (6, 32, 32), 1) as session:
-        truth = session.project.ground_truth("case_000")
+        truth = session.catalog.ground_truth("case_000")
         before = session.effort_summary()
         assert_totals_add_up(before)
         assert before[ALL_CLASSES]["spent_mm"] == 0
@@ -39,7 +39,7 @@ def test_totals_equal_the_sum_of_the_classes_after_whole_slice_and_roi_submits(t
         session.submit("case_000", roi, slice_index=1, class_id=2, seconds_active=15)
         summary = session.effort_summary()
         assert_totals_add_up(summary)
-        events = session.project.events()
+        events = session.catalog.events()
         assert summary[ALL_CLASSES]["spent_mm"] == pytest.approx(sum(e.boundary_mm for e in events))
         assert summary[ALL_CLASSES]["spent_s"] == pytest.approx(55)
         assert summary["core"]["spent_mm"] > 0 and summary["rim"]["spent_mm"] > events[1].boundary_mm
@@ -48,7 +48,7 @@ def test_totals_equal_the_sum_of_the_classes_after_whole_slice_and_roi_submits(t
 
 def test_remaining_seconds_come_from_the_annotators_timing_once_fitted(tmp_path):
     with open_session(tmp_path, "slice", (6, 32, 32), 1) as session:
-        truth = session.project.ground_truth("case_000")
+        truth = session.catalog.ground_truth("case_000")
         session.submit("case_000", truth[0], slice_index=0, seconds_active=40)
         assert np.isnan(session.effort_summary()[ALL_CLASSES]["remaining_s"])  # one timed event: no fit
         half = truth[1].copy()
@@ -63,7 +63,7 @@ def test_remaining_seconds_come_from_the_annotators_timing_once_fitted(tmp_path)
 
 def test_case_suggestions_carry_their_remaining_effort(tmp_path):
     with open_session(tmp_path, "case", (6, 24, 24), 3) as session:
-        truth = session.project.ground_truth("case_000")
+        truth = session.catalog.ground_truth("case_000")
         session.submit("case_000", truth, seconds_active=100)
         session.submit("case_001", np.where(truth == 1, 1, 0).astype(np.uint8), seconds_active=60)
         suggestions = session.suggest(5, priced=True)

@@ -298,11 +298,11 @@ def test_disk_full_while_marking_a_class_range(project_folder):
     from napari_alseg.session import Session
 
     with Session(Project.open(project_folder), annotator="x" * 20_000) as session:  # a row that needs pages
-        _fill_database(session.project)
+        _fill_database(session._project)
         with pytest.raises(StorageError) as excinfo:
             session.mark_class_range("case_000", 1, 0, 2)
         assert f"{DB_NAME}: disk full while saving; nothing was saved" in one_line(excinfo)
-        assert session.project.weak_annotations("case_000") == {}
+        assert session.catalog.weak_annotations("case_000") == {}
     assert_work_kept(project_folder)
 
 

@@ -124,7 +124,7 @@ def test_the_status_line_and_tabs_show_names_as_written(hostile_dock):
     from napari_alseg._qt.editing import item_text
 
     dock = hostile_dock
-    line = f"Annotating {item_text(QueryItem('case_000', 1, 1), dock.controller.session.project.class_names)}."
+    line = f"Annotating {item_text(QueryItem('case_000', 1, 1), dock.controller.session.catalog.class_names)}."
     dock.controller.status.emit(line)
     assert dock.status.text() == line and HOSTILE_CLASS in line
     assert dock.status.textFormat() == Qt.TextFormat.PlainText

@@ -216,7 +216,7 @@ def test_the_dock_opens_a_read_only_project_for_viewing(make_napari_viewer_proxy
     dock.controller.open_project(project_folder)
     try:
         assert dock.controller.session is not None
-        assert dock.controller.session.project.read_only == "read-only file system"
+        assert dock.controller.session.catalog.read_only == "read-only file system"
         qtbot.waitUntil(lambda: bool(dock.controller.suggestions), timeout=20_000)
         assert not [message for kind, message in shown if kind == "error"], shown
     finally:

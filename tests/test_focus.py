@@ -128,7 +128,7 @@ def test_a_young_model_predicts_nothing_in_the_air_so_go_prefill_and_accept_neve
                                          classes=synthetic_cases.BLOB_CLASSES)
     with Session(Project.create(tmp_path / "project", source, annotator="dr", validation_fraction=0.0),
                  annotator="dr") as session:
-        case = session.project.cases[0].name
+        case = session.catalog.cases[0].name
         image = session.case_image(case)
         image[:, :, :, :8] = image.min() - 1.0  # an empty margin at the floor, as around a head
 

@@ -63,7 +63,7 @@ def test_scoring_a_cohort_holds_at_most_the_cache_plus_one_case(tmp_path, monkey
                  annotator="a", strategy="mc-dropout-top") as session:
         torch.manual_seed(0)
         net = session.model_spec().build()
-        session.project.record_checkpoint("v0001", save_checkpoint(session.project.models_dir / "v0001.pt",
+        session._project.record_checkpoint("v0001", save_checkpoint(session._project.models_dir / "v0001.pt",
                                                                    net, net.spec))
         images = session.view.all_images()
         assert isinstance(images, LazyImages) and len(images) == 8 and session.image_cache.loads == 0

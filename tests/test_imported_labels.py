@@ -53,7 +53,7 @@ def test_cli_create_imports_labels_as_annotations_counted_by_status(tmp_path, ms
 def test_imported_labels_are_trainable_and_never_suggested(tmp_path, msd, capsys):
     project = create(tmp_path, msd)
     with Session.open(project, annotator="dr-c") as session:
-        held_out = {case for case, _ in session.project.validation_items()}
+        held_out = {case for case, _ in session.catalog.validation_items()}
         trained = {item.case for item, _ in session.view.keyed_training_items()}
         assert trained == set(TRAIN) - held_out and trained
         suggested = {s.item.case for s in session.suggest(5)}

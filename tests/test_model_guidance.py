@@ -155,11 +155,11 @@ def test_a_plan_kept_before_guidance_upgrades_unguided_and_keeps_its_fields(tmp_
         kept = json.loads(session.set_plan(seconds=42.0, mirror_axes=()).to_json())
         del kept["guidance"]
         kept["version"] = 2
-        session.project.store_setting(PLAN_SETTING, json.dumps(kept))
+        session._project.store_setting(PLAN_SETTING, json.dumps(kept))
         plan = session.training_plan()
         assert plan.guidance is False and plan.version == PLAN_VERSION
         assert plan.seconds == 42.0 and plan.mirror_axes == ()  # a version-2 plan's mirror axes are its own
-        assert json.loads(session.project.setting(PLAN_SETTING))["guidance"] is False
+        assert json.loads(session._project.setting(PLAN_SETTING))["guidance"] is False
         assert session.model_spec().guidance is False
         assert session.set_plan(guidance=True).guidance and session.model_spec().guidance
         assert "clicks: the network reads them" in "\n".join(session.training_plan().describe())

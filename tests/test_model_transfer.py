@@ -15,7 +15,7 @@ import torch
 from napari_alseg.cli import main
 from napari_alseg.errors import AlsegError
 from napari_alseg.model import save_checkpoint
-from napari_alseg.session.model_transfer import INITIAL_MODEL_SETTING, create_project, read_model_file
+from napari_alseg.session.model_transfer import INITIAL_MODEL_SETTING, create_from_model, read_model_file
 from napari_alseg.session import Session
 from napari_alseg.store import DB_NAME, Project
 from test_store import CLASSES, make_source
@@ -27,9 +27,9 @@ def give_model(session, seed=0, **metrics):
     """A seeded, untrained network recorded as the project's model (training is not the point here)."""
     torch.manual_seed(seed)
     net = session.model_spec().build()
-    version = f"v{len(session.project.checkpoints()) + 1:04d}"
-    path = save_checkpoint(session.project.models_dir / f"{version}.pt", net, net.spec, metrics)
-    session.project.record_checkpoint(version, path, metrics=metrics)
+    version = f"v{len(session.catalog.checkpoints()) + 1:04d}"
+    path = save_checkpoint(session._project.models_dir / f"{version}.pt", net, net.spec, metrics)
+    session._project.record_checkpoint(version, path, metrics=metrics)
     return net
 
 
@@ -59,14 +59,14 @@ def test_export_then_create_from_it_predicts_the_same(tmp_path, source, model_fi
     exported = read_model_file(path)
     assert exported.info.class_names == ("background", "tumour", "edema")
     assert exported.info.channel_names == ("t2", "t1c") and exported.metrics == {"val_dice": 0.61}
-    with Session(create_project(tmp_path / "new", source, init_model=path), annotator="b") as session:
+    with Session(create_from_model(tmp_path / "new", source, init_model=path), annotator="b") as session:
         assert session.model_version == "v0001" and session.current_net() is not None
         np.testing.assert_array_equal(session.predict_probabilities("case_001"), expected)
         plan = session.training_plan()
         assert plan.features == exported.spec.features and plan.seconds == 42.0 and plan.batch_size == 3
         assert plan.zoom == exported.training_plan().zoom
-        assert session.model_metrics() == {}  # the other project's Dice says nothing about these cases
-        record = json.loads(session.project.setting(INITIAL_MODEL_SETTING))
+        assert session.catalog.metrics() == {}  # the other project's Dice says nothing about these cases
+        record = json.loads(session._project.setting(INITIAL_MODEL_SETTING))
         assert record["model_version"] == "v0001" and record["metrics"] == {"val_dice": 0.61}
         assert record["sha256"] == exported.sha256
 
@@ -83,10 +83,10 @@ def test_the_first_retrain_warm_starts_from_the_imported_model(tmp_path, source,
 
     monkeypatch.setattr("napari_alseg.model.fine_tune", spy)
     config = TrainConfig(steps=1, batch_size=1, patch_size=(4, 6, 5), augment=False)
-    with Session(create_project(tmp_path / "new", source, init_model=model_file[0]), annotator="b",
+    with Session(create_from_model(tmp_path / "new", source, init_model=model_file[0]), annotator="b",
                  train_config=config) as session:
-        case = next(c.name for c in session.project.cases if (c.name, None) not in session.project.validation_items())
-        session.submit(case, session.project.ground_truth(case), seconds_active=1.0)
+        case = next(c.name for c in session.catalog.cases if (c.name, None) not in session.catalog.validation_items())
+        session.submit(case, session.catalog.ground_truth(case), seconds_active=1.0)
         report = session.retrain()
         assert report.model_version == "v0002"
     imported = read_model_file(model_file[0]).net.state_dict()
@@ -107,7 +107,7 @@ def test_the_first_retrain_warm_starts_from_the_imported_model(tmp_path, source,
 def test_a_model_that_does_not_fit_is_one_line_and_nothing_is_written(tmp_path, model_file, change, expected):
     other = make_source(tmp_path / "other", n_cases=3, **change)
     with pytest.raises(AlsegError) as excinfo:
-        create_project(tmp_path / "new", other, init_model=model_file[0])
+        create_from_model(tmp_path / "new", other, init_model=model_file[0])
     assert expected in one_line(excinfo)
     assert not (tmp_path / "new").exists()
 
@@ -115,7 +115,7 @@ def test_a_model_that_does_not_fit_is_one_line_and_nothing_is_written(tmp_path, 
 def test_names_without_meaning_are_not_compared(tmp_path, model_file):
     generic = {"0": {"name": "background"}, "1": {"name": "class_1"}, "2": {"name": "class_2"}}
     other = make_source(tmp_path / "other", n_cases=3, classes=generic)
-    with create_project(tmp_path / "new", other, init_model=model_file[0]) as project:
+    with create_from_model(tmp_path / "new", other, init_model=model_file[0]) as project:
         assert project.class_names == ("background", "class_1", "class_2") and len(project.checkpoints()) == 1
 
 
@@ -127,7 +127,7 @@ def test_a_tampered_model_file_is_refused(tmp_path, source, model_file):
     altered = tmp_path / "altered.pt"
     torch.save(payload, altered)
     with pytest.raises(AlsegError) as excinfo:
-        create_project(tmp_path / "new", source, init_model=altered)
+        create_from_model(tmp_path / "new", source, init_model=altered)
     assert "model file contents differ from the checksum written with it" in one_line(excinfo)
     payload = torch.load(path, weights_only=True)
     payload["about"] = payload["about"].replace('"tumour"', '"tumor"')  # a relabelled description
@@ -191,7 +191,7 @@ def test_a_failed_install_removes_what_creation_wrote(tmp_path, source, model_fi
     existing.mkdir()
     (existing / "notes.txt").write_text("mine")
     with pytest.raises(StorageError):
-        create_project(existing, source, init_model=model_file[0])
+        create_from_model(existing, source, init_model=model_file[0])
     assert [p.name for p in existing.iterdir()] == ["notes.txt"]
 
 
@@ -201,6 +201,6 @@ def test_a_2d_model_round_trips_too(tmp_path):
         give_model(session, seed=3)
         path = session.export_model(tmp_path / "stack.pt")
         expected = session.predict_probabilities("case_000", 2)
-    with Session(create_project(tmp_path / "new", stack, init_model=path), annotator="b") as session:
+    with Session(create_from_model(tmp_path / "new", stack, init_model=path), annotator="b") as session:
         assert session.view.spatial_dims == 2 and len(session.training_plan().patch_size) == 2
         np.testing.assert_array_equal(session.predict_probabilities("case_000", 2), expected)

@@ -77,7 +77,7 @@ def test_widget_docks_and_opens_a_sample_project(make_napari_viewer, qtbot, tmp_
     controller = widget.controller
     assert controller.session is None and not widget.annotate_tab.go_button.isEnabled()
     controller.open_sample_project("tumour-cases")
-    assert controller.session is not None and len(controller.session.project.cases) == 12
+    assert controller.session is not None and len(controller.session.catalog.cases) == 12
     assert controller.suggestions and widget.annotate_tab.go_button.isEnabled()
     controller.close_project()
 

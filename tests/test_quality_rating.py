@@ -76,7 +76,7 @@ def test_roi_submits_add_examples_with_their_class_dice(tmp_path):
         session.submit(roi.case, mask, slice_index=roi.slice_index, class_id=roi.class_id,
                        original=seen, seconds_active=5)
         assert session.n_quality_examples == before + 1
-        stored = {(c, s, k): d for c, s, k, _f, d in session.project.quality_examples()}
+        stored = {(c, s, k): d for c, s, k, _f, d in session._project.quality_examples()}
         predicted, submitted = seen == roi.class_id, mask == roi.class_id
         both = predicted.sum() + submitted.sum()
         expected = 2.0 * (predicted & submitted).sum() / both if both else 1.0

@@ -30,7 +30,7 @@ def test_submit_records_traced_boundary(stack_session):
     labels = np.zeros((32, 32), np.uint8)
     labels[10:20, 10:20] = 1
     event_id = stack_session.submit("case_000", labels, slice_index=0, seconds_active=12.5)
-    event = stack_session.project.events()[-1]
+    event = stack_session.catalog.events()[-1]
     assert event.id == event_id and event.annotator == "dr-a" and event.seconds_active == 12.5
     assert event.boundary_px == pytest.approx(40, abs=1.5)  # a 10x10 square: its perimeter
     assert event.boundary_mm == pytest.approx(40, abs=1.5)
@@ -51,7 +51,7 @@ def test_roi_beside_a_delineated_class_is_not_charged_the_shared_boundary(stack_
     plane[5:15, 10:18] = 2
     stack_session.submit("case_000", plane, slice_index=0, class_id=1, seconds_active=1)
     stack_session.submit("case_000", plane, slice_index=0, class_id=2, seconds_active=1)
-    first, second = [event.boundary_px for event in stack_session.project.events()[-2:]]
+    first, second = [event.boundary_px for event in stack_session.catalog.events()[-2:]]
     assert first == pytest.approx(36, abs=1.5)  # the 10x8 rectangle's whole outline
     assert second == pytest.approx(36 - 10, abs=1.5)  # the 10 px side it shares with class 1 is free
 
@@ -62,8 +62,8 @@ def test_retrain_needs_labels_first(stack_session):
 
 
 def label_some_slices(session, slices=(0, 1, 2)):
-    truth = session.project.ground_truth("case_000")
-    held_out = {s for _, s in session.project.validation_items()}
+    truth = session.catalog.ground_truth("case_000")
+    held_out = {s for _, s in session.catalog.validation_items()}
     for n in slices:
         if n not in held_out:
             session.submit("case_000", truth[n], slice_index=n, seconds_active=3)
@@ -78,7 +78,7 @@ def test_retrain_versions_a_checkpoint_with_validation_metrics(stack_session):
     assert report.steps_done == 4  # the bar goes on through the quality folds (tests/test_quality_examples.py)
     assert reports[-1].step == reports[-1].total_steps == 4 + 1 * report.metrics["quality_folds"]  # folds: 1/4
     assert 0.0 <= report.metrics["val_dice"] <= 1.0 and "val_dice_core" in report.metrics
-    checkpoint = stack_session.project.checkpoints()[-1]
+    checkpoint = stack_session.catalog.checkpoints()[-1]
     assert checkpoint.path.exists() and checkpoint.metrics["val_dice"] == report.metrics["val_dice"]
     prediction = stack_session.predict_labels("case_000", 0)
     assert prediction.shape == (32, 32) and prediction.dtype == np.uint8
@@ -90,14 +90,14 @@ def test_cancel_keeps_the_previous_model(stack_session):
     before = {k: v.clone() for k, v in stack_session.current_net().state_dict().items()}
     report = stack_session.retrain(should_stop=lambda: True)
     assert report.cancelled and report.model_version == "v0001"
-    assert len(stack_session.project.checkpoints()) == 1
+    assert len(stack_session.catalog.checkpoints()) == 1
     after = stack_session.current_net().state_dict()
     assert all((before[k] == after[k]).all() for k in before)
 
 
 def test_roi_submit_trains_on_partial_labels_with_allowed_classes(stack_session):
-    truth = stack_session.project.ground_truth("case_000")
-    n = next(s for s in range(6) if ("case_000", s) not in stack_session.project.validation_items())
+    truth = stack_session.catalog.ground_truth("case_000")
+    n = next(s for s in range(6) if ("case_000", s) not in stack_session.catalog.validation_items())
     stack_session.submit("case_000", truth[n], slice_index=n, class_id=1, seconds_active=2)
     stack_session.mark_class_range("case_000", 2, 0, 3)
     allowed = stack_session.view.allowed_classes("case_000")
@@ -112,7 +112,7 @@ def test_prediction_keeps_given_labels(stack_session):
     label_some_slices(stack_session)
     stack_session.retrain()
     probs = stack_session.predict_probabilities("case_000")
-    snapshot = stack_session.project.current_labels("case_000")
+    snapshot = stack_session.catalog.current_labels("case_000")
     np.testing.assert_allclose(probs.sum(axis=0), 1.0, atol=1e-5)
     given = probs.argmax(axis=0)[snapshot.labelled]
     np.testing.assert_array_equal(given, snapshot.data[snapshot.labelled])
@@ -135,7 +135,7 @@ def test_case_project_pseudo_label_accept_and_reopen(tmp_path):
         assert len(pseudo_items) == 1
     with Session.open(tmp_path / "project", annotator="dr-b") as reopened:
         assert reopened.model_version == "v0001" and reopened.current_net() is not None
-        assert len(reopened.project.events()) == 3
+        assert len(reopened.catalog.events()) == 3
 
 
 def test_a_correction_is_kept_as_a_quality_example_across_sessions(tmp_path):
@@ -152,7 +152,7 @@ def test_a_correction_is_kept_as_a_quality_example_across_sessions(tmp_path):
         assert session.n_quality_examples == known + 1
     with Session.open(tmp_path / "project", annotator="dr-b") as reopened:
         assert reopened.n_quality_examples == known + 1
-        stored = {(case, n) for case, n, _c, _features, _dice in reopened.project.quality_examples()}
+        stored = {(case, n) for case, n, _c, _features, _dice in reopened._project.quality_examples()}
         assert (second, None) in stored
 
 
@@ -161,9 +161,9 @@ def test_suggest_without_a_model_falls_back_to_random(stack_session):
     suggestions = stack_session.suggest(3)
     assert len(suggestions) == 3
     assert all("no model yet" in s.message for s in suggestions)
-    held_out = {s for _, s in stack_session.project.validation_items()}
+    held_out = {s for _, s in stack_session.catalog.validation_items()}
     assert not {s.item.slice_index for s in suggestions} & held_out
-    assert len(stack_session.project.rounds()) == 1
+    assert len(stack_session._project.rounds()) == 1
 
 
 def test_rescore_then_suggest_ranks_by_uncertainty_and_stores_scores(stack_session):
@@ -173,7 +173,7 @@ def test_rescore_then_suggest_ranks_by_uncertainty_and_stores_scores(stack_sessi
     progress = []
     pool = stack_session.rescore(progress=lambda done, total: progress.append((done, total)))
     assert progress and progress[-1][0] == progress[-1][1]
-    assert stack_session.project.has_scores("v0001")
+    assert stack_session._project.has_scores("v0001")
     suggestions = stack_session.suggest(2)
     assert [s.message for s in suggestions] == ["", ""]
     scores = [pool.terms[s.item]["mc_top"] for s in suggestions]
@@ -199,19 +199,19 @@ def test_dice_per_effort_suggests_rois_with_effort_terms(stack_session):
 
 
 def test_dice_per_effort_measures_class_dice_on_the_manual_labels_only(stack_session):
-    truth = stack_session.project.ground_truth("case_000")
-    held_out = {s for _, s in stack_session.project.validation_items()}
+    truth = stack_session.catalog.ground_truth("case_000")
+    held_out = {s for _, s in stack_session.catalog.validation_items()}
     open_slice = next(n for n in range(6) if n not in held_out)
     stack_session.submit("case_000", truth[open_slice], slice_index=open_slice, class_id=1, seconds_active=1)
     stack_session.retrain()
-    metrics = stack_session.model_metrics()
+    metrics = stack_session.catalog.metrics()
     assert 0 <= metrics["label_dice_core"] <= 1 and "label_dice_rim" not in metrics
     (history,) = stack_session.learner.class_dice_history()
     assert history[0] == metrics["label_dice_core"] and np.isnan(history[1])  # rim: never delineated
 
 
 def test_gradient_vae_seeds_are_the_items_the_current_model_learnt_first(stack_session):
-    held_out = {s for _, s in stack_session.project.validation_items()}
+    held_out = {s for _, s in stack_session.catalog.validation_items()}
     open_slices = [n for n in range(6) if n not in held_out]
     label_some_slices(stack_session, open_slices[:2])
     stack_session.retrain()

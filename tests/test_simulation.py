@@ -78,7 +78,7 @@ def test_resume_continues_where_it_stopped(tmp_path):
     first = read_rounds(run(source, out, rounds=1, strategies=("random",), full_data=False))
     with Session.open(out / "projects" / "random-seed0", annotator="oracle") as session:
         item = session.suggest(1)[0].item  # a crash after one answer of round 2
-        truth = session.project.ground_truth(item.case)[item.slice_index]
+        truth = session.catalog.ground_truth(item.case)[item.slice_index]
         session.submit(item.case, truth, slice_index=item.slice_index, seconds_active=0.0)
     second = read_rounds(run(source, out, rounds=2, strategies=("random",), full_data=False))
     assert [r["round"] for r in second] == [1, 2]
@@ -93,7 +93,7 @@ def test_correction_mode_submits_corrections_of_the_prediction(tmp_path):
     source = make_source(tmp_path / "source", granularity="slice", n_cases=1, shape=(6, 32, 32))
     run(source, tmp_path / "out", rounds=2, strategies=("random",), full_data=False, correction_mode=True)
     with Session.open(tmp_path / "out" / "projects" / "random-seed0", annotator="oracle") as session:
-        kinds = [e.kind for e in session.project.events() if e.label_version is not None]
+        kinds = [e.kind for e in session.catalog.events() if e.label_version is not None]
     assert kinds == ["manual", "manual", "corrected", "corrected"]  # no model to correct in round 1
 
 
@@ -101,8 +101,8 @@ def test_quality_threshold_accepts_acceptable_predictions_as_free_pseudo_labels(
     from napari_alseg.strategies import QueryItem, Suggestion
 
     def rated_acceptable(session):  # stands in for a fitted quality predictor
-        open_cases = [c.name for c in session.project.cases if session.project.current_labels(c.name) is None
-                      and (c.name, None) not in session.project.validation_items()]
+        open_cases = [c.name for c in session.catalog.cases if session.catalog.current_labels(c.name) is None
+                      and (c.name, None) not in session.catalog.validation_items()]
         return [Suggestion(QueryItem(open_cases[0]), 1.0, "quality-threshold", {"pseudo_label": 1.0}, None)]
 
     monkeypatch.setattr(Session, "pseudo_label_candidates", rated_acceptable)
@@ -110,7 +110,7 @@ def test_quality_threshold_accepts_acceptable_predictions_as_free_pseudo_labels(
     rows = read_rounds(run(source, tmp_path / "out", rounds=2, strategies=("quality-threshold",),
                            full_data=False, correction_mode=True))
     with Session.open(tmp_path / "out" / "projects" / "quality-threshold-seed0", annotator="oracle") as session:
-        kinds = [e.kind for e in session.project.events() if e.label_version is not None]
+        kinds = [e.kind for e in session.catalog.events() if e.label_version is not None]
     assert kinds.count("pseudo-accepted") == 1  # after round 2's expert answers (round 1 has no model)
     assert [r["labelled_items"] for r in rows] == [2, 4]  # the expert's items only
 

@@ -16,9 +16,9 @@ def trained_project(tmp_path):
     Project.create(tmp_path / "project", source, annotator="dr").close()
     with Session.open(tmp_path / "project", annotator="dr", train_config=synthetic_cases.tiny_config()) as session:
         session.strategy = "mc-dropout-top"
-        held_out = {case for case, _ in session.project.validation_items()}
-        case = next(c.name for c in session.project.cases if c.name not in held_out)
-        session.submit(case, session.project.ground_truth(case), seconds_active=5)
+        held_out = {case for case, _ in session.catalog.validation_items()}
+        case = next(c.name for c in session.catalog.cases if c.name not in held_out)
+        session.submit(case, session.catalog.ground_truth(case), seconds_active=5)
         session.retrain()
     return tmp_path / "project"
 
@@ -56,7 +56,7 @@ def test_suggest_reuses_stored_scores_until_the_labels_or_model_change(trained_p
 
     with Session.open(trained_project, annotator="dr") as session:
         top = ranked(first)[0].split(". ")[1]
-        session.submit(top, session.project.ground_truth(top), seconds_active=5)
+        session.submit(top, session.catalog.ground_truth(top), seconds_active=5)
     assert main(["suggest", str(trained_project), "-k", "3"]) == 0
     third = capsys.readouterr().out
     assert "re-scored" in third and "labels changed since (1 annotation event since" in third

@@ -53,12 +53,12 @@ def test_fill_between_interpolates_a_known_shape_and_is_recorded_as_interpolated
     traced_only = case_session.accounting.boundary_effort("case_000", labels)
     whole = case_session.accounting.boundary_effort("case_000", result.labels)
     case_session.submit("case_000", result.labels, seconds_active=30, tools=[result.edit])
-    manual, interpolated = case_session.project.events()
+    manual, interpolated = case_session.catalog.events()
     assert manual.kind == MANUAL and interpolated.kind == INTERPOLATED
     assert manual.boundary_mm == pytest.approx(traced_only.mm) and manual.boundary_mm < whole.mm / 2
     assert interpolated.voxels == result.edit.voxels and interpolated.class_id == 1
     assert interpolated.label_version == manual.label_version and interpolated.seconds_active == 0
-    assert (case_session.project.current_labels("case_000").data == result.labels).all()
+    assert (case_session.catalog.current_labels("case_000").data == result.labels).all()
 
 
 def test_what_the_annotator_changes_of_a_fill_is_charged_and_what_is_erased_not_kept(case_session):
@@ -66,7 +66,7 @@ def test_what_the_annotator_changes_of_a_fill_is_charged_and_what_is_erased_not_
     fixed = result.labels.copy()
     fixed[5][:, :16][fixed[5][:, :16] == 1] = 0  # half of slice 5 erased, its cut traced
     case_session.submit("case_000", fixed, seconds_active=30, tools=[result.edit])
-    manual, interpolated = case_session.project.events()
+    manual, interpolated = case_session.catalog.events()
     assert manual.boundary_mm > case_session.accounting.boundary_effort("case_000", traced_two_slices()).mm
     assert interpolated.voxels == result.edit.voxels - int((result.labels[5] != fixed[5]).sum())
 
@@ -90,7 +90,7 @@ def test_accept_outline_copies_one_class_on_one_slice_where_background(case_sess
     assert result.labels[4][10, 10] == 1 and (result.labels[4] == 2).sum() == disc(6, (10, 10)).sum() - 1
     assert (result.labels[4] == 1).sum() == 1 and (np.delete(result.labels, 4, 0) == np.delete(labels, 4, 0)).all()
     case_session.submit("case_000", result.labels, seconds_active=20, tools=[result.edit])
-    manual, accepted = case_session.project.events()
+    manual, accepted = case_session.catalog.events()
     assert accepted.kind == OUTLINE_ACCEPTED and accepted.slice_index == 4 and accepted.class_id == 2
     assert accepted.voxels == result.edit.voxels
     assert manual.boundary_mm == pytest.approx(case_session.accounting.boundary_effort("case_000", labels).mm)
@@ -99,44 +99,44 @@ def test_accept_outline_copies_one_class_on_one_slice_where_background(case_sess
 
 
 def test_undo_restores_the_previous_version_exactly(case_session):
-    project = case_session.project
+    catalog = case_session.catalog
     first = traced_two_slices()
     case_session.submit("case_000", first, seconds_active=10)
-    before = project.current_labels("case_000")
+    before = catalog.current_labels("case_000")
     second = first.copy()
     second[5][disc(5)] = 2
     case_session.submit("case_000", second, seconds_active=10)
-    assert project.current_labels("case_000").version == 2
+    assert catalog.current_labels("case_000").version == 2
 
     case_session.undo_submit("case_000")
-    restored = project.current_labels("case_000")
+    restored = catalog.current_labels("case_000")
     assert restored.version == 3 and (restored.data == before.data).all()
     assert (restored.labelled == before.labelled).all()
-    events = project.events()
+    events = catalog.events()
     assert events[-1].kind == UNDO and events[-1].label_version == 3
     assert events[1].undone_in_version == 3 and events[0].undone_in_version is None
-    assert (project.labels_at("case_000", 2).data == second).all()  # the history is kept
+    assert (catalog.labels_at("case_000", 2).data == second).all()  # the history is kept
 
     case_session.undo_submit("case_000")  # the first submit too: the case is unlabelled again
-    assert project.current_labels("case_000") is None
-    assert (project.labels_at("case_000", 4).data == 0).all() and project.labels_at("case_000", 1) is not None
-    assert all(event.undone_in_version is not None for event in project.events() if event.kind == "manual")
+    assert catalog.current_labels("case_000") is None
+    assert (catalog.labels_at("case_000", 4).data == 0).all() and catalog.labels_at("case_000", 1) is not None
+    assert all(event.undone_in_version is not None for event in catalog.events() if event.kind == "manual")
     assert "case_000" not in {item.case for item in case_session.view.training_items()}
     with pytest.raises(AlsegError, match=r"^case case_000: nothing submitted to undo$"):
         case_session.undo_submit("case_000")
     with pytest.raises(AlsegError, match=r"^case case_001: nothing submitted to undo$"):
         case_session.undo_submit("case_001")
     case_session.submit("case_000", first, seconds_active=5)  # labelled again: a new version on top
-    assert project.current_labels("case_000").version == 5
+    assert catalog.current_labels("case_000").version == 5
 
 
 def test_an_undone_submit_leaves_its_slices_unlabelled_for_training(case_session):
-    project = case_session.project
+    catalog = case_session.catalog
     case_session.submit("case_000", traced_two_slices()[2], slice_index=2, seconds_active=5)
     case_session.submit("case_000", traced_two_slices()[8], slice_index=8, seconds_active=5)
     case_session.undo_submit("case_000")
     assert set(case_session.view.delineated_classes("case_000")) == {2}
-    assert not project.current_labels("case_000").labelled[8].any()
+    assert not catalog.current_labels("case_000").labelled[8].any()
 
 
 def test_events_of_an_older_project_survive_the_tools_migration(tmp_path, case_session):

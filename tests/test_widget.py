@@ -49,7 +49,7 @@ def test_whole_loop(widget, qtbot):
     widget.annotate_tab.go_button.click()
     qtbot.waitUntil(lambda: idle(widget), timeout=60_000)
     labels = widget.controller.editor.editing.layer
-    assert labels.data.shape == session.project.case(first.item.case).shape
+    assert labels.data.shape == session.catalog.case(first.item.case).shape
     assert labels.data.dtype in (np.uint8, np.uint16)
     k_mid = int(viewer.dims.current_step[0])
     assert 0 <= k_mid < labels.data.shape[0]
@@ -59,10 +59,10 @@ def test_whole_loop(widget, qtbot):
     labels.paint((k_mid, labels.data.shape[1] // 2, labels.data.shape[2] // 2), 2)
     assert widget.controller.editor.editing.dirty
     widget.annotate_tab.submit_button.click()
-    events = session.project.events()
+    events = session.catalog.events()
     assert len(events) == 1 and events[0].case == first.item.case and events[0].kind == "manual"
     assert events[0].boundary_px > 0
-    assert (session.project.current_labels(first.item.case).data == 2).any()
+    assert (session.catalog.current_labels(first.item.case).data == 2).any()
 
     qtbot.waitUntil(lambda: idle(widget), timeout=60_000)  # Submit moved on to the next suggestion
     assert widget.annotate_tab.model_box.retrain_button.isEnabled()
@@ -75,12 +75,12 @@ def test_whole_loop(widget, qtbot):
     widget.annotate_tab.heat_check.setChecked(True)
     case = widget.controller.editor.editing.suggestion.item.case
     qtbot.waitUntil(lambda: f"{case} · uncertainty" in viewer.layers, timeout=120_000)
-    assert viewer.layers[f"{case} · uncertainty"].data.shape == session.project.case(case).shape
+    assert viewer.layers[f"{case} · uncertainty"].data.shape == session.catalog.case(case).shape
 
     pseudo_case = next(s.item.case for s in widget.controller.suggestions if s.item.case != case)
     widget.controller.accept_case(pseudo_case)
     qtbot.waitUntil(lambda: no_jobs(widget), timeout=120_000)
-    kinds = [(e.case, e.kind) for e in session.project.events()]
+    kinds = [(e.case, e.kind) for e in session.catalog.events()]
     assert (pseudo_case, "pseudo-accepted") in kinds
     assert QueryItem(pseudo_case) not in [s.item for s in widget.controller.suggestions]
 
@@ -88,7 +88,7 @@ def test_whole_loop(widget, qtbot):
 def test_ui_stays_responsive_while_training(widget, qtbot):
     session = widget.controller.session
     truth_case = widget.controller.suggestions[0].item.case
-    session.submit(truth_case, session.project.ground_truth(truth_case), seconds_active=1)
+    session.submit(truth_case, session.catalog.ground_truth(truth_case), seconds_active=1)
     from napari_alseg.model import TrainConfig
 
     session.train_config = TrainConfig(steps=12, batch_size=1, patch_size=(32, 32, 32), augment=False)
@@ -123,7 +123,7 @@ def test_the_dock_says_how_long_the_round_took(widget, qtbot):
     said = []
     widget.controller.info.connect(said.append)
     case = widget.controller.suggestions[0].item.case
-    session.submit(case, session.project.ground_truth(case), seconds_active=1)
+    session.submit(case, session.catalog.ground_truth(case), seconds_active=1)
     widget.annotate_tab.model_box.retrain_button.click()
     qtbot.waitUntil(lambda: session.model_version == "v0001" and no_jobs(widget), timeout=300_000)
     assert any(text.startswith("Model v0001 trained in ") for text in said)
@@ -171,9 +171,9 @@ def test_closing_mid_training_cancels_and_keeps_submitted_work(widget, qtbot):
     from napari_alseg.store import Project
 
     session = widget.controller.session
-    folder = session.project.folder
+    folder = session.catalog.folder
     case = widget.controller.suggestions[0].item.case
-    session.submit(case, session.project.ground_truth(case), seconds_active=1)
+    session.submit(case, session.catalog.ground_truth(case), seconds_active=1)
     session.train_config = TrainConfig(steps=500, batch_size=1, patch_size=(32, 32, 32), augment=False)
     widget.annotate_tab.model_box.retrain_button.click()
     qtbot.waitUntil(lambda: widget.annotate_tab.model_box.job_progress.value() >= 1, timeout=120_000)
@@ -187,14 +187,14 @@ def test_closing_mid_training_cancels_and_keeps_submitted_work(widget, qtbot):
 
 
 def test_class_names_and_colours_are_editable(widget):
-    project, class_table = widget.controller.session.project, widget.project_tab.class_table
+    catalog, class_table = widget.controller.session.catalog, widget.project_tab.class_table
     class_table.item(0, 0).setText("core")
-    assert project.class_names[1] == "core"
+    assert catalog.class_names[1] == "core"
     widget.controller.update_class(2, color=(1, 2, 3))
-    assert project.classes[2].color == (1, 2, 3)
+    assert catalog.classes[2].color == (1, 2, 3)
     assert class_table.item(1, 1).background().color().getRgb()[:3] == (1, 2, 3)
     class_table.item(1, 0).setText("core")  # a duplicate name is refused, the table reverts
-    assert project.class_names[2] != "core" and class_table.item(1, 0).text() == project.class_names[2]
+    assert catalog.class_names[2] != "core" and class_table.item(1, 0).text() == catalog.class_names[2]
 
 
 def test_round_budget_box_shows_and_sets_the_project_plan(widget, qtbot):
@@ -264,7 +264,7 @@ def test_the_controller_drives_the_loop_without_any_tab(make_napari_viewer_proxy
         assert said["opened"] == [first] and controller.editor.editing.layer.name == f"{first.case} · labels"
         controller.editor.submit()
         assert said["info"][-1] == f"Saved {first.case}"
-        assert [e.case for e in controller.session.project.events()] == [first.case]
+        assert [e.case for e in controller.session.catalog.events()] == [first.case]
         assert first not in [s.item for s in controller.suggestions]
         controller.loop.batch_size = 7  # a setting reaches the session through the bound dataclass
         assert controller.session.batch_size == 7
@@ -286,7 +286,7 @@ def test_go_shows_the_case_radiologically_with_its_letters(widget, qtbot):
 
 def test_the_dock_opens_a_project_with_the_engine_it_was_left_with(widget, qtbot):
     controller = widget.controller
-    folder = controller.session.project.folder
+    folder = controller.session.catalog.folder
     controller.loop.strategy = "entropy"
     qtbot.waitUntil(lambda: no_jobs(widget), timeout=60_000)
     controller.close_project()

@@ -30,7 +30,7 @@ def test_unusable_cases_are_named_and_skipped_only_when_the_user_agrees(
     dock.controller.create_project(bad_source, tmp_path / "project")
     assert len(asked) == 1 and "case_001: case_001_t1.nii.gz is a folder, not a NIfTI file" in asked[0]
     if answer:
-        assert [case.name for case in dock.controller.session.project.cases] == ["case_000", "case_002"]
+        assert [case.name for case in dock.controller.session.catalog.cases] == ["case_000", "case_002"]
         assert shown[-1] == ("warning", "created without 1 case(s): case_001")
         dock.controller.close_project()
     else:

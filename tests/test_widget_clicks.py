@@ -23,7 +23,7 @@ def open_first(widget, qtbot):
 
 def inside(session, case, class_id):
     """A voxel deep inside the class in the case's ground truth (k, j, i)."""
-    depth = ndimage.distance_transform_edt(session.project.ground_truth(case) == class_id)
+    depth = ndimage.distance_transform_edt(session.catalog.ground_truth(case) == class_id)
     return tuple(int(v) for v in np.unravel_index(int(depth.argmax()), depth.shape))
 
 
@@ -81,7 +81,7 @@ def test_clicks_are_submitted_as_one_clicked_event_with_their_count(widget, qtbo
     assert [(edit.kind, edit.class_id) for edit in editing.tools] == [(CLICKED, 1)]  # the latest replaces
 
     widget.annotate_tab.submit_button.click()
-    clicked = [event for event in session.project.events(case) if event.kind == CLICKED]
+    clicked = [event for event in session.catalog.events(case) if event.kind == CLICKED]
     assert len(clicked) == 1 and clicked[0].clicks == 2 and clicked[0].voxels > 0
 
 
@@ -141,7 +141,7 @@ def test_a_left_click_on_the_canvas_in_click_mode_adds_a_click_at_the_voxel_unde
     session = widget.controller.session
     editing = open_first(widget, qtbot)
     layer, case = editing.layer, editing.item.case
-    record = session.project.case(case)
+    record = session.catalog.case(case)
     layer.selected_label = 1
     where = inside(session, case, 1)
     world = tuple(np.asarray(record.origin) + np.asarray(where) * np.asarray(record.spacing))
@@ -176,7 +176,7 @@ def test_in_a_slice_project_clicks_stay_on_the_items_slice(make_napari_viewer_pr
         editing = open_first(dock, qtbot)
         session, layer, k = dock.controller.session, editing.layer, editing.item.slice_index
         before = np.array(layer.data)
-        plane = session.project.ground_truth(editing.item.case)[k]
+        plane = session.catalog.ground_truth(editing.item.case)[k]
         layer.selected_label = class_id = int(np.bincount(plane[plane > 0]).argmax())
         depth = ndimage.distance_transform_edt(plane == class_id)
         j, i = np.unravel_index(int(depth.argmax()), depth.shape)

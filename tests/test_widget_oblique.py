@@ -39,7 +39,7 @@ def test_every_layer_of_a_case_turned_10_degrees_shows_voxels_at_their_world_pos
     try:
         session, viewer = controller.session, controller.viewer
         case = controller.editor.editing.item.case
-        record = session.project.case(case)
+        record = session.catalog.case(case)
         show_heat_map(viewer, session, case, np.zeros(record.shape, np.float32))
         show_region(viewer, session, case, 1, ((1, 2), (1, 4), (1, 3)))
         controller.clicking.add_click((1, 2, 2), True)

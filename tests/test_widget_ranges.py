@@ -25,7 +25,7 @@ def test_marking_a_range_before_a_model_keeps_the_class_inside_it_in_the_queue(m
                         timeout=60_000)
         layer = controller.editor.editing.layer
         layer.selected_label = 1
-        held_out = {n for _case, n in controller.session.project.validation_items()}
+        held_out = {n for _case, n in controller.session.catalog.validation_items()}
         start, end = [n for n in range(12) if n not in held_out][2:4]
         for step, which in ((start, "first"), (end, "last")):
             controller.viewer.dims.set_current_step(0, step)

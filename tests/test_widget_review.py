@@ -30,10 +30,10 @@ def test_review_shows_ratings_and_their_basis_after_the_first_retrain(widget, qt
     qtbot.waitUntil(lambda: not controller.running_jobs, timeout=120_000)
     controller.refresh_suggestions()
     assert tab.review_table.rowCount() == 0 and "No quality ratings yet" in tab.review_note.text()
-    validation = validation_cases(session.project)
-    training = [c.name for c in session.project.cases if c.name not in validation]
+    validation = validation_cases(session.catalog)
+    training = [c.name for c in session.catalog.cases if c.name not in validation]
     for case in training[:5]:
-        session.submit(case, session.project.ground_truth(case), seconds_active=10)
+        session.submit(case, session.catalog.ground_truth(case), seconds_active=10)
     session.retrain()
     session.rescore()
     controller.refresh_suggestions()
@@ -52,4 +52,4 @@ def test_review_shows_ratings_and_their_basis_after_the_first_retrain(widget, qt
     from napari_alseg._qt.describe import describe
 
     suggestion = controller.suggestions[0]
-    assert f"from {n_examples} rated predictions" in describe(suggestion, [c.name for c in session.project.classes])
+    assert f"from {n_examples} rated predictions" in describe(suggestion, [c.name for c in session.catalog.classes])

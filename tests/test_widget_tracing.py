@@ -43,12 +43,12 @@ def test_fill_between_slices_shows_the_fill_and_submits_it_as_interpolated(widge
     assert (np.asarray(layer.data) == filled).all()
 
     widget.annotate_tab.submit_button.click()
-    manual, interpolated = session.project.events()
+    manual, interpolated = session.catalog.events()
     assert manual.kind == MANUAL and interpolated.kind == INTERPOLATED
     assert interpolated.voxels == int((filled != data).sum())
     traced = session.accounting.boundary_effort(manual.case, data)
     assert manual.boundary_mm == pytest.approx(traced.mm)  # the filled outline is not traced effort
-    assert (session.project.current_labels(manual.case).data == filled).all()
+    assert (session.catalog.current_labels(manual.case).data == filled).all()
 
 
 def test_accept_the_models_outline_on_the_slice_shown(widget, qtbot, monkeypatch):
@@ -68,7 +68,7 @@ def test_accept_the_models_outline_on_the_slice_shown(widget, qtbot, monkeypatch
     assert ((np.asarray(layer.data)[shown] == 2) == (prediction == 2)).all()
     monkeypatch.undo()  # no model again: the next Go does not predict
     widget.annotate_tab.submit_button.click()
-    kinds = [(e.kind, e.slice_index, e.class_id, e.voxels) for e in session.project.events()]
+    kinds = [(e.kind, e.slice_index, e.class_id, e.voxels) for e in session.catalog.events()]
     assert kinds[-1] == (OUTLINE_ACCEPTED, shown, 2, int((prediction == 2).sum()))
 
 
@@ -102,7 +102,7 @@ def test_accepting_an_outline_already_in_the_labels_is_an_info_line_not_an_error
 
 def test_hovering_the_labels_shows_the_class_name(widget, qtbot):
     editing = open_first(widget, qtbot)
-    layer, names = editing.layer, widget.controller.session.project.class_names
+    layer, names = editing.layer, widget.controller.session.catalog.class_names
     k = int(widget.viewer.dims.current_step[0])
     layer.paint((k, 20, 20), 2, refresh=True)
     assert list(layer.features["class"]) == list(names)
@@ -132,19 +132,19 @@ def test_undo_restores_the_previous_version_then_unlabels_and_an_undo_without_on
     controller.editor.editing.layer.data = second
     widget.annotate_tab.submit_button.click()
     qtbot.waitUntil(lambda: idle(widget), timeout=60_000)
-    assert session.project.current_labels(item.case).version == 2
+    assert session.catalog.current_labels(item.case).version == 2
 
     widget.annotate_tab.undo_button.click()
-    restored = session.project.current_labels(item.case)
-    assert restored.version == 3 and (restored.data == session.project.labels_at(item.case, 1).data).all()
-    assert session.project.events(item.case)[-1].kind == UNDO
+    restored = session.catalog.current_labels(item.case)
+    assert restored.version == 3 and (restored.data == session.catalog.labels_at(item.case, 1).data).all()
+    assert session.catalog.events(item.case)[-1].kind == UNDO
     qtbot.waitUntil(lambda: idle(widget) and controller.editor.editing.item == item, timeout=60_000)
     assert (np.asarray(controller.editor.editing.layer.data) == restored.data).all()  # shown again
 
     controller.tracing.last_submitted = item  # the case's first submit is the one left to take back
     widget.annotate_tab.undo_button.click()
-    assert session.project.current_labels(item.case) is None  # unlabelled again, history kept
-    assert session.project.labels_at(item.case, 1) is not None and "unlabelled again" in said[-1]
+    assert session.catalog.current_labels(item.case) is None  # unlabelled again, history kept
+    assert session.catalog.labels_at(item.case, 1) is not None and "unlabelled again" in said[-1]
     assert not np.asarray(controller.editor.editing.layer.data).any()
     assert item.case in {s.item.case for s in session.suggest(50)}  # back in the queue
 
@@ -172,8 +172,8 @@ def test_the_effort_tab_adds_up_after_submits(widget, qtbot):
     total = rows.pop("all classes")
     for column in range(3):
         assert total[column] == pytest.approx(sum(row[column] for row in rows.values()), abs=0.01)
-    assert total[0] == pytest.approx(sum(e.boundary_mm for e in session.project.events()), abs=0.01)
-    names = session.project.class_names
+    assert total[0] == pytest.approx(sum(e.boundary_mm for e in session.catalog.events()), abs=0.01)
+    names = session.catalog.class_names
     assert rows[names[1]][0] > 0 and rows[names[2]][0] > 0  # whole-case submits split between classes
     note = widget.effort_tab.timing_label.text()  # the one class never outlined is priced by a guess, and says so
     assert f"Left mm of {names[3]} is a guess" in note and names[1] not in note
@@ -211,8 +211,8 @@ def test_go_on_a_case_goes_where_the_model_doubts_outlines_it_and_selects_the_cl
 
     session, viewer = widget.controller.session, widget.viewer
     case = widget.controller.suggestions[0].item.case
-    record = session.project.case(case)
-    n_classes = session.project.n_classes
+    record = session.catalog.case(case)
+    n_classes = session.catalog.n_classes
     k, j, i = np.ogrid[:record.shape[0], :record.shape[1], :record.shape[2]]
     ball = (k - 8) ** 2 + (j - 12) ** 2 + (i - 10) ** 2 <= 16  # a structure near the top, off-centre
     probabilities = np.zeros((n_classes, *record.shape), np.float32)
@@ -243,8 +243,8 @@ def test_one_region_layer_serves_every_go_outlined_on_top_and_never_removed(widg
 
     session, viewer = widget.controller.session, widget.viewer
     first, second = (s.item.case for s in widget.controller.suggestions[:2])
-    shape = session.project.case(first).shape
-    probabilities = np.zeros((session.project.n_classes, *shape), np.float32)
+    shape = session.catalog.case(first).shape
+    probabilities = np.zeros((session.catalog.n_classes, *shape), np.float32)
     probabilities[0] = 1.0
     probabilities[0, 6, 8:14, 9:15], probabilities[2, 6, 8:14, 9:15] = 0.45, 0.55  # doubt on slice 6
     monkeypatch.setattr(Session, "model_version", property(lambda self: "v0001"))
@@ -277,8 +277,8 @@ def test_go_shows_the_case_at_once_and_the_late_prediction_never_overwrites_stro
 
     session, viewer = widget.controller.session, widget.viewer
     case = widget.controller.suggestions[0].item.case
-    record = session.project.case(case)
-    probabilities = np.zeros((session.project.n_classes, *record.shape), np.float32)
+    record = session.catalog.case(case)
+    probabilities = np.zeros((session.catalog.n_classes, *record.shape), np.float32)
     probabilities[0] = 1.0
     probabilities[0, 3, 5:15, 5:15], probabilities[2, 3, 5:15, 5:15] = 0.4, 0.6  # doubt on slice 3
     release = threading.Event()
@@ -311,10 +311,10 @@ def test_the_heat_map_reads_at_a_glance_range_legend_and_profile(widget, qtbot, 
     session, viewer = widget.controller.session, widget.viewer
     editing = open_first(widget, qtbot)
     case = editing.item.case
-    record = session.project.case(case)
+    record = session.catalog.case(case)
     values = np.zeros(record.shape, np.float32)
     values[25:28, 10:18, 10:18] = np.linspace(0.002, 0.004, 64, dtype=np.float32).reshape(8, 8)
-    probabilities = np.zeros((session.project.n_classes, *record.shape), np.float32)
+    probabilities = np.zeros((session.catalog.n_classes, *record.shape), np.float32)
     probabilities[0] = 1.0
     probabilities[0, 25:28, 10:18, 10:18], probabilities[1, 25:28, 10:18, 10:18] = 0.4, 0.6
     probabilities[0, 26, 10:18, 10:18], probabilities[1, 26, 10:18, 10:18] = 0.45, 0.55  # doubt peaks on 26
@@ -344,8 +344,8 @@ def test_go_and_the_heat_maps_legend_and_profile_name_one_slice_or_say_why_not(w
 
     session, viewer = widget.controller.session, widget.viewer
     case = widget.controller.suggestions[0].item.case
-    record = session.project.case(case)
-    probabilities = np.zeros((session.project.n_classes, *record.shape), np.float32)
+    record = session.catalog.case(case)
+    probabilities = np.zeros((session.catalog.n_classes, *record.shape), np.float32)
     probabilities[0] = 1.0
     probabilities[0, 5:12, 8:16, 8:16], probabilities[2, 5:12, 8:16, 8:16] = 0.1, 0.9  # a structure
     probabilities[0, 7, 8:16, 8:16], probabilities[2, 7, 8:16, 8:16] = 0.45, 0.55  # undecided on slice 7
@@ -378,7 +378,7 @@ def test_closing_with_the_heat_map_shown_raises_nothing(widget, qtbot, monkeypat
 
     session, viewer = widget.controller.session, widget.viewer
     editing = open_first(widget, qtbot)
-    values = np.zeros(session.project.case(editing.item.case).shape, np.float32)
+    values = np.zeros(session.catalog.case(editing.item.case).shape, np.float32)
     values[5, 5, 5] = 1.0
     monkeypatch.setattr(Session, "model_version", property(lambda self: "v0001"))
     monkeypatch.setattr(session, "uncertainty_map", lambda name, **_: values)

@@ -149,7 +149,7 @@ def run_sample_data(args: argparse.Namespace) -> int:
 
 
 def run_create(args: argparse.Namespace) -> int:
-    from .store import Project
+    from .session import create_project
 
     source = args.source
     if args.sample:
@@ -157,14 +157,8 @@ def run_create(args: argparse.Namespace) -> int:
 
         source = sample_dir(args.sample, progress=_print_progress)
     labels_as = args.labels_as or (LABELS_AS_GROUND_TRUTH if args.sample else LABELS_AS_ANNOTATIONS)
-    options = {"annotator": args.annotator, "skip_bad_cases": args.skip_bad_cases, "labels_as": labels_as}
-    if args.init_model is not None:
-        from .session.model_transfer import create_project
-
-        project = create_project(args.project, source, init_model=args.init_model, **options)
-    else:
-        project = Project.create(args.project, source, **options)
-    with project:
+    with create_project(args.project, source, init_model=args.init_model, annotator=args.annotator,
+                        skip_bad_cases=args.skip_bad_cases, labels_as=labels_as) as project:
         print(f"project {project.folder}: {len(project.cases)} cases, {project.n_classes} classes "
               f"({', '.join(project.class_names)}), granularity {project.granularity}")
         print(f"channels: {', '.join(project.cases[0].channel_names)}")
@@ -340,7 +334,7 @@ def run_retrain(args: argparse.Namespace) -> int:
 
     config = _budget_config(args)
     with Session.open(args.project, annotator="cli", train_config=config, device=args.device) as session:
-        session.project.require_writable("retraining")  # refused before training, not after
+        session.catalog.require_writable("retraining")  # refused before training, not after
         report = session.retrain(progress=show)
     print()
     metrics = ", ".join(f"{k}={v:.3f}" for k, v in report.metrics.items() if isinstance(v, float))
@@ -392,7 +386,7 @@ def run_suggest(args: argparse.Namespace) -> int:
                   f"{time.monotonic() - started:.1f} s ({reason})" if reason else
                   f"scores: stored ones of model {session.model_version} (nothing they rest on changed since)")
         suggestions = session.suggest(args.k)
-        names = session.project.class_names
+        names = session.catalog.class_names
     if suggestions and suggestions[0].message:
         print(suggestions[0].message)
     for rank, suggestion in enumerate(suggestions, start=1):

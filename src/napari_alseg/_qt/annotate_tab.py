@@ -128,7 +128,7 @@ class AnnotateTab(QWidget):
 
     def _show_queue(self) -> None:
         controller = self.controller
-        names = controller.session.project.class_names
+        names = controller.session.catalog.class_names
         suggestions = controller.suggestions
         rows = [(rank + 1, short_item_text(s.item, names), float(s.score),
                  float(s.terms.get(TERM_EFFORT_MM, float("nan"))), QUALITY_SHORT.get(quality_text(s.terms), ""))

@@ -56,7 +56,7 @@ def show_case(viewer, session, case: str, labels: np.ndarray):
     each, most of Go on a CPU. The Labels layer is always new, so napari's undo history
     never carries strokes from one case into another.
     """
-    record = session.project.case(case)
+    record = session.catalog.case(case)
     geometry = case_geometry(record)
     image = session.case_image(case)
     channels = [layer for layer in owned_layers(viewer) if layer.metadata.get("alseg_role") == "channel"]
@@ -79,10 +79,10 @@ def show_case(viewer, session, case: str, labels: np.ndarray):
         else:
             viewer.add_image(channel, name=layer_name(case, name), colormap="gray", contrast_limits=limits,
                              visible=index == 0, metadata=metadata, **geometry)
-    layer = viewer.add_labels(labels.astype(session.project.label_dtype, copy=True),
+    layer = viewer.add_labels(labels.astype(session.catalog.label_dtype, copy=True),
                               name=layer_name(case, "labels"), opacity=0.5,
                               metadata={"alseg_case": case, "alseg_role": "labels"}, **geometry)
-    apply_classes(layer, session.project.classes)
+    apply_classes(layer, session.catalog.classes)
     layer.n_edit_dimensions = 2  # paint the slice on screen, never through the stack
     show_radiologically(viewer, record.affine, record.shape)
     return layer
@@ -150,7 +150,7 @@ def show_heat_map(viewer, session, case: str, values: np.ndarray, scale: HeatMap
         layer = viewer.add_image(values, name=name, colormap=heat_map_colormap(), blending="translucent",
                                  contrast_limits=limits, opacity=1.0,
                                  metadata={"alseg_case": case, "alseg_role": "heat map"},
-                                 **case_geometry(session.project.case(case)))
+                                 **case_geometry(session.catalog.case(case)))
     layer.colorbar.visible = True
     return layer
 
@@ -170,7 +170,7 @@ def show_region(viewer, session, case: str, slice_index: int, bbox):
     name = layer_name(case, "suggested region")
     corners = np.array([[slice_index, j0 - 0.5, i0 - 0.5], [slice_index, j0 - 0.5, i1 - 0.5],
                         [slice_index, j1 - 0.5, i1 - 0.5], [slice_index, j1 - 0.5, i0 - 0.5]], dtype=float)
-    record = session.project.case(case)
+    record = session.catalog.case(case)
     metadata = {"alseg_case": case, "alseg_role": REGION_ROLE}
     kept = [layer for layer in owned_layers(viewer) if layer.metadata.get("alseg_role") == REGION_ROLE]
     if not kept or kept[0].nshapes != 1:
@@ -190,7 +190,7 @@ def show_region(viewer, session, case: str, slice_index: int, bbox):
 
 def jump_to(viewer, session, case: str, slice_index: int | None, bbox) -> None:
     """Show the slice and zoom the 2D view onto the bounding box (voxel bounds, half-open)."""
-    record = session.project.case(case)
+    record = session.catalog.case(case)
     spacing, origin = np.asarray(record.spacing), np.asarray(record.origin)
     viewer.dims.ndisplay = 2
     viewer.reset_view()

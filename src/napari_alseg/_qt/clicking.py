@@ -208,7 +208,7 @@ class ClickTools:
         editing.tools[:] = [edit for edit in editing.tools
                             if not (edit.kind == CLICKED and edit.class_id == class_id)] + [result.edit]
         positive = sum(click.positive for click in state.clicks[:result.edit.clicks])
-        name = class_name(self.controller.session.project.class_names, class_id)
+        name = class_name(self.controller.session.catalog.class_names, class_id)
         self.controller.status.emit(
             f"{name}: {result.edit.clicks} click(s) ({positive} +, {result.edit.clicks - positive} −), "
             f"{int((result.labels == class_id).sum())} voxels; Ctrl+Z takes the last click back, "
@@ -226,7 +226,7 @@ class ClickTools:
             points = viewer.layers[name]
             points.data = data
         else:
-            record = session.project.case(case)
+            record = session.catalog.case(case)
             points = viewer.add_points(data, name=name, canvas_size_limits=NO_SIZE_LIMITS,
                                        metadata={"alseg_case": case, "alseg_role": CLICKS_ROLE},
                                        **case_geometry(record))

@@ -133,20 +133,15 @@ class AlsegController(QObject):
 
         ``labels_as``: labels found beside the cases become annotations (kind ``imported``) or are
         held back as ground truth (the samples, whose labels the demo's oracle reads)."""
-        from ..session.model_transfer import create_project
-        from ..store import Project
+        from ..session import create_project
 
         init_model = self.init_model
         notes: list[str] = []
 
         def create(**options) -> None:
-            options.update(annotator=self.loop.annotator, labels_as=labels_as)
-            if init_model is not None:
-                project = create_project(folder, source, init_model=init_model, **options)
-            else:
-                project = Project.create(folder, source, **options)
-            notes.extend(project.creation_notes)  # the oblique cases' line: a warning, not only the log
-            project.close()
+            with create_project(folder, source, init_model=init_model, annotator=self.loop.annotator,
+                                labels_as=labels_as, **options) as project:
+                notes.extend(project.creation_notes)  # the oblique cases' line: a warning, not only the log
 
         try:
             try:
@@ -170,11 +165,11 @@ class AlsegController(QObject):
     def open_sample_project(self, sample: str) -> None:
         """Open (creating on first use) a project over one of the sample sets."""
         from ..samples import sample_dir
-        from ..store import DB_NAME
+        from ..session import holds_project
 
         folder = projects_root() / sample
         try:
-            if not (folder / DB_NAME).exists():
+            if not holds_project(folder):
                 self.status.emit(f"Creating the {sample} sample project (first time: generating data)…")
                 self.create_project(sample_dir(sample), folder, labels_as=LABELS_AS_GROUND_TRUTH)
                 return
@@ -237,7 +232,7 @@ class AlsegController(QObject):
         except AlsegError as error:
             self.error.emit(str(error))
         if self.editor.editing is not None:
-            apply_classes(self.editor.editing.layer, self.session.project.classes)
+            apply_classes(self.editor.editing.layer, self.session.catalog.classes)
         self.classes_changed.emit()
 
     def _annotator_changed(self, name: str) -> None:

@@ -67,10 +67,10 @@ def play_scripted_round(widget, train_steps: int, rounds: int = DEMO_ROUNDS) -> 
     controller = widget.controller
     session = controller.session
     oracle = Oracle(session, correction_mode=False)
-    controller.loop.strategy = DEMO_STRATEGY[session.project.granularity]
+    controller.loop.strategy = DEMO_STRATEGY[session.catalog.granularity]
     session.train_config = replace(session.train_config or TrainConfig(), steps=train_steps)
     controller.editor.set_heat_map(True)
-    held_out = set(session.project.validation_items())
+    held_out = set(session.catalog.validation_items())
     for _ in range(rounds):
         for suggestion in controller.suggestions[:DEMO_LABELLED_ITEMS]:
             item = suggestion.item
@@ -93,14 +93,14 @@ def play_scripted_clicks(widget, clicks: int = DEMO_CLICKS) -> None:
     controller = widget.controller
     editing = controller.editor.editing
     item, layer = editing.item, editing.layer
-    truth = controller.session.project.ground_truth(item.case)
+    truth = controller.session.catalog.ground_truth(item.case)
     on_item = item_region(truth.shape, item.slice_index)
     class_id = largest_structure(truth, on_item, item.class_id)
     if class_id is None:
         return
     controller.editor.set_heat_map(False)
     layer.selected_label = class_id
-    record = controller.session.project.case(item.case)
+    record = controller.session.catalog.case(item.case)
     for _ in range(clicks):
         click = next_click((np.asarray(layer.data) == class_id) & on_item, (truth == class_id) & on_item,
                            record.spacing)

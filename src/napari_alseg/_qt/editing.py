@@ -82,10 +82,7 @@ def open_item(viewer, session, suggestion: Suggestion) -> Editing:
     draft = session.load_draft(item.case)
     shown = draft
     if shown is None:
-        snapshot = session.project.current_labels(item.case)
-        record = session.project.case(item.case)
-        shown = (snapshot.data.copy() if snapshot is not None
-                 else np.zeros(record.shape, session.project.label_dtype))
+        shown = session.catalog.editable_labels(item.case)
     layer = show_case(viewer, session, item.case, shown)
     viewer.layers.selection.active = layer
     layer.mode = "paint"
@@ -155,13 +152,13 @@ class ItemEditor:
         correcting = controller.loop.mode == CORRECT and session.model_version is not None
         locating = suggestion.item.slice_index is None and session.model_version is not None
         item = suggestion.item
-        dtype = session.project.label_dtype
+        dtype = session.catalog.label_dtype
         self.editing = open_item(self.viewer, session, suggestion)
         controller.item_opened.emit()
         controller.heat_map_changed.emit(None)  # the previous case's legend and profile go
         if self.heat_map_shown:
             self._show_heat_map()
-        names = session.project.class_names
+        names = session.catalog.class_names
         if not (correcting or locating):
             controller.status.emit(f"Annotating {item_text(item, names)}. Submit with Shift+S.")
             return
@@ -184,7 +181,7 @@ class ItemEditor:
         editing, controller = self.editing, self.controller
         if editing is None or editing.suggestion is not suggestion:
             return  # another item opened (or this one submitted) meanwhile
-        names = self.session.project.class_names
+        names = self.session.catalog.class_names
         note = ""
         if prediction is not None:
             if editing.dirty or editing.has_draft:
@@ -220,7 +217,7 @@ class ItemEditor:
         editing.dirty = False
         self.focuses = {key: focus for key, focus in self.focuses.items() if key[1] != editing.item.case}
         controller.tracing.last_submitted = editing.item
-        controller.info.emit(f"Saved {item_text(editing.item, self.session.project.class_names)}")
+        controller.info.emit(f"Saved {item_text(editing.item, self.session.catalog.class_names)}")
         self.editing = None
         controller.refresh_suggestions()
         if controller.suggestions:
@@ -246,7 +243,7 @@ class ItemEditor:
         layer, case = self.editing.layer, self.editing.item.case
         class_id = int(layer.selected_label)
         current = int(self.viewer.dims.current_step[0])
-        weak = self.session.project.weak_annotations(case).get(class_id)
+        weak = self.session.catalog.weak_annotations(case).get(class_id)
         first, last = (weak.first_slice, weak.last_slice) if weak else (0, layer.data.shape[0] - 1)
         first, last = (current, max(current, last)) if end == "first" else (min(first, current), current)
         try:
@@ -254,7 +251,7 @@ class ItemEditor:
         except AlsegError as error:
             self.controller.error.emit(str(error))
             return
-        name = self.session.project.class_names[class_id]
+        name = self.session.catalog.class_names[class_id]
         self.controller.info.emit(f"{name} appears only on slices {first}–{last} of {case}")
         if self.session.model_version is None:
             self.controller.refresh_suggestions()  # before a model the queue follows the range at once

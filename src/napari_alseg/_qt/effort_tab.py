@@ -49,7 +49,7 @@ def cohort_text(cohort) -> str:
 def guessed_text(session) -> str:
     """Which classes' "left mm" is the prior's guess (no outline of theirs traced yet), or ""."""
     model = session.effort_model()
-    names = session.project.class_names
+    names = session.catalog.class_names
     unseen = [names[c] for c in range(1, len(names)) if model.delineations(c) == 0]
     if not unseen or len(unseen) == len(names) - 1:
         return ""

@@ -57,7 +57,7 @@ class ModelBox(QGroupBox):
     def _show_model(self) -> None:
         session = self.controller.session
         version = session.model_version
-        self.model_label.setText(model_text(version, session.model_metrics() if version else {}))
+        self.model_label.setText(model_text(version, session.catalog.metrics() if version else {}))
 
     def _show_progress(self, progress: JobProgress) -> None:
         if progress.name != self._progress_job:

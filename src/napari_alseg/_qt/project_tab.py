@@ -79,9 +79,9 @@ class ProjectTab(QWidget):
         return row
 
     def _show_project(self) -> None:
-        project = self.controller.session.project
-        self.project_label.setText(f"{project.folder}\n{count_text(len(project.cases), 'case')} · "
-                                   f"{project.granularity} granularity · {project.dataset_name}")
+        catalog = self.controller.session.catalog
+        self.project_label.setText(f"{catalog.folder}\n{count_text(len(catalog.cases), 'case')} · "
+                                   f"{catalog.granularity} granularity · {catalog.dataset_name}")
         self._show_classes()
         self.export_model_button.setEnabled(True)
 
@@ -92,7 +92,7 @@ class ProjectTab(QWidget):
     def _show_classes(self) -> None:
         table = self.class_table
         table.blockSignals(True)
-        classes = self.controller.session.project.classes[1:]
+        classes = self.controller.session.catalog.classes[1:]
         table.setRowCount(len(classes))
         for row, info in enumerate(classes):
             name = QTableWidgetItem(info.name)
@@ -114,7 +114,7 @@ class ProjectTab(QWidget):
         if session is None or column != 1:
             return
         class_id = self.class_table.item(row, 0).data(Qt.ItemDataRole.UserRole)
-        current = session.project.classes[class_id].color or (128, 128, 128)
+        current = session.catalog.classes[class_id].color or (128, 128, 128)
         chosen = QColorDialog.getColor(QColor(*current), self, "Class colour")
         if chosen.isValid():
             self.controller.update_class(class_id, color=(chosen.red(), chosen.green(), chosen.blue()))
@@ -140,7 +140,7 @@ class ProjectTab(QWidget):
 
     def _choose_and_export_model(self) -> None:
         session = self.controller.session
-        suggested = str(Path.home() / f"{session.project.dataset_name}-{session.model_version}.pt")
+        suggested = str(Path.home() / f"{session.catalog.dataset_name}-{session.model_version}.pt")
         path, _filter = QFileDialog.getSaveFileName(self, "Export the model", suggested, MODEL_FILE_FILTER)
         if path:
             self.controller.export_model(Path(path))

@@ -69,8 +69,8 @@ class ReviewTab(QWidget):
 
     def _show_review(self) -> None:
         session = self.controller.session
-        cases = session.project.granularity == CASE
-        names = [c.name for c in session.project.classes]
+        cases = session.catalog.granularity == CASE
+        names = [c.name for c in session.catalog.classes]
         unit = "case" if cases else "slice"
         self.note.setText(f"Predicted quality of each unlabelled {unit}'s segmentation: {BANDS}. {HOW}")
         rows = session.quality_rows()

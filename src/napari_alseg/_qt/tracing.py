@@ -35,7 +35,7 @@ class TracingTools:
         return editing
 
     def _class_name(self, class_id: int) -> str:
-        return class_name(self.session.project.class_names, class_id)
+        return class_name(self.session.catalog.class_names, class_id)
 
     def fill_between(self) -> None:
         """The selected class interpolated across the gaps between the slices it is traced on."""
@@ -131,15 +131,14 @@ class TracingTools:
             controller.error.emit(str(error))
             return
         self.last_submitted = None
-        current = session.project.current_labels(item.case)
+        current = session.catalog.current_labels(item.case)
         if current is None:
             controller.info.emit(f"Undid the first submit of {item.case}: it is unlabelled again and back "
                                  "in the queue (its history is kept).")
-            labels = np.zeros(session.project.case(item.case).shape, session.project.label_dtype)
         else:
             controller.info.emit(f"Undid the last submit of {item.case}: its labels are back as they were "
                                  f"(saved as version {current.version}).")
-            labels = current.data.copy()
+        labels = session.catalog.editable_labels(item.case)
         controller.refresh_suggestions()
         if editing is not None and editing.item.case == item.case:
             editing.layer.data = labels

@@ -87,7 +87,7 @@ class UncertaintyProfile(QWidget):
         editing = self.controller.editor.editing
         if editing is None or self.controller.session is None:
             return 0
-        record = self.controller.session.project.case(editing.item.case)
+        record = self.controller.session.catalog.case(editing.item.case)
         world = float(self.controller.viewer.dims.point[0])
         return int(round((world - record.origin[0]) / record.spacing[0]))
 
@@ -103,5 +103,5 @@ class UncertaintyProfile(QWidget):
         if event.xdata is None or self.scale is None or editing is None or self.controller.session is None:
             return
         k = int(np.clip(round(event.xdata), 0, len(self.scale.shown_profile) - 1))
-        record = self.controller.session.project.case(editing.item.case)
+        record = self.controller.session.catalog.case(editing.item.case)
         self.controller.viewer.dims.set_point(0, record.origin[0] + k * record.spacing[0])

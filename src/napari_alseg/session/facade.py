@@ -37,6 +37,7 @@ from ..quality import QualityEstimate
 from ..store import Project
 from ..strategies import Suggestion
 from .accounting import EffortAccounting
+from .catalog import Catalog
 from .cohort_time import CohortSeconds, cohort_seconds
 from .labels import LabelsView
 from .learner import Learner, RetrainReport, TrainedRound
@@ -66,7 +67,8 @@ class Session:
     def __init__(self, project: Project, *, annotator: str, strategy: str | None = None,
                  train_config: TrainConfig | None = None, device: str | None = None,
                  batch_size: int = 5, seed: int = 0) -> None:
-        self.project = project
+        self._project = project
+        self.catalog = Catalog(project)
         strategy = strategy or project.setting(STRATEGY_SETTING) or DEFAULT_STRATEGY
         self.settings = SessionSettings(annotator, strategy, train_config, device, batch_size, seed)
         self.view = LabelsView(project, ImageCache())
@@ -81,7 +83,7 @@ class Session:
         return cls(Project.open(folder), **options)
 
     def close(self) -> None:
-        self.project.close()
+        self._project.close()
 
     def __enter__(self) -> Session:
         return self
@@ -102,8 +104,8 @@ class Session:
     def strategy(self, name: str) -> None:
         """Use engine ``name`` and keep it as the project's, so the next opening starts with it."""
         self.settings.strategy = name
-        if self.project.setting(STRATEGY_SETTING) != name:
-            self.project.store_setting(STRATEGY_SETTING, name)
+        if self._project.setting(STRATEGY_SETTING) != name:
+            self._project.store_setting(STRATEGY_SETTING, name)
     train_config = property(lambda self: self.settings.train_config,
                             lambda self, value: setattr(self.settings, "train_config", value))
     device = property(lambda self: self.settings.device,
@@ -148,15 +150,12 @@ class Session:
     def current_net(self) -> SegmentationNet | None:
         return self.learner.current_net()
 
-    def model_metrics(self) -> dict[str, Any]:
-        return self.learner.model_metrics()
-
     def export_model(self, path: str | Path) -> Path:
         """The current model as a self-describing file another project can start from
         (:mod:`napari_alseg.session.model_transfer`); ``path`` may be a folder."""
         from .model_transfer import export_model
 
-        return export_model(self.project, self.training_plan(), path)
+        return export_model(self._project, self.training_plan(), path)
 
     def compute_round(self, *, progress: Callable[[TrainProgress], None] | None = None,
                       should_stop: Callable[[], bool] | None = None, rate_quality: bool = True) -> TrainedRound:
@@ -202,7 +201,7 @@ class Session:
         """The model's label map; the current model's own, given the labels, is predicted once per
         item and labels version and shared with the click tool's prior (:meth:`_unguided_prediction`)."""
         if net is None and partial_labels and self.model_version is not None:
-            return self._unguided_prediction(case, slice_index).argmax(axis=0).astype(self.project.label_dtype)
+            return self._unguided_prediction(case, slice_index).argmax(axis=0).astype(self._project.label_dtype)
         return self.learner.predict_labels(case, slice_index, net=net, partial_labels=partial_labels)
 
     def uncertainty_map(self, case: str, *, samples: int = 20) -> np.ndarray:
@@ -240,7 +239,7 @@ class Session:
         given = given_labels(edits, labels, slice_index) if edits else None
         effort = self.accounting.boundary_effort(case, labels, original=original, class_id=class_id,
                                                  slice_index=slice_index, given=given)
-        event_id = self.project.submit(
+        event_id = self._project.submit(
             case, labels, kind=kind, slice_index=slice_index, class_id=class_id,
             annotator=self.annotator, seconds_active=seconds_active, started_at=started_at,
             original=original, boundary_px=effort.px, boundary_mm=effort.mm,
@@ -255,7 +254,7 @@ class Session:
         """Class ``class_id`` interpolated across the slices between its outlines on ``first`` and
         ``last`` of the case's labels being edited ``(k, j, i)``; nothing is saved. Put the result
         on screen to check, and pass its ``edit`` to :meth:`submit` (``tools``)."""
-        if self.project.granularity != CASE:
+        if self._project.granularity != CASE:
             raise AlsegError("fill between slices needs a case project: this one submits one slice at a "
                              "time, so the slices between would not be saved")
         self._check_volume(case, labels)
@@ -282,13 +281,13 @@ class Session:
         ``slice_index`` changes when given (a slice project needs it). Nothing is saved: put the
         result on screen to check, and pass its ``edit`` to :meth:`submit` (``tools``)."""
         self._check_volume(case, labels)
-        if slice_index is None and self.project.granularity != CASE:
+        if slice_index is None and self._project.granularity != CASE:
             raise AlsegError("segment with clicks needs the slice clicked on: this project submits "
                              "one slice at a time")
-        if not 0 < int(class_id) < self.project.n_classes:
-            raise AlsegError(f"class {class_id} is not a class to click (1..{self.project.n_classes - 1})")
+        if not 0 < int(class_id) < self._project.n_classes:
+            raise AlsegError(f"class {class_id} is not a class to click (1..{self._project.n_classes - 1})")
         check_clicks(clicks, np.shape(labels), slice_index)  # before a prediction, which takes long
-        record = self.project.case(case)
+        record = self._project.case(case)
         prior = self._click_prior(case, int(class_id), slice_index, clicks) if use_model else None
         segmentation = segment_with_clicks(self.case_image(case), labels, class_id, clicks,
                                            spacing=record.spacing, slice_index=slice_index, prior=prior)
@@ -313,14 +312,14 @@ class Session:
             probabilities = self._unguided_prediction(case, slice_index)[class_id]
         if slice_index is None:
             return probabilities.astype(np.float32)
-        prior = np.full(self.project.case(case).shape, 0.5, np.float32)
+        prior = np.full(self._project.case(case).shape, 0.5, np.float32)
         prior[slice_index] = probabilities
         return prior
 
     def _unguided_prediction(self, case: str, slice_index: int | None) -> np.ndarray:
         """:meth:`predict_probabilities`, remembered for one (case, slice, model, labels version).
         Read into a local first: a worker thread may replace the remembered one meanwhile."""
-        snapshot = self.project.current_labels(case)
+        snapshot = self._project.current_labels(case)
         key = (case, slice_index, self.model_version, None if snapshot is None else snapshot.version)
         remembered = self._click_prediction
         if remembered is None or remembered[0] != key:
@@ -333,12 +332,12 @@ class Session:
         written again as a new version (the history is kept), its events are marked undone and
         an ``undo`` event records it; the case's items are offered again. For its first submit
         the case becomes unlabelled. One-line AlsegError when nothing submitted stands."""
-        event_id = self.project.undo_submit(case, annotator=self.annotator)
+        event_id = self._project.undo_submit(case, annotator=self.annotator)
         self.queries.returned(case)
         return event_id
 
     def _check_volume(self, case: str, labels: np.ndarray) -> None:
-        shape = self.project.case(case).shape
+        shape = self._project.case(case).shape
         if np.shape(labels) != tuple(shape):
             raise AlsegError(f"case {case}: labels of shape {np.shape(labels)}, the case is {tuple(shape)}")
 
@@ -346,34 +345,34 @@ class Session:
                       slice_index: int | None = None, seconds_active: float = 0.0) -> int:
         """One click: the model's prediction becomes the case's labels (kind pseudo-accepted)."""
         prediction = self.predict_labels(case, slice_index) if prediction is None else prediction
-        return self.project.accept_pseudo(case, prediction, slice_index=slice_index,
+        return self._project.accept_pseudo(case, prediction, slice_index=slice_index,
                                           annotator=self.annotator, seconds_active=seconds_active,
                                           model_version=self.model_version)
 
     def reject_pseudo(self, case: str, *, slice_index: int | None = None,
                       seconds_active: float = 0.0) -> int:
         """Record that the prediction was not good enough; the case stays for the annotator."""
-        return self.project.reject_pseudo(case, slice_index=slice_index, annotator=self.annotator,
+        return self._project.reject_pseudo(case, slice_index=slice_index, annotator=self.annotator,
                                           seconds_active=seconds_active, model_version=self.model_version)
 
     def save_draft(self, case: str, labels: np.ndarray) -> None:
-        self.project.save_draft(case, labels)
+        self._project.save_draft(case, labels)
 
     def load_draft(self, case: str) -> np.ndarray | None:
-        return self.project.load_draft(case)
+        return self._project.load_draft(case)
 
     def mark_class_range(self, case: str, class_id: int, first_slice: int, last_slice: int) -> int:
         """Weak annotation (METHODS E): class ``class_id`` appears only on slices first..last."""
-        return self.project.add_weak_annotation(case, class_id, first_slice, last_slice,
+        return self._project.add_weak_annotation(case, class_id, first_slice, last_slice,
                                                 annotator=self.annotator)
 
     def export(self, out_dir: str | Path) -> list[Path]:
-        return self.project.export(out_dir)
+        return self._project.export(out_dir)
 
     def update_class(self, class_id: int, *, name: str | None = None,
                      color: tuple[int, int, int] | None = None) -> None:
         """Rename or recolour a class (its id and every label stay as they are)."""
-        self.project.update_class(class_id, name=name, color=color)
+        self._project.update_class(class_id, name=name, color=color)
 
     # ------------------------------------------------------------------ suggesting
 

@@ -152,10 +152,6 @@ class Learner:
         return None, None, note + ("no earlier checkpoint loads either, so this round started from the "
                                    "initial network")
 
-    def model_metrics(self) -> dict[str, Any]:
-        checkpoints = self.project.checkpoints()
-        return dict(checkpoints[-1].metrics) if checkpoints else {}
-
     def class_dice_history(self) -> list[np.ndarray]:
         """Dice per class (1..C-1) on the manual labels after each round: dice-per-effort's D_c(T).
 

@@ -4,7 +4,7 @@ a new project from one.
 An exported model (``alseg model export``) is a checkpoint under its own format name
 (:func:`napari_alseg.model.save_model_file`) whose SHA-256 also covers :class:`ModelInfo`: the
 class and channel names, the granularity (2D or 3D network), the training plan and the
-project it came from. ``alseg create --init-model FILE`` (:func:`create_project`) checks that
+project it came from. ``alseg create --init-model FILE`` (:func:`create_from_model`) checks that
 the new cases fit it (dimensionality, channels, classes) before anything is written, then
 makes its weights the project's first checkpoint, so suggestions use it at once and the
 first retrain warm-starts from it, and makes its plan the project's plan.
@@ -152,7 +152,7 @@ def check_fits(model: ExportedModel, plan: ProjectPlan) -> None:
                  "name them alike (classes.json, or dataset.json \"labels\")", skip_first=True)
 
 
-def create_project(folder: str | os.PathLike, source_dir: str | os.PathLike, *, init_model: str | os.PathLike,
+def create_from_model(folder: str | os.PathLike, source_dir: str | os.PathLike, *, init_model: str | os.PathLike,
                    device: str | None = None, **create_options: Any) -> Project:
     """:meth:`Project.create <napari_alseg.store.Project.create>` starting from an exported model.
 

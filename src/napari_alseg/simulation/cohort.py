@@ -38,8 +38,7 @@ import numpy as np
 from ..domain import CORRECTED, MANUAL, ROI, QueryItem
 from ..errors import AlsegError
 from ..quality import ACCEPTABLE, MIN_FIT_CASES
-from ..session import Session
-from ..store import Project
+from ..session import Session, create_project
 from ..strategies import get_strategy
 from .cohort_files import (ACCEPTED, CLICK, CLICKED, CORRECT, CORRECTED_HOW, FINISH, ITEM_COLUMNS, ITEMS_CSV,
                            NO_ENGINE, REVIEW, ROUND_COLUMNS, ROUNDS_CSV, SETTINGS_JSON, TEXT_COLUMNS, TRACE, TRACED)
@@ -110,7 +109,7 @@ def _engine_run(run: CohortRun, engine: str, seed: int, pace: _Pace, *, trace: b
     trace workflow's, when ``trace``) and its round rows."""
     folder = run.out_dir / "projects" / f"{engine}-seed{seed}"
     shutil.rmtree(folder, ignore_errors=True)  # an interrupted run starts over: its rows were never written
-    project = Project.create(folder, run.dataset_dir, annotator=ANNOTATOR, validation_fraction=run.test_fraction,
+    project = create_project(folder, run.dataset_dir, annotator=ANNOTATOR, validation_fraction=run.test_fraction,
                              seed=seed)
     session = Session(project, annotator=ANNOTATOR, strategy=engine,
                       train_config=replace(run.train_config, seed=seed), device=run.train_config.device,
@@ -145,8 +144,8 @@ def _suggested(session: Session, wanted: int) -> list[QueryItem]:
 
 
 def _round_row(session: Session, seed: int, engine: str, round_index: int, seconds: float) -> dict:
-    metrics = session.project.checkpoints()[-1].metrics
-    labelled = sum(1 for e in session.project.events() if e.label_version is not None)
+    metrics = session.catalog.metrics()
+    labelled = sum(1 for e in session.catalog.events() if e.label_version is not None)
     return {key: format_value(value) for key, value in {
         "seed": seed, "engine": engine, "round": round_index, "labelled_items": labelled,
         "dice_test": float(metrics.get("val_dice", math.nan)), "wall_seconds": seconds}.items()}
@@ -162,7 +161,7 @@ class ItemPricer:
         self.seed = seed
         self.engine = engine
         self.oracle = Oracle(session, correction_mode=True)
-        self.classes = range(1, session.project.n_classes)
+        self.classes = range(1, session.catalog.n_classes)
 
     def truth(self, item: QueryItem) -> np.ndarray:
         truth = self.oracle.truth(item.case)
@@ -250,7 +249,7 @@ class ItemPricer:
         return self.session.in_plane_spacing(item.case)
 
     def _dice(self, labels: np.ndarray, truth: np.ndarray) -> float:
-        return item_dice(labels, truth, self.session.project.n_classes)
+        return item_dice(labels, truth, self.session.catalog.n_classes)
 
     def _row(self, item: QueryItem, workflow: str, engine: str, round_index: int, how: str, seconds: float,
              clicks: int, outline_mm: float, changed_mm: float, prefill_dice: float, final_dice: float, *,

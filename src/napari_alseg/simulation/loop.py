@@ -14,8 +14,7 @@ import numpy as np
 
 from ..domain import CASE, NEED_QUALITY, TERM_PSEUDO_LABEL, TRACE_ANNOTATOR
 from ..errors import AlsegError
-from ..session import Session
-from ..store import Project
+from ..session import Session, create_project, holds_project
 from ..strategies import Suggestion, get_strategy
 from .files import (
     ANNOTATOR, CONVERGENCE_TOLERANCE, FULL_DATA, REFERENCE_CSV, REFERENCE_MAX_FACTOR, ROUNDS_CSV, TEST_FRACTION,
@@ -72,14 +71,14 @@ def _run_strategy(run: SimulationRun, rows: RoundsCsv, strategy: str, seed: int,
                   progress: Progress | None) -> list:
     """All missing rounds of one (strategy, seed); returns the project's test split."""
     with _open_session(run, f"{strategy}-seed{seed}", strategy, seed) as session:
-        rows.use_columns(columns_of(session.project))
+        rows.use_columns(columns_of(session.catalog))
         totals = PoolTotals.of(session)
         oracle = Oracle(session, run.correction_mode, run.annotator)
         for round_index in range(1, run.rounds + 1):
             if rows.has(strategy, seed, round_index):
                 continue
             started = time.perf_counter()
-            if len(session.project.checkpoints()) < round_index:
+            if len(session.catalog.checkpoints()) < round_index:
                 wanted = run.initial_items if round_index == 1 else run.batch_size
                 if not _label_round(session, oracle, wanted - _submitted_this_round(session)):
                     break  # pool exhausted: nothing new to learn from
@@ -87,7 +86,7 @@ def _run_strategy(run: SimulationRun, rows: RoundsCsv, strategy: str, seed: int,
             row = round_row(session, oracle, totals, strategy, seed, round_index,
                              time.perf_counter() - started)
             rows.append(row, progress)
-        return session.project.validation_items()
+        return session.catalog.validation_items()
 
 
 def _run_full_data(run: SimulationRun, rows: RoundsCsv, seed: int, progress: Progress | None) -> list:
@@ -102,7 +101,7 @@ def _run_full_data(run: SimulationRun, rows: RoundsCsv, seed: int, progress: Pro
     ``round = rounds`` (the budget it was made for) and the last chunk's Dice.
     """
     with _open_session(run, f"{FULL_DATA}-rounds{run.rounds}-seed{seed}", "random", seed) as session:
-        rows.use_columns(columns_of(session.project))
+        rows.use_columns(columns_of(session.catalog))
         if not rows.has(FULL_DATA, seed, run.rounds):
             started = time.perf_counter()
             totals = PoolTotals.of(session)
@@ -113,7 +112,7 @@ def _run_full_data(run: SimulationRun, rows: RoundsCsv, seed: int, progress: Pro
             _train_reference(session, run, seed, ReferenceCsv(run.out_dir / REFERENCE_CSV))
             rows.append(round_row(session, oracle, totals, FULL_DATA, seed, run.rounds,
                                    time.perf_counter() - started), progress)
-        return session.project.validation_items()
+        return session.catalog.validation_items()
 
 
 def _train_reference(session: Session, run: SimulationRun, seed: int, reference: ReferenceCsv) -> None:
@@ -121,13 +120,13 @@ def _train_reference(session: Session, run: SimulationRun, seed: int, reference:
     a resumed run counts the chunks its checkpoints hold."""
     window = convergence_window(run.rounds)
     least, most = max(run.rounds, window), max(REFERENCE_MAX_FACTOR * run.rounds, window)
-    curve = [float(c.metrics.get("val_dice", math.nan)) for c in session.project.checkpoints()]
+    curve = [float(c.metrics.get("val_dice", math.nan)) for c in session.catalog.checkpoints()]
     while len(curve) < most:
         if len(curve) >= least and last_spread(curve, window) <= CONVERGENCE_TOLERANCE:
             break
         chunk_started = time.perf_counter()
         retrain_seeded(session, seed)
-        curve.append(float(session.project.checkpoints()[-1].metrics.get("val_dice", math.nan)))
+        curve.append(float(session.catalog.metrics().get("val_dice", math.nan)))
         spread = last_spread(curve, window)
         reference.append({"seed": seed, "budget_rounds": run.rounds, "chunk": len(curve),
                           "dice_test": format_value(curve[-1]), "spread_last": format_value(spread),
@@ -138,15 +137,14 @@ def _train_reference(session: Session, run: SimulationRun, seed: int, reference:
 def _open_session(run: SimulationRun, name: str, strategy: str, seed: int) -> Session:
     """The run's project, created on first use (with METHODS E slice ranges) or reopened."""
     folder = run.out_dir / "projects" / name
-    if not (folder / "project.sqlite").exists():
-        project = Project.create(folder, run.dataset_dir, annotator=ANNOTATOR,
-                                 validation_fraction=run.test_fraction, seed=seed)
+    options = {"annotator": ANNOTATOR, "strategy": strategy, "train_config": replace(run.train_config, seed=seed),
+               "device": run.train_config.device, "batch_size": run.batch_size, "seed": seed}
+    if holds_project(folder):
+        session = Session.open(folder, **options)
     else:
-        project = Project.open(folder)
-    session = Session(project, annotator=ANNOTATOR, strategy=strategy,
-                      train_config=replace(run.train_config, seed=seed),
-                      device=run.train_config.device, batch_size=run.batch_size, seed=seed)
-    if project.granularity != CASE:
+        session = Session(create_project(folder, run.dataset_dir, annotator=ANNOTATOR,
+                                         validation_fraction=run.test_fraction, seed=seed), **options)
+    if session.catalog.granularity != CASE:
         _mark_class_ranges(session)
     return session
 
@@ -157,12 +155,12 @@ def _mark_class_ranges(session: Session) -> None:
     Only ranges not yet recorded are added, so a project reopened after a crash ends
     up with each range once.
     """
-    for record in session.project.cases:
-        marked = session.project.weak_annotations(record.name)
-        truth = session.project.ground_truth(record.name)
+    for record in session.catalog.cases:
+        marked = session.catalog.weak_annotations(record.name)
+        truth = session.catalog.ground_truth(record.name)
         if truth is None:
             raise AlsegError(f"case {record.name!r} has no ground truth: the simulated oracle needs it")
-        for class_id in range(1, session.project.n_classes):
+        for class_id in range(1, session.catalog.n_classes):
             present = np.flatnonzero((truth == class_id).any(axis=(1, 2)))
             if present.size and class_id not in marked:
                 session.mark_class_range(record.name, class_id, int(present[0]), int(present[-1]))
@@ -219,7 +217,7 @@ def retrain_seeded(session: Session, seed: int, *, rate_quality: bool = False) -
 def _submitted_this_round(session: Session) -> int:
     """Items already answered under the active model: a round cut short by a crash."""
     version = session.model_version
-    return sum(1 for e in session.project.events() if e.label_version is not None and e.model_version == version)
+    return sum(1 for e in session.catalog.events() if e.label_version is not None and e.model_version == version)
 
 
 def _check_same_split(expected: list | None, split: list) -> list:

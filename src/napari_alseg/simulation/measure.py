@@ -11,8 +11,7 @@ import numpy as np
 from ..domain import CASE, PSEUDO_ACCEPTED, ROI, QueryItem
 from ..effort import boundary_length
 from ..metrics import class_means, dice_per_class, mean_dice
-from ..session import Session
-from ..store import Project
+from ..session import Catalog, Session
 from .files import BASE_COLUMNS, SECONDS_PER_PX, TAIL_COLUMNS
 
 if TYPE_CHECKING:
@@ -36,34 +35,34 @@ class PoolTotals:
 
     @classmethod
     def of(cls, session: Session) -> PoolTotals:
-        project = session.project
-        held_out = set(project.validation_items())
+        catalog = session.catalog
+        held_out = set(catalog.validation_items())
         regions = []
         boundary_mm = 0.0
         n_items = 0
         roi = session.pool_granularity == ROI
-        for record in project.cases:
+        for record in catalog.cases:
             if (record.name, None) in held_out:
                 continue
-            truth = project.ground_truth(record.name)
+            truth = catalog.ground_truth(record.name)
             spacing = session.in_plane_spacing(record.name)
             slices = [n for n in range(record.n_slices) if (record.name, n) not in held_out]
             for n in slices:
                 boundary_mm += sum(boundary_length(truth[n] == c, spacing).mm
-                                   for c in range(1, project.n_classes))
-            if project.granularity == CASE:
+                                   for c in range(1, catalog.n_classes))
+            if catalog.granularity == CASE:
                 regions.append(QueryItem(record.name))
             else:
                 regions += [QueryItem(record.name, n) for n in slices]
-            n_items += _roi_count(project, record.name, slices) if roi else 0
+            n_items += _roi_count(catalog, record.name, slices) if roi else 0
         return cls(tuple(regions), boundary_mm, n_items if roi else len(regions))
 
 
-def _roi_count(project: Project, case: str, slices: list[int]) -> int:
+def _roi_count(catalog: Catalog, case: str, slices: list[int]) -> int:
     """(slice, class) pairs of ``slices`` inside each class's slice range (all slices without one)."""
-    ranges = project.weak_annotations(case)
+    ranges = catalog.weak_annotations(case)
     count = 0
-    for class_id in range(1, project.n_classes):
+    for class_id in range(1, catalog.n_classes):
         weak = ranges.get(class_id)
         count += len(slices) if weak is None else sum(weak.first_slice <= n <= weak.last_slice for n in slices)
     return count
@@ -72,33 +71,33 @@ def _roi_count(project: Project, case: str, slices: list[int]) -> int:
 def round_row(session: Session, oracle: Oracle, totals: PoolTotals, strategy: str, seed: int, round_index: int,
                wall_seconds: float) -> dict[str, str]:
     """One CSV row: cumulative effort from the project's events, Dice on test and pool."""
-    project = session.project
-    events = [e for e in project.events() if e.label_version is not None]
+    catalog = session.catalog
+    events = [e for e in catalog.events() if e.label_version is not None]
     boundary_px = sum(e.boundary_px or 0.0 for e in events)
     boundary_mm = sum(e.boundary_mm or 0.0 for e in events)
     items = {(e.case, e.slice_index, e.class_id) for e in events if e.kind != PSEUDO_ACCEPTED}
-    metrics = project.checkpoints()[-1].metrics
+    metrics = catalog.metrics()
     row = {
         "strategy": strategy, "seed": seed, "round": round_index, "labelled_items": len(items),
-        "labelled_slices": labelled_slices(project),
+        "labelled_slices": labelled_slices(catalog),
         "effort_items_pct": 100.0 * len(items) / max(totals.n_items, 1),
         "effort_boundary_px": boundary_px, "effort_boundary_mm": boundary_mm,
         "effort_boundary_pct": 100.0 * boundary_mm / totals.boundary_mm if totals.boundary_mm else math.nan,
         "effort_seconds_est": SECONDS_PER_PX * boundary_px,
         "dice_test": metrics.get("val_dice", math.nan),
     }
-    for name in project.class_names[1:]:
+    for name in catalog.class_names[1:]:
         row[dice_column(name)] = metrics.get(f"val_dice_{name}", math.nan)
     row.update(dice_pool=pool_dice(session, oracle, totals), wall_seconds=wall_seconds,
                model_version=session.model_version)
     return {key: format_value(value) for key, value in row.items()}
 
 
-def labelled_slices(project: Project) -> int:
+def labelled_slices(catalog: Catalog) -> int:
     """Distinct slices holding any label (a labelled case counts all its slices)."""
     slices = set()
-    for record in project.cases:
-        for item in project.labelled_items(record.name):
+    for record in catalog.cases:
+        for item in catalog.labelled_items(record.name):
             indices = range(record.n_slices) if item.slice_index is None else [item.slice_index]
             slices.update((record.name, n) for n in indices)
     return len(slices)
@@ -118,7 +117,7 @@ def pool_dice(session: Session, oracle: Oracle, totals: PoolTotals) -> float:
         truth = oracle.truth(region.case)
         truth = truth if region.slice_index is None else truth[region.slice_index]
         prediction = session.predict_labels(region.case, region.slice_index)
-        per_region.append(dice_per_class(prediction, truth, session.project.n_classes))
+        per_region.append(dice_per_class(prediction, truth, session.catalog.n_classes))
     return class_mean(per_region)
 
 
@@ -132,8 +131,8 @@ def dice_column(class_name: str) -> str:
     return "dice_test_" + "_".join(class_name.split())
 
 
-def columns_of(project: Project) -> tuple[str, ...]:
-    return (*BASE_COLUMNS, *(dice_column(name) for name in project.class_names[1:]), *TAIL_COLUMNS)
+def columns_of(catalog: Catalog) -> tuple[str, ...]:
+    return (*BASE_COLUMNS, *(dice_column(name) for name in catalog.class_names[1:]), *TAIL_COLUMNS)
 
 
 def format_value(value: object) -> str:
@@ -145,7 +144,7 @@ def format_value(value: object) -> str:
 
 
 def is_labelled(session: Session, region: QueryItem) -> bool:
-    snapshot = session.project.current_labels(region.case)
+    snapshot = session.catalog.current_labels(region.case)
     if snapshot is None:
         return False
     mask = snapshot.labelled if region.slice_index is None else snapshot.labelled[region.slice_index]

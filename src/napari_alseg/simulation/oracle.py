@@ -27,7 +27,7 @@ class Oracle:
     def truth(self, case: str) -> np.ndarray:
         """Ground truth ``(k, j, i)`` of a case, read once."""
         if case not in self._truth:
-            truth = self.session.project.ground_truth(case)
+            truth = self.session.catalog.ground_truth(case)
             if truth is None:
                 raise AlsegError(f"case {case!r} has no ground truth: the simulated oracle needs it")
             self._truth[case] = truth
@@ -69,9 +69,9 @@ def click_item(session: Session, truth: np.ndarray, item: QueryItem, prefill: np
     oedema around it, so each stays out of the next), from the prefill (the item's region) or
     nothing, with the widget's tool (:meth:`Session.click_segment`: the model's prior, read
     once per item)."""
-    spacing = session.project.case(item.case).spacing
+    spacing = session.catalog.case(item.case).spacing
     on_item = item_region(truth.shape, item.slice_index)
-    labels = np.zeros(truth.shape, session.project.label_dtype)
+    labels = np.zeros(truth.shape, session.catalog.label_dtype)
     if prefill is not None:
         labels[on_item] = np.asarray(prefill).ravel()
     classes = [item.class_id] if item.class_id is not None else [int(c) for c in np.unique(truth[on_item]) if c]
