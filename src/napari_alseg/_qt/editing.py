@@ -235,7 +235,7 @@ class ItemEditor:
         editing.dirty = False
 
     def mark_range(self, end: str) -> None:
-        """Weak annotation (METHODS E): the selected class starts (``"first"``) / ends
+        """Weak annotation (docs/METHODS.md §7.1): the selected class starts (``"first"``) / ends
         (``"last"``) on the slice on screen."""
         if self.session is None or self.editing is None:
             self.controller.warning.emit("Open a case first (Go).")

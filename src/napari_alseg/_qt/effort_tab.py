@@ -65,8 +65,8 @@ class EffortTab(QWidget):
         self.effort_table = make_table(HEADERS, sortable=False)
         fit_to_width(self.effort_table, stretch_column=0)
         self.effort_table.setToolTip("Boundary traced (mm) and active time (s) so far, and what is left to "
-                                     "trace (left mm, METHODS E) with its estimated seconds (left s); 'all classes' is the "
-                                     "sum of the rows above")
+                                     "trace (left mm, docs/METHODS.md §7.4) with its estimated seconds (left s); "
+                                     "'all classes' is the sum of the rows above")
         layout.addWidget(self.effort_table)
         self.cohort_label = QLabel("")
         self.cohort_label.setWordWrap(True)

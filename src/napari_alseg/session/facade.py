@@ -228,7 +228,7 @@ class Session:
 
         For a correction (``original`` = the prefilled prediction) the effort is the
         boundary actually changed; otherwise the whole boundary of what was drawn, each
-        shared boundary counted once (METHODS E). ``tools``: what :meth:`fill_between` /
+        shared boundary counted once (docs/METHODS.md §7.3). ``tools``: what :meth:`fill_between` /
         :meth:`accept_outline` / :meth:`click_segment` set in these labels; their outline (where
         kept) is not charged, and each is recorded as an event of its own kind with the voxels
         kept (and its clicks).
@@ -362,7 +362,7 @@ class Session:
         return self._project.load_draft(case)
 
     def mark_class_range(self, case: str, class_id: int, first_slice: int, last_slice: int) -> int:
-        """Weak annotation (METHODS E): class ``class_id`` appears only on slices first..last."""
+        """Weak annotation (docs/METHODS.md §7.1): class ``class_id`` appears only on slices first..last."""
         return self._project.add_weak_annotation(case, class_id, first_slice, last_slice,
                                                 annotator=self.annotator)
 

@@ -1,6 +1,6 @@
 """The learner: the network cache, training rounds, prediction, heat maps (sized by the plan keeper).
 
-Training is two steps (DESIGN: a worker computes and returns; the main thread adopts):
+Training is two steps (docs/DESIGN.md §5.2: a worker computes and returns; the main thread adopts):
 :meth:`Learner.compute_round` trains on a snapshot of the labels and returns a
 :class:`TrainedRound` without touching the project; :meth:`Learner.adopt_round` saves and
 records the checkpoint, which makes it the active model. Prediction and uncertainty maps
@@ -253,8 +253,8 @@ class Learner:
                          progress: Callable[[TrainProgress], None] | RoundProgress | None = None,
                          ) -> list[tuple[QueryItem, np.ndarray, float]]:
         """``(item, quality features, true Dice)`` of predictions by models that never trained
-        on the item, for the quality predictor (METHODS A needs known Dice; the annotator
-        gives nothing extra):
+        on the item, for the quality predictor (it needs known Dice, docs/METHODS.md §6.3; the
+        annotator gives nothing extra):
 
         - the ``trained`` model on the validation split, against its annotations or else
           the ground truth (as :meth:`validation_metrics`);
@@ -400,7 +400,7 @@ class Learner:
     def label_metrics(self, net: SegmentationNet) -> dict[str, float]:
         """Per class, the mean Dice of the prediction on the slices where the class was delineated.
 
-        METHODS E's ``D_c``: measured "against the manual labels available", so the
+        ``D_c`` of docs/METHODS.md §7.5: measured "against the manual labels available", so the
         query never looks at the validation split (which a simulation reports as test).
         Raw predictions (no labels kept), one pass per labelled slice of a 2D project.
         """
@@ -427,8 +427,8 @@ class Learner:
         """Softmax ``(C, *region)`` of a case (3D) or one slice (2D nets: every slice when None);
         background wherever every channel is empty (:func:`~.focus.body_mask`).
 
-        With ``partial_labels`` the METHODS E posterior applies (the one scoring uses):
-        given labels are kept, unlabelled voxels are renormalised over the classes still possible.
+        With ``partial_labels`` the partial-label posterior (docs/METHODS.md §7.2) applies (the one
+        scoring uses): given labels are kept, unlabelled voxels are renormalised over the classes still possible.
         ``clicks`` (a guided net only): what the annotator said, as network input; a 2D net
         sees those on the slice it predicts.
         """

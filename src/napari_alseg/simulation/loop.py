@@ -135,7 +135,8 @@ def _train_reference(session: Session, run: SimulationRun, seed: int, reference:
 
 
 def _open_session(run: SimulationRun, name: str, strategy: str, seed: int) -> Session:
-    """The run's project, created on first use (with METHODS E slice ranges) or reopened."""
+    """The run's project, created on first use (with the slice ranges of docs/METHODS.md §7.1) or
+    reopened."""
     folder = run.out_dir / "projects" / name
     options = {"annotator": ANNOTATOR, "strategy": strategy, "train_config": replace(run.train_config, seed=seed),
                "device": run.train_config.device, "batch_size": run.batch_size, "seed": seed}
@@ -150,7 +151,7 @@ def _open_session(run: SimulationRun, name: str, strategy: str, seed: int) -> Se
 
 
 def _mark_class_ranges(session: Session) -> None:
-    """METHODS E weak supervision, two clicks per structure: the slices each class spans.
+    """Weak supervision (docs/METHODS.md §7.1), two clicks per structure: the slices each class spans.
 
     Only ranges not yet recorded are added, so a project reopened after a crash ends
     up with each range once.
@@ -190,7 +191,8 @@ def _label_round(session: Session, oracle: Oracle, wanted: int) -> bool:
 
 
 def _accept_pseudo_labels(session: Session) -> None:
-    """METHODS A: every prediction rated Acceptable joins training as a pseudo-label, unedited.
+    """As the study of docs/METHODS.md §6.4: every prediction rated Acceptable joins training as a
+    pseudo-label, unedited.
 
     It costs no boundary and is not counted as a labelled item: the table's items are
     the expert's. A rating is only as good as the corrections it learnt from, so a

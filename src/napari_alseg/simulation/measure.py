@@ -26,7 +26,7 @@ class PoolTotals:
     (:func:`~napari_alseg.effort.boundary_length`), i.e. every structure traced on its
     own: the 100 % of the papers' "% of total boundary length". ``n_items``: pool items
     in the strategy's unit (cases, slices, or ROIs = (slice, class) pairs the slice
-    ranges allow), the 100 % of "% of data" (METHODS B).
+    ranges allow), the 100 % of "% of data" (docs/METHODS.md §10.2).
     """
 
     regions: tuple[QueryItem, ...]
