@@ -15,6 +15,8 @@ import json
 import math
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field, replace
+from types import EllipsisType
+from typing import TYPE_CHECKING, Literal, cast, overload
 
 import torch
 import torch.nn.functional as F
@@ -25,6 +27,9 @@ from torch import nn
 
 from ..errors import AlsegError
 
+if TYPE_CHECKING:
+    from torch.nn.modules.batchnorm import _NormBase  # what InstanceNorm and BatchNorm share
+
 # (enc0, enc1, enc2, enc3, bottleneck, head widths), sized for a 2-core CPU. Measured
 # by benchmarks/bench_model.py on a loaded 2-core EPYC: a 60-step round takes ~20-45 s
 # in 2D (batch 4 x 160^2) and ~75-120 s in 3D (batch 2 x 64^3); narrow full-resolution
@@ -33,6 +38,9 @@ from ..errors import AlsegError
 DEFAULT_FEATURES_2D = (8, 32, 64, 128, 256, 8)
 DEFAULT_FEATURES_3D = (8, 16, 32, 64, 128, 8)
 DEFAULT_DROPOUT = 0.2
+# No dropout layer in MONAI's blocks: their Convolution takes None for that (0.0 would add
+# Dropout(p=0) modules), but BasicUNet's blocks annotate ``dropout`` without None.
+NO_DROPOUT = cast(float, None)
 POOLING_FACTOR = 16
 MIN_INPUT_SIZE = 32
 NORMS = {"instance": ("instance", {"affine": True}), "batch": ("batch", {})}
@@ -145,7 +153,8 @@ def valid_input_shape(spatial_shape: tuple[int, ...]) -> tuple[int, ...]:
 
 def crop_spatial(tensor: torch.Tensor, spatial_shape: tuple[int, ...]) -> torch.Tensor:
     """``tensor[..., :s0, :s1(, :s2)]``: undo the far-end padding of the input."""
-    return tensor[(..., *(slice(0, size) for size in spatial_shape))]
+    index: tuple[EllipsisType | slice, ...] = (Ellipsis, *(slice(0, size) for size in spatial_shape))
+    return tensor[index]
 
 
 def _to_phase_rows(tensor: torch.Tensor) -> torch.Tensor:
@@ -163,6 +172,10 @@ def _from_phase_rows(rows: torch.Tensor, half_shape: tuple[int, ...]) -> torch.T
     return split.permute(0, *order).reshape(rows.shape[0], *(2 * size for size in half_shape))
 
 
+@overload
+def _softmax_(logits: torch.Tensor, shifted: Literal[False] = False) -> torch.Tensor | None: ...
+@overload
+def _softmax_(logits: torch.Tensor, shifted: Literal[True]) -> torch.Tensor: ...
 def _softmax_(logits: torch.Tensor, shifted: bool = False) -> torch.Tensor | None:
     """In-place softmax over axis 1, what ``torch.softmax`` computes, in fewer passes.
 
@@ -280,14 +293,16 @@ class _PhaseLayoutHead:
     """
 
     def __init__(self, block: LastDecoderBlock, skip_term: torch.Tensor, spatial_shape: tuple[int, ...]) -> None:
-        self.block, self.norm, self.spatial_shape = block, block.norm_act.N, spatial_shape
+        self.block, self.spatial_shape = block, spatial_shape
+        self.norm = cast("_NormBase", block.norm_act.N)  # ADN's norm: InstanceNorm or BatchNorm
+        self.activation = cast(nn.Module, block.norm_act.A)
         dims = skip_term.dim() - 2
         self.half_shape = tuple(size // 2 for size in skip_term.shape[2:])
         self.kept_half_shape = tuple(-(-size // 2) for size in spatial_shape)
         self.phases, self.width = 2**dims, skip_term.shape[1]
         skip_rows = _to_phase_rows(skip_term[0])
         self.kept_skip_rows = self._kept(skip_rows[None])[0]
-        deconv = block.upsample.deconv.weight
+        deconv = cast("nn.ConvTranspose2d | nn.ConvTranspose3d", block.upsample.deconv).weight
         self.deconv_rows = deconv.permute(1, *range(2, 2 + dims), 0).reshape(self.width * self.phases, self.width)
         self.n_classes = block.final_conv.out_channels
         final_weight = block.final_conv.weight.reshape(1, self.n_classes, self.width)
@@ -364,7 +379,7 @@ class _PhaseLayoutHead:
             torch.bmm(normed_deconv, conv_rows[:, :, columns], out=with_ones)
             normed = with_ones[:, :rows]
             normed.addcmul_(self.kept_skip_rows[:, columns], row_scale)
-            self.block.norm_act.A(normed)
+            self.activation(normed)
             activated = with_ones.view(samples, width + 1, -1)
             logits = logits_buffer[: samples * n_classes * phases * size].view(samples, n_classes, -1)
             probs = _softmax_(torch.bmm(final_weight_bias, activated, out=logits))
@@ -374,10 +389,9 @@ class _PhaseLayoutHead:
 
     def moments(self) -> tuple[torch.Tensor, torch.Tensor]:
         """Mean and variance so far, ``(C, *S)`` float64 each."""
-        return tuple(
-            crop_spatial(_from_phase_rows(rows, self.kept_half_shape), self.spatial_shape)
-            for rows in self.statistics.mean_and_variance()
-        )
+        mean, variance = (crop_spatial(_from_phase_rows(rows, self.kept_half_shape), self.spatial_shape)
+                          for rows in self.statistics.mean_and_variance())
+        return mean, variance
 
     def _scale_shift(self, conv_means: torch.Tensor, centred: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The norm as ``x * scale + shift``, ``(t, f5)`` each, for ``x = deconv + skip``.
@@ -390,9 +404,10 @@ class _PhaseLayoutHead:
         parts are centred, so no large sums cancel.
         """
         samples, width, voxels = centred.shape
-        if self.uses_running_stats:
-            mean = self.norm.running_mean.expand(samples, width)
-            variance = self.norm.running_var.expand(samples, width)
+        running_mean, running_var = self.norm.running_mean, self.norm.running_var
+        if self.uses_running_stats and running_mean is not None and running_var is not None:
+            mean = running_mean.expand(samples, width)
+            variance = running_var.expand(samples, width)
         else:
             covariance = centred @ centred.transpose(1, 2) / voxels
             cross = torch.bmm(centred.transpose(0, 1), self.cross_weights).sum(dim=0) / voxels
@@ -428,14 +443,14 @@ class SegmentationNet(nn.Module):
         super().__init__()
         self.spec = spec
         dims, widths, norm = spec.spatial_dims, spec.features, NORMS[spec.norm]
-        self.conv_0 = TwoConv(dims, spec.input_channels, widths[0], ACTIVATION, norm, True, dropout=None)
-        self.down_1 = Down(dims, widths[0], widths[1], ACTIVATION, norm, True, dropout=None)
-        self.down_2 = Down(dims, widths[1], widths[2], ACTIVATION, norm, True, dropout=None)
-        self.down_3 = Down(dims, widths[2], widths[3], ACTIVATION, norm, True, dropout=None)
-        self.down_4 = Down(dims, widths[3], widths[4], ACTIVATION, norm, True, dropout=None)
-        self.upcat_4 = UpCat(dims, widths[4], widths[3], widths[3], ACTIVATION, norm, True, dropout=None)
-        self.upcat_3 = UpCat(dims, widths[3], widths[2], widths[2], ACTIVATION, norm, True, dropout=None)
-        self.upcat_2 = UpCat(dims, widths[2], widths[1], widths[1], ACTIVATION, norm, True, dropout=None)
+        self.conv_0 = TwoConv(dims, spec.input_channels, widths[0], ACTIVATION, norm, True, dropout=NO_DROPOUT)
+        self.down_1 = Down(dims, widths[0], widths[1], ACTIVATION, norm, True, dropout=NO_DROPOUT)
+        self.down_2 = Down(dims, widths[1], widths[2], ACTIVATION, norm, True, dropout=NO_DROPOUT)
+        self.down_3 = Down(dims, widths[2], widths[3], ACTIVATION, norm, True, dropout=NO_DROPOUT)
+        self.down_4 = Down(dims, widths[3], widths[4], ACTIVATION, norm, True, dropout=NO_DROPOUT)
+        self.upcat_4 = UpCat(dims, widths[4], widths[3], widths[3], ACTIVATION, norm, True, dropout=NO_DROPOUT)
+        self.upcat_3 = UpCat(dims, widths[3], widths[2], widths[2], ACTIVATION, norm, True, dropout=NO_DROPOUT)
+        self.upcat_2 = UpCat(dims, widths[2], widths[1], widths[1], ACTIVATION, norm, True, dropout=NO_DROPOUT)
         self.last_block = LastDecoderBlock(spec)
 
     def backbone(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

@@ -28,16 +28,17 @@ PAIRED_T, WILCOXON = "paired-t", "wilcoxon"
 
 
 def _curve(effort: Sequence[float], dice: Sequence[float]) -> tuple[np.ndarray, np.ndarray]:
-    effort, dice = np.asarray(effort, float), np.asarray(dice, float)
-    if effort.ndim != 1 or effort.shape != dice.shape or not len(effort):
-        raise ValueError(f"a curve needs matching 1D effort and dice, got shapes {effort.shape} and {dice.shape}")
-    if not (np.isfinite(effort).all() and np.isfinite(dice).all()):
+    """The points as arrays ``(x, y)``: effort (ascending) and Dice, both ``(rounds,)``."""
+    x, y = np.asarray(effort, float), np.asarray(dice, float)
+    if x.ndim != 1 or x.shape != y.shape or not len(x):
+        raise ValueError(f"a curve needs matching 1D effort and dice, got shapes {x.shape} and {y.shape}")
+    if not (np.isfinite(x).all() and np.isfinite(y).all()):
         raise ValueError("effort and dice must be finite")
-    order = np.argsort(effort, kind="stable")
-    effort, dice = effort[order], dice[order]
-    if (effort < 0).any():
+    order = np.argsort(x, kind="stable")
+    x, y = x[order], y[order]
+    if (x < 0).any():
         raise ValueError("effort must be >= 0")
-    return effort, dice
+    return x, y
 
 
 def area_under_curve(effort: Sequence[float], dice: Sequence[float], max_effort: float, *,
@@ -59,20 +60,20 @@ def area_under_curve(effort: Sequence[float], dice: Sequence[float], max_effort:
         raise ValueError(f"method must be {STEP!r} or {TRAPEZOID!r}, got {method!r}")
     if not max_effort > 0:
         raise ValueError(f"max_effort must be > 0, got {max_effort!r}")
-    effort, dice = _curve(effort, dice)
-    keep = np.append(effort[1:] != effort[:-1], True)  # the last of each repeated effort
-    effort, dice = effort[keep], dice[keep]
-    if effort[0] > 0:
-        effort, dice = np.insert(effort, 0, 0.0), np.insert(dice, 0, before_first)
+    x, y = _curve(effort, dice)
+    keep = np.append(x[1:] != x[:-1], True)  # the last of each repeated effort
+    x, y = x[keep], y[keep]
+    if x[0] > 0:
+        x, y = np.insert(x, 0, 0.0), np.insert(y, 0, before_first)
     # values at the budget's end, then cut there
-    at_end = _step_value(effort, dice, max_effort) if method == STEP else float(np.interp(max_effort, effort, dice))
-    inside = effort < max_effort
-    effort, dice = np.append(effort[inside], max_effort), np.append(dice[inside], at_end)
-    widths = np.diff(effort)
+    at_end = _step_value(x, y, max_effort) if method == STEP else float(np.interp(max_effort, x, y))
+    inside = x < max_effort
+    x, y = np.append(x[inside], max_effort), np.append(y[inside], at_end)
+    widths = np.diff(x)
     if method == STEP:
-        area = float((widths * dice[:-1]).sum())
+        area = float((widths * y[:-1]).sum())
     else:
-        area = float((widths * (dice[:-1] + dice[1:]) / 2.0).sum())
+        area = float((widths * (y[:-1] + y[1:]) / 2.0).sum())
     return area / max_effort if normalise else area
 
 
@@ -86,16 +87,16 @@ def curve_at(effort: Sequence[float], dice: Sequence[float], at: Sequence[float]
     """
     if method not in (STEP, TRAPEZOID):
         raise ValueError(f"method must be {STEP!r} or {TRAPEZOID!r}, got {method!r}")
-    effort, dice = _curve(effort, dice)
-    keep = np.append(effort[1:] != effort[:-1], True)
-    effort, dice = effort[keep], dice[keep]
-    at = np.asarray(at, float)
+    x, y = _curve(effort, dice)
+    keep = np.append(x[1:] != x[:-1], True)
+    x, y = x[keep], y[keep]
+    where = np.asarray(at, float)
     if method == TRAPEZOID:
-        if effort[0] > 0:
-            effort, dice = np.insert(effort, 0, 0.0), np.insert(dice, 0, before_first)
-        return np.interp(at, effort, dice)
-    index = np.searchsorted(effort, at, side="right") - 1
-    return np.where(index >= 0, dice[np.clip(index, 0, None)], before_first)
+        if x[0] > 0:
+            x, y = np.insert(x, 0, 0.0), np.insert(y, 0, before_first)
+        return np.interp(where, x, y)
+    index = np.searchsorted(x, where, side="right") - 1
+    return np.where(index >= 0, y[np.clip(index, 0, None)], before_first)
 
 
 def _step_value(effort: np.ndarray, dice: np.ndarray, at: float) -> float:
@@ -109,14 +110,14 @@ def effort_to_reach(effort: Sequence[float], dice: Sequence[float], target: floa
     or above it. A curve whose first point already reaches the target gives that point's
     effort (what happened before it was not measured).
     """
-    effort, dice = _curve(effort, dice)
-    reached = np.nonzero(dice >= target)[0]
+    x, y = _curve(effort, dice)
+    reached = np.nonzero(y >= target)[0]
     if not len(reached):
         return math.nan
     first = int(reached[0])
     if first == 0:
-        return float(effort[0])
-    (e0, e1), (d0, d1) = effort[first - 1:first + 1], dice[first - 1:first + 1]
+        return float(x[0])
+    (e0, e1), (d0, d1) = x[first - 1:first + 1], y[first - 1:first + 1]
     return float(e0 + (target - d0) / (d1 - d0) * (e1 - e0))
 
 
@@ -164,9 +165,9 @@ def mean_interval(values: Sequence[float], *, confidence: float = 0.95, method: 
         raise ValueError(f"method must be {T_INTERVAL!r} or {BOOTSTRAP!r}, got {method!r}")
     if not 0.0 < confidence < 1.0:
         raise ValueError(f"confidence must be in (0, 1), got {confidence!r}")
-    values = np.asarray(values, float).ravel()
-    finite = values[~np.isnan(values)]
-    n, n_missing = len(finite), int(len(values) - len(finite))
+    array = np.asarray(values, float).ravel()
+    finite = array[~np.isnan(array)]
+    n, n_missing = len(finite), int(len(array) - len(finite))
     mean = float(finite.mean()) if n else math.nan
     low = high = math.nan
     if n >= 2 and method == T_INTERVAL:
@@ -218,11 +219,11 @@ def paired_comparison(engine: Sequence[float], baseline: Sequence[float], *, tes
 
     if test not in (PAIRED_T, WILCOXON):
         raise ValueError(f"test must be {PAIRED_T!r} or {WILCOXON!r}, got {test!r}")
-    engine, baseline = np.asarray(engine, float).ravel(), np.asarray(baseline, float).ravel()
-    if engine.shape != baseline.shape:
-        raise ValueError(f"paired values need one per seed on both sides, got {len(engine)} and {len(baseline)}")
-    both = ~(np.isnan(engine) | np.isnan(baseline))
-    differences = engine[both] - baseline[both]
+    ours, theirs = np.asarray(engine, float).ravel(), np.asarray(baseline, float).ravel()
+    if ours.shape != theirs.shape:
+        raise ValueError(f"paired values need one per seed on both sides, got {len(ours)} and {len(theirs)}")
+    both = ~(np.isnan(ours) | np.isnan(theirs))
+    differences = ours[both] - theirs[both]
     n = len(differences)
     interval = mean_interval(differences)
     if n < 2:
@@ -232,7 +233,7 @@ def paired_comparison(engine: Sequence[float], baseline: Sequence[float], *, tes
     elif test == PAIRED_T and np.ptp(differences) == 0.0:
         p_value = 0.0  # identical non-zero differences: t is infinite
     elif test == PAIRED_T:
-        p_value = float(stats.ttest_rel(engine[both], baseline[both]).pvalue)
+        p_value = float(stats.ttest_rel(ours[both], theirs[both]).pvalue)
     else:
         p_value = float(stats.wilcoxon(differences).pvalue)
     significant = bool(p_value < alpha)
