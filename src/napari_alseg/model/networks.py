@@ -1,7 +1,7 @@
 """The segmentation network: MONAI's BasicUNet split so MC dropout re-runs only the head.
 
-METHODS B puts one dropout layer before the last decoder block. Splitting the UNet
-there lets MC-dropout scoring run the encoder and the deeper decoder once and sample
+One dropout layer sits before the last decoder block (docs/METHODS.md §3.3). Splitting the
+UNet there lets MC-dropout scoring run the encoder and the deeper decoder once and sample
 only the dropout + last decoder block + 1x1 conv ``T`` times (``inference.mc_dropout``).
 
 Any spatial size is accepted: the input is padded (replicate, at the far end of each
@@ -514,7 +514,7 @@ class SegmentationNet(nn.Module):
         return F.interpolate(x, size=working, mode=_LINEAR[self.spec.spatial_dims], align_corners=False)
 
     def bottleneck_features(self, x: torch.Tensor) -> torch.Tensor:
-        """Encoder bottleneck averaged over space, ``(B, f4)``: METHODS B's ``h_i``."""
+        """Encoder bottleneck averaged over space, ``(B, f4)``: ``h_i`` of docs/METHODS.md §4.1."""
         return self.backbone(x)[2].mean(dim=tuple(range(2, x.dim())))
 
     def _with_guidance(self, x: torch.Tensor) -> torch.Tensor:
