@@ -17,6 +17,7 @@ from matplotlib.figure import Figure
 from qtpy.QtWidgets import QLabel, QVBoxLayout, QWidget
 
 HEAT_MAP_UNITS = "MC-dropout variance, probability²"
+PROFILE_MIN_HEIGHT_PX = 72  # a long legend squeezed the plot to a line in a full dock
 PROFILE_MARGINS = {"left": 0.1, "right": 0.98, "top": 0.95, "bottom": 0.42}  # room for the slice axis
 
 
@@ -50,6 +51,7 @@ class UncertaintyProfile(QWidget):
         layout.addWidget(self.legend)
         self.figure = Figure(figsize=(3.2, 1.1))  # fixed margins: tight_layout warned on every draw at this height
         self.canvas = FigureCanvasQTAgg(self.figure)
+        self.canvas.setMinimumHeight(PROFILE_MIN_HEIGHT_PX)
         self.canvas.setToolTip("Doubt per slice as Go weighs it (the legend says which); click to go to a slice")
         self.axes = self.figure.add_subplot()
         self.figure.subplots_adjust(**PROFILE_MARGINS)
