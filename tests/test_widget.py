@@ -75,7 +75,11 @@ def test_whole_loop(widget, qtbot):
     widget.annotate_tab.heat_check.setChecked(True)
     case = widget.controller.editor.editing.suggestion.item.case
     qtbot.waitUntil(lambda: f"{case} · uncertainty" in viewer.layers, timeout=120_000)
-    assert viewer.layers[f"{case} · uncertainty"].data.shape == session.catalog.case(case).shape
+    heat = viewer.layers[f"{case} · uncertainty"]
+    assert heat.data.shape == session.catalog.case(case).shape
+    # see-through, not added light: below its range the map is clear, at the top at most 60 % opaque
+    assert heat.blending == "translucent"
+    assert heat.colormap.map(np.array([0.0]))[0, 3] == 0.0 and heat.colormap.map(np.array([1.0]))[0, 3] <= 0.6
 
     pseudo_case = next(s.item.case for s in widget.controller.suggestions if s.item.case != case)
     widget.controller.accept_case(pseudo_case)
