@@ -11,11 +11,12 @@ import queue
 import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
-from monai.transforms import Compose, RandAffined, RandFlipd, RandScaleIntensityd, RandShiftIntensityd
+from numpy.typing import DTypeLike
+from monai.transforms import Compose, MapTransform, RandAffined, RandFlipd, RandScaleIntensityd, RandShiftIntensityd
 
 if TYPE_CHECKING:
     from .config import TrainConfig
@@ -29,6 +30,8 @@ ROTATION_RADIANS = 0.26
 SCALE_RANGE = 0.15
 INTENSITY_RANGE = 0.1
 AUGMENT_KEYS = ("image", "labels", "mask")
+# one crop: "image" (Cin, *crop), "labels" and "mask" (1, *crop), "allowed" (C,) arrays; "weight" a float
+Crop = dict[str, Any]
 
 
 @dataclass(frozen=True)
@@ -81,9 +84,9 @@ class CropSampler:
                 self.holders.setdefault(class_id, []).append(index)
         self.classes = sorted(self.holders)
 
-    def batch(self) -> list[dict[str, np.ndarray]]:
-        picks = [self._pick() for _ in range(self.config.batch_size)]
-        crop_shape = crop_shape_for([item for item, _ in picks], self.config.patch_size)
+    def batch(self) -> list[Crop]:
+        picks = [self._pick() for _ in range(self.config.resolved_batch_size)]
+        crop_shape = crop_shape_for([item for item, _ in picks], self.config.resolved_patch_size)
         return [self._crop(item, centre, crop_shape) for item, centre in picks]
 
     def _pick(self) -> tuple[PreparedItem, tuple[int, ...] | None]:
@@ -98,7 +101,7 @@ class CropSampler:
         return item, tuple(int(c) for c in centre)
 
     def _crop(self, item: PreparedItem, centre: tuple[int, ...] | None,
-              crop_shape: tuple[int, ...]) -> dict[str, np.ndarray]:
+              crop_shape: tuple[int, ...]) -> Crop:
         shape = item.labels.shape
         if centre is None:
             starts = [int(self.rng.integers(full - size + 1)) for size, full in zip(crop_shape, shape)]
@@ -169,7 +172,7 @@ def crop_shape_for(chosen: list[PreparedItem], patch_size: tuple[int, ...]) -> t
     return tuple(int(min(size, patch)) for size, patch in zip(smallest, patch_size))
 
 
-def centre_crop(item: PreparedItem, patch_size: tuple[int, ...]) -> dict[str, np.ndarray]:
+def centre_crop(item: PreparedItem, patch_size: tuple[int, ...]) -> Crop:
     """Deterministic validation crop, centred on the labelled foreground when there is some."""
     shape = item.labels.shape
     crop_shape = tuple(min(size, patch) for size, patch in zip(shape, patch_size))
@@ -195,10 +198,11 @@ def _window_starts(centre: Sequence[int], crop_shape: tuple[int, ...], shape: tu
     return [min(max(0, int(c) - size // 2), full - size) for c, size, full in zip(centre, crop_shape, shape)]
 
 
-def _crop(item: PreparedItem, starts: Sequence[int], crop_shape: tuple[int, ...]) -> dict[str, np.ndarray]:
+def _crop(item: PreparedItem, starts: Sequence[int], crop_shape: tuple[int, ...]) -> Crop:
     window = tuple(slice(start, start + size) for start, size in zip(starts, crop_shape))
+    channels_and_window = (slice(None), *window)
     return {
-        "image": item.image[(slice(None), *window)],
+        "image": item.image[channels_and_window],
         "labels": item.labels[window][None],
         "mask": item.labelled_mask[window][None].astype(np.float32),
         "allowed": item.allowed_classes,
@@ -209,7 +213,7 @@ def _crop(item: PreparedItem, starts: Sequence[int], crop_shape: tuple[int, ...]
 def augmenter(config: TrainConfig, spatial_dims: int) -> Compose:
     """Random flips, small rotation / scale (labels and mask nearest) and intensity jitter."""
     rotation = (ROTATION_RADIANS,) if spatial_dims == 2 else (ROTATION_RADIANS / 2,) * 3
-    transforms = [RandFlipd(AUGMENT_KEYS, prob=0.5, spatial_axis=axis) for axis in config.flip_axes or ()]
+    transforms: list[MapTransform] = [RandFlipd(AUGMENT_KEYS, prob=0.5, spatial_axis=axis) for axis in config.flip_axes or ()]
     transforms += [
         RandAffined(
             AUGMENT_KEYS,
@@ -227,15 +231,15 @@ def augmenter(config: TrainConfig, spatial_dims: int) -> Compose:
     return composed
 
 
-def _augmented(crop: dict[str, np.ndarray], augment: Compose | None) -> dict[str, np.ndarray]:
+def _augmented(crop: Crop, augment: Compose | None) -> Crop:
     if augment is None:
         return crop
     transformed = augment({key: crop[key] for key in AUGMENT_KEYS})
     return {**crop, **{key: np.asarray(transformed[key]) for key in AUGMENT_KEYS}}
 
 
-def to_batch(crops: list[dict[str, np.ndarray]], device: torch.device) -> Batch:
-    def stack(key: str, dtype: np.dtype) -> torch.Tensor:
+def to_batch(crops: list[Crop], device: torch.device) -> Batch:
+    def stack(key: str, dtype: DTypeLike) -> torch.Tensor:
         return torch.from_numpy(np.stack([np.asarray(crop[key], dtype=dtype) for crop in crops])).to(device)
 
     return Batch(

@@ -30,7 +30,7 @@ from .networks import ModelSpec, SegmentationNet
 CHECKPOINT_FORMAT = "napari-alseg-checkpoint"
 CHECKPOINT_VERSION = 1
 MODEL_FILE_FORMAT = "napari-alseg-model"
-_WRONG_FORMAT = {  # (format wanted, format found): what to say
+_WRONG_FORMAT: dict[tuple[str, object], str] = {  # (format wanted, format found): what to say
     (MODEL_FILE_FORMAT, CHECKPOINT_FORMAT): "a project checkpoint, not an exported model; write one with "
                                             "`alseg model export PROJECT OUT`",
     (CHECKPOINT_FORMAT, MODEL_FILE_FORMAT): "an exported model, not a project checkpoint; start a project "

@@ -84,6 +84,20 @@ class TrainConfig:
                 raise AlsegError(f"{name} must be in [0, 1], got {getattr(self, name)}")
 
     @property
+    def resolved_batch_size(self) -> int:
+        """``batch_size`` of a config a round has filled in (``training._resolved``)."""
+        if self.batch_size is None:
+            raise ValueError("batch_size is read before the round filled it in")
+        return self.batch_size
+
+    @property
+    def resolved_patch_size(self) -> tuple[int, ...]:
+        """``patch_size`` of a config a round has filled in (``training._resolved``)."""
+        if self.patch_size is None:
+            raise ValueError("patch_size is read before the round filled it in")
+        return self.patch_size
+
+    @property
     def budget_seconds(self) -> float | None:
         """The wall-clock budget in force: ``seconds``, else the default unless steps are set."""
         if self.seconds is None and self.steps is None:

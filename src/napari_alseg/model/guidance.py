@@ -42,15 +42,17 @@ def add_blobs(maps: torch.Tensor, clicks: Sequence[ClassClick], sigma: Sequence[
     """Max-combine a Gaussian blob (peak 1, ``sigma`` voxels per axis) per click into
     ``maps`` ``(C, *S)``, in its class's map; drawn only within :data:`BLOB_REACH` sigmas."""
     for position, class_id in clicks:
-        window, blob = [], None
+        window: list[slice] = []
+        blob = torch.ones((), dtype=maps.dtype, device=maps.device)  # the outer product of the profiles
         for centre, size, width in zip(position, maps.shape[1:], sigma):
             reach = math.ceil(BLOB_REACH * width)
             low, high = max(0, centre - reach), min(size, centre + reach + 1)
             offsets = torch.arange(low, high, dtype=maps.dtype, device=maps.device) - centre
             profile = torch.exp(-0.5 * (offsets / width) ** 2)
-            blob = profile if blob is None else blob[..., None] * profile
+            blob = blob[..., None] * profile
             window.append(slice(low, high))
-        target = maps[(class_id, *window)]
+        index: tuple[int | slice, ...] = (class_id, *window)
+        target = maps[index]
         target.copy_(torch.maximum(target, blob))
 
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 import itertools
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from typing import cast
 
 import numpy as np
 import torch
@@ -178,7 +179,7 @@ def _mc_result(moments: torch.Tensor, window_features: list[torch.Tensor], sampl
     return McResult(_to_numpy(mean_probs), _to_numpy(variance), _mean_features(window_features), samples)
 
 
-def _dropped_features(dropout: nn.Module, features: torch.Tensor, seeds: Sequence[int]) -> torch.Tensor:
+def _dropped_features(dropout: nn.Dropout, features: torch.Tensor, seeds: Sequence[int]) -> torch.Tensor:
     """``len(seeds)`` dropout samples of ``features`` ``(1, F, *H)``: ``(t, F, *H)``, channels-last in memory.
 
     What ``nn.Dropout`` does in training mode (each element kept with probability
@@ -219,7 +220,7 @@ def _keep_mask(bits: np.random.BitGenerator, p: float, out: np.ndarray) -> None:
 
 
 def _chunks(
-    dropout: nn.Module, features: torch.Tensor, seeds: Sequence[int], elements_per_sample: int
+    dropout: nn.Dropout, features: torch.Tensor, seeds: Sequence[int], elements_per_sample: int
 ) -> Iterator[torch.Tensor]:
     """:func:`_dropped_features` in chunks whose largest tensor holds at most :data:`MC_CHUNK_ELEMENTS` floats."""
     per_chunk = max(1, MC_CHUNK_ELEMENTS // elements_per_sample)
@@ -235,9 +236,10 @@ def _run_windows(
     if patch_size is None or all(size <= patch for size, patch in zip(spatial, patch_size)):
         return predictor(inputs)
     roi_size = tuple(min(size, patch) for size, patch in zip(spatial, patch_size))
-    return sliding_window_inference(
+    # a predictor of one tensor gives one tensor (MONAI annotates the tuple and dict outputs too)
+    return cast(torch.Tensor, sliding_window_inference(
         inputs, roi_size, sw_batch_size=1, predictor=predictor, overlap=WINDOW_OVERLAP, mode="gaussian"
-    )
+    ))
 
 
 def _prepare_input(

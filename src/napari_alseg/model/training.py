@@ -112,7 +112,7 @@ def fine_tune(
     """
     config = _resolved(config or TrainConfig(), net.spec.spatial_dims)
     prepared, warnings = _prepare_items(items, net, config)
-    config = replace(config, patch_size=net.working_shape(config.patch_size))
+    config = replace(config, patch_size=net.working_shape(config.resolved_patch_size))
     device = pick_device(config.device)
     try:
         return _train(net, prepared, config, device, progress, should_stop, warnings)
@@ -143,7 +143,7 @@ def _train(
     working = copy.deepcopy(net).to(device).train()
     optimiser = torch.optim.AdamW(working.parameters(), lr=config.learning_rate)
     scaler = torch.amp.GradScaler(device.type, enabled=device.type == "cuda")  # mixed precision on CUDA only
-    stopper = _EarlyStopping([to_batch([centre_crop(item, config.patch_size)], device) for item in val_items])
+    stopper = _EarlyStopping([to_batch([centre_crop(item, config.resolved_patch_size)], device) for item in val_items])
     clock = _RoundClock(config)
     clicks = ClickSimulator(net.spec.n_classes, config.guided_fraction, config.seed) if net.spec.guidance else None
     losses: list[float] = []
@@ -256,7 +256,7 @@ def _round_metrics(
         "best_val_loss": stopper.best_loss if stopper.best_state is not None else None,
         "best_step": stopper.best_step,
         "batch_size": config.batch_size,
-        "patch_size": list(config.patch_size),
+        "patch_size": list(config.resolved_patch_size),
         "learning_rate": config.learning_rate,
         "device": str(device),
         "seconds": seconds,
@@ -414,8 +414,8 @@ def _split_validation(
 
 
 def _halved(config: TrainConfig) -> TrainConfig:
-    patch = tuple(max(MIN_INPUT_SIZE, size // 2) for size in config.patch_size)
-    return replace(config, batch_size=max(1, config.batch_size // 2), patch_size=patch)
+    patch = tuple(max(MIN_INPUT_SIZE, size // 2) for size in config.resolved_patch_size)
+    return replace(config, batch_size=max(1, config.resolved_batch_size // 2), patch_size=patch)
 
 
 def _cpu_state(net: SegmentationNet) -> dict[str, torch.Tensor]:
