@@ -28,6 +28,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .domain import Kind
 from .errors import AlsegError
 
 Spacing = tuple[float, float]
@@ -87,12 +88,12 @@ def slice_trace_length(plane: np.ndarray, classes: Iterable[int], spacing: Spaci
 def roi_trace_length(mask: np.ndarray, neighbours: Iterable[np.ndarray], spacing: Spacing) -> BoundaryLength:
     """A traced ROI's outline minus what it shares with the ``neighbours`` already delineated on
     its slice (masks ``(j, i)``): that line exists (docs/METHODS.md §7.3)."""
-    spacing = _checked_spacing(spacing)
+    pixel_mm = _checked_spacing(spacing)
     mask = _as_mask(mask)[np.newaxis]
-    px, mm = _plane_lengths(mask, spacing)
+    px, mm = _plane_lengths(mask, pixel_mm)
     for neighbour in neighbours:
         _, neighbour = _same_shape(mask[0], _as_mask(neighbour))
-        shared_px, shared_mm = _plane_shared(mask, neighbour[np.newaxis], spacing)
+        shared_px, shared_mm = _plane_shared(mask, neighbour[np.newaxis], pixel_mm)
         px, mm = px - shared_px, mm - shared_mm
     return BoundaryLength(max(float(px[0]), 0.0), max(float(mm[0]), 0.0))
 
@@ -107,34 +108,39 @@ def traced_boundary(labels: np.ndarray, classes: Iterable[int], spacing: Spacing
     """
     labels = np.asarray(labels)
     planes = labels[np.newaxis] if labels.ndim == 2 else labels
-    spacing = _checked_spacing(spacing)
+    pixel_mm = _checked_spacing(spacing)
     classes = list(classes)
     originals = None if original is None else np.asarray(original).reshape(planes.shape)
     planes, originals = _cropped_to_content(planes, originals)
     if originals is not None:
-        px = mm = 0.0
-        for c in classes:
-            changed_px, changed_mm = _plane_changed(originals == c, planes == c, spacing)
-            px, mm = px + changed_px.sum(), mm + changed_mm.sum()
-        return BoundaryLength(float(px), float(mm))
+        changed = [_plane_changed(originals == c, planes == c, pixel_mm) for c in classes]
+        return BoundaryLength(float(sum(px.sum() for px, _ in changed)), float(sum(mm.sum() for _, mm in changed)))
     masks = {c: planes == c for c in classes}
     masks = {c: mask for c, mask in masks.items() if mask.any()}
     px = np.zeros(len(planes))
     mm = np.zeros(len(planes))
     for mask in masks.values():
-        length_px, length_mm = _plane_lengths(mask, spacing)
+        length_px, length_mm = _plane_lengths(mask, pixel_mm)
         px, mm = px + length_px, mm + length_mm
     present = sorted(masks)
     for index, a in enumerate(present):
         for b in present[index + 1:]:
-            shared_px, shared_mm = _plane_shared(masks[a], masks[b], spacing)
+            shared_px, shared_mm = _plane_shared(masks[a], masks[b], pixel_mm)
             px, mm = px - shared_px, mm - shared_mm
     return BoundaryLength(float(np.maximum(px, 0.0).sum()), float(np.maximum(mm, 0.0).sum()))
 
 
-ESTIMATOR_PAPER = "paper"  # docs/METHODS.md §7.4 as published: B with an ε-prior to 0, R clipped at 0.001 mm
-ESTIMATOR_PRIOR = "prior"  # B with a data prior for unseen classes; empty delineations are not outlines
-ESTIMATOR_PREDICTED = "predicted"  # the prior's R blended with the current prediction's own outline
+class Estimator(Kind):
+    """How :class:`EffortModel` estimates the boundary left to trace."""
+
+    PAPER = "paper"  # docs/METHODS.md §7.4 as published: B with an ε-prior to 0, R clipped at 0.001 mm
+    PRIOR = "prior"  # B with a data prior for unseen classes; empty delineations are not outlines
+    PREDICTED = "predicted"  # the prior's R blended with the current prediction's own outline
+
+
+ESTIMATOR_PAPER = Estimator.PAPER
+ESTIMATOR_PRIOR = Estimator.PRIOR
+ESTIMATOR_PREDICTED = Estimator.PREDICTED
 ESTIMATORS = (ESTIMATOR_PAPER, ESTIMATOR_PRIOR, ESTIMATOR_PREDICTED)
 DEFAULT_ESTIMATOR = ESTIMATOR_PREDICTED
 
@@ -216,7 +222,7 @@ class EffortModel:
         no class has been delineated (no prior to go by)."""
         return self.boundary_matrix_of(ESTIMATOR_PRIOR)
 
-    def boundary_matrix_of(self, estimator: str) -> np.ndarray:
+    def boundary_matrix_of(self, estimator: Estimator) -> np.ndarray:
         """``B`` (C, C) in mm of ``estimator`` (``predicted`` uses the ``prior`` one)."""
         _checked_estimator(estimator)
         if estimator == ESTIMATOR_PAPER:
@@ -255,7 +261,7 @@ class EffortModel:
                 self._add(c, other, shared, both)
 
     def remaining_effort(
-        self, delineated_on_slice: Iterable[int], allowed: Iterable[int], estimator: str = ESTIMATOR_PRIOR
+        self, delineated_on_slice: Iterable[int], allowed: Iterable[int], estimator: Estimator = ESTIMATOR_PRIOR
     ) -> np.ndarray:
         """``R_n`` (C,) in mm: ``B_cc - Σ_{c' delineated} B_cc'`` for allowed, undelineated c.
 
@@ -282,7 +288,7 @@ class EffortModel:
         delineated_on_slice: Iterable[int],
         allowed: Iterable[int],
         predicted_mm: float | None = None,
-        estimator: str = DEFAULT_ESTIMATOR,
+        estimator: Estimator = DEFAULT_ESTIMATOR,
     ) -> EffortEstimate:
         """The remaining effort of one ROI ``(slice n, class_id)`` and where it came from.
 
@@ -316,7 +322,7 @@ class EffortModel:
         return EffortEstimate(blended, f"prediction's outline {weight:.0%} + B {1 - weight:.0%}")
 
     def remaining_effort_table(
-        self, slices: dict[int, set[int]], allowed: dict[int, set[int]], estimator: str = ESTIMATOR_PRIOR
+        self, slices: dict[int, set[int]], allowed: dict[int, set[int]], estimator: Estimator = ESTIMATOR_PRIOR
     ) -> np.ndarray:
         """``R`` (N, C) in mm for slices ``0..N-1``.
 
@@ -381,7 +387,7 @@ class EffortModel:
         return classes
 
 
-def _checked_estimator(estimator: str) -> None:
+def _checked_estimator(estimator: Estimator) -> None:
     if estimator not in ESTIMATORS:
         raise AlsegError(f"unknown effort estimator {estimator!r}; choose from: {', '.join(ESTIMATORS)}")
 
@@ -512,10 +518,10 @@ def _same_shape(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _checked_spacing(spacing: Spacing) -> np.ndarray:
-    spacing = np.asarray(spacing, dtype=float)
-    if spacing.shape != (2,) or not (np.isfinite(spacing).all() and (spacing > 0).all()):
-        raise AlsegError(f"spacing must be two positive numbers (mm), got {spacing.tolist()}")
-    return spacing
+    values = np.asarray(spacing, dtype=float)
+    if values.shape != (2,) or not (np.isfinite(values).all() and (values > 0).all()):
+        raise AlsegError(f"spacing must be two positive numbers (mm), got {values.tolist()}")
+    return values
 
 
 # Marching squares on a binary mask at level 0.5. A cell's corners are bits: top-left 1,

@@ -14,7 +14,7 @@ import numpy as np
 
 from .domain import (
     NEED_BOOTSTRAP, NEED_EFFORT, NEED_FEATURES, NEED_MC, NEED_MODEL, NEED_QUALITY, NEED_VAE, TERM_BOOTSTRAP,
-    TERM_MC_TOP, TERM_QUALITY_CLASS, UNCERTAINTY_TERMS, BBox, QueryItem, item_key,
+    TERM_MC_TOP, TERM_QUALITY_CLASS, UNCERTAINTY_TERMS, BBox, Granularity, Need, QueryItem, item_key,
 )
 from .effort import EffortModel, SecondsModel
 from .store.records import ScoredItem
@@ -47,7 +47,7 @@ class PoolScores:
     the class (an ROI pool): where, before a model, a structure is known to be.
     """
 
-    granularity: str
+    granularity: Granularity
     n_classes: int
     has_model: bool
     model_version: str | None
@@ -73,7 +73,7 @@ class PoolScores:
     class_ranges: dict[tuple[str, int], tuple[int, int]] = field(default_factory=dict)
     traced_spans: dict[tuple[str, int], tuple[int, int]] = field(default_factory=dict)
 
-    def available(self) -> frozenset[str]:
+    def available(self) -> frozenset[Need]:
         """Which of :data:`~napari_alseg.strategies.NEEDS` this pool can serve."""
         def has_term(name: str) -> bool:
             return any(name in terms for terms in self.terms.values())

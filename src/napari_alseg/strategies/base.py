@@ -14,7 +14,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ..domain import GRANULARITIES, NEEDS, TERM_UNCERTAINTY, BBox, QueryItem, item_key  # noqa: F401 (re-exported)
+from ..domain import (GRANULARITIES, NEEDS, TERM_UNCERTAINTY, BBox, Granularity, Need, QueryItem,  # noqa: F401 (re-exported)
+                      item_key)
 
 if TYPE_CHECKING:
     from ..pool import PoolScores
@@ -53,11 +54,11 @@ class Strategy:
     """
 
     name: str
-    granularity: str
+    granularity: Granularity
     description: str
-    needs: frozenset[str]
+    needs: frozenset[Need]
     select: SelectFunction
-    granularities: frozenset[str] = field(default=frozenset(GRANULARITIES))
+    granularities: frozenset[Granularity] = field(default=frozenset(GRANULARITIES))
 
 
 def rank(scores: Mapping[QueryItem, float], seed: int,

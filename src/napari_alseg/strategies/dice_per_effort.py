@@ -33,7 +33,7 @@ from ..domain import (
     NEED_EFFORT, ROI, TERM_DICE_GAP, TERM_EFFORT_GUESS, TERM_EFFORT_MM, TERM_EFFORT_PREDICTED_MM, TERM_EFFORT_PX,
     TERM_EFFORT_S, TERM_FOREGROUND,
 )
-from ..effort import DEFAULT_ESTIMATOR, ESTIMATOR_PAPER, EffortEstimate
+from ..effort import DEFAULT_ESTIMATOR, ESTIMATOR_PAPER, EffortEstimate, Estimator
 from ..errors import AlsegError
 from ..uncertainty import dice_gap
 from .base import QueryItem, Strategy, Suggestion, rank, suggestion
@@ -48,7 +48,7 @@ UNLIKELY_SHARE = 0.05  # any class expected on under this share of its median sl
 
 
 def select_dice_per_effort(pool: PoolScores, k: int, seed: int, alpha: float = ALPHA,
-                          estimator: str = DEFAULT_ESTIMATOR) -> list[Suggestion]:
+                          estimator: Estimator = DEFAULT_ESTIMATOR) -> list[Suggestion]:
     """The k ROIs with the largest ``(1 - D̃_c) / R_nc``, ``R_nc`` by ``estimator``
     (:data:`~napari_alseg.effort.ESTIMATORS`).
 
@@ -68,22 +68,28 @@ def select_dice_per_effort(pool: PoolScores, k: int, seed: int, alpha: float = A
     whose class is vouched for on their slice (:func:`presence_note`) come first, each group
     by its score, then the others.
     """
+    if pool.effort is None:
+        raise AlsegError(f"{NAME} prices ROIs with the pool's effort model, and this pool has none")
+    effort = pool.effort
     gaps = class_dice_gaps(pool, alpha)
     known = known_classes(pool)
     delineated = _delineated_classes(pool)
-    scores, terms, messages = {}, {}, {}
+    scores: dict[QueryItem, float] = {}
+    terms: dict[QueryItem, dict[str, float]] = {}
+    messages: dict[QueryItem, str] = {}
     for item in pool.candidates:
-        region = (item.case, item.slice_index)
+        slice_index, class_id = _slice_and_class(item)
+        region = (item.case, slice_index)
         allowed = pool.allowed.get(region, set(range(pool.n_classes)))
         on_slice = delineated.get(region, set())
         predicted = pool.terms.get(item, {}).get(TERM_EFFORT_PREDICTED_MM)
-        estimate = pool.effort.estimate(item.class_id, on_slice, allowed, predicted, estimator)
-        gap = gaps[item.class_id]
+        estimate = effort.estimate(class_id, on_slice, allowed, predicted, estimator)
+        gap = float(gaps[class_id])
         ranking_mm = estimate.mm
         if ranking_mm is None and estimator == ESTIMATOR_PAPER:
-            ranking_mm = float(pool.effort.remaining_effort(on_slice, allowed, ESTIMATOR_PAPER)[item.class_id])
+            ranking_mm = float(effort.remaining_effort(on_slice, allowed, ESTIMATOR_PAPER)[class_id])
         if ranking_mm is None:
-            scores[item] = float(gap)
+            scores[item] = gap
         else:
             scores[item] = gap / ranking_mm if ranking_mm > 0 else math.nan
         terms[item] = _effort_terms(pool, item, gap, estimate)
@@ -156,14 +162,15 @@ def presence_note(pool: PoolScores, item: QueryItem) -> tuple[bool, str]:
     between the first and last slice where the class is traced (structures are contiguous
     along the stack). Otherwise the class may be absent there, and the message says so.
     """
-    key = (item.case, item.class_id)
+    slice_index, class_id = _slice_and_class(item)
+    key = (item.case, class_id)
     marked = pool.class_ranges.get(key)
-    if marked is not None and marked[0] <= item.slice_index <= marked[1]:
+    if marked is not None and marked[0] <= slice_index <= marked[1]:
         return True, f"before a model: inside the class's marked slices {marked[0]}–{marked[1]}"
     if marked is not None:
         return False, f"outside the class's marked slices {marked[0]}–{marked[1]}"
     traced = pool.traced_spans.get(key)
-    if traced is not None and traced[0] < item.slice_index < traced[1]:
+    if traced is not None and traced[0] < slice_index < traced[1]:
         return True, f"before a model: between slices {traced[0]} and {traced[1]}, where the class is traced"
     return False, ("before a model: no slice range marked for this class in this case, so it may be absent "
                    "here; asked after the ROIs inside a marked range (mark the slices it starts and ends on)")
@@ -207,6 +214,13 @@ def known_classes(pool: PoolScores) -> set[int]:
     return known
 
 
+def _slice_and_class(item: QueryItem) -> tuple[int, int]:
+    """An ROI's slice and class (this engine ranks ROIs only)."""
+    if item.slice_index is None or item.class_id is None:
+        raise AlsegError(f"{NAME} ranks ROIs, not {item}")
+    return item.slice_index, item.class_id
+
+
 def _delineated_classes(pool: PoolScores) -> dict[tuple[str, int], set[int]]:
     """``A_n``: classes already delineated per (case, slice), from the labelled ROI items."""
     delineated: dict[tuple[str, int], set[int]] = {}
@@ -223,7 +237,8 @@ def _effort_terms(pool: PoolScores, item: QueryItem, gap: float, estimate: Effor
     row_mm, col_mm = pool.spacing.get(item.case, (1.0, 1.0))
     effort_px = estimate.mm / math.sqrt(row_mm * col_mm)
     terms.update({TERM_EFFORT_MM: estimate.mm, TERM_EFFORT_PX: effort_px, TERM_EFFORT_GUESS: float(estimate.guess)})
-    seconds = None if pool.seconds_model is None else pool.seconds_model.predict(item.class_id, effort_px)
+    _, class_id = _slice_and_class(item)
+    seconds = None if pool.seconds_model is None else pool.seconds_model.predict(class_id, effort_px)
     if seconds is not None:
         terms[TERM_EFFORT_S] = seconds
     return terms

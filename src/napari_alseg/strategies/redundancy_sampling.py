@@ -15,7 +15,7 @@ import numpy as np
 
 from ..domain import CASE, NEED_FEATURES, NEED_MC, NEED_MODEL, TERM_MC_TOP, TERM_UNCERTAINTY
 from ..redundancy import cosine_similarity_matrix, top_then_restrict
-from .base import QueryItem, Strategy, Suggestion, rank, suggestion, term_scores
+from .base import QueryItem, SelectFunction, Strategy, Suggestion, rank, suggestion, term_scores
 
 if TYPE_CHECKING:
     from ..pool import PoolScores
@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 UNCERTAINTY_TERM = TERM_MC_TOP
 
 
-def restricted_ranker(strategy_name: str, method: str):
+def restricted_ranker(strategy_name: str, method: str) -> SelectFunction:
     """A select function for ``method`` in :data:`napari_alseg.redundancy.RESTRICTION_METHODS`.
 
     Candidates without an uncertainty (NaN) cannot be compared and follow the picks.

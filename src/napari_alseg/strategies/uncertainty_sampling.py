@@ -10,15 +10,15 @@ from typing import TYPE_CHECKING
 
 from ..domain import (
     CASE, NEED_BOOTSTRAP, NEED_MC, NEED_MODEL, ROI, TERM_BOOTSTRAP, TERM_ENTROPY, TERM_ENTROPY_MC, TERM_MARGIN,
-    TERM_MC_SUM, TERM_MC_TOP,
+    TERM_MC_SUM, TERM_MC_TOP, Granularity, Need,
 )
-from .base import Strategy, Suggestion, ranked_suggestions, term_scores
+from .base import SelectFunction, Strategy, Suggestion, ranked_suggestions, term_scores
 
 if TYPE_CHECKING:
     from ..pool import PoolScores
 
 
-def term_ranker(strategy_name: str, term: str):
+def term_ranker(strategy_name: str, term: str) -> SelectFunction:
     """A select function ranking candidates by ``pool.terms[item][term]`` (higher first)."""
 
     def select(pool: PoolScores, k: int, seed: int) -> list[Suggestion]:
@@ -27,7 +27,7 @@ def term_ranker(strategy_name: str, term: str):
     return select
 
 
-def _strategy(name: str, term: str, granularity: str, needs: set[str], description: str) -> Strategy:
+def _strategy(name: str, term: str, granularity: Granularity, needs: set[Need], description: str) -> Strategy:
     return Strategy(name, granularity, description, frozenset(needs), term_ranker(name, term))
 
 
