@@ -15,6 +15,7 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -25,6 +26,9 @@ from ..plan import inference_patch, stored_plan
 from ..store import DB_NAME, Project, discover_cases
 from ..store.export import csv_cell
 from ..domain import QueryItem
+
+if TYPE_CHECKING:
+    from dask.distributed import Client
 
 MC_SAMPLES = 20
 
@@ -81,7 +85,7 @@ def project_tasks(folder: str | os.PathLike) -> list[CaseTask]:
                 continue
             snapshot = project.current_labels(record.name)
             done = (np.zeros(record.n_slices, bool) if snapshot is None
-                    else snapshot.labelled.all(axis=(1, 2)))
+                    else np.asarray(snapshot.labelled.all(axis=(1, 2))))
             slices = tuple(n for n in range(record.n_slices) if not done[n] and (record.name, n) not in held_out)
             if not slices:
                 continue
@@ -133,14 +137,14 @@ def score_tasks(tasks: Sequence[CaseTask], *, workers: int | None = None,
     if address is not None:
         with Client(address) as client:
             return _gather(client, tasks)
-    if workers < 1:
+    if workers is None or workers < 1:
         raise AlsegError(f"--workers must be at least 1, got {workers}")
     with LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None,
                       env={"OMP_NUM_THREADS": "1"}) as cluster, Client(cluster) as client:
         return _gather(client, tasks)
 
 
-def _gather(client, tasks: Sequence[CaseTask]) -> list[ScoreRow]:
+def _gather(client: Client, tasks: Sequence[CaseTask]) -> list[ScoreRow]:
     futures = client.map(score_case, list(tasks), pure=True)
     return [row for rows in client.gather(futures) for row in rows]
 

@@ -7,14 +7,14 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ..domain import CASE, NEED_FEATURES, ROI, QueryItem, item_key
+from ..domain import CASE, NEED_FEATURES, ROI, Granularity, Need, QueryItem, item_key
 from ..pool import PoolScores
 
 if TYPE_CHECKING:
     from .predict import RoundInputs
 
 def candidate_items(
-    granularity: str,
+    granularity: Granularity,
     shapes: Mapping[str, tuple[int, ...]],
     labels: Mapping[str, tuple[np.ndarray, np.ndarray] | None],
     allowed: Mapping[str, np.ndarray],
@@ -72,7 +72,7 @@ def is_validation(region: QueryItem, validation: set[QueryItem]) -> bool:
 
 def _delineated(data: np.ndarray | None, mask: np.ndarray | None, n_classes: int) -> set[int]:
     """Classes given on a slice: all of them when it is fully labelled, else those painted."""
-    if mask is None or not mask.any():
+    if data is None or mask is None or not mask.any():
         return set()
     if mask.all():
         return set(range(n_classes))
@@ -92,7 +92,7 @@ def allowed_sets(shapes: Mapping[str, tuple[int, ...]], allowed: Mapping[str, np
             for case, shape in shapes.items() for n in range(shape[1])}
 
 
-def regions_to_predict(pool: PoolScores, needs: frozenset[str], validation_regions: list[QueryItem]) -> list[QueryItem]:
+def regions_to_predict(pool: PoolScores, needs: frozenset[Need], validation_regions: list[QueryItem]) -> list[QueryItem]:
     """Regions to predict: those with candidates, labelled ones when features are needed
     (non-similar compares with them), and rated validation regions."""
     wanted = {item.region for item in pool.candidates}
@@ -102,7 +102,7 @@ def regions_to_predict(pool: PoolScores, needs: frozenset[str], validation_regio
     return sorted(wanted, key=item_key)
 
 
-def quality_regions(scoring: RoundInputs, granularity: str, validation: Collection[QueryItem]) -> list[QueryItem]:
+def quality_regions(scoring: RoundInputs, granularity: Granularity, validation: Collection[QueryItem]) -> list[QueryItem]:
     """Validation cases (slices) with full labels: their true Dice is an honest quality target
     (an ROI pool rates whole slices)."""
     validation = set(validation)
@@ -114,7 +114,8 @@ def quality_regions(scoring: RoundInputs, granularity: str, validation: Collecti
         slices = [None] if granularity == CASE else range(shape[1])
         for n in slices:
             region = QueryItem(case, n)
-            if is_validation(region, validation) and scoring.region_labels(region)[1].all():
+            region_labels = scoring.region_labels(region)
+            if is_validation(region, validation) and region_labels is not None and region_labels[1].all():
                 regions.append(region)
     return regions
 

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ..domain import NEED_FEATURES, NEED_MC, NEED_QUALITY, QueryItem
+from ..domain import NEED_FEATURES, NEED_MC, NEED_QUALITY, Need, QueryItem
 from ..quality import QualityPredictor
 
 if TYPE_CHECKING:
@@ -41,7 +41,7 @@ class RoundInputs:
     shapes: Mapping[str, tuple[int, ...]]
     labels: Mapping[str, tuple[np.ndarray, np.ndarray] | None]
     allowed: Mapping[str, np.ndarray]
-    needs: frozenset[str]
+    needs: frozenset[Need]
     mc_samples: int
     bootstrap_nets: Sequence[SegmentationNet]
     quality_model: QualityPredictor | None
@@ -116,16 +116,14 @@ def with_partial_labels(prediction: RegionPrediction, scoring: RoundInputs, regi
     possible = None if allowed is None else (
         np.asarray(allowed, dtype=bool).T.reshape((n_classes, *np.shape(allowed)[:-1]) + (1, 1)))
 
-    def posterior(probs: np.ndarray | None) -> np.ndarray | None:
-        if probs is None:
-            return None
+    def posterior(probs: np.ndarray) -> np.ndarray:
         return renormalise_prediction_array(probs, labels, mask, possible).astype(np.float32, copy=False)
 
     variance = prediction.variance
     if variance is not None and mask is not None:
         variance = np.where(mask, 0.0, variance).astype(np.float32)
-    return replace(prediction, probs=posterior(prediction.probs), mc_probs=posterior(prediction.mc_probs),
-                   variance=variance)
+    mc_probs = None if prediction.mc_probs is None else posterior(prediction.mc_probs)
+    return replace(prediction, probs=posterior(prediction.probs), mc_probs=mc_probs, variance=variance)
 
 
 def normalised_image(scoring: RoundInputs, region: QueryItem) -> np.ndarray:

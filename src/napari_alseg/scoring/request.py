@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ..domain import CASE, GRANULARITIES, NEEDS, QueryItem
+from ..domain import CASE, GRANULARITIES, NEEDS, Granularity, Need, QueryItem
 from ..effort import EffortModel, SecondsModel
 from ..errors import AlsegError, Cancelled
 from ..quality import QualityPredictor
@@ -56,9 +56,9 @@ class ScoreRequest:
     spec: ModelSpec | None
     images: Mapping[str, np.ndarray]
     labels: Mapping[str, tuple[np.ndarray, np.ndarray] | None]
-    granularity: str
+    granularity: Granularity
     n_classes: int
-    needs: Collection[str] = frozenset()
+    needs: Collection[Need] = frozenset()
     mc_samples: int = 20
     bootstrap_nets: Sequence[SegmentationNet] | None = None
     quality_model: QualityPredictor | None = None
@@ -84,12 +84,11 @@ def check_stop(should_stop: Callable[[], bool] | None) -> None:
         raise ScoringCancelled("scoring cancelled; the previous round's suggestions are kept")
 
 
-def checked_needs(needs: Collection[str]) -> frozenset[str]:
-    needs = frozenset(needs)
-    unknown = sorted(needs - NEEDS)
+def checked_needs(needs: Collection[Need]) -> frozenset[Need]:
+    unknown = sorted(frozenset(needs) - NEEDS)
     if unknown:
         raise AlsegError(f"unknown scoring needs {unknown}; valid: {sorted(NEEDS)}")
-    return needs
+    return frozenset(Need(need) for need in needs)
 
 
 def checked_inputs(
@@ -97,7 +96,7 @@ def checked_inputs(
     spec: ModelSpec | None,
     shapes: Mapping[str, tuple[int, ...]],
     labels: Mapping[str, tuple[np.ndarray, np.ndarray] | None],
-    granularity: str,
+    granularity: Granularity,
     n_classes: int,
 ) -> ModelSpec | None:
     if granularity not in GRANULARITIES:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import replace
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -17,6 +18,11 @@ from .predict import RegionPrediction, RoundInputs, normalised_image, predict_re
 from .request import ScoreRequest, check_bootstrap, check_stop, checked_inputs, checked_needs
 from .terms import item_terms, quality_status, quality_terms
 from .vae_latents import add_vae_latents
+
+if TYPE_CHECKING:
+    import torch
+
+    from ..model import SegmentationNet
 
 def score_pool(request: ScoreRequest, *, progress: Callable[[int, int], None] | None = None,
                should_stop: Callable[[], bool] | None = None) -> PoolScores:
@@ -43,7 +49,7 @@ def score_pool(request: ScoreRequest, *, progress: Callable[[int, int], None] | 
         traced_spans=traced_spans(r.labels, r.n_classes) if r.granularity == ROI else {},
     )
     pool.bboxes = {item: whole_bbox(item, shapes[item.case][1:]) for item in candidates}
-    if r.net is None:
+    if r.net is None or spec is None:  # spec is None only without a net
         return pool
     scoring = RoundInputs(r.net, spec.spatial_dims, r.images, shapes, r.labels, allowed, needs, r.mc_samples,
                           list(r.bootstrap_nets or []) if NEED_BOOTSTRAP in needs else [], r.quality_model,
@@ -80,9 +86,9 @@ def fit_quality_model(known: Sequence[tuple[QueryItem, np.ndarray, float]],
     return predictor
 
 
-def rated_prediction(net, image: np.ndarray, labels: np.ndarray, n_classes: int, *, spatial_dims: int,
-                     mc_samples: int = 20, patch_size: tuple[int, ...] | None = None, device=None,
-                     seed: int = 0) -> tuple[np.ndarray, float]:
+def rated_prediction(net: SegmentationNet, image: np.ndarray, labels: np.ndarray, n_classes: int, *,
+                     spatial_dims: int, mc_samples: int = 20, patch_size: tuple[int, ...] | None = None,
+                     device: str | torch.device | None = None, seed: int = 0) -> tuple[np.ndarray, float]:
     """``(quality features, true Dice)`` of ``net``'s prediction of one fully labelled region
     (image ``(Cin, *S)``, labels ``(*S)``), computed as a round rates a candidate.
 
@@ -91,9 +97,8 @@ def rated_prediction(net, image: np.ndarray, labels: np.ndarray, n_classes: int,
     from ..model import mc_dropout, predict_proba
     from ..model.preprocessing import normalise_image
 
-    options = {"patch_size": patch_size, "device": device}
-    probs = predict_proba(net, image, **options)
-    variance = mc_dropout(net, image, samples=mc_samples, seed=seed, **options).variance
+    probs = predict_proba(net, image, patch_size=patch_size, device=device)
+    variance = mc_dropout(net, image, samples=mc_samples, seed=seed, patch_size=patch_size, device=device).variance
     features = quality_features(normalise_image(image, spatial_dims), probs, variance)
     return features, prediction_dice(probs, labels, n_classes)
 
@@ -108,24 +113,33 @@ def _score_region(scoring: RoundInputs, pool: PoolScores, region: QueryItem, is_
     for item in items:
         pool.terms[item] = item_terms(prediction, item, scoring)
         pool.bboxes[item] = item_bbox(prediction.probs, item, scoring.shapes[item.case][1:])
-        if NEED_QUALITY in scoring.needs and item.class_id is None:
-            features = quality_features(normalised_image(scoring, region), prediction.probs, prediction.variance)
+        if NEED_QUALITY not in scoring.needs:
+            continue
+        if item.class_id is None:
+            features = quality_features(normalised_image(scoring, region), prediction.probs, _variance(prediction))
             pool.quality_features[item] = features
             pool.terms[item].update(quality_terms(scoring.quality_model, features))
-        elif NEED_QUALITY in scoring.needs:  # an ROI: its class's features, for the example its submit gives
+        else:  # an ROI: its class's features, for the example its submit gives
             pool.quality_features[item] = class_quality_features(
-                normalised_image(scoring, region), prediction.probs, prediction.variance, item.class_id)
+                normalised_image(scoring, region), prediction.probs, _variance(prediction), item.class_id)
     if NEED_QUALITY in scoring.needs and pool.granularity == ROI and items and _unlabelled(scoring, region):
         # an ROI pool rates its untouched slices whole; each ROI of one carries the slice's rating
-        features = quality_features(normalised_image(scoring, region), prediction.probs, prediction.variance)
+        features = quality_features(normalised_image(scoring, region), prediction.probs, _variance(prediction))
         pool.quality_features[region] = features
         pool.region_quality[region] = quality_terms(scoring.quality_model, features)
         for item in items:
             pool.terms[item].update(pool.region_quality[region])
-    if NEED_FEATURES in scoring.needs:
+    if NEED_FEATURES in scoring.needs and prediction.features is not None:
         for item in pool.candidates + pool.labelled:
             if item.region == region:
                 pool.features[item] = prediction.features
+
+
+def _variance(prediction: RegionPrediction) -> np.ndarray:
+    """The MC-dropout variance quality features read: a round that rates runs MC dropout."""
+    if prediction.variance is None:
+        raise ValueError("quality features need the MC-dropout variance, and this prediction has none")
+    return prediction.variance
 
 
 def _unlabelled(scoring: RoundInputs, region: QueryItem) -> bool:
@@ -135,6 +149,9 @@ def _unlabelled(scoring: RoundInputs, region: QueryItem) -> bool:
 
 def _add_quality_example(scoring: RoundInputs, pool: PoolScores, region: QueryItem,
                          prediction: RegionPrediction) -> None:
-    labels, _mask = scoring.region_labels(region)
-    features = quality_features(normalised_image(scoring, region), prediction.probs, prediction.variance)
+    given = scoring.region_labels(region)
+    if given is None:
+        raise ValueError(f"validation region {region} has no labels to rate the prediction against")
+    labels, _mask = given
+    features = quality_features(normalised_image(scoring, region), prediction.probs, _variance(prediction))
     pool.quality_examples.append((region, features, prediction_dice(prediction.probs, labels, pool.n_classes)))

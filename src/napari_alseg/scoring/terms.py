@@ -88,7 +88,7 @@ def region_terms(
     ``(M, C, *S)`` the mean variance across models (B)."""
     terms = {TERM_ENTROPY: mean_entropy(probs), TERM_MARGIN: margin_score(probs),
              TERM_FOREGROUND: foreground(probs, unlabelled)}
-    if variance is not None:
+    if mc_probs is not None and variance is not None:
         voxel_variance = np.asarray(variance).mean(axis=0)
         terms.update({
             TERM_ENTROPY_MC: mean_entropy(mc_probs),
@@ -125,7 +125,7 @@ def roi_terms(
         TERM_MARGIN: -float(np.abs(probs[class_id][region] - 0.5).mean()),
         TERM_FOREGROUND: foreground(probs, unlabelled, class_id),
     }
-    if variance is not None:
+    if mc_probs is not None and variance is not None:
         class_variance = np.asarray(variance)[class_id]
         terms.update({
             TERM_ENTROPY_MC: class_entropy(mc_probs, class_id, region),

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ..domain import CASE, QueryItem, item_key
+from ..domain import CASE, Granularity, QueryItem, item_key
 from ..pool import PoolScores
 from .predict import RoundInputs, normalised_image
 from .request import check_stop
@@ -42,7 +42,10 @@ def add_vae_latents(
     pool.vae_latents = {item: latents[item.region] for item in pool.candidates + pool.labelled}
     pool.gradient_latents = {}
     for seed_region in _seed_regions(scoring, pool, recent):
-        labels, mask = scoring.region_labels(seed_region)
+        given = scoring.region_labels(seed_region)
+        if given is None:  # not reached: seed regions are labelled ones
+            continue
+        labels, mask = given
         z, moved = gradient_step_latents(scoring.net, pool.vae, normalised[seed_region], labels, mask)
         pool.vae_latents[seed_region] = z
         pool.gradient_latents[seed_region] = moved
@@ -50,7 +53,7 @@ def add_vae_latents(
         progress(total, total)
 
 
-def all_regions(scoring: RoundInputs, granularity: str) -> list[QueryItem]:
+def all_regions(scoring: RoundInputs, granularity: Granularity) -> list[QueryItem]:
     if granularity == CASE:
         return [QueryItem(case) for case in sorted(scoring.shapes)]
     return [QueryItem(case, n) for case in sorted(scoring.shapes) for n in range(scoring.shapes[case][1])]
