@@ -119,8 +119,9 @@ def segment_with_clicks(image: np.ndarray, labels: np.ndarray, class_id: int, cl
         extent = extent | (np.asarray(prior) > 0.5)
     box = click_box(labels.shape, clicks, spacing, slice_index=slice_index, extent=extent, margin_mm=margin_mm)
     window = tuple(slice(a, b) for a, b in box)
-    local = [Click(tuple(int(p) - a for p, (a, _) in zip(click.position, box)), click.positive) for click in clicks]
-    region, claimed = _flood(image[(slice(None), *window)], labels[window], int(class_id), local, spacing,
+    local = [Click(_shifted(click.position, box), click.positive) for click in clicks]
+    every_channel = (slice(None), *window)
+    region, claimed = _flood(image[every_channel], labels[window], int(class_id), local, spacing,
                              None if prior is None else np.asarray(prior, dtype=np.float32)[window])
     return _write(labels, class_id, region, claimed, box)
 
@@ -177,7 +178,8 @@ def _like(raw: np.ndarray, smooth: np.ndarray, clicks: Sequence[Click]) -> np.nd
     round)."""
     like, raw_like = np.zeros(raw.shape[1:], bool), np.zeros(raw.shape[1:], bool)
     for click in clicks:
-        centre = smooth[(slice(None), *click.position)][:, None, None, None]
+        at_click = (slice(None), *click.position)
+        centre = smooth[at_click][:, None, None, None]
         tolerance = _tolerance(raw, click)[:, None, None, None]
         like |= (np.abs(smooth - centre) <= tolerance).all(axis=0)
         raw_like |= (np.abs(raw - centre) <= tolerance).all(axis=0)
@@ -190,7 +192,8 @@ def _tolerance(raw: np.ndarray, click: Click) -> np.ndarray:
     :data:`MIN_TOLERANCE` and :data:`TOLERANCE` (a smooth region floods less far than a
     textured lesion)."""
     window = tuple(slice(max(0, p - LOCAL_REACH), p + LOCAL_REACH + 1) for p in click.position)
-    spread = raw[(slice(None), *window)].reshape(len(raw), -1).std(axis=1)
+    every_channel = (slice(None), *window)
+    spread = raw[every_channel].reshape(len(raw), -1).std(axis=1)
     return np.clip(LOCAL_SPREADS * spread, MIN_TOLERANCE, TOLERANCE)
 
 
@@ -246,6 +249,12 @@ def _connected_to(region: np.ndarray, points: Sequence[tuple[int, ...]]) -> np.n
     components, _ = ndimage.label(region)
     keep = {int(components[tuple(p)]) for p in points} - {0}
     return np.isin(components, sorted(keep)) if keep else np.zeros_like(region)
+
+
+def _shifted(position: tuple[int, int, int], box: BBox) -> tuple[int, int, int]:
+    """A voxel's position inside ``box``, counted from the box's low corner."""
+    k, j, i = (int(p) - low for p, (low, _) in zip(position, box))
+    return k, j, i
 
 
 def _write(labels: np.ndarray, class_id: int, region: np.ndarray, claimed: np.ndarray, box: BBox) -> ClickSegmentation:

@@ -18,7 +18,7 @@ import math
 import re
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, fields, replace
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -178,7 +178,13 @@ class TrainingPlan:
         ]
 
 
-def stored_plan(project) -> TrainingPlan | None:
+class HasSettings(Protocol):
+    """What :func:`stored_plan` reads from: a project's ``meta`` settings."""
+
+    def setting(self, key: str) -> str | None: ...
+
+
+def stored_plan(project: HasSettings) -> TrainingPlan | None:
     """The plan kept in a project's ``meta`` table (anything with ``setting(key)``), or None."""
     stored = project.setting(PLAN_SETTING)
     return None if stored is None else TrainingPlan.from_json(stored)

@@ -20,6 +20,7 @@ import math
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from scipy import ndimage
@@ -79,12 +80,17 @@ def load_costs(path: str | Path | None) -> SecondsCosts:
     return costs_from_dict(data, str(path))
 
 
-def costs_from_dict(data: Mapping[str, object], where: str = "costs") -> SecondsCosts:
+def costs_from_dict(data: Mapping[str, Any], where: str = "costs") -> SecondsCosts:
+    """Costs from JSON values (numbers, or text that reads as one); one AlsegError line otherwise."""
     known = {item.name for item in fields(SecondsCosts)}
     if not isinstance(data, Mapping) or set(data) - known:
         unknown = sorted(set(data) - known) if isinstance(data, Mapping) else data
         raise AlsegError(f"{where}: unknown keys {unknown}; valid: {sorted(known)}")
-    return SecondsCosts(**{key: float(value) for key, value in data.items()})
+    try:
+        values = {key: float(value) for key, value in data.items()}
+    except (TypeError, ValueError) as error:
+        raise AlsegError(f"{where}: every cost must be a number ({error})") from None
+    return SecondsCosts(**values)
 
 
 @dataclass(frozen=True)

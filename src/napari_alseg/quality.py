@@ -394,7 +394,8 @@ def quality_report(classes: np.ndarray, probabilities: np.ndarray, *, dice: np.n
         truth, guess = np.asarray(dice, dtype=float)[known], predicted_dice[known]
         if np.ptp(truth) > 0 and np.ptp(guess) > 0:
             spearman = float(spearmanr(truth, guess).statistic)
-    return QualityReport(confusion, float((predicted == classes).mean()), tuple(auc), poor_as_acceptable,
+    return QualityReport(confusion, float((predicted == classes).mean()), (auc[POOR], auc[ADJUST], auc[ACCEPTABLE]),
+                         poor_as_acceptable,
                          len(classes), spearman)
 
 

@@ -21,6 +21,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from ..atomic import make_folder
 from ..errors import AlsegError
@@ -40,13 +41,13 @@ DEFAULT_SEEDS = {"brain-stack": 2022, "tumour-cases": 2009}
 # affine says where its axes point (columns left-right, rows inferior-superior, slices
 # posterior-anterior) instead of a diagonal placeholder; the voxels are unchanged.
 GENERATOR_VERSIONS = {"brain-stack": 2, "tumour-cases": 1}
-_WRITERS = {"brain-stack": brain_stack.write_set, "tumour-cases": tumour_cases.write_set}
+_WRITERS: dict[str, Callable[..., dict]] = {"brain-stack": brain_stack.write_set, "tumour-cases": tumour_cases.write_set}
 
 Progress = Callable[[str], None]
 
 
 def generate_sample(name: str, out_dir: Path, *, seed: int | None = None,
-                    progress: Progress | None = None, **options) -> Path:
+                    progress: Progress | None = None, **options: Any) -> Path:
     """Write sample set ``name`` into ``out_dir/<name>/`` and return that folder.
 
     The set is built in a hidden sibling folder and renamed into place, replacing any

@@ -9,6 +9,7 @@ import json
 import os
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -61,7 +62,7 @@ def load_class_names(set_dir: Path) -> dict[int, str]:
         raise AlsegError(f"{path}: not a valid classes file ({exc!r})") from None
 
 
-def dataset_field(set_dir: Path, key: str):
+def dataset_field(set_dir: Path, key: str) -> Any:
     """One top-level field of a set folder's ``dataset.json`` (None when unreadable or absent):
     what a cache compares its generator version with."""
     try:

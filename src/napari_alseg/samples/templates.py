@@ -12,10 +12,14 @@ import os
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, cast
 
 import numpy as np
 
 from ..errors import AlsegError
+
+if TYPE_CHECKING:
+    from nibabel.spatialimages import SpatialImage
 
 DEFAULT_MRICRON_DIR = Path("/usr/share/mricron/templates")
 MRICRON_FILES = ("ch2bet.nii.gz", "aal.nii.gz", "aal.nii.txt")
@@ -173,7 +177,7 @@ def _read_nifti(path: Path) -> tuple[np.ndarray, np.ndarray]:
     import nibabel as nib
 
     try:
-        image = nib.load(str(path))
+        image = cast("SpatialImage", nib.load(str(path)))  # a NIfTI template: a spatial image
         array = np.asanyarray(image.dataobj)
     except (OSError, EOFError, ValueError, zlib.error, nib.filebasedimages.ImageFileError) as exc:
         raise AlsegError(f"{path.name}: cannot read template ({exc})") from None

@@ -238,7 +238,7 @@ def _write_graded_set(folder: Path, seed: int, report: Callable[[str], None], n_
         case_id = f"case_{index:03d}"
         _write_case(folder, case_id, case, grid.affine)
         cases.append({
-            "id": case_id, "brain": case.brain, "difficulty": round(float(case.difficulty), 3),
+            "id": case_id, "brain": case.brain, "difficulty": None if case.difficulty is None else round(case.difficulty, 3),
             "n_lesions": len(case.lesions),
             "lesion_voxels": int(np.count_nonzero(case.labels)),
             "lesion_contrast": round(case.appearance.lesion_contrast, 3),
@@ -284,14 +284,15 @@ def case_grid(maps: MniTissueMaps | list[MniTissueMaps], size: int) -> CaseGrid:
     """
     all_maps = maps if isinstance(maps, list) else [maps]
     maps = all_maps[0]
-    corners_mm = []
+    corners = []
     for each in all_maps:
         occupied = np.argwhere(each.brain_mask > 0.5)
-        corners_mm += [_apply(each.affine, occupied.min(axis=0)), _apply(each.affine, occupied.max(axis=0))]
-    corners_mm = np.stack(corners_mm)
+        corners += [_apply(each.affine, occupied.min(axis=0)), _apply(each.affine, occupied.max(axis=0))]
+    corners_mm = np.stack(corners)
     low_mm, high_mm = corners_mm.min(axis=0) - MARGIN_MM, corners_mm.max(axis=0) + MARGIN_MM
     spacing_mm = float((high_mm - low_mm).max()) / size
-    shape = tuple(int(np.ceil((high - low) / spacing_mm)) for low, high in zip(low_mm, high_mm))
+    nx, ny, nz = (int(np.ceil((high - low) / spacing_mm)) for low, high in zip(low_mm, high_mm))
+    shape = (nx, ny, nz)
     affine = np.diag([spacing_mm, spacing_mm, spacing_mm, 1.0])
     affine[:3, 3] = low_mm
     to_template = np.linalg.inv(maps.affine) @ affine
