@@ -15,6 +15,7 @@ from ..nifti import display_orientation, display_placement
 from ..session.focus import HeatMapScale, heat_map_scale
 
 AXIS_LABELS = ("slice", "row", "column")  # a case's (k, j, i) in the dims sliders
+LABELS_ROLE = "labels"  # the metadata role of the Labels layer being edited
 # The heat map's colours, (value 0..1 of the range, RGBA): clear below the range, then red
 # deepening to yellow but never more than 60 % opaque, so the anatomy under the doubt stays
 # readable (an additive inferno washed a young model's brain to white, issue 22 item 9).
@@ -52,18 +53,22 @@ def show_case(viewer, session, case: str, labels: np.ndarray):
     """This case's channels and a new editable Labels layer in place of the previous case's.
 
     The previous case's image layers are reused when the channel count matches (new data,
-    geometry, name and contrast): adding and removing napari layers costs a few hundred ms
-    each, most of Go on a CPU. The Labels layer is always new, so napari's undo history
-    never carries strokes from one case into another.
+    geometry, name and contrast), and its Labels layer always (new data, geometry, name, its
+    undo history emptied by :func:`forget_strokes`): adding and removing napari layers costs
+    a few hundred ms each, most of Go on a CPU.
     """
     record = session.catalog.case(case)
     geometry = case_geometry(record)
     image = session.case_image(case)
     channels = [layer for layer in owned_layers(viewer) if layer.metadata.get("alseg_role") == "channel"]
     reuse = len(channels) == len(record.channel_names)
+    previous_labels = None
     for layer in owned_layers(viewer):
-        if layer.metadata.get("alseg_role") == REGION_ROLE:
+        role = layer.metadata.get("alseg_role")
+        if role == REGION_ROLE:
             layer.visible = False  # kept for the next outline (show_region): a removal costs a gc pass
+        elif role == LABELS_ROLE and previous_labels is None:
+            previous_labels = layer
         elif not (reuse and layer in channels):
             viewer.layers.remove(layer)
     for index, (name, channel) in enumerate(zip(record.channel_names, image)):
@@ -79,13 +84,27 @@ def show_case(viewer, session, case: str, labels: np.ndarray):
         else:
             viewer.add_image(channel, name=layer_name(case, name), colormap="gray", contrast_limits=limits,
                              visible=index == 0, metadata=metadata, **geometry)
-    layer = viewer.add_labels(labels.astype(session.catalog.label_dtype, copy=True),
-                              name=layer_name(case, "labels"), opacity=0.5,
-                              metadata={"alseg_case": case, "alseg_role": "labels"}, **geometry)
+    data = labels.astype(session.catalog.label_dtype, copy=True)
+    metadata = {"alseg_case": case, "alseg_role": LABELS_ROLE}
+    if previous_labels is None:
+        layer = viewer.add_labels(data, name=layer_name(case, "labels"), opacity=0.5, metadata=metadata, **geometry)
+    else:
+        layer = previous_labels
+        layer.data = data
+        layer.scale, layer.translate, layer.rotate = geometry["scale"], geometry["translate"], geometry["rotate"]
+        layer.name, layer.metadata = layer_name(case, "labels"), metadata
+        forget_strokes(layer)
     apply_classes(layer, session.catalog.classes)
     layer.n_edit_dimensions = 2  # paint the slice on screen, never through the stack
     show_radiologically(viewer, record.affine, record.shape)
     return layer
+
+
+def forget_strokes(layer) -> None:
+    """Empty napari's undo history of a reused Labels layer, so Ctrl+Z never brings another
+    case's strokes back: napari empties it when a layer stops being editable."""
+    layer.editable = False
+    layer.editable = True
 
 
 def show_radiologically(viewer, affine: np.ndarray, shape: tuple[int, ...] | None = None) -> None:

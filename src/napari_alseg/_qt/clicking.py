@@ -59,6 +59,7 @@ class ClickTools:
         self._layer_mode = None  # its napari mode before, given back when the mode is off
         self._classes: dict[int, ClassClicks] = {}  # of the item open
         controller.item_opened.connect(self._item_opened)
+        controller.item_closing.connect(lambda: self._detach(restore=False))  # its layer is reused: no stale hooks
         controller.project_closed.connect(self._project_closed)
         controller.viewer.bind_key(POSITIVE_KEY, lambda _viewer: self.toggle(True), overwrite=True)
         controller.viewer.bind_key(NEGATIVE_KEY, lambda _viewer: self.toggle(False), overwrite=True)
@@ -110,7 +111,8 @@ class ClickTools:
             self.controller.click_mode_changed.emit(None)
 
     def _item_opened(self) -> None:
-        """A new item: no clicks yet (the old clicks layer went with the old layers); the mode stays on."""
+        """A new item: no clicks yet (the old clicks layer went with the old layers); the mode stays on,
+        on the item's layer (the same Labels layer as before, reused, or a new one)."""
         self._classes = {}
         self._detach(restore=False)
         if self.positive is not None:

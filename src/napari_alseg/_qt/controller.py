@@ -72,6 +72,7 @@ class AlsegController(QObject):
     suggestions_changed = Signal()  # a new ranking (after submit, skip, scoring...)
     suggestion_changed = Signal()  # the same ranking, another item first (Next)
     item_opened = Signal()
+    item_closing = Signal()  # the item in hand is let go: its Labels layer may serve the next one
     annotate_requested = Signal()  # e.g. Review's Edit: the Annotate tab should come up
     heat_map_toggled = Signal(bool)
     heat_map_changed = Signal(object)  # the shown case's HeatMapScale, or None when hidden

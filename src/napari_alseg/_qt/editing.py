@@ -46,6 +46,11 @@ class Editing:
         self.dirty = True
         self.clock.touch()
 
+    def detach(self) -> None:
+        """Stop listening to the layer, which the next item reuses (:func:`show_case`)."""
+        self.layer.events.paint.disconnect(self.touch)
+        self.layer.events.data.disconnect(self.touch)
+
     def prefill_with(self, prediction: np.ndarray) -> None:
         """The model's prediction arrived after the case was shown: fill it in where the item
         lies (the annotator has not painted yet; this is not their work)."""
@@ -153,6 +158,7 @@ class ItemEditor:
         locating = suggestion.item.slice_index is None and session.model_version is not None
         item = suggestion.item
         dtype = session.catalog.label_dtype
+        self._let_go()
         self.editing = open_item(self.viewer, session, suggestion)
         controller.item_opened.emit()
         controller.heat_map_changed.emit(None)  # the previous case's legend and profile go
@@ -200,8 +206,15 @@ class ItemEditor:
         controller.status.emit(f"Annotating {item_text(suggestion.item, names)}{where}{note}. Submit with Shift+S.")
 
     def close(self) -> None:
-        self.editing = None
+        self._let_go()
         self.focuses.clear()
+
+    def _let_go(self) -> None:
+        """No item in hand; its layer, which the next item reuses, no longer touches it."""
+        if self.editing is not None:
+            self.controller.item_closing.emit()
+            self.editing.detach()
+        self.editing = None
 
     def submit(self) -> None:
         """Save the item through the session (durable before this returns), then go on."""
@@ -218,7 +231,7 @@ class ItemEditor:
         self.focuses = {key: focus for key, focus in self.focuses.items() if key[1] != editing.item.case}
         controller.tracing.last_submitted = editing.item
         controller.info.emit(f"Saved {item_text(editing.item, self.session.catalog.class_names)}")
-        self.editing = None
+        self._let_go()
         controller.refresh_suggestions()
         if controller.suggestions:
             self.go(controller.suggestions[0])
