@@ -70,7 +70,7 @@ class EffortAccounting:
         if original is None and class_id is not None and slice_index is not None and labels.ndim == 2:
             neighbours = self.view.delineated_classes(case).get(slice_index, set()) - {class_id}
             snapshot = self.project.current_labels(case)
-            masks = [snapshot.data[slice_index] == neighbour for neighbour in sorted(neighbours)]
+            masks = [] if snapshot is None else [snapshot.data[slice_index] == neighbour for neighbour in sorted(neighbours)]
             return roi_trace_length(labels == class_id, masks, spacing)
         classes = [class_id] if class_id is not None else range(1, self.project.n_classes)
         return traced_boundary(labels, classes, spacing, original=original)
@@ -172,8 +172,8 @@ class EffortAccounting:
                 possible = {c for c in range(1, n_classes) if allowed[n, c]}
                 key = (record.name, n if by_slice else None)
                 regions[key] = regions.get(key, np.zeros(n_classes)) + model.remaining_effort(delineated, possible)
-        result = {}
-        for (case, n), mm in regions.items():
+        result: dict[tuple[str, int | None], tuple[np.ndarray, np.ndarray]] = {}
+        for (case, index), mm in regions.items():
             seconds = np.full(n_classes, np.nan)
             total_mm = float(mm[1:].sum())
             if seconds_model is not None and np.isfinite(total_mm):
@@ -183,7 +183,7 @@ class EffortAccounting:
                 seconds = shares * total_s if total_s is not None else seconds
             seconds[0] = 0.0
             mm[0] = 0.0
-            result[(case, n)] = (mm, seconds)
+            result[(case, index)] = (mm, seconds)
         self._remaining = (signature, result)
         return result
 
@@ -199,13 +199,13 @@ class EffortAccounting:
             return 0.0, 0.0
         return (float(sum(mm[1:].sum() for mm, _ in parts)), float(sum(s[1:].sum() for _, s in parts)))
 
-    def _class_shares(self, event) -> dict[int, float]:
+    def _class_shares(self, event: EventRecord) -> dict[int, float]:
         """How an event's effort splits between classes (fractions summing to 1)."""
         if event.class_id is not None:
             return {event.class_id: 1.0}
         classes = range(1, self.project.n_classes)
         equal = {c: 1.0 / len(classes) for c in classes}
-        if not event.boundary_mm:
+        if not event.boundary_mm or event.label_version is None:  # nothing traced into a label version
             return equal
         if event.id not in self._shares:
             snapshot = self.project.labels_at(event.case, event.label_version)
@@ -234,9 +234,9 @@ class EffortAccounting:
         return curve
 
 
-def _clicks_by_version(events: list[EventRecord]) -> dict[tuple[str, int], int]:
+def _clicks_by_version(events: list[EventRecord]) -> dict[tuple[str, int | None], int]:
     """The clicks of segment with clicks per submit ``(case, label version)``."""
-    clicks: dict[tuple[str, int], int] = {}
+    clicks: dict[tuple[str, int | None], int] = {}
     for event in events:
         if event.kind == CLICKED and event.label_version is not None:
             key = (event.case, event.label_version)

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..domain import TERM_EXPECTED_S
+from ..domain import TERM_EXPECTED_S, QueryItem
 from ..pool import PoolScores
 from ..pricing import SecondsCosts, trace_mm
 from .accounting import ALL_CLASSES, EffortAccounting
@@ -53,14 +53,17 @@ def cohort_seconds(pool: PoolScores, accounting: EffortAccounting, view: LabelsV
     summary = accounting.effort_summary()[ALL_CLASSES]
     classes = range(1, pool.n_classes)
     labels = view.all_labels()
-    done, left = [], []
+    done: list[tuple[str, np.ndarray]] = []  # each done item's case and the labels of its region
+    left: list[QueryItem] = []
     for item in [*pool.labelled, *pool.candidates]:
         given = labels.get(item.case)
-        mask = None if given is None else given[1] if item.slice_index is None else given[1][item.slice_index]
-        (done if mask is not None and bool(np.all(mask)) else left).append(item)
-    traced_mm = sum(trace_mm(labels[item.case][0] if item.slice_index is None
-                             else labels[item.case][0][item.slice_index], classes, view.in_plane_spacing(item.case))
-                    for item in done)
+        region = given if given is None or item.slice_index is None else (given[0][item.slice_index],
+                                                                          given[1][item.slice_index])
+        if region is not None and bool(np.all(region[1])):
+            done.append((item.case, region[0]))
+        else:
+            left.append(item)
+    traced_mm = sum(trace_mm(data, classes, view.in_plane_spacing(case)) for case, data in done)
     remaining_mm = {item: accounting.region_remaining(item.case, item.slice_index)[0] for item in left}
     known = math.isfinite(summary["remaining_mm"]) and any(math.isfinite(mm) for mm in remaining_mm.values())
     trace_rest = costs.trace_seconds_per_mm * float(np.nansum(list(remaining_mm.values()))) if known else None

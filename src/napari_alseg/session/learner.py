@@ -63,7 +63,7 @@ class TrainedRound:
 
     base_version: str | None
     net: SegmentationNet | None
-    spec: ModelSpec | None
+    spec: ModelSpec
     steps_done: int
     n_items: int
     metrics: dict[str, Any] = field(default_factory=dict)
@@ -223,7 +223,7 @@ class Learner:
         net = with_guidance(base or self.initial_net(), self.planning.training_plan().guidance)
         folds = 0 if known_examples is None else self.quality_folds(keyed, unseen, known_examples)
         stages = round_progress(progress, self._stage_sizes(folds))  # one counter for the round and its folds
-        result = fine_tune(net, items, self.round_config(), progress=stages and stages.stage(0),
+        result = fine_tune(net, items, self.round_config(), progress=None if stages is None else stages.stage(0),
                            should_stop=should_stop)
         if result.cancelled or result.state_dict is None:
             return TrainedRound(base_version, None, net.spec, result.steps_done, len(items))
@@ -276,9 +276,13 @@ class Learner:
         from ..scoring import rated_prediction
 
         eligible = [(key, item) for key, item in keyed if item.labelled_mask.all() and not item.pseudo_label]
-        options = {"spatial_dims": self.view.spatial_dims, "patch_size": self.inference_patch,
-                   "device": self.settings.device, "seed": self.settings.seed}
         n_classes = self.project.n_classes
+
+        def rated(net: SegmentationNet, image: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, float]:
+            return rated_prediction(net, image, labels, n_classes, spatial_dims=self.view.spatial_dims,
+                                    patch_size=self.inference_patch, device=self.settings.device,
+                                    seed=self.settings.seed)
+
         examples: dict[QueryItem, tuple[np.ndarray, float]] = {}
         for case, slice_index in self.project.validation_items():
             reference = self.view.reference_labels(case)
@@ -287,11 +291,11 @@ class Learner:
             image = self.view.case_image(case)
             if slice_index is not None:
                 image, reference = image[:, slice_index], reference[slice_index]
-            examples[QueryItem(case, slice_index)] = rated_prediction(trained, image, reference, n_classes, **options)
+            examples[QueryItem(case, slice_index)] = rated(trained, image, reference)
         if base is not None:
             for key, item in eligible:
                 if key in unseen:
-                    examples[key] = rated_prediction(base, item.image, item.labels, n_classes, **options)
+                    examples[key] = rated(base, item.image, item.labels)
         folds = self.quality_folds(keyed, unseen, known)
         stages = round_progress(progress, self._stage_sizes(folds))
         if folds:
@@ -304,15 +308,14 @@ class Learner:
                 if not train:
                     continue
                 result = fine_tune(start, train, fold_config(self.round_config()), should_stop=should_stop,
-                                   progress=stages and stages.stage(fold + 1))
+                                   progress=None if stages is None else stages.stage(fold + 1))
                 if result.cancelled or result.state_dict is None:
                     break
                 fold_net = start.spec.build()
                 fold_net.load_state_dict(result.state_dict)
                 for i in sorted(held):
                     key, item = eligible[i]
-                    examples.setdefault(key, rated_prediction(fold_net, item.image, item.labels, n_classes,
-                                                              **options))
+                    examples.setdefault(key, rated(fold_net, item.image, item.labels))
         return [(key, features, dice) for key, (features, dice) in examples.items()]
 
     def item_quality_features(self, item: QueryItem, *, mc_samples: int = 20) -> np.ndarray:
@@ -349,7 +352,7 @@ class Learner:
         """
         from ..model import save_checkpoint
 
-        if trained.cancelled:
+        if trained.net is None:  # cancelled
             previous = self.model_version
             return RetrainReport(previous, True, trained.steps_done, trained.n_items,
                                  message=f"training cancelled; model {previous or '(none)'} kept")
@@ -363,9 +366,11 @@ class Learner:
         """Budgets of the round and its ``folds`` quality folds, in steps or else seconds."""
         config = self.round_config()
         fold = fold_config(config)
-        if config.steps is not None:
+        if config.steps is not None and fold.steps is not None:
             return [float(config.steps)] + [float(fold.steps)] * folds
-        return [float(config.budget_seconds)] + [float(fold.budget_seconds)] * folds
+        seconds, fold_seconds = config.budget_seconds, fold.budget_seconds
+        assert seconds is not None and fold_seconds is not None, "a round without steps has a time budget"
+        return [seconds] + [fold_seconds] * folds
 
     def quality_folds(self, keyed: Sequence[tuple[QueryItem, TrainingItem]], unseen: Collection[QueryItem],
                       known: int) -> int:
@@ -480,12 +485,13 @@ class Learner:
         if net is None:
             raise AlsegError("no model yet: retrain once before showing uncertainty")
         image = self.view.case_image(case)
-        options = {"samples": samples, "seed": self.settings.seed, "device": self.settings.device}
+        seed, device = self.settings.seed, self.settings.device
         if self.view.spatial_dims == 3:
-            variance = mc_dropout(net, image, patch_size=self.inference_patch, **options).variance
+            variance = mc_dropout(net, image, samples=samples, seed=seed, device=device,
+                                  patch_size=self.inference_patch).variance
             heat = variance.mean(axis=0).astype(np.float32)
         else:
-            heat = np.stack([mc_dropout(net, image[:, n], **options).variance.mean(axis=0)
+            heat = np.stack([mc_dropout(net, image[:, n], samples=samples, seed=seed, device=device).variance.mean(axis=0)
                              for n in range(image.shape[1])]).astype(np.float32)
         # no doubt to show where every channel is empty (air around the head, the padding of a
         # resampled volume): a young model's doubt there outshone the lesion's on screen

@@ -20,7 +20,7 @@ import numpy as np
 from ..domain import (
     CASE, NEED_BOOTSTRAP, NEED_EFFORT, NEED_MC, NEED_MODEL, NEED_QUALITY, NEED_SECONDS,
     ROI, SLICE, TERM_EFFORT_MM, TERM_EFFORT_S, TERM_QUALITY_CLASS, TERM_QUALITY_DICE, TERM_QUALITY_DICE_HIGH,
-    TERM_QUALITY_DICE_LOW, TERM_QUALITY_EXAMPLES, QueryItem,
+    TERM_QUALITY_DICE_LOW, TERM_QUALITY_EXAMPLES, Granularity, Need, QueryItem,
 )
 from ..errors import AlsegError
 from ..metrics import dice_per_class, mean_dice
@@ -76,13 +76,13 @@ class Queries:
     # ------------------------------------------------------------------ what this round ranks
 
     @property
-    def pool_granularity(self) -> str:
+    def pool_granularity(self) -> Granularity:
         """The item kind this round ranks: cases for 3D projects; slices or ROIs for 2D stacks."""
         if self.project.granularity == CASE:
             return CASE
         return ROI if get_strategy(self.settings.strategy).granularity == ROI else SLICE
 
-    def scoring_needs(self, *, for_display: bool = True) -> set[str]:
+    def scoring_needs(self, *, for_display: bool = True) -> set[Need]:
         """What to compute this round: the strategy's needs, plus (``for_display``) the MC
         uncertainty and quality ratings the widget shows whatever the strategy."""
         needs = set(get_strategy(self.settings.strategy).needs)
@@ -164,11 +164,11 @@ class Queries:
             reason = f"the stored scores do not cover this pool, or {self.settings.strategy} needs more than scores"
         return self.rescore(for_display=for_display, **options), reason
 
-    def _scoring_state(self, needs: set[str]) -> dict[str, Any]:
+    def _scoring_state(self, needs: set[Need]) -> dict[str, Any]:
         return scoring_state(self.project, model_version=self.learner.model_version, strategy=self.settings.strategy,
                              granularity=self.pool_granularity, needs=needs)
 
-    def _stored_pool(self, needs: set[str]) -> PoolScores | None:
+    def _stored_pool(self, needs: set[Need]) -> PoolScores | None:
         """The current model's stored scores over today's model-free pool, if they serve ``needs``."""
         from ..scoring import ScoreRequest, score_pool
 
@@ -219,9 +219,9 @@ class Queries:
             elif (item.class_id is not None and seconds_model is not None and TERM_EFFORT_S not in terms
                   and np.isfinite(terms.get(TERM_EFFORT_MM, np.nan))):
                 px = terms[TERM_EFFORT_MM] / float(np.mean(self.view.in_plane_spacing(item.case)))
-                seconds = seconds_model.predict(item.class_id, px)
-                if seconds is not None:
-                    terms[TERM_EFFORT_S] = seconds
+                predicted_s = seconds_model.predict(item.class_id, px)
+                if predicted_s is not None:
+                    terms[TERM_EFFORT_S] = predicted_s
             priced.append(replace(suggestion, terms=terms))
         return priced
 
@@ -345,21 +345,22 @@ class Queries:
             from ..scoring import ScoreRequest, score_pool
 
             state = self._labels_state() if granularity == ROI else None
-            roi = {} if granularity != ROI else {
-                "effort": self.accounting.effort_model(), "seconds_model": self.accounting.seconds_model(),
-                "spacing": self.view.all_spacings(), "class_dice_history": self.learner.class_dice_history()}
-            pool = score_pool(ScoreRequest(None, None, self.view.all_images(), self.view.all_labels(),
-                                           granularity=granularity, n_classes=self.project.n_classes,
-                                           validation=self.view.validation_query_items(),
-                                           allowed=self.view.all_allowed(),
-                                           class_ranges=self.view.all_class_ranges(), **roi))
+            roi = granularity == ROI  # an ROI pool carries what dice-per-effort ranks by
+            pool = score_pool(ScoreRequest(
+                None, None, self.view.all_images(), self.view.all_labels(), granularity=granularity,
+                n_classes=self.project.n_classes, validation=self.view.validation_query_items(),
+                allowed=self.view.all_allowed(), class_ranges=self.view.all_class_ranges(),
+                effort=self.accounting.effort_model() if roi else None,
+                seconds_model=self.accounting.seconds_model() if roi else None,
+                spacing=self.view.all_spacings() if roi else None,
+                class_dice_history=self.learner.class_dice_history() if roi else ()))
             self._pool = pool
             self._free_state = (granularity, state)
         return pool
 
     def _labels_state(self) -> tuple[int, int, int]:
         """What a model-free pool rests on: the annotation events and the marked ranges."""
-        state = scoring_state(self.project, model_version=None, strategy="", granularity="", needs=())
+        state = scoring_state(self.project, model_version=None, strategy="", granularity=None, needs=())
         return state["events"], state["last_event"], state["last_weak"]
 
     def _record_round(self, suggestions: list[Suggestion]) -> None:

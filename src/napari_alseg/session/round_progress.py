@@ -31,7 +31,7 @@ class RoundProgress:
         self.sizes = [float(size) for size in sizes]
         self.shown = 0  # the last step shown
         self.total: int | None = None  # the last total shown; frozen once the folds start
-        self._folds_from: int | None = None  # the step shown when the first fold began
+        self._folds: tuple[int, int] | None = None  # once the first fold began: (step shown then, frozen total)
 
     def stage(self, index: int) -> Callable[[TrainProgress], None]:
         started = time.perf_counter()
@@ -45,13 +45,12 @@ class RoundProgress:
                 total = round(step.total_steps * sum(sizes) / size) if len(sizes) > 1 else step.total_steps
                 shown = step.step
             else:
-                if self._folds_from is None:
-                    self._folds_from = self.shown
-                    self.total = max(self.total or 0, self.shown + 1)
-                total = self.total
+                if self._folds is None:
+                    self._folds = (self.shown, max(self.total or 0, self.shown + 1))
+                folds_from, total = self._folds
                 fraction = min(step.step / max(step.total_steps, 1), 1.0)
                 share = (sum(sizes[1:index]) + size * fraction) / sum(sizes[1:])
-                shown = self._folds_from + round((total - self._folds_from) * share)
+                shown = folds_from + round((total - folds_from) * share)
             self.shown = max(self.shown, min(shown, total))
             self.total = total
             self.progress(replace(step, step=self.shown, total_steps=total, eta_seconds=eta))

@@ -15,7 +15,7 @@ from collections.abc import Iterable
 from dataclasses import replace
 from typing import Any
 
-from ..domain import NEED_FEATURES, NEED_VAE, QueryItem
+from ..domain import NEED_FEATURES, NEED_VAE, Granularity, Need, QueryItem
 from ..pool import PoolScores
 from ..store import Project, ScoredItem
 
@@ -23,8 +23,8 @@ SCORING_STATE_SETTING = "last_scoring"  # the state the stored scores were compu
 UNSTORED_NEEDS = frozenset({NEED_FEATURES, NEED_VAE})  # pool arrays the scores' terms do not keep
 
 
-def scoring_state(project: Project, *, model_version: str | None, strategy: str, granularity: str,
-                  needs: Iterable[str]) -> dict[str, Any]:
+def scoring_state(project: Project, *, model_version: str | None, strategy: str, granularity: Granularity | None,
+                  needs: Iterable[Need]) -> dict[str, Any]:
     """What a scoring rests on, as plain JSON values: two scorings with equal states score alike."""
     events = project.events()
     weak = [w.id for case in project.cases for w in project.weak_annotations(case.name).values()]

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..clicks import ClickSegmentation
-from ..domain import CLICKED, INTERPOLATED, OUTLINE_ACCEPTED
+from ..domain import CLICKED, INTERPOLATED, OUTLINE_ACCEPTED, EventKind
 from ..errors import AlsegError
 from ..interpolation import fill_between_slices
 from ..store import ToolUse
@@ -27,7 +27,7 @@ class ToolEdit:
     it changed to ``class_id``; ``slice_index`` None when it spans slices (fill between);
     ``clicks`` the clicks it took (segment with clicks; 0 for the other tools)."""
 
-    kind: str
+    kind: EventKind
     class_id: int
     slice_index: int | None
     mask: np.ndarray
