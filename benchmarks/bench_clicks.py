@@ -134,7 +134,7 @@ def guided_rows(project: Project, items: list[Item], args) -> list[dict]:
     session = Session(project, annotator="bench", strategy="random", batch_size=args.batch, seed=args.seed,
                       train_config=TrainConfig(seconds=args.minutes * 60.0, seed=args.seed))
     if args.guided_net:
-        session.set_plan(guidance=True)
+        session.planning.set_plan(guidance=True)
     mode = "guided-net" if args.guided_net else "guided"
     oracle = Oracle(session, correction_mode=False)
     rows = []
@@ -200,7 +200,7 @@ def click_item(project: Project, image: np.ndarray, item: Item, session, mode: s
 
 def prefill_and_prior(session, item: Item, shape: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
     """The model's labels (the prefill of correct mode) and its probability of the class, ``(k, j, i)``."""
-    probabilities = session.predict_probabilities(item.case, item.slice_index)
+    probabilities = session.learner.predict_probabilities(item.case, item.slice_index)
     labels = np.zeros(shape, np.uint8)
     prior = np.zeros(shape, np.float32)
     where = slice(None) if item.slice_index is None else item.slice_index

@@ -66,7 +66,7 @@ def main() -> None:
     controller = widget.controller
     controller.create_project(source, root / "project", labels_as=LABELS_AS_GROUND_TRUTH)  # the clicker's truth
     session = controller.session
-    record = session.project.case(controller.suggestions[0].item.case)
+    record = session.catalog.case(controller.suggestions[0].item.case)
     shape = record.shape
     print(f"{args.cases} cases of {len(record.channel_names)} channels, {shape} voxels; "
           f"{os.cpu_count()} CPUs", flush=True)
@@ -152,10 +152,10 @@ def first_model(controller, steps: int) -> None:
     session = controller.session
     for suggestion in controller.suggestions[:2]:
         case = suggestion.item.case
-        session.submit(case, session.project.ground_truth(case), seconds_active=0)
-    session.train_config = replace(session.train_config or TrainConfig(), steps=steps)
+        session.submit(case, session.catalog.ground_truth(case), seconds_active=0)
+    session.settings.train_config = replace(session.settings.train_config or TrainConfig(), steps=steps)
     controller.learning.retrain()
-    wait_until(lambda: session.model_version is not None and not controller.running_jobs)
+    wait_until(lambda: session.learner.model_version is not None and not controller.running_jobs)
 
 
 def click_latencies(controller, repeats: int) -> list[float]:
@@ -168,11 +168,11 @@ def click_latencies(controller, repeats: int) -> list[float]:
 
     editing = controller.editor.editing
     item, layer = editing.item, editing.layer
-    truth = controller.session.project.ground_truth(item.case)
+    truth = controller.session.catalog.ground_truth(item.case)
     on_item = item_region(truth.shape, item.slice_index)
     class_id = largest_structure(truth, on_item)
     layer.selected_label = class_id
-    spacing = controller.session.project.case(item.case).spacing
+    spacing = controller.session.catalog.case(item.case).spacing
     seconds = []
     for _ in range(repeats):
         click = next_click((np.asarray(layer.data) == class_id) & on_item, (truth == class_id) & on_item, spacing)
@@ -210,13 +210,13 @@ def retrain_stalls(controller, steps: int) -> list[float]:
     timer = QTimer()
     timer.setInterval(int(interval * 1000))
     timer.timeout.connect(tick)
-    version = controller.session.model_version
+    version = controller.session.learner.model_version
     started = time.perf_counter()
     timer.start()
     if dump is not None:  # the click itself may stall before the first tick
         faulthandler.dump_traceback_later(STALL_DUMP_AFTER_S, file=dump)
     controller.learning.retrain()
-    wait_until(lambda: controller.session.model_version != version and not controller.running_jobs)
+    wait_until(lambda: controller.session.learner.model_version != version and not controller.running_jobs)
     timer.stop()
     if dump is not None:
         faulthandler.cancel_dump_traceback_later()

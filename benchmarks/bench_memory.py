@@ -141,18 +141,18 @@ def run_scenario(name: str, n_cases: int, root: Path) -> None:
     print(f"[{name}] created the project in {time.perf_counter() - started:.0f} s; "
           f"peak RSS {peak_rss_mb():.0f} MB", flush=True)
     with Session(project, annotator="bench", strategy=STRATEGY, device="cpu") as session:
-        plan = session.training_plan()
+        plan = session.planning.training_plan()
         print(f"[{name}] plan: " + "; ".join(plan.describe()), flush=True)
         torch.manual_seed(0)
-        net = session.model_spec().build()
+        net = session.learner.model_spec().build()
         path = save_checkpoint(project.models_dir / "v0001.pt", net, net.spec)
         project.record_checkpoint("v0001", path)
-        print(f"[{name}] image cache budget {session.image_cache.budget_bytes / 1e6:.0f} MB", flush=True)
+        print(f"[{name}] image cache budget {session.view.images.budget_bytes / 1e6:.0f} MB", flush=True)
 
         def progress(done: int, total: int) -> None:
             print(f"[{name}]   scored {done}/{total} cases, {time.perf_counter() - started:.0f} s, "
-                  f"peak RSS {peak_rss_mb():.0f} MB, cache {session.image_cache.nbytes / 1e6:.0f} MB "
-                  f"({len(session.image_cache)} cases)", flush=True)
+                  f"peak RSS {peak_rss_mb():.0f} MB, cache {session.view.images.nbytes / 1e6:.0f} MB "
+                  f"({len(session.view.images)} cases)", flush=True)
 
         started = time.perf_counter()
         pool = session.rescore(progress=progress, for_display=False)

@@ -8,7 +8,7 @@ quality rating the dock runs) -> rescore for display -> answer the next suggesti
 quality predictor learns only from the examples the product gathers itself: the validation
 split, out-of-fold folds, the previous model on items labelled since, and corrections (ROIs
 too). After each retrain it rates every unlabelled item the Review tab lists
-(``Session.quality_rows``), and the benchmark compares those ratings with the true Dice of the
+(``session.queries.quality_rows()``), and the benchmark compares those ratings with the true Dice of the
 same model's prediction of each item (the ground truth the project holds back):
 
 - AUC per class, one-vs-rest, with the predicted Dice as the score: Poor (lower Dice, more
@@ -75,13 +75,13 @@ def true_dice(session, item: QueryItem, truth: np.ndarray) -> tuple[float, float
     from napari_alseg.model import predict_proba
 
     reference = truth if item.slice_index is None else truth[item.slice_index]
-    n_classes = session.project.n_classes
-    shown = session.predict_probabilities(item.case, item.slice_index)
+    n_classes = session.catalog.n_classes
+    shown = session.learner.predict_probabilities(item.case, item.slice_index)
     image = session.view.case_image(item.case)
     if item.slice_index is not None:
         image = image[:, item.slice_index]
     patch = session.learner.inference_patch if item.slice_index is None else None
-    scored = predict_proba(session.current_net(), image, device="cpu", patch_size=patch)
+    scored = predict_proba(session.learner.current_net(), image, device="cpu", patch_size=patch)
     return prediction_dice(shown, reference, n_classes), prediction_dice(scored, reference, n_classes)
 
 
@@ -108,7 +108,7 @@ def run_set(name: str, data: Path, work: Path, rounds: int, minutes: float, seed
             torch.manual_seed(seed + round_index)
             report = session.retrain()
             session.rescore()
-            rows = session.quality_rows()
+            rows = session.queries.quality_rows()
             predicted = np.array([e.dice for _item, e in rows])
             low = np.array([e.low for _item, e in rows])
             high = np.array([e.high for _item, e in rows])
@@ -117,10 +117,10 @@ def run_set(name: str, data: Path, work: Path, rounds: int, minutes: float, seed
             figures = ranking_figures(predicted, low, high, truth) if rows else {}
             figures["spearman_scored"] = ranking_figures(predicted, low, high, scored)["spearman"] if rows else math.nan
             pooled.append((predicted, low, high, truth))
-            api = session.rate_items([item for item, _e in rows[:3]])  # the public API agrees with the tab
+            api = session.queries.rate_items([item for item, _e in rows[:3]])  # the public API agrees with the tab
             assert api == [e for _item, e in rows[:3]]
-            results.append({"set": name, "round": round_index, "examples": session.n_quality_examples,
-                            "note": session.quality_note, "validation_dice": report.metrics.get("val_dice"),
+            results.append({"set": name, "round": round_index, "examples": session.queries.n_quality_examples,
+                            "note": session.queries.quality_note, "validation_dice": report.metrics.get("val_dice"),
                             "predicted_mean": float(predicted.mean()) if rows else math.nan,
                             "true_mean": float(truth.mean()) if rows else math.nan,
                             "seconds": time.perf_counter() - started, **figures})

@@ -13,6 +13,7 @@ from napari_alseg.effort import CLICK_SECONDS_PRIOR, SecondsModel
 from napari_alseg.errors import AlsegError
 from napari_alseg.session import Session
 from napari_alseg.session import facade
+from napari_alseg.session.learner import Learner
 from napari_alseg.session.tools import ToolEdit, tool_uses
 from napari_alseg.store import DB_NAME, Project, ToolUse
 from napari_alseg.store.database import Database
@@ -103,8 +104,8 @@ def test_a_slice_project_clicks_one_slice_with_the_model_as_a_prior(slice_sessio
     n_classes = slice_session.catalog.n_classes
     probabilities = np.full((n_classes,) + SHAPE[1:], 1.0 / n_classes, np.float32)
     probabilities[1][truth()[5] == 1] = 0.95
-    monkeypatch.setattr(Session, "model_version", property(lambda self: "fake"))
-    monkeypatch.setattr(slice_session, "predict_probabilities",
+    monkeypatch.setattr(Learner, "model_version", property(lambda self: "fake"))
+    monkeypatch.setattr(slice_session.learner, "predict_probabilities",
                         lambda case, slice_index=None: probabilities)
     priors = []
     real = facade.segment_with_clicks
@@ -188,8 +189,8 @@ def test_the_session_fits_seconds_per_click_from_the_clicked_events_of_each_subm
         project.submit("case_000", labels, kind=MANUAL, annotator="a", seconds_active=timed(px, clicks),
                        boundary_px=px, tools=split if clicks else [])
         if px == 150:
-            assert not case_session.seconds_model().click_seconds_fitted
-    model = case_session.seconds_model()
+            assert not case_session.accounting.seconds_model().click_seconds_fitted
+    model = case_session.accounting.seconds_model()
     assert model.click_seconds_fitted and model.click_seconds == pytest.approx(4.0)
     assert model.predict(1, 100, clicks=2) == pytest.approx(timed(100, 2))
 
@@ -200,7 +201,7 @@ def test_a_submit_made_only_of_clicks_is_timed(case_session):
     for clicks in (2, 3, 6):
         project.submit("case_000", labels, kind=MANUAL, annotator="a", seconds_active=timed(0, clicks),
                        boundary_px=0.0, tools=[ToolUse(CLICKED, None, 1, 0, clicks=clicks)])
-    model = case_session.seconds_model()
+    model = case_session.accounting.seconds_model()
     assert model.click_seconds_fitted and model.predict(1, 0, clicks=1) == pytest.approx(timed(0, 1))
 
 

@@ -9,6 +9,7 @@ import synthetic_cases
 from napari_alseg.errors import AlsegError
 from napari_alseg.quality import ACCEPTABLE, MIN_FIT_CASES, POOR
 from napari_alseg.session import Session, import_model_backend
+from napari_alseg.session.queries import Queries
 from napari_alseg.store import Project
 from napari_alseg.simulation.cohort import run_cohort
 from napari_alseg.simulation.cohort_files import ACCEPTED, CLICK, CORRECT, ITEMS_CSV, NO_ENGINE, REVIEW, TRACE
@@ -96,7 +97,7 @@ def test_the_cohort_ends_all_done_and_the_seconds_add_up_per_workflow(tmp_path):
     with Session.open(out / "projects" / "random-seed0", annotator="oracle") as session:
         pool = PoolTotals.of(session).regions
         assert all(is_labelled(session, item) for item in pool)
-        spacing = session.in_plane_spacing(pool[0].case)
+        spacing = session.view.in_plane_spacing(pool[0].case)
         truth_outline = sum(trace_mm(session.catalog.ground_truth(item.case), [1, 2], spacing) for item in pool)
     for workflow in (TRACE, CORRECT, CLICK, REVIEW):  # one row per pool item and workflow
         assert sorted(r["case"] for r in rows if r["workflow"] == workflow) == sorted(i.case for i in pool)
@@ -122,8 +123,8 @@ def test_an_accepted_bad_pseudo_label_is_an_error(tmp_path, monkeypatch):
     def rate_everything_acceptable(self, items):
         return [QualityEstimate(0.95, 0.9, 1.0, ACCEPTABLE) for _ in items]
 
-    monkeypatch.setattr(Session, "rate_items", rate_everything_acceptable)
-    monkeypatch.setattr(Session, "n_quality_examples", property(lambda self: MIN_FIT_CASES))  # calibrated
+    monkeypatch.setattr(Queries, "rate_items", rate_everything_acceptable)
+    monkeypatch.setattr(Queries, "n_quality_examples", property(lambda self: MIN_FIT_CASES))  # calibrated
     source = blob_cases(tmp_path / "source")
     out = run_tiny(source, tmp_path / "out")
     rows = [r for r in read_csv(out / ITEMS_CSV) if r["workflow"] == REVIEW and r["how"] == ACCEPTED]
@@ -144,8 +145,9 @@ def test_an_uncalibrated_acceptable_rating_is_not_accepted(tmp_path, monkeypatch
     """As the dock: a rating still (nearly) the model's own soft Dice sends the item to the expert."""
     from napari_alseg.quality import QualityEstimate
 
-    monkeypatch.setattr(Session, "rate_items", lambda self, items: [QualityEstimate(0.95, 0.9, 1.0, ACCEPTABLE)] * len(items))
-    monkeypatch.setattr(Session, "n_quality_examples", property(lambda self: MIN_FIT_CASES - 1))
+    monkeypatch.setattr(Queries, "rate_items",
+                        lambda self, items: [QualityEstimate(0.95, 0.9, 1.0, ACCEPTABLE)] * len(items))
+    monkeypatch.setattr(Queries, "n_quality_examples", property(lambda self: MIN_FIT_CASES - 1))
     out = run_tiny(blob_cases(tmp_path / "source"), tmp_path / "out")
     review = [r for r in read_csv(out / ITEMS_CSV) if r["workflow"] == REVIEW]
     assert review and ACCEPTED not in {r["how"] for r in review}
@@ -154,7 +156,7 @@ def test_an_uncalibrated_acceptable_rating_is_not_accepted(tmp_path, monkeypatch
 def test_nothing_rated_acceptable_is_clicked_and_a_rerun_adds_only_new_runs(tmp_path, monkeypatch):
     from napari_alseg.quality import QualityEstimate
 
-    monkeypatch.setattr(Session, "rate_items", lambda self, items: [QualityEstimate(0.2, 0.1, 0.3, POOR)] * len(items))
+    monkeypatch.setattr(Queries, "rate_items", lambda self, items: [QualityEstimate(0.2, 0.1, 0.3, POOR)] * len(items))
     source = blob_cases(tmp_path / "source")
     out = run_tiny(source, tmp_path / "out")
     review = [r for r in read_csv(out / ITEMS_CSV) if r["workflow"] == REVIEW]
@@ -236,7 +238,7 @@ def test_the_cohort_seconds_count_done_items_and_price_the_rest_once_scored(tmp_
         session.submit(case, truth, seconds_active=120.0)
         after = session.cohort_seconds()
         assert (after.items_done, after.items_left) == (1, first.items_left - 1)
-        outline = trace_mm(truth, [1, 2], session.in_plane_spacing(case))
+        outline = trace_mm(truth, [1, 2], session.view.in_plane_spacing(case))
         assert after.traced_done_s == pytest.approx(SecondsCosts().trace_seconds_per_mm * outline)
         assert after.spent_s == 120.0 and after.saved_s == pytest.approx(after.traced_done_s - 120.0)
         assert after.trace_rest_s is not None and after.trace_rest_s > 0

@@ -31,13 +31,13 @@ def assert_totals_add_up(summary):
 def test_totals_equal_the_sum_of_the_classes_after_whole_slice_and_roi_submits(tmp_path):
     with open_session(tmp_path, "slice", (6, 32, 32), 1) as session:
         truth = session.catalog.ground_truth("case_000")
-        before = session.effort_summary()
+        before = session.accounting.effort_summary()
         assert_totals_add_up(before)
         assert before[ALL_CLASSES]["spent_mm"] == 0
         session.submit("case_000", truth[0], slice_index=0, seconds_active=40)  # whole slice
         roi = np.where(truth[1] == 2, 2, 0).astype(np.uint8)
         session.submit("case_000", roi, slice_index=1, class_id=2, seconds_active=15)
-        summary = session.effort_summary()
+        summary = session.accounting.effort_summary()
         assert_totals_add_up(summary)
         events = session.catalog.events()
         assert summary[ALL_CLASSES]["spent_mm"] == pytest.approx(sum(e.boundary_mm for e in events))
@@ -50,13 +50,13 @@ def test_remaining_seconds_come_from_the_annotators_timing_once_fitted(tmp_path)
     with open_session(tmp_path, "slice", (6, 32, 32), 1) as session:
         truth = session.catalog.ground_truth("case_000")
         session.submit("case_000", truth[0], slice_index=0, seconds_active=40)
-        assert np.isnan(session.effort_summary()[ALL_CLASSES]["remaining_s"])  # one timed event: no fit
+        assert np.isnan(session.accounting.effort_summary()[ALL_CLASSES]["remaining_s"])  # one timed event: no fit
         half = truth[1].copy()
         half[:, 16:] = 0
         session.submit("case_000", half, slice_index=1, seconds_active=25)
-        summary = session.effort_summary()
+        summary = session.accounting.effort_summary()
         assert_totals_add_up(summary)
-        seconds_model = session.seconds_model()
+        seconds_model = session.accounting.seconds_model()
         assert seconds_model is not None and summary[ALL_CLASSES]["remaining_s"] > 0
         assert summary["core"]["remaining_s"] > 0 and summary["rim"]["remaining_s"] > 0
 
@@ -70,7 +70,7 @@ def test_case_suggestions_carry_their_remaining_effort(tmp_path):
         assert suggestions and all(s.item.slice_index is None for s in suggestions)
         for suggestion in suggestions:
             assert suggestion.terms[TERM_EFFORT_MM] > 0 and suggestion.terms[TERM_EFFORT_S] > 0
-        summary = session.effort_summary()
+        summary = session.accounting.effort_summary()
         assert_totals_add_up(summary)
         regions = session.accounting.remaining_by_region()  # the suggestions' numbers add up too
         assert {s.item.case for s in suggestions} <= {case for case, _ in regions}

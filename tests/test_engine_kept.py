@@ -17,19 +17,19 @@ def project_folder(tmp_path):
 
 def test_the_engine_chosen_is_the_one_the_next_opening_starts_with(project_folder):
     with Session.open(project_folder, annotator="dr") as session:
-        assert session.strategy == "random"  # nothing chosen yet
-        session.strategy = "mc-dropout-top"
+        assert session.settings.strategy == "random"  # nothing chosen yet
+        session.use_strategy("mc-dropout-top")
     with Session.open(project_folder, annotator="dr") as session:
-        assert session.strategy == "mc-dropout-top"
+        assert session.settings.strategy == "mc-dropout-top"
     with Session.open(project_folder, annotator="dr", strategy="entropy") as session:
-        assert session.strategy == "entropy"  # asked for by name: used for this session only
+        assert session.settings.strategy == "entropy"  # asked for by name: used for this session only
     with Session.open(project_folder, annotator="dr") as session:
-        assert session.strategy == "mc-dropout-top"
+        assert session.settings.strategy == "mc-dropout-top"
 
 
 def test_suggest_names_its_engine_the_projects_last_by_default(project_folder, capsys):
     with Session.open(project_folder, annotator="dr") as session:
-        session.strategy = "slice-uniform"
+        session.use_strategy("slice-uniform")
     assert main(["suggest", str(project_folder), "-k", "2"]) == 0
     assert capsys.readouterr().out.splitlines()[0] == "engine: slice-uniform"
     assert main(["suggest", str(project_folder), "-k", "2", "--strategy", "random"]) == 0

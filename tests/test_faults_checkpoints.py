@@ -221,8 +221,8 @@ def test_prediction_with_a_damaged_active_checkpoint_is_one_line_that_retraining
 
     _truncate(trained_twice / "models" / "v0002.pt")
     with Session.open(trained_twice, annotator="dr-a") as session:
-        assert session.model_version == "v0002"
-        for ask in (lambda: session.predict_labels("case_000", 0), lambda: session.uncertainty_map("case_000"),
+        assert session.learner.model_version == "v0002"
+        for ask in (lambda: session.predict_labels("case_000", 0), lambda: session.learner.uncertainty_map("case_000"),
                     session.rescore):
             with pytest.raises(AlsegError) as excinfo:
                 ask()
@@ -254,9 +254,9 @@ def test_the_dock_opens_a_project_whose_model_is_damaged_and_its_retrain_replace
     try:
         assert controller.session is not None
         qtbot.waitUntil(lambda: not controller.running_jobs, timeout=60_000)
-        controller.session.train_config = tiny_config(steps=2)
+        controller.session.settings.train_config = tiny_config(steps=2)
         controller.learning.retrain()
-        qtbot.waitUntil(lambda: controller.session.model_version == "v0003" and not controller.running_jobs,
+        qtbot.waitUntil(lambda: controller.session.learner.model_version == "v0003" and not controller.running_jobs,
                         timeout=120_000)
     finally:
         controller.close_project()

@@ -129,7 +129,7 @@ def test_a_young_model_predicts_nothing_in_the_air_so_go_prefill_and_accept_neve
     with Session(Project.create(tmp_path / "project", source, annotator="dr", validation_fraction=0.0),
                  annotator="dr") as session:
         case = session.catalog.cases[0].name
-        image = session.case_image(case)
+        image = session.view.case_image(case)
         image[:, :, :, :8] = image.min() - 1.0  # an empty margin at the floor, as around a head
 
         def everywhere_rim(net, image, **_):  # a young model: the rim everywhere, air included
@@ -140,7 +140,7 @@ def test_a_young_model_predicts_nothing_in_the_air_so_go_prefill_and_accept_neve
         monkeypatch.setattr(model_package, "predict_proba", everywhere_rim)
         monkeypatch.setattr(session.learner, "current_net", lambda: object())
         labels = session.predict_labels(case, partial_labels=False)
-        focus = session.focus(case, session.predict_probabilities(case, partial_labels=False))
+        focus = session.focus(case, session.learner.predict_probabilities(case, partial_labels=False))
     assert (labels[:, :, :8] == 0).all() and (labels[:, :, 8:] == 2).all()
     assert focus is not None and focus.bbox[2][0] >= 8 - 4  # the box is on the body (4 px of context)
 

@@ -42,11 +42,11 @@ def test_session_images_stay_within_the_budget_and_reload_when_evicted(tmp_path,
     monkeypatch.setenv(BUDGET_ENV, "0.0003")  # ~300 B: room for one case of 2 x 4 x 6 x 5 float32
     with Session(Project.create(tmp_path / "project", make_source(tmp_path / "source")),
                  annotator="a") as session:
-        first = session.case_image("case_000").copy()
-        session.case_image("case_001")
-        assert len(session.image_cache) == 1 and "case_000" not in session.image_cache
-        np.testing.assert_array_equal(session.case_image("case_000"), first)
-        assert session.image_cache.loads == 3
+        first = session.view.case_image("case_000").copy()
+        session.view.case_image("case_001")
+        assert len(session.view.images) == 1 and "case_000" not in session.view.images
+        np.testing.assert_array_equal(session.view.case_image("case_000"), first)
+        assert session.view.images.loads == 3
 
 
 def test_scoring_a_cohort_holds_at_most_the_cache_plus_one_case(tmp_path, monkeypatch):
@@ -62,26 +62,26 @@ def test_scoring_a_cohort_holds_at_most_the_cache_plus_one_case(tmp_path, monkey
     with Session(Project.create(tmp_path / "project", make_source(tmp_path / "source", n_cases=8)),
                  annotator="a", strategy="mc-dropout-top") as session:
         torch.manual_seed(0)
-        net = session.model_spec().build()
+        net = session.learner.model_spec().build()
         session._project.record_checkpoint("v0001", save_checkpoint(session._project.models_dir / "v0001.pt",
                                                                    net, net.spec))
         images = session.view.all_images()
-        assert isinstance(images, LazyImages) and len(images) == 8 and session.image_cache.loads == 0
+        assert isinstance(images, LazyImages) and len(images) == 8 and session.view.images.loads == 0
         assert image_shapes(images)["case_003"] == (2, 4, 6, 5)  # from the records: nothing loaded
 
         alive, peak, peak_bytes = [], [0], [0]
-        load = session.case_image
+        load = session.view.case_image
 
         def watched(case):
             image = load(case)
             if not any(ref() is image for ref in alive):
                 alive.append(weakref.ref(image))
             peak[0] = max(peak[0], sum(ref() is not None for ref in alive))
-            peak_bytes[0] = max(peak_bytes[0], session.image_cache.nbytes)
+            peak_bytes[0] = max(peak_bytes[0], session.view.images.nbytes)
             return image
 
-        monkeypatch.setattr(session, "case_image", watched)
+        monkeypatch.setattr(session.view, "case_image", watched)
         pool = session.rescore(for_display=False)
         assert {item.case for item in pool.candidates} and pool.terms
-        assert session.image_cache.loads == len(pool.candidates) == 6  # each pool case read once, in turn
+        assert session.view.images.loads == len(pool.candidates) == 6  # each pool case read once, in turn
         assert peak_bytes[0] <= 2 * one_case and peak[0] <= 3

@@ -152,21 +152,21 @@ def make_session(tmp_path, granularity="case"):
 
 def test_a_plan_kept_before_guidance_upgrades_unguided_and_keeps_its_fields(tmp_path):
     with make_session(tmp_path) as session:
-        kept = json.loads(session.set_plan(seconds=42.0, mirror_axes=()).to_json())
+        kept = json.loads(session.planning.set_plan(seconds=42.0, mirror_axes=()).to_json())
         del kept["guidance"]
         kept["version"] = 2
         session._project.store_setting(PLAN_SETTING, json.dumps(kept))
-        plan = session.training_plan()
+        plan = session.planning.training_plan()
         assert plan.guidance is False and plan.version == PLAN_VERSION
         assert plan.seconds == 42.0 and plan.mirror_axes == ()  # a version-2 plan's mirror axes are its own
         assert json.loads(session._project.setting(PLAN_SETTING))["guidance"] is False
-        assert session.model_spec().guidance is False
-        assert session.set_plan(guidance=True).guidance and session.model_spec().guidance
-        assert "clicks: the network reads them" in "\n".join(session.training_plan().describe())
+        assert session.learner.model_spec().guidance is False
+        assert session.planning.set_plan(guidance=True).guidance and session.learner.model_spec().guidance
+        assert "clicks: the network reads them" in "\n".join(session.planning.training_plan().describe())
 
 
 def retrained_guided(session):
-    session.set_plan(guidance=True, features=TINY)
+    session.planning.set_plan(guidance=True, features=TINY)
     truth = synthetic_cases.blob_case(0, SHAPE)[1]
     session.submit("case_000", truth, seconds_active=10)
     session.retrain(rate_quality=False)
@@ -176,7 +176,7 @@ def retrained_guided(session):
 def test_click_segment_with_a_guided_net_takes_the_prediction_given_the_clicks_as_prior(tmp_path, monkeypatch):
     with make_session(tmp_path) as session:
         truth = retrained_guided(session)
-        assert session.current_net().spec.guidance
+        assert session.learner.current_net().spec.guidance
         asked, priors = [], []
         real_predict, real_segment = session.learner.predict_probabilities, facade.segment_with_clicks
 
@@ -203,12 +203,12 @@ def test_click_segment_with_a_guided_net_takes_the_prediction_given_the_clicks_a
 def test_an_unguided_prior_is_predicted_once_for_repeated_clicks(tmp_path, monkeypatch):
     with make_session(tmp_path, "slice") as session:
         session.submit("case_000", synthetic_cases.blob_case(0, SHAPE)[1][2], slice_index=2, seconds_active=5)
-        session.set_plan(features=TINY)
+        session.planning.set_plan(features=TINY)
         session.retrain(rate_quality=False)
-        assert not session.current_net().spec.guidance
+        assert not session.learner.current_net().spec.guidance
         calls = []
-        real = session.predict_probabilities
-        monkeypatch.setattr(session, "predict_probabilities",
+        real = session.learner.predict_probabilities
+        monkeypatch.setattr(session.learner, "predict_probabilities",
                             lambda *args, **options: calls.append(args) or real(*args, **options))
         labels = np.zeros(SHAPE, np.uint8)
         for _ in range(3):

@@ -26,7 +26,7 @@ ALSEG = shutil.which("alseg") or str(Path(sys.executable).with_name("alseg"))
 def give_model(session, seed=0, **metrics):
     """A seeded, untrained network recorded as the project's model (training is not the point here)."""
     torch.manual_seed(seed)
-    net = session.model_spec().build()
+    net = session.learner.model_spec().build()
     version = f"v{len(session.catalog.checkpoints()) + 1:04d}"
     path = save_checkpoint(session._project.models_dir / f"{version}.pt", net, net.spec, metrics)
     session._project.record_checkpoint(version, path, metrics=metrics)
@@ -41,10 +41,10 @@ def source(tmp_path):
 @pytest.fixture
 def model_file(tmp_path, source):
     with Session(Project.create(tmp_path / "trained", source), annotator="a") as session:
-        session.set_plan(seconds=42.0, batch_size=3)
+        session.planning.set_plan(seconds=42.0, batch_size=3)
         give_model(session, val_dice=0.61)
         (tmp_path / "exported").mkdir()
-        return session.export_model(tmp_path / "exported"), session.predict_probabilities("case_001")
+        return session.export_model(tmp_path / "exported"), session.learner.predict_probabilities("case_001")
 
 
 def one_line(excinfo):
@@ -60,9 +60,9 @@ def test_export_then_create_from_it_predicts_the_same(tmp_path, source, model_fi
     assert exported.info.class_names == ("background", "tumour", "edema")
     assert exported.info.channel_names == ("t2", "t1c") and exported.metrics == {"val_dice": 0.61}
     with Session(create_from_model(tmp_path / "new", source, init_model=path), annotator="b") as session:
-        assert session.model_version == "v0001" and session.current_net() is not None
-        np.testing.assert_array_equal(session.predict_probabilities("case_001"), expected)
-        plan = session.training_plan()
+        assert session.learner.model_version == "v0001" and session.learner.current_net() is not None
+        np.testing.assert_array_equal(session.learner.predict_probabilities("case_001"), expected)
+        plan = session.planning.training_plan()
         assert plan.features == exported.spec.features and plan.seconds == 42.0 and plan.batch_size == 3
         assert plan.zoom == exported.training_plan().zoom
         assert session.catalog.metrics() == {}  # the other project's Dice says nothing about these cases
@@ -200,7 +200,7 @@ def test_a_2d_model_round_trips_too(tmp_path):
     with Session(Project.create(tmp_path / "trained", stack), annotator="a") as session:
         give_model(session, seed=3)
         path = session.export_model(tmp_path / "stack.pt")
-        expected = session.predict_probabilities("case_000", 2)
+        expected = session.learner.predict_probabilities("case_000", 2)
     with Session(create_from_model(tmp_path / "new", stack, init_model=path), annotator="b") as session:
-        assert session.view.spatial_dims == 2 and len(session.training_plan().patch_size) == 2
-        np.testing.assert_array_equal(session.predict_probabilities("case_000", 2), expected)
+        assert session.view.spatial_dims == 2 and len(session.planning.training_plan().patch_size) == 2
+        np.testing.assert_array_equal(session.learner.predict_probabilities("case_000", 2), expected)

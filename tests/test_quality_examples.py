@@ -54,16 +54,16 @@ def test_one_retrain_rates_every_unlabelled_case_and_says_on_how_many_examples(t
         assert len({id(net) for net, _image in rated_nets}) == QUALITY_FOLDS + 1
         session.adopt_round(trained)
         session.rescore()
-        assert session.n_quality_examples == expected
-        rows = session.quality_rows()
+        assert session.queries.n_quality_examples == expected
+        rows = session.queries.quality_rows()
         assert sorted(item.case for item, _estimate in rows) == sorted(unlabelled)
         assert all(e.class_name in QUALITY_CLASS_NAMES and 0.0 <= e.low <= e.dice <= e.high <= 1.0
                    for _item, e in rows)
-        assert session.quality_basis == expected and session.quality_status == ""
+        assert session.queries.quality_basis == expected and session.queries.quality_status == ""
         suggestion = session.suggest(1)[0]
         assert suggestion.terms[TERM_QUALITY_EXAMPLES] == expected
     with Session.open(tmp_path / "project", annotator="dr-q") as reopened:
-        assert reopened.n_quality_examples == expected
+        assert reopened.queries.n_quality_examples == expected
 
 
 def test_the_previous_model_rates_cases_labelled_since_for_free(tmp_path, rated_nets):
@@ -73,9 +73,9 @@ def test_the_previous_model_rates_cases_labelled_since_for_free(tmp_path, rated_
     with Session(project, annotator="dr-q", train_config=tiny_config(steps=2, batch_size=1)) as session:
         session.submit(training[0], project.ground_truth(training[0]), seconds_active=30)
         session.retrain()  # one labelled case: no fold to hold out, the validation split only
-        assert session.n_quality_examples == len(validation_cases(project))
+        assert session.queries.n_quality_examples == len(validation_cases(project))
         session.rescore()
-        base = session.current_net()
+        base = session.learner.current_net()
         session.submit(training[1], project.ground_truth(training[1]), seconds_active=30)
         rated_nets.clear()
         trained = session.compute_round()
@@ -97,11 +97,11 @@ def test_a_slice_project_rates_its_slices(tmp_path, strategy):
             session.submit("case_000", truth[n], slice_index=n, seconds_active=3)
         session.retrain()
         session.rescore()
-        rows = session.quality_rows()
+        rows = session.queries.quality_rows()
         assert rows and all(item.slice_index is not None and item.slice_index not in labelled
                             and item.class_id is None for item, _estimate in rows)
         assert len(rows) == 10 - len(labelled) - len(held_out)
-        assert session.quality_basis == session.n_quality_examples >= len(labelled)
+        assert session.queries.quality_basis == session.queries.n_quality_examples >= len(labelled)
 
 
 def test_a_simulated_round_skips_the_folds(tmp_path):

@@ -74,7 +74,7 @@ def test_retrain_versions_a_checkpoint_with_validation_metrics(stack_session):
     reports = []
     report = stack_session.retrain(progress=reports.append)
     assert not report.cancelled and report.model_version == "v0001"
-    assert stack_session.model_version == "v0001"
+    assert stack_session.learner.model_version == "v0001"
     assert report.steps_done == 4  # the bar goes on through the quality folds (tests/test_quality_examples.py)
     assert reports[-1].step == reports[-1].total_steps == 4 + 1 * report.metrics["quality_folds"]  # folds: 1/4
     assert 0.0 <= report.metrics["val_dice"] <= 1.0 and "val_dice_core" in report.metrics
@@ -87,11 +87,11 @@ def test_retrain_versions_a_checkpoint_with_validation_metrics(stack_session):
 def test_cancel_keeps_the_previous_model(stack_session):
     label_some_slices(stack_session)
     stack_session.retrain()
-    before = {k: v.clone() for k, v in stack_session.current_net().state_dict().items()}
+    before = {k: v.clone() for k, v in stack_session.learner.current_net().state_dict().items()}
     report = stack_session.retrain(should_stop=lambda: True)
     assert report.cancelled and report.model_version == "v0001"
     assert len(stack_session.catalog.checkpoints()) == 1
-    after = stack_session.current_net().state_dict()
+    after = stack_session.learner.current_net().state_dict()
     assert all((before[k] == after[k]).all() for k in before)
 
 
@@ -111,7 +111,7 @@ def test_roi_submit_trains_on_partial_labels_with_allowed_classes(stack_session)
 def test_prediction_keeps_given_labels(stack_session):
     label_some_slices(stack_session)
     stack_session.retrain()
-    probs = stack_session.predict_probabilities("case_000")
+    probs = stack_session.learner.predict_probabilities("case_000")
     snapshot = stack_session.catalog.current_labels("case_000")
     np.testing.assert_allclose(probs.sum(axis=0), 1.0, atol=1e-5)
     given = probs.argmax(axis=0)[snapshot.labelled]
@@ -134,7 +134,7 @@ def test_case_project_pseudo_label_accept_and_reopen(tmp_path):
         pseudo_items = [item for item in session.view.training_items() if item.pseudo_label]
         assert len(pseudo_items) == 1
     with Session.open(tmp_path / "project", annotator="dr-b") as reopened:
-        assert reopened.model_version == "v0001" and reopened.current_net() is not None
+        assert reopened.learner.model_version == "v0001" and reopened.learner.current_net() is not None
         assert len(reopened.catalog.events()) == 3
 
 
@@ -146,18 +146,18 @@ def test_a_correction_is_kept_as_a_quality_example_across_sessions(tmp_path):
         session.submit(first, project.ground_truth(first), seconds_active=60)
         session.retrain()
         session.rescore()
-        known = session.n_quality_examples
+        known = session.queries.n_quality_examples
         prediction = session.predict_labels(second)
         session.submit(second, project.ground_truth(second), kind="corrected", original=prediction, seconds_active=5)
-        assert session.n_quality_examples == known + 1
+        assert session.queries.n_quality_examples == known + 1
     with Session.open(tmp_path / "project", annotator="dr-b") as reopened:
-        assert reopened.n_quality_examples == known + 1
+        assert reopened.queries.n_quality_examples == known + 1
         stored = {(case, n) for case, n, _c, _features, _dice in reopened._project.quality_examples()}
         assert (second, None) in stored
 
 
 def test_suggest_without_a_model_falls_back_to_random(stack_session):
-    stack_session.strategy = "entropy"
+    stack_session.use_strategy("entropy")
     suggestions = stack_session.suggest(3)
     assert len(suggestions) == 3
     assert all("no model yet" in s.message for s in suggestions)
@@ -169,7 +169,7 @@ def test_suggest_without_a_model_falls_back_to_random(stack_session):
 def test_rescore_then_suggest_ranks_by_uncertainty_and_stores_scores(stack_session):
     label_some_slices(stack_session)
     stack_session.retrain()
-    stack_session.strategy = "mc-dropout-top"
+    stack_session.use_strategy("mc-dropout-top")
     progress = []
     pool = stack_session.rescore(progress=lambda done, total: progress.append((done, total)))
     assert progress and progress[-1][0] == progress[-1][1]
@@ -186,15 +186,15 @@ def test_rescore_then_suggest_ranks_by_uncertainty_and_stores_scores(stack_sessi
 def test_dice_per_effort_suggests_rois_with_effort_terms(stack_session):
     label_some_slices(stack_session)
     stack_session.retrain()
-    stack_session.strategy = "dice-per-effort"
-    assert stack_session.pool_granularity == "roi"
+    stack_session.use_strategy("dice-per-effort")
+    assert stack_session.queries.pool_granularity == "roi"
     stack_session.rescore()
     suggestion = stack_session.suggest(1)[0]
     assert suggestion.item.class_id in (1, 2) and suggestion.message == ""
     assert suggestion.terms["effort_mm"] > 0 and "dice_gap" in suggestion.terms
-    summary = stack_session.effort_summary()
+    summary = stack_session.accounting.effort_summary()
     assert summary["core"]["remaining_mm"] > 0 and summary["all classes"]["spent_mm"] > 0
-    (version, traced, dice), = stack_session.learning_curve()
+    (version, traced, dice), = stack_session.accounting.learning_curve()
     assert version == "v0001" and traced > 0 and 0 <= dice <= 1
 
 
@@ -219,7 +219,7 @@ def test_gradient_vae_seeds_are_the_items_the_current_model_learnt_first(stack_s
     label_some_slices(stack_session, open_slices[2:3])
     stack_session.retrain()
     assert [item.slice_index for item in stack_session.view.recent_items()] == open_slices[2:3]
-    stack_session.strategy = "gradient-vae"
+    stack_session.use_strategy("gradient-vae")
     stack_session.rescore(for_display=False)
     (suggestion,) = stack_session.suggest(1)
     assert suggestion.message == "" and suggestion.strategy == "gradient-vae"
@@ -228,7 +228,7 @@ def test_gradient_vae_seeds_are_the_items_the_current_model_learnt_first(stack_s
 def test_uncertainty_map_has_the_case_shape(stack_session):
     label_some_slices(stack_session)
     stack_session.retrain()
-    heat = stack_session.uncertainty_map("case_000", samples=4)
+    heat = stack_session.learner.uncertainty_map("case_000", samples=4)
     assert heat.shape == (6, 32, 32) and heat.dtype == np.float32 and heat.min() >= 0
 
 
@@ -239,7 +239,7 @@ def test_the_uncertainty_map_shows_no_doubt_outside_the_image(stack_session, mon
     image = np.array(view.case_image("case_000"))
     image[:, :, :, :8] = 0  # an empty band, as the air beside a head
     monkeypatch.setattr(view, "case_image", lambda case: image)
-    heat = stack_session.uncertainty_map("case_000", samples=4)
+    heat = stack_session.learner.uncertainty_map("case_000", samples=4)
     assert (heat[:, :, :8] == 0).all() and (heat[:, :, 8:] > 0).any()
 
 
@@ -253,14 +253,14 @@ def test_the_training_plan_is_made_once_kept_with_the_project_and_overridable(tm
     source = make_source(tmp_path / "source", granularity="slice", n_cases=1, shape=(6, 32, 32))
     project = Project.create(tmp_path / "project", source, annotator="dr-a", seed=1)
     with Session(project, annotator="dr-a") as session:
-        plan = session.training_plan()
+        plan = session.planning.training_plan()
         assert plan.spatial_dims == 2 and plan.device == "cpu"
-        assert session.round_config().seconds == plan.seconds and session.round_config().steps is None
-        session.set_plan(seconds=42.0, batch_size=3)
+        assert session.learner.round_config().seconds == plan.seconds and session.learner.round_config().steps is None
+        session.planning.set_plan(seconds=42.0, batch_size=3)
     with Session.open(tmp_path / "project", annotator="dr-a", train_config=tiny_config(batch_size=None)) as session:
-        kept = session.training_plan()
+        kept = session.planning.training_plan()
         assert (kept.seconds, kept.batch_size) == (42.0, 3)
-        config = session.round_config()
+        config = session.learner.round_config()
         assert config.steps == 4 and config.seconds is None and config.batch_size == 3
 
 
@@ -276,7 +276,8 @@ def test_the_plan_keeper_works_without_a_session_and_a_session_reads_what_it_kep
     assert made.spatial_dims == 2 and made.device == "cpu" and stored_plan(project) == made
     assert keeper.set_plan(seconds=42.0).seconds == 42.0 and keeper.inference_patch() is None
     with Session(project, annotator="dr-a") as session:
-        assert session.training_plan() == stored_plan(project) and session.training_plan().seconds == 42.0
+        plan = session.planning.training_plan()
+        assert plan == stored_plan(project) and plan.seconds == 42.0
 
 
 def test_the_plan_mirrors_a_stack_along_its_left_right_axis_and_rounds_train_with_it(tmp_path):
@@ -284,10 +285,10 @@ def test_the_plan_mirrors_a_stack_along_its_left_right_axis_and_rounds_train_wit
     project = Project.create(tmp_path / "project", source, annotator="dr-a", seed=1)
     with Session(project, annotator="dr-a") as session:
         # the synthetic cases' affine is diagonal: columns (i, along world x) are left-right
-        assert session.training_plan().mirror_axes == (1,)
-        assert session.round_config().flip_axes == (1,)
-        session.train_config = tiny_config(flip_axes=())
-        assert session.round_config().flip_axes == ()  # a config that says "no flip" wins
+        assert session.planning.training_plan().mirror_axes == (1,)
+        assert session.learner.round_config().flip_axes == (1,)
+        session.settings.train_config = tiny_config(flip_axes=())
+        assert session.learner.round_config().flip_axes == ()  # a config that says "no flip" wins
 
 
 def test_a_plan_kept_before_mirroring_existed_gets_mirror_axes_and_keeps_its_overrides(tmp_path):
@@ -298,11 +299,11 @@ def test_a_plan_kept_before_mirroring_existed_gets_mirror_axes_and_keeps_its_ove
     source = make_source(tmp_path / "source", granularity="slice", n_cases=1, shape=(6, 32, 32))
     project = Project.create(tmp_path / "project", source, annotator="dr-a", seed=1)
     with Session(project, annotator="dr-a") as session:
-        kept = json.loads(session.set_plan(seconds=42.0).to_json())
+        kept = json.loads(session.planning.set_plan(seconds=42.0).to_json())
         del kept["mirror_axes"]
         kept["version"] = 1
         project.store_setting(PLAN_SETTING, json.dumps(kept))
-        plan = session.training_plan()
+        plan = session.planning.training_plan()
         assert plan.mirror_axes == (1,) and plan.seconds == 42.0 and plan.version == PLAN_VERSION
         assert json.loads(project.setting(PLAN_SETTING))["version"] == PLAN_VERSION
 
@@ -311,9 +312,9 @@ def test_a_resampling_plan_predicts_on_the_native_grid(tmp_path):
     source = make_source(tmp_path / "source", granularity="case", n_cases=3, shape=(20, 24, 22))
     project = Project.create(tmp_path / "project", source, annotator="dr-a", seed=1)
     with Session(project, annotator="dr-a", train_config=tiny_config()) as session:
-        session.set_plan(zoom=(0.5, 0.5, 0.5), features=(4, 8, 8, 8, 16, 4))
+        session.planning.set_plan(zoom=(0.5, 0.5, 0.5), features=(4, 8, 8, 8, 16, 4))
         case = next(c.name for c in project.cases if (c.name, None) not in set(project.validation_items()))
         session.submit(case, project.ground_truth(case), seconds_active=1.0)
         report = session.retrain()
-        assert session.current_net().spec.zoom == (0.5, 0.5, 0.5) and not report.cancelled
+        assert session.learner.current_net().spec.zoom == (0.5, 0.5, 0.5) and not report.cancelled
         assert session.predict_labels(case).shape == project.case(case).shape

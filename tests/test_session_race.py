@@ -45,34 +45,35 @@ def test_an_item_submitted_during_a_rescore_is_not_suggested_again(trained_sessi
 def test_compute_then_adopt_drops_items_submitted_or_skipped_in_between(trained_session):
     session, open_slices = trained_session
     truth = session.catalog.ground_truth("case_000")
-    result = session.compute_rescore()
+    result = session.queries.compute_rescore()
     n_submitted, n_skipped = open_slices[:2]
     session.submit("case_000", truth[n_submitted], slice_index=n_submitted, seconds_active=1)
     session.skip(type(result.pool.candidates[0])("case_000", n_skipped))
-    assert not session._project.has_scores(session.model_version)  # computing changed nothing
-    session.adopt_rescore(result)
+    assert not session._project.has_scores(session.learner.model_version)  # computing changed nothing
+    session.queries.adopt_rescore(result)
     suggested = {s.item.slice_index for s in session.suggest(100)}
     assert n_submitted not in suggested and n_skipped not in suggested
-    assert session._project.has_scores(session.model_version)
+    assert session._project.has_scores(session.learner.model_version)
 
 
 def test_compute_rescore_leaves_session_state_alone(trained_session):
     session, _open = trained_session
     before = session.suggest(100)
-    session.compute_rescore()
+    session.queries.compute_rescore()
     after = session.suggest(100)
     assert [s.item for s in after] == [s.item for s in before]
-    assert not session._project.has_scores(session.model_version)
+    assert not session._project.has_scores(session.learner.model_version)
 
 
 def test_a_computed_round_changes_nothing_until_it_is_adopted(trained_session):
     session, open_slices = trained_session
     truth = session.catalog.ground_truth("case_000")
     trained = session.compute_round()
-    assert not trained.cancelled and session.model_version == "v0001" and len(session.catalog.checkpoints()) == 1
+    assert not trained.cancelled and session.learner.model_version == "v0001"
+    assert len(session.catalog.checkpoints()) == 1
     session.submit("case_000", truth[open_slices[0]], slice_index=open_slices[0], seconds_active=1)  # meanwhile
     report = session.adopt_round(trained)
-    assert report.model_version == session.model_version == "v0002" and not report.cancelled
+    assert report.model_version == session.learner.model_version == "v0002" and not report.cancelled
     assert trained.n_items == 1  # trained on the labels as they were when the round started
 
 

@@ -12,6 +12,7 @@ import pytest
 import synthetic_cases
 
 from napari_alseg.session import Session, import_model_backend
+from napari_alseg.session.queries import Queries
 from napari_alseg.simulation import (CONVERGENCE_TOLERANCE, FULL_DATA, REFERENCE_CSV, TABLE_MD, Curve, dice_at_effort,
                                      effort_to_reach, full_data_dice, read_rounds, reference_defects, simulate)
 
@@ -100,12 +101,13 @@ def test_correction_mode_submits_corrections_of_the_prediction(tmp_path):
 def test_quality_threshold_accepts_acceptable_predictions_as_free_pseudo_labels(tmp_path, monkeypatch):
     from napari_alseg.strategies import QueryItem, Suggestion
 
-    def rated_acceptable(session):  # stands in for a fitted quality predictor
-        open_cases = [c.name for c in session.catalog.cases if session.catalog.current_labels(c.name) is None
-                      and (c.name, None) not in session.catalog.validation_items()]
+    def rated_acceptable(queries):  # stands in for a fitted quality predictor
+        project = queries.project
+        open_cases = [c.name for c in project.cases if project.current_labels(c.name) is None
+                      and (c.name, None) not in project.validation_items()]
         return [Suggestion(QueryItem(open_cases[0]), 1.0, "quality-threshold", {"pseudo_label": 1.0}, None)]
 
-    monkeypatch.setattr(Session, "pseudo_label_candidates", rated_acceptable)
+    monkeypatch.setattr(Queries, "pseudo_label_candidates", rated_acceptable)
     source = make_source(tmp_path / "source", granularity="case", n_cases=8, shape=(8, 24, 24))
     rows = read_rounds(run(source, tmp_path / "out", rounds=2, strategies=("quality-threshold",),
                            full_data=False, correction_mode=True))

@@ -15,7 +15,7 @@ def trained_project(tmp_path):
     source = synthetic_cases.blob_source(tmp_path / "source", granularity="case", n_cases=4, shape=(6, 24, 24))
     Project.create(tmp_path / "project", source, annotator="dr").close()
     with Session.open(tmp_path / "project", annotator="dr", train_config=synthetic_cases.tiny_config()) as session:
-        session.strategy = "mc-dropout-top"
+        session.use_strategy("mc-dropout-top")
         held_out = {case for case, _ in session.catalog.validation_items()}
         case = next(c.name for c in session.catalog.cases if c.name not in held_out)
         session.submit(case, session.catalog.ground_truth(case), seconds_active=5)

@@ -148,7 +148,7 @@ def test_the_learning_curve_draws_only_on_screen_and_only_when_it_changes(widget
     clear = curve.axes.clear
     monkeypatch.setattr(curve.axes, "clear", lambda: (draws.append(list(curve.wanted)), clear()))  # a redraw
     points = [("v0001", 120.0, 0.41)]
-    monkeypatch.setattr(widget.controller.session, "learning_curve", lambda: points)
+    monkeypatch.setattr(widget.controller.session.accounting, "learning_curve", lambda: points)
     widget.tabs.setCurrentWidget(widget.annotate_tab)
     widget.controller.suggestions_changed.emit()  # a Submit or a rescore, the Effort tab hidden
     assert draws == []

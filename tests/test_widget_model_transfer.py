@@ -42,7 +42,7 @@ def test_export_a_model_then_start_a_project_from_it(dock, qtbot, tmp_path, monk
     assert dock.project_tab.init_model_edit.text() == str(model_path)
     dock.controller.create_project(source, tmp_path / "second", labels_as=LABELS_AS_GROUND_TRUTH)
     session = dock.controller.session
-    assert session.catalog.folder == tmp_path / "second" and session.model_version == "v0001"
+    assert session.catalog.folder == tmp_path / "second" and session.learner.model_version == "v0001"
     qtbot.waitUntil(lambda: not dock.controller.running_jobs, timeout=120_000)
     assert "scored with model v0001" in dock.status.text()
     assert "no validation Dice on this project yet" in dock.annotate_tab.model_box.model_label.text()

@@ -16,7 +16,7 @@ def test_marking_a_range_before_a_model_keeps_the_class_inside_it_in_the_queue(m
     controller = AlsegController(make_napari_viewer_proxy())
     controller.create_project(source, tmp_path / "project", labels_as=LABELS_AS_GROUND_TRUTH)
     try:
-        controller.session.strategy = "dice-per-effort"
+        controller.session.use_strategy("dice-per-effort")
         controller.refresh_suggestions()
         assert all("no slice range marked" in s.message for s in controller.suggestions)
         first_core = next(s for s in controller.suggestions if s.item.class_id == 1)

@@ -19,7 +19,8 @@ def widget(make_napari_viewer_proxy, qtbot, tmp_path, monkeypatch):
     dock = AlsegWidget(make_napari_viewer_proxy())
     qtbot.addWidget(dock)
     dock.controller.create_project(source, tmp_path / "project", labels_as=LABELS_AS_GROUND_TRUTH)
-    dock.controller.session.train_config = TrainConfig(steps=2, batch_size=1, patch_size=(32, 32, 32), augment=False)
+    dock.controller.session.settings.train_config = TrainConfig(steps=2, batch_size=1, patch_size=(32, 32, 32),
+                                                                augment=False)
     yield dock
     dock.controller.close_project()
 

@@ -52,14 +52,14 @@ def test_fill_between_slices_shows_the_fill_and_submits_it_as_interpolated(widge
 
 
 def test_accept_the_models_outline_on_the_slice_shown(widget, qtbot, monkeypatch):
-    from napari_alseg.session import Session
+    from napari_alseg.session.learner import Learner
 
     session = widget.controller.session
     editing = open_first(widget, qtbot)
     layer = editing.layer
     prediction = np.zeros(layer.data.shape[1:], layer.data.dtype)
     prediction[disc(prediction.shape, 5)] = 2
-    monkeypatch.setattr(Session, "model_version", property(lambda self: "v0001"))
+    monkeypatch.setattr(Learner, "model_version", property(lambda self: "v0001"))
     monkeypatch.setattr(session, "predict_labels", lambda case, slice_index=None, **_: prediction)
     shown = int(widget.viewer.dims.current_step[0])
     layer.selected_label = 2
@@ -74,7 +74,7 @@ def test_accept_the_models_outline_on_the_slice_shown(widget, qtbot, monkeypatch
 
 def test_accepting_an_outline_already_in_the_labels_is_an_info_line_not_an_error(widget, qtbot, monkeypatch):
     """Correct mode prefills the model's outline: accepting it again adds nothing, and says so."""
-    from napari_alseg.session import Session
+    from napari_alseg.session.learner import Learner
 
     shown, said = [], []
     monkeypatch.setattr("napari_alseg._widget.show_error", shown.append)
@@ -83,7 +83,7 @@ def test_accepting_an_outline_already_in_the_labels_is_an_info_line_not_an_error
     layer = editing.layer
     prediction = np.zeros(layer.data.shape[1:], layer.data.dtype)
     prediction[disc(prediction.shape, 5)] = 2
-    monkeypatch.setattr(Session, "model_version", property(lambda self: "v0001"))
+    monkeypatch.setattr(Learner, "model_version", property(lambda self: "v0001"))
     monkeypatch.setattr(widget.controller.session, "predict_labels", lambda case, slice_index=None, **_: prediction)
     shown_slice = int(widget.viewer.dims.current_step[0])
     data = np.asarray(layer.data).copy()
@@ -207,7 +207,7 @@ def test_the_progress_bar_says_the_time_left(widget):
 
 
 def test_go_on_a_case_goes_where_the_model_doubts_outlines_it_and_selects_the_class(widget, qtbot, monkeypatch):
-    from napari_alseg.session import Session
+    from napari_alseg.session.learner import Learner
 
     session, viewer = widget.controller.session, widget.viewer
     case = widget.controller.suggestions[0].item.case
@@ -220,8 +220,8 @@ def test_go_on_a_case_goes_where_the_model_doubts_outlines_it_and_selects_the_cl
     probabilities[2] = 1.0 - probabilities[0]
     probabilities[:, 6][:, ball[8]] = 0.0  # slice 6: background or class 2, undecided
     probabilities[0, 6][ball[8]], probabilities[2, 6][ball[8]] = 0.45, 0.55
-    monkeypatch.setattr(Session, "model_version", property(lambda self: "v0001"))
-    monkeypatch.setattr(session, "predict_probabilities", lambda name, slice_index=None, **_: probabilities)
+    monkeypatch.setattr(Learner, "model_version", property(lambda self: "v0001"))
+    monkeypatch.setattr(session.learner, "predict_probabilities", lambda name, slice_index=None, **_: probabilities)
 
     widget.annotate_tab.go_button.click()
     qtbot.waitUntil(lambda: idle(widget), timeout=60_000)
@@ -239,7 +239,7 @@ def test_go_on_a_case_goes_where_the_model_doubts_outlines_it_and_selects_the_cl
 def test_one_region_layer_serves_every_go_outlined_on_top_and_never_removed(widget, qtbot, monkeypatch):
     """napari runs a garbage-collection pass per removed layer (~0.1 s of Go): the outline's
     layer is kept, hidden while a case has none, and moved, renamed and redrawn for the next."""
-    from napari_alseg.session import Session
+    from napari_alseg.session.learner import Learner
 
     session, viewer = widget.controller.session, widget.viewer
     first, second = (s.item.case for s in widget.controller.suggestions[:2])
@@ -247,8 +247,8 @@ def test_one_region_layer_serves_every_go_outlined_on_top_and_never_removed(widg
     probabilities = np.zeros((session.catalog.n_classes, *shape), np.float32)
     probabilities[0] = 1.0
     probabilities[0, 6, 8:14, 9:15], probabilities[2, 6, 8:14, 9:15] = 0.45, 0.55  # doubt on slice 6
-    monkeypatch.setattr(Session, "model_version", property(lambda self: "v0001"))
-    monkeypatch.setattr(session, "predict_probabilities", lambda name, slice_index=None, **_: probabilities)
+    monkeypatch.setattr(Learner, "model_version", property(lambda self: "v0001"))
+    monkeypatch.setattr(session.learner, "predict_probabilities", lambda name, slice_index=None, **_: probabilities)
     removed = []
     viewer.layers.events.removed.connect(lambda event: removed.append(event.value.metadata.get("alseg_role")))
     widget.controller.editor.go(widget.controller.suggestions[0])
@@ -306,7 +306,7 @@ def test_go_shows_the_case_at_once_and_the_late_prediction_never_overwrites_stro
     the prefill and focus that arrive after it are not applied over it."""
     import threading
 
-    from napari_alseg.session import Session
+    from napari_alseg.session.learner import Learner
 
     session, viewer = widget.controller.session, widget.viewer
     case = widget.controller.suggestions[0].item.case
@@ -320,8 +320,8 @@ def test_go_shows_the_case_at_once_and_the_late_prediction_never_overwrites_stro
         release.wait(30)
         return probabilities
 
-    monkeypatch.setattr(Session, "model_version", property(lambda self: "v0001"))
-    monkeypatch.setattr(session, "predict_probabilities", slow_prediction)
+    monkeypatch.setattr(Learner, "model_version", property(lambda self: "v0001"))
+    monkeypatch.setattr(session.learner, "predict_probabilities", slow_prediction)
     widget.annotate_tab.go_button.click()
     editing = widget.controller.editor.editing
     assert editing is not None and editing.item.case == case and "prediction" in widget.controller.running_jobs
@@ -339,7 +339,7 @@ def test_go_shows_the_case_at_once_and_the_late_prediction_never_overwrites_stro
 def test_the_heat_map_reads_at_a_glance_range_legend_and_profile(widget, qtbot, monkeypatch):
     from types import SimpleNamespace
 
-    from napari_alseg.session import Session
+    from napari_alseg.session.learner import Learner
 
     session, viewer = widget.controller.session, widget.viewer
     editing = open_first(widget, qtbot)
@@ -352,9 +352,9 @@ def test_the_heat_map_reads_at_a_glance_range_legend_and_profile(widget, qtbot, 
     probabilities[0, 25:28, 10:18, 10:18], probabilities[1, 25:28, 10:18, 10:18] = 0.4, 0.6
     probabilities[0, 26, 10:18, 10:18], probabilities[1, 26, 10:18, 10:18] = 0.45, 0.55  # doubt peaks on 26
     values[26, 10:18, 10:18] += 1e-5  # and so do the colours
-    monkeypatch.setattr(Session, "model_version", property(lambda self: "v0001"))
-    monkeypatch.setattr(session, "uncertainty_map", lambda name, **_: values)
-    monkeypatch.setattr(session, "predict_probabilities", lambda name, slice_index=None, **_: probabilities)
+    monkeypatch.setattr(Learner, "model_version", property(lambda self: "v0001"))
+    monkeypatch.setattr(session.learner, "uncertainty_map", lambda name, **_: values)
+    monkeypatch.setattr(session.learner, "predict_probabilities", lambda name, slice_index=None, **_: probabilities)
     widget.annotate_tab.heat_check.setChecked(True)
     qtbot.waitUntil(lambda: f"{case} · uncertainty" in viewer.layers and no_jobs(widget), timeout=60_000)
     layer = viewer.layers[f"{case} · uncertainty"]
@@ -373,7 +373,7 @@ def test_the_heat_map_reads_at_a_glance_range_legend_and_profile(widget, qtbot, 
 def test_go_and_the_heat_maps_legend_and_profile_name_one_slice_or_say_why_not(widget, qtbot, monkeypatch):
     """Go's slice is the legend's "most doubt" slice and the profile's peak (one rule, from the
     prediction Go made); the colours, brightest elsewhere, are explained in the legend."""
-    from napari_alseg.session import Session
+    from napari_alseg.session.learner import Learner
 
     session, viewer = widget.controller.session, widget.viewer
     case = widget.controller.suggestions[0].item.case
@@ -390,9 +390,9 @@ def test_go_and_the_heat_maps_legend_and_profile_name_one_slice_or_say_why_not(w
         predictions.append(name)
         return probabilities
 
-    monkeypatch.setattr(Session, "model_version", property(lambda self: "v0001"))
-    monkeypatch.setattr(session, "predict_probabilities", predict)
-    monkeypatch.setattr(session, "uncertainty_map", lambda name, **_: values)
+    monkeypatch.setattr(Learner, "model_version", property(lambda self: "v0001"))
+    monkeypatch.setattr(session.learner, "predict_probabilities", predict)
+    monkeypatch.setattr(session.learner, "uncertainty_map", lambda name, **_: values)
     widget.annotate_tab.go_button.click()
     qtbot.waitUntil(lambda: idle(widget), timeout=60_000)
     went_to = int(viewer.dims.current_step[0])
@@ -407,14 +407,14 @@ def test_go_and_the_heat_maps_legend_and_profile_name_one_slice_or_say_why_not(w
 
 
 def test_closing_with_the_heat_map_shown_raises_nothing(widget, qtbot, monkeypatch):
-    from napari_alseg.session import Session
+    from napari_alseg.session.learner import Learner
 
     session, viewer = widget.controller.session, widget.viewer
     editing = open_first(widget, qtbot)
     values = np.zeros(session.catalog.case(editing.item.case).shape, np.float32)
     values[5, 5, 5] = 1.0
-    monkeypatch.setattr(Session, "model_version", property(lambda self: "v0001"))
-    monkeypatch.setattr(session, "uncertainty_map", lambda name, **_: values)
+    monkeypatch.setattr(Learner, "model_version", property(lambda self: "v0001"))
+    monkeypatch.setattr(session.learner, "uncertainty_map", lambda name, **_: values)
     monkeypatch.setattr(session, "focus", lambda name, probabilities=None: None)  # no structure predicted
     widget.annotate_tab.heat_check.setChecked(True)
     qtbot.waitUntil(lambda: widget.annotate_tab.profile.scale is not None and no_jobs(widget), timeout=60_000)

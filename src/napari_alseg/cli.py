@@ -353,11 +353,11 @@ def run_plan(args: argparse.Namespace) -> int:
                  "guidance": args.guidance}
     with Session.open(args.project, annotator="cli", device=args.device) as session:
         if args.reset:
-            plan = session.replan(**overrides)
+            plan = session.planning.replan(**overrides)
         elif any(value is not None for value in overrides.values()):
-            plan = session.set_plan(**overrides)
+            plan = session.planning.set_plan(**overrides)
         else:
-            plan = session.training_plan()
+            plan = session.planning.training_plan()
     print("\n".join(plan.describe()))
     return 0
 
@@ -378,13 +378,13 @@ def run_suggest(args: argparse.Namespace) -> int:
     if args.strategy is not None:
         get_strategy(args.strategy)
     with Session.open(args.project, annotator="cli", strategy=args.strategy) as session:
-        print(f"engine: {session.strategy}")
-        if session.model_version is not None:
+        print(f"engine: {session.settings.strategy}")
+        if session.learner.model_version is not None:
             started = time.monotonic()
             _pool, reason = session.queries.rescore_unless_current()
-            print(f"scores: re-scored the pool for model {session.model_version} in "
+            print(f"scores: re-scored the pool for model {session.learner.model_version} in "
                   f"{time.monotonic() - started:.1f} s ({reason})" if reason else
-                  f"scores: stored ones of model {session.model_version} (nothing they rest on changed since)")
+                  f"scores: stored ones of model {session.learner.model_version} (nothing they rest on changed since)")
         suggestions = session.suggest(args.k)
         names = session.catalog.class_names
     if suggestions and suggestions[0].message:
@@ -435,7 +435,7 @@ def run_model_export(args: argparse.Namespace) -> int:
 
     with Session.open(args.project, annotator="cli") as session:
         written = session.export_model(args.out)
-        version = session.model_version
+        version = session.learner.model_version
     print(f"exported model {version} to {written}")
     return 0
 

@@ -59,7 +59,7 @@ def show_case(viewer, session, case: str, labels: np.ndarray):
     """
     record = session.catalog.case(case)
     geometry = case_geometry(record)
-    image = session.case_image(case)
+    image = session.view.case_image(case)
     channels = [layer for layer in owned_layers(viewer) if layer.metadata.get("alseg_role") == "channel"]
     reuse = len(channels) == len(record.channel_names)
     previous_labels = None

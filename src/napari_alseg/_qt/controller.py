@@ -189,19 +189,19 @@ class AlsegController(QObject):
         except AlsegError as error:
             self.error.emit(str(error))
             return
-        self.loop.strategy = session.strategy  # the project's last engine (no session yet: no rescore)
+        self.loop.strategy = session.settings.strategy  # the project's last engine (no session yet: no rescore)
         self.runtime.session = session
         self.status.emit("Loading the model backend (torch)…")
         import_model_backend()  # on the UI thread once, never first inside a worker
         freeze_imported_objects()
         self._showing_plan = True
         try:
-            self.round.budget_minutes = session.training_plan().seconds / 60.0
+            self.round.budget_minutes = session.planning.training_plan().seconds / 60.0
         finally:
             self._showing_plan = False
         self.project_opened.emit()
         self.model_changed.emit()
-        if session.model_version is not None:
+        if session.learner.model_version is not None:
             self.learning.rescore()
         else:
             self.refresh_suggestions()
@@ -224,7 +224,7 @@ class AlsegController(QObject):
         except AlsegError as error:
             self.error.emit(str(error))
             return
-        self.info.emit(f"model {self.session.model_version} exported to {written}")
+        self.info.emit(f"model {self.session.learner.model_version} exported to {written}")
 
     def update_class(self, class_id: int, *, name: str | None = None, color=None) -> None:
         """Rename / recolour a class in the project and on the layer being edited."""
@@ -238,21 +238,21 @@ class AlsegController(QObject):
 
     def _annotator_changed(self, name: str) -> None:
         if self.session is not None and name.strip():
-            self.session.annotator = name.strip()
+            self.session.settings.annotator = name.strip()
 
     def _strategy_changed(self, name: str) -> None:
         if self.session is not None:
-            self.session.strategy = name
-            self.learning.rescore() if self.session.model_version else self.refresh_suggestions()
+            self.session.use_strategy(name)
+            self.learning.rescore() if self.session.learner.model_version else self.refresh_suggestions()
 
     def _batch_changed(self, value: int) -> None:
         if self.session is not None:
-            self.session.batch_size = value
+            self.session.settings.batch_size = value
             self.refresh_suggestions()
 
     def _budget_changed(self, minutes: float) -> None:
         if self.session is not None and not self._showing_plan:
-            self.session.set_plan(seconds=minutes * 60.0)
+            self.session.planning.set_plan(seconds=minutes * 60.0)
 
     # ------------------------------------------------------------------ suggestions
 

@@ -68,7 +68,7 @@ def play_scripted_round(widget, train_steps: int, rounds: int = DEMO_ROUNDS) -> 
     session = controller.session
     oracle = Oracle(session, correction_mode=False)
     controller.loop.strategy = DEMO_STRATEGY[session.catalog.granularity]
-    session.train_config = replace(session.train_config or TrainConfig(), steps=train_steps)
+    session.settings.train_config = replace(session.settings.train_config or TrainConfig(), steps=train_steps)
     controller.editor.set_heat_map(True)
     held_out = set(session.catalog.validation_items())
     for _ in range(rounds):
@@ -76,9 +76,9 @@ def play_scripted_round(widget, train_steps: int, rounds: int = DEMO_ROUNDS) -> 
             item = suggestion.item
             if (item.case, item.slice_index) not in held_out:
                 oracle.answer(item)
-        version = session.model_version
+        version = session.learner.model_version
         controller.learning.retrain()
-        wait_until(lambda: session.model_version != version and not controller.running_jobs)
+        wait_until(lambda: session.learner.model_version != version and not controller.running_jobs)
     controller.editor.go(controller.suggestions[0])
     wait_until(lambda: controller.editor.editing is not None and not controller.running_jobs)
 

@@ -84,7 +84,7 @@ def open_item(viewer, session, suggestion: Suggestion) -> Editing:
     to look at is outlined on the canvas.
     """
     item = suggestion.item
-    draft = session.load_draft(item.case)
+    draft = session.catalog.load_draft(item.case)
     shown = draft
     if shown is None:
         shown = session.catalog.editable_labels(item.case)
@@ -154,8 +154,8 @@ class ItemEditor:
             return
         self.save_draft()
         session = self.session
-        correcting = controller.loop.mode == CORRECT and session.model_version is not None
-        locating = suggestion.item.slice_index is None and session.model_version is not None
+        correcting = controller.loop.mode == CORRECT and session.learner.model_version is not None
+        locating = suggestion.item.slice_index is None and session.learner.model_version is not None
         item = suggestion.item
         dtype = session.catalog.label_dtype
         self._let_go()
@@ -171,9 +171,10 @@ class ItemEditor:
 
         def prepare(progress=None, should_stop=None):
             if locating:  # one prediction for both: where the work is, and the prefill
-                probabilities = session.predict_probabilities(item.case)
+                probabilities = session.learner.predict_probabilities(item.case)
                 prediction = probabilities.argmax(axis=0).astype(dtype) if correcting else None
-                focus = self.focuses[(session.model_version, item.case)] = session.focus(item.case, probabilities)
+                focus = session.focus(item.case, probabilities)
+                self.focuses[(session.learner.model_version, item.case)] = focus
                 return prediction, focus
             return session.predict_labels(item.case, item.slice_index), None
 
@@ -266,7 +267,7 @@ class ItemEditor:
             return
         name = self.session.catalog.class_names[class_id]
         self.controller.info.emit(f"{name} appears only on slices {first}–{last} of {case}")
-        if self.session.model_version is None:
+        if self.session.learner.model_version is None:
             self.controller.refresh_suggestions()  # before a model the queue follows the range at once
 
     def set_heat_map(self, shown: bool) -> None:
@@ -289,14 +290,14 @@ class ItemEditor:
 
     def _show_heat_map(self) -> None:
         session, case = self.session, self.editing.item.case
-        if session.model_version is None:
+        if session.learner.model_version is None:
             self.controller.warning.emit("No model yet: the heat map needs a trained model.")
             self.set_heat_map(False)
             return
 
         def compute(progress=None, should_stop=None):
-            values = session.uncertainty_map(case)
-            key = (session.model_version, case)  # Go's focus has usually arrived by now
+            values = session.learner.uncertainty_map(case)
+            key = (session.learner.model_version, case)  # Go's focus has usually arrived by now
             focus = self.focuses[key] if key in self.focuses else session.focus(case)
             self.focuses[key] = focus
             return values, focus

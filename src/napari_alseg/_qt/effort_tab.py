@@ -48,7 +48,7 @@ def cohort_text(cohort) -> str:
 
 def guessed_text(session) -> str:
     """Which classes' "left mm" is the prior's guess (no outline of theirs traced yet), or ""."""
-    model = session.effort_model()
+    model = session.accounting.effort_model()
     names = session.catalog.class_names
     unseen = [names[c] for c in range(1, len(names)) if model.delineations(c) == 0]
     if not unseen or len(unseen) == len(names) - 1:
@@ -97,13 +97,13 @@ class EffortTab(QWidget):
 
     def _show_effort(self) -> None:
         session = self.controller.session
-        summary = session.effort_summary()
+        summary = session.accounting.effort_summary()
         rows = [(name, values["spent_mm"], values["spent_s"], values["remaining_mm"], values["remaining_s"])
                 for name, values in summary.items()]
         fill_table(self.effort_table, rows, [name for name, *_ in rows])
         timing = ("Remaining seconds: estimated from your own timing (seconds ≈ a + b · boundary)."
-                  if session.seconds_model() is not None else
+                  if session.accounting.seconds_model() is not None else
                   "Remaining seconds appear once two timed submits with traced boundary exist.")
         self.timing_label.setText(f"{guessed_text(session)} {timing}".strip())
         self.cohort_label.setText(cohort_text(session.cohort_seconds()))
-        self.curve.show_points(session.learning_curve())
+        self.curve.show_points(session.accounting.learning_curve())

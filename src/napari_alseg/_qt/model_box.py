@@ -56,7 +56,7 @@ class ModelBox(QGroupBox):
 
     def _show_model(self) -> None:
         session = self.controller.session
-        version = session.model_version
+        version = session.learner.model_version
         self.model_label.setText(model_text(version, session.catalog.metrics() if version else {}))
 
     def _show_progress(self, progress: JobProgress) -> None:

@@ -140,7 +140,7 @@ class ProjectTab(QWidget):
 
     def _choose_and_export_model(self) -> None:
         session = self.controller.session
-        suggested = str(Path.home() / f"{session.catalog.dataset_name}-{session.model_version}.pt")
+        suggested = str(Path.home() / f"{session.catalog.dataset_name}-{session.learner.model_version}.pt")
         path, _filter = QFileDialog.getSaveFileName(self, "Export the model", suggested, MODEL_FILE_FILTER)
         if path:
             self.controller.export_model(Path(path))

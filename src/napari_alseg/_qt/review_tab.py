@@ -73,11 +73,12 @@ class ReviewTab(QWidget):
         names = [c.name for c in session.catalog.classes]
         unit = "case" if cases else "slice"
         self.note.setText(f"Predicted quality of each unlabelled {unit}'s segmentation: {BANDS}. {HOW}")
-        rows = session.quality_rows()
+        rows = session.queries.quality_rows()
         keys = [item.case if cases else item for item, _estimate in rows]
         fill_table(self.review_table, [(item_text(item, names), e.class_name, e.dice, interval_text(e.low, e.high))
                                        for item, e in rows], keys)
-        self.basis_label.setText(basis_text(session.quality_basis, session.quality_note) if rows else "")
+        queries = session.queries
+        self.basis_label.setText(basis_text(queries.quality_basis, queries.quality_note) if rows else "")
         for button in (self.accept_button, self.reject_button):  # pseudo-labels are whole cases
             button.setEnabled(cases and bool(rows))
         self.edit_button.setEnabled(bool(rows))
@@ -88,7 +89,7 @@ class ReviewTab(QWidget):
             self.review_note.setText("Edit opens the slice with the model's prediction for correction; "
                                      "pseudo-labels (Accept) are for whole cases.")
         else:
-            status = session.quality_status
+            status = session.queries.quality_status
             self.review_note.setText(
                 f"No quality ratings yet ({status.removeprefix('quality unknown: ')}). " if status else
                 "No quality ratings yet. ")

@@ -74,7 +74,7 @@ class TracingTools:
         if editing is None:
             return
         session, controller = self.session, self.controller
-        if session.model_version is None:
+        if session.learner.model_version is None:
             controller.warning.emit("No model yet: train one before accepting its outline.")
             return
         case, class_id = editing.item.case, int(editing.layer.selected_label)

@@ -32,7 +32,7 @@ class LearningJobs:
             return
         controller.editor.save_draft()
         session = self.session
-        config = session.round_config()
+        config = session.learner.round_config()
         self.round_started, self.trained_after = time.monotonic(), None
         controller.start_job("training", session.compute_round, on_progress=self._training_progress,
                              on_done=self._trained)
@@ -84,7 +84,7 @@ class LearningJobs:
 
         def run(progress=None, should_stop=None):
             report = (lambda done, total: progress((done, total))) if progress else None
-            return session.compute_rescore(progress=report, should_stop=should_stop)
+            return session.queries.compute_rescore(progress=report, should_stop=should_stop)
 
         controller.start_job("scoring", run, on_progress=progress_of, on_done=self._rescored)
         controller.report_progress(JobProgress("scoring", "Scoring the pool", 0, 1))
@@ -92,7 +92,7 @@ class LearningJobs:
     def _rescored(self, result) -> None:
         controller = self.controller
         try:
-            pool = self.session.adopt_rescore(result)
+            pool = self.session.queries.adopt_rescore(result)
         except AlsegError as error:
             controller.error.emit(str(error))
             return

@@ -1,17 +1,19 @@
 """The annotator's verbs over one project: what the widget, the CLI and the simulation drive.
 
-A :class:`Session` is a thin facade over five parts with one job each (napari's
-``ViewerModel`` shape): :attr:`~Session.view` (a read-only view of the labels),
-:attr:`~Session.planning` (the training plan's keeper),
-:attr:`~Session.learner` (network, training rounds, prediction),
-:attr:`~Session.queries` (scoring, suggestions, rounds, quality examples) and
-:attr:`~Session.accounting` (effort). Every verb is plain Python with callbacks for
-progress and cancel.
+A :class:`Session` composes parts with one job each (napari's ``ViewerModel`` shape) and
+exposes them: :attr:`~Session.catalog` (what front ends read of the project),
+:attr:`~Session.view` (a read-only view of the labels), :attr:`~Session.planning` (the
+training plan's keeper), :attr:`~Session.learner` (network, training rounds, prediction),
+:attr:`~Session.queries` (scoring, suggestions, quality ratings) and
+:attr:`~Session.accounting` (effort). Its own verbs are those that take several parts or
+guard a rule: submits, undo and the tools, training rounds, strategy changes, writes to the
+project. Every verb is plain Python with callbacks for progress and cancel.
 
 Long work computes and returns; only the caller's thread changes session state. A widget
-runs :meth:`Session.compute_rescore` / :meth:`Session.compute_round` in a thread worker and
-hands the result to :meth:`Session.adopt_rescore` / :meth:`Session.adopt_round` on the main
-thread; scripts call :meth:`Session.rescore` / :meth:`Session.retrain`, which do both.
+runs :meth:`Queries.compute_rescore <.queries.Queries.compute_rescore>` /
+:meth:`Session.compute_round` in a thread worker and hands the result to
+:meth:`Queries.adopt_rescore <.queries.Queries.adopt_rescore>` / :meth:`Session.adopt_round`
+on the main thread; scripts call :meth:`Session.rescore` / :meth:`Session.retrain`, which do both.
 
 torch is imported only by the verbs that need a model; call :func:`import_model_backend`
 once on the main thread before starting a worker, because a first import inside a worker
@@ -30,10 +32,7 @@ import numpy as np
 from ..clicks import Click, check_clicks, segment_with_clicks
 from ..domain import CASE, MANUAL, QueryItem
 from ..errors import AlsegError
-from ..effort import EffortModel, SecondsModel
 from ..image_cache import ImageCache
-from ..plan import TrainingPlan
-from ..quality import QualityEstimate
 from ..store import Project
 from ..strategies import Suggestion
 from .accounting import EffortAccounting
@@ -42,13 +41,13 @@ from .cohort_time import CohortSeconds, cohort_seconds
 from .labels import LabelsView
 from .learner import Learner, RetrainReport, TrainedRound
 from .planning import PlanKeeper
-from .queries import Queries, RescoreResult
+from .queries import Queries
 from .settings import DEFAULT_STRATEGY, STRATEGY_SETTING, SessionSettings
 from .focus import Focus, focus_from_probabilities
 from .tools import ToolEdit, ToolResult, accept_outline, click_edit, fill_between, given_labels, tool_uses
 
 if TYPE_CHECKING:
-    from ..model import ModelSpec, SegmentationNet, TrainConfig, TrainProgress
+    from ..model import SegmentationNet, TrainConfig, TrainProgress
     from ..pool import PoolScores
 
 
@@ -60,8 +59,19 @@ def import_model_backend() -> None:
 class Session:
     """One annotator working on one project with one model and one strategy at a time.
 
-    Longer than ~300 lines on purpose: it is the facade, one short delegating method per
-    public verb (the widget, CLI and simulation call ~50), with the work in its parts.
+    Its parts are public, each with one job; callers use them directly for what one part
+    answers alone, and the session's own verbs for what takes several parts or a rule:
+
+    - :attr:`settings` (:class:`SessionSettings`): annotator, strategy, training config,
+      device, batch size, seed; the parts read it, so a change holds at once
+      (:meth:`use_strategy` also keeps the engine with the project);
+    - :attr:`catalog` (:class:`Catalog`): what front ends read of the project;
+    - :attr:`view` (:class:`LabelsView`): images, spacing, labels as training reads them;
+    - :attr:`planning` (:class:`PlanKeeper`): the training plan (``training_plan``, ``set_plan``);
+    - :attr:`learner` (:class:`Learner`): ``model_version``, the network, prediction, heat maps;
+    - :attr:`queries` (:class:`Queries`): scoring (``compute_rescore`` / ``adopt_rescore``),
+      suggestions, quality ratings;
+    - :attr:`accounting` (:class:`EffortAccounting`): effort spent, the seconds model, the curve.
     """
 
     def __init__(self, project: Project, *, annotator: str, strategy: str | None = None,
@@ -91,71 +101,21 @@ class Session:
     def __exit__(self, *exc_info: object) -> None:
         self.close()
 
-    # ------------------------------------------------------------------ settings
-
-    annotator = property(lambda self: self.settings.annotator,
-                         lambda self, value: setattr(self.settings, "annotator", value))
-    @property
-    def strategy(self) -> str:
-        """The query engine; ``strategy=None`` at construction takes the project's last one."""
-        return self.settings.strategy
-
-    @strategy.setter
-    def strategy(self, name: str) -> None:
-        """Use engine ``name`` and keep it as the project's, so the next opening starts with it."""
+    def use_strategy(self, name: str) -> None:
+        """Use engine ``name`` and keep it as the project's, so the next opening starts with it
+        (``strategy=None`` at construction takes the project's last one)."""
         self.settings.strategy = name
         if self._project.setting(STRATEGY_SETTING) != name:
             self._project.store_setting(STRATEGY_SETTING, name)
-    train_config = property(lambda self: self.settings.train_config,
-                            lambda self, value: setattr(self.settings, "train_config", value))
-    device = property(lambda self: self.settings.device,
-                      lambda self, value: setattr(self.settings, "device", value))
-    batch_size = property(lambda self: self.settings.batch_size,
-                          lambda self, value: setattr(self.settings, "batch_size", value))
-    seed = property(lambda self: self.settings.seed, lambda self, value: setattr(self.settings, "seed", value))
-
-    # ------------------------------------------------------------------ labels (read-only)
-
-    @property
-    def image_cache(self) -> ImageCache:
-        return self.view.images
-
-    def case_image(self, case: str) -> np.ndarray:
-        return self.view.case_image(case)
-
-    def in_plane_spacing(self, case: str) -> tuple[float, float]:
-        return self.view.in_plane_spacing(case)
 
     # ------------------------------------------------------------------ model
-
-    @property
-    def model_version(self) -> str | None:
-        return self.learner.model_version
-
-    def model_spec(self) -> ModelSpec:
-        return self.learner.model_spec()
-
-    def training_plan(self) -> TrainingPlan:
-        return self.planning.training_plan()
-
-    def replan(self, **overrides: Any) -> TrainingPlan:
-        return self.planning.replan(**overrides)
-
-    def set_plan(self, **overrides: Any) -> TrainingPlan:
-        return self.planning.set_plan(**overrides)
-
-    def round_config(self) -> TrainConfig:
-        return self.learner.round_config()
-
-    def current_net(self) -> SegmentationNet | None:
-        return self.learner.current_net()
 
     def export_model(self, path: str | Path) -> Path:
         """The current model as a self-describing file another project can start from
         (:mod:`napari_alseg.session.model_transfer`); ``path`` may be a folder."""
         from .model_transfer import export_model
 
-        return export_model(self._project, self.training_plan(), path)
+        return export_model(self._project, self.planning.training_plan(), path)
 
     def compute_round(self, *, progress: Callable[[TrainProgress], None] | None = None,
                       should_stop: Callable[[], bool] | None = None, rate_quality: bool = True) -> TrainedRound:
@@ -188,24 +148,13 @@ class Session:
         return self.adopt_round(self.compute_round(progress=progress, should_stop=should_stop,
                                                    rate_quality=rate_quality))
 
-    def predict_probabilities(self, case: str, slice_index: int | None = None, *,
-                              net: SegmentationNet | None = None, partial_labels: bool = True,
-                              clicks: Sequence[tuple[tuple[int, int, int], int]] = ()) -> np.ndarray:
-        """The model's softmax (:meth:`Learner.predict_probabilities`); ``clicks``: ``(voxel (k, j, i),
-        class)`` pairs a guided model reads."""
-        return self.learner.predict_probabilities(case, slice_index, net=net, partial_labels=partial_labels,
-                                                  clicks=clicks)
-
     def predict_labels(self, case: str, slice_index: int | None = None, *,
                        net: SegmentationNet | None = None, partial_labels: bool = True) -> np.ndarray:
         """The model's label map; the current model's own, given the labels, is predicted once per
         item and labels version and shared with the click tool's prior (:meth:`_unguided_prediction`)."""
-        if net is None and partial_labels and self.model_version is not None:
+        if net is None and partial_labels and self.learner.model_version is not None:
             return self._unguided_prediction(case, slice_index).argmax(axis=0).astype(self._project.label_dtype)
         return self.learner.predict_labels(case, slice_index, net=net, partial_labels=partial_labels)
-
-    def uncertainty_map(self, case: str, *, samples: int = 20) -> np.ndarray:
-        return self.learner.uncertainty_map(case, samples=samples)
 
     def focus(self, case: str, probabilities: np.ndarray | None = None) -> Focus | None:
         """Where the work is in a case (:mod:`.focus`): the slice and box where the model is least
@@ -213,9 +162,9 @@ class Session:
         select. ``probabilities`` ``(C, k, j, i)`` (predicted now when None; long: a worker's
         job). None without a model or when nothing is predicted."""
         if probabilities is None:
-            if self.model_version is None:
+            if self.learner.model_version is None:
                 return None
-            probabilities = self.predict_probabilities(case)
+            probabilities = self.learner.predict_probabilities(case)
         return focus_from_probabilities(probabilities)
 
     # ------------------------------------------------------------------ annotating
@@ -241,9 +190,9 @@ class Session:
                                                  slice_index=slice_index, given=given)
         event_id = self._project.submit(
             case, labels, kind=kind, slice_index=slice_index, class_id=class_id,
-            annotator=self.annotator, seconds_active=seconds_active, started_at=started_at,
+            annotator=self.settings.annotator, seconds_active=seconds_active, started_at=started_at,
             original=original, boundary_px=effort.px, boundary_mm=effort.mm,
-            model_version=self.model_version, tools=tool_uses(edits, labels, slice_index))
+            model_version=self.learner.model_version, tools=tool_uses(edits, labels, slice_index))
         item = QueryItem(case, slice_index, class_id)
         self.queries.handled(item)
         if original is not None:
@@ -267,7 +216,7 @@ class Session:
         ``(k, j, i)`` where background; nothing is saved (pass the edit to :meth:`submit`)."""
         self._check_volume(case, labels)
         if prediction is None:
-            if self.model_version is None:
+            if self.learner.model_version is None:
                 raise AlsegError("no model yet: train one before accepting its outline")
             prediction = self.predict_labels(case, slice_index)
         return accept_outline(labels, prediction, slice_index, class_id)
@@ -289,7 +238,7 @@ class Session:
         check_clicks(clicks, np.shape(labels), slice_index)  # before a prediction, which takes long
         record = self._project.case(case)
         prior = self._click_prior(case, int(class_id), slice_index, clicks) if use_model else None
-        segmentation = segment_with_clicks(self.case_image(case), labels, class_id, clicks,
+        segmentation = segment_with_clicks(self.view.case_image(case), labels, class_id, clicks,
                                            spacing=record.spacing, slice_index=slice_index, prior=prior)
         return click_edit(segmentation, class_id, slice_index, len(clicks))
 
@@ -302,12 +251,12 @@ class Session:
         negative one background); another's prediction does not change with them, so the last
         one is kept per (case, slice, model version, labels version) for the next click.
         """
-        if self.model_version is None:
+        if self.learner.model_version is None:
             return None
-        net = self.current_net()
+        net = self.learner.current_net()
         if net is not None and net.spec.guidance:
             said = [(tuple(click.position), class_id if click.positive else 0) for click in clicks]
-            probabilities = self.predict_probabilities(case, slice_index, clicks=said)[class_id]
+            probabilities = self.learner.predict_probabilities(case, slice_index, clicks=said)[class_id]
         else:
             probabilities = self._unguided_prediction(case, slice_index)[class_id]
         if slice_index is None:
@@ -317,13 +266,13 @@ class Session:
         return prior
 
     def _unguided_prediction(self, case: str, slice_index: int | None) -> np.ndarray:
-        """:meth:`predict_probabilities`, remembered for one (case, slice, model, labels version).
+        """:meth:`Learner.predict_probabilities`, remembered for one (case, slice, model, labels version).
         Read into a local first: a worker thread may replace the remembered one meanwhile."""
         snapshot = self._project.current_labels(case)
-        key = (case, slice_index, self.model_version, None if snapshot is None else snapshot.version)
+        key = (case, slice_index, self.learner.model_version, None if snapshot is None else snapshot.version)
         remembered = self._click_prediction
         if remembered is None or remembered[0] != key:
-            remembered = (key, self.predict_probabilities(case, slice_index))
+            remembered = (key, self.learner.predict_probabilities(case, slice_index))
             self._click_prediction = remembered
         return remembered[1]
 
@@ -332,7 +281,7 @@ class Session:
         written again as a new version (the history is kept), its events are marked undone and
         an ``undo`` event records it; the case's items are offered again. For its first submit
         the case becomes unlabelled. One-line AlsegError when nothing submitted stands."""
-        event_id = self._project.undo_submit(case, annotator=self.annotator)
+        event_id = self._project.undo_submit(case, annotator=self.settings.annotator)
         self.queries.returned(case)
         return event_id
 
@@ -346,25 +295,22 @@ class Session:
         """One click: the model's prediction becomes the case's labels (kind pseudo-accepted)."""
         prediction = self.predict_labels(case, slice_index) if prediction is None else prediction
         return self._project.accept_pseudo(case, prediction, slice_index=slice_index,
-                                          annotator=self.annotator, seconds_active=seconds_active,
-                                          model_version=self.model_version)
+                                          annotator=self.settings.annotator, seconds_active=seconds_active,
+                                          model_version=self.learner.model_version)
 
     def reject_pseudo(self, case: str, *, slice_index: int | None = None,
                       seconds_active: float = 0.0) -> int:
         """Record that the prediction was not good enough; the case stays for the annotator."""
-        return self._project.reject_pseudo(case, slice_index=slice_index, annotator=self.annotator,
-                                          seconds_active=seconds_active, model_version=self.model_version)
+        return self._project.reject_pseudo(case, slice_index=slice_index, annotator=self.settings.annotator,
+                                          seconds_active=seconds_active, model_version=self.learner.model_version)
 
     def save_draft(self, case: str, labels: np.ndarray) -> None:
         self._project.save_draft(case, labels)
 
-    def load_draft(self, case: str) -> np.ndarray | None:
-        return self._project.load_draft(case)
-
     def mark_class_range(self, case: str, class_id: int, first_slice: int, last_slice: int) -> int:
         """Weak annotation (docs/METHODS.md §7.1): class ``class_id`` appears only on slices first..last."""
         return self._project.add_weak_annotation(case, class_id, first_slice, last_slice,
-                                                annotator=self.annotator)
+                                                annotator=self.settings.annotator)
 
     def export(self, out_dir: str | Path) -> list[Path]:
         return self._project.export(out_dir)
@@ -376,29 +322,13 @@ class Session:
 
     # ------------------------------------------------------------------ suggesting
 
-    @property
-    def pool_granularity(self) -> str:
-        return self.queries.pool_granularity
-
-    def compute_rescore(self, *, progress: Callable[[int, int], None] | None = None,
-                        should_stop: Callable[[], bool] | None = None, for_display: bool = True) -> RescoreResult:
-        """Score the pool for the active model and strategy and return it; changes nothing
-        (a worker may run this). Hand the result to :meth:`adopt_rescore`."""
-        return self.queries.compute_rescore(progress=progress, should_stop=should_stop, for_display=for_display)
-
-    def adopt_rescore(self, result: RescoreResult) -> PoolScores:
-        """The computed pool becomes the current one (the caller's thread); items submitted or
-        skipped since it was computed stay out of the suggestions. Scores are stored per version."""
-        return self.queries.adopt_rescore(result)
-
     def rescore(self, *, progress: Callable[[int, int], None] | None = None,
                 should_stop: Callable[[], bool] | None = None, for_display: bool = True) -> PoolScores:
-        """:meth:`compute_rescore` then :meth:`adopt_rescore` (scripts, CLI, simulation).
-
-        ``for_display=False`` computes only what the strategy ranks by.
-        """
-        return self.adopt_rescore(self.compute_rescore(progress=progress, should_stop=should_stop,
-                                                       for_display=for_display))
+        """Score the pool for the active model and strategy and make it the current one (scripts,
+        CLI, simulation); a widget runs ``queries.compute_rescore`` in a worker and hands the
+        result to ``queries.adopt_rescore``. ``for_display=False`` computes only what the
+        strategy ranks by."""
+        return self.queries.rescore(progress=progress, should_stop=should_stop, for_display=for_display)
 
     def suggest(self, k: int | None = None, *, priced: bool = False) -> list[Suggestion]:
         """The next ``k`` items; ``priced`` adds each one's remaining effort (mm, estimated s)."""
@@ -408,51 +338,7 @@ class Session:
         """Leave an item out of this round's suggestions (it comes back after re-scoring)."""
         self.queries.handled(item)
 
-    def pseudo_label_candidates(self) -> list[Suggestion]:
-        return self.queries.pseudo_label_candidates()
-
-    def quality_rows(self) -> list[tuple[QueryItem, QualityEstimate]]:
-        """Every rated candidate with its rating, best predicted Dice first (the Review tab)."""
-        return self.queries.quality_rows()
-
-    def rate_items(self, items: Sequence[QueryItem]) -> list[QualityEstimate]:
-        """Predicted Dice, its 80 % interval and quality class of each item (any pool item: case,
-        slice, or ROI) under the active model; ratings the current pool holds are reused, others
-        are computed now (an MC-dropout pass each: long). Raises without a model."""
-        return self.queries.rate_items(items)
-
-    @property
-    def quality_status(self) -> str:
-        return self.queries.quality_status
-
-    @property
-    def quality_note(self) -> str:
-        return self.queries.quality_note
-
-    @property
-    def quality_basis(self) -> int:
-        """How many predictions of known Dice the current quality ratings rest on."""
-        return self.queries.quality_basis
-
-    @property
-    def n_quality_examples(self) -> int:
-        return self.queries.n_quality_examples
-
-    # ------------------------------------------------------------------ effort
-
-    def effort_model(self) -> EffortModel:
-        return self.accounting.effort_model()
-
-    def seconds_model(self) -> SecondsModel | None:
-        return self.accounting.seconds_model()
-
-    def effort_summary(self) -> dict[str, dict[str, float]]:
-        return self.accounting.effort_summary()
-
     def cohort_seconds(self) -> CohortSeconds:
         """Seconds spent on the cohort, left with the current model, and tracing it would take
         (:mod:`.cohort_time`); from the last scoring, so cheap on the UI thread."""
         return cohort_seconds(self.queries.current_pool(), self.accounting, self.view)
-
-    def learning_curve(self) -> list[tuple[str, float, float]]:
-        return self.accounting.learning_curve()

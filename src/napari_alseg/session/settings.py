@@ -1,4 +1,6 @@
-"""The plain values a session runs with, shared by its parts (the facade's setters write here)."""
+"""The plain values a session runs with, one object its parts share: a change made on
+``Session.settings`` holds for every part at once. The strategy is changed through
+``Session.use_strategy``, which also keeps it with the project for the next opening."""
 
 from __future__ import annotations
 

@@ -137,8 +137,8 @@ def _engine_run(run: CohortRun, engine: str, seed: int, pace: _Pace, *, trace: b
 
 def _suggested(session: Session, wanted: int) -> list[QueryItem]:
     """The engine's next ``wanted`` items (scored first when it ranks by scores and a model exists)."""
-    strategy = get_strategy(session.strategy)
-    if session.current_net() is not None and strategy.needs:
+    strategy = get_strategy(session.settings.strategy)
+    if session.learner.current_net() is not None and strategy.needs:
         session.rescore()
     return [suggestion.item for suggestion in session.suggest(wanted)]
 
@@ -187,8 +187,8 @@ class ItemPricer:
         dock offers for one-click acceptance: rated Acceptable by a predictor calibrated on at
         least :data:`~napari_alseg.quality.MIN_FIT_CASES` predictions of known Dice; else click);
         the project keeps the review outcome."""
-        ratings = self.session.rate_items(list(items)) if items else []
-        calibrated = self.session.n_quality_examples >= MIN_FIT_CASES
+        ratings = self.session.queries.rate_items(list(items)) if items else []
+        calibrated = self.session.queries.n_quality_examples >= MIN_FIT_CASES
         rows = []
         for item, rating in zip(items, ratings):
             prefill = self._prefill(item)
@@ -237,7 +237,7 @@ class ItemPricer:
                          accept_error=int(dice < self.costs.accept_dice))
 
     def _prefill(self, item: QueryItem) -> np.ndarray | None:
-        if self.session.current_net() is None:
+        if self.session.learner.current_net() is None:
             return None
         return self.session.predict_labels(item.case, item.slice_index)
 
@@ -246,7 +246,7 @@ class ItemPricer:
                             seconds_active=0.0, slice_index=item.slice_index, original=prefill)
 
     def _spacing(self, item: QueryItem) -> tuple[float, float]:
-        return self.session.in_plane_spacing(item.case)
+        return self.session.view.in_plane_spacing(item.case)
 
     def _dice(self, labels: np.ndarray, truth: np.ndarray) -> float:
         return item_dice(labels, truth, self.session.catalog.n_classes)

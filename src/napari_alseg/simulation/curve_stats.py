@@ -22,12 +22,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
+Values = Sequence[float] | np.ndarray  # one number per round (a curve) or per seed
 STEP, TRAPEZOID = "step", "trapezoid"
 T_INTERVAL, BOOTSTRAP = "t", "bootstrap"
 PAIRED_T, WILCOXON = "paired-t", "wilcoxon"
 
 
-def _curve(effort: Sequence[float], dice: Sequence[float]) -> tuple[np.ndarray, np.ndarray]:
+def _curve(effort: Values, dice: Values) -> tuple[np.ndarray, np.ndarray]:
     """The points as arrays ``(x, y)``: effort (ascending) and Dice, both ``(rounds,)``."""
     x, y = np.asarray(effort, float), np.asarray(dice, float)
     if x.ndim != 1 or x.shape != y.shape or not len(x):
@@ -41,7 +42,7 @@ def _curve(effort: Sequence[float], dice: Sequence[float]) -> tuple[np.ndarray, 
     return x, y
 
 
-def area_under_curve(effort: Sequence[float], dice: Sequence[float], max_effort: float, *,
+def area_under_curve(effort: Values, dice: Values, max_effort: float, *,
                      method: str = STEP, before_first: float = 0.0, normalise: bool = True) -> float:
     """Area under test Dice vs effort over ``[0, max_effort]``; by default divided by ``max_effort``.
 
@@ -77,7 +78,7 @@ def area_under_curve(effort: Sequence[float], dice: Sequence[float], max_effort:
     return area / max_effort if normalise else area
 
 
-def curve_at(effort: Sequence[float], dice: Sequence[float], at: Sequence[float] | float, *,
+def curve_at(effort: Values, dice: Values, at: Values | float, *,
              method: str = STEP, before_first: float = 0.0) -> np.ndarray:
     """The curve's Dice at efforts ``at`` (same conventions as :func:`area_under_curve`).
 
@@ -103,7 +104,7 @@ def _step_value(effort: np.ndarray, dice: np.ndarray, at: float) -> float:
     return float(dice[np.searchsorted(effort, at, side="right") - 1])
 
 
-def effort_to_reach(effort: Sequence[float], dice: Sequence[float], target: float) -> float:
+def effort_to_reach(effort: Values, dice: Values, target: float) -> float:
     """Effort at which the curve first reaches ``target`` Dice; NaN if it never does.
 
     Linear interpolation between the last point below the target and the first point at
@@ -121,7 +122,7 @@ def effort_to_reach(effort: Sequence[float], dice: Sequence[float], target: floa
     return float(e0 + (target - d0) / (d1 - d0) * (e1 - e0))
 
 
-def effort_to_fraction(effort: Sequence[float], dice: Sequence[float], reference_dice: float,
+def effort_to_fraction(effort: Values, dice: Values, reference_dice: float,
                        fraction: float = 0.9) -> float:
     """:func:`effort_to_reach` of ``fraction`` (0.9, 0.95) of a reference Dice (the full-data model's)."""
     if not 0.0 < fraction <= 1.0:
@@ -151,7 +152,7 @@ class Interval:
         return f"{self.mean:.3g} [{self.low:.3g}, {self.high:.3g}] (n={self.n}{missing})"
 
 
-def mean_interval(values: Sequence[float], *, confidence: float = 0.95, method: str = T_INTERVAL,
+def mean_interval(values: Values, *, confidence: float = 0.95, method: str = T_INTERVAL,
                   n_resamples: int = 10_000, seed: int = 0) -> Interval:
     """Mean of ``values`` (one per seed) and its ``confidence`` interval; NaNs are left out and counted.
 
@@ -205,7 +206,7 @@ class PairedComparison:
         return f"{'better' if self.better else 'worse'} (p = {self.p_value:.2g}, n = {self.n})"
 
 
-def paired_comparison(engine: Sequence[float], baseline: Sequence[float], *, test: str = PAIRED_T,
+def paired_comparison(engine: Values, baseline: Values, *, test: str = PAIRED_T,
                       alpha: float = 0.05, higher_is_better: bool = True) -> PairedComparison:
     """Two-sided paired test of ``engine`` vs ``baseline``, one value per seed, seeds aligned.
 

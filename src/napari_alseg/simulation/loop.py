@@ -176,8 +176,8 @@ def _label_round(session: Session, oracle: Oracle, wanted: int) -> bool:
     """
     if wanted <= 0:
         return True
-    strategy = get_strategy(session.strategy)
-    if session.current_net() is not None and strategy.needs:
+    strategy = get_strategy(session.settings.strategy)
+    if session.learner.current_net() is not None and strategy.needs:
         session.rescore(for_display=oracle.correction_mode)
     suggestions: list[Suggestion] = session.suggest(wanted)
     for suggestion in suggestions:
@@ -185,7 +185,7 @@ def _label_round(session: Session, oracle: Oracle, wanted: int) -> bool:
             session.accept_pseudo(suggestion.item.case, slice_index=suggestion.item.slice_index)
         else:
             oracle.answer(suggestion.item)
-    if NEED_QUALITY in strategy.needs and session.current_net() is not None:
+    if NEED_QUALITY in strategy.needs and session.learner.current_net() is not None:
         _accept_pseudo_labels(session)
     return bool(suggestions)
 
@@ -198,7 +198,7 @@ def _accept_pseudo_labels(session: Session) -> None:
     the expert's. A rating is only as good as the corrections it learnt from, so a
     wrong one costs test Dice, which the curve shows.
     """
-    for suggestion in session.pseudo_label_candidates():
+    for suggestion in session.queries.pseudo_label_candidates():
         item = suggestion.item
         if item.class_id is None and not is_labelled(session, item):
             session.accept_pseudo(item.case, slice_index=item.slice_index)
@@ -218,7 +218,7 @@ def retrain_seeded(session: Session, seed: int, *, rate_quality: bool = False) -
 
 def _submitted_this_round(session: Session) -> int:
     """Items already answered under the active model: a round cut short by a crash."""
-    version = session.model_version
+    version = session.learner.model_version
     return sum(1 for e in session.catalog.events() if e.label_version is not None and e.model_version == version)
 
 

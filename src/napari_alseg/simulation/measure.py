@@ -40,12 +40,12 @@ class PoolTotals:
         regions = []
         boundary_mm = 0.0
         n_items = 0
-        roi = session.pool_granularity == ROI
+        roi = session.queries.pool_granularity == ROI
         for record in catalog.cases:
             if (record.name, None) in held_out:
                 continue
             truth = catalog.ground_truth(record.name)
-            spacing = session.in_plane_spacing(record.name)
+            spacing = session.view.in_plane_spacing(record.name)
             slices = [n for n in range(record.n_slices) if (record.name, n) not in held_out]
             for n in slices:
                 boundary_mm += sum(boundary_length(truth[n] == c, spacing).mm
@@ -89,7 +89,7 @@ def round_row(session: Session, oracle: Oracle, totals: PoolTotals, strategy: st
     for name in catalog.class_names[1:]:
         row[dice_column(name)] = metrics.get(f"val_dice_{name}", math.nan)
     row.update(dice_pool=pool_dice(session, oracle, totals), wall_seconds=wall_seconds,
-               model_version=session.model_version)
+               model_version=session.learner.model_version)
     return {key: format_value(value) for key, value in row.items()}
 
 

@@ -46,7 +46,7 @@ class Oracle:
         if item.class_id is not None:
             labels = np.where(labels == item.class_id, item.class_id, 0).astype(labels.dtype)
         original = None
-        if self.correction_mode and self.session.current_net() is not None:
+        if self.correction_mode and self.session.learner.current_net() is not None:
             original = self.session.predict_labels(item.case, item.slice_index)
         tools = click_item(self.session, truth, item, original).edits if self.annotator == CLICK_ANNOTATOR else []
         return self.session.submit(item.case, labels, kind=CORRECTED if original is not None else MANUAL,
