@@ -13,6 +13,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from ..domain import Granularity
+
 if TYPE_CHECKING:
     from ..store import (CaseRecord, CheckpointRecord, ClassInfo, EventRecord, LabelledItem, LabelSnapshot,
                          Project, WeakAnnotation)
@@ -56,8 +58,8 @@ class Catalog:
         return self._project.dataset_name
 
     @property
-    def granularity(self) -> str:
-        """What one submit labels: a whole case or one slice (:mod:`napari_alseg.domain`)."""
+    def granularity(self) -> Granularity:
+        """What one submit labels: a whole case or one slice."""
         return self._project.granularity
 
     @property

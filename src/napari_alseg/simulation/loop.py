@@ -8,7 +8,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -138,8 +138,9 @@ def _open_session(run: SimulationRun, name: str, strategy: str, seed: int) -> Se
     """The run's project, created on first use (with the slice ranges of docs/METHODS.md §7.1) or
     reopened."""
     folder = run.out_dir / "projects" / name
-    options = {"annotator": ANNOTATOR, "strategy": strategy, "train_config": replace(run.train_config, seed=seed),
-               "device": run.train_config.device, "batch_size": run.batch_size, "seed": seed}
+    options: dict[str, Any] = {"annotator": ANNOTATOR, "strategy": strategy, "seed": seed,
+                               "train_config": replace(run.train_config, seed=seed),
+                               "device": run.train_config.device, "batch_size": run.batch_size}
     if holds_project(folder):
         session = Session.open(folder, **options)
     else:
