@@ -55,7 +55,7 @@ def largest_structure(truth: np.ndarray, region: np.ndarray, preferred: int | No
     classes, sizes = np.unique(truth[region & (truth > 0)], return_counts=True)
     if not classes.size:
         return None
-    return int(preferred) if preferred in classes else int(classes[np.argmax(sizes)])
+    return int(preferred) if preferred is not None and preferred in classes else int(classes[np.argmax(sizes)])
 
 
 def dice(mask: np.ndarray, truth: np.ndarray) -> float:
@@ -81,7 +81,8 @@ def next_click(mask: np.ndarray, truth: np.ndarray, spacing: Sequence[float]) ->
         return None
     _, region, positive = best
     position = np.unravel_index(int(np.argmax(_depth(region, spacing))), region.shape)
-    return Click(tuple(int(p) for p in position), positive)
+    k, j, i = (int(p) for p in position)
+    return Click((k, j, i), positive)
 
 
 def _depth(region: np.ndarray, spacing: Sequence[float]) -> np.ndarray:
@@ -102,7 +103,8 @@ def click_until_good(truth: np.ndarray, segment: Segmenter, spacing: Sequence[fl
     """Click a structure (``truth`` bool ``(k, j, i)``) from ``start`` (the prefill's mask of it,
     or nothing) until Dice ``target`` or ``max_clicks`` clicks."""
     mask = np.zeros_like(truth) if start is None else start.copy()
-    scores, clicks = [dice(mask, truth)], []
+    scores: list[float] = [dice(mask, truth)]
+    clicks: list[Click] = []
     while scores[-1] < target and len(clicks) < max_clicks:
         click = next_click(mask, truth, spacing)
         if click is None:

@@ -6,6 +6,7 @@ import json
 import shutil
 from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -16,7 +17,7 @@ from ..store.discover import discover_cases, read_dataset_info
 NIFTI_SUFFIXES = (".nii.gz", ".nii")
 
 
-def resolve_dataset(dataset: str | Path, data_dir: Path, *, options: Mapping[str, object] | None = None,
+def resolve_dataset(dataset: str | Path, data_dir: Path, *, options: Mapping[str, Any] | None = None,
                     downsample: int = 1, progress: Callable[[str], None] | None = None) -> Path:
     """The folder to simulate on.
 

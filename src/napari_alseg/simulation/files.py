@@ -9,7 +9,7 @@ import os
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import IO, TYPE_CHECKING
 
 from ..domain import SIMULATED_ANNOTATORS, TRACE_ANNOTATOR
 from ..errors import AlsegError
@@ -119,7 +119,7 @@ class ReferenceCsv:
         if path.exists() and path.stat().st_size:
             self._done = {(int(r["seed"]), int(r["budget_rounds"]), int(r["chunk"])) for r in read_reference(path)}
 
-    def append(self, row: dict[str, object]) -> None:
+    def append(self, row: dict[str, float | str]) -> None:
         key = (int(row["seed"]), int(row["budget_rounds"]), int(row["chunk"]))
         if key in self._done:
             return
@@ -160,7 +160,7 @@ def last_spread(curve: list[float], window: int) -> float:
     return max(tail) - min(tail)
 
 
-def sync(handle) -> None:
+def sync(handle: IO[str]) -> None:
     """Flush ``handle`` and fsync its file: a row written is a row kept."""
     handle.flush()
     os.fsync(handle.fileno())

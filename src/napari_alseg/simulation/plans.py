@@ -240,7 +240,7 @@ def merge_rounds(paths: list[Path], target: Path) -> None:
                 chunk_columns = chunk_columns or reader.fieldnames
                 chunks += list(reader)
     with target.open("w", newline="") as handle:
-        writer = csv.DictWriter(handle, columns)
+        writer = csv.DictWriter(handle, columns or [])
         writer.writeheader()
         writer.writerows(rows)
     if chunk_columns:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import csv
 import math
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -217,7 +217,7 @@ def write_report(out_dir: str | os.PathLike) -> tuple[Path, Path, Path]:
 
 
 def _markdown(table: list[dict[str, str]], curves: dict[str, Curve], full_dice: float,
-              defects: list[str] = (), rows: list[dict] = ()) -> str:
+              defects: Sequence[str] = (), rows: Sequence[dict] = ()) -> str:
     if not math.isfinite(full_dice):
         check = ["No full-data reference was run: only the absolute Dice targets apply."]
     elif defects:

@@ -19,7 +19,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .curve_stats import Interval, area_under_curve, effort_to_fraction, mean_interval, paired_comparison
+from .curve_stats import (Interval, PairedComparison, area_under_curve, effort_to_fraction, mean_interval,
+                          paired_comparison)
 from .files import FULL_DATA
 
 RANDOM_BASELINES = ("random", "random-roi", "random-foreground", "random-foreground-roi")
@@ -72,7 +73,9 @@ def seed_figures(runs: dict[str, dict[int, list[dict]]], references: dict[int, f
     figures = {}
     for strategy, by_seed in runs.items():
         seeds = tuple(sorted(by_seed))
-        area, last, effort_to = [], [], {fraction: [] for fraction in FRACTIONS}
+        area: list[float] = []
+        last: list[float] = []
+        effort_to: dict[float, list[float]] = {fraction: [] for fraction in FRACTIONS}
         for seed in seeds:
             effort = [r[EFFORT_COLUMN] for r in by_seed[seed]]
             dice = [r["dice_test"] for r in by_seed[seed]]
@@ -88,12 +91,15 @@ def seed_figures(runs: dict[str, dict[int, list[dict]]], references: dict[int, f
 
 
 def paired_on_common_seeds(engine: SeedFigures, baseline: SeedFigures, values: str,
-                           fraction: float | None = None):
+                           fraction: float | None = None) -> PairedComparison:
     """:func:`paired_comparison` of one figure over the seeds both strategies ran."""
     common = sorted(set(engine.seeds) & set(baseline.seeds))
 
+    if values == "effort" and fraction is None:
+        raise ValueError("an effort comparison needs the fraction of full-data Dice it is measured at")
+
     def pick(figures: SeedFigures) -> np.ndarray:
-        column = figures.effort_to[fraction] if values == "effort" else getattr(figures, values)
+        column = figures.effort_to[fraction] if values == "effort" and fraction is not None else getattr(figures, values)
         return np.array([column[figures.seeds.index(seed)] for seed in common])
 
     return paired_comparison(pick(engine), pick(baseline), higher_is_better=values != "effort")
