@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ..clicks import Click, check_clicks, segment_with_clicks
-from ..domain import CASE, MANUAL, QueryItem
+from ..domain import CASE, MANUAL, EventKind, QueryItem
 from ..errors import AlsegError
 from ..image_cache import ImageCache
 from ..store import Project
@@ -169,7 +169,7 @@ class Session:
 
     # ------------------------------------------------------------------ annotating
 
-    def submit(self, case: str, labels: np.ndarray, *, kind: str = MANUAL, seconds_active: float,
+    def submit(self, case: str, labels: np.ndarray, *, kind: EventKind = MANUAL, seconds_active: float,
                slice_index: int | None = None, class_id: int | None = None,
                original: np.ndarray | None = None, started_at: datetime | None = None,
                tools: list[ToolEdit] | tuple[ToolEdit, ...] = ()) -> int:
@@ -255,7 +255,7 @@ class Session:
             return None
         net = self.learner.current_net()
         if net is not None and net.spec.guidance:
-            said = [(tuple(click.position), class_id if click.positive else 0) for click in clicks]
+            said = [(click.position, class_id if click.positive else 0) for click in clicks]
             probabilities = self.learner.predict_probabilities(case, slice_index, clicks=said)[class_id]
         else:
             probabilities = self._unguided_prediction(case, slice_index)[class_id]

@@ -194,7 +194,7 @@ class ItemPricer:
             prefill = self._prefill(item)
             clicked = self._clicked(item, prefill, FINISH)
             rows += [self._corrected(item, prefill, FINISH), clicked]
-            if calibrated and rating.quality_class == ACCEPTABLE:
+            if calibrated and rating.quality_class == ACCEPTABLE and prefill is not None:
                 rows.append(self._accepted(item, prefill))
                 self.session.accept_pseudo(item.case, prefill, slice_index=item.slice_index)
             else:

@@ -11,7 +11,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import IO, TYPE_CHECKING
 
-from ..domain import SIMULATED_ANNOTATORS, TRACE_ANNOTATOR
+from ..domain import SIMULATED_ANNOTATORS, TRACE_ANNOTATOR, SimulatedAnnotator
 from ..errors import AlsegError
 from ..store.export import csv_cell
 
@@ -64,13 +64,14 @@ class SimulationRun:
     train_config: TrainConfig
     correction_mode: bool
     test_fraction: float
-    annotator: str = TRACE_ANNOTATOR
+    annotator: SimulatedAnnotator = TRACE_ANNOTATOR
 
 
-def check_annotator(annotator: str) -> None:
-    """One-line AlsegError for a simulated annotator that does not exist."""
+def check_annotator(annotator: str) -> SimulatedAnnotator:
+    """The simulated annotator named ``annotator``; one-line AlsegError for one that does not exist."""
     if annotator not in SIMULATED_ANNOTATORS:
         raise AlsegError(f"unknown simulated annotator {annotator!r}; valid: {', '.join(SIMULATED_ANNOTATORS)}")
+    return SimulatedAnnotator(annotator)
 
 
 class RoundsCsv:

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ..domain import CASE, NEED_QUALITY, TERM_PSEUDO_LABEL, TRACE_ANNOTATOR
+from ..domain import CASE, NEED_QUALITY, TERM_PSEUDO_LABEL, TRACE_ANNOTATOR, SimulatedAnnotator
 from ..errors import AlsegError
 from ..session import Session, create_project, holds_project
 from ..strategies import Suggestion, get_strategy
@@ -31,7 +31,8 @@ if TYPE_CHECKING:
 def simulate(dataset_dir: str | os.PathLike, out_dir: str | os.PathLike, *, strategies: Sequence[str],
              rounds: int, seeds: Sequence[int], batch_size: int, initial_items: int,
              train_config: TrainConfig, correction_mode: bool = False,
-             test_fraction: float = TEST_FRACTION, full_data: bool = True, annotator: str = TRACE_ANNOTATOR,
+             test_fraction: float = TEST_FRACTION, full_data: bool = True,
+             annotator: SimulatedAnnotator = TRACE_ANNOTATOR,
              progress: Progress | None = None) -> Path:
     """Run ``rounds`` rounds per (strategy, seed) and return the path of ``rounds.csv``.
 
@@ -49,7 +50,7 @@ def simulate(dataset_dir: str | os.PathLike, out_dir: str | os.PathLike, *, stra
     """
     for name in strategies:
         get_strategy(name)
-    check_annotator(annotator)
+    annotator = check_annotator(annotator)
     if rounds < 1 or batch_size < 1 or initial_items < 1:
         raise AlsegError("rounds, batch_size and initial_items must each be at least 1")
     run = SimulationRun(Path(dataset_dir).absolute(), Path(out_dir).absolute(), rounds, batch_size, initial_items,

@@ -10,6 +10,7 @@ import numpy as np
 
 from ..domain import CASE, PSEUDO_ACCEPTED, ROI, QueryItem
 from ..effort import boundary_length
+from ..errors import AlsegError
 from ..metrics import class_means, dice_per_class, mean_dice
 from ..session import Catalog, Session
 from .files import BASE_COLUMNS, SECONDS_PER_PX, TAIL_COLUMNS
@@ -45,6 +46,8 @@ class PoolTotals:
             if (record.name, None) in held_out:
                 continue
             truth = catalog.ground_truth(record.name)
+            if truth is None:
+                raise AlsegError(f"case {record.name!r} has no ground truth: the simulated oracle needs it")
             spacing = session.view.in_plane_spacing(record.name)
             slices = [n for n in range(record.n_slices) if (record.name, n) not in held_out]
             for n in slices:
@@ -95,7 +98,7 @@ def round_row(session: Session, oracle: Oracle, totals: PoolTotals, strategy: st
 
 def labelled_slices(catalog: Catalog) -> int:
     """Distinct slices holding any label (a labelled case counts all its slices)."""
-    slices = set()
+    slices: set[tuple[str, int]] = set()
     for record in catalog.cases:
         for item in catalog.labelled_items(record.name):
             indices = range(record.n_slices) if item.slice_index is None else [item.slice_index]

@@ -6,10 +6,11 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from ..domain import CLICK_ANNOTATOR, CORRECTED, MANUAL, TRACE_ANNOTATOR, QueryItem
+from ..clicks import Click
+from ..domain import CLICK_ANNOTATOR, CORRECTED, MANUAL, TRACE_ANNOTATOR, QueryItem, SimulatedAnnotator
 from ..errors import AlsegError
 from ..session import Session
-from ..session.tools import ToolEdit
+from ..session.tools import ToolEdit, ToolResult
 from .clicker import click_until_good, item_region
 from .files import check_annotator
 
@@ -17,11 +18,11 @@ from .files import check_annotator
 class Oracle:
     """Answers a query item with its ground truth, through :meth:`Session.submit`."""
 
-    def __init__(self, session: Session, correction_mode: bool, annotator: str = TRACE_ANNOTATOR) -> None:
-        check_annotator(annotator)
+    def __init__(self, session: Session, correction_mode: bool,
+                 annotator: SimulatedAnnotator = TRACE_ANNOTATOR) -> None:
         self.session = session
         self.correction_mode = correction_mode
-        self.annotator = annotator
+        self.annotator = check_annotator(annotator)
         self._truth: dict[str, np.ndarray] = {}
 
     def truth(self, case: str) -> np.ndarray:
@@ -75,11 +76,13 @@ def click_item(session: Session, truth: np.ndarray, item: QueryItem, prefill: np
     if prefill is not None:
         labels[on_item] = np.asarray(prefill).ravel()
     classes = [item.class_id] if item.class_id is not None else [int(c) for c in np.unique(truth[on_item]) if c]
-    edits, total = [], 0
+    edits: list[ToolEdit] = []
+    total = 0
     for class_id in sorted(classes, key=lambda c: int(((truth == c) & on_item).sum())):
-        results = {}  # by the number of clicks it took
+        results: dict[int, ToolResult] = {}  # by the number of clicks it took
 
-        def segment(clicks, class_id=class_id, base=labels, results=results):
+        def segment(clicks: list[Click], class_id: int = class_id, base: np.ndarray = labels,
+                    results: dict[int, ToolResult] = results) -> np.ndarray:
             results[len(clicks)] = session.click_segment(item.case, base, class_id, clicks,
                                                          slice_index=item.slice_index)
             return (results[len(clicks)].labels == class_id) & on_item

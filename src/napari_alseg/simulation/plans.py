@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 from ..domain import CLICK_ANNOTATOR, TRACE_ANNOTATOR
 from ..errors import AlsegError
 from .datasets import resolve_dataset
-from .files import FULL_DATA, REFERENCE_CSV, ROUNDS_CSV, SETTINGS_JSON, TEST_FRACTION, clock_text
+from .files import FULL_DATA, REFERENCE_CSV, ROUNDS_CSV, SETTINGS_JSON, TEST_FRACTION, check_annotator, clock_text
 from .loop import simulate
 from .report import write_report
 
@@ -193,7 +193,7 @@ def run_plan(plan: BenchmarkPlan, out_dir: str | Path, *, dataset: str | Path | 
         simulate(folder, out_dir / "groups" / group.name, strategies=group.strategies, rounds=plan.rounds,
                  seeds=plan.seeds, batch_size=group.batch_size, initial_items=group.initial_items or group.batch_size,
                  train_config=config, correction_mode=group.correction_mode, test_fraction=plan.test_fraction,
-                 annotator=group.annotator,
+                 annotator=check_annotator(group.annotator),
                  full_data=plan.full_data and index == 0, progress=progress)
     # every group run so far, so a rerun of fewer groups keeps the others in the report
     merge_rounds(sorted((out_dir / "groups").glob(f"*/{ROUNDS_CSV}")), out_dir / ROUNDS_CSV)
