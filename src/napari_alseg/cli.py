@@ -12,6 +12,7 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from . import __version__
 from .domain import (COHORT_BATCH, COHORT_ENGINES, COHORT_MINUTES, COHORT_ROUNDS, COHORT_SEEDS, IMPORTED,
@@ -19,6 +20,11 @@ from .domain import (COHORT_BATCH, COHORT_ENGINES, COHORT_MINUTES, COHORT_ROUNDS
                      SIMULATED_ANNOTATORS, TRACE_ANNOTATOR)
 from .errors import AlsegError, DamagedLabelsError, disk_cause
 from .plan import DEFAULT_LEARNING_RATE
+
+if TYPE_CHECKING:
+    from .model import TrainConfig, TrainProgress
+    from .simulation.plans import BenchmarkPlan
+    from .store import CheckpointRecord, EventRecord, Project
 
 DEMO_SAMPLES = ("tumour-cases", "brain-stack")
 
@@ -169,7 +175,7 @@ def run_create(args: argparse.Namespace) -> int:
     return 0
 
 
-def _print_found_labels(project) -> None:
+def _print_found_labels(project: Project) -> None:
     """What became of the labels found beside the cases (imported, or held back as ground truth)."""
     imported = sum(event.kind == IMPORTED for event in project.events())
     held_back = _held_back(project)
@@ -179,7 +185,7 @@ def _print_found_labels(project) -> None:
         print(f"labels: held back as ground truth for simulation in {held_back} cases")
 
 
-def _print_initial_model(project, label: str) -> None:
+def _print_initial_model(project: Project, label: str) -> None:
     from .session.model_transfer import initial_model_lines
 
     for line in initial_model_lines(project):
@@ -247,7 +253,7 @@ def run_status(args: argparse.Namespace) -> int:
     return 0
 
 
-def _has_labels(project, case: str, damaged: list[str], *, tolerate: bool) -> bool:
+def _has_labels(project: Project, case: str, damaged: list[str], *, tolerate: bool) -> bool:
     """Whether ``case`` has labels. A damaged label version is added to ``damaged`` (status goes
     on: it blocks only what needs that case); another problem raises unless ``tolerate``."""
     try:
@@ -261,18 +267,18 @@ def _has_labels(project, case: str, damaged: list[str], *, tolerate: bool) -> bo
         return True
 
 
-def _held_back(project) -> int:
+def _held_back(project: Project) -> int:
     """How many cases keep their source labels as ground truth (for `alseg simulate`'s oracle)."""
     return sum(case.ground_truth_path is not None for case in project.cases)
 
 
-def _annotated_cases(events) -> set[str]:
+def _annotated_cases(events: Sequence[EventRecord]) -> set[str]:
     """Cases with a standing label version made in the project (not only imported at creation)."""
     return {e.case for e in events
             if e.kind in LABELLING_KINDS and e.kind != IMPORTED and e.undone_in_version is None}
 
 
-def _checkpoints(project, *, tolerate: bool):
+def _checkpoints(project: Project, *, tolerate: bool) -> list[CheckpointRecord] | None:
     """The recorded checkpoints; None when a record is damaged and ``tolerate`` (--check lists it)."""
     try:
         return project.checkpoints()
@@ -282,9 +288,9 @@ def _checkpoints(project, *, tolerate: bool):
         return None
 
 
-def _checkpoint_problems(checkpoints) -> list[str]:
+def _checkpoint_problems(checkpoints: Sequence[CheckpointRecord]) -> list[str]:
     """Load every recorded checkpoint that exists (its checksum is verified on load)."""
-    problems = []
+    problems: list[str] = []
     present = [c for c in checkpoints if c.path.is_file()]
     if not present:
         return problems
@@ -306,14 +312,14 @@ def _add_budget_options(parser: argparse.ArgumentParser) -> None:
     budget.add_argument("--steps", type=int, metavar="N", help="a fixed number of optimiser steps (reproducible)")
 
 
-def _budget_config(args: argparse.Namespace, **options):
+def _budget_config(args: argparse.Namespace, **options: Any) -> TrainConfig:
     from .model import TrainConfig
 
     seconds = None if args.minutes is None else args.minutes * 60.0
     return TrainConfig(steps=args.steps, seconds=seconds, device=args.device, **options)
 
 
-def _print_plan(project) -> None:
+def _print_plan(project: Project) -> None:
     """The training plan kept with the project (made at the first retrain or `alseg plan`)."""
     from .plan import stored_plan
 
@@ -328,7 +334,7 @@ def _print_plan(project) -> None:
 def run_retrain(args: argparse.Namespace) -> int:
     from .session import Session
 
-    def show(report) -> None:
+    def show(report: TrainProgress) -> None:
         print(f"\r  step {report.step} of ~{report.total_steps}  loss {report.loss:.4f}  "
               f"{report.eta_seconds:.0f} s left   ", end="", flush=True)
 
@@ -416,10 +422,10 @@ def run_recover(args: argparse.Namespace) -> int:
             return 0
         if args.restore:
             done = project.restore_recovered()
-            for item in done:
-                how = "identical to the file" if item.same else "merged onto the case's newer labels"
-                print(f"restored {item.source.path.relative_to(project.folder).as_posix()} as case "
-                      f"{item.source.case} label version {item.version} (event {item.event_id}; {how})")
+            for restored in done:
+                how = "identical to the file" if restored.same else "merged onto the case's newer labels"
+                print(f"restored {restored.source.path.relative_to(project.folder).as_posix()} as case "
+                      f"{restored.source.case} label version {restored.version} (event {restored.event_id}; {how})")
             found = project.recovered()
             print(f"restored {len(done)} label version(s)"
                   + (f"; {len(found)} file(s) stay in recovered/ (listed below)" if found else ""))
@@ -449,7 +455,7 @@ def run_demo(args: argparse.Namespace) -> int:
     return 0
 
 
-def _add_benchmark_commands(commands) -> None:
+def _add_benchmark_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """``simulate`` (the simulation benchmark) and ``score`` (pool scoring, optionally on Dask)."""
     simulate = commands.add_parser(
         "simulate", help="benchmark query strategies against random with a simulated annotator",
@@ -569,7 +575,7 @@ def _run_cohort(args: argparse.Namespace) -> int:
     return 0
 
 
-def _simulation_plan(args: argparse.Namespace):
+def _simulation_plan(args: argparse.Namespace) -> BenchmarkPlan:
     """The plan of ``--plan`` with the options given on top, or one group from the options."""
     from .simulation.plans import BenchmarkPlan, Group, load_plan, with_overrides
 
@@ -599,7 +605,7 @@ def _simulation_plan(args: argparse.Namespace):
     return _budget_fixed(plan)
 
 
-def _budget_fixed(plan):
+def _budget_fixed(plan: BenchmarkPlan) -> BenchmarkPlan:
     from dataclasses import replace
 
     return replace(plan, steps=plan.steps or None, minutes=plan.minutes or None)
