@@ -7,7 +7,7 @@
 #      otherwise ./.venv (created if missing);
 #   3. torch, chosen so a machine without an NVIDIA GPU never pulls a CUDA build,
 #      and a torch that is already installed (e.g. a CUDA build) is kept;
-#   4. this package with the PyQt6 binding and the test tools (pytest, import-linter, ...).
+#   4. this package with the PyQt6 binding and the test tools (pytest, import-linter, mypy, ...).
 # Prints the environment's python path on its last line.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -81,7 +81,7 @@ install_package() {
     fi
     log "installing napari-alseg[pyqt6,testing] (editable)"
     "$python" -m pip install -q -e ".[pyqt6,testing]" 2>&1 | quiet_pip >&2
-    "$python" -c 'import napari_alseg, napari, monai, torch, importlinter' || { log "installation failed"; exit 1; }
+    "$python" -c 'import napari_alseg, napari, monai, torch, importlinter, mypy' || { log "installation failed"; exit 1; }
     echo "$want" > "$stamp"
 }
 
