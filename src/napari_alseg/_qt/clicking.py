@@ -154,7 +154,8 @@ class ClickTools:
         if class_id <= 0:
             controller.warning.emit("Select a class to click (background cannot be clicked).")
             return
-        click = Click(tuple(int(p) for p in position), bool(positive))
+        k, j, i = (int(p) for p in position)
+        click = Click((k, j, i), bool(positive))
         state = self._classes.get(class_id)
         try:
             check_clicks([*(state.clicks if state else []), click], editing.layer.data.shape,

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from qtpy.QtCore import QObject, QTimer, Signal
 
@@ -24,6 +25,9 @@ from .editing import ItemEditor
 from .tracing import TracingTools
 from .training import LearningJobs
 from .settings import CORRECT, LoopSettings, RoundSettings, projects_root, user_name
+
+if TYPE_CHECKING:
+    from ..session import Session
 
 DRAFT_INTERVAL_MS = 30_000
 QUEUE_LENGTH = 20
@@ -47,7 +51,7 @@ class Runtime:
     """What must be cleaned up when the dock closes: running jobs and the open session."""
 
     jobs: JobRunner
-    session: object = None
+    session: Session | None = None
 
     def shutdown(self, *_args) -> None:
         self.jobs.shutdown()
@@ -91,7 +95,8 @@ class AlsegController(QObject):
         super().__init__(parent)
         self.viewer = viewer
         self.runtime = Runtime(JobRunner(self._job_changed))
-        self.loop = LoopSettings(annotator=user_name())
+        # magicgui's guiclass marks its dataclass for pyright only: mypy sees neither the fields nor `events`
+        self.loop = LoopSettings(annotator=user_name())  # type: ignore[call-arg]
         self.round = RoundSettings()
         self.suggestions: list[Suggestion] = []  # the ranked queue shown; Next rotates it
         self.editor = ItemEditor(self)
@@ -101,10 +106,11 @@ class AlsegController(QObject):
         self.init_model: Path | None = None
         self.ask: Callable[[str], bool] = lambda question: False  # the dock asks the person
         self._showing_plan = False
-        self.loop.events.annotator.connect(self._annotator_changed)
-        self.loop.events.strategy.connect(self._strategy_changed)
-        self.loop.events.batch_size.connect(self._batch_changed)
-        self.round.events.budget_minutes.connect(self._budget_changed)
+        loop_events, round_events = self.loop.events, self.round.events  # type: ignore[attr-defined]
+        loop_events.annotator.connect(self._annotator_changed)
+        loop_events.strategy.connect(self._strategy_changed)
+        loop_events.batch_size.connect(self._batch_changed)
+        round_events.budget_minutes.connect(self._budget_changed)
         self.draft_timer = QTimer(self)
         self.draft_timer.setInterval(DRAFT_INTERVAL_MS)
         self.draft_timer.timeout.connect(self.editor.save_draft)

@@ -40,7 +40,7 @@ class ModelBox(QGroupBox):
         self.model_label = QLabel("no model yet")
         self.model_label.setWordWrap(True)
         inner.addWidget(self.model_label)
-        self.progress_bar = None  # napari's activity-dock bar for the job shown
+        self.progress_bar: napari_progress | None = None  # napari's activity-dock bar for the job shown
         self._progress_job: str | None = None
         controller.model_changed.connect(self._show_model)
         controller.job_progress.connect(self._show_progress)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import numpy as np
 from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
 from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
 from qtpy.QtWidgets import QLabel, QVBoxLayout, QWidget
 
 HEAT_MAP_UNITS = "MC-dropout variance, probability²"
@@ -57,7 +58,7 @@ class UncertaintyProfile(QWidget):
         self.figure.subplots_adjust(**PROFILE_MARGINS)
         layout.addWidget(self.canvas)
         self.scale = None
-        self._marker = None
+        self._marker: Line2D | None = None
         self.canvas.mpl_connect("button_press_event", self._clicked)
         controller.heat_map_changed.connect(self.show_scale)
         controller.project_closed.connect(lambda: self.show_scale(None))
