@@ -102,7 +102,7 @@ def test_the_heat_maps_legend_slice_and_profile_are_gos_rule_not_the_colours_pea
 
 
 def test_the_body_is_where_some_channel_rises_above_its_floor():
-    from napari_alseg.session.focus import background_outside, body_mask
+    from napari_alseg.body import background_outside, body_mask
 
     image = np.zeros((2, 5, 7, 7), np.float32)
     image[0, 1:4, 1:6, 1:6] = 5.0  # something in channel 0, with a voxel reading 0 inside it

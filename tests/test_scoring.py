@@ -298,3 +298,26 @@ def test_scoring_and_the_model_share_one_partial_label_posterior():
     np.testing.assert_allclose(scored.probs[:, 1, 1], [0, 0, 1])  # no mass on C_n: uniform over C_n = {2}
     np.testing.assert_allclose(scored.probs[:, 3, 0], [0, 1, 0])  # a labelled pixel keeps its label
     assert (scored.variance[:, 3] == 0).all()
+
+
+def test_scoring_takes_the_prediction_inside_the_body_as_the_dock_shows_it():
+    # issue 22 items 2 and 8: a young model's stray probability in the air counted as expected
+    # foreground, so a slice that is mostly air topped dice-per-effort's queue
+    from napari_alseg.scoring.predict import RegionPrediction, within_body
+    from napari_alseg.scoring.terms import roi_terms
+
+    image = np.zeros((1, 20, 20), np.float32)
+    image[0, 5:15, 5:15] = 1.0  # the head; the rest is air
+    probs = np.full((3, 20, 20), 1 / 3, np.float32)
+    variance = np.full((3, 20, 20), 0.01, np.float32)
+    members = np.stack([probs, probs])
+    shown = within_body(RegionPrediction(probs, probs.copy(), variance, members, None), image)
+    unlabelled = np.ones((20, 20), bool)
+    assert roi_terms(shown.probs, 1, unlabelled)["foreground"] == pytest.approx(100 / 3, rel=1e-5)  # inside only
+    assert roi_terms(probs, 1, unlabelled)["foreground"] == pytest.approx(400 / 3, rel=1e-5)  # (the air counted)
+    assert (shown.probs[0, 0, 0], shown.mc_probs[1, 0, 0], shown.variance[2, 0, 0]) == (1.0, 0.0, 0.0)
+    assert (shown.members[:, 0, 0, 0] == 1.0).all() and (shown.variance[:, 10, 10] == 0.01).all()
+    full = np.ones((1, 20, 20), np.float32)
+    full[0, 10, 10] = 0.5  # the floor inside the head: nothing empty reaches the edge
+    untouched = RegionPrediction(probs, None, None, None, None)
+    assert within_body(untouched, full) is untouched  # nothing empty: the prediction as it was

@@ -2,7 +2,8 @@
 
 Partially labelled regions get the partial-label posterior (docs/METHODS.md §7.2,
 :func:`with_partial_labels`): the same posterior the model uses
-(:func:`napari_alseg.model.losses.renormalise_prediction`).
+(:func:`napari_alseg.model.losses.renormalise_prediction`). Outside the body the prediction is
+certain background, as the dock shows it (:func:`within_body`).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from ..body import background_outside, body_mask
 from ..domain import NEED_FEATURES, NEED_MC, NEED_QUALITY, Need, QueryItem
 from ..quality import QualityPredictor
 
@@ -85,8 +87,28 @@ def predict_region(scoring: RoundInputs, region: QueryItem, with_mc: bool) -> Re
     features = None
     if NEED_FEATURES in scoring.needs:
         features = mc.features if mc is not None else _bottleneck_features(scoring, image)
-    return RegionPrediction(probs, None if mc is None else mc.mean_probs, None if mc is None else mc.variance,
-                       members, features)
+    return within_body(RegionPrediction(probs, None if mc is None else mc.mean_probs,
+                                        None if mc is None else mc.variance, members, features), image)
+
+
+def within_body(prediction: RegionPrediction, image: np.ndarray) -> RegionPrediction:
+    """The prediction the annotator is shown (:func:`~napari_alseg.body.background_outside`):
+    certain background, no variance, wherever every channel of ``image`` ``(K, *S)`` is empty.
+
+    Scored otherwise, a young model's stray probability in the air counted as expected
+    foreground (the brain stack's end slices, mostly air, topped dice-per-effort's queue) and
+    as entropy; what the pool is ranked by is now what Go, the prefill and the heat map show."""
+    body = body_mask(image)
+    if body.all():
+        return prediction
+    members = prediction.members
+    return replace(
+        prediction,
+        probs=background_outside(prediction.probs, body),
+        mc_probs=None if prediction.mc_probs is None else background_outside(prediction.mc_probs, body),
+        variance=None if prediction.variance is None else np.where(body, prediction.variance, 0.0).astype(np.float32),
+        members=None if members is None else np.stack([background_outside(member, body) for member in members]),
+    )
 
 
 def _bottleneck_features(scoring: RoundInputs, image: np.ndarray) -> np.ndarray:

@@ -24,7 +24,8 @@ from ..domain import CASE, QueryItem
 from ..errors import AlsegError
 from ..metrics import class_means, dice_per_class, mean_dice
 from ..store import Project
-from .focus import background_outside, body_mask, shown_doubt
+from ..body import background_outside, body_mask
+from .focus import shown_doubt
 from .labels import LabelsView
 from .planning import PlanKeeper
 from .round_progress import RoundProgress, round_progress
@@ -430,7 +431,7 @@ class Learner:
                               net: SegmentationNet | None = None, partial_labels: bool = True,
                               clicks: Sequence[ClassClick] = ()) -> np.ndarray:
         """Softmax ``(C, *region)`` of a case (3D) or one slice (2D nets: every slice when None);
-        background wherever every channel is empty (:func:`~.focus.body_mask`).
+        background wherever every channel is empty (:func:`~napari_alseg.body.body_mask`).
 
         With ``partial_labels`` the partial-label posterior (docs/METHODS.md §7.2) applies (the one
         scoring uses): given labels are kept, unlabelled voxels are renormalised over the classes still possible.

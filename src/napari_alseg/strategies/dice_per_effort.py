@@ -151,7 +151,8 @@ def _note_ties(scores: dict[QueryItem, float], expected: dict[QueryItem, float],
             counts[score] = counts.get(score, 0) + 1
     for item, score in scores.items():
         if counts.get(score, 0) > 1 and math.isfinite(expected[item]):
-            note = f"ties on score: first where the model expects most of the class ({expected[item]:.0f} px here)"
+            pixels = f"{expected[item]:.1f}" if expected[item] < 10 else f"{expected[item]:.0f}"
+            note = f"ties on score: first where the model expects most of the class ({pixels} px here)"
             messages[item] = "; ".join(part for part in (messages[item], note) if part)
 
 
