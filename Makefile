@@ -17,8 +17,8 @@ demo:
 		xvfb-run -a -s "-screen 0 1600x1000x24" "$$BIN/alseg" demo --screenshot out/demo.png; \
 	fi
 
-# The import contracts (import-linter), the type check of the core (mypy; both configured in
-# pyproject.toml), then the whole test suite, headless: pytest-xvfb starts a virtual X display for napari.
+# The import contracts (import-linter), the type check (mypy: the core strictly, the Qt layer loosely; both
+# configured in pyproject.toml), then the whole test suite, headless: pytest-xvfb starts a virtual X display.
 test:
 	@PY=$$(./scripts/setup.sh | tail -n 1) && BIN=$$(dirname "$$PY") && "$$BIN/lint-imports" --no-cache && \
 	"$$BIN/mypy" && env -u QT_QPA_PLATFORM "$$PY" -m pytest $(PYTEST_ARGS)
