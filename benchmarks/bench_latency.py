@@ -110,7 +110,7 @@ def main() -> None:
 
     times["Retrain stall"] = retrain_stalls(controller, args.train_steps)
     controller.open_sample_project("brain-stack")
-    controller.editor.go(controller.suggestions[0])
+    controller.editor.go()
     wait_until(lambda: controller.editor.editing is not None and not controller.running_jobs, timeout=300)
     times["Click (2D slice)"] = click_latencies(controller, args.repeats)
     print(f"{'latency':22} {'median ms':>10} {'worst ms':>9} {'target ms':>10} {'n':>3}")

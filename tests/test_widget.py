@@ -74,7 +74,7 @@ def test_whole_loop(widget, qtbot):
     qtbot.waitUntil(lambda: idle(widget), timeout=120_000)
 
     widget.annotate_tab.heat_check.setChecked(True)
-    case = widget.controller.editor.editing.suggestion.item.case
+    case = widget.controller.editor.editing.item.case
     qtbot.waitUntil(lambda: f"{case} · uncertainty" in viewer.layers, timeout=120_000)
     heat = viewer.layers[f"{case} · uncertainty"]
     assert heat.data.shape == session.catalog.case(case).shape

@@ -20,7 +20,7 @@ def test_marking_a_range_before_a_model_keeps_the_class_inside_it_in_the_queue(m
         controller.refresh_suggestions()
         assert all("no slice range marked" in s.message for s in controller.suggestions)
         first_core = next(s for s in controller.suggestions if s.item.class_id == 1)
-        controller.editor.go(first_core)
+        controller.editor.go(first_core.item)
         qtbot.waitUntil(lambda: controller.editor.editing is not None and not controller.running_jobs,
                         timeout=60_000)
         layer = controller.editor.editing.layer

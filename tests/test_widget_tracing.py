@@ -4,7 +4,6 @@ import numpy as np
 import pytest
 
 from napari_alseg.domain import INTERPOLATED, MANUAL, OUTLINE_ACCEPTED, UNDO
-from napari_alseg.strategies import Suggestion
 from test_widget import idle, no_jobs, tumour_source, widget  # noqa: F401 (fixtures)
 
 pytestmark = pytest.mark.gui
@@ -125,7 +124,7 @@ def test_undo_restores_the_previous_version_then_unlabels_and_an_undo_without_on
     widget.annotate_tab.submit_button.click()
     qtbot.waitUntil(lambda: idle(widget), timeout=60_000)  # on to the next suggestion
 
-    controller.editor.go(Suggestion(item, float("nan"), "test", {}, None))
+    controller.editor.go(item)
     qtbot.waitUntil(lambda: idle(widget) and controller.editor.editing.item == item, timeout=60_000)
     second = np.array(controller.editor.editing.layer.data)
     second[20][disc(second.shape[1:], 6)] = 2
@@ -251,9 +250,9 @@ def test_one_region_layer_serves_every_go_outlined_on_top_and_never_removed(widg
     monkeypatch.setattr(session.learner, "predict_probabilities", lambda name, slice_index=None, **_: probabilities)
     removed = []
     viewer.layers.events.removed.connect(lambda event: removed.append(event.value.metadata.get("alseg_role")))
-    widget.controller.editor.go(widget.controller.suggestions[0])
+    widget.controller.editor.go()
     qtbot.waitUntil(lambda: idle(widget), timeout=60_000)
-    widget.controller.editor.go(next(s for s in widget.controller.suggestions if s.item.case == second))
+    widget.controller.editor.go(next(s.item for s in widget.controller.suggestions if s.item.case == second))
     assert not viewer.layers[f"{first} · suggested region"].visible  # hidden until the new focus arrives
     qtbot.waitUntil(lambda: idle(widget) and f"{second} · suggested region" in viewer.layers, timeout=60_000)
     regions = [layer for layer in viewer.layers if layer.metadata.get("alseg_role") == "region"]
@@ -275,7 +274,7 @@ def test_the_next_case_reuses_the_labels_layer_with_nothing_of_the_last_case_to_
     controller, viewer = widget.controller, widget.viewer
     session = controller.session
     first, second = (s.item.case for s in controller.suggestions[:2])
-    controller.editor.go(controller.suggestions[0])
+    controller.editor.go()
     qtbot.waitUntil(lambda: idle(widget), timeout=60_000)
     layer, opened = controller.editor.editing.layer, controller.editor.editing
     assert opened.item.case == first
@@ -284,7 +283,7 @@ def test_the_next_case_reuses_the_labels_layer_with_nothing_of_the_last_case_to_
     controller.editor.save_draft()
     removed = []
     viewer.layers.events.removed.connect(lambda event: removed.append(event.value.metadata.get("alseg_role")))
-    controller.editor.go(next(s for s in controller.suggestions if s.item.case == second))
+    controller.editor.go(next(s.item for s in controller.suggestions if s.item.case == second))
     qtbot.waitUntil(lambda: idle(widget), timeout=60_000)
     editing = controller.editor.editing
     assert "labels" not in removed and layer.name == f"{second} · labels"  # (the viewer proxy wraps each access anew)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from qtpy.QtWidgets import QCheckBox, QGroupBox, QHBoxLayout, QLabel, QPushButton, QVBoxLayout, QWidget
 
-from ..domain import QUALITY_CLASS_NAMES, TERM_EFFORT_MM
+from ..domain import QUALITY_CLASS_NAMES, TERM_EFFORT_MM, QueryItem
 from .clicking import NEGATIVE_KEY, POSITIVE_KEY
 from .describe import describe, quality_text, short_item_text
 from .model_box import ModelBox
@@ -140,9 +140,8 @@ class AnnotateTab(QWidget):
 
     def _queue_row_clicked(self, row: int, _column: int) -> None:
         item = row_key(self.queue_table, row)
-        chosen = next((s for s in self.controller.suggestions if s.item == item), None)
-        if chosen is not None:
-            self.controller.editor.go(chosen)
+        if isinstance(item, QueryItem):
+            self.controller.editor.go(item)
 
     def _enable(self, enabled: bool) -> None:
         for widget in (self.go_button, self.skip_button, self.next_button, self.submit_button,

@@ -277,6 +277,10 @@ class AlsegController(QObject):
             self.suggestions = self.suggestions[1:] + self.suggestions[:1]
             self.suggestion_changed.emit()
 
+    def suggestion_for(self, item: QueryItem) -> Suggestion | None:
+        """The queue's suggestion of ``item`` (its box, score and message), None when not queued."""
+        return next((suggestion for suggestion in self.suggestions if suggestion.item == item), None)
+
     def skip(self) -> None:
         if self.session is None or not self.suggestions:
             return
@@ -311,13 +315,11 @@ class AlsegController(QObject):
         self._reviewed(case, f"Rejected {case}'s prediction: not offered for review again; it comes back "
                              "to the annotation queue with the next re-score (retrain or engine change)")
 
-    def edit_case(self, case: str) -> None:
-        """Open the case's prediction for correction on the Annotate tab."""
+    def edit_item(self, item: QueryItem) -> None:
+        """Open the item's prediction for correction on the Annotate tab."""
         self.loop.mode = CORRECT
-        suggestion = next((s for s in self.suggestions if s.item.case == case),
-                          Suggestion(QueryItem(case), float("nan"), "review", {}, None))
         self.annotate_requested.emit()
-        self.editor.go(suggestion)
+        self.editor.go(item)
 
     def _reviewed(self, case: str, message: str) -> None:
         self.info.emit(message)

@@ -79,7 +79,7 @@ def play_scripted_round(widget, train_steps: int, rounds: int = DEMO_ROUNDS) -> 
         version = session.learner.model_version
         controller.learning.retrain()
         wait_until(lambda: session.learner.model_version != version and not controller.running_jobs)
-    controller.editor.go(controller.suggestions[0])
+    controller.editor.go()
     wait_until(lambda: controller.editor.editing is not None and not controller.running_jobs)
 
 

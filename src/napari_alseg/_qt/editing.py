@@ -12,8 +12,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import AlsegError
-from ..domain import CORRECTED, MANUAL, QueryItem
-from ..strategies import Suggestion
+from ..domain import CORRECTED, MANUAL, BBox, QueryItem
 from ..timing import ActivityClock
 from ..session.focus import Focus, heat_map_scale
 from .case_layers import jump_to, remove_heat_maps, show_case, show_heat_map, show_region
@@ -25,7 +24,7 @@ from .settings import CORRECT
 class Editing:
     """What is being annotated, the layer it is painted on, and what the layer started from."""
 
-    suggestion: Suggestion
+    item: QueryItem
     layer: Any
     prefill: np.ndarray | None
     clock: ActivityClock
@@ -34,10 +33,6 @@ class Editing:
     tools: list = field(default_factory=list)  # ToolEdits (fill between, the model's outline) to submit
     opened_at_slice: int | None = None  # the slice shown on opening: moved since, the focus does not jump
     _loading: bool = False
-
-    @property
-    def item(self) -> QueryItem:
-        return self.suggestion.item
 
     def touch(self, _event=None) -> None:
         """A stroke (or any change of the layer's data): unsaved work, and the annotator is active."""
@@ -76,14 +71,14 @@ class Editing:
                     tools=list(self.tools))
 
 
-def open_item(viewer, session, suggestion: Suggestion) -> Editing:
-    """Show the case and jump to the item; main thread only.
+def open_item(viewer, session, item: QueryItem, box: BBox | None) -> Editing:
+    """Show the case and jump to the item (zoomed to ``box``, half-open voxel bounds, when
+    given); main thread only.
 
     The layer holds the case's draft (the annotator's unsaved strokes) if there is one, else
     its labels; the model's prefill comes later (:meth:`Editing.prefill_with`). The region
     to look at is outlined on the canvas.
     """
-    item = suggestion.item
     draft = session.catalog.load_draft(item.case)
     shown = draft
     if shown is None:
@@ -94,8 +89,8 @@ def open_item(viewer, session, suggestion: Suggestion) -> Editing:
     layer.selected_label = item.class_id or 1
     clock = ActivityClock()
     clock.start()
-    editing = Editing(suggestion, layer, None, clock, has_draft=draft is not None)
-    show_place(viewer, session, editing, item.slice_index, suggestion.bbox)
+    editing = Editing(item, layer, None, clock, has_draft=draft is not None)
+    show_place(viewer, session, editing, item.slice_index, box)
     layer.events.paint.connect(editing.touch)
     layer.events.data.connect(editing.touch)
     return editing
@@ -143,23 +138,27 @@ class ItemEditor:
     def viewer(self):
         return self.controller.viewer
 
-    def go(self, suggestion: Suggestion | None = None) -> None:
-        """Show the case and jump to the item at once; the model's part (the prefill in correct
-        mode, and for a case item the slice and box where the work is) follows from a worker,
-        so the annotator sees the images while the model predicts."""
+    def go(self, item: QueryItem | None = None, box: BBox | None = None) -> None:
+        """Show ``item`` (None: the first suggestion) and jump to it at once, zoomed to ``box``
+        (half-open voxel bounds; None: the box of the item's suggestion in the queue, if any);
+        the model's part (the prefill in correct mode, and for a case item the slice and box
+        where the work is) follows from a worker, so the annotator sees the images while the
+        model predicts."""
         controller = self.controller
-        if suggestion is None:
-            suggestion = controller.suggestions[0] if controller.suggestions else None
-        if self.session is None or suggestion is None:
+        if item is None and controller.suggestions:
+            item = controller.suggestions[0].item
+        if self.session is None or item is None:
             return
+        if box is None:
+            suggestion = controller.suggestion_for(item)
+            box = None if suggestion is None else suggestion.bbox
         self.save_draft()
         session = self.session
         correcting = controller.loop.mode == CORRECT and session.learner.model_version is not None
-        locating = suggestion.item.slice_index is None and session.learner.model_version is not None
-        item = suggestion.item
+        locating = item.slice_index is None and session.learner.model_version is not None
         dtype = session.catalog.label_dtype
         self._let_go()
-        self.editing = open_item(self.viewer, session, suggestion)
+        editing = self.editing = open_item(self.viewer, session, item, box)
         controller.item_opened.emit()
         controller.heat_map_changed.emit(None)  # the previous case's legend and profile go
         if self.heat_map_shown:
@@ -180,13 +179,13 @@ class ItemEditor:
 
         controller.status.emit(f"Annotating {item_text(item, names)}; the model is predicting where the work is…")
         controller.start_job("prediction", prepare,
-                             on_done=lambda prepared: self._model_arrived(suggestion, *prepared))
+                             on_done=lambda prepared: self._model_arrived(editing, *prepared))
 
-    def _model_arrived(self, suggestion: Suggestion, prediction: np.ndarray | None, focus: Focus | None) -> None:
+    def _model_arrived(self, editing: Editing, prediction: np.ndarray | None, focus: Focus | None) -> None:
         """Apply the prefill and the focus to the item still on screen, never over the annotator's
         strokes or a slice they moved to."""
-        editing, controller = self.editing, self.controller
-        if editing is None or editing.suggestion is not suggestion:
+        controller = self.controller
+        if editing is not self.editing:
             return  # another item opened (or this one submitted) meanwhile
         names = self.session.catalog.class_names
         note = ""
@@ -199,12 +198,12 @@ class ItemEditor:
         if focus is not None:
             if not editing.dirty and int(self.viewer.dims.current_step[0]) == editing.opened_at_slice:
                 show_place(self.viewer, self.session, editing, focus.slice_index, focus.bbox)
-                if focus.class_id is not None and not suggestion.item.class_id:
+                if focus.class_id is not None and not editing.item.class_id:
                     editing.layer.selected_label = focus.class_id
             chosen = editing.layer.selected_label
             chosen_name = names[chosen] if chosen < len(names) else ""
             where = f" — slice {focus.slice_index}, {focus.reason} ({chosen_name} selected)"
-        controller.status.emit(f"Annotating {item_text(suggestion.item, names)}{where}{note}. Submit with Shift+S.")
+        controller.status.emit(f"Annotating {item_text(editing.item, names)}{where}{note}. Submit with Shift+S.")
 
     def close(self) -> None:
         self._let_go()
@@ -234,8 +233,7 @@ class ItemEditor:
         controller.info.emit(f"Saved {item_text(editing.item, self.session.catalog.class_names)}")
         self._let_go()
         controller.refresh_suggestions()
-        if controller.suggestions:
-            self.go(controller.suggestions[0])
+        self.go()
 
     def save_draft(self) -> None:
         editing = self.editing

@@ -6,9 +6,7 @@ from qtpy.QtCore import Qt
 from qtpy.QtWidgets import QHBoxLayout, QLabel, QPushButton, QVBoxLayout, QWidget
 
 from ..domain import CASE, QueryItem
-from ..strategies import Suggestion
 from .describe import item_text, rich
-from .settings import CORRECT
 from .tables import fill_table, make_table, selected_key
 
 BANDS = "Poor (Dice < 0.6), Acceptable with adjustments (0.6–0.8), Acceptable (> 0.8)"
@@ -59,13 +57,8 @@ class ReviewTab(QWidget):
         verb(key)
 
     def _edit(self, key) -> None:
-        """A case opens through the controller; a slice opens on that slice."""
-        if not isinstance(key, QueryItem):
-            self.controller.edit_case(key)
-            return
-        self.controller.loop.mode = CORRECT
-        self.controller.annotate_requested.emit()
-        self.controller.editor.go(Suggestion(key, float("nan"), "review", {}, None))
+        """A case (the table's key: its name) or a slice opens for correction."""
+        self.controller.edit_item(key if isinstance(key, QueryItem) else QueryItem(key))
 
     def _show_review(self) -> None:
         session = self.controller.session

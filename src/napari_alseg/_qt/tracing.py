@@ -12,7 +12,6 @@ import numpy as np
 
 from ..domain import QueryItem
 from ..errors import AlsegError
-from ..strategies import Suggestion
 from .case_layers import write_undoably
 from .describe import class_name
 
@@ -145,5 +144,5 @@ class TracingTools:
             editing.tools.clear()
             editing.dirty = False
         else:
-            controller.editor.go(Suggestion(item, float("nan"), "undo", {}, None))
+            controller.editor.go(item)
 
