@@ -22,7 +22,6 @@ from __future__ import annotations
 import errno
 import logging
 import os
-import sys
 import time
 from pathlib import Path
 
@@ -171,12 +170,13 @@ def _try_lock(fd: int) -> bool:
                 return False
             raise  # no locking here (e.g. some network file systems): not "already open"
         return True
-    if backend == "msvcrt" and sys.platform == "win32":  # always both; the check tells the type checker
+    if backend == "msvcrt":
         import msvcrt
 
         os.lseek(fd, _WINDOWS_LOCK_OFFSET, os.SEEK_SET)
         try:
-            msvcrt.locking(fd, msvcrt.LK_NBLCK, 1)
+            # the stubs give msvcrt its functions on Windows only; the backend is chosen by what imports
+            msvcrt.locking(fd, msvcrt.LK_NBLCK, 1)  # type: ignore[attr-defined]
         except OSError:
             return False
         return True
@@ -191,11 +191,11 @@ def _unlock_and_close(fd: int) -> None:
             import fcntl
 
             fcntl.flock(fd, fcntl.LOCK_UN)
-        elif backend == "msvcrt" and sys.platform == "win32":
+        elif backend == "msvcrt":
             import msvcrt
 
             os.lseek(fd, _WINDOWS_LOCK_OFFSET, os.SEEK_SET)
-            msvcrt.locking(fd, msvcrt.LK_UNLCK, 1)
+            msvcrt.locking(fd, msvcrt.LK_UNLCK, 1)  # type: ignore[attr-defined]  # as in _try_lock
     except OSError:
         pass
     finally:
