@@ -40,7 +40,8 @@ import numpy as np
 
 from napari_alseg.clicks import segment_with_clicks
 from napari_alseg.domain import CASE
-from napari_alseg.effort import CLICK_SECONDS_PRIOR, boundary_length, changed_boundary_length
+from napari_alseg.effort.boundary import boundary_length, changed_boundary_length
+from napari_alseg.effort.seconds import CLICK_SECONDS_PRIOR
 from napari_alseg.samples import generate_sample
 from napari_alseg.simulation.clicker import MAX_CLICKS, click_until_good, item_region
 from napari_alseg.store import Project

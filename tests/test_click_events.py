@@ -9,7 +9,7 @@ import pytest
 import synthetic_cases
 from napari_alseg.clicks import Click
 from napari_alseg.domain import CLICKED, EVENT_KINDS, INTERPOLATED, MANUAL, TOOL_KINDS
-from napari_alseg.effort import CLICK_SECONDS_PRIOR, SecondsModel
+from napari_alseg.effort.seconds import CLICK_SECONDS_PRIOR, SecondsModel
 from napari_alseg.errors import AlsegError
 from napari_alseg.session import Session
 from napari_alseg.session import facade

@@ -6,19 +6,16 @@ import math
 import numpy as np
 import pytest
 
-from napari_alseg.effort import (
+from napari_alseg.effort.boundary import BoundaryLength, boundary_length, changed_boundary_length, shared_boundary_length
+from napari_alseg.effort.matrix import (
     ESTIMATOR_PAPER,
     ESTIMATOR_PRIOR,
     MIN_REMAINING_FRACTION,
     PREDICTION_HALF_WEIGHT,
     PRIOR_PSEUDO_COUNT,
-    BoundaryLength,
     EffortModel,
-    SecondsModel,
-    boundary_length,
-    changed_boundary_length,
-    shared_boundary_length,
 )
+from napari_alseg.effort.seconds import SecondsModel
 from napari_alseg.errors import AlsegError
 
 CORNER_CUT = 4 - 2 * math.sqrt(2)  # what the contour loses at a square's four corners, px
@@ -298,7 +295,7 @@ def test_the_cell_table_measures_what_the_assembled_contours_measure():
 
 
 def test_a_volume_is_measured_as_the_sum_of_its_slices():
-    from napari_alseg.effort import slice_trace_length, traced_boundary
+    from napari_alseg.effort.boundary import slice_trace_length, traced_boundary
 
     rng = np.random.default_rng(3)
     labels = rng.integers(0, 4, size=(5, 12, 10))
@@ -314,7 +311,7 @@ def test_a_volume_is_measured_as_the_sum_of_its_slices():
 def test_a_small_structure_in_a_large_volume_measures_as_on_the_whole_planes():
     """traced_boundary cuts the volume to the labels' box; lengths at the border and of a
     correction (where the original lies elsewhere) are those of the whole planes."""
-    from napari_alseg.effort import traced_boundary
+    from napari_alseg.effort.boundary import traced_boundary
 
     labels = np.zeros((9, 40, 30), np.uint8)
     labels[2:5, 0:6, 3:9] = 1  # touches the image border
@@ -330,7 +327,7 @@ def test_a_small_structure_in_a_large_volume_measures_as_on_the_whole_planes():
 
 
 def test_two_timings_with_the_longer_outline_faster_never_give_a_falling_time_model():
-    from napari_alseg.effort import SecondsModel
+    from napari_alseg.effort.seconds import SecondsModel
 
     model = SecondsModel.fit([1, 1], [200.0, 2000.0], [600.0, 120.0])  # issue 22: (730, -0.061) before
     intercept, slope = model.pooled

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import synthetic_cases
 
-from napari_alseg.effort import EffortModel
+from napari_alseg.effort.matrix import EffortModel
 from napari_alseg.scoring import PoolScores, ScoreRequest, score_pool
 from napari_alseg.session import Session
 from napari_alseg.store import Project

@@ -7,7 +7,7 @@ the outline it must **redraw**, the part of the true outline that lies farther t
 an annotator leaves it), plus one click per stray component to erase; clicking pays per
 click and for the outline still to redraw after them; reviewing a prefill pays per slice
 that shows a predicted structure. The older measure, the *changed* boundary (every
-segment that moved, :func:`~napari_alseg.effort.traced_boundary` with ``original``), is
+segment that moved, :func:`~napari_alseg.effort.boundary.traced_boundary` with ``original``), is
 reported beside the redrawn one so the two can be compared. Without the ground truth,
 :func:`expected_seconds` prices correcting a prediction from the prediction alone (the
 seconds-priced engines and the dock's estimate of the time left).
@@ -25,7 +25,8 @@ from typing import Any
 import numpy as np
 from scipy import ndimage
 
-from .effort import CLICK_SECONDS_PRIOR, boundary_length, traced_boundary
+from .effort.boundary import boundary_length, traced_boundary
+from .effort.seconds import CLICK_SECONDS_PRIOR
 from .errors import AlsegError
 
 Spacing = tuple[float, float]
@@ -39,7 +40,7 @@ class SecondsCosts:
     a 60 mm outline in 30 s, a tumour case of ~7 000 mm of outline in about an hour, the
     order commonly reported for delineating one brain-tumour case by hand). ``redraw_seconds_per_mm``: the same
     for an outline redrawn in a correction. ``click_seconds``: one click of the click tool
-    or one fill-erase, :data:`~napari_alseg.effort.CLICK_SECONDS_PRIOR` (the product's
+    or one fill-erase, :data:`~napari_alseg.effort.seconds.CLICK_SECONDS_PRIOR` (the product's
     prior until the annotator's own timed clicks replace it). ``review_seconds_per_slice``:
     looking over a prefill, per slice showing a predicted structure (1 s: scrolling at a
     reading pace). ``tolerance_mm``: a true outline within this distance of the prefill's

@@ -14,7 +14,7 @@ from ..domain import (
     TERM_QUALITY_DICE, TERM_QUALITY_DICE_HIGH, TERM_QUALITY_DICE_LOW, TERM_QUALITY_PROB, NEED_EFFORT, NEED_SECONDS,
     TERM_EXPECTED_S, QueryItem,
 )
-from ..effort import roi_trace_length
+from ..effort.boundary import roi_trace_length
 from ..pricing import expected_seconds
 from ..quality import QualityPredictor
 from ..uncertainty import bootstrap_score, class_entropy, margin_score, mean_entropy, top_fraction_mean

@@ -9,8 +9,10 @@ from __future__ import annotations
 import numpy as np
 
 from ..domain import CASE, CLICKED, TRACED_KINDS
-from ..effort import (BoundaryLength, EffortModel, SecondsModel, boundary_length, changed_boundary_length,
-                      roi_trace_length, shared_boundary_length, traced_boundary)
+from ..effort.boundary import (BoundaryLength, boundary_length, changed_boundary_length, roi_trace_length,
+                               shared_boundary_length, traced_boundary)
+from ..effort.matrix import EffortModel
+from ..effort.seconds import SecondsModel
 from ..store import EventRecord, Project
 from .labels import LabelsView
 
@@ -120,7 +122,7 @@ class EffortAccounting:
         when nothing was traced), so the :data:`ALL_CLASSES` row is the sum of the class rows.
         Remaining = Σ over unlabelled (slice, class) of ``R_nc`` (docs/METHODS.md §7.4) (shared
         boundaries with labelled neighbours are free), from the running matrix B with its
-        prior for classes not yet delineated (:data:`~napari_alseg.effort.ESTIMATOR_PRIOR`);
+        prior for classes not yet delineated (:data:`~napari_alseg.effort.matrix.ESTIMATOR_PRIOR`);
         NaN (unknown, shown blank) while no outline has been delineated at all. Its seconds
         come from the annotator's own timing (:meth:`seconds_model`; NaN until it is fitted).
         An undone submit still counts as spent: the time went into it.
