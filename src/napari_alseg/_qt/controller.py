@@ -19,7 +19,7 @@ from ..errors import AlsegError, BadCasesError
 from ..domain import LABELS_AS_ANNOTATIONS, LABELS_AS_GROUND_TRUTH, QueryItem
 from ..strategies import Suggestion
 from .background import JobProgress, JobRunner
-from .case_layers import apply_classes, owned_layers
+from .case_layers import owned_layers
 from .clicking import ClickTools
 from .editing import ItemEditor
 from .tracing import TracingTools
@@ -67,7 +67,11 @@ class AlsegController(QObject):
     class ranges, heat map), :attr:`learning` (:class:`LearningJobs`: retrain, rescore),
     :attr:`tracing` (:class:`TracingTools`: fill between slices, the model's outline, undo),
     :attr:`clicking` (:class:`ClickTools`: click mode, segment with clicks);
-    settings :attr:`loop` and :attr:`round` are evented dataclasses the tabs show.
+    settings :attr:`loop` and :attr:`round` are evented dataclasses the tabs show. A part
+    reads another's state (the item in hand: ``editor.editing``) and calls another's verb when
+    the user asked for it (Undo opens the case), but never writes into another part: what it
+    did is a signal here the others connect to (item_opened, item_closing, item_submitted,
+    round_starting, scores_changed, classes_changed).
     """
 
     project_opened = Signal()
@@ -77,6 +81,7 @@ class AlsegController(QObject):
     suggestion_changed = Signal()  # the same ranking, another item first (Next)
     item_opened = Signal()
     item_closing = Signal()  # the item in hand is let go: its Labels layer may serve the next one
+    item_submitted = Signal(object)  # the QueryItem just saved (what Undo submit takes back)
     annotate_requested = Signal()  # e.g. Review's Edit: the Annotate tab should come up
     heat_map_toggled = Signal(bool)
     heat_map_changed = Signal(object)  # the shown case's HeatMapScale, or None when hidden
@@ -85,7 +90,8 @@ class AlsegController(QObject):
     job_progress = Signal(object)  # JobProgress
     job_finished = Signal(str)
     model_changed = Signal()
-    scores_changed = Signal(object)  # the adopted pool
+    round_starting = Signal()  # Retrain pressed: the item in hand saves its draft before the long round
+    scores_changed = Signal(object)  # the adopted pool, after the suggestions it ranks
     status = Signal(str)
     info = Signal(str)
     warning = Signal(str)
@@ -238,8 +244,6 @@ class AlsegController(QObject):
             self.session.update_class(class_id, name=name, color=color)
         except AlsegError as error:
             self.error.emit(str(error))
-        if self.editor.editing is not None:
-            apply_classes(self.editor.editing.layer, self.session.catalog.classes)
         self.classes_changed.emit()
 
     def _annotator_changed(self, name: str) -> None:

@@ -15,7 +15,7 @@ from ..errors import AlsegError
 from ..domain import CORRECTED, MANUAL, BBox, QueryItem
 from ..timing import ActivityClock
 from ..session.focus import Focus, heat_map_scale
-from .case_layers import jump_to, remove_heat_maps, show_case, show_heat_map, show_region
+from .case_layers import apply_classes, jump_to, remove_heat_maps, show_case, show_heat_map, show_region
 from .describe import item_text
 from .settings import CORRECT
 
@@ -129,6 +129,9 @@ class ItemEditor:
         # (model version, case) -> the case's Focus (or None): Go's, reused by the heat map's
         # legend and profile so both name the slice Go went to (one rule, one prediction)
         self.focuses: dict[tuple[str | None, str], Focus | None] = {}
+        controller.classes_changed.connect(self._show_classes)
+        controller.round_starting.connect(self.save_draft)
+        controller.scores_changed.connect(lambda _pool: self.refresh_heat_map())
 
     @property
     def session(self):
@@ -229,7 +232,7 @@ class ItemEditor:
             return
         editing.dirty = False
         self.focuses = {key: focus for key, focus in self.focuses.items() if key[1] != editing.item.case}
-        controller.tracing.last_submitted = editing.item
+        controller.item_submitted.emit(editing.item)
         controller.info.emit(f"Saved {item_text(editing.item, self.session.catalog.class_names)}")
         self._let_go()
         controller.refresh_suggestions()
@@ -245,6 +248,11 @@ class ItemEditor:
             self.controller.error.emit(str(error))
             return
         editing.dirty = False
+
+    def _show_classes(self) -> None:
+        """A class renamed or recoloured: the layer being edited shows it."""
+        if self.session is not None and self.editing is not None:
+            apply_classes(self.editing.layer, self.session.catalog.classes)
 
     def mark_range(self, end: str) -> None:
         """Weak annotation (docs/METHODS.md §7.1): the selected class starts (``"first"``) / ends

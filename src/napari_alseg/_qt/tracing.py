@@ -22,10 +22,14 @@ class TracingTools:
     def __init__(self, controller) -> None:
         self.controller = controller
         self.last_submitted: QueryItem | None = None  # what Undo takes back
+        controller.item_submitted.connect(self._submitted)
 
     @property
     def session(self):
         return self.controller.session
+
+    def _submitted(self, item: QueryItem) -> None:
+        self.last_submitted = item
 
     def _editing(self):
         editing = self.controller.editor.editing

@@ -30,7 +30,7 @@ class LearningJobs:
         controller = self.controller
         if self.session is None:
             return
-        controller.editor.save_draft()
+        controller.round_starting.emit()
         session = self.session
         config = session.learner.round_config()
         self.round_started, self.trained_after = time.monotonic(), None
@@ -96,13 +96,12 @@ class LearningJobs:
         except AlsegError as error:
             controller.error.emit(str(error))
             return
-        controller.scores_changed.emit(pool)
         controller.refresh_suggestions()
         if controller.suggestions and controller.suggestions[0].message:
             controller.info.emit(controller.suggestions[0].message)
         controller.status.emit(f"Pool scored with model {pool.model_version}: {len(pool.candidates)} items."
                                + self._round_took())
-        controller.editor.refresh_heat_map()
+        controller.scores_changed.emit(pool)
 
     def _round_took(self) -> str:
         """How long the round took from Retrain to these suggestions, and where the time went
