@@ -17,7 +17,7 @@ from napari_alseg.samples import (
     load_class_names,
     sample_dir,
 )
-from napari_alseg.samples import brain_stack, deform, tumour_cases
+from napari_alseg.samples import brain_stack, deform, tumour_anatomy, tumour_cases
 from napari_alseg.samples.templates import load_colin_templates, load_mni_tissue_maps
 
 TINY = {"n_cases": 2, "size": 32}
@@ -78,7 +78,7 @@ def test_same_seed_gives_identical_arrays_and_other_seed_differs(tiny_tumour_set
         np.testing.assert_array_equal(first[name], second[name])
 
     maps = load_mni_tissue_maps()
-    grid = tumour_cases.case_grid(maps, TINY["size"])
+    grid = tumour_anatomy.case_grid(maps, TINY["size"])
     alone = tumour_cases.generate_case(maps, grid, 7, 1)
     np.testing.assert_array_equal(alone.labels.transpose(2, 1, 0), first["seg"])
     other = tumour_cases.generate_case(maps, grid, 8, 1)
@@ -246,8 +246,8 @@ def test_graded_cases_hold_every_class_and_the_lesion_count_matches_the_labels(g
 def test_graded_case_depends_only_on_seed_and_index(graded_set):
     maps = load_mni_tissue_maps()
     colin = tumour_cases.colin_tissue_maps(load_colin_templates())
-    grid = tumour_cases.case_grid([maps, colin], GRADED["size"])
-    brains = [tumour_cases.base_brain(name, m, grid) for name, m in (("mni152", maps), ("colin27", colin))]
+    grid = tumour_anatomy.case_grid([maps, colin], GRADED["size"])
+    brains = [tumour_anatomy.base_brain(name, m, grid) for name, m in (("mni152", maps), ("colin27", colin))]
     alone = tumour_cases.generate_graded_case(brains, grid, 7, 3)
     np.testing.assert_array_equal(alone.labels.transpose(2, 1, 0), _case_arrays(graded_set, "case_003")["seg"])
 
