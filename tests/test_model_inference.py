@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from napari_alseg.errors import AlsegError
-from napari_alseg.model import inference, networks
+from napari_alseg.model import head_moments, inference, networks
 from napari_alseg.model.inference import (
     _dropped_features,
     _keep_mask,
@@ -115,13 +115,13 @@ def test_head_only_sampler_matches_full_passes_for_each_norm_padding_and_zoom(sp
 @pytest.mark.parametrize(("spatial_dims", "shape"), [(2, (36, 30)), (3, (18, 20, 17))])
 @pytest.mark.parametrize("norm", ["instance", "batch"])
 def test_softmax_moments_equal_the_block_run_sample_by_sample(spatial_dims, shape, norm, monkeypatch):
-    monkeypatch.setattr(networks, "SOFTMAX_MOMENTS_TILE", 999)  # many tiles, a short last one
+    monkeypatch.setattr(head_moments, "SOFTMAX_MOMENTS_TILE", 999)  # many tiles, a short last one
     net = tiny_net(spatial_dims, n_classes=4, norm=norm)
     block = net.last_block
     with mc_dropout_mode(net), torch.no_grad():
         decoder_features, skip, _ = net.backbone(torch.from_numpy(square_image(shape=shape))[None])
         dropped = _dropped_features(block.dropout, decoder_features, range(5))
-        mean, variance = block.softmax_moments([dropped[:2], dropped[2:]], skip, shape)
+        mean, variance = head_moments.softmax_moments(block, [dropped[:2], dropped[2:]], skip, shape)
         probs = networks.crop_spatial(torch.softmax(block.decode(dropped, skip), dim=1), shape).double()
     assert mean.shape == variance.shape == (4, *shape)
     assert torch.allclose(mean, probs.mean(dim=0), atol=MAP_TOLERANCE)
@@ -137,7 +137,7 @@ def test_softmax_moments_shift_logits_too_large_to_exponentiate():
         decoder_features, skip, _ = net.backbone(torch.from_numpy(square_image())[None])
         dropped = _dropped_features(block.dropout, decoder_features, range(3))
         logits = block.decode(dropped, skip)
-        mean, _ = block.softmax_moments([dropped], skip, (32, 32))
+        mean, _ = head_moments.softmax_moments(block, [dropped], skip, (32, 32))
     assert logits.abs().max() > 200
     assert torch.isfinite(mean).all()
     assert torch.allclose(mean, torch.softmax(logits, dim=1).mean(dim=0).double(), atol=MAP_TOLERANCE)
@@ -148,7 +148,7 @@ def test_chunks_and_tiles_do_not_change_the_scores(monkeypatch):
     image = square_image(shape=(20, 18, 24))
     default = mc_dropout(net, image, samples=6, seed=2)
     monkeypatch.setattr(inference, "MC_CHUNK_ELEMENTS", 1)
-    monkeypatch.setattr(networks, "SOFTMAX_MOMENTS_TILE", 500)
+    monkeypatch.setattr(head_moments, "SOFTMAX_MOMENTS_TILE", 500)
     one_at_a_time = mc_dropout(net, image, samples=6, seed=2)
     assert np.abs(one_at_a_time.mean_probs - default.mean_probs).max() <= MAP_TOLERANCE
     assert np.abs(one_at_a_time.variance - default.variance).max() <= MAP_TOLERANCE
@@ -176,7 +176,7 @@ def test_keep_masks_keep_each_element_with_probability_one_minus_p(p):
 
 def test_sample_moments_keep_the_tiny_variance_of_nearly_certain_probabilities():
     samples = (0.999 + 1e-5 * np.random.default_rng(0).standard_normal((20, 1000))).astype(np.float32)
-    moments = networks.SampleMoments((1000,), torch.device("cpu"))
+    moments = head_moments.SampleMoments((1000,), torch.device("cpu"))
     for batch in (samples[:7], samples[7:13], samples[13:]):
         for part in (slice(0, 400), slice(400, 1000)):
             moments.update(torch.from_numpy(batch[:, part].copy()), (part,))

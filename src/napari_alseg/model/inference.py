@@ -33,7 +33,8 @@ from ..errors import AlsegError
 from .device import pick_device
 from .guidance import click_maps
 from .modes import eval_mode, mc_dropout_mode
-from .networks import SampleMoments, SegmentationNet, crop_spatial
+from .head_moments import SampleMoments, softmax_moments
+from .networks import SegmentationNet, crop_spatial
 from .preprocessing import normalise_image
 
 WINDOW_OVERLAP = 0.25
@@ -92,7 +93,7 @@ def mc_dropout(
 ) -> McResult:
     """MC-dropout mean, variance and features, running the backbone once per window.
 
-    The ``T`` head samples of a window go through :meth:`LastDecoderBlock.softmax_moments`
+    The ``T`` head samples of a window go through :func:`~.head_moments.softmax_moments`
     in chunks along the batch axis (:data:`MC_CHUNK_ELEMENTS`), on the grid the net works
     on. A zoomed net's window moments (mean and second moment) are then interpolated to
     the native grid, as its probabilities are (:meth:`SegmentationNet.forward`), so its
@@ -115,7 +116,7 @@ def mc_dropout(
         native_shape = tuple(window.shape[2:])
         chunks = _chunks(block.dropout, decoder_features, range(first_seed, first_seed + samples),
                          decoder_features[0].numel())
-        return _native_moments(net, *block.softmax_moments(chunks, skip, net.working_shape(native_shape)),
+        return _native_moments(net, *softmax_moments(block, chunks, skip, net.working_shape(native_shape)),
                                native_shape)
 
     with mc_dropout_mode(net), torch.no_grad():
