@@ -9,9 +9,9 @@ label files the database does not record are kept aside in ``recovered/`` (never
 Arrays are ``(k, j, i)`` (slice axis first) as in :mod:`napari_alseg.nifti`.
 
 :class:`Project` is the lifecycle (create, open, close) over one mixin per concern:
-:mod:`.cases` (classes, cases, settings, split), :mod:`.annotations` (submits, label
-versions, weak labels), :mod:`.drafts`, :mod:`.rounds` (rounds, checkpoints, scores,
-quality examples) and :mod:`.checks` (full check, export).
+:mod:`.cases` (classes, cases, settings, split), :mod:`.annotations` (submits, weak labels)
+over :mod:`.label_versions` (label versions read back), :mod:`.drafts`, :mod:`.rounds`
+(rounds, checkpoints, scores, quality examples) and :mod:`.checks` (full check, export).
 """
 
 from __future__ import annotations
