@@ -14,9 +14,9 @@ same model's prediction of each item (the ground truth the project holds back):
 - AUC per class, one-vs-rest, with the predicted Dice as the score: Poor (lower Dice, more
   Poor), Acceptable (higher, more Acceptable), Adjust (nearer 0.7, the band's centre); NaN
   when the pool holds no item, or only items, of that class;
-- Spearman of predicted vs true Dice (in brackets: against the Dice of the prediction as pool
-  scoring makes it, without the body rule that makes air background in what the annotator
-  sees); the mean absolute error of the predicted Dice, and how often the true Dice lies
+- Spearman of predicted vs true Dice (in brackets: against the Dice of the raw prediction,
+  without the body rule that makes air background in what the annotator sees, as pool scoring
+  rated it until 2026-12-08); the mean absolute error of the predicted Dice, and how often the true Dice lies
   inside the stated 80 % interval. A last row per set pools every round's rated items.
 
     OMP_NUM_THREADS=1 python benchmarks/bench_quality.py [--data /tmp/data] [--sets tumour-cases,brain-stack]
@@ -71,7 +71,8 @@ def ranking_figures(predicted: np.ndarray, low: np.ndarray, high: np.ndarray, tr
 
 def true_dice(session, item: QueryItem, truth: np.ndarray) -> tuple[float, float]:
     """Dice of the active model's prediction of the item as the annotator sees it (the prefill:
-    air outside the body is background), and as pool scoring rates it (no body rule)."""
+    air outside the body is background), and raw (no body rule, as pool scoring rated it until
+    scoring.predict.within_body)."""
     from napari_alseg.model import predict_proba
 
     reference = truth if item.slice_index is None else truth[item.slice_index]
@@ -91,7 +92,7 @@ def run_set(name: str, data: Path, work: Path, rounds: int, minutes: float, seed
     from napari_alseg.simulation.oracle import Oracle
     from napari_alseg.store import Project
 
-    strategy, first, per_round = SETTINGS[name]
+    strategy, first, per_round = SETTINGS[name.rstrip("0123456789").rstrip("-")]  # tumour-cases-60: as tumour-cases
     project = Project.create(work / name, data / name, annotator="bench", seed=seed,
                              labels_as=LABELS_AS_GROUND_TRUTH)
     config = TrainConfig(seconds=minutes * 60.0, device="cpu", seed=seed)
