@@ -49,9 +49,11 @@ def test_a_guessed_effort_says_it_is_a_guess():
 
 
 def test_the_heat_map_legend_reads_a_negligible_low_end_as_zero():
-    from types import SimpleNamespace
+    import numpy as np
 
     from napari_alseg._qt.uncertainty_profile import legend_text
+    from napari_alseg.session.focus import HeatMapScale
 
-    assert "Colours run 0 (clear) → 0.000433 (yellow)" in legend_text(SimpleNamespace(low=2.9e-34, high=4.33e-4, peak_slice=18))
-    assert "Colours run 0.0001 (clear)" in legend_text(SimpleNamespace(low=1e-4, high=4.33e-4, peak_slice=18))
+    profile = np.zeros(24)
+    assert "Colours run 0 (clear) → 0.000433 (yellow)" in legend_text(HeatMapScale(2.9e-34, 4.33e-4, profile, 18))
+    assert "Colours run 0.0001 (clear)" in legend_text(HeatMapScale(1e-4, 4.33e-4, profile, 18))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from qtpy.QtWidgets import QCheckBox, QGroupBox, QHBoxLayout, QLabel, QPushButton, QVBoxLayout, QWidget
 
 from ..domain import QUALITY_CLASS_NAMES, TERM_EFFORT_MM, QueryItem
@@ -11,12 +13,15 @@ from .model_box import ModelBox
 from .tables import fill_table, fit_to_width, make_table, row_key
 from .uncertainty_profile import UncertaintyProfile
 
+if TYPE_CHECKING:
+    from .controller import AlsegController
+
 QUEUE_HEADERS = ["#", "item", "score", "mm", "quality"]  # the rest is in each row's tooltip
 QUALITY_SHORT = dict(zip(QUALITY_CLASS_NAMES, ("Poor", "Adjust", "Good")))
 
 
 class AnnotateTab(QWidget):
-    def __init__(self, controller) -> None:
+    def __init__(self, controller: AlsegController) -> None:
         super().__init__()
         self.controller = controller
         layout = QVBoxLayout(self)
@@ -108,7 +113,7 @@ class AnnotateTab(QWidget):
         """Click + / Click −: checkable, one at a time; unchecked, napari's own mode is back."""
         clicking = self.controller.clicking
         row = QHBoxLayout()
-        self.click_buttons = {}
+        self.click_buttons: dict[bool, QPushButton] = {}
         for positive, text, key, effect in ((True, "Click +", POSITIVE_KEY, "grows the selected class "
                                              "over the structure under it"),
                                             (False, "Click −", NEGATIVE_KEY, "takes the region under it "

@@ -8,11 +8,23 @@ turned about its slice axis) comes from the project, the same for every layer of
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any, Protocol
+
 import numpy as np
 
 from .._reader import display_range
 from ..nifti import display_orientation, display_placement
 from ..session.focus import HeatMapScale, heat_map_scale
+
+if TYPE_CHECKING:
+    from napari.components import Camera
+    from napari.layers import Image, Labels, Layer, Shapes
+    from napari.utils.colormaps import Colormap
+    from napari.viewer import Viewer
+
+    from ..domain import BBox
+    from ..session import Session
 
 AXIS_LABELS = ("slice", "row", "column")  # a case's (k, j, i) in the dims sliders
 LABELS_ROLE = "labels"  # the metadata role of the Labels layer being edited
@@ -24,7 +36,37 @@ HEAT_MAP_COLOURS = ((0.0, (0.9, 0.1, 0.0, 0.0)), (0.25, (1.0, 0.25, 0.0, 0.3)),
 HEAT_MAP_COLORMAP_NAME = "alseg doubt"
 
 
-def heat_map_colormap():
+class ShownCase(Protocol):
+    """What the canvas reads of a case's record (the catalog's ``CaseRecord``): its grid,
+    ``(k, j, i)`` voxels of ``spacing`` mm from ``origin`` mm, and its voxel-to-world affine."""
+
+    @property
+    def shape(self) -> tuple[int, int, int]: ...
+
+    @property
+    def spacing(self) -> tuple[float, float, float]: ...
+
+    @property
+    def origin(self) -> tuple[float, float, float]: ...
+
+    @property
+    def affine(self) -> np.ndarray: ...
+
+
+class ShownClass(Protocol):
+    """What a Labels layer shows of a class (the catalog's ``ClassInfo``): RGB 0-255 or None."""
+
+    @property
+    def id(self) -> int: ...
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def color(self) -> tuple[int, int, int] | None: ...
+
+
+def heat_map_colormap() -> Colormap:
     """napari's colormap of :data:`HEAT_MAP_COLOURS` (shown with translucent blending)."""
     from napari.utils.colormaps import Colormap
 
@@ -36,7 +78,7 @@ def layer_name(case: str, what: str) -> str:
     return f"{case} · {what}"
 
 
-def case_geometry(record) -> dict:
+def case_geometry(record: ShownCase) -> dict[str, Any]:
     """napari's ``scale``, ``translate`` and ``rotate`` of a case: each voxel shown at the world
     position its files' affine gives, save a tilt out of the slice plane that napari's 2D view
     cannot follow (:func:`~napari_alseg.nifti.display_placement`; :func:`show_radiologically`
@@ -45,11 +87,11 @@ def case_geometry(record) -> dict:
     return {"scale": tuple(record.spacing), "translate": tuple(record.origin), "rotate": rotate}
 
 
-def owned_layers(viewer) -> list:
+def owned_layers(viewer: Viewer) -> list[Layer]:
     return [layer for layer in viewer.layers if layer.metadata.get("alseg_case")]
 
 
-def show_case(viewer, session, case: str, labels: np.ndarray):
+def show_case(viewer: Viewer, session: Session, case: str, labels: np.ndarray) -> Labels:
     """This case's channels and a new editable Labels layer in place of the previous case's.
 
     The previous case's image layers are reused when the channel count matches (new data,
@@ -100,14 +142,14 @@ def show_case(viewer, session, case: str, labels: np.ndarray):
     return layer
 
 
-def forget_strokes(layer) -> None:
+def forget_strokes(layer: Labels) -> None:
     """Empty napari's undo history of a reused Labels layer, so Ctrl+Z never brings another
     case's strokes back: napari empties it when a layer stops being editable."""
     layer.editable = False
     layer.editable = True
 
 
-def show_radiologically(viewer, affine: np.ndarray, shape: tuple[int, ...] | None = None) -> None:
+def show_radiologically(viewer: Viewer, affine: np.ndarray, shape: tuple[int, ...] | None = None) -> None:
     """The slice view in radiological convention for a case with this voxel-to-world
     ``affine`` (:func:`~napari_alseg.nifti.display_orientation`), its letters on the canvas;
     with the case's ``(k, j, i)`` ``shape``, a grid tilted out of its slice plane is said there
@@ -127,7 +169,7 @@ def show_radiologically(viewer, affine: np.ndarray, shape: tuple[int, ...] | Non
     overlay.visible = True
 
 
-def write_undoably(layer, labels: np.ndarray) -> None:
+def write_undoably(layer: Labels, labels: np.ndarray) -> None:
     """The voxels where ``labels`` differ from the layer's, written as one napari undo step
     (``data_setitem`` keeps the history; assigning ``layer.data`` would not), so Ctrl+Z takes
     a tool's result back like a stroke."""
@@ -136,7 +178,7 @@ def write_undoably(layer, labels: np.ndarray) -> None:
         layer.data_setitem(np.nonzero(changed), np.asarray(labels)[changed])
 
 
-def apply_classes(layer, classes) -> None:
+def apply_classes(layer: Labels, classes: Sequence[ShownClass]) -> None:
     """The project's classes on a Labels layer: their colours (napari's defaults for classes
     without one) and their names as the layer's ``features`` (``index``, ``class``), which
     napari's status bar shows for the label under the pointer."""
@@ -144,17 +186,19 @@ def apply_classes(layer, classes) -> None:
 
     layer.features = {"index": np.array([info.id for info in classes]),
                       "class": np.array([info.name for info in classes], dtype=object)}
-    colors = {info.id: tuple(c / 255 for c in info.color) + (1.0,) for info in classes if info.color and info.id}
+    colors: dict[int | None, tuple[float, ...]] = {
+        info.id: tuple(c / 255 for c in info.color) + (1.0,) for info in classes if info.color and info.id}
     if colors:
         layer.colormap = DirectLabelColormap(color_dict={None: (0, 0, 0, 0), 0: (0, 0, 0, 0), **colors})
 
 
-def remove_heat_maps(viewer) -> None:
+def remove_heat_maps(viewer: Viewer) -> None:
     for layer in [layer for layer in owned_layers(viewer) if layer.metadata.get("alseg_role") == "heat map"]:
         viewer.layers.remove(layer)
 
 
-def show_heat_map(viewer, session, case: str, values: np.ndarray, scale: HeatMapScale | None = None):
+def show_heat_map(viewer: Viewer, session: Session, case: str, values: np.ndarray,
+                  scale: HeatMapScale | None = None) -> Image:
     """Uncertainty as a see-through red-to-yellow overlay (:data:`HEAT_MAP_COLOURS`) with napari's
     colour bar; the layer is reused between rounds. Contrast from the case's own doubtful voxels (:func:`heat_map_scale`), so
     a small lesion's doubt is bright rather than lost under a whole-volume range."""
@@ -180,7 +224,7 @@ REGION_COLOR = "yellow"  # the suggested region's outline: visible on grey image
 REGION_ROLE = "region"
 
 
-def show_region(viewer, session, case: str, slice_index: int, bbox):
+def show_region(viewer: Viewer, session: Session, case: str, slice_index: int, bbox: BBox) -> Shapes:
     """Outline the suggested region (voxel bounds, half-open) on its slice: a Shapes rectangle
     on the pixel edges, in the case's geometry, on top of the case's layers. One layer serves
     every item (moved, renamed, its one rectangle replaced): napari runs a garbage-collection
@@ -207,7 +251,7 @@ def show_region(viewer, session, case: str, slice_index: int, bbox):
     return layer
 
 
-def jump_to(viewer, session, case: str, slice_index: int | None, bbox) -> None:
+def jump_to(viewer: Viewer, session: Session, case: str, slice_index: int | None, bbox: BBox | None) -> None:
     """Show the slice and zoom the 2D view onto the bounding box (voxel bounds, half-open)."""
     record = session.catalog.case(case)
     spacing, origin = np.asarray(record.spacing), np.asarray(record.origin)
@@ -229,6 +273,6 @@ def jump_to(viewer, session, case: str, slice_index: int | None, bbox) -> None:
     camera.zoom = camera.zoom * zoom_factor
 
 
-def viewer_camera(viewer):
+def viewer_camera(viewer: Viewer) -> Camera:
     """The viewer's camera: ``viewer.scene.camera`` from napari 0.9, ``viewer.camera`` before."""
     return viewer.scene.camera if hasattr(viewer, "scene") else viewer.camera

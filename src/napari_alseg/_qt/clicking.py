@@ -10,7 +10,9 @@ edit goes with Submit like the other tools' (``editing.tools``).
 
 from __future__ import annotations
 
+from collections.abc import Generator
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -19,6 +21,14 @@ from ..domain import CLICKED
 from ..errors import AlsegError
 from .case_layers import case_geometry, layer_name, viewer_camera, write_undoably
 from .describe import class_name
+
+if TYPE_CHECKING:
+    from napari.layers import Labels
+    from napari.utils.events import Event
+
+    from ..session.tools import ToolResult
+    from .controller import AlsegController
+    from .editing import Editing
 
 POSITIVE_KEY, NEGATIVE_KEY = "Shift-A", "Shift-D"  # free for Labels layers in napari
 CLICKS_ROLE = "clicks"  # the Points layer "<case> · clicks" showing the item's clicks
@@ -52,11 +62,11 @@ class ClassClicks:
 class ClickTools:
     """Click mode on the controller's :attr:`editor` item (a part of the controller)."""
 
-    def __init__(self, controller) -> None:
+    def __init__(self, controller: AlsegController) -> None:
         self.controller = controller
         self.positive: bool | None = None  # Click + (True), Click − (False), off (None)
-        self._layer = None  # the Labels layer the mode is attached to
-        self._layer_mode = None  # its napari mode before, given back when the mode is off
+        self._layer: Labels | None = None  # the Labels layer the mode is attached to
+        self._layer_mode: str | None = None  # its napari mode before, given back when the mode is off
         self._classes: dict[int, ClassClicks] = {}  # of the item open
         controller.item_opened.connect(self._item_opened)
         controller.item_closing.connect(lambda: self._detach(restore=False))  # its layer is reused: no stale hooks
@@ -84,7 +94,7 @@ class ClickTools:
         """The key's mode on, or off when it is on already."""
         self.set_mode(None if self.positive is positive else positive)
 
-    def _attach(self, layer) -> None:
+    def _attach(self, layer: Labels) -> None:
         if layer is self._layer:
             return
         self._detach(restore=True)
@@ -103,7 +113,7 @@ class ClickTools:
         if restore:
             layer.mode = self._layer_mode
 
-    def _layer_mode_changed(self, _event=None) -> None:
+    def _layer_mode_changed(self, _event: Event | None = None) -> None:
         """The annotator picked a napari tool (brush, eraser...): click mode ends."""
         if self._layer is not None and self._layer.mode != LABELS_MODE_WHILE_CLICKING:
             self.positive = None
@@ -124,19 +134,20 @@ class ClickTools:
         self.positive = None
         self.controller.click_mode_changed.emit(None)
 
-    def _pressed(self, layer, event):
-        """A left press released where it began is a click at the voxel under it; a drag pans."""
+    def _pressed(self, layer: Labels, event: Any) -> Generator[None, None, None]:
+        """A left press released where it began is a click at the voxel under it; a drag pans
+        (``event``: napari's mouse event, ``pos`` on the canvas in px, ``position`` in the world)."""
         if event.button != LEFT_BUTTON or self.positive is None:
             return
         start, planar = np.array(event.pos, dtype=float), len(event.dims_displayed) == 2
-        voxel = tuple(int(v) for v in np.round(layer.world_to_data(event.position)))
+        k, j, i = (int(v) for v in np.round(layer.world_to_data(event.position)))
         yield
         while event.type == "mouse_move":
             yield
         if np.hypot(*(np.asarray(event.pos, dtype=float) - start)) > CLICK_SLOP_PX:
             return
         if planar:
-            self.add_click(voxel, self.positive)
+            self.add_click((k, j, i), self.positive)
         else:
             self.controller.warning.emit("Clicks go on a 2D slice: switch the viewer to 2D to click.")
 
@@ -171,7 +182,7 @@ class ClickTools:
         if not state.running:
             self._segment(editing, state)
 
-    def _segment(self, editing, state: ClassClicks) -> None:
+    def _segment(self, editing: Editing, state: ClassClicks) -> None:
         """Re-segment the class from its base with all its clicks so far, in a worker."""
         session, item = self.controller.session, editing.item
         clicks = tuple(state.clicks)
@@ -188,7 +199,7 @@ class ClickTools:
         self.controller.start_job(JOB_NAME, segment, on_error=failed,
                                   on_done=lambda result: self._arrived(editing, state, len(clicks), result))
 
-    def _arrived(self, editing, state: ClassClicks, used: int, result) -> None:
+    def _arrived(self, editing: Editing, state: ClassClicks, used: int, result: ToolResult) -> None:
         """A result on the main thread: written if its item is still open and no newer result
         of the class was; then the clicks that came meanwhile go out together."""
         state.running = False
@@ -200,7 +211,7 @@ class ClickTools:
         if len(state.clicks) > state.applied:
             self._segment(editing, state)
 
-    def _write(self, editing, state: ClassClicks, result) -> None:
+    def _write(self, editing: Editing, state: ClassClicks, result: ToolResult) -> None:
         """Into the layer, as one undo step: the voxels where the result differs from the class's
         previous one, and only where the layer still holds that previous result (a stroke made
         since is the annotator's and stays)."""
@@ -217,7 +228,7 @@ class ClickTools:
             f"{int((result.labels == class_id).sum())} voxels; Ctrl+Z takes the last click back, "
             "Submit keeps it.")
 
-    def _show_clicks(self, editing) -> None:
+    def _show_clicks(self, editing: Editing) -> None:
         """The item's clicks as a Points layer: green + positive, red − negative, on their slice."""
         viewer, session, case = self.controller.viewer, self.controller.session, editing.item.case
         clicks = [click for state in self._classes.values() for click in state.clicks]
@@ -239,7 +250,7 @@ class ClickTools:
         points.border_color = CLICK_BORDER
         self._resize_markers()
 
-    def _resize_markers(self, _event=None) -> None:
+    def _resize_markers(self, _event: Event | None = None) -> None:
         """The click markers at :data:`CLICK_MARKER_PX` on screen for the camera's zoom (canvas
         px per mm): their size is in data voxels, so it follows the zoom and the pixel size."""
         editing = self.controller.editor.editing

@@ -24,9 +24,12 @@ from .clicking import ClickTools
 from .editing import ItemEditor
 from .tracing import TracingTools
 from .training import LearningJobs
-from .settings import CORRECT, LoopSettings, RoundSettings, projects_root, user_name
+from .settings import CORRECT, LoopSettings, RoundSettings, projects_root, settings_events, user_name
 
 if TYPE_CHECKING:
+    import numpy as np
+    from napari.viewer import Viewer
+
     from ..session import Session
 
 DRAFT_INTERVAL_MS = 30_000
@@ -53,7 +56,7 @@ class Runtime:
     jobs: JobRunner
     session: Session | None = None
 
-    def shutdown(self, *_args) -> None:
+    def shutdown(self, *_args: object) -> None:
         self.jobs.shutdown()
         if self.session is not None:
             self.session.close()
@@ -97,11 +100,11 @@ class AlsegController(QObject):
     warning = Signal(str)
     error = Signal(str)
 
-    def __init__(self, viewer, parent: QObject | None = None) -> None:
+    def __init__(self, viewer: Viewer, parent: QObject | None = None) -> None:
         super().__init__(parent)
         self.viewer = viewer
         self.runtime = Runtime(JobRunner(self._job_changed))
-        # magicgui's guiclass marks its dataclass for pyright only: mypy sees neither the fields nor `events`
+        # magicgui's guiclass marks its dataclass for pyright only: mypy does not see the fields
         self.loop = LoopSettings(annotator=user_name())  # type: ignore[call-arg]
         self.round = RoundSettings()
         self.suggestions: list[Suggestion] = []  # the ranked queue shown; Next rotates it
@@ -112,7 +115,7 @@ class AlsegController(QObject):
         self.init_model: Path | None = None
         self.ask: Callable[[str], bool] = lambda question: False  # the dock asks the person
         self._showing_plan = False
-        loop_events, round_events = self.loop.events, self.round.events  # type: ignore[attr-defined]
+        loop_events, round_events = settings_events(self.loop), settings_events(self.round)
         loop_events.annotator.connect(self._annotator_changed)
         loop_events.strategy.connect(self._strategy_changed)
         loop_events.batch_size.connect(self._batch_changed)
@@ -123,7 +126,7 @@ class AlsegController(QObject):
         self.draft_timer.start()
 
     @property
-    def session(self):
+    def session(self) -> Session | None:
         return self.runtime.session
 
     @property
@@ -151,7 +154,7 @@ class AlsegController(QObject):
         init_model = self.init_model
         notes: list[str] = []
 
-        def create(**options) -> None:
+        def create(**options: bool) -> None:
             with create_project(folder, source, init_model=init_model, annotator=self.loop.annotator,
                                 labels_as=labels_as, **options) as project:
                 notes.extend(project.creation_notes)  # the oblique cases' line: a warning, not only the log
@@ -238,7 +241,8 @@ class AlsegController(QObject):
             return
         self.info.emit(f"model {self.session.learner.model_version} exported to {written}")
 
-    def update_class(self, class_id: int, *, name: str | None = None, color=None) -> None:
+    def update_class(self, class_id: int, *, name: str | None = None,
+                     color: tuple[int, int, int] | None = None) -> None:
         """Rename / recolour a class in the project and on the layer being edited."""
         try:
             self.session.update_class(class_id, name=name, color=color)
@@ -300,7 +304,7 @@ class AlsegController(QObject):
         def predict(progress=None, should_stop=None):
             return session.predict_labels(case)
 
-        def accept(prediction) -> None:  # the write, on the main thread like every submit
+        def accept(prediction: np.ndarray) -> None:  # the write, on the main thread like every submit
             try:
                 session.accept_pseudo(case, prediction)
             except AlsegError as error:

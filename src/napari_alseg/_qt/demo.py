@@ -13,12 +13,20 @@ from __future__ import annotations
 import os
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
 from ..domain import CASE, SLICE
 from ..errors import AlsegError
+
+if TYPE_CHECKING:
+    from napari.viewer import Viewer
+    from qtpy.QtWidgets import QTabWidget
+
+    from .controller import AlsegController
 
 WINDOW_SIZE = (1500, 950)
 DEMO_LABELLED_ITEMS = 4  # per round
@@ -28,6 +36,13 @@ DEMO_STRATEGY = {CASE: "mc-dropout-top", SLICE: "dice-per-effort"}
 TAB_PICTURES = {1: "", 2: "-review", 3: "-effort"}
 CLICKS_PICTURE = "-clicks"  # the Annotate tab after a scripted click session
 DEMO_CLICKS = 3  # per structure clicked
+
+
+class Dock(Protocol):
+    """What the demo drives of the dock widget (``napari_alseg._widget.AlsegWidget``, a layer above)."""
+
+    controller: AlsegController
+    tabs: QTabWidget
 
 
 def run_demo_viewer(sample: str, *, screenshot: Path | None = None,
@@ -56,7 +71,7 @@ def run_demo_viewer(sample: str, *, screenshot: Path | None = None,
         viewer.close()
 
 
-def play_scripted_round(widget, train_steps: int, rounds: int = DEMO_ROUNDS) -> None:
+def play_scripted_round(widget: Dock, train_steps: int, rounds: int = DEMO_ROUNDS) -> None:
     """``rounds`` times: label the top suggestions with the ground truth (ROIs: their class on
     their slice), retrain briefly, re-score; then open the top suggestion with its heat map."""
     from dataclasses import replace
@@ -66,6 +81,8 @@ def play_scripted_round(widget, train_steps: int, rounds: int = DEMO_ROUNDS) -> 
 
     controller = widget.controller
     session = controller.session
+    if session is None:
+        raise AlsegError("the demo's sample project did not open: see the message above")
     oracle = Oracle(session, correction_mode=False)
     controller.loop.strategy = DEMO_STRATEGY[session.catalog.granularity]
     session.settings.train_config = replace(session.settings.train_config or TrainConfig(), steps=train_steps)
@@ -83,7 +100,7 @@ def play_scripted_round(widget, train_steps: int, rounds: int = DEMO_ROUNDS) -> 
     wait_until(lambda: controller.editor.editing is not None and not controller.running_jobs)
 
 
-def play_scripted_clicks(widget, clicks: int = DEMO_CLICKS) -> None:
+def play_scripted_clicks(widget: Dock, clicks: int = DEMO_CLICKS) -> None:
     """On the item open: Click + mode, then up to ``clicks`` clicks on its structure (the
     item's class where the truth has it there, else its largest) where the simulated clicker
     would place them (the centre of the largest error against the
@@ -94,6 +111,8 @@ def play_scripted_clicks(widget, clicks: int = DEMO_CLICKS) -> None:
     editing = controller.editor.editing
     item, layer = editing.item, editing.layer
     truth = controller.session.catalog.ground_truth(item.case)
+    if truth is None:  # a sample always has its ground truth; nothing to click towards without
+        return
     on_item = item_region(truth.shape, item.slice_index)
     class_id = largest_structure(truth, on_item, item.class_id)
     if class_id is None:
@@ -113,7 +132,7 @@ def play_scripted_clicks(widget, clicks: int = DEMO_CLICKS) -> None:
         controller.viewer.dims.set_point(0, record.origin[0] + click.position[0] * record.spacing[0])
 
 
-def wait_until(condition, timeout: float = 1800.0) -> None:
+def wait_until(condition: Callable[[], object], timeout: float = 1800.0) -> None:
     from qtpy.QtWidgets import QApplication
 
     deadline = time.monotonic() + timeout
@@ -125,7 +144,7 @@ def wait_until(condition, timeout: float = 1800.0) -> None:
         time.sleep(0.02)
 
 
-def save_window(viewer, widget, path: Path, suffix: str, tab: int = 1) -> Path:
+def save_window(viewer: Viewer, widget: Dock, path: Path, suffix: str, tab: int = 1) -> Path:
     """The window with ``tab`` shown, as ``<path stem><suffix>.png``."""
     from qtpy.QtWidgets import QApplication
 
@@ -139,7 +158,7 @@ def save_window(viewer, widget, path: Path, suffix: str, tab: int = 1) -> Path:
     return target
 
 
-def save_tab_screenshots(viewer, widget, path: Path) -> list[Path]:
+def save_tab_screenshots(viewer: Viewer, widget: Dock, path: Path) -> list[Path]:
     """One window picture per widget tab: ``out.png``, ``out-review.png``, ``out-effort.png``."""
     written = [save_window(viewer, widget, path, suffix, tab) for tab, suffix in TAB_PICTURES.items()]
     widget.tabs.setCurrentIndex(1)

@@ -7,7 +7,7 @@ through the controller's signals and changes layers only on the main thread.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -19,22 +19,31 @@ from .case_layers import apply_classes, jump_to, remove_heat_maps, show_case, sh
 from .describe import item_text
 from .settings import CORRECT
 
+if TYPE_CHECKING:
+    from napari.layers import Labels
+    from napari.utils.events import Event
+    from napari.viewer import Viewer
+
+    from ..session import Session
+    from ..session.tools import ToolEdit
+    from .controller import AlsegController
+
 
 @dataclass
 class Editing:
     """What is being annotated, the layer it is painted on, and what the layer started from."""
 
     item: QueryItem
-    layer: Any
+    layer: Labels
     prefill: np.ndarray | None
     clock: ActivityClock
     has_draft: bool = False  # the layer holds the annotator's saved strokes: no prefill over them
     dirty: bool = False
-    tools: list = field(default_factory=list)  # ToolEdits (fill between, the model's outline) to submit
+    tools: list[ToolEdit] = field(default_factory=list)  # fill between, the model's outline, clicks: to submit
     opened_at_slice: int | None = None  # the slice shown on opening: moved since, the focus does not jump
     _loading: bool = False
 
-    def touch(self, _event=None) -> None:
+    def touch(self, _event: Event | None = None) -> None:
         """A stroke (or any change of the layer's data): unsaved work, and the annotator is active."""
         if self._loading:
             return
@@ -71,7 +80,7 @@ class Editing:
                     tools=list(self.tools))
 
 
-def open_item(viewer, session, item: QueryItem, box: BBox | None) -> Editing:
+def open_item(viewer: Viewer, session: Session, item: QueryItem, box: BBox | None) -> Editing:
     """Show the case and jump to the item (zoomed to ``box``, half-open voxel bounds, when
     given); main thread only.
 
@@ -96,7 +105,8 @@ def open_item(viewer, session, item: QueryItem, box: BBox | None) -> Editing:
     return editing
 
 
-def show_place(viewer, session, editing: Editing, slice_index: int | None, bbox) -> None:
+def show_place(viewer: Viewer, session: Session, editing: Editing, slice_index: int | None,
+               bbox: BBox | None) -> None:
     """Jump to the slice and box (None: the volume's middle) and outline the box on the canvas."""
     case = editing.item.case
     jump_to(viewer, session, case, slice_index, bbox)
@@ -122,7 +132,7 @@ def prefill_labels(labels: np.ndarray, prediction: np.ndarray, item: QueryItem) 
 class ItemEditor:
     """Go, trace, submit: the item being edited and the verbs on it (a part of the controller)."""
 
-    def __init__(self, controller) -> None:
+    def __init__(self, controller: AlsegController) -> None:
         self.controller = controller
         self.editing: Editing | None = None
         self.heat_map_shown = False
@@ -134,11 +144,11 @@ class ItemEditor:
         controller.scores_changed.connect(lambda _pool: self.refresh_heat_map())
 
     @property
-    def session(self):
+    def session(self) -> Session | None:
         return self.controller.session
 
     @property
-    def viewer(self):
+    def viewer(self) -> Viewer:
         return self.controller.viewer
 
     def go(self, item: QueryItem | None = None, box: BBox | None = None) -> None:
@@ -187,10 +197,10 @@ class ItemEditor:
     def _model_arrived(self, editing: Editing, prediction: np.ndarray | None, focus: Focus | None) -> None:
         """Apply the prefill and the focus to the item still on screen, never over the annotator's
         strokes or a slice they moved to."""
-        controller = self.controller
-        if editing is not self.editing:
+        controller, session = self.controller, self.session
+        if session is None or editing is not self.editing:
             return  # another item opened (or this one submitted) meanwhile
-        names = self.session.catalog.class_names
+        names = session.catalog.class_names
         note = ""
         if prediction is not None:
             if editing.dirty or editing.has_draft:
@@ -200,7 +210,7 @@ class ItemEditor:
         where = ""
         if focus is not None:
             if not editing.dirty and int(self.viewer.dims.current_step[0]) == editing.opened_at_slice:
-                show_place(self.viewer, self.session, editing, focus.slice_index, focus.bbox)
+                show_place(self.viewer, session, editing, focus.slice_index, focus.bbox)
                 if focus.class_id is not None and not editing.item.class_id:
                     editing.layer.selected_label = focus.class_id
             chosen = editing.layer.selected_label
@@ -295,7 +305,10 @@ class ItemEditor:
             self.set_heat_map(True)
 
     def _show_heat_map(self) -> None:
-        session, case = self.session, self.editing.item.case
+        session, editing = self.session, self.editing
+        if session is None or editing is None:
+            return
+        case = editing.item.case
         if session.learner.model_version is None:
             self.controller.warning.emit("No model yet: the heat map needs a trained model.")
             self.set_heat_map(False)
@@ -308,7 +321,7 @@ class ItemEditor:
             self.focuses[key] = focus
             return values, focus
 
-        def show(computed) -> None:
+        def show(computed: tuple[np.ndarray, Focus | None]) -> None:
             if not self.heat_map_shown or self.editing is None or self.editing.item.case != case:
                 return  # hidden, or another case opened, while it was computed
             values, focus = computed

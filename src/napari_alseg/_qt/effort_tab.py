@@ -7,12 +7,20 @@ and stay blank until enough timed submits exist to fit it.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+from qtpy.QtGui import QShowEvent
 from qtpy.QtWidgets import QLabel, QVBoxLayout, QWidget
 
 from ..pricing import SecondsCosts
 from .background import duration_text
 from .learning_curve import LearningCurve
 from .tables import fill_table, fit_to_width, make_table
+
+if TYPE_CHECKING:
+    from ..session import Session
+    from ..session.cohort_time import CohortSeconds
+    from .controller import AlsegController
 
 HEADERS = ["class", "spent mm", "spent s", "left mm", "left s"]
 COHORT_TIP = ("Seconds of the whole cohort (the pool less the held-out items). Spent: your active time. "
@@ -26,7 +34,7 @@ def hours_text(seconds: float) -> str:
     return duration_text(seconds, to_the_minute=True)
 
 
-def cohort_text(cohort) -> str:
+def cohort_text(cohort: CohortSeconds) -> str:
     """The Effort tab's cohort line from a :class:`~napari_alseg.session.cohort_time.CohortSeconds`."""
     total = cohort.items_done + cohort.items_left
     done = f"Cohort: {cohort.items_done} of {total} items done"
@@ -46,7 +54,7 @@ def cohort_text(cohort) -> str:
     return f"{done}. Left: {model}; {trace}."
 
 
-def guessed_text(session) -> str:
+def guessed_text(session: Session) -> str:
     """Which classes' "left mm" is the prior's guess (no outline of theirs traced yet), or ""."""
     model = session.accounting.effort_model()
     names = session.catalog.class_names
@@ -58,7 +66,7 @@ def guessed_text(session) -> str:
 
 
 class EffortTab(QWidget):
-    def __init__(self, controller) -> None:
+    def __init__(self, controller: AlsegController) -> None:
         super().__init__()
         self.controller = controller
         layout = QVBoxLayout(self)
@@ -89,7 +97,7 @@ class EffortTab(QWidget):
         else:
             self.stale = True
 
-    def showEvent(self, event) -> None:  # noqa: N802 (Qt's name)
+    def showEvent(self, event: QShowEvent | None) -> None:  # noqa: N802 (Qt's name)
         super().showEvent(event)
         if self.stale and self.controller.session is not None:
             self.stale = False
@@ -97,6 +105,8 @@ class EffortTab(QWidget):
 
     def _show_effort(self) -> None:
         session = self.controller.session
+        if session is None:
+            return
         summary = session.accounting.effort_summary()
         rows = [(name, values["spent_mm"], values["spent_s"], values["remaining_mm"], values["remaining_s"])
                 for name, values in summary.items()]

@@ -11,6 +11,7 @@ from __future__ import annotations
 from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
 from matplotlib.figure import Figure
 from qtpy.QtCore import QTimer
+from qtpy.QtGui import QShowEvent
 
 MARGINS = {"left": 0.2, "right": 0.95, "top": 0.93, "bottom": 0.2}  # room for the axis labels
 
@@ -29,7 +30,7 @@ class LearningCurve(FigureCanvasQTAgg):
         if self.isVisible():
             self._draw_points()
 
-    def showEvent(self, event) -> None:  # noqa: N802 (Qt's name)
+    def showEvent(self, event: QShowEvent | None) -> None:  # noqa: N802 (Qt's name)
         super().showEvent(event)
         QTimer.singleShot(0, self._draw_points)  # after the tab shown with it has handed over its points
 

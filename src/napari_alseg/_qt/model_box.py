@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from napari.utils import progress as napari_progress
 from qtpy.QtWidgets import QGroupBox, QHBoxLayout, QLabel, QProgressBar, QPushButton, QVBoxLayout
 
 from .background import JobProgress, time_left_text
 from .describe import model_text
+from .settings import settings_gui
+
+if TYPE_CHECKING:
+    from .controller import AlsegController
 
 
 class ModelBox(QGroupBox):
-    def __init__(self, controller) -> None:
+    def __init__(self, controller: AlsegController) -> None:
         super().__init__("Model")
         self.controller = controller
         inner = QVBoxLayout(self)
@@ -22,7 +28,7 @@ class ModelBox(QGroupBox):
         row.addWidget(self.retrain_button)
         row.addWidget(self.cancel_button)
         inner.addLayout(row)
-        budget = controller.round.gui
+        budget = settings_gui(controller.round)
         budget.margins = (0, 0, 0, 0)
         self.budget_spin = budget.budget_minutes.native
         self.budget_spin.setDecimals(2)
@@ -50,7 +56,7 @@ class ModelBox(QGroupBox):
         controller.project_closed.connect(self._update_buttons)
         self._update_buttons()
 
-    def _update_buttons(self, *_args) -> None:
+    def _update_buttons(self, *_args: object) -> None:
         self.cancel_button.setEnabled(bool(self.controller.running_jobs))
         self.retrain_button.setEnabled(self.controller.can_retrain)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from qtpy.QtCore import Qt
 from qtpy.QtGui import QColor
@@ -11,13 +12,17 @@ from qtpy.QtWidgets import (QColorDialog, QComboBox, QFileDialog, QFormLayout, Q
 
 from ..strategies import STRATEGIES
 from .describe import count_text
+from .settings import settings_events, settings_gui
+
+if TYPE_CHECKING:
+    from .controller import AlsegController
 
 SAMPLE_PROJECTS = ("tumour-cases", "brain-stack")
 MODEL_FILE_FILTER = "napari-alseg model (*.pt);;all files (*)"
 
 
 class ProjectTab(QWidget):
-    def __init__(self, controller) -> None:
+    def __init__(self, controller: AlsegController) -> None:
         super().__init__()
         self.controller = controller
         form = QFormLayout(self)
@@ -48,7 +53,7 @@ class ProjectTab(QWidget):
         form.addRow("Sample:", sample_row)
         self.strategy_help = QLabel()
         self.strategy_help.setWordWrap(True)
-        for setting in controller.loop.gui:  # annotator, query engine, batch size, mode (bound to loop)
+        for setting in settings_gui(controller.loop):  # annotator, query engine, batch size, mode (bound to loop)
             form.addRow(setting.label, setting.native)
             if setting.name == "strategy":
                 form.addRow(self.strategy_help)
@@ -59,7 +64,7 @@ class ProjectTab(QWidget):
         self.class_table.itemChanged.connect(self._class_renamed)
         self.class_table.cellDoubleClicked.connect(self._class_cell_clicked)
         form.addRow("Classes:", self.class_table)
-        controller.loop.events.strategy.connect(self._show_strategy_help)
+        settings_events(controller.loop).strategy.connect(self._show_strategy_help)
         controller.project_opened.connect(self._show_project)
         controller.project_closed.connect(lambda: self.export_model_button.setEnabled(False))
         controller.classes_changed.connect(self._show_classes)

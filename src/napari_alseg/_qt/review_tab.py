@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
 from qtpy.QtCore import Qt
 from qtpy.QtWidgets import QHBoxLayout, QLabel, QPushButton, QVBoxLayout, QWidget
 
@@ -9,13 +12,16 @@ from ..domain import CASE, QueryItem
 from .describe import item_text, rich
 from .tables import fill_table, make_table, selected_key
 
+if TYPE_CHECKING:
+    from .controller import AlsegController
+
 BANDS = "Poor (Dice < 0.6), Acceptable with adjustments (0.6–0.8), Acceptable (> 0.8)"
 HOW = ("Each rating is the Dice the prediction is expected to reach, with its 80 % interval (the "
        "quality class is the band of that Dice), best first.")
 
 
 class ReviewTab(QWidget):
-    def __init__(self, controller) -> None:
+    def __init__(self, controller: AlsegController) -> None:
         super().__init__()
         self.controller = controller
         layout = QVBoxLayout(self)
@@ -49,14 +55,16 @@ class ReviewTab(QWidget):
         controller.project_closed.connect(lambda: self._enable(False))
         self._enable(False)
 
-    def _with_selected(self, verb) -> None:
+    def _with_selected(self, verb: Callable[[Any], None]) -> None:
+        """``verb`` of the selected row's key: a case's name (Accept, Reject, Edit) or, in a
+        project of slices, a slice's QueryItem (Edit)."""
         key = selected_key(self.review_table)
         if key is None:
             self.controller.warning.emit("Select a row in the table first.")
             return
         verb(key)
 
-    def _edit(self, key) -> None:
+    def _edit(self, key: str | QueryItem) -> None:
         """A case (the table's key: its name) or a slice opens for correction."""
         self.controller.edit_item(key if isinstance(key, QueryItem) else QueryItem(key))
 

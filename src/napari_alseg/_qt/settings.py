@@ -11,6 +11,8 @@ from pathlib import Path
 from typing import Annotated
 
 from magicgui.experimental import guiclass
+from magicgui.widgets.bases import ContainerWidget
+from psygnal import SignalGroup
 
 from ..strategies import STRATEGIES
 
@@ -49,3 +51,16 @@ class RoundSettings:
     budget_minutes: Annotated[float, {"min": 0.25, "max": 120.0, "step": 0.5, "label": "Train for",
                                       "tooltip": "Wall-clock training time of one retrain round "
                                                  "(kept in the project's plan)"}] = 5.0
+
+
+# magicgui's guiclass marks its dataclass for pyright only: mypy sees neither `gui` nor `events`
+def settings_gui(settings: LoopSettings | RoundSettings) -> ContainerWidget:
+    """The widget of ``settings`` (magicgui's, bound to the dataclass both ways)."""
+    widget: ContainerWidget = getattr(settings, "gui")
+    return widget
+
+
+def settings_events(settings: LoopSettings | RoundSettings) -> SignalGroup:
+    """The signals of ``settings``, one per field, named as the field."""
+    signals: SignalGroup = getattr(settings, "events")
+    return signals

@@ -8,6 +8,8 @@ goes with the submit, which records it as an event of its own kind.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 
 from ..domain import QueryItem
@@ -15,23 +17,28 @@ from ..errors import AlsegError
 from .case_layers import write_undoably
 from .describe import class_name
 
+if TYPE_CHECKING:
+    from ..session import Session
+    from .controller import AlsegController
+    from .editing import Editing
+
 
 class TracingTools:
     """Fill between, accept outline, undo: verbs on the controller's :attr:`editor` item."""
 
-    def __init__(self, controller) -> None:
+    def __init__(self, controller: AlsegController) -> None:
         self.controller = controller
         self.last_submitted: QueryItem | None = None  # what Undo takes back
         controller.item_submitted.connect(self._submitted)
 
     @property
-    def session(self):
+    def session(self) -> Session | None:
         return self.controller.session
 
     def _submitted(self, item: QueryItem) -> None:
         self.last_submitted = item
 
-    def _editing(self):
+    def _editing(self) -> Editing | None:
         editing = self.controller.editor.editing
         if self.session is None or editing is None:
             self.controller.warning.emit("Open a case first (Go).")
@@ -90,7 +97,7 @@ class TracingTools:
         def predict(progress=None, should_stop=None):
             return session.predict_labels(case, slice_index)
 
-        def accept(prediction) -> None:
+        def accept(prediction: np.ndarray) -> None:
             current = self.controller.editor.editing
             if current is not editing:  # another item opened meanwhile
                 return

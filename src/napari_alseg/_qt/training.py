@@ -9,21 +9,26 @@ leaves out what was submitted or skipped while it was scored).
 from __future__ import annotations
 
 import time
+from typing import TYPE_CHECKING
 
 from ..errors import AlsegError
 from .background import JobProgress, duration_text, time_left_text
+
+if TYPE_CHECKING:
+    from ..session import RescoreResult, Session, TrainedRound
+    from .controller import AlsegController
 
 
 class LearningJobs:
     """One-click retrain (then rescore), and rescoring the pool for the active model."""
 
-    def __init__(self, controller) -> None:
+    def __init__(self, controller: AlsegController) -> None:
         self.controller = controller
         self.round_started: float | None = None  # when Retrain was pressed (None: no round running)
         self.trained_after: float | None = None  # seconds from Retrain to the new model
 
     @property
-    def session(self):
+    def session(self) -> Session | None:
         return self.controller.session
 
     def retrain(self) -> None:
@@ -49,7 +54,7 @@ class LearningJobs:
             f"step {report.step} of ~{report.total_steps} · loss {report.loss:.3f} · "
             f"{time_left_text(report.eta_seconds)}", report.eta_seconds))
 
-    def _trained(self, trained) -> None:
+    def _trained(self, trained: TrainedRound) -> None:
         controller = self.controller
         try:
             report = self.session.adopt_round(trained)
@@ -89,7 +94,7 @@ class LearningJobs:
         controller.start_job("scoring", run, on_progress=progress_of, on_done=self._rescored)
         controller.report_progress(JobProgress("scoring", "Scoring the pool", 0, 1))
 
-    def _rescored(self, result) -> None:
+    def _rescored(self, result: RescoreResult) -> None:
         controller = self.controller
         try:
             pool = self.session.queries.adopt_rescore(result)

@@ -11,24 +11,34 @@ that slice, and the viewer's slice moves the marker.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
+from matplotlib.backend_bases import MouseEvent
 from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from qtpy.QtWidgets import QLabel, QVBoxLayout, QWidget
+
+from ..session.focus import HeatMapScale
+
+if TYPE_CHECKING:
+    from napari.utils.events import Event
+
+    from .controller import AlsegController
 
 HEAT_MAP_UNITS = "MC-dropout variance, probability²"
 PROFILE_MIN_HEIGHT_PX = 72  # a long legend squeezed the plot to a line in a full dock
 PROFILE_MARGINS = {"left": 0.1, "right": 0.98, "top": 0.95, "bottom": 0.42}  # room for the slice axis
 
 
-def legend_text(scale) -> str:
+def legend_text(scale: HeatMapScale) -> str:
     """The colour range, then the slice with the most doubt by Go's rule (the one Go goes to and
     the profile peaks on); where the colours are strongest elsewhere, why."""
     low = 0.0 if abs(scale.low) < 1e-3 * abs(scale.high) else scale.low  # 2.9e-34 reads as noise: it is 0
     text = (f"Heat map: {HEAT_MAP_UNITS}. Colours run {low:.3g} (clear) → {scale.high:.3g} "
             f"(yellow), this case's own range; ")
-    focus = getattr(scale, "focus", None)
+    focus = scale.focus
     if focus is None:
         return text + (f"most doubt on slice {scale.peak_slice} (the model predicts no structure here, "
                        "so Go has no slice of its own).")
@@ -42,7 +52,7 @@ def legend_text(scale) -> str:
 class UncertaintyProfile(QWidget):
     """A legend line and a small plot of the mean uncertainty per slice, the slice shown marked."""
 
-    def __init__(self, controller) -> None:
+    def __init__(self, controller: AlsegController) -> None:
         super().__init__()
         self.controller = controller
         layout = QVBoxLayout(self)
@@ -57,7 +67,7 @@ class UncertaintyProfile(QWidget):
         self.axes = self.figure.add_subplot()
         self.figure.subplots_adjust(**PROFILE_MARGINS)
         layout.addWidget(self.canvas)
-        self.scale = None
+        self.scale: HeatMapScale | None = None
         self._marker: Line2D | None = None
         self.canvas.mpl_connect("button_press_event", self._clicked)
         controller.heat_map_changed.connect(self.show_scale)
@@ -65,7 +75,7 @@ class UncertaintyProfile(QWidget):
         controller.viewer.dims.events.current_step.connect(self._slice_moved)
         self.show_scale(None)
 
-    def show_scale(self, scale) -> None:
+    def show_scale(self, scale: HeatMapScale | None) -> None:
         self.scale = scale
         self.setVisible(scale is not None)
         axes = self.axes
@@ -94,14 +104,14 @@ class UncertaintyProfile(QWidget):
         world = float(self.controller.viewer.dims.point[0])
         return int(round((world - record.origin[0]) / record.spacing[0]))
 
-    def _slice_moved(self, _event=None) -> None:
+    def _slice_moved(self, _event: Event | None = None) -> None:
         if self.controller.session is None:  # closing: the layers go after the session
             return
         if self._marker is not None and self.controller.editor.editing is not None:
             self._marker.set_xdata([self._current_slice()] * 2)
             self.canvas.draw_idle()
 
-    def _clicked(self, event) -> None:
+    def _clicked(self, event: MouseEvent) -> None:
         editing = self.controller.editor.editing
         if event.xdata is None or self.scale is None or editing is None or self.controller.session is None:
             return
