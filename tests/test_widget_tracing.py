@@ -421,3 +421,33 @@ def test_closing_with_the_heat_map_shown_raises_nothing(widget, qtbot, monkeypat
     monkeypatch.setattr("napari.utils.events.event._handle_exception", lambda *a, **k: raised.append(a))
     widget.controller.close_project()
     assert raised == [] and widget.annotate_tab.profile.isHidden() and not viewer.layers
+
+
+def test_go_outlines_the_box_of_the_items_suggestion_unless_given_one(widget, qtbot):
+    """Go takes an item: its box comes from its suggestion in the queue, or from the caller."""
+    from napari_alseg.domain import QueryItem
+    from napari_alseg.strategies import Suggestion
+
+    controller, viewer = widget.controller, widget.viewer
+    case = controller.suggestions[0].item.case
+    item = QueryItem(case, 6)
+    controller.suggestions.insert(0, Suggestion(item, 1.0, "test", {}, ((6, 7), (8, 14), (9, 15))))
+    assert controller.suggestion_for(item) is controller.suggestions[0]
+    assert controller.suggestion_for(QueryItem(case, 7)) is None
+    region = f"{case} · suggested region"
+    for box, corner in ((None, (8, 9)), (((6, 7), (2, 4), (3, 5)), (2, 3))):
+        controller.editor.go(item, box)
+        qtbot.waitUntil(lambda: idle(widget), timeout=60_000)
+        assert controller.editor.editing.item == item
+        (corners,) = viewer.layers[region].data
+        assert corners[:, 0].tolist() == [6] * 4
+        assert (corners[:, 1].min(), corners[:, 2].min()) == (corner[0] - 0.5, corner[1] - 0.5)
+
+
+def test_retrain_saves_the_draft_of_the_item_in_hand_first(widget, qtbot):
+    editing = open_first(widget, qtbot)
+    editing.layer.paint((10, 20, 20), 1)  # a stroke, not submitted
+    assert editing.dirty and widget.controller.session.catalog.load_draft(editing.item.case) is None
+    widget.annotate_tab.model_box.retrain_button.click()
+    draft = widget.controller.session.catalog.load_draft(editing.item.case)
+    assert draft is not None and draft[10, 20, 20] == 1 and not editing.dirty
