@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from napari.utils import progress as napari_progress
 from qtpy.QtWidgets import QGroupBox, QHBoxLayout, QLabel, QProgressBar, QPushButton, QVBoxLayout
 
 from .background import JobProgress, time_left_text
@@ -46,7 +45,6 @@ class ModelBox(QGroupBox):
         self.model_label = QLabel("no model yet")
         self.model_label.setWordWrap(True)
         inner.addWidget(self.model_label)
-        self.progress_bar: napari_progress | None = None  # napari's activity-dock bar for the job shown
         self._progress_job: str | None = None
         controller.model_changed.connect(self._show_model)
         controller.job_progress.connect(self._show_progress)
@@ -66,23 +64,17 @@ class ModelBox(QGroupBox):
         self.model_label.setText(model_text(version, session.catalog.metrics() if version else {}))
 
     def _show_progress(self, progress: JobProgress) -> None:
+        """The job's progress in the box's own bar. Not also in napari's activity dock: adding a
+        bar there repaints the canvas on the main thread (the round's two UI stalls over 50 ms,
+        at the start of training and of scoring, issue 22 item 6)."""
         if progress.name != self._progress_job:
             self._end_progress()
             self._progress_job = progress.name
-            self.progress_bar = napari_progress(total=progress.total, desc=progress.description)
-            if self._progress_job != progress.name:  # the job ended while the bar was made
-                self._end_progress()
-                return
-        bar = self.progress_bar  # updating napari's bar may run events that end the job
         left = time_left_text(progress.seconds_left)
         self.job_progress.setMaximum(progress.total)
         self.job_progress.setValue(progress.done)
         self.job_progress.setFormat(f"%v / %m · {left}" if left else "%v / %m")
         self.job_label.setText(progress.text)
-        bar.total = progress.total
-        bar.n = progress.done
-        bar.set_description(f"{progress.description} · {left}" if left else progress.description)  # a closed bar ignores these
-        bar.refresh()
 
     def _job_finished(self, name: str) -> None:
         if name == self._progress_job:
@@ -93,6 +85,3 @@ class ModelBox(QGroupBox):
         self.job_label.setText("")
         self.job_progress.setFormat("%v / %m")
         self._progress_job = None
-        if self.progress_bar is not None:
-            self.progress_bar.close()
-            self.progress_bar = None
