@@ -7,13 +7,8 @@ import numpy as np
 import pytest
 
 from napari_alseg.errors import AlsegError
-from napari_alseg.nifti import (
-    affine_direction,
-    affine_from_geometry,
-    load_volume,
-    looks_like_label_name,
-    save_volume,
-)
+from napari_alseg.geometry import affine_direction, affine_from_geometry
+from napari_alseg.nifti import load_volume, looks_like_label_name, save_volume
 
 
 def write_nifti(path, array, affine=None, intent=None):
@@ -179,7 +174,7 @@ def test_affine_from_geometry_refuses_bad_geometry():
     (("A", "S", "R"), ("up", "left", "S", "I", "A", "P")),
 ])
 def test_display_orientation_is_radiological(codes, expected):
-    from napari_alseg.nifti import display_orientation
+    from napari_alseg.geometry import display_orientation
 
     towards = {"R": (0, 1), "L": (0, -1), "A": (1, 1), "P": (1, -1), "S": (2, 1), "I": (2, -1)}
     affine = np.eye(4)

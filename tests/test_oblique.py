@@ -12,7 +12,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from napari_alseg.nifti import oblique_line, obliquity
+from napari_alseg.geometry import oblique_line, obliquity
 from napari_alseg.store import Project
 from test_store import AFFINE, make_source, submit_slice
 

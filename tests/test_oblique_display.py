@@ -16,7 +16,8 @@ from nibabel.testing import data_path
 
 from napari_alseg._reader import read_nifti
 from napari_alseg.errors import AlsegError
-from napari_alseg.nifti import display_placement, load_volume
+from napari_alseg.geometry import display_placement
+from napari_alseg.nifti import load_volume
 
 
 def turned(degrees, about, spacing=(0.9, 1.1, 3.0), origin=(-10.0, 5.0, 2.0), base=None):

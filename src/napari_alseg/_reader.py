@@ -18,8 +18,9 @@ from typing import Any
 import numpy as np
 
 from .errors import AlsegError
-from .nifti import (READER_BUDGET_ENV, Volume, budget_refusal, display_placement, is_nifti_path,
-                    load_volume, memory_needed, read_shape, reader_budget, tilt_refusal)
+from .geometry import display_placement, tilt_refusal
+from .nifti import (READER_BUDGET_ENV, Volume, budget_refusal, is_nifti_path, load_volume, memory_needed, read_shape,
+                    reader_budget)
 from .store.discover import DATASET_FILE, msd_channel_names, read_dataset_info
 
 LayerData = tuple[np.ndarray, dict[str, Any], str]
@@ -122,9 +123,9 @@ def volume_layer_data(volume: Volume, name: str, *, source: str = "",
                       visible: bool = True) -> LayerData:
     """One layer tuple for a volume: Labels for label volumes, a grey Image otherwise.
 
-    Placed at the file's world positions (:func:`~napari_alseg.nifti.display_placement`: a grid
+    Placed at the file's world positions (:func:`~napari_alseg.geometry.display_placement`: a grid
     turned about its slice axis is rotated so); a grid tilted out of its slice plane, which
-    napari cannot show in place, is refused in one line (:func:`~napari_alseg.nifti.tilt_refusal`).
+    napari cannot show in place, is refused in one line (:func:`~napari_alseg.geometry.tilt_refusal`).
     """
     refusal = tilt_refusal(Path(source).name if source else name, volume.affine, volume.data.shape)
     if refusal is not None:

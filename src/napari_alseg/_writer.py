@@ -16,8 +16,8 @@ from typing import Any
 import numpy as np
 
 from .errors import AlsegError
-from .nifti import (_as_label_array, affine_direction, affine_from_geometry, display_placement, is_nifti_path,
-                    save_volume)
+from .geometry import affine_direction, affine_from_geometry, display_placement
+from .nifti import _as_label_array, is_nifti_path, save_volume
 
 _AFFINE_TOLERANCE = 1e-6  # mm; closer than this, the stored affine is written unchanged
 

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import numpy as np
 
 from .._reader import display_range
-from ..nifti import display_orientation, display_placement
+from ..geometry import display_orientation, display_placement
 from ..session.focus import HeatMapScale, heat_map_scale
 
 if TYPE_CHECKING:
@@ -81,7 +81,7 @@ def layer_name(case: str, what: str) -> str:
 def case_geometry(record: ShownCase) -> dict[str, Any]:
     """napari's ``scale``, ``translate`` and ``rotate`` of a case: each voxel shown at the world
     position its files' affine gives, save a tilt out of the slice plane that napari's 2D view
-    cannot follow (:func:`~napari_alseg.nifti.display_placement`; :func:`show_radiologically`
+    cannot follow (:func:`~napari_alseg.geometry.display_placement`; :func:`show_radiologically`
     says so on the canvas)."""
     rotate = display_placement(record.affine, record.shape).rotate
     return {"scale": tuple(record.spacing), "translate": tuple(record.origin), "rotate": rotate}
@@ -151,7 +151,7 @@ def forget_strokes(layer: Labels) -> None:
 
 def show_radiologically(viewer: Viewer, affine: np.ndarray, shape: tuple[int, ...] | None = None) -> None:
     """The slice view in radiological convention for a case with this voxel-to-world
-    ``affine`` (:func:`~napari_alseg.nifti.display_orientation`), its letters on the canvas;
+    ``affine`` (:func:`~napari_alseg.geometry.display_orientation`), its letters on the canvas;
     with the case's ``(k, j, i)`` ``shape``, a grid tilted out of its slice plane is said there
     too (it is shown on its acquired slices, the tilt left out)."""
     orientation = display_orientation(affine)

@@ -11,7 +11,7 @@ from pathlib import Path
 from .. import __version__
 from ..atomic import atomic_path
 from ..errors import AlsegError, storage_error
-from ..nifti import display_placement, oblique_line, obliquity
+from ..geometry import display_placement, oblique_line, obliquity
 from .sqlite import connect, database_error
 from .ingest import ProjectPlan, affine_hash
 from .rows import now
@@ -54,9 +54,9 @@ def write_new_database(folder: Path, plan: ProjectPlan, annotator: str, seed: in
 
 
 def oblique_cases_line(plan: ProjectPlan) -> str | None:
-    """One line naming the cases whose voxel grid is oblique (:func:`~napari_alseg.nifti.oblique_line`):
+    """One line naming the cases whose voxel grid is oblique (:func:`~napari_alseg.geometry.oblique_line`):
     kept in the project; the dock shows them turned at their world position, or, tilted out of
-    their slice plane, on their acquired slices (:func:`~napari_alseg.nifti.display_placement`).
+    their slice plane, on their acquired slices (:func:`~napari_alseg.geometry.display_placement`).
     None when there are none."""
     oblique = [(case.source.name, obliquity(case.affine, case.shape[::-1])[0],
                 display_placement(case.affine, case.shape), 0.5 * min(case.spacing)) for case in plan.cases
