@@ -8,6 +8,7 @@ case called ``<img src=…>`` is shown as written, never interpreted.
 from __future__ import annotations
 
 import html
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -43,7 +44,7 @@ def count_text(count: int, noun: str) -> str:
     return f"{count} {noun}{'' if count == 1 else 's'}"
 
 
-def item_text(item: QueryItem, class_names) -> str:
+def item_text(item: QueryItem, class_names: Sequence[str]) -> str:
     parts = [item.case]
     if item.slice_index is not None:
         parts.append(f"slice {item.slice_index}")
@@ -52,12 +53,12 @@ def item_text(item: QueryItem, class_names) -> str:
     return " · ".join(parts)
 
 
-def class_name(class_names, class_id: int) -> str:
+def class_name(class_names: Sequence[str], class_id: int) -> str:
     """The class's name, or ``class N`` for an id the project does not name."""
     return class_names[class_id] if 0 <= class_id < len(class_names) else f"class {class_id}"
 
 
-def short_item_text(item: QueryItem, class_names) -> str:
+def short_item_text(item: QueryItem, class_names: Sequence[str]) -> str:
     """The item in a narrow column: ``case · s12 · core`` (the full words are in the tooltip)."""
     parts = [item.case]
     if item.slice_index is not None:
@@ -88,7 +89,7 @@ def quality_detail(terms) -> str:
     return f" ({', '.join(parts)})" if parts else ""
 
 
-def describe(suggestion: Suggestion, class_names) -> str:
+def describe(suggestion: Suggestion, class_names: Sequence[str]) -> str:
     """The suggestion and the numbers behind it, for the annotator to judge (rich text)."""
     terms = suggestion.terms
     lines = [f"<b>{rich(item_text(suggestion.item, class_names))}</b> — {rich(suggestion.strategy)}, "
