@@ -216,7 +216,7 @@ def test_roi_terms_ignore_labelled_pixels():
 
 
 def test_the_predicted_outline_leaves_out_contact_with_delineated_neighbours():
-    from napari_alseg.effort import boundary_length, roi_trace_length
+    from napari_alseg.effort.boundary import boundary_length, roi_trace_length
     from napari_alseg.scoring.terms import predicted_outline_mm
 
     probs = np.zeros((3, 20, 20), np.float32)

@@ -6,7 +6,7 @@ import pytest
 import synthetic_cases
 
 from napari_alseg.errors import AlsegError
-from napari_alseg.effort import slice_trace_length
+from napari_alseg.effort.boundary import slice_trace_length
 from napari_alseg.session import Session
 from napari_alseg.store import PSEUDO_ACCEPTED, Project
 

@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 import torch
 
-from napari_alseg.effort import EffortModel, SecondsModel
+from napari_alseg.effort.matrix import EffortModel
+from napari_alseg.effort.seconds import SecondsModel
 from napari_alseg.errors import AlsegError
 from napari_alseg.model import ModelSpec
 from napari_alseg.quality import FEATURE_NAMES, QualityPredictor

@@ -16,7 +16,8 @@ from .domain import (
     NEED_BOOTSTRAP, NEED_EFFORT, NEED_FEATURES, NEED_MC, NEED_MODEL, NEED_QUALITY, NEED_VAE, TERM_BOOTSTRAP,
     TERM_MC_TOP, TERM_QUALITY_CLASS, UNCERTAINTY_TERMS, BBox, Granularity, Need, QueryItem, item_key,
 )
-from .effort import EffortModel, SecondsModel
+from .effort.matrix import EffortModel
+from .effort.seconds import SecondsModel
 from .store.records import ScoredItem
 
 PRIMARY_TERMS = UNCERTAINTY_TERMS  # the stored score of an item: the first of these present

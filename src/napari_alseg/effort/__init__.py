@@ -5,12 +5,3 @@
 ``seconds``: the fitted seconds model (seconds per traced px and per click).
 """
 
-# Kept for the importers that other work in progress held when the package was split (pool.py,
-# scoring/request.py, strategies/dice_per_effort.py, simulation/measure.py, three tests) until they
-# import from the modules themselves:
-from .boundary import boundary_length, roi_trace_length, slice_trace_length
-from .matrix import DEFAULT_ESTIMATOR, ESTIMATOR_PAPER, EffortEstimate, EffortModel, Estimator
-from .seconds import SecondsModel
-
-__all__ = ["DEFAULT_ESTIMATOR", "ESTIMATOR_PAPER", "EffortEstimate", "EffortModel", "Estimator", "SecondsModel",
-           "boundary_length", "roi_trace_length", "slice_trace_length"]

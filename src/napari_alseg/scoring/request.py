@@ -9,7 +9,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ..domain import CASE, GRANULARITIES, NEEDS, Granularity, Need, QueryItem
-from ..effort import EffortModel, SecondsModel
+from ..effort.matrix import EffortModel
+from ..effort.seconds import SecondsModel
 from ..errors import AlsegError, Cancelled
 from ..quality import QualityPredictor
 

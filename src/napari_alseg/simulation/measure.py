@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from ..domain import CASE, PSEUDO_ACCEPTED, ROI, QueryItem
-from ..effort import boundary_length
+from ..effort.boundary import boundary_length
 from ..errors import AlsegError
 from ..metrics import class_means, dice_per_class, mean_dice
 from ..session import Catalog, Session
@@ -24,7 +24,7 @@ class PoolTotals:
     """The pool (every non-test case or slice) and what labelling all of it would take.
 
     ``boundary_mm``: Σ over pool slices and classes 1..C-1 of the ground-truth outline
-    (:func:`~napari_alseg.effort.boundary_length`), i.e. every structure traced on its
+    (:func:`~napari_alseg.effort.boundary.boundary_length`), i.e. every structure traced on its
     own: the 100 % of the papers' "% of total boundary length". ``n_items``: pool items
     in the strategy's unit (cases, slices, or ROIs = (slice, class) pairs the slice
     ranges allow), the 100 % of "% of data" (docs/METHODS.md §10.2).

@@ -3,7 +3,7 @@
 Query ``argmax_{n,c} (1 - D̃_c) / R_nc`` over ROI items (case, slice n, class c):
 ``D̃_c = α D_c(T-1) + (1-α) D_c(T-2)`` (α = 0.5) from the per-round Dice on the manual labels of
 class c, and ``R_nc`` the remaining boundary (mm) of c on slice n from the running
-:class:`~napari_alseg.effort.EffortModel`: boundaries shared with classes already
+:class:`~napari_alseg.effort.matrix.EffortModel`: boundaries shared with classes already
 delineated on n are free, so a small ROI beside labelled neighbours is cheap.
 
 ``dice-per-effort`` prices an ROI with the model's ``predicted`` estimator (a prior for
@@ -33,7 +33,7 @@ from ..domain import (
     NEED_EFFORT, ROI, TERM_DICE_GAP, TERM_EFFORT_GUESS, TERM_EFFORT_MM, TERM_EFFORT_PREDICTED_MM, TERM_EFFORT_PX,
     TERM_EFFORT_S, TERM_FOREGROUND,
 )
-from ..effort import DEFAULT_ESTIMATOR, ESTIMATOR_PAPER, EffortEstimate, Estimator
+from ..effort.matrix import DEFAULT_ESTIMATOR, ESTIMATOR_PAPER, EffortEstimate, Estimator
 from ..errors import AlsegError
 from ..uncertainty import dice_gap
 from .base import QueryItem, Strategy, Suggestion, rank, suggestion
@@ -50,11 +50,11 @@ UNLIKELY_SHARE = 0.05  # any class expected on under this share of its median sl
 def select_dice_per_effort(pool: PoolScores, k: int, seed: int, alpha: float = ALPHA,
                           estimator: Estimator = DEFAULT_ESTIMATOR) -> list[Suggestion]:
     """The k ROIs with the largest ``(1 - D̃_c) / R_nc``, ``R_nc`` by ``estimator``
-    (:data:`~napari_alseg.effort.ESTIMATORS`).
+    (:data:`~napari_alseg.effort.matrix.ESTIMATORS`).
 
     Terms: ``dice_gap`` (1 - D̃_c), ``effort_mm`` (R_nc), ``effort_px`` (R_nc over the
     geometric-mean pixel size, exact for square pixels) and ``effort_s`` when the pool
-    has a fitted :class:`~napari_alseg.effort.SecondsModel`; the effort terms only where
+    has a fitted :class:`~napari_alseg.effort.seconds.SecondsModel`; the effort terms only where
     the estimate is supported (else the message says "effort unknown" and why). An item
     whose class is not in ``C_n`` (R_nc = 0) is not queryable and gets NaN, ranked last; so is
     one whose class the model knows (:func:`known_classes`) and expects on fewer than
