@@ -13,11 +13,10 @@ from napari_alseg.quality import (
     PRIOR_INDEX,
     QualityPredictor,
     QualityThresholds,
-    cross_validate,
     prediction_dice,
     quality_features,
-    quality_report,
 )
+from napari_alseg.quality_report import cross_validate, quality_report
 
 
 def test_thresholds_follow_the_paper_bands_and_are_configurable():
