@@ -128,6 +128,7 @@ def run_scenario(name: str, n_cases: int, root: Path) -> None:
     import torch
 
     from napari_alseg.model import save_checkpoint
+    from napari_alseg.run_control import RunControl, RunProgress
     from napari_alseg.session import Session
     from napari_alseg.store import Project
 
@@ -149,13 +150,13 @@ def run_scenario(name: str, n_cases: int, root: Path) -> None:
         project.record_checkpoint("v0001", path)
         print(f"[{name}] image cache budget {session.view.images.budget_bytes / 1e6:.0f} MB", flush=True)
 
-        def progress(done: int, total: int) -> None:
-            print(f"[{name}]   scored {done}/{total} cases, {time.perf_counter() - started:.0f} s, "
+        def progress(update: RunProgress) -> None:
+            print(f"[{name}]   scored {update.done}/{update.total} cases, {time.perf_counter() - started:.0f} s, "
                   f"peak RSS {peak_rss_mb():.0f} MB, cache {session.view.images.nbytes / 1e6:.0f} MB "
                   f"({len(session.view.images)} cases)", flush=True)
 
         started = time.perf_counter()
-        pool = session.rescore(progress=progress, for_display=False)
+        pool = session.rescore(control=RunControl(progress), for_display=False)
         seconds = time.perf_counter() - started
     print(f"[{name}] RESULT: scored {len(pool.terms)} cases in {seconds:.0f} s "
           f"({seconds / max(1, len(pool.terms)):.0f} s/case); peak RSS {peak_rss_mb():.0f} MB", flush=True)

@@ -6,10 +6,12 @@ import numpy as np
 import pytest
 import torch
 
-from napari_alseg.errors import AlsegError
+from napari_alseg.errors import AlsegError, Cancelled
 from napari_alseg.model import batches, training
 from napari_alseg.model.networks import ModelSpec
-from napari_alseg.model.training import TrainConfig, TrainingAborted, TrainingItem, TrainProgress, fine_tune
+from napari_alseg.model.training import (TrainConfig, TrainingAborted, TrainingCancelled, TrainingItem, TrainProgress,
+                                         fine_tune)
+from napari_alseg.run_control import RunControl
 
 TINY = (4, 8, 8, 8, 16, 4)
 
@@ -57,12 +59,14 @@ def test_loss_decreases_and_original_net_is_untouched():
     net = tiny_net().eval()
     before = weights_of(net)
     reports = []
-    result = fine_tune(net, [square_item(seed) for seed in range(3)], quick(steps=25), progress=reports.append)
-    assert not result.cancelled and result.steps_done == 25
+    result = fine_tune(net, [square_item(seed) for seed in range(3)], quick(steps=25),
+                       control=RunControl(reports.append))
+    assert result.steps_done == 25
     assert result.metrics["final_loss"] < result.metrics["initial_loss"]
     assert same_weights(net, before) and not net.training
-    assert [report.step for report in reports] == list(range(1, 26))
-    assert all(isinstance(report, TrainProgress) and report.eta_seconds >= 0 for report in reports)
+    assert [report.done for report in reports] == list(range(1, 26))
+    assert all(isinstance(report.detail, TrainProgress) and report.detail.step == report.done
+               and report.detail.eta_seconds >= 0 for report in reports)
     trained = tiny_net()
     trained.load_state_dict(result.state_dict)
     assert not same_weights(trained, before)
@@ -93,8 +97,10 @@ def test_cancel_stops_within_one_step_and_keeps_the_previous_weights():
         polls.append(True)
         return len(polls) > 2
 
-    result = fine_tune(net, [square_item(0), square_item(1)], quick(steps=20), should_stop=should_stop)
-    assert result.cancelled and result.steps_done == 2 and result.state_dict is None
+    with pytest.raises(TrainingCancelled) as stopped:
+        fine_tune(net, [square_item(0), square_item(1)], quick(steps=20),
+                  control=RunControl(stop_requested=should_stop))
+    assert stopped.value.steps_done == 2 and isinstance(stopped.value, Cancelled)  # no weights come back
     assert same_weights(net, before)
 
 
@@ -226,14 +232,15 @@ def test_time_budgeted_round_stops_within_a_few_percent_of_its_budget():
         reports.append(report)
         times.append(time.perf_counter())
 
-    result = fine_tune(tiny_net(), items, TrainConfig(seconds=4.0, batch_size=2, augment=False), progress=record)
+    result = fine_tune(tiny_net(), items, TrainConfig(seconds=4.0, batch_size=2, augment=False),
+                       control=RunControl(record))
     # it stops at the first step boundary past the budget: at most one step late (well under
     # 0.2 s for this net, i.e. 5 %, unless a loaded machine stretches that step)
     longest_step = float(np.max(np.diff(times))) if len(times) > 1 else 0.0
     assert 4.0 <= result.metrics["seconds"] <= 4.0 + 1.1 * max(0.2, longest_step)
     assert result.steps_done == len(reports) > 5
-    assert reports[-1].eta_seconds == pytest.approx(0.0, abs=0.2)
-    assert reports[-1].total_steps == result.steps_done
+    assert reports[-1].detail.eta_seconds == pytest.approx(0.0, abs=0.2)
+    assert reports[-1].total == reports[-1].detail.total_steps == result.steps_done
 
 
 def test_learning_rate_warms_up_then_decays_to_zero():

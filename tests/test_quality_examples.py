@@ -6,6 +6,7 @@ import synthetic_cases
 
 import napari_alseg.scoring as scoring
 from napari_alseg.domain import QUALITY_CLASS_NAMES, TERM_QUALITY_EXAMPLES
+from napari_alseg.run_control import RunControl
 from napari_alseg.session import Session
 from napari_alseg.session.learner import QUALITY_FOLDS
 from napari_alseg.store import Project
@@ -42,10 +43,10 @@ def test_one_retrain_rates_every_unlabelled_case_and_says_on_how_many_examples(t
         for case in labelled:
             session.submit(case, project.ground_truth(case), seconds_active=30)
         reports = []
-        trained = session.compute_round(progress=reports.append)
+        trained = session.compute_round(control=RunControl(reports.append))
         # one bar over the round (2 steps) and its folds (a quarter of the round: 1 step each)
-        assert {r.total_steps for r in reports} == {2 + QUALITY_FOLDS}
-        assert [r.step for r in reports] == list(range(1, 2 + QUALITY_FOLDS + 1))
+        assert {r.total for r in reports} == {2 + QUALITY_FOLDS}
+        assert [r.done for r in reports] == list(range(1, 2 + QUALITY_FOLDS + 1))
         expected = len(labelled) + len(validation)
         assert trained.metrics["quality_examples_rated"] == expected  # each labelled case out of fold, once
         validation_images = [session.view.case_image(case) for case in validation]
@@ -83,6 +84,23 @@ def test_the_previous_model_rates_cases_labelled_since_for_free(tmp_path, rated_
         assert [net is base for net, _image in rated_nets].count(True) == 1
         rated = {item.case for item, _f, _d in trained.quality_examples}
         assert rated == {training[0], training[1], *validation_cases(project)}
+
+
+def test_a_cancel_during_the_folds_keeps_the_trained_round(tmp_path):
+    """The folds only rate: Cancel after the round's last step ends them, and the round is kept."""
+    source = make_source(tmp_path / "source", granularity="case", n_cases=8, shape=(8, 24, 24))
+    project = Project.create(tmp_path / "project", source, annotator="dr-q", seed=3, validation_fraction=0.25)
+    validation = validation_cases(project)
+    training = [c.name for c in project.cases if c.name not in validation]
+    with Session(project, annotator="dr-q", train_config=tiny_config(steps=2, batch_size=1)) as session:
+        for case in training[:4]:
+            session.submit(case, project.ground_truth(case), seconds_active=30)
+        reports = []
+        trained = session.compute_round(control=RunControl(reports.append, lambda: len(reports) >= 2))
+        assert [r.done for r in reports] == [1, 2]  # the round's two steps; no fold stepped
+        assert not trained.cancelled and trained.steps_done == 2
+        assert trained.metrics["quality_examples_rated"] == len(validation)  # rated before the folds
+        assert session.adopt_round(trained).model_version == "v0001"
 
 
 @pytest.mark.parametrize("strategy", ["mc-dropout-top", "dice-per-effort"])  # slices, ROIs

@@ -9,10 +9,11 @@ import torch
 from napari_alseg.errors import AlsegError, Cancelled
 from napari_alseg.model import ModelSpec, TrainConfig, TrainingItem
 from napari_alseg.quality import FEATURE_NAMES
+from napari_alseg.run_control import RunControl
 from napari_alseg.scoring import (
     PoolScores,
+    SCORING_CANCELLED,
     ScoreRequest,
-    ScoringCancelled,
     region_terms,
     roi_terms,
     score_pool,
@@ -85,7 +86,8 @@ def test_scored_slices_carry_terms_features_boxes_and_progress(cpu):
     calls = []
     pool = score_pool(ScoreRequest(tiny_net(2), None, images, labels, granularity="slice", n_classes=3,
                                    needs={"model", "mc", "features"}, mc_samples=3, validation=validation,
-                                   device=cpu, model_version="v0002"), progress=lambda done, total: calls.append((done, total)))
+                                   device=cpu, model_version="v0002"),
+                      control=RunControl(lambda update: calls.append((update.done, update.total))))
     assert pool.has_model and pool.model_version == "v0002"
     assert pool.available() == {"model", "mc", "features"}
     assert calls == [(1, 4), (2, 4), (3, 4), (4, 4)]  # slices 0-3; slice 0 for its features
@@ -111,13 +113,14 @@ def test_partially_labelled_slice_is_scored_on_the_renormalised_prediction(cpu):
     assert pool.terms[QueryItem("c", 1)]["entropy"] == pytest.approx(fresh.terms[QueryItem("c", 1)]["entropy"])
 
 
-def test_should_stop_cancels_cleanly(cpu):
+def test_a_stop_cancels_cleanly(cpu):
     images, labels, validation = partially_labelled_stack()
     answers = iter([False, False, True])
-    with pytest.raises(ScoringCancelled) as raised:
+    with pytest.raises(Cancelled) as raised:  # information for the user, not an error
         score_pool(ScoreRequest(tiny_net(2), None, images, labels, granularity="slice", n_classes=3,
-                                needs={"model"}, validation=validation, device=cpu), should_stop=lambda: next(answers))
-    assert isinstance(raised.value, Cancelled)  # information for the user, not an error
+                                needs={"model"}, validation=validation, device=cpu),
+                   control=RunControl(stop_requested=lambda: next(answers)))
+    assert str(raised.value) == SCORING_CANCELLED
 
 
 def three_cases_last_labelled():

@@ -7,6 +7,7 @@ import synthetic_cases
 
 from napari_alseg.errors import AlsegError
 from napari_alseg.effort.boundary import slice_trace_length
+from napari_alseg.run_control import RunControl
 from napari_alseg.session import Session
 from napari_alseg.store import PSEUDO_ACCEPTED, Project
 
@@ -72,11 +73,11 @@ def label_some_slices(session, slices=(0, 1, 2)):
 def test_retrain_versions_a_checkpoint_with_validation_metrics(stack_session):
     label_some_slices(stack_session)
     reports = []
-    report = stack_session.retrain(progress=reports.append)
+    report = stack_session.retrain(control=RunControl(reports.append))
     assert not report.cancelled and report.model_version == "v0001"
     assert stack_session.learner.model_version == "v0001"
     assert report.steps_done == 4  # the bar goes on through the quality folds (tests/test_quality_examples.py)
-    assert reports[-1].step == reports[-1].total_steps == 4 + 1 * report.metrics["quality_folds"]  # folds: 1/4
+    assert reports[-1].done == reports[-1].total == 4 + 1 * report.metrics["quality_folds"]  # folds: 1/4
     assert 0.0 <= report.metrics["val_dice"] <= 1.0 and "val_dice_core" in report.metrics
     checkpoint = stack_session.catalog.checkpoints()[-1]
     assert checkpoint.path.exists() and checkpoint.metrics["val_dice"] == report.metrics["val_dice"]
@@ -88,7 +89,7 @@ def test_cancel_keeps_the_previous_model(stack_session):
     label_some_slices(stack_session)
     stack_session.retrain()
     before = {k: v.clone() for k, v in stack_session.learner.current_net().state_dict().items()}
-    report = stack_session.retrain(should_stop=lambda: True)
+    report = stack_session.retrain(control=RunControl(stop_requested=lambda: True))
     assert report.cancelled and report.model_version == "v0001"
     assert len(stack_session.catalog.checkpoints()) == 1
     after = stack_session.learner.current_net().state_dict()
@@ -171,7 +172,7 @@ def test_rescore_then_suggest_ranks_by_uncertainty_and_stores_scores(stack_sessi
     stack_session.retrain()
     stack_session.use_strategy("mc-dropout-top")
     progress = []
-    pool = stack_session.rescore(progress=lambda done, total: progress.append((done, total)))
+    pool = stack_session.rescore(control=RunControl(lambda update: progress.append((update.done, update.total))))
     assert progress and progress[-1][0] == progress[-1][1]
     assert stack_session._project.has_scores("v0001")
     suggestions = stack_session.suggest(2)

@@ -4,6 +4,7 @@ must not come back as a suggestion when the new scores are adopted."""
 import pytest
 import synthetic_cases
 
+from napari_alseg.run_control import RunControl
 from napari_alseg.session import Session
 from napari_alseg.store import Project
 
@@ -30,13 +31,13 @@ def test_an_item_submitted_during_a_rescore_is_not_suggested_again(trained_sessi
     truth = session.catalog.ground_truth("case_000")
     submitted = []
 
-    def annotator_submits_meanwhile(done, total):
+    def annotator_submits_meanwhile(_update):
         if not submitted:
             n = open_slices[0]
             session.submit("case_000", truth[n], slice_index=n, seconds_active=1)
             submitted.append(n)
 
-    session.rescore(progress=annotator_submits_meanwhile)
+    session.rescore(control=RunControl(annotator_submits_meanwhile))
     suggested = {s.item.slice_index for s in session.suggest(100)}
     assert submitted and submitted[0] not in suggested
     assert suggested  # the rest of the pool is still served
@@ -79,5 +80,5 @@ def test_a_computed_round_changes_nothing_until_it_is_adopted(trained_session):
 
 def test_a_cancelled_round_adopts_to_nothing(trained_session):
     session, _open = trained_session
-    report = session.adopt_round(session.compute_round(should_stop=lambda: True))
+    report = session.adopt_round(session.compute_round(control=RunControl(stop_requested=lambda: True)))
     assert report.cancelled and report.model_version == "v0001" and len(session.catalog.checkpoints()) == 1

@@ -229,13 +229,12 @@ def test_an_item_submitted_or_skipped_while_the_pool_is_scored_does_not_come_bac
     scoring, release = threading.Event(), threading.Event()
     score_in_worker = session.queries.compute_rescore
 
-    def held_after_the_first_case(*, progress=None, **options):
-        def first_case_scored(done, total):
+    def held_after_the_first_case(*, control, **options):
+        def first_case_scored(update):
             scoring.set()
             release.wait(120)
-            if progress is not None:
-                progress(done, total)
-        return score_in_worker(progress=first_case_scored, **options)
+            control.report(update.done, update.total)
+        return score_in_worker(control=control.reporting_to(first_case_scored), **options)
 
     monkeypatch.setattr(session.queries, "compute_rescore", held_after_the_first_case)
     controller.learning.rescore()
@@ -303,12 +302,13 @@ def test_the_dock_opens_a_project_with_the_engine_it_was_left_with(widget, qtbot
 
 
 def test_the_bar_says_validating_after_the_last_step_and_the_status_says_cancelled(widget, monkeypatch):
-    from types import SimpleNamespace
+    from napari_alseg.model import TrainProgress
+    from napari_alseg.run_control import RunProgress
 
     controller, shown, status = widget.controller, [], []
     monkeypatch.setattr(controller, "report_progress", shown.append)
-    controller.learning._training_progress(SimpleNamespace(step=40, total_steps=80, loss=0.5, eta_seconds=12.0))
-    controller.learning._training_progress(SimpleNamespace(step=80, total_steps=80, loss=0.4, eta_seconds=0.0))
+    controller.learning._training_progress(RunProgress(40, 80, TrainProgress(40, 80, 0.5, 12.0)))
+    controller.learning._training_progress(RunProgress(80, 80, TrainProgress(80, 80, 0.4, 0.0)))
     assert "12 s left" in shown[0].text
     assert "validating" in shown[1].text and "0 s left" not in shown[1].text and shown[1].seconds_left is None
     controller.status.connect(status.append)

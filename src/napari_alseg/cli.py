@@ -23,6 +23,7 @@ from .plan import DEFAULT_LEARNING_RATE
 
 if TYPE_CHECKING:
     from .model import TrainConfig, TrainProgress
+    from .run_control import RunProgress
     from .simulation.plans import BenchmarkPlan
     from .store import CheckpointRecord, EventRecord, Project
 
@@ -332,16 +333,18 @@ def _print_plan(project: Project) -> None:
 
 
 def run_retrain(args: argparse.Namespace) -> int:
+    from .run_control import RunControl
     from .session import Session
 
-    def show(report: TrainProgress) -> None:
+    def show(update: RunProgress) -> None:
+        report: TrainProgress = update.detail
         print(f"\r  step {report.step} of ~{report.total_steps}  loss {report.loss:.4f}  "
               f"{report.eta_seconds:.0f} s left   ", end="", flush=True)
 
     config = _budget_config(args)
     with Session.open(args.project, annotator="cli", train_config=config, device=args.device) as session:
         session.catalog.require_writable("retraining")  # refused before training, not after
-        report = session.retrain(progress=show)
+        report = session.retrain(control=RunControl(show))
     print()
     metrics = ", ".join(f"{k}={v:.3f}" for k, v in report.metrics.items() if isinstance(v, float))
     print(f"model {report.model_version}: {report.steps_done} steps on {report.n_items} items; {metrics}")

@@ -1,8 +1,9 @@
 """Long work (training, scoring, prediction) off the UI thread, with progress and cancel.
 
-The core reports through plain callbacks; here they are forwarded to the main thread
-with ``ensure_main_thread`` (a queued call), so the UI only ever touches widgets and
-layers on its own thread. Cancel sets an event the core polls once per step.
+A job's function gets one :class:`~napari_alseg.run_control.RunControl`: its reports are
+forwarded to the main thread with ``ensure_main_thread`` (a queued call), so the UI only ever
+touches widgets and layers on its own thread, and its stop is the job's Cancel, an event the
+core asks about once per step.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from napari.qt.threading import create_worker
 from superqt.utils import ensure_main_thread
 
 from ..errors import AlsegError, Cancelled
+from ..run_control import RunControl, RunProgress
 
 log = logging.getLogger(__name__)
 
@@ -68,10 +70,12 @@ class BackgroundJob:
         return bool(self.worker.is_running)
 
 
-def start_job(name: str, function: Callable[..., Any], *, on_progress: Callable[[Any], None] | None = None,
+def start_job(name: str, function: Callable[..., Any], *,
+              on_progress: Callable[[RunProgress], None] | None = None,
               on_done: Callable[[Any], None], on_error: Callable[[str], None],
               on_cancelled: Callable[[str], None] | None = None) -> BackgroundJob:
-    """Run ``function(progress=..., should_stop=...)`` in a napari thread worker.
+    """Run ``function(control=RunControl)`` in a napari thread worker: the control's reports
+    reach ``on_progress``, its stop is :meth:`BackgroundJob.cancel`.
 
     ``on_progress`` / ``on_done`` / ``on_error`` / ``on_cancelled`` run on the main thread.
     A :class:`Cancelled` reaches ``on_cancelled``; another user-facing :class:`AlsegError`
@@ -79,10 +83,10 @@ def start_job(name: str, function: Callable[..., Any], *, on_progress: Callable[
     <error>"`` (and in the log with its traceback).
     """
     stop = threading.Event()
-    forward = ensure_main_thread(on_progress) if on_progress else None
+    control = RunControl(ensure_main_thread(on_progress) if on_progress else None, stop.is_set)
 
     def run() -> Any:
-        return function(progress=forward, should_stop=stop.is_set)
+        return function(control=control)
 
     def failed(error: BaseException) -> None:
         if isinstance(error, Cancelled) and on_cancelled is not None:
@@ -120,7 +124,7 @@ class JobRunner:
 
     def start(self, name: str, function: Callable[..., Any], *, on_done: Callable[[Any], None],
               on_error: Callable[[str], None], on_cancelled: Callable[[str], None],
-              on_progress: Callable[[Any], None] | None = None) -> BackgroundJob:
+              on_progress: Callable[[RunProgress], None] | None = None) -> BackgroundJob:
         def ending(handler: Callable[[Any], None]) -> Callable[[Any], None]:
             def end(result: Any) -> None:
                 if job not in self.jobs:

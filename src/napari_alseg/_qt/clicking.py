@@ -188,7 +188,7 @@ class ClickTools:
         clicks = tuple(state.clicks)
         state.running = True
 
-        def segment(progress=None, should_stop=None):
+        def segment(control=None):
             return session.click_segment(item.case, state.base, state.class_id, clicks,
                                          slice_index=item.slice_index)
 

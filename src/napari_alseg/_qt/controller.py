@@ -301,7 +301,7 @@ class AlsegController(QObject):
         """One click: the case's prediction is stored as its labels (kind pseudo-accepted)."""
         session = self.session
 
-        def predict(progress=None, should_stop=None):
+        def predict(control=None):
             return session.predict_labels(case)
 
         def accept(prediction: np.ndarray) -> None:  # the write, on the main thread like every submit

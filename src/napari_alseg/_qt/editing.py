@@ -181,7 +181,7 @@ class ItemEditor:
             controller.status.emit(f"Annotating {item_text(item, names)}. Submit with Shift+S.")
             return
 
-        def prepare(progress=None, should_stop=None):
+        def prepare(control=None):
             if locating:  # one prediction for both: where the work is, and the prefill
                 probabilities = session.learner.predict_probabilities(item.case)
                 prediction = probabilities.argmax(axis=0).astype(dtype) if correcting else None
@@ -314,7 +314,7 @@ class ItemEditor:
             self.set_heat_map(False)
             return
 
-        def compute(progress=None, should_stop=None):
+        def compute(control=None):
             values = session.learner.uncertainty_map(case)
             key = (session.learner.model_version, case)  # Go's focus has usually arrived by now
             focus = self.focuses[key] if key in self.focuses else session.focus(case)

@@ -94,7 +94,7 @@ class TracingTools:
                                     "accept the outline there.")
             return
 
-        def predict(progress=None, should_stop=None):
+        def predict(control=None):
             return session.predict_labels(case, slice_index)
 
         def accept(prediction: np.ndarray) -> None:

@@ -12,6 +12,7 @@ import time
 from typing import TYPE_CHECKING
 
 from ..errors import AlsegError
+from ..run_control import RunProgress
 from .background import JobProgress, duration_text, time_left_text
 
 if TYPE_CHECKING:
@@ -43,7 +44,8 @@ class LearningJobs:
                              on_done=self._trained)
         controller.report_progress(JobProgress("training", "Training", 0, config.steps or 100))
 
-    def _training_progress(self, report) -> None:
+    def _training_progress(self, update: RunProgress) -> None:
+        report = update.detail  # the step's TrainProgress: loss and time left
         if report.step >= report.total_steps:  # the steps are done; validation and rating follow
             self.controller.report_progress(JobProgress(
                 "training", "Validating", report.step, report.total_steps,
@@ -82,16 +84,12 @@ class LearningJobs:
             return
         session = self.session
 
-        def progress_of(update) -> None:
-            done, total = update
-            controller.report_progress(JobProgress("scoring", "Scoring the pool", done, total,
-                                                   f"scoring {done}/{total}"))
+        def progress_of(update: RunProgress) -> None:
+            controller.report_progress(JobProgress("scoring", "Scoring the pool", update.done, update.total,
+                                                   f"scoring {update.done}/{update.total}"))
 
-        def run(progress=None, should_stop=None):
-            report = (lambda done, total: progress((done, total))) if progress else None
-            return session.queries.compute_rescore(progress=report, should_stop=should_stop)
-
-        controller.start_job("scoring", run, on_progress=progress_of, on_done=self._rescored)
+        controller.start_job("scoring", session.queries.compute_rescore, on_progress=progress_of,
+                             on_done=self._rescored)
         controller.report_progress(JobProgress("scoring", "Scoring the pool", 0, 1))
 
     def _rescored(self, result: RescoreResult) -> None:

@@ -11,7 +11,7 @@ from .modes import eval_mode, mc_dropout_mode
 from .losses import batch_dice_ce_loss, partial_label_ce, renormalise_prediction
 from .networks import ModelSpec, SegmentationNet, with_guidance
 from .config import TrainConfig
-from .training import TrainingAborted, TrainingItem, TrainProgress, TrainResult, fine_tune
+from .training import TrainingAborted, TrainingCancelled, TrainingItem, TrainProgress, TrainResult, fine_tune
 
 __all__ = [
     "batch_dice_ce_loss",
@@ -23,6 +23,7 @@ __all__ = [
     "TrainProgress",
     "TrainResult",
     "TrainingAborted",
+    "TrainingCancelled",
     "TrainingItem",
     "fine_tune",
     "load_checkpoint",

@@ -2,7 +2,9 @@
 
 The active model is never touched: training runs on a deep copy, so a cancel, a
 crash or a diverging loss leaves the caller with its last good weights (docs/DESIGN.md
-§5.3). Progress is reported as small :class:`TrainProgress` records, never as weights.
+§5.3). Progress goes to the round's :class:`~napari_alseg.run_control.RunControl`, each step's
+:class:`TrainProgress` record as its detail, never weights; a cancel raises
+:class:`TrainingCancelled`.
 
 Items are 2D slices or 3D cases. A round runs for a wall-clock budget (``seconds``,
 what the annotator waits for) or a step count (reproducible runs); the learning rate
@@ -21,7 +23,7 @@ from __future__ import annotations
 import copy
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -29,8 +31,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..errors import AlsegError
+from ..errors import AlsegError, Cancelled
 from ..plan import BUDGETS, CPU
+from ..run_control import RunControl
 from .device import cuda_rng_devices, pick_device
 from .modes import eval_mode
 from .losses import batch_dice_ce_loss, delineated_dice_loss, partial_label_ce
@@ -45,6 +48,15 @@ FINAL_LOSS_WINDOW = 5
 
 class TrainingAborted(AlsegError):
     """Training stopped because it could not go on (NaN/inf loss, bad values, no memory)."""
+
+
+class TrainingCancelled(Cancelled):
+    """The run's control asked training to stop; it did after ``steps_done`` steps, and no
+    weights come back (the caller keeps its model)."""
+
+    def __init__(self, steps_done: int) -> None:
+        super().__init__(f"training cancelled after {steps_done} steps")
+        self.steps_done = steps_done
 
 
 @dataclass(frozen=True)
@@ -82,16 +94,14 @@ class TrainProgress:
 
 @dataclass(frozen=True)
 class TrainResult:
-    """Outcome of :func:`fine_tune`.
+    """Outcome of a finished :func:`fine_tune` (a cancelled one raises instead).
 
     ``state_dict``: the new weights on the CPU (the best validated ones when early
-    stopping was used); ``None`` when cancelled, so the caller keeps its model.
-    ``metrics``: JSON-ready numbers and ``warnings`` (list of messages).
+    stopping was used). ``metrics``: JSON-ready numbers and ``warnings`` (list of messages).
     """
 
-    state_dict: dict[str, torch.Tensor] | None
+    state_dict: dict[str, torch.Tensor]
     steps_done: int
-    cancelled: bool
     metrics: dict[str, Any] = field(default_factory=dict)
 
 
@@ -100,12 +110,12 @@ def fine_tune(
     items: Sequence[TrainingItem],
     config: TrainConfig | None = None,
     *,
-    progress: Callable[[TrainProgress], None] | None = None,
-    should_stop: Callable[[], bool] | None = None,
+    control: RunControl = RunControl.none(),
 ) -> TrainResult:
     """Train a copy of ``net`` on ``items`` for one round; ``net`` itself is left as it was.
 
-    ``should_stop()`` is polled before every step: cancelling costs at most one step.
+    ``control`` gets ``(step, total steps, TrainProgress)`` after every step and is asked
+    before every step: cancelling costs at most one step and raises :class:`TrainingCancelled`.
     Raises :class:`AlsegError` for unusable items and :class:`TrainingAborted` when
     the loss turns NaN/inf. On CUDA out-of-memory the round is retried once with half
     the batch and patch before giving up with a clear message.
@@ -115,12 +125,12 @@ def fine_tune(
     config = replace(config, patch_size=net.working_shape(config.resolved_patch_size))
     device = pick_device(config.device)
     try:
-        return _train(net, prepared, config, device, progress, should_stop, warnings)
+        return _train(net, prepared, config, device, control, warnings)
     except torch.cuda.OutOfMemoryError:
         _release_cuda_memory()
     smaller = _halved(config)
     try:
-        return _train(net, prepared, smaller, device, progress, should_stop, warnings)
+        return _train(net, prepared, smaller, device, control, warnings)
     except torch.cuda.OutOfMemoryError as error:
         _release_cuda_memory()
         raise TrainingAborted(
@@ -134,8 +144,7 @@ def _train(
     prepared: list[PreparedItem],
     config: TrainConfig,
     device: torch.device,
-    progress: Callable[[TrainProgress], None] | None,
-    should_stop: Callable[[], bool] | None,
+    control: RunControl,
     warnings: list[str],
 ) -> TrainResult:
     rng = np.random.default_rng(config.seed)
@@ -147,31 +156,27 @@ def _train(
     clock = _RoundClock(config)
     clicks = ClickSimulator(net.spec.n_classes, config.guided_fraction, config.seed) if net.spec.guidance else None
     losses: list[float] = []
-    cancelled = False
     with torch.random.fork_rng(devices=cuda_rng_devices(device)), BatchProducer(train_items, config, rng) as batches:
         torch.manual_seed(config.seed)
         while not clock.done(len(losses)):
-            if should_stop is not None and should_stop():
-                cancelled = True
-                break
+            if control.stopped:
+                raise TrainingCancelled(len(losses))
             for group in optimiser.param_groups:
                 group["lr"] = config.learning_rate * clock.learning_rate_factor(len(losses))
             step = len(losses) + 1
             losses.append(_train_step(working, optimiser, scaler, next(batches).to(device), step, clicks))
             due = step % config.validate_every == 0 or clock.done(step)
             val_loss = stopper.check(working, step) if due else None
-            if progress is not None:
-                progress(TrainProgress(step, clock.total_steps(step), losses[-1], clock.seconds_left(step), val_loss))
+            total = clock.total_steps(step)
+            control.report(step, total, TrainProgress(step, total, losses[-1], clock.seconds_left(step), val_loss))
             if stopper.checks_without_gain >= config.patience:
                 break
     metrics = _round_metrics(losses, stopper, config, device, clock.elapsed(), warnings)
-    early_stopped = not cancelled and stopper.checks_without_gain >= config.patience
+    early_stopped = stopper.checks_without_gain >= config.patience
     metrics.update(train_items=len(train_items), val_items=len(val_items), early_stopped=early_stopped)
     if clicks is not None:
         metrics["guided_steps"] = clicks.guided_steps
-    if cancelled:
-        return TrainResult(None, len(losses), True, metrics)
-    return TrainResult(stopper.best_state or _cpu_state(working), len(losses), False, metrics)
+    return TrainResult(stopper.best_state or _cpu_state(working), len(losses), metrics)
 
 
 class _RoundClock:

@@ -15,7 +15,7 @@ not rounding noise. Imports torch: load it lazily (see :mod:`napari_alseg.model`
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import torch
@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import AlsegError
+from ..run_control import RunControl
 from .modes import eval_mode
 from .networks import SegmentationNet
 
@@ -91,12 +92,13 @@ def fit_vae(
     batch_size: int = 32,
     learning_rate: float = 1e-3,
     seed: int = 0,
-    should_stop: Callable[[], bool] | None = None,
+    control: RunControl = RunControl.none(),
 ) -> ConvVAE:
     """Train a :class:`ConvVAE` on normalised images ``(Cin, *S)`` (sizes may differ) on the CPU.
 
     Loss per sample: summed squared reconstruction error + KL to N(0, I). A bounded
-    number of Adam steps keeps this to seconds; ``should_stop`` ends training early.
+    number of Adam steps keeps this to seconds. A stop asked of ``control`` ends training
+    early with the VAE as it is: the caller, which fits it as one stage of its run, raises.
     """
     if not images:
         raise AlsegError("the VAE needs at least one image")
@@ -108,7 +110,7 @@ def fit_vae(
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         for _ in range(steps):
-            if should_stop is not None and should_stop():
+            if control.stopped:
                 break
             batch = data[rng.integers(len(data), size=min(batch_size, len(data)))]
             reconstruction, mean, log_variance = vae(batch)

@@ -14,9 +14,10 @@ possible there (``C_n``), so delineated classes stop looking uncertain. Validati
 are never candidates; with labels they yield honest (features, Dice) examples for the quality
 predictor (:attr:`PoolScores.quality_examples`).
 
-Cancel: ``should_stop()`` is checked before each case or slice and before each VAE
-stage; when it answers True, :class:`ScoringCancelled` is raised. No partial pool is
-returned: it would rank items by whichever happened to be scored first.
+Cancel: the run's :class:`~napari_alseg.run_control.RunControl` is asked before each case or
+slice and before each VAE stage; a stop raises :class:`~napari_alseg.errors.Cancelled`
+(:data:`SCORING_CANCELLED`). No partial pool is returned: it would rank items by whichever
+happened to be scored first.
 
 One module per concern: :mod:`.request` (inputs, checks), :mod:`.items` (which items),
 :mod:`.predict` (one region's prediction), :mod:`.terms` (the named numbers),
@@ -29,12 +30,12 @@ run a model, so importing this package stays cheap.
 from ..pool import PRIMARY_TERMS, PoolScores
 from .bootstrap import train_bootstrap_nets
 from .boxes import BBOX_MARGIN, BBOX_SLAB_VOXELS
-from .request import DEFAULT_VAE_STEPS, ScoreRequest, ScoringCancelled
+from .request import DEFAULT_VAE_STEPS, SCORING_CANCELLED, ScoreRequest
 from .run import fit_quality_model, rated_prediction, score_pool
 from .terms import ROI_DILATION, region_terms, roi_terms
 
 __all__ = [
     "BBOX_MARGIN", "BBOX_SLAB_VOXELS", "DEFAULT_VAE_STEPS", "PRIMARY_TERMS", "ROI_DILATION", "PoolScores",
-    "ScoreRequest", "ScoringCancelled", "fit_quality_model", "rated_prediction", "region_terms", "roi_terms",
+    "SCORING_CANCELLED", "ScoreRequest", "fit_quality_model", "rated_prediction", "region_terms", "roi_terms",
     "score_pool", "train_bootstrap_nets",
 ]

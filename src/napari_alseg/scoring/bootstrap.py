@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ..errors import AlsegError
-from .request import ScoringCancelled
+from ..errors import AlsegError, Cancelled
+from ..run_control import RunControl
 
 if TYPE_CHECKING:
     from ..model import SegmentationNet, TrainConfig, TrainingItem
@@ -20,13 +20,13 @@ def train_bootstrap_nets(
     config: TrainConfig | None = None,
     n: int = 3,
     seed: int = 0,
-    should_stop: Callable[[], bool] | None = None,
+    control: RunControl = RunControl.none(),
 ) -> list[SegmentationNet]:
     """``n`` nets fine-tuned from ``net`` on bootstrap resamples of ``items`` (docs/METHODS.md §3.7).
 
     Each member draws ``len(items)`` items with replacement (``default_rng(seed)``) and
-    trains with ``config`` under seed ``seed + member``. Raises :class:`ScoringCancelled`
-    when ``should_stop`` ends a member's training.
+    trains with ``config`` under seed ``seed + member``. A stop asked of ``control`` ends a
+    member's training and raises :class:`~napari_alseg.errors.Cancelled`.
     """
     from ..model import TrainConfig, fine_tune
 
@@ -39,9 +39,10 @@ def train_bootstrap_nets(
     members = []
     for member in range(n):
         resample = [items[i] for i in rng.integers(len(items), size=len(items))]
-        result = fine_tune(net, resample, replace(config, seed=seed + member), should_stop=should_stop)
-        if result.cancelled or result.state_dict is None:
-            raise ScoringCancelled("bootstrap training cancelled")
+        try:  # a member's training steps are not the caller's units: its reports are dropped
+            result = fine_tune(net, resample, replace(config, seed=seed + member), control=control.reporting_to(None))
+        except Cancelled as stop:
+            raise Cancelled("bootstrap training cancelled") from stop
         trained = net.spec.build()
         trained.load_state_dict(result.state_dict)
         members.append(trained.eval())

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -11,7 +11,7 @@ import numpy as np
 from ..domain import CASE, GRANULARITIES, NEEDS, Granularity, Need, QueryItem
 from ..effort.matrix import EffortModel
 from ..effort.seconds import SecondsModel
-from ..errors import AlsegError, Cancelled
+from ..errors import AlsegError
 from ..quality import QualityPredictor
 
 if TYPE_CHECKING:
@@ -20,10 +20,8 @@ if TYPE_CHECKING:
     from .predict import RoundInputs
 
 DEFAULT_VAE_STEPS = 300
-
-
-class ScoringCancelled(Cancelled):
-    """``should_stop()`` asked to stop; nothing of the round is kept (shown as information)."""
+# what a cancelled round of scoring says (a Cancelled: shown as information); nothing of it is kept
+SCORING_CANCELLED = "scoring cancelled; the previous round's suggestions are kept"
 
 
 @dataclass(frozen=True)
@@ -78,11 +76,6 @@ class ScoreRequest:
     vae_steps: int = DEFAULT_VAE_STEPS
     patch_size: tuple[int, ...] | None = None
     seed: int = 0
-
-
-def check_stop(should_stop: Callable[[], bool] | None) -> None:
-    if should_stop is not None and should_stop():
-        raise ScoringCancelled("scoring cancelled; the previous round's suggestions are kept")
 
 
 def checked_needs(needs: Collection[Need]) -> frozenset[Need]:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
@@ -12,10 +12,11 @@ from ..domain import NEED_BOOTSTRAP, NEED_FEATURES, NEED_QUALITY, NEED_VAE, ROI,
 from ..image_cache import image_shapes
 from ..pool import PoolScores
 from ..quality import QualityPredictor, class_quality_features, prediction_dice, quality_features
+from ..run_control import RunControl
 from .boxes import item_bbox, whole_bbox
 from .items import allowed_sets, candidate_items, quality_regions, regions_to_predict, traced_spans
 from .predict import RegionPrediction, RoundInputs, normalised_image, predict_region, with_partial_labels
-from .request import ScoreRequest, check_bootstrap, check_stop, checked_inputs, checked_needs
+from .request import SCORING_CANCELLED, ScoreRequest, check_bootstrap, checked_inputs, checked_needs
 from .terms import item_terms, quality_status, quality_terms
 from .vae_latents import add_vae_latents
 
@@ -24,14 +25,13 @@ if TYPE_CHECKING:
 
     from ..model import SegmentationNet
 
-def score_pool(request: ScoreRequest, *, progress: Callable[[int, int], None] | None = None,
-               should_stop: Callable[[], bool] | None = None) -> PoolScores:
+def score_pool(request: ScoreRequest, *, control: RunControl = RunControl.none()) -> PoolScores:
     """Score every candidate of one round for the strategies whose ``request.needs`` are given.
 
     Pure: reads the request's images and labels, returns a new pool and changes nothing
-    else, so it may run in a worker thread. ``progress(done, total)`` after each case or
-    slice and VAE stage; ``should_stop()`` before each, :class:`ScoringCancelled` when it
-    answers True (see :class:`ScoreRequest` for the inputs).
+    else, so it may run in a worker thread. ``control`` gets ``(done, total)`` after each case
+    or slice and VAE stage and is asked before each: a stop raises
+    :class:`~napari_alseg.errors.Cancelled` (see :class:`ScoreRequest` for the inputs).
     """
     r = request
     needs = checked_needs(r.needs)
@@ -60,17 +60,16 @@ def score_pool(request: ScoreRequest, *, progress: Callable[[int, int], None] | 
     regions = sorted(regions_to_predict(pool, needs, validation_regions), key=lambda q: q not in validation_regions)
     total = len(regions) + (2 if NEED_VAE in needs else 0)
     for done, region in enumerate(regions, start=1):
-        check_stop(should_stop)
+        control.check(SCORING_CANCELLED)
         if region not in validation_regions and scoring.quality_model is None and NEED_QUALITY in needs:
             scoring = replace(scoring, quality_model=fit_quality_model(r.quality_examples, pool.quality_examples, r.seed))
         _score_region(scoring, pool, region, region in validation_regions)
-        if progress is not None:
-            progress(done, total)
+        control.report(done, total)
     if NEED_QUALITY in needs:
         model = scoring.quality_model or fit_quality_model(r.quality_examples, pool.quality_examples, r.seed)
         pool.quality_status, pool.quality_note = quality_status(model), model.note
     if NEED_VAE in needs:
-        add_vae_latents(scoring, pool, r.recent, r.vae, r.vae_steps, progress, should_stop, len(regions), total)
+        add_vae_latents(scoring, pool, r.recent, r.vae, r.vae_steps, control, len(regions), total)
     return pool
 
 

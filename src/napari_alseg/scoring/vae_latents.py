@@ -3,15 +3,16 @@ gradient steps of the seeds."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection
+from collections.abc import Collection
 from typing import TYPE_CHECKING
 
 import numpy as np
 
 from ..domain import CASE, Granularity, QueryItem, item_key
 from ..pool import PoolScores
+from ..run_control import RunControl
 from .predict import RoundInputs, normalised_image
-from .request import check_stop
+from .request import SCORING_CANCELLED
 
 if TYPE_CHECKING:
     from ..model.vae import ConvVAE
@@ -22,8 +23,7 @@ def add_vae_latents(
     recent: Collection[QueryItem] | None,
     vae: ConvVAE | None,
     steps: int,
-    progress: Callable[[int, int], None] | None,
-    should_stop: Callable[[], bool] | None,
+    control: RunControl,
     done: int,
     total: int,
 ) -> None:
@@ -32,13 +32,12 @@ def add_vae_latents(
 
     regions = all_regions(scoring, pool.granularity)
     normalised = {region: normalised_image(scoring, region) for region in regions}
-    check_stop(should_stop)
+    control.check(SCORING_CANCELLED)
     pool.vae = vae or fit_vae(list(normalised.values()), scoring.spatial_dims, steps=steps, seed=scoring.seed,
-                              should_stop=should_stop)
+                              control=control)
     latents = dict(zip(regions, encode_latents(pool.vae, list(normalised.values()))))
-    if progress is not None:
-        progress(done + 1, total)
-    check_stop(should_stop)
+    control.report(done + 1, total)
+    control.check(SCORING_CANCELLED)  # a stop ends the VAE's fit early: nothing of it is kept
     pool.vae_latents = {item: latents[item.region] for item in pool.candidates + pool.labelled}
     pool.gradient_latents = {}
     for seed_region in _seed_regions(scoring, pool, recent):
@@ -49,8 +48,7 @@ def add_vae_latents(
         z, moved = gradient_step_latents(scoring.net, pool.vae, normalised[seed_region], labels, mask)
         pool.vae_latents[seed_region] = z
         pool.gradient_latents[seed_region] = moved
-    if progress is not None:
-        progress(total, total)
+    control.report(total, total)
 
 
 def all_regions(scoring: RoundInputs, granularity: Granularity) -> list[QueryItem]:

@@ -22,7 +22,7 @@ holds the GIL for seconds and freezes the UI.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -33,6 +33,7 @@ from ..clicks import Click, check_clicks, segment_with_clicks
 from ..domain import CASE, MANUAL, EventKind, QueryItem
 from ..errors import AlsegError
 from ..image_cache import ImageCache
+from ..run_control import RunControl
 from ..store import Project
 from ..strategies import Suggestion
 from .accounting import EffortAccounting
@@ -47,7 +48,7 @@ from .focus import Focus, focus_from_probabilities
 from .tools import ToolEdit, ToolResult, accept_outline, click_edit, fill_between, given_labels, tool_uses
 
 if TYPE_CHECKING:
-    from ..model import SegmentationNet, TrainConfig, TrainProgress
+    from ..model import SegmentationNet, TrainConfig
     from ..pool import PoolScores
 
 
@@ -117,8 +118,7 @@ class Session:
 
         return export_model(self._project, self.planning.training_plan(), path)
 
-    def compute_round(self, *, progress: Callable[[TrainProgress], None] | None = None,
-                      should_stop: Callable[[], bool] | None = None, rate_quality: bool = True) -> TrainedRound:
+    def compute_round(self, *, control: RunControl = RunControl.none(), rate_quality: bool = True) -> TrainedRound:
         """Train a round on a snapshot of the labels (a worker may run this); nothing is saved.
 
         ``rate_quality``: also rate predictions of known Dice for the quality predictor
@@ -126,7 +126,7 @@ class Session:
         which do not show it, pass False.
         """
         wanted = rate_quality
-        return self.learner.compute_round(progress=progress, should_stop=should_stop,
+        return self.learner.compute_round(control=control,
                                           unseen=self.queries.unseen_items() if wanted else (),
                                           known_examples=self.queries.n_quality_examples if wanted else None)
 
@@ -138,15 +138,14 @@ class Session:
             self.queries.add_quality_examples(list(trained.quality_examples))
         return report
 
-    def retrain(self, *, progress: Callable[[TrainProgress], None] | None = None,
-                should_stop: Callable[[], bool] | None = None, rate_quality: bool = True) -> RetrainReport:
+    def retrain(self, *, control: RunControl = RunControl.none(), rate_quality: bool = True) -> RetrainReport:
         """Fine-tune the active model on every label so far; a new checkpoint on success.
 
         Cancelled or failed rounds leave the previous checkpoint active (training runs
-        on a copy). Raises :class:`~napari_alseg.errors.AlsegError` when nothing is labelled yet.
+        on a copy); a stop asked of ``control`` comes back as a report with ``cancelled`` set,
+        not raised. Raises :class:`~napari_alseg.errors.AlsegError` when nothing is labelled yet.
         """
-        return self.adopt_round(self.compute_round(progress=progress, should_stop=should_stop,
-                                                   rate_quality=rate_quality))
+        return self.adopt_round(self.compute_round(control=control, rate_quality=rate_quality))
 
     def predict_labels(self, case: str, slice_index: int | None = None, *,
                        net: SegmentationNet | None = None, partial_labels: bool = True) -> np.ndarray:
@@ -322,13 +321,12 @@ class Session:
 
     # ------------------------------------------------------------------ suggesting
 
-    def rescore(self, *, progress: Callable[[int, int], None] | None = None,
-                should_stop: Callable[[], bool] | None = None, for_display: bool = True) -> PoolScores:
+    def rescore(self, *, control: RunControl = RunControl.none(), for_display: bool = True) -> PoolScores:
         """Score the pool for the active model and strategy and make it the current one (scripts,
         CLI, simulation); a widget runs ``queries.compute_rescore`` in a worker and hands the
         result to ``queries.adopt_rescore``. ``for_display=False`` computes only what the
         strategy ranks by."""
-        return self.queries.rescore(progress=progress, should_stop=should_stop, for_display=for_display)
+        return self.queries.rescore(control=control, for_display=for_display)
 
     def suggest(self, k: int | None = None, *, priced: bool = False) -> list[Suggestion]:
         """The next ``k`` items; ``priced`` adds each one's remaining effort (mm, estimated s)."""

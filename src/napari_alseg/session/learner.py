@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
@@ -25,14 +25,15 @@ from ..errors import AlsegError
 from ..metrics import class_means, dice_per_class, mean_dice
 from ..store import Project
 from ..body import background_outside, body_mask
+from ..run_control import RunControl
 from .focus import shown_doubt
 from .labels import LabelsView
 from .planning import PlanKeeper
-from .round_progress import RoundProgress, round_progress
+from .round_progress import RoundProgress
 from .settings import SessionSettings
 
 if TYPE_CHECKING:
-    from ..model import ModelSpec, SegmentationNet, TrainConfig, TrainingItem, TrainProgress
+    from ..model import ModelSpec, SegmentationNet, TrainConfig, TrainingItem
 
 MIN_LABELLED_ITEMS = 1
 QUALITY_FOLDS = 2  # k of the k-fold that rates labelled items out of fold (each fold: one more fine-tune)
@@ -200,19 +201,20 @@ class Learner:
 
     # ------------------------------------------------------------------ training
 
-    def compute_round(self, *, progress: Callable[[TrainProgress], None] | None = None,
-                      should_stop: Callable[[], bool] | None = None, unseen: Collection[QueryItem] = (),
+    def compute_round(self, *, control: RunControl = RunControl.none(), unseen: Collection[QueryItem] = (),
                       known_examples: int | None = None) -> TrainedRound:
         """Fine-tune the active model on a snapshot of every label so far; nothing is saved.
 
         Also rates predictions of known Dice for the quality predictor, at no cost to the
         annotator (:meth:`quality_examples`): ``unseen`` are items the active model rated
         before they were labelled; ``known_examples`` (None: no quality rating wanted) how
-        many rated predictions the project already has.
+        many rated predictions the project already has. ``control`` gets one counter over the
+        round and its folds; a stop during the fine-tune hands back a cancelled round (no net),
+        one during the folds ends them and keeps the trained round.
         Safe in a worker thread: reads the project, writes nothing. Raises
         :class:`AlsegError` when nothing is labelled yet.
         """
-        from ..model import fine_tune, with_guidance
+        from ..model import TrainingCancelled, fine_tune, with_guidance
 
         keyed = self.view.keyed_training_items()
         items = [item for _key, item in keyed]
@@ -223,11 +225,11 @@ class Learner:
         base, base_version, start_note = self.start_net()
         net = with_guidance(base or self.initial_net(), self.planning.training_plan().guidance)
         folds = 0 if known_examples is None else self.quality_folds(keyed, unseen, known_examples)
-        stages = round_progress(progress, self._stage_sizes(folds))  # one counter for the round and its folds
-        result = fine_tune(net, items, self.round_config(), progress=None if stages is None else stages.stage(0),
-                           should_stop=should_stop)
-        if result.cancelled or result.state_dict is None:
-            return TrainedRound(base_version, None, net.spec, result.steps_done, len(items))
+        stages = RoundProgress(control, self._stage_sizes(folds))  # one counter for the round and its folds
+        try:
+            result = fine_tune(net, items, self.round_config(), control=stages.stage(0))
+        except TrainingCancelled as stop:  # the round's boundary: a cancelled round, adopted to nothing
+            return TrainedRound(base_version, None, net.spec, stop.steps_done, len(items))
         trained = net.spec.build()
         trained.load_state_dict(result.state_dict)
         metrics = {key: value for key, value in result.metrics.items() if isinstance(value, (int, float))}
@@ -241,8 +243,7 @@ class Learner:
         examples: list[tuple[QueryItem, np.ndarray, float]] = []
         if known_examples is not None:
             started = time.perf_counter()
-            examples = self.quality_examples(keyed, trained, base, unseen, known_examples,
-                                             should_stop=should_stop, progress=stages)
+            examples = self.quality_examples(keyed, trained, base, unseen, known_examples, stages=stages)
             metrics["quality_examples_rated"], metrics["quality_folds"] = len(examples), folds
             metrics["quality_rating_s"] = time.perf_counter() - started
         return TrainedRound(base_version, trained, net.spec, result.steps_done, len(items), metrics, warnings,
@@ -250,9 +251,7 @@ class Learner:
 
     def quality_examples(self, keyed: Sequence[tuple[QueryItem, TrainingItem]], trained: SegmentationNet,
                          base: SegmentationNet | None, unseen: Collection[QueryItem], known: int, *,
-                         should_stop: Callable[[], bool] | None = None,
-                         progress: Callable[[TrainProgress], None] | RoundProgress | None = None,
-                         ) -> list[tuple[QueryItem, np.ndarray, float]]:
+                         stages: RoundProgress) -> list[tuple[QueryItem, np.ndarray, float]]:
         """``(item, quality features, true Dice)`` of predictions by models that never trained
         on the item, for the quality predictor (it needs known Dice, docs/METHODS.md §6.3; the
         annotator gives nothing extra):
@@ -267,13 +266,13 @@ class Learner:
           slices of a stack fold together, so a neighbour slice seen in training does not
           flatter its neighbour). Each fold trains for :data:`QUALITY_FOLD_BUDGET` of the
           round's budget, plus one MC-dropout pass per rated item.
-          ``progress`` reports the folds as the round's stages 2.. (a :class:`.RoundProgress`
-          carries on the round's counter).
+          The folds are ``stages`` 1.. of the round's :class:`.RoundProgress` (its counter and
+          its stop); a stop ends the folds, with the examples rated so far.
 
         The trained model itself is never rated on its own training items (that would be
         training Dice, not quality).
         """
-        from ..model import fine_tune
+        from ..model import TrainingCancelled, fine_tune
         from ..scoring import rated_prediction
 
         eligible = [(key, item) for key, item in keyed if item.labelled_mask.all() and not item.pseudo_label]
@@ -298,7 +297,6 @@ class Learner:
                 if key in unseen:
                     examples[key] = rated(base, item.image, item.labels)
         folds = self.quality_folds(keyed, unseen, known)
-        stages = round_progress(progress, self._stage_sizes(folds))
         if folds:
             start = base or self.initial_net()
             order = sorted(range(len(eligible)), key=lambda i: (eligible[i][0].case, eligible[i][0].slice_index or 0))
@@ -308,9 +306,9 @@ class Learner:
                 train = [item for key, item in keyed if key not in held_keys]
                 if not train:
                     continue
-                result = fine_tune(start, train, fold_config(self.round_config()), should_stop=should_stop,
-                                   progress=None if stages is None else stages.stage(fold + 1))
-                if result.cancelled or result.state_dict is None:
+                try:
+                    result = fine_tune(start, train, fold_config(self.round_config()), control=stages.stage(fold + 1))
+                except TrainingCancelled:  # the folds only rate: the round's trained model is kept whole
                     break
                 fold_net = start.spec.build()
                 fold_net.load_state_dict(result.state_dict)

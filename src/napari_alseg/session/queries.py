@@ -11,7 +11,7 @@ scored from could not know about.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
@@ -25,6 +25,7 @@ from ..domain import (
 from ..errors import AlsegError
 from ..metrics import dice_per_class, mean_dice
 from ..quality import QualityEstimate, QualityPredictor
+from ..run_control import RunControl
 from ..store import Project, ScoredItem
 from ..strategies import Suggestion, get_strategy, pseudo_label_candidates, select
 from .accounting import EffortAccounting
@@ -97,11 +98,11 @@ class Queries:
 
     # ------------------------------------------------------------------ scoring
 
-    def compute_rescore(self, *, progress: Callable[[int, int], None] | None = None,
-                        should_stop: Callable[[], bool] | None = None, for_display: bool = True) -> RescoreResult:
+    def compute_rescore(self, *, control: RunControl = RunControl.none(), for_display: bool = True) -> RescoreResult:
         """Score the pool for the active model and strategy; returns the result, changes nothing.
 
-        Long (an MC-dropout pass per case or slice): safe to run in a worker thread.
+        Long (an MC-dropout pass per case or slice): safe to run in a worker thread. ``control``
+        gets ``(done, total)`` cases or slices; a stop raises :class:`~napari_alseg.errors.Cancelled`.
         ``for_display=False`` computes only what the strategy ranks by (scripts, simulation).
         """
         from ..scoring import ScoreRequest, score_pool, train_bootstrap_nets
@@ -115,7 +116,7 @@ class Queries:
         bootstrap = None
         if NEED_BOOTSTRAP in needs and net is not None:
             bootstrap = train_bootstrap_nets(net, self.view.training_items(), self.learner.bootstrap_config(),
-                                             seed=self.settings.seed, should_stop=should_stop)
+                                             seed=self.settings.seed, control=control)
         request = ScoreRequest(
             net, net.spec if net is not None else None, self.view.all_images(), self.view.all_labels(),
             granularity=self.pool_granularity, n_classes=self.project.n_classes, needs=needs,
@@ -126,7 +127,7 @@ class Queries:
             class_dice_history=self.learner.class_dice_history(), class_ranges=self.view.all_class_ranges(),
             recent=self.view.recent_items(),
             vae=self._vae, seed=self.settings.seed, patch_size=self.learner.inference_patch)
-        pool = score_pool(request, progress=progress, should_stop=should_stop)
+        pool = score_pool(request, control=control)
         return RescoreResult(pool, mark, pool.vae, state)
 
     def adopt_rescore(self, result: RescoreResult) -> PoolScores:

@@ -6,39 +6,43 @@ total changed when a fold started at another pace (issue 22 item 10). :class:`Ro
 keeps one counter: during the round's fine-tune it counts that fine-tune's steps, the total
 scaled up by the folds' share of the budget; from the first fold on the total is frozen and
 each fold fills its share of what is left, by the fraction of its own steps done. The
-counter never goes back.
+counter never goes back. Each stage is a :class:`~napari_alseg.run_control.RunControl` with
+the round's stop, whose reports are rescaled into the round's control.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING
+
+from ..run_control import RunControl, RunProgress
 
 if TYPE_CHECKING:
     from ..model import TrainProgress
 
 
 class RoundProgress:
-    """Stages ``sizes`` (each one's budget in one unit: steps, or seconds) reported to
-    ``progress`` as one bar; :meth:`stage` gives stage ``index``'s callback for ``fine_tune``."""
+    """Stages ``sizes`` (each one's budget in one unit: steps, or seconds) reported to the
+    round's ``control`` as one bar; :meth:`stage` gives stage ``index``'s control for ``fine_tune``."""
 
-    def __init__(self, progress: Callable[[TrainProgress], None], sizes: Sequence[float]) -> None:
+    def __init__(self, control: RunControl, sizes: Sequence[float]) -> None:
         if not sizes or min(sizes) <= 0:
             raise ValueError(f"stage budgets must be positive, got {list(sizes)}")
-        self.progress = progress
+        self.control = control
         self.sizes = [float(size) for size in sizes]
         self.shown = 0  # the last step shown
         self.total: int | None = None  # the last total shown; frozen once the folds start
         self._folds: tuple[int, int] | None = None  # once the first fold began: (step shown then, frozen total)
 
-    def stage(self, index: int) -> Callable[[TrainProgress], None]:
+    def stage(self, index: int) -> RunControl:
         started = time.perf_counter()
         sizes, size = self.sizes, self.sizes[index]
         later = sum(sizes[index + 1:]) / size  # the stages still to run, in this stage's budgets
 
-        def report(step: TrainProgress) -> None:
+        def report(update: RunProgress) -> None:
+            step: TrainProgress = update.detail
             stage_seconds = time.perf_counter() - started + step.eta_seconds
             eta = step.eta_seconds + later * stage_seconds
             if index == 0:
@@ -53,15 +57,6 @@ class RoundProgress:
                 shown = folds_from + round((total - folds_from) * share)
             self.shown = max(self.shown, min(shown, total))
             self.total = total
-            self.progress(replace(step, step=self.shown, total_steps=total, eta_seconds=eta))
+            self.control.report(self.shown, total, replace(step, step=self.shown, total_steps=total, eta_seconds=eta))
 
-        return report
-
-
-def round_progress(progress: Callable[[TrainProgress], None] | RoundProgress | None,
-                   sizes: Sequence[float]) -> RoundProgress | None:
-    """``progress`` as a :class:`RoundProgress` over ``sizes`` (kept when it is one already,
-    so the round's fine-tune and its folds share a counter); None without one."""
-    if progress is None or isinstance(progress, RoundProgress):
-        return progress
-    return RoundProgress(progress, sizes)
+        return self.control.reporting_to(report)
