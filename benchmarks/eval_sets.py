@@ -44,7 +44,7 @@ from napari_alseg.errors import AlsegError
 from napari_alseg.nifti import load_volume, save_volume
 from napari_alseg.samples import deform
 from napari_alseg.samples.layout import (DATASET_FILE, dataset_field, is_complete, stack_affine, write_classes,
-                                         write_json)
+                                         write_json, write_t1_stack)
 from napari_alseg.samples.templates import (
     ColinTemplates,
     MniTissueMaps,
@@ -215,12 +215,8 @@ def write_sagittal_stack(folder: Path, *, seed: int, slice_step_mm: float = SLIC
     origin_zy, shape = sagittal_frame(templates.t1 > 0)
     images, labels = deformed_sagittal_slices(templates.t1, labels_xyz, slice_x, origin_zy,
                                               shape, seed)
-    stack_folder = folder / "stack"
-    stack_folder.mkdir()
     affine = stack_affine((1, 2, 0), (PIXEL_MM, PIXEL_MM, float(slice_step_mm)))  # columns y, rows z, slices x
-    save_volume(stack_folder / "stack_t1.nii.gz", np.rint(images).astype(np.int16), affine)
-    save_volume(stack_folder / "stack_seg.nii.gz", labels, affine, is_label=True)
-    write_classes(folder, SAGITTAL_CLASSES)
+    write_t1_stack(folder, images, labels, affine, SAGITTAL_CLASSES)
     x_mm = templates.affine[0, 0] * np.asarray(slice_x) + templates.affine[0, 3]
     return {
         "granularity": "slice",

@@ -15,9 +15,8 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import AlsegError
-from ..nifti import save_volume
 from . import deform
-from .layout import stack_affine, write_classes
+from .layout import stack_affine, write_t1_stack
 from .templates import ColinTemplates, load_colin_templates
 
 CLASSES: dict[int, tuple[str, tuple[int, int, int]]] = {
@@ -66,12 +65,8 @@ def write_set(folder: Path, *, seed: int, progress: Callable[[str], None] | None
     report(f"brain-stack: deforming {len(slice_y)} coronal slices")
     images, labels = deformed_slices(templates.t1, labels_xyz, slice_y, rows, columns, seed)
 
-    stack_folder = folder / "stack"
-    stack_folder.mkdir()
     affine = stack_affine((0, 2, 1), (1.0, 1.0, float(slice_step_mm)))  # columns x, rows z, slices y
-    save_volume(stack_folder / "stack_t1.nii.gz", np.rint(images).astype(np.int16), affine)
-    save_volume(stack_folder / "stack_seg.nii.gz", labels, affine, is_label=True)
-    write_classes(folder, CLASSES)
+    write_t1_stack(folder, images, labels, affine, CLASSES)
     y_mm = templates.affine[1, 1] * np.asarray(slice_y) + templates.affine[1, 3]
     return {
         "granularity": "slice",

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import AlsegError
+from ..nifti import save_volume
 
 DATASET_FILE = "dataset.json"
 CLASSES_FILE = "classes.json"
@@ -47,6 +48,18 @@ def write_classes(folder: Path, classes: dict[int, tuple[str, tuple[int, int, in
     content = {str(class_id): {"name": name, "color": list(color)}
                for class_id, (name, color) in sorted(classes.items())}
     return write_json(folder / CLASSES_FILE, content)
+
+
+def write_t1_stack(folder: Path, images: np.ndarray, labels: np.ndarray, affine: np.ndarray,
+                   classes: dict[int, tuple[str, tuple[int, int, int]]]) -> None:
+    """A one-stack set: ``stack/stack_t1.nii.gz`` (``images`` ``(slice, rows, cols)`` rounded to
+    int16), ``stack/stack_seg.nii.gz`` (``labels``, same shape, stored as labels) and
+    ``classes.json``. The brain-stack sample and the benchmark's sagittal set write this layout."""
+    stack_folder = folder / "stack"
+    stack_folder.mkdir()
+    save_volume(stack_folder / "stack_t1.nii.gz", np.rint(images).astype(np.int16), affine)
+    save_volume(stack_folder / "stack_seg.nii.gz", labels, affine, is_label=True)
+    write_classes(folder, classes)
 
 
 def load_class_names(set_dir: Path) -> dict[int, str]:
