@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from napari.layers import Labels
     from napari.utils.events import Event
 
+    from ..run_control import RunControl
     from ..session.tools import ToolResult
     from .controller import AlsegController
     from .editing import Editing
@@ -188,7 +189,7 @@ class ClickTools:
         clicks = tuple(state.clicks)
         state.running = True
 
-        def segment(control=None):
+        def segment(control: RunControl | None = None) -> ToolResult:
             return session.click_segment(item.case, state.base, state.class_id, clicks,
                                          slice_index=item.slice_index)
 

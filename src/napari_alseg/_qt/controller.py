@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 from qtpy.QtCore import QObject, QTimer, Signal
 
@@ -30,7 +30,10 @@ if TYPE_CHECKING:
     import numpy as np
     from napari.viewer import Viewer
 
+    from ..run_control import RunControl, RunProgress
     from ..session import Session
+
+T = TypeVar("T")  # what a job's function returns, handed to its on_done
 
 DRAFT_INTERVAL_MS = 30_000
 QUEUE_LENGTH = 20
@@ -301,7 +304,7 @@ class AlsegController(QObject):
         """One click: the case's prediction is stored as its labels (kind pseudo-accepted)."""
         session = self.session
 
-        def predict(control=None):
+        def predict(control: RunControl | None = None) -> np.ndarray:
             return session.predict_labels(case)
 
         def accept(prediction: np.ndarray) -> None:  # the write, on the main thread like every submit
@@ -336,7 +339,9 @@ class AlsegController(QObject):
 
     # ------------------------------------------------------------------ jobs
 
-    def start_job(self, name: str, function, *, on_done, on_progress=None, on_error=None) -> None:
+    def start_job(self, name: str, function: Callable[..., T], *, on_done: Callable[[T], None],
+                  on_progress: Callable[[RunProgress], None] | None = None,
+                  on_error: Callable[[str], None] | None = None) -> None:
         """Run ``function`` in a worker; ``on_error`` (default: the one-line error message) gets
         a failure's one line, for a caller that must also note that its job ended."""
         self.runtime.jobs.start(name, function, on_done=on_done, on_progress=on_progress,

@@ -8,7 +8,7 @@ case called ``<img src=…>`` is shown as written, never interpreted.
 from __future__ import annotations
 
 import html
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 
@@ -68,12 +68,12 @@ def short_item_text(item: QueryItem, class_names: Sequence[str]) -> str:
     return " · ".join(parts)
 
 
-def quality_text(terms) -> str:
+def quality_text(terms: Mapping[str, float]) -> str:
     quality = terms.get(domain.TERM_QUALITY_CLASS, float("nan"))
     return domain.QUALITY_CLASS_NAMES[int(quality)] if np.isfinite(quality) else ""
 
 
-def quality_detail(terms) -> str:
+def quality_detail(terms: Mapping[str, float]) -> str:
     """`` (Dice 0.72, 0.55–0.88, from 9 rated predictions)``: the predicted Dice, its 80 % interval
     and what it rests on."""
     dice = terms.get(domain.TERM_QUALITY_DICE, float("nan"))

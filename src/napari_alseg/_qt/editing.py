@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from napari.utils.events import Event
     from napari.viewer import Viewer
 
+    from ..run_control import RunControl
     from ..session import Session
     from ..session.tools import ToolEdit
     from .controller import AlsegController
@@ -181,7 +182,7 @@ class ItemEditor:
             controller.status.emit(f"Annotating {item_text(item, names)}. Submit with Shift+S.")
             return
 
-        def prepare(control=None):
+        def prepare(control: RunControl | None = None) -> tuple[np.ndarray | None, Focus | None]:
             if locating:  # one prediction for both: where the work is, and the prefill
                 probabilities = session.learner.predict_probabilities(item.case)
                 prediction = probabilities.argmax(axis=0).astype(dtype) if correcting else None
@@ -314,7 +315,7 @@ class ItemEditor:
             self.set_heat_map(False)
             return
 
-        def compute(control=None):
+        def compute(control: RunControl | None = None) -> tuple[np.ndarray, Focus | None]:
             values = session.learner.uncertainty_map(case)
             key = (session.learner.model_version, case)  # Go's focus has usually arrived by now
             focus = self.focuses[key] if key in self.focuses else session.focus(case)

@@ -18,6 +18,7 @@ from .case_layers import write_undoably
 from .describe import class_name
 
 if TYPE_CHECKING:
+    from ..run_control import RunControl
     from ..session import Session
     from .controller import AlsegController
     from .editing import Editing
@@ -94,7 +95,7 @@ class TracingTools:
                                     "accept the outline there.")
             return
 
-        def predict(control=None):
+        def predict(control: RunControl | None = None) -> np.ndarray:
             return session.predict_labels(case, slice_index)
 
         def accept(prediction: np.ndarray) -> None:
