@@ -17,7 +17,7 @@ demo:
 		xvfb-run -a -s "-screen 0 1600x1000x24" "$$BIN/alseg" demo --screenshot out/demo.png; \
 	fi
 
-# The import contracts (import-linter), the type check (mypy: the core strictly, the Qt layer loosely; both
+# The import contracts (import-linter), the type check (mypy: every function typed, Qt's Optional getters aside; both
 # configured in pyproject.toml), then the whole test suite, headless: pytest-xvfb starts a virtual X display.
 test:
 	@PY=$$(./scripts/setup.sh | tail -n 1) && BIN=$$(dirname "$$PY") && "$$BIN/lint-imports" --no-cache && \
