@@ -37,9 +37,15 @@ def test_the_suggestion_text_shows_names_as_written():
 
 
 def test_the_model_text_escapes_class_names():
-    text = model_text("v0001<script>", {"val_dice": 0.5, f"val_dice_{HOSTILE_CLASS}": 0.4})
+    text = model_text("v0001<script>", {"val_dice": 0.5, "val_dice_per_class": [None, 0.4]}, ["background", HOSTILE_CLASS])
     assert HOSTILE_CLASS not in text and "<script>" not in text
     assert "&lt;img" in text and "v0001&lt;script&gt;" in text
+
+
+def test_the_model_text_reads_each_class_dice_by_class_id_whatever_the_class_is_called():
+    metrics = {"val_dice": 0.65, "val_dice_per_class": [None, 0.41, float("nan"), 0.9]}
+    text = model_text("v0002", metrics, ["background", "x_y", "absent", "renamed later"])
+    assert text.endswith("<br>x_y 0.41, renamed later 0.90")  # absent: no Dice on the validation split
 
 
 @pytest.mark.parametrize("value, shown", [

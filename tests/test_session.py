@@ -78,7 +78,9 @@ def test_retrain_versions_a_checkpoint_with_validation_metrics(stack_session):
     assert stack_session.learner.model_version == "v0001"
     assert report.steps_done == 4  # the bar goes on through the quality folds (tests/test_quality_examples.py)
     assert reports[-1].done == reports[-1].total == 4 + 1 * report.metrics["quality_folds"]  # folds: 1/4
-    assert 0.0 <= report.metrics["val_dice"] <= 1.0 and "val_dice_core" in report.metrics
+    assert 0.0 <= report.metrics["val_dice"] <= 1.0
+    by_class = report.metrics["val_dice_per_class"]  # by class id: background, core, rim
+    assert len(by_class) == 3 and by_class[0] is None
     checkpoint = stack_session.catalog.checkpoints()[-1]
     assert checkpoint.path.exists() and checkpoint.metrics["val_dice"] == report.metrics["val_dice"]
     prediction = stack_session.predict_labels("case_000", 0)
@@ -206,9 +208,10 @@ def test_dice_per_effort_measures_class_dice_on_the_manual_labels_only(stack_ses
     stack_session.submit("case_000", truth[open_slice], slice_index=open_slice, class_id=1, seconds_active=1)
     stack_session.retrain()
     metrics = stack_session.catalog.metrics()
-    assert 0 <= metrics["label_dice_core"] <= 1 and "label_dice_rim" not in metrics
+    background, core, rim = metrics["label_dice_per_class"]  # by class id
+    assert background is None and 0 <= core <= 1 and rim is None  # rim: never delineated
     (history,) = stack_session.learner.class_dice_history()
-    assert history[0] == metrics["label_dice_core"] and np.isnan(history[1])  # rim: never delineated
+    assert history[0] == core and np.isnan(history[1])
 
 
 def test_gradient_vae_seeds_are_the_items_the_current_model_learnt_first(stack_session):

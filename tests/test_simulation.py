@@ -105,7 +105,7 @@ def test_quality_threshold_accepts_acceptable_predictions_as_free_pseudo_labels(
         project = queries.project
         open_cases = [c.name for c in project.cases if project.current_labels(c.name) is None
                       and (c.name, None) not in project.validation_items()]
-        return [Suggestion(QueryItem(open_cases[0]), 1.0, "quality-threshold", {"pseudo_label": 1.0}, None)]
+        return [Suggestion(QueryItem(open_cases[0]), 1.0, "quality-threshold", {}, None, pseudo_label=True)]
 
     monkeypatch.setattr(Queries, "pseudo_label_candidates", rated_acceptable)
     source = make_source(tmp_path / "source", granularity="case", n_cases=8, shape=(8, 24, 24))

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from napari_alseg.errors import AlsegError
+from napari_alseg.metrics import VAL_DICE_PER_CLASS, per_class
 from napari_alseg.nifti import load_volume, save_volume
 from napari_alseg.store import DB_NAME, SCHEMA_VERSION, Project, ScoredItem
 from napari_alseg.store.database import Database
@@ -244,6 +245,32 @@ def test_migrations_apply_in_order_and_only_once(project):
     conn = sqlite3.connect(db_path)
     assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION + 2
     assert conn.execute("SELECT value FROM meta WHERE key = 'dataset_name'").fetchone()[0] == "v3"
+
+
+def test_a_version_6_project_keeps_its_per_class_dice_by_class_id(project):
+    """Schema v7: a checkpoint's per-class Dice keyed by class name (``val_dice_<name>``, which a
+    class called ``x_y`` or renamed since broke) becomes one list by class id."""
+    project.update_class(1, name="x_y")
+    project.models_dir.mkdir()
+    for version in ("v0001", "v0002"):
+        (project.models_dir / f"{version}.pt").write_bytes(b"weights")
+    project.record_checkpoint("v0001", project.models_dir / "v0001.pt", metrics={
+        "val_dice": 0.6, "val_dice_x_y": 0.7, "val_dice_edema": float("nan"), "label_dice_x_y": 0.5,
+        "val_dice_tumour": 0.2, "n_items": 4})  # tumour: class 1's name when this model was validated
+    project.record_checkpoint("v0002", project.models_dir / "v0002.pt")  # no metrics (an imported model)
+    project.close()
+    with sqlite3.connect(project.folder / DB_NAME) as older:
+        older.execute("PRAGMA user_version = 6")
+    with Project.open(project.folder) as reopened:
+        first, second = (checkpoint.metrics for checkpoint in reopened.checkpoints())
+        assert sorted(first) == ["label_dice_per_class", "n_items", "val_dice", "val_dice_per_class",
+                                 "val_dice_tumour"]  # a key of a class renamed since matches no class: kept
+        assert first["val_dice_per_class"][:2] == [None, 0.7] and np.isnan(first["val_dice_per_class"][2])
+        assert first["label_dice_per_class"] == [None, 0.5, None]  # edema: not measured on the labels
+        np.testing.assert_array_equal(per_class(first, VAL_DICE_PER_CLASS, 3), [0.7, np.nan])
+        assert second == {}
+    with sqlite3.connect(project.folder / DB_NAME) as migrated:
+        assert migrated.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
 
 
 # --------------------------------------------------------------------------- labels

@@ -179,7 +179,7 @@ def test_dice_per_effort_prices_an_unseen_class_at_a_prior_not_at_the_floor():
     unseen = picks[3]
     assert unseen.terms["effort_mm"] == pytest.approx(four.boundary_matrix[1, 1]) and unseen.terms["effort_mm"] > 50
     assert unseen.score < 1.0 and unseen.score == pytest.approx(1.0 / unseen.terms["effort_mm"])
-    assert unseen.terms["effort_guess"] == 1.0 and picks[1].terms["effort_guess"] == 0.0  # said so in the dock
+    assert unseen.effort_guess and not picks[1].effort_guess  # said so in the dock
     # the paper's B: the unseen class scores gap / 0.001 = 1000, and no effort is shown for it
     paper = {s.item.class_id: s for s in select("dice-per-effort-paper", pool, 2, seed=0)}
     assert paper[3].score == pytest.approx(1000.0, rel=1e-3)
@@ -299,10 +299,10 @@ def test_quality_threshold_sends_poor_and_adjust_to_the_expert_and_offers_accept
                       "adjust": quality(0.2, 0.6, 0.2), "fine": quality(0.1, 0.3, 0.6)})
     picks = select("quality-threshold", pool, 4, seed=0)
     assert names(picks) == ["poor", "adjust", "fine", "good"]
-    assert [s.terms["pseudo_label"] for s in picks] == [0.0, 0.0, 1.0, 1.0]
+    assert [s.pseudo_label for s in picks] == [False, False, True, True]
     assert names(select("quality-threshold", pool, 2, seed=0)) == ["poor", "adjust"]
     offered = pseudo_label_candidates(pool, threshold=0.7)
-    assert names(offered) == ["good"] and offered[0].terms["pseudo_label"] == 1.0
+    assert names(offered) == ["good"] and offered[0].pseudo_label
     assert names(pseudo_label_candidates(pool)) == ["good", "fine"]
 
 
@@ -319,7 +319,7 @@ def test_an_acceptable_rating_from_too_few_examples_is_not_offered_as_a_pseudo_l
     pool = case_pool({"calibrated": quality(0.05, 0.15, 0.8), "barely": barely, "poor": quality(0.8, 0.15, 0.05)})
     picks = select("quality-threshold", pool, 3, seed=0)
     assert names(picks) == ["poor", "barely", "calibrated"]
-    assert [s.terms["pseudo_label"] for s in picks] == [0.0, 0.0, 1.0]
+    assert [s.pseudo_label for s in picks] == [False, False, True]
     assert names(pseudo_label_candidates(pool)) == ["calibrated"]
 
 

@@ -35,12 +35,12 @@ def test_a_guessed_effort_says_it_is_a_guess():
     from napari_alseg._qt.describe import describe
     from napari_alseg.strategies import Suggestion
 
-    terms = {"dice_gap": 1.0, "effort_mm": 1424.6, "effort_px": 712.3, "effort_guess": 1.0}
+    terms = {"dice_gap": 1.0, "effort_mm": 1424.6, "effort_px": 712.3}
     names = ["background", "cortex", "thalamus"]
-    guessed = describe(Suggestion(QueryItem("stack", 23, 2), 0.0007, "dice-per-effort", terms, None), names)
+    guessed = describe(Suggestion(QueryItem("stack", 23, 2), 0.0007, "dice-per-effort", terms, None,
+                                  effort_guess=True), names)
     assert "effort px: 712 <i>(a guess" in guessed and guessed.count("a guess") == 1  # once, on the first effort line
-    known = describe(Suggestion(QueryItem("stack", 23, 1), 0.0007, "dice-per-effort", {**terms, "effort_guess": 0.0},
-                                None), names)
+    known = describe(Suggestion(QueryItem("stack", 23, 1), 0.0007, "dice-per-effort", terms, None), names)
     assert "guess" not in known and "typical" not in known
     case = describe(Suggestion(QueryItem("case_000"), 0.0005, "mc-dropout-top", {"effort_mm": 32761.6}, None), names)
     assert "effort mm: 32,762 <i>(typical outlines of this data" in case  # not 3.28e+04

@@ -115,7 +115,6 @@ TERM_DICE_GAP = "dice_gap"  # dice-per-effort's room for improvement of the clas
 TERM_EFFORT_PX = "effort_px"  # estimated boundary to trace (px)
 TERM_EFFORT_MM = "effort_mm"  # the same in mm
 TERM_EFFORT_S = "effort_s"  # the same in seconds (a fitted seconds model)
-TERM_EFFORT_GUESS = "effort_guess"  # 1.0: the class has no outline yet, its effort is the prior's guess
 TERM_EFFORT_PREDICTED_MM = "effort_pred_mm"  # the prediction's outline of an ROI's class minus delineated contact (mm)
 TERM_QUALITY_P_POOR = "quality_p_poor"
 TERM_QUALITY_P_ADJUST = "quality_p_adjust"
@@ -126,7 +125,6 @@ TERM_QUALITY_DICE = "quality_dice"  # the predicted Dice the class is the band o
 TERM_QUALITY_DICE_LOW = "quality_dice_low"  # the low end of its 80 % interval
 TERM_QUALITY_DICE_HIGH = "quality_dice_high"  # the high end
 TERM_QUALITY_EXAMPLES = "quality_examples"  # how many predictions of known Dice the rating rests on
-TERM_PSEUDO_LABEL = "pseudo_label"  # 1.0: the prediction is proposed for one-click acceptance
 TERM_EXPECTED_S = "expected_s"  # expected seconds to review and correct the prediction (pricing.expected_seconds)
 TERM_FOREGROUND = "foreground"  # predicted foreground: expected voxels (an ROI: pixels of its class)
 

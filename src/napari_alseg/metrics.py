@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 import numpy as np
 
 
@@ -50,3 +53,23 @@ def class_means(per_item: list[np.ndarray]) -> np.ndarray:
     stacked = np.stack(per_item)
     counts = np.isfinite(stacked).sum(axis=0)
     return np.where(counts > 0, np.nansum(stacked, axis=0) / np.maximum(counts, 1), np.nan)
+
+
+# A checkpoint's metrics keep each per-class Dice as one list by class id (0, background, is
+# None), so a class's name (``x_y``, or renamed) never has to be parsed back out of a key.
+VAL_DICE_PER_CLASS = "val_dice_per_class"  # Dice of each class on the validation split
+LABEL_DICE_PER_CLASS = "label_dice_per_class"  # on the manual labels: dice-per-effort's D_c (docs/METHODS.md §7.5)
+
+
+def by_class_id(scores: Mapping[int, float], n_classes: int) -> list[float | None]:
+    """A per-class metric as a checkpoint keeps it: ``n_classes`` entries by class id, None
+    where the class was not measured (background always)."""
+    return [None if class_id == 0 else scores.get(class_id) for class_id in range(n_classes)]
+
+
+def per_class(metrics: Mapping[str, Any], key: str, n_classes: int) -> np.ndarray:
+    """The ``(C-1,)`` values of classes 1..C-1 that ``metrics[key]`` holds by class id; NaN
+    where it holds none (not measured, or a class added since)."""
+    stored = metrics.get(key) or []
+    values = [stored[class_id] if class_id < len(stored) else None for class_id in range(1, n_classes)]
+    return np.array([np.nan if value is None else value for value in values], dtype=float)

@@ -19,7 +19,9 @@ says so. How well it rates (cross-validated): :mod:`napari_alseg.quality_report`
 
 from __future__ import annotations
 
+import math
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from statistics import NormalDist
@@ -27,7 +29,8 @@ from statistics import NormalDist
 import numpy as np
 from scipy import ndimage
 
-from .domain import QUALITY_CLASS_NAMES
+from .domain import (QUALITY_CLASS_NAMES, TERM_QUALITY_CLASS, TERM_QUALITY_DICE, TERM_QUALITY_DICE_HIGH,
+                     TERM_QUALITY_DICE_LOW, TERM_QUALITY_EXAMPLES)
 from .errors import AlsegError
 from .metrics import item_dice
 from .uncertainty import entropy_map, top_fraction_mean
@@ -152,16 +155,30 @@ def prediction_dice(probs: np.ndarray, labels: np.ndarray, n_classes: int, *, wh
 @dataclass(frozen=True)
 class QualityEstimate:
     """One prediction's rating: its expected Dice ``dice`` with the :data:`INTERVAL` interval
-    ``[low, high]`` (all in [0, 1]) and the quality class of ``dice`` (POOR / ADJUST / ACCEPTABLE)."""
+    ``[low, high]`` (all in [0, 1]), the quality class of ``dice`` (POOR / ADJUST / ACCEPTABLE)
+    and ``examples``, how many predictions of known Dice the predictor rests on (None: not said)."""
 
     dice: float
     low: float
     high: float
     quality_class: int
+    examples: int | None = None
 
     @property
     def class_name(self) -> str:
         return QUALITY_CLASS_NAMES[self.quality_class]
+
+
+def estimate_from_terms(terms: Mapping[str, float]) -> QualityEstimate | None:
+    """The rating an item's terms hold (a pool keeps numbers only, so its stored scores can
+    hold the rating too: ``scoring.terms.quality_terms`` writes them); None where they hold
+    none (or not all of the Dice, its interval and its class)."""
+    dice, low, high, quality_class = (float(terms.get(name, math.nan)) for name in (
+        TERM_QUALITY_DICE, TERM_QUALITY_DICE_LOW, TERM_QUALITY_DICE_HIGH, TERM_QUALITY_CLASS))
+    if not all(math.isfinite(value) for value in (dice, low, high, quality_class)):
+        return None
+    examples = float(terms.get(TERM_QUALITY_EXAMPLES, math.nan))
+    return QualityEstimate(dice, low, high, int(quality_class), int(examples) if math.isfinite(examples) else None)
 
 
 class QualityPredictor:
@@ -255,7 +272,8 @@ class QualityPredictor:
         """One :class:`QualityEstimate` per row of ``(N, F)`` features."""
         dice, low, high = self.predict_dice(features)
         classes = self.thresholds.classify(dice)
-        return [QualityEstimate(float(d), float(lo), float(hi), int(c)) for d, lo, hi, c in zip(dice, low, high, classes)]
+        return [QualityEstimate(float(d), float(lo), float(hi), int(c), self.n_examples)
+                for d, lo, hi, c in zip(dice, low, high, classes)]
 
     def predict_proba(self, features: np.ndarray) -> np.ndarray:
         """``(N, 3)`` probabilities of Poor, Adjust, Acceptable: the Dice bands' shares of a normal

@@ -136,7 +136,7 @@ class AnnotateTab(QWidget):
         names = controller.session.catalog.class_names
         suggestions = controller.suggestions
         rows = [(rank + 1, short_item_text(s.item, names), float(s.score),
-                 float(s.terms.get(TERM_EFFORT_MM, float("nan"))), QUALITY_SHORT.get(quality_text(s.terms), ""))
+                 float(s.terms.get(TERM_EFFORT_MM, float("nan"))), QUALITY_SHORT.get(quality_text(s.quality), ""))
                 for rank, s in enumerate(suggestions)]
         fill_table(self.queue_table, rows, [s.item for s in suggestions],
                    tooltips=[describe(s, names) for s in suggestions])

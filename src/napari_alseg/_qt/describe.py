@@ -9,11 +9,14 @@ from __future__ import annotations
 
 import html
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
 from .. import domain
 from ..domain import QueryItem
+from ..metrics import VAL_DICE_PER_CLASS, per_class
+from ..quality import QualityEstimate
 from ..strategies import Suggestion
 
 SHOWN_TERMS = {domain.TERM_MC_TOP: "uncertainty (MC top 0.1 %)", domain.TERM_ENTROPY: "entropy",
@@ -68,25 +71,18 @@ def short_item_text(item: QueryItem, class_names: Sequence[str]) -> str:
     return " · ".join(parts)
 
 
-def quality_text(terms: Mapping[str, float]) -> str:
-    quality = terms.get(domain.TERM_QUALITY_CLASS, float("nan"))
-    return domain.QUALITY_CLASS_NAMES[int(quality)] if np.isfinite(quality) else ""
+def quality_text(quality: QualityEstimate | None) -> str:
+    """The rating's class in words ("" when not rated)."""
+    return "" if quality is None else quality.class_name
 
 
-def quality_detail(terms: Mapping[str, float]) -> str:
-    """`` (Dice 0.72, 0.55–0.88, from 9 rated predictions)``: the predicted Dice, its 80 % interval
-    and what it rests on."""
-    dice = terms.get(domain.TERM_QUALITY_DICE, float("nan"))
-    low = terms.get(domain.TERM_QUALITY_DICE_LOW, float("nan"))
-    high = terms.get(domain.TERM_QUALITY_DICE_HIGH, float("nan"))
-    n_examples = terms.get(domain.TERM_QUALITY_EXAMPLES, float("nan"))
-    parts = []
-    if np.isfinite(dice):
-        interval = f", 80 % {low:.2f}–{high:.2f}" if np.isfinite(low) and np.isfinite(high) else ""
-        parts.append(f"Dice {dice:.2f}{interval}")
-    if np.isfinite(n_examples):
-        parts.append(f"from {int(n_examples)} rated prediction{'s' if int(n_examples) != 1 else ''}")
-    return f" ({', '.join(parts)})" if parts else ""
+def quality_detail(quality: QualityEstimate) -> str:
+    """`` (Dice 0.72, 80 % 0.55–0.88, from 9 rated predictions)``: the predicted Dice, its 80 %
+    interval and what it rests on."""
+    parts = [f"Dice {quality.dice:.2f}, 80 % {quality.low:.2f}–{quality.high:.2f}"]
+    if quality.examples is not None:
+        parts.append(f"from {quality.examples} rated prediction{'s' if quality.examples != 1 else ''}")
+    return f" ({', '.join(parts)})"
 
 
 def describe(suggestion: Suggestion, class_names: Sequence[str]) -> str:
@@ -94,29 +90,29 @@ def describe(suggestion: Suggestion, class_names: Sequence[str]) -> str:
     terms = suggestion.terms
     lines = [f"<b>{rich(item_text(suggestion.item, class_names))}</b> — {rich(suggestion.strategy)}, "
              f"score {suggestion.score:.4g}"]
-    guess = terms.get(domain.TERM_EFFORT_GUESS) == 1.0
-    effort_note = EFFORT_GUESS_NOTE if guess else EFFORT_REGION_NOTE if suggestion.item.class_id is None else ""
+    effort_note = (EFFORT_GUESS_NOTE if suggestion.effort_guess else
+                   EFFORT_REGION_NOTE if suggestion.item.class_id is None else "")
     for key, label in SHOWN_TERMS.items():
         value = terms.get(key)
         if value is not None and np.isfinite(value):
             note = effort_note if key in EFFORT_TERMS else ""
             effort_note = "" if note else effort_note  # said once, on the first effort line
             lines.append(f"{label}: {number_text(-value if key in SHOWN_NEGATED else value)}{note}")
-    quality = quality_text(terms)
-    if quality:
-        lines.append(f"predicted quality: {quality}{quality_detail(terms)}")
+    if suggestion.quality is not None:
+        lines.append(f"predicted quality: {quality_text(suggestion.quality)}{quality_detail(suggestion.quality)}")
     if suggestion.message:
         lines.append(f"<i>{rich(suggestion.message)}</i>")
     return "<br>".join(lines)
 
 
-def model_text(version: str | None, metrics: dict) -> str:
-    """The active model and its validation Dice (overall, then per class)."""
+def model_text(version: str | None, metrics: Mapping[str, Any], class_names: Sequence[str]) -> str:
+    """The active model and its validation Dice (overall, then per class by the classes' names now)."""
     if version is None:
         return "No model yet."
     if "val_dice" not in metrics:  # e.g. an initial model from another project
         return f"Active model <b>{rich(version)}</b> · no validation Dice on this project yet"
-    per_class = [f"{rich(k.removeprefix('val_dice_'))} {v:.2f}" for k, v in metrics.items()
-                 if k.startswith("val_dice_") and np.isfinite(v)]
+    dice = per_class(metrics, VAL_DICE_PER_CLASS, len(class_names))
+    shown = [f"{rich(class_name(class_names, class_id))} {value:.2f}"
+             for class_id, value in enumerate(dice, start=1) if np.isfinite(value)]
     return (f"Active model <b>{rich(version)}</b> · validation Dice "
-            f"{metrics.get('val_dice', float('nan')):.3f}<br>{', '.join(per_class)}")
+            f"{metrics.get('val_dice', float('nan')):.3f}<br>{', '.join(shown)}")

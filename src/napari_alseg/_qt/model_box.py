@@ -65,7 +65,8 @@ class ModelBox(QGroupBox):
     def _show_model(self) -> None:
         session = self.controller.session
         version = session.learner.model_version
-        self.model_label.setText(model_text(version, session.catalog.metrics() if version else {}))
+        self.model_label.setText(model_text(version, session.catalog.metrics() if version else {},
+                                            session.catalog.class_names))
 
     def _show_progress(self, progress: JobProgress) -> None:
         """The job's progress in the box's own bar. Not also in napari's activity dock: adding a

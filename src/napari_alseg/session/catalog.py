@@ -129,6 +129,7 @@ class Catalog:
         return self._project.checkpoints()
 
     def metrics(self) -> dict[str, Any]:
-        """The active model's validation metrics (``val_dice``, ``val_dice_<class>``...); {} without."""
+        """The active model's metrics (``val_dice``; ``val_dice_per_class`` and ``label_dice_per_class``
+        by class id, :mod:`napari_alseg.metrics`...); {} without."""
         checkpoints = self._project.checkpoints()
         return dict(checkpoints[-1].metrics) if checkpoints else {}

@@ -22,7 +22,7 @@ import numpy as np
 
 from ..domain import CASE, QueryItem
 from ..errors import AlsegError
-from ..metrics import class_means, dice_per_class, mean_dice
+from ..metrics import LABEL_DICE_PER_CLASS, VAL_DICE_PER_CLASS, by_class_id, class_means, dice_per_class, mean_dice, per_class
 from ..store import Project
 from ..body import background_outside, body_mask
 from ..run_control import RunControl
@@ -160,8 +160,7 @@ class Learner:
         NaN for a class not delineated by then (dice-per-effort keeps the room for
         improvement of such a class at 1).
         """
-        names = self.project.class_names[1:]
-        return [np.array([checkpoint.metrics.get(f"label_dice_{name}", np.nan) for name in names], float)
+        return [per_class(checkpoint.metrics, LABEL_DICE_PER_CLASS, self.project.n_classes)
                 for checkpoint in self.project.checkpoints()]
 
     def initial_net(self) -> SegmentationNet:
@@ -380,29 +379,30 @@ class Learner:
         folds = min(QUALITY_FOLDS, len(eligible))
         return folds if folds >= 2 and known + free < QUALITY_EXAMPLES_WANTED else 0
 
-    def validation_metrics(self, net: SegmentationNet) -> dict[str, float]:
-        """Dice on the project's fixed validation split, against annotations or ground truth.
+    def validation_metrics(self, net: SegmentationNet) -> dict[str, Any]:
+        """Dice on the project's fixed validation split, against annotations or ground truth:
+        ``val_dice`` (the mean over classes) and ``val_dice_per_class`` (by class id,
+        :func:`~napari_alseg.metrics.by_class_id`).
 
         Items without either are skipped; with none at all the dict is empty.
         """
-        per_class: list[np.ndarray] = []
+        per_item: list[np.ndarray] = []
         for case, slice_index in self.project.validation_items():
             reference = self.view.reference_labels(case)
             if reference is None:
                 continue
             prediction = self.predict_labels(case, slice_index, net=net, partial_labels=False)
             truth = reference if slice_index is None else reference[slice_index]
-            per_class.append(dice_per_class(prediction, truth, self.project.n_classes))
-        if not per_class:
+            per_item.append(dice_per_class(prediction, truth, self.project.n_classes))
+        if not per_item:
             return {}
-        scores = class_means(per_class)
-        metrics = {"val_dice": mean_dice(scores)}
-        for class_info, score in zip(self.project.classes[1:], scores):
-            metrics[f"val_dice_{class_info.name}"] = float(score)
-        return metrics
+        scores = class_means(per_item)
+        return {"val_dice": mean_dice(scores), VAL_DICE_PER_CLASS: by_class_id(
+            {class_id: float(score) for class_id, score in enumerate(scores, start=1)}, self.project.n_classes)}
 
-    def label_metrics(self, net: SegmentationNet) -> dict[str, float]:
-        """Per class, the mean Dice of the prediction on the slices where the class was delineated.
+    def label_metrics(self, net: SegmentationNet) -> dict[str, Any]:
+        """Per class, the mean Dice of the prediction on the slices where the class was delineated
+        (``label_dice_per_class``, by class id; {} when nothing is delineated).
 
         ``D_c`` of docs/METHODS.md §7.5: measured "against the manual labels available", so the
         query never looks at the validation split (which a simulation reports as test).
@@ -420,8 +420,10 @@ class Learner:
                 for c in classes:
                     if np.isfinite(dice[c - 1]):
                         scores.setdefault(c, []).append(float(dice[c - 1]))
-        return {f"label_dice_{self.project.classes[c].name}": float(np.mean(values))
-                for c, values in scores.items()}
+        if not scores:
+            return {}
+        return {LABEL_DICE_PER_CLASS: by_class_id({c: float(np.mean(values)) for c, values in scores.items()},
+                                                  self.project.n_classes)}
 
     # ------------------------------------------------------------------ prediction
 

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ..domain import CASE, NEED_QUALITY, TERM_PSEUDO_LABEL, TRACE_ANNOTATOR, SimulatedAnnotator
+from ..domain import CASE, NEED_QUALITY, TRACE_ANNOTATOR, SimulatedAnnotator
 from ..errors import AlsegError
 from ..session import Session, create_project, holds_project
 from ..strategies import Suggestion, get_strategy
@@ -183,7 +183,7 @@ def _label_round(session: Session, oracle: Oracle, wanted: int) -> bool:
         session.rescore(for_display=oracle.correction_mode)
     suggestions: list[Suggestion] = session.suggest(wanted)
     for suggestion in suggestions:
-        if suggestion.terms.get(TERM_PSEUDO_LABEL) == 1.0:
+        if suggestion.pseudo_label:
             session.accept_pseudo(suggestion.item.case, slice_index=suggestion.item.slice_index)
         else:
             oracle.answer(suggestion.item)

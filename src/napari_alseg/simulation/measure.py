@@ -11,7 +11,7 @@ import numpy as np
 from ..domain import CASE, PSEUDO_ACCEPTED, ROI, QueryItem
 from ..effort.boundary import boundary_length
 from ..errors import AlsegError
-from ..metrics import class_means, dice_per_class, mean_dice
+from ..metrics import VAL_DICE_PER_CLASS, class_means, dice_per_class, mean_dice, per_class
 from ..session import Catalog, Session
 from .files import BASE_COLUMNS, SECONDS_PER_PX, TAIL_COLUMNS
 
@@ -89,8 +89,9 @@ def round_row(session: Session, oracle: Oracle, totals: PoolTotals, strategy: st
         "effort_seconds_est": SECONDS_PER_PX * boundary_px,
         "dice_test": metrics.get("val_dice", math.nan),
     }
-    for name in catalog.class_names[1:]:
-        row[dice_column(name)] = metrics.get(f"val_dice_{name}", math.nan)
+    dice = per_class(metrics, VAL_DICE_PER_CLASS, len(catalog.class_names))
+    for name, value in zip(catalog.class_names[1:], dice):
+        row[dice_column(name)] = float(value)
     row.update(dice_pool=pool_dice(session, oracle, totals), wall_seconds=wall_seconds,
                model_version=session.learner.model_version)
     return {key: format_value(value) for key, value in row.items()}

@@ -15,13 +15,13 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import AlsegError, DamagedProjectError, StorageError
-from .schema import MIGRATIONS, migrate, schema_version
+from .schema import MIGRATIONS, MigrationStep, migrate, schema_version
 from .sqlite import connect, damaged_message, database_error, quick_check, transaction  # noqa: F401 (re-exported)
 
 class Database:
     """The project's ``project.sqlite``: per-thread connections and explicit transactions."""
 
-    def __init__(self, path: Path, migrations: Sequence[Sequence[str]] = MIGRATIONS, *,
+    def __init__(self, path: Path, migrations: Sequence[Sequence[MigrationStep]] = MIGRATIONS, *,
                  check: bool = True, read_only: str | None = None) -> None:
         """Open (and migrate) ``path``: an existing project's database. With ``check`` a damaged
         file, or one holding no project at all, is refused before any write. ``read_only`` (why

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -189,4 +190,4 @@ class CheckpointRecord:
     path: Path
     round_id: int | None
     created_at: str
-    metrics: Mapping[str, float]
+    metrics: Mapping[str, Any]  # numbers; per-class Dice as lists by class id (metrics.VAL_DICE_PER_CLASS)

@@ -9,6 +9,7 @@ import re
 import sqlite3
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -58,7 +59,7 @@ class RoundsMixin(CasesMixin):
 
     def record_checkpoint(self, model_version: str, path: str | os.PathLike, *,
                           round_id: int | None = None,
-                          metrics: Mapping[str, float] | None = None) -> int:
+                          metrics: Mapping[str, Any] | None = None) -> int:
         """Record a saved model checkpoint (the file must already exist)."""
         path = Path(path).absolute()
         if not path.is_file():
@@ -85,7 +86,8 @@ class RoundsMixin(CasesMixin):
             remove_file(path)
 
     def checkpoints(self) -> list[CheckpointRecord]:
-        """Recorded checkpoints, oldest first (the last one is the current model)."""
+        """Recorded checkpoints, oldest first (the last one is the current model). Their metrics:
+        numbers, and per-class Dice as lists by class id (:data:`~napari_alseg.metrics.VAL_DICE_PER_CLASS`)."""
         return [CheckpointRecord(r["id"], r["model_version"], self.folder / r["path"], r["round_id"],
                                  r["created_at"], stored_json(r, "metrics", "checkpoints", dict))
                 for r in self._db.rows("SELECT * FROM checkpoints ORDER BY id")]

@@ -8,12 +8,16 @@ own transaction, so an interrupted upgrade leaves a consistent older version.
 
 from __future__ import annotations
 
+import json
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from ..errors import AlsegError
 from .sqlite import transaction
+
+# One step of a migration: an SQL statement, or (data no statement can rewrite) a function of the connection.
+MigrationStep = str | Callable[[sqlite3.Connection], None]
 
 # Times are ISO 8601 UTC text; JSON columns hold lists/dicts; paths are relative to the
 # project folder (label files) or to the source folder (channels) where possible.
@@ -235,9 +239,44 @@ _VERSION_6: tuple[str, ...] = (
     """CREATE INDEX events_by_case ON events(case_id, label_version)""",
 )
 
+
+
+def _per_class_dice_by_id(conn: sqlite3.Connection) -> None:
+    """Version 7: a checkpoint's per-class Dice, kept until now as one key per class name
+    (``val_dice_<name>``, ``label_dice_<name>``), becomes one list by class id under
+    ``val_dice_per_class`` / ``label_dice_per_class`` (0, background: null; a class not measured:
+    null). Keys are matched to today's class names; a key of a class renamed since matches none
+    and stays as it is (no reader ever found it either). A record that is not a JSON object is
+    left for the readers to report as damaged."""
+    names = dict(conn.execute("SELECT id, name FROM classes").fetchall())
+    size = max(names, default=0) + 1
+    for row_id, text in conn.execute("SELECT id, metrics FROM checkpoints").fetchall():
+        try:
+            metrics = json.loads(text)
+        except ValueError:
+            continue
+        if not isinstance(metrics, dict):
+            continue
+        by_prefix: dict[str, list[float | None]] = {}
+        for prefix in ("val_dice", "label_dice"):
+            values: list[float | None] = [None] * size
+            for class_id, name in names.items():
+                value = metrics.get(f"{prefix}_{name}") if class_id else None
+                if isinstance(value, (int, float)) and not isinstance(value, bool):
+                    values[class_id] = float(value)
+                    del metrics[f"{prefix}_{name}"]
+            if any(value is not None for value in values):
+                by_prefix[f"{prefix}_per_class"] = values
+        if by_prefix:
+            conn.execute("UPDATE checkpoints SET metrics = ? WHERE id = ?", (json.dumps({**metrics, **by_prefix}),
+                                                                               row_id))
+
+
+_VERSION_7: tuple[MigrationStep, ...] = (_per_class_dice_by_id,)
+
 # Append new migrations at the end; never edit one that has shipped.
-MIGRATIONS: tuple[tuple[str, ...], ...] = (_VERSION_1, _VERSION_2, _VERSION_3, _VERSION_4, _VERSION_5,
-                                           _VERSION_6)
+MIGRATIONS: tuple[tuple[MigrationStep, ...], ...] = (_VERSION_1, _VERSION_2, _VERSION_3, _VERSION_4, _VERSION_5,
+                                                     _VERSION_6, _VERSION_7)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
@@ -246,7 +285,7 @@ def schema_version(conn: sqlite3.Connection) -> int:
 
 
 def migrate(conn: sqlite3.Connection, db_path: Path,
-            migrations: Sequence[Sequence[str]] = MIGRATIONS, *, action: str = "opening the project") -> None:
+            migrations: Sequence[Sequence[MigrationStep]] = MIGRATIONS, *, action: str = "opening the project") -> None:
     """Bring the database at ``db_path`` up to ``len(migrations)``, or refuse a newer one.
 
     ``conn`` must be in autocommit mode (``isolation_level=None``). Each migration runs in
@@ -262,6 +301,9 @@ def migrate(conn: sqlite3.Connection, db_path: Path,
         )
     for version in range(current + 1, newest + 1):
         with transaction(conn, db_path, action):
-            for statement in migrations[version - 1]:
-                conn.execute(statement)
+            for step in migrations[version - 1]:
+                if callable(step):
+                    step(conn)
+                else:
+                    conn.execute(step)
             conn.execute(f"PRAGMA user_version = {version:d}")

@@ -16,6 +16,7 @@ import numpy as np
 
 from ..domain import (GRANULARITIES, NEEDS, TERM_UNCERTAINTY, BBox, Granularity, Need, QueryItem,  # noqa: F401 (re-exported)
                       item_key)
+from ..quality import QualityEstimate, estimate_from_terms
 
 if TYPE_CHECKING:
     from ..pool import PoolScores
@@ -26,10 +27,12 @@ class Suggestion:
     """One ranked query item and why it was chosen.
 
     ``terms``: the named numbers behind ``score`` (uncertainty, dice_gap, effort_px,
-    effort_mm, effort_s, quality_class 0 Poor / 1 Adjust / 2 Acceptable, quality_prob,
-    pseudo_label = 1.0 when the prediction is proposed for one-click acceptance).
+    effort_mm, effort_s, the quality_* numbers the pool keeps).
     ``bbox``: half-open voxel bounds ``((k0, k1), (j0, j1), (i0, i1))`` to zoom to, None =
     the whole case. ``message``: a note for the user, e.g. why the strategy fell back.
+    ``quality``: the round's rating of the item's prediction (None: not rated);
+    ``pseudo_label``: the prediction is proposed for one-click acceptance; ``effort_guess``:
+    the effort terms are the prior's guess (no outline of the class traced yet).
     """
 
     item: QueryItem
@@ -38,6 +41,9 @@ class Suggestion:
     terms: Mapping[str, float]
     bbox: BBox | None
     message: str = ""
+    quality: QualityEstimate | None = None
+    pseudo_label: bool = False
+    effort_guess: bool = False
 
 
 SelectFunction = Callable[["PoolScores", int, int], list[Suggestion]]
@@ -85,10 +91,15 @@ def suggestion(
     strategy: str,
     extra_terms: Mapping[str, float] | None = None,
     message: str = "",
+    *,
+    pseudo_label: bool = False,
+    effort_guess: bool = False,
 ) -> Suggestion:
-    """A suggestion carrying the pool's terms for ``item`` plus ``extra_terms`` and its bbox."""
+    """A suggestion carrying the pool's terms for ``item`` plus ``extra_terms``, its bbox and
+    the rating those terms hold."""
     terms = {**pool.terms.get(item, {}), **(extra_terms or {})}
-    return Suggestion(item, float(score), strategy, terms, pool.bboxes.get(item), message)
+    return Suggestion(item, float(score), strategy, terms, pool.bboxes.get(item), message,
+                      estimate_from_terms(terms), pseudo_label, effort_guess)
 
 
 def ranked_suggestions(

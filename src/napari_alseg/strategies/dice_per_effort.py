@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from ..domain import (
-    NEED_EFFORT, ROI, TERM_DICE_GAP, TERM_EFFORT_GUESS, TERM_EFFORT_MM, TERM_EFFORT_PREDICTED_MM, TERM_EFFORT_PX,
+    NEED_EFFORT, ROI, TERM_DICE_GAP, TERM_EFFORT_MM, TERM_EFFORT_PREDICTED_MM, TERM_EFFORT_PX,
     TERM_EFFORT_S, TERM_FOREGROUND,
 )
 from ..effort.matrix import DEFAULT_ESTIMATOR, ESTIMATOR_PAPER, EffortEstimate, Estimator
@@ -77,6 +77,7 @@ def select_dice_per_effort(pool: PoolScores, k: int, seed: int, alpha: float = A
     scores: dict[QueryItem, float] = {}
     terms: dict[QueryItem, dict[str, float]] = {}
     messages: dict[QueryItem, str] = {}
+    estimates: dict[QueryItem, EffortEstimate] = {}
     for item in pool.candidates:
         slice_index, class_id = _slice_and_class(item)
         region = (item.case, slice_index)
@@ -93,6 +94,7 @@ def select_dice_per_effort(pool: PoolScores, k: int, seed: int, alpha: float = A
         else:
             scores[item] = gap / ranking_mm if ranking_mm > 0 else math.nan
         terms[item] = _effort_terms(pool, item, gap, estimate)
+        estimates[item] = estimate
         messages[item] = "" if estimate.mm is not None else f"effort {estimate.source}"
         if item.class_id in known and pool.terms.get(item, {}).get(TERM_FOREGROUND, math.inf) < ABSENT_PIXELS:
             scores[item] = math.nan  # asked last: the model knows the class and sees none of it here
@@ -112,7 +114,8 @@ def select_dice_per_effort(pool: PoolScores, k: int, seed: int, alpha: float = A
                  + [item for item in order if not vouched[item] and math.isfinite(scores[item])]
                  + [item for item in order if not math.isfinite(scores[item])])
     name = PAPER_NAME if estimator == ESTIMATOR_PAPER else NAME
-    return [suggestion(pool, item, scores[item], name, terms[item], messages[item]) for item in order[:k]]
+    return [suggestion(pool, item, scores[item], name, terms[item], messages[item],
+                       effort_guess=estimates[item].mm is not None and estimates[item].guess) for item in order[:k]]
 
 
 def _unlikely_here(candidates: list[QueryItem], expected: dict[QueryItem, float],
@@ -237,7 +240,7 @@ def _effort_terms(pool: PoolScores, item: QueryItem, gap: float, estimate: Effor
         return terms
     row_mm, col_mm = pool.spacing.get(item.case, (1.0, 1.0))
     effort_px = estimate.mm / math.sqrt(row_mm * col_mm)
-    terms.update({TERM_EFFORT_MM: estimate.mm, TERM_EFFORT_PX: effort_px, TERM_EFFORT_GUESS: float(estimate.guess)})
+    terms.update({TERM_EFFORT_MM: estimate.mm, TERM_EFFORT_PX: effort_px})
     _, class_id = _slice_and_class(item)
     seconds = None if pool.seconds_model is None else pool.seconds_model.predict(class_id, effort_px)
     if seconds is not None:

@@ -9,7 +9,7 @@ Scoring rates each candidate's prediction with :class:`napari_alseg.quality.Qual
   predictions that need an expert, lowest predicted Dice first (score ``1 - Dice``; a
   rating without one: ``p_poor + 0.5 p_adjust``); items of unknown quality follow them.
   Only when fewer than k remain does it fill with Acceptable ones, marked
-  ``pseudo_label = 1.0``. An Acceptable rating counts only once the predictor rests on
+  ``pseudo_label``. An Acceptable rating counts only once the predictor rests on
   :data:`~napari_alseg.quality.MIN_FIT_CASES` examples; before, the item goes to the expert.
 * :func:`pseudo_label_candidates` lists the Acceptable predictions the session offers for
   one-click acceptance as pseudo-labels, most confident first.
@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from ..domain import (
-    CASE, NEED_MC, NEED_MODEL, NEED_QUALITY, SLICE, TERM_MC_TOP, TERM_PSEUDO_LABEL, TERM_QUALITY_CLASS,
+    CASE, NEED_MC, NEED_MODEL, NEED_QUALITY, SLICE, TERM_MC_TOP, TERM_QUALITY_CLASS,
     TERM_QUALITY_DICE, TERM_QUALITY_EXAMPLES, TERM_QUALITY_P_ACCEPTABLE, TERM_QUALITY_P_ADJUST, TERM_QUALITY_P_POOR,
 )
 from ..quality import ACCEPTABLE, MIN_FIT_CASES
@@ -49,21 +49,21 @@ def select_quality_threshold(pool: PoolScores, k: int, seed: int) -> list[Sugges
     offerable = _offerable(pool)
     for_expert = {item: badness[item] for item in quality if item not in offerable}
     acceptable = {item: badness[item] for item in quality if item in offerable}
-    picks = [(item, 0.0) for item in rank(for_expert, seed)]
-    picks += [(item, 1.0) for item in rank(acceptable, seed)]
-    return [suggestion(pool, item, badness[item], "quality-threshold", {TERM_PSEUDO_LABEL: pseudo})
+    picks = [(item, False) for item in rank(for_expert, seed)]
+    picks += [(item, True) for item in rank(acceptable, seed)]
+    return [suggestion(pool, item, badness[item], "quality-threshold", pseudo_label=pseudo)
             for item, pseudo in picks[:k]]
 
 
 def pseudo_label_candidates(pool: PoolScores, threshold: float = 0.5) -> list[Suggestion]:
     """Candidates predicted Acceptable with ``P(Acceptable) >= threshold``, most confident first.
 
-    Each carries ``pseudo_label = 1.0``; the session shows them for one-click acceptance
+    Each is marked ``pseudo_label``; the session shows them for one-click acceptance
     (kind pseudo-accepted) or rejection. Empty when quality is unknown.
     """
     confidence = term_scores(pool, TERM_QUALITY_P_ACCEPTABLE)
     chosen = {item: confidence[item] for item in _offerable(pool) if confidence[item] >= threshold}
-    return [suggestion(pool, item, chosen[item], "quality-threshold", {TERM_PSEUDO_LABEL: 1.0})
+    return [suggestion(pool, item, chosen[item], "quality-threshold", pseudo_label=True)
             for item in rank(chosen, seed=0)]
 
 
