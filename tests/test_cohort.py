@@ -210,16 +210,16 @@ def test_expected_seconds_grow_with_the_doubt_along_the_outline_and_are_unknown_
 
 def test_the_seconds_priced_engine_ranks_equal_doubt_by_expected_seconds():
     from napari_alseg.pool import PoolScores
-    from napari_alseg.strategies import QueryItem, get_strategy
+    from napari_alseg.strategies import QueryItem, SelectionContext, get_strategy
 
     terms = {"cheap": {"entropy": 0.3, "expected_s": 60.0}, "dear": {"entropy": 0.3, "expected_s": 1000.0},
              "unknown": {"entropy": 0.3, "expected_s": float("nan")},  # priced at the median, 300 s
              "doubtful": {"entropy": 0.9, "expected_s": 300.0}}
     pool = PoolScores("case", 3, True, "v1", [QueryItem(c) for c in terms], [],
                       terms={QueryItem(c): v for c, v in terms.items()})
-    ranked = [s.item.case for s in get_strategy("entropy-per-second").select(pool, 4, 0)]
+    ranked = [s.item.case for s in get_strategy("entropy-per-second").select(pool, 4, 0, SelectionContext())]
     assert ranked == ["cheap", "doubtful", "unknown", "dear"]
-    unpriced = [s.item.case for s in get_strategy("entropy").select(pool, 1, 0)]
+    unpriced = [s.item.case for s in get_strategy("entropy").select(pool, 1, 0, SelectionContext())]
     assert unpriced == ["doubtful"]
 
 

@@ -7,32 +7,37 @@ import pytest
 import synthetic_cases
 
 from napari_alseg.effort.matrix import EffortModel
-from napari_alseg.scoring import PoolScores, ScoreRequest, score_pool
+from napari_alseg.scoring import PoolScores
 from napari_alseg.session import Session
 from napari_alseg.store import Project
-from napari_alseg.strategies import QueryItem, select
+from napari_alseg.strategies import QueryItem, SelectionContext, select, traced_spans
 
 from synthetic_cases import tiny_config
 
 
-def free_pool(candidates, *, ranges=None, traced=None, has_model=False, effort=None):
-    """An ROI pool of case "c" (20 slices, 3 classes) without a model."""
-    return PoolScores("roi", 3, has_model, None, [QueryItem("c", n, cls) for n, cls in candidates], [],
-                      n_slices={"c": 20}, effort=effort if effort is not None else EffortModel(3),
-                      class_ranges=dict(ranges or {}), traced_spans=dict(traced or {}))
+def free_pool(candidates, *, ranges=None, traced=None, has_model=False, effort=None, history=()):
+    """An ROI pool of case "c" (20 slices, 3 classes), without a model unless ``has_model``, and
+    the selection context dice-per-effort ranks it in."""
+    pool = PoolScores("roi", 3, has_model, None, [QueryItem("c", n, cls) for n, cls in candidates], [],
+                      n_slices={"c": 20})
+    context = SelectionContext(effort if effort is not None else EffortModel(3),
+                               class_dice_history=[np.asarray(h, float) for h in history],
+                               class_ranges=dict(ranges or {}), traced_spans=dict(traced or {}))
+    return pool, context
 
 
 def test_before_a_model_rois_inside_a_marked_range_or_a_traced_span_come_first():
     # class 1: marked on slices 4..8 (its candidates are only there); class 2: no range, traced on 10 and 14
     inside = [(5, 1), (6, 1), (12, 2)]
     unknown = [(2, 2), (17, 2)]
-    pool = free_pool(inside + unknown, ranges={("c", 1): (4, 8)}, traced={("c", 2): (10, 14)})
+    pool, context = free_pool(inside + unknown, ranges={("c", 1): (4, 8)}, traced={("c", 2): (10, 14)})
     for seed in range(5):
-        picks = select("dice-per-effort", pool, 5, seed=seed)
+        picks = select("dice-per-effort", pool, 5, seed=seed, context=context)
         first = {(s.item.slice_index, s.item.class_id) for s in picks[:3]}
         assert first == set(inside)
         assert {(s.item.slice_index, s.item.class_id) for s in picks[3:]} == set(unknown)
-    by_item = {(s.item.slice_index, s.item.class_id): s.message for s in select("dice-per-effort", pool, 5, seed=0)}
+    by_item = {(s.item.slice_index, s.item.class_id): s.message
+               for s in select("dice-per-effort", pool, 5, seed=0, context=context)}
     assert "marked slices 4–8" in by_item[(5, 1)]
     assert "between slices 10 and 14" in by_item[(12, 2)]
     for key in unknown:
@@ -41,36 +46,32 @@ def test_before_a_model_rois_inside_a_marked_range_or_a_traced_span_come_first()
 
 
 def test_before_a_model_a_small_batch_never_reaches_the_slices_nothing_vouches_for():
-    pool = free_pool([(n, 2) for n in range(20)], traced={("c", 2): (7, 9)})
-    picks = select("dice-per-effort", pool, 1, seed=3)
+    pool, context = free_pool([(n, 2) for n in range(20)], traced={("c", 2): (7, 9)})
+    picks = select("dice-per-effort", pool, 1, seed=3, context=context)
     assert picks[0].item.slice_index == 8
 
 
 def test_with_no_range_and_nothing_traced_every_roi_is_asked_and_says_why():
-    pool = free_pool([(3, 1), (3, 2), (9, 2)])
-    picks = select("dice-per-effort", pool, 3, seed=0)
+    pool, context = free_pool([(3, 1), (3, 2), (9, 2)])
+    picks = select("dice-per-effort", pool, 3, seed=0, context=context)
     assert len(picks) == 3 and all("no slice range marked" in s.message for s in picks)
 
 
 def test_after_a_model_the_marked_ranges_do_not_reorder_the_ranking():
     # with a model, the prediction (not the range) says where a class is: ranking as before
-    pool = free_pool([(5, 1), (2, 2)], ranges={("c", 1): (4, 8)}, has_model=True)
-    pool.class_dice_history = [np.array([0.9, 0.1])]  # class 2 has far more Dice to gain
-    picks = select("dice-per-effort", pool, 2, seed=0)
+    pool, context = free_pool([(5, 1), (2, 2)], ranges={("c", 1): (4, 8)}, has_model=True,
+                              history=[[0.9, 0.1]])  # class 2 has far more Dice to gain
+    picks = select("dice-per-effort", pool, 2, seed=0, context=context)
     assert picks[0].item.class_id == 2 and "no slice range" not in picks[0].message
 
 
-def test_score_pool_keeps_the_marked_ranges_and_the_traced_spans():
+def test_the_traced_spans_run_from_the_first_to_the_last_slice_holding_the_class():
     labels = np.zeros((6, 8, 8), np.uint8)
     mask = np.zeros((6, 8, 8), bool)
     labels[1, 2:4, 2:4] = 2
     labels[4, 2:4, 2:4] = 2
     mask[[1, 4]] = True
-    request = ScoreRequest(None, None, {"c": np.zeros((1, 6, 8, 8), np.float32)}, {"c": (labels, mask)},
-                           granularity="roi", n_classes=3, class_ranges={("c", 1): (2, 3)})
-    pool = score_pool(request)
-    assert pool.class_ranges == {("c", 1): (2, 3)}
-    assert pool.traced_spans == {("c", 2): (1, 4)}  # class 1: nothing of it labelled, no span
+    assert traced_spans({"c": (labels, mask), "d": None}, 3) == {("c", 2): (1, 4)}  # class 1: nothing labelled
 
 
 # ----------------------------------------------------------------- through the session
@@ -119,11 +120,10 @@ def test_after_a_model_equal_scores_go_first_where_the_model_expects_most_of_the
     # issue 22 item 8: a class never outlined has the prior's effort on every slice, so its ROIs tie;
     # the queue then starts where the model expects most of the class, not in a seeded shuffle
     expected = {3: 0.5, 8: 40.0, 12: 9.0, 16: 0.0}
-    pool = free_pool([(n, 1) for n in expected], has_model=True)
-    pool.class_dice_history = [np.array([0.0, 0.0])]
+    pool, context = free_pool([(n, 1) for n in expected], has_model=True, history=[[0.0, 0.0]])
     pool.terms = {QueryItem("c", n, 1): {"foreground": pixels} for n, pixels in expected.items()}
     for seed in range(4):
-        picks = select("dice-per-effort", pool, 4, seed=seed)
+        picks = select("dice-per-effort", pool, 4, seed=seed, context=context)
         assert len({s.score for s in picks}) == 1
         assert [s.item.slice_index for s in picks] == [8, 12, 3, 16]
     assert "ties" in picks[0].message and "expects" in picks[0].message
@@ -137,11 +137,10 @@ def test_after_a_model_rois_where_it_expects_almost_none_of_the_class_come_last(
     square = np.zeros((20, 20), np.uint8)
     square[5:15, 5:15] = 1
     effort.observe(square, {1})  # one outline seen: the prediction's own outline now weighs in
-    pool = free_pool([(n, 1) for n in expected], has_model=True, effort=effort)
-    pool.class_dice_history = [np.array([0.1, 0.0])]
+    pool, context = free_pool([(n, 1) for n in expected], has_model=True, effort=effort, history=[[0.1, 0.0]])
     pool.terms = {QueryItem("c", n, 1): {"foreground": pixels, "effort_pred_mm": 0.0 if pixels < 5 else 80.0}
                   for n, pixels in expected.items()}
-    picks = select("dice-per-effort", pool, 5, seed=0)
+    picks = select("dice-per-effort", pool, 5, seed=0, context=context)
     assert {s.item.slice_index for s in picks[:3]} == {8, 10, 12}
     assert {s.item.slice_index for s in picks[3:]} == {0, 19}
     assert all("expects almost none" in s.message for s in picks[3:])

@@ -166,7 +166,11 @@ def test_suggest_without_a_model_falls_back_to_random(stack_session):
     assert all("no model yet" in s.message for s in suggestions)
     held_out = {s for _, s in stack_session.catalog.validation_items()}
     assert not {s.item.slice_index for s in suggestions} & held_out
-    assert len(stack_session._project.rounds()) == 1
+    assert stack_session._project.rounds() == []  # suggesting reads: what is served is recorded on request
+    stack_session.queries.record_served(suggestions)
+    stack_session.queries.record_served(stack_session.suggest(3))  # one record per model version and engine
+    (served,) = stack_session._project.rounds()
+    assert served.strategy == "entropy" and len(stack_session._project.round_suggestions(served.id)) == 3
 
 
 def test_rescore_then_suggest_ranks_by_uncertainty_and_stores_scores(stack_session):

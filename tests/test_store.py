@@ -460,7 +460,7 @@ def test_export_keeps_the_source_affine_and_lists_every_event(tmp_path):
         written = project.export(tmp_path / "export")
         expected = project.current_labels("case_000").data
     names = sorted(p.name for p in written)
-    assert names == ["case_000_seg.nii.gz", "provenance.csv", "provenance.json"]
+    assert names == ["case_000_seg.nii.gz", "provenance.csv", "provenance.json", "rounds.csv", "scores.csv"]
     exported = nib.load(str(tmp_path / "export" / "case_000_seg.nii.gz"))
     source_image = nib.load(str(source / "case_000" / "case_000_t1c.nii.gz"))
     np.testing.assert_array_equal(exported.affine, source_image.affine)
@@ -477,6 +477,23 @@ def test_export_keeps_the_source_affine_and_lists_every_event(tmp_path):
     provenance = json.loads((tmp_path / "export" / "provenance.json").read_text())
     assert len(provenance["events"]) == 3
     assert [c["label_file"] for c in provenance["cases"]] == ["case_000_seg.nii.gz", None]
+
+
+def test_export_writes_the_rounds_served_and_the_scores_with_a_column_per_term(project, tmp_path):
+    project.store_scores("v0001", [ScoredItem("case_001", 2, None, 0.9, {"entropy": 0.9, "mc_top": 0.01}),
+                                   ScoredItem("case_002", None, 1, 0.5, {"entropy": 0.5})])
+    served = project.latest_scores("v0001")
+    round_id = project.record_round("entropy", served, model_version="v0001")
+    project.export(tmp_path / "export")
+    with open(tmp_path / "export" / "rounds.csv", newline="") as handle:
+        rounds = list(csv.DictReader(handle))
+    assert [(r["round_id"], r["strategy"], r["model_version"], r["rank"], r["case"], r["slice_index"], r["entropy"])
+            for r in rounds] == [(str(round_id), "entropy", "v0001", "0", "case_001", "2", "0.9"),
+                                 (str(round_id), "entropy", "v0001", "1", "case_002", "", "0.5")]
+    with open(tmp_path / "export" / "scores.csv", newline="") as handle:
+        scores = list(csv.DictReader(handle))
+    assert [(s["model_version"], s["case"], s["class_name"], s["score"], s["mc_top"]) for s in scores] == [
+        ("v0001", "case_001", "", "0.9", "0.01"), ("v0001", "case_002", "tumour", "0.5", "")]
 
 
 def test_classes_can_be_renamed_and_recoloured_and_stay_so(tmp_path):

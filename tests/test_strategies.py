@@ -13,7 +13,8 @@ from napari_alseg.errors import AlsegError
 from napari_alseg.model import ModelSpec
 from napari_alseg.quality import FEATURE_NAMES, QualityPredictor
 from napari_alseg.scoring import PoolScores, ScoreRequest, region_terms, score_pool
-from napari_alseg.strategies import STRATEGIES, QueryItem, get_strategy, pseudo_label_candidates, select
+from napari_alseg.strategies import (STRATEGIES, QueryItem, SelectionContext, get_strategy, pseudo_label_candidates,
+                                     select)
 from napari_alseg.strategies.gradient_vae import direction_cosine
 
 TINY = (4, 8, 8, 8, 16, 4)
@@ -104,13 +105,12 @@ def test_non_similar_picks_the_candidate_far_from_labelled():
 # ----------------------------------------------------------------- dice per effort
 
 
-def roi_pool(candidates, labelled, effort, history=(), seconds_model=None):
-    return PoolScores(
-        "roi", 3, True, "v1", [QueryItem("c", n, cls) for n, cls in candidates],
-        [QueryItem("c", n, cls) for n, cls in labelled], n_slices={"c": 10},
-        class_dice_history=[np.asarray(h, float) for h in history], effort=effort,
-        seconds_model=seconds_model, spacing={"c": (0.5, 0.5)},
-    )
+def roi_pool(candidates, labelled, effort, history=(), seconds_model=None, spacing=(("c", (0.5, 0.5)),)):
+    """An ROI pool of case "c" with a model, and the selection context dice-per-effort ranks it in."""
+    pool = PoolScores("roi", 3, True, "v1", [QueryItem("c", n, cls) for n, cls in candidates],
+                      [QueryItem("c", n, cls) for n, cls in labelled], n_slices={"c": 10})
+    context = SelectionContext(effort, seconds_model, dict(spacing), [np.asarray(h, float) for h in history])
+    return pool, context
 
 
 def observed_effort(touching):
@@ -128,8 +128,8 @@ def observed_effort(touching):
 
 def test_dice_per_effort_prefers_the_roi_next_to_labelled_neighbours():
     # Slice 5 already has class 1: the 6 px class 1 / class 2 border is free there.
-    pool = roi_pool([(5, 2), (6, 2)], [(5, 1)], observed_effort(touching=True))
-    picks = select("dice-per-effort", pool, 2, seed=0)
+    pool, context = roi_pool([(5, 2), (6, 2)], [(5, 1)], observed_effort(touching=True))
+    picks = select("dice-per-effort", pool, 2, seed=0, context=context)
     assert [s.item.slice_index for s in picks] == [5, 6]
     assert picks[0].terms["effort_mm"] < picks[1].terms["effort_mm"]
     assert picks[0].terms["effort_px"] == pytest.approx(2 * picks[0].terms["effort_mm"])
@@ -143,8 +143,8 @@ def test_dice_per_effort_prefers_the_class_with_the_larger_dice_gap():
     effort.observe(square, [1, 2])  # equal boundaries for classes 1 and 2
     history = [[0.7, 0.3], [0.9, 0.5]]  # D̃_1 = 0.8, D̃_2 = 0.4
     seconds = SecondsModel.fit([1, 1, 2, 2], [10, 20, 10, 20], [5, 10, 5, 10])
-    pool = roi_pool([(3, 1), (3, 2)], [], effort, history, seconds)
-    best = select("dice-per-effort", pool, 1, seed=0)[0]
+    pool, context = roi_pool([(3, 1), (3, 2)], [], effort, history, seconds)
+    best = select("dice-per-effort", pool, 1, seed=0, context=context)[0]
     assert best.item.class_id == 2
     assert best.terms["dice_gap"] == pytest.approx(0.6)
     assert best.terms["effort_s"] == pytest.approx(0.5 * best.terms["effort_px"])
@@ -153,18 +153,18 @@ def test_dice_per_effort_prefers_the_class_with_the_larger_dice_gap():
 def test_dice_per_effort_asks_last_for_a_known_class_the_model_sees_none_of_on_the_slice():
     # class 1 is known (latest Dice 0.8) and expected on 0.2 px of slice 4: most likely absent there;
     # class 2 is not learnt yet (0.1): its slice keeps its place whatever the model predicts
-    pool = roi_pool([(3, 1), (4, 1), (5, 2)], [], observed_effort(touching=False), history=[[0.8, 0.1]])
+    pool, context = roi_pool([(3, 1), (4, 1), (5, 2)], [], observed_effort(touching=False), history=[[0.8, 0.1]])
     pool.terms.update({QueryItem("c", 3, 1): {"foreground": 40.0}, QueryItem("c", 4, 1): {"foreground": 0.2},
                        QueryItem("c", 5, 2): {"foreground": 0.0}})
-    picks = select("dice-per-effort", pool, 3, seed=0)
+    picks = select("dice-per-effort", pool, 3, seed=0, context=context)
     assert [s.item.slice_index for s in picks][-1] == 4
     assert "sees none of it" in picks[-1].message and set(s.item.slice_index for s in picks[:2]) == {3, 5}
 
 
 def test_dice_per_effort_rejects_history_of_the_wrong_length():
-    pool = roi_pool([(3, 1)], [], EffortModel(3), history=[[0.5, 0.5, 0.5]])
+    pool, context = roi_pool([(3, 1)], [], EffortModel(3), history=[[0.5, 0.5, 0.5]])
     with pytest.raises(AlsegError, match="2 values"):
-        select("dice-per-effort", pool, 1, seed=0)
+        select("dice-per-effort", pool, 1, seed=0, context=context)
 
 
 def test_dice_per_effort_prices_an_unseen_class_at_a_prior_not_at_the_floor():
@@ -173,23 +173,23 @@ def test_dice_per_effort_prices_an_unseen_class_at_a_prior_not_at_the_floor():
     labels[5:25, 5:25] = 1
     four = EffortModel(4)
     four.observe(labels, [1])
-    pool = PoolScores("roi", 4, True, "v1", [QueryItem("c", 3, 1), QueryItem("c", 3, 3)], [], n_slices={"c": 10},
-                      class_dice_history=[np.array([0.6, np.nan, np.nan])], effort=four)
-    picks = {s.item.class_id: s for s in select("dice-per-effort", pool, 2, seed=0)}
+    pool = PoolScores("roi", 4, True, "v1", [QueryItem("c", 3, 1), QueryItem("c", 3, 3)], [], n_slices={"c": 10})
+    context = SelectionContext(four, class_dice_history=[np.array([0.6, np.nan, np.nan])])
+    picks = {s.item.class_id: s for s in select("dice-per-effort", pool, 2, seed=0, context=context)}
     unseen = picks[3]
     assert unseen.terms["effort_mm"] == pytest.approx(four.boundary_matrix[1, 1]) and unseen.terms["effort_mm"] > 50
     assert unseen.score < 1.0 and unseen.score == pytest.approx(1.0 / unseen.terms["effort_mm"])
     assert unseen.effort_guess and not picks[1].effort_guess  # said so in the dock
     # the paper's B: the unseen class scores gap / 0.001 = 1000, and no effort is shown for it
-    paper = {s.item.class_id: s for s in select("dice-per-effort-paper", pool, 2, seed=0)}
+    paper = {s.item.class_id: s for s in select("dice-per-effort-paper", pool, 2, seed=0, context=context)}
     assert paper[3].score == pytest.approx(1000.0, rel=1e-3)
     assert "effort_mm" not in paper[3].terms and "effort unknown" in paper[3].message
     assert paper[1].terms["effort_mm"] == pytest.approx(effort.boundary_matrix_of("paper")[1, 1], rel=1e-3)
 
 
 def test_dice_per_effort_says_effort_unknown_before_any_outline():
-    pool = roi_pool([(3, 1), (3, 2), (4, 2)], [], EffortModel(3), history=[[0.2, 0.7]])
-    picks = select("dice-per-effort", pool, 3, seed=0)
+    pool, context = roi_pool([(3, 1), (3, 2), (4, 2)], [], EffortModel(3), history=[[0.2, 0.7]])
+    picks = select("dice-per-effort", pool, 3, seed=0, context=context)
     assert all("effort_mm" not in s.terms and "effort unknown" in s.message for s in picks)
     assert picks[0].item.class_id == 1 and picks[0].score == pytest.approx(0.8)  # ranked by the Dice gap
 
@@ -201,15 +201,14 @@ def test_dice_per_effort_uses_the_predicted_outline_as_the_model_matures():
     labels[30:36, 30:36] = 2
     for _ in range(20):
         effort.observe(labels, [1, 2])  # class 2's B is a 6×6 square's outline, ~23 mm at 1 mm
-    pool = roi_pool([(3, 2), (4, 2)], [], effort)
-    pool.spacing = {}
+    pool, context = roi_pool([(3, 2), (4, 2)], [], effort, spacing=())
     pool.terms = {QueryItem("c", 3, 2): {"effort_pred_mm": 200.0}, QueryItem("c", 4, 2): {"effort_pred_mm": 10.0}}
-    picks = select("dice-per-effort", pool, 2, seed=0)
+    picks = select("dice-per-effort", pool, 2, seed=0, context=context)
     assert [s.item.slice_index for s in picks] == [4, 3]  # the prediction says slice 4's outline is short
     weight = 20 / (20 + 5)
     b_only = effort.estimate(2, set(), {2}, estimator="prior").mm
     assert picks[1].terms["effort_mm"] == pytest.approx(weight * 200 + (1 - weight) * b_only)
-    paper = select("dice-per-effort-paper", pool, 2, seed=0)
+    paper = select("dice-per-effort-paper", pool, 2, seed=0, context=context)
     assert paper[0].terms["effort_mm"] == pytest.approx(paper[1].terms["effort_mm"])  # B alone: no difference
 
 
@@ -415,8 +414,7 @@ def real_pool(request, one_thread):
     predictor = QualityPredictor().fit(rng.normal(size=(12, len(FEATURE_NAMES))), np.linspace(0.3, 0.95, 12))
     pool = score_pool(ScoreRequest(net, net.spec, images, labels, granularity=granularity, n_classes=3,
                                    needs=ALL_NEEDS, mc_samples=3, bootstrap_nets=bootstrap,
-                                   quality_model=predictor, validation=validation, effort=EffortModel(3),
-                                   vae_steps=10, device=one_thread))
+                                   quality_model=predictor, validation=validation, vae_steps=10, device=one_thread))
     return pool, validation
 
 
@@ -424,7 +422,7 @@ def real_pool(request, one_thread):
 def test_every_strategy_returns_valid_suggestions_on_a_real_pool(name, real_pool):
     pool, validation = real_pool
     k = 3
-    picks = select(name, pool, k, seed=0)
+    picks = select(name, pool, k, seed=0, context=SelectionContext(EffortModel(3)))
     assert 0 < len(picks) <= k
     items = [s.item for s in picks]
     assert len(set(items)) == len(items)

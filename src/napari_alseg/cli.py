@@ -395,6 +395,7 @@ def run_suggest(args: argparse.Namespace) -> int:
                   f"{time.monotonic() - started:.1f} s ({reason})" if reason else
                   f"scores: stored ones of model {session.learner.model_version} (nothing they rest on changed since)")
         suggestions = session.suggest(args.k)
+        session.queries.record_served(suggestions)
         names = session.catalog.class_names
     if suggestions and suggestions[0].message:
         print(suggestions[0].message)

@@ -13,11 +13,9 @@ from typing import Any
 import numpy as np
 
 from .domain import (
-    NEED_BOOTSTRAP, NEED_EFFORT, NEED_FEATURES, NEED_MC, NEED_MODEL, NEED_QUALITY, NEED_VAE, TERM_BOOTSTRAP,
+    NEED_BOOTSTRAP, NEED_FEATURES, NEED_MC, NEED_MODEL, NEED_QUALITY, NEED_VAE, TERM_BOOTSTRAP,
     TERM_MC_TOP, TERM_QUALITY_CLASS, UNCERTAINTY_TERMS, BBox, Granularity, Need, QueryItem, item_key,
 )
-from .effort.matrix import EffortModel
-from .effort.seconds import SecondsModel
 from .store.records import ScoredItem
 
 PRIMARY_TERMS = UNCERTAINTY_TERMS  # the stored score of an item: the first of these present
@@ -33,19 +31,18 @@ class PoolScores:
     quality_*). ``features[item]``: bottleneck features ``(F,)`` of candidates and labelled
     items. ``bboxes[item]``: half-open ``((k0, k1), (j0, j1), (i0, i1))`` around the predicted
     foreground (an ROI: its class) plus :data:`BBOX_MARGIN`, the whole region when nothing
-    is predicted. ``class_dice_history``: per round, Dice on the manual labels ``(C-1,)`` of classes
-    1..C-1. ``allowed[(case, slice)]``: ``C_n`` (docs/METHODS.md §7.1). ``vae_latents``: latent means of
+    is predicted. ``allowed[(case, slice)]``: ``C_n`` (docs/METHODS.md §7.1). ``vae_latents``: latent means of
     items and of gradient seeds; ``gradient_latents[seed]``: ``z'`` after the gradient
-    step. ``spacing[case]``: in-plane pixel size (row, col) in mm. ``quality_features``:
+    step. ``quality_features``:
     :func:`~napari_alseg.quality.quality_features` of candidates, to pair later with the
     Dice the annotator's correction reveals; ``quality_examples``: (validation item,
     features, true Dice); ``quality_status``: why quality is unknown ("" when rated); ``quality_note``: a caveat on
     the ratings (e.g. one class only among the examples); ``region_quality``: an ROI pool's
     ratings of its unlabelled slices (quality terms per slice).
-    ``vae``: the VAE used, to reuse next round. ``class_ranges[(case, class)]``: the weak
-    slice range ``(first, last)`` the annotator marked for the class (docs/METHODS.md §7.1);
-    ``traced_spans[(case, class)]``: the first and last slice holding labelled voxels of
-    the class (an ROI pool): where, before a model, a structure is known to be.
+    ``vae``: the VAE used, to reuse next round. What an engine ranks by beside the scores
+    (effort, seconds, Dice history, marked ranges) is not here: the session hands it to
+    :func:`~napari_alseg.strategies.select` as a
+    :class:`~napari_alseg.strategies.context.SelectionContext`.
     """
 
     granularity: Granularity
@@ -58,24 +55,19 @@ class PoolScores:
     features: dict[QueryItem, np.ndarray] = field(default_factory=dict)
     bboxes: dict[QueryItem, BBox] = field(default_factory=dict)
     n_slices: dict[str, int] = field(default_factory=dict)
-    class_dice_history: list[np.ndarray] = field(default_factory=list)
-    effort: EffortModel | None = None
     allowed: dict[tuple[str, int], set[int]] = field(default_factory=dict)
     vae_latents: dict[QueryItem, np.ndarray] | None = None
     gradient_latents: dict[QueryItem, np.ndarray] | None = None
-    seconds_model: SecondsModel | None = None
-    spacing: dict[str, tuple[float, float]] = field(default_factory=dict)
     quality_features: dict[QueryItem, np.ndarray] = field(default_factory=dict)
     quality_examples: list[tuple[QueryItem, np.ndarray, float]] = field(default_factory=list)
     quality_status: str = ""
     quality_note: str = ""
     region_quality: dict[QueryItem, dict[str, float]] = field(default_factory=dict)
     vae: Any = None
-    class_ranges: dict[tuple[str, int], tuple[int, int]] = field(default_factory=dict)
-    traced_spans: dict[tuple[str, int], tuple[int, int]] = field(default_factory=dict)
 
     def available(self) -> frozenset[Need]:
-        """Which of :data:`~napari_alseg.strategies.NEEDS` this pool can serve."""
+        """Which of :data:`~napari_alseg.strategies.NEEDS` this pool can serve (the effort
+        model is the selection context's)."""
         def has_term(name: str) -> bool:
             return any(name in terms for terms in self.terms.values())
 
@@ -86,7 +78,6 @@ class PoolScores:
             NEED_BOOTSTRAP: has_term(TERM_BOOTSTRAP),
             NEED_VAE: self.vae_latents is not None and self.gradient_latents is not None,
             NEED_QUALITY: has_term(TERM_QUALITY_CLASS),
-            NEED_EFFORT: self.effort is not None,
         }
         return frozenset(need for need, ok in present.items() if ok)
 

@@ -278,6 +278,7 @@ class AlsegController(QObject):
             return
         try:
             self.suggestions = self.session.suggest(max(QUEUE_LENGTH, self.loop.batch_size), priced=True)
+            self.session.queries.record_served(self.suggestions)  # the queue shown: the round's record
         except AlsegError as error:
             self.error.emit(str(error))
             return

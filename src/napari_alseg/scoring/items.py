@@ -46,26 +46,6 @@ def candidate_items(
     return candidates, labelled
 
 
-def traced_spans(labels: Mapping[str, tuple[np.ndarray, np.ndarray] | None],
-                 n_classes: int) -> dict[tuple[str, int], tuple[int, int]]:
-    """``(case, class)`` → the first and last slice holding labelled voxels of the class
-    (classes 1..C-1; a class with none labelled has no span). Structures are contiguous
-    along the stack, so before a model the slices between are where the class is known to be."""
-    spans: dict[tuple[str, int], tuple[int, int]] = {}
-    for case in sorted(labels):
-        given = labels[case]
-        if given is None:
-            continue
-        data, mask = np.asarray(given[0]), np.asarray(given[1], dtype=bool)
-        if not mask.any():
-            continue
-        for class_id in range(1, n_classes):
-            slices = np.flatnonzero(((data == class_id) & mask).any(axis=(1, 2)))
-            if slices.size:
-                spans[(case, class_id)] = (int(slices[0]), int(slices[-1]))
-    return spans
-
-
 def is_validation(region: QueryItem, validation: set[QueryItem]) -> bool:
     return region in validation or QueryItem(region.case) in validation
 

@@ -9,8 +9,6 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ..domain import CASE, GRANULARITIES, NEEDS, Granularity, Need, QueryItem
-from ..effort.matrix import EffortModel
-from ..effort.seconds import SecondsModel
 from ..errors import AlsegError
 from ..quality import QualityPredictor
 
@@ -40,11 +38,10 @@ class ScoreRequest:
     docs/METHODS.md §3.6). ``bootstrap_nets``: 2+ nets (:func:`train_bootstrap_nets`).
     ``validation``: items (or whole cases / slices) never suggested. ``allowed``: case →
     ``(k, C)`` bool, ``C_n`` of docs/METHODS.md §7.1 (``Session.allowed_classes``); None = all classes.
-    ``effort``, ``seconds_model``, ``spacing``, ``class_dice_history`` pass through to
-    dice-per-effort. ``recent``: items labelled last round, the gradient-vae seeds (None =
-    all labelled). ``vae``: reuse a trained VAE instead of training one for ``vae_steps``.
-    ``patch_size``: sliding windows (native voxels), None = whole region.
-    ``class_ranges``: ``(case, class)`` → the marked weak slice range ``(first, last)``.
+    ``spacing``: case → in-plane pixel size (row, col) mm, for the outlines and seconds the
+    terms price (1 mm where missing). ``recent``: items labelled last round, the gradient-vae
+    seeds (None = all labelled). ``vae``: reuse a trained VAE instead of training one for
+    ``vae_steps``. ``patch_size``: sliding windows (native voxels), None = whole region.
     ``quality_examples``: (item, quality features, true Dice) known before this round
     (out-of-fold estimates, corrections, earlier validation); with no ``quality_model`` the
     round fits its quality predictor on them plus its own validation examples, which
@@ -66,11 +63,7 @@ class ScoreRequest:
     model_version: str | None = None
     device: Any = None
     allowed: Mapping[str, np.ndarray] | None = None
-    effort: EffortModel | None = None
-    seconds_model: SecondsModel | None = None
     spacing: Mapping[str, tuple[float, float]] | None = None
-    class_dice_history: Sequence[np.ndarray] = ()
-    class_ranges: Mapping[tuple[str, int], tuple[int, int]] | None = None
     recent: Collection[QueryItem] | None = None
     vae: ConvVAE | None = None
     vae_steps: int = DEFAULT_VAE_STEPS

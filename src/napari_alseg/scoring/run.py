@@ -14,7 +14,7 @@ from ..pool import PoolScores
 from ..quality import QualityPredictor, class_quality_features, prediction_dice, quality_features
 from ..run_control import RunControl
 from .boxes import item_bbox, whole_bbox
-from .items import allowed_sets, candidate_items, quality_regions, regions_to_predict, traced_spans
+from .items import allowed_sets, candidate_items, quality_regions, regions_to_predict
 from .predict import RegionPrediction, RoundInputs, normalised_image, predict_region, with_partial_labels
 from .request import SCORING_CANCELLED, ScoreRequest, check_bootstrap, checked_inputs, checked_needs
 from .terms import item_terms, quality_status, quality_terms
@@ -42,11 +42,7 @@ def score_pool(request: ScoreRequest, *, control: RunControl = RunControl.none()
     pool = PoolScores(
         r.granularity, r.n_classes, r.net is not None, r.model_version, candidates, labelled,
         n_slices={case: int(shape[1]) for case, shape in shapes.items()},
-        class_dice_history=[np.asarray(d, dtype=float) for d in r.class_dice_history],
-        effort=r.effort, seconds_model=r.seconds_model, spacing=dict(r.spacing or {}),
         allowed=allowed_sets(shapes, allowed, r.n_classes),
-        class_ranges={(case, int(c)): (int(first), int(last)) for (case, c), (first, last) in (r.class_ranges or {}).items()},
-        traced_spans=traced_spans(r.labels, r.n_classes) if r.granularity == ROI else {},
     )
     pool.bboxes = {item: whole_bbox(item, shapes[item.case][1:]) for item in candidates}
     if r.net is None or spec is None:  # spec is None only without a net

@@ -329,7 +329,13 @@ class Session:
         return self.queries.rescore(control=control, for_display=for_display)
 
     def suggest(self, k: int | None = None, *, priced: bool = False) -> list[Suggestion]:
-        """The next ``k`` items; ``priced`` adds each one's remaining effort (mm, estimated s)."""
+        """The next ``k`` items; ``priced`` adds each one's remaining effort (mm, estimated s).
+
+        Where the current pool no longer fits the model, the engine or (before a model) the
+        labels, a model-free one becomes current first (``queries.refresh_pool``: cheap, no
+        prediction; ``rescore`` scores with the model). Nothing is recorded: a front end
+        that serves the list keeps it with ``queries.record_served``."""
+        self.queries.refresh_pool()
         return self.queries.suggest(k, priced=priced)
 
     def skip(self, item: QueryItem) -> None:

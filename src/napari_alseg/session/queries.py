@@ -6,12 +6,17 @@ Scoring is two steps, so a worker never changes what the UI reads (issue 12's ra
 thread) makes it the current pool, stores its scores and quality examples, and leaves out
 every item submitted or skipped since the snapshot was taken, which the labels it was
 scored from could not know about.
+
+Reading changes nothing (``suggest``, ``current_pool``, ``quality_rows``...). The verbs that do
+are named as such: ``adopt_rescore`` and ``rescore_unless_current`` make a pool current,
+``refresh_pool`` makes a model-free one current where the current pool no longer fits (cheap:
+no prediction), and ``record_served`` keeps what a front end served as the round's record.
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
@@ -19,15 +24,14 @@ import numpy as np
 
 from ..domain import (
     CASE, NEED_BOOTSTRAP, NEED_EFFORT, NEED_MC, NEED_MODEL, NEED_QUALITY, NEED_SECONDS,
-    ROI, SLICE, TERM_EFFORT_MM, TERM_EFFORT_S, TERM_QUALITY_CLASS, TERM_QUALITY_DICE, TERM_QUALITY_DICE_HIGH,
-    TERM_QUALITY_DICE_LOW, TERM_QUALITY_EXAMPLES, Granularity, Need, QueryItem,
+    ROI, SLICE, TERM_EFFORT_MM, TERM_EFFORT_S, TERM_QUALITY_EXAMPLES, Granularity, Need, QueryItem,
 )
 from ..errors import AlsegError
 from ..metrics import dice_per_class, mean_dice
-from ..quality import QualityEstimate, QualityPredictor
+from ..quality import QualityEstimate, QualityPredictor, estimate_from_terms
 from ..run_control import RunControl
 from ..store import Project, ScoredItem
-from ..strategies import Suggestion, get_strategy, pseudo_label_candidates, select
+from ..strategies import SelectionContext, Suggestion, get_strategy, pseudo_label_candidates, select, traced_spans
 from .accounting import EffortAccounting
 from .labels import LabelsView
 from .learner import Learner
@@ -47,6 +51,7 @@ class RescoreResult:
     handled_mark: int
     vae: Any = None
     state: dict[str, Any] | None = None  # what it rests on (:func:`.stored_scores.scoring_state`)
+    context: SelectionContext = SelectionContext()  # what the engine ranks by beside the scores
 
     @property
     def model_version(self) -> str | None:
@@ -65,6 +70,7 @@ class Queries:
         self.accounting = accounting
         self._lock = threading.Lock()  # guards the journal and the quality examples against workers' reads
         self._pool: PoolScores | None = None
+        self._context = SelectionContext()  # the current pool's
         self._handled: list[QueryItem] = []  # every item submitted or skipped, in order
         self._left_out: set[QueryItem] = set()  # those since the current pool's labels were read
         self._round_recorded: tuple[str | None, str] | None = None
@@ -72,7 +78,7 @@ class Queries:
             QueryItem(case, slice_index, class_id): (features, dice)
             for case, slice_index, class_id, features, dice in project.quality_examples()}
         self._vae = None
-        self._free_state: tuple[str, tuple[int, int, int] | None] | None = None  # what the model-free pool rests on
+        self._free_state: tuple[int, int, int] | None = None  # what a model-free ROI pool rests on
 
     # ------------------------------------------------------------------ what this round ranks
 
@@ -117,18 +123,18 @@ class Queries:
         if NEED_BOOTSTRAP in needs and net is not None:
             bootstrap = train_bootstrap_nets(net, self.view.training_items(), self.learner.bootstrap_config(),
                                              seed=self.settings.seed, control=control)
+        labels = self.view.all_labels()
         request = ScoreRequest(
-            net, net.spec if net is not None else None, self.view.all_images(), self.view.all_labels(),
+            net, net.spec if net is not None else None, self.view.all_images(), labels,
             granularity=self.pool_granularity, n_classes=self.project.n_classes, needs=needs,
             bootstrap_nets=bootstrap, quality_examples=examples if NEED_QUALITY in needs else (),
             validation=self.view.validation_query_items(), model_version=self.learner.model_version,
-            device=self.settings.device, allowed=self.view.all_allowed(), effort=self.accounting.effort_model(),
-            seconds_model=self.accounting.seconds_model(), spacing=self.view.all_spacings(),
-            class_dice_history=self.learner.class_dice_history(), class_ranges=self.view.all_class_ranges(),
+            device=self.settings.device, allowed=self.view.all_allowed(), spacing=self.view.all_spacings(),
             recent=self.view.recent_items(),
             vae=self._vae, seed=self.settings.seed, patch_size=self.learner.inference_patch)
+        context = self.selection_context(request.granularity, labels)
         pool = score_pool(request, control=control)
-        return RescoreResult(pool, mark, pool.vae, state)
+        return RescoreResult(pool, mark, pool.vae, state, context)
 
     def adopt_rescore(self, result: RescoreResult) -> PoolScores:
         """Make a computed pool the current one (the caller's thread): store its scores and
@@ -141,7 +147,7 @@ class Queries:
             if result.state is not None:
                 keep_state(self.project, result.state)
         with self._lock:
-            self._pool = pool
+            self._pool, self._context = pool, result.context
             self._left_out = set(self._handled[result.handled_mark:])
         return pool
 
@@ -157,11 +163,11 @@ class Queries:
         needs = self.scoring_needs(for_display=for_display)
         reason = stale_reason(stored_state(self.project), self._scoring_state(needs))
         if not reason:
-            pool = self._stored_pool(needs)
-            if pool is not None:
+            stored = self._stored_pool(needs)
+            if stored is not None:
                 with self._lock:
-                    self._pool = pool
-                return pool, ""
+                    self._pool, self._context = stored
+                return stored[0], ""
             reason = f"the stored scores do not cover this pool, or {self.settings.strategy} needs more than scores"
         return self.rescore(for_display=for_display, **options), reason
 
@@ -169,22 +175,42 @@ class Queries:
         return scoring_state(self.project, model_version=self.learner.model_version, strategy=self.settings.strategy,
                              granularity=self.pool_granularity, needs=needs)
 
-    def _stored_pool(self, needs: set[Need]) -> PoolScores | None:
-        """The current model's stored scores over today's model-free pool, if they serve ``needs``."""
-        from ..scoring import ScoreRequest, score_pool
-
+    def _stored_pool(self, needs: set[Need]) -> tuple[PoolScores, SelectionContext] | None:
+        """The current model's stored scores over today's model-free pool (and its context), if
+        they serve ``needs``."""
         version = self.learner.model_version
         if version is None or not self.project.has_scores(version):
             return None
-        base = score_pool(ScoreRequest(
-            None, None, self.view.all_images(), self.view.all_labels(), granularity=self.pool_granularity,
-            n_classes=self.project.n_classes, validation=self.view.validation_query_items(),
-            allowed=self.view.all_allowed(), effort=self.accounting.effort_model(),
-            seconds_model=self.accounting.seconds_model(), spacing=self.view.all_spacings(),
-            class_dice_history=self.learner.class_dice_history(), class_ranges=self.view.all_class_ranges()))
+        base, context = self._model_free()
         pool = pool_from_stored(base, self.project.latest_scores(version), version)
         unstored = needs & UNSTORED_NEEDS  # kept as pool arrays, not as the scores' terms
-        return pool if pool is not None and unstored <= pool.available() else None
+        return (pool, context) if pool is not None and unstored <= pool.available() else None
+
+    def _model_free(self) -> tuple[PoolScores, SelectionContext]:
+        """Today's pool without a model (candidates, labelled items, allowed classes, whole-region
+        boxes: cheap, no prediction) and its selection context; changes nothing."""
+        from ..scoring import ScoreRequest, score_pool
+
+        granularity = self.pool_granularity
+        labels = self.view.all_labels()
+        pool = score_pool(ScoreRequest(
+            None, None, self.view.all_images(), labels, granularity=granularity, n_classes=self.project.n_classes,
+            validation=self.view.validation_query_items(), allowed=self.view.all_allowed()))
+        return pool, self.selection_context(granularity, labels)
+
+    def selection_context(self, granularity: Granularity,
+                          labels: Mapping[str, tuple[np.ndarray, np.ndarray] | None]) -> SelectionContext:
+        """What the engine ranks by beside the scores of a pool of ``granularity`` scored from
+        ``labels`` (case → class ids, labelled mask): for an ROI pool, the effort and seconds
+        models, the pixel sizes, the Dice history on the manual labels, the marked slice ranges
+        and the traced spans, which dice-per-effort prices by; nothing for cases and slices,
+        which no engine that reads them ranks."""
+        if granularity != ROI:
+            return SelectionContext()
+        return SelectionContext(
+            effort=self.accounting.effort_model(), seconds_model=self.accounting.seconds_model(),
+            spacing=self.view.all_spacings(), class_dice_history=self.learner.class_dice_history(),
+            class_ranges=self.view.all_class_ranges(), traced_spans=traced_spans(labels, self.project.n_classes))
 
     # ------------------------------------------------------------------ suggesting
 
@@ -193,14 +219,15 @@ class Queries:
 
         Instant: ranks stored scores. Without a model, or before scoring, suggestions
         come from a model-free pool (random / slice-uniform; others fall back to random
-        and say so). Items submitted or skipped since the scoring are left out.
-        ``priced``: add the remaining effort (mm, estimated s) where the strategy set none
-        (reads every label: the widget asks for it, loops that only rank need not).
+        and say so; :meth:`current_pool`). Items submitted or skipped since the scoring are
+        left out. ``priced``: add the remaining effort (mm, estimated s) where the strategy
+        set none (reads every label: the widget asks for it, loops that only rank need not).
+        Changes nothing: what was served is kept by :meth:`record_served`.
         """
-        pool = self._usable_pool()
+        pool, context = self._ranking()
         remaining = replace(pool, candidates=[item for item in pool.candidates if item not in self._left_out])
-        suggestions = select(self.settings.strategy, remaining, k or self.settings.batch_size, self.settings.seed)
-        self._record_round(suggestions)
+        suggestions = select(self.settings.strategy, remaining, k or self.settings.batch_size, self.settings.seed,
+                             context)
         return self._with_effort(suggestions) if priced else suggestions
 
     def _with_effort(self, suggestions: list[Suggestion]) -> list[Suggestion]:
@@ -239,19 +266,22 @@ class Queries:
             self._left_out = {item for item in self._left_out if item.case != case}
 
     def pseudo_label_candidates(self) -> list[Suggestion]:
-        """Cases predicted Acceptable (quality-threshold, docs/METHODS.md §6.4), for one-click review."""
-        pool = self._usable_pool()
-        return [s for s in pseudo_label_candidates(pool) if s.item not in self._left_out]
+        """Cases predicted Acceptable (quality-threshold, docs/METHODS.md §6.4), for one-click review
+        ([] while no pool of the active model is current: only a model's pool is rated)."""
+        pool = self.fresh_pool()
+        return [] if pool is None else [s for s in pseudo_label_candidates(pool) if s.item not in self._left_out]
 
     def quality_rows(self) -> list[tuple[QueryItem, QualityEstimate]]:
         """``(item, its rating)`` of every rated candidate (cases, or slices of a stack; an ROI
         pool rates its untouched slices whole), best predicted Dice first, without those
-        submitted or skipped since the scoring."""
-        pool = self._usable_pool()
+        submitted or skipped since the scoring ([] while no pool of the active model is current)."""
+        pool = self.fresh_pool()
+        if pool is None:
+            return []
         rated = pool.region_quality if pool.granularity == ROI else pool.terms
         rows = []
         for item in (list(rated) if pool.granularity == ROI else pool.candidates):
-            estimate = _estimate_from_terms(rated.get(item, {}))
+            estimate = estimate_from_terms(rated.get(item, {}))
             if estimate is not None and item not in self._left_out:
                 rows.append((item, estimate))
         return sorted(rows, key=lambda row: -row[1].dice)
@@ -275,7 +305,7 @@ class Queries:
         for item in items:
             estimate = None
             if pool is not None and item.class_id is None:
-                estimate = _estimate_from_terms(pool.region_quality.get(item) or pool.terms.get(item) or {})
+                estimate = estimate_from_terms(pool.region_quality.get(item) or pool.terms.get(item) or {})
             if estimate is None:
                 features = pool.quality_features.get(item) if pool is not None else None
                 if features is None:
@@ -324,48 +354,56 @@ class Queries:
             return set()
         return set(pool.candidates) | set(pool.region_quality)
 
-    def current_pool(self) -> PoolScores:
-        """The pool the suggestions come from: the adopted scores while they fit the model and
-        strategy, else a model-free one (cheap: no prediction)."""
-        return self._usable_pool()
-
-    def _usable_pool(self) -> PoolScores:
-        """The adopted pool while it fits the model and strategy, else a model-free one (cheap).
-
-        A model-free ROI pool is made again once the labels or the marked slice ranges change
-        (a range marked before a model takes effect at once); an ROI one carries the effort
-        model, so dice-per-effort ranks it itself (:mod:`~napari_alseg.strategies.dice_per_effort`:
-        structures where the annotator said they are first) instead of falling back to random.
-        """
+    def fresh_pool(self) -> PoolScores | None:
+        """The current pool while it fits the active model and the engine's item kind, None once
+        it does not (:meth:`refresh_pool` makes a fitting one current). A model-free ROI pool
+        fits only the labels and marked slice ranges it was made from, so a range marked before
+        a model takes effect at once. Changes nothing."""
         pool = self._pool
         granularity = self.pool_granularity
-        if (pool is not None and granularity == ROI and not pool.has_model and pool.model_version is None
-                and self._free_state != (granularity, self._labels_state())):
-            pool = None
         if pool is None or pool.model_version != self.learner.model_version or pool.granularity != granularity:
-            from ..scoring import ScoreRequest, score_pool
-
-            state = self._labels_state() if granularity == ROI else None
-            roi = granularity == ROI  # an ROI pool carries what dice-per-effort ranks by
-            pool = score_pool(ScoreRequest(
-                None, None, self.view.all_images(), self.view.all_labels(), granularity=granularity,
-                n_classes=self.project.n_classes, validation=self.view.validation_query_items(),
-                allowed=self.view.all_allowed(), class_ranges=self.view.all_class_ranges(),
-                effort=self.accounting.effort_model() if roi else None,
-                seconds_model=self.accounting.seconds_model() if roi else None,
-                spacing=self.view.all_spacings() if roi else None,
-                class_dice_history=self.learner.class_dice_history() if roi else ()))
-            self._pool = pool
-            self._free_state = (granularity, state)
+            return None
+        if (granularity == ROI and not pool.has_model and pool.model_version is None
+                and self._free_state != self._labels_state()):
+            return None
         return pool
+
+    def refresh_pool(self) -> PoolScores:
+        """Rescore if stale, without a model: keep the current pool while it fits
+        (:meth:`fresh_pool`), else make today's model-free pool current (cheap: no prediction).
+        Random and slice-uniform rank a model-free pool, and so does dice-per-effort an ROI one
+        (its context carries the effort model: structures where the annotator said they are
+        first); the others fall back to random and say so. Scoring with the model is
+        :meth:`rescore`. Returns the current pool."""
+        pool = self.fresh_pool()
+        if pool is None:
+            state = self._labels_state() if self.pool_granularity == ROI else None
+            pool, context = self._model_free()
+            with self._lock:
+                self._pool, self._context, self._free_state = pool, context, state
+        return pool
+
+    def current_pool(self) -> PoolScores:
+        """The pool the suggestions come from: the current one while it fits, else today's
+        model-free pool, made now and not kept (cheap: no prediction). Changes nothing."""
+        return self._ranking()[0]
+
+    def _ranking(self) -> tuple[PoolScores, SelectionContext]:
+        """What :meth:`suggest` ranks: the fitting current pool and its context, else a
+        model-free pool and context made now (not kept)."""
+        pool = self.fresh_pool()
+        return (pool, self._context) if pool is not None else self._model_free()
 
     def _labels_state(self) -> tuple[int, int, int]:
         """What a model-free pool rests on: the annotation events and the marked ranges."""
         state = scoring_state(self.project, model_version=None, strategy="", granularity=None, needs=())
         return state["events"], state["last_event"], state["last_weak"]
 
-    def _record_round(self, suggestions: list[Suggestion]) -> None:
-        """One round record per (model version, strategy): what was served, with scores."""
+    def record_served(self, suggestions: Sequence[Suggestion]) -> None:
+        """Keep what a front end served the annotator (the dock's queue, ``alseg suggest``'s list,
+        a simulated round) as the round's record: one per (model version, engine), the first
+        list served under them, with scores and terms. ``alseg export`` writes the records
+        (``rounds.csv``) beside the labels: which engine offered which items, for provenance."""
         key = (self.learner.model_version, self.settings.strategy)
         if not suggestions or self._round_recorded == key:
             return
@@ -408,11 +446,3 @@ class Queries:
             for item, features, dice in examples:
                 self._quality_examples[item] = (features, dice)
 
-
-def _estimate_from_terms(terms: dict[str, float]) -> QualityEstimate | None:
-    """The rating a pool stored in an item's terms; None where it holds none."""
-    dice = terms.get(TERM_QUALITY_DICE, float("nan"))
-    if not np.isfinite(dice):
-        return None
-    return QualityEstimate(float(dice), float(terms[TERM_QUALITY_DICE_LOW]), float(terms[TERM_QUALITY_DICE_HIGH]),
-                           int(terms[TERM_QUALITY_CLASS]))

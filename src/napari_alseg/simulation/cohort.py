@@ -140,7 +140,9 @@ def _suggested(session: Session, wanted: int) -> list[QueryItem]:
     strategy = get_strategy(session.settings.strategy)
     if session.learner.current_net() is not None and strategy.needs:
         session.rescore()
-    return [suggestion.item for suggestion in session.suggest(wanted)]
+    suggestions = session.suggest(wanted)
+    session.queries.record_served(suggestions)
+    return [suggestion.item for suggestion in suggestions]
 
 
 def _round_row(session: Session, seed: int, engine: str, round_index: int, seconds: float) -> dict:

@@ -182,6 +182,7 @@ def _label_round(session: Session, oracle: Oracle, wanted: int) -> bool:
     if session.learner.current_net() is not None and strategy.needs:
         session.rescore(for_display=oracle.correction_mode)
     suggestions: list[Suggestion] = session.suggest(wanted)
+    session.queries.record_served(suggestions)
     for suggestion in suggestions:
         if suggestion.pseudo_label:
             session.accept_pseudo(suggestion.item.case, slice_index=suggestion.item.slice_index)

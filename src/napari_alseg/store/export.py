@@ -3,8 +3,11 @@
 Label files keep the source file's affine and voxel orientation, so they overlay the
 source image anywhere. ``provenance.csv`` (one row per annotation event) is for people and
 spreadsheets; ``provenance.json`` adds classes, cases, weak annotations and checkpoints.
+``rounds.csv`` (one row per item served: which engine offered it, under which model, at which
+rank and score) and ``scores.csv`` (every item's score per model version) say how the
+items were chosen; each has a column per term (the named numbers behind the scores).
 
-Text in ``provenance.csv`` that a spreadsheet would run as a formula (a cell starting with
+Text in the CSV files that a spreadsheet would run as a formula (a cell starting with
 ``=``, ``+``, ``-``, ``@``, a tab or a carriage return: a case, class or annotator name from a
 file) gets a leading apostrophe, which spreadsheets show as text; numbers are written as they
 are. ``provenance.json`` keeps every value exactly.
@@ -23,7 +26,8 @@ from typing import Protocol
 from ..atomic import atomic_path, make_folder
 from ..errors import DamagedLabelsError, storage_error
 from .labels import LABEL_SUFFIX, write_label_volume
-from .records import CaseRecord, CheckpointRecord, ClassInfo, EventRecord, LabelSnapshot, WeakAnnotation
+from .records import (CaseRecord, CheckpointRecord, ClassInfo, EventRecord, LabelSnapshot, RoundRecord, ScoredItem,
+                      WeakAnnotation)
 
 
 class ExportSource(Protocol):
@@ -44,9 +48,16 @@ class ExportSource(Protocol):
     def weak_annotations(self, case: str) -> dict[int, WeakAnnotation]: ...
     def checkpoints(self) -> list[CheckpointRecord]: ...
     def validation_items(self) -> list[tuple[str, int | None]]: ...
+    def rounds(self) -> list[RoundRecord]: ...
+    def round_suggestions(self, round_id: int) -> list[ScoredItem]: ...
+    def all_scores(self) -> list[tuple[str, ScoredItem]]: ...
 
 CSV_NAME = "provenance.csv"
 JSON_NAME = "provenance.json"
+ROUNDS_NAME = "rounds.csv"
+SCORES_NAME = "scores.csv"
+ROUND_COLUMNS = ("round_id", "strategy", "model_version", "created_at", "rank")
+ITEM_COLUMNS = ("case", "slice_index", "class_id", "class_name", "score")
 EVENT_COLUMNS = ("id", "case", "slice_index", "class_id", "class_name", "kind", "annotator",
                  "started_at", "ended_at", "seconds_active", "boundary_px", "boundary_mm",
                  "label_version", "dice_original_final", "model_version", "original_path", "voxels",
@@ -88,7 +99,7 @@ def export_project(project: ExportSource, out_dir: Path) -> list[Path]:
             "shape_kji": list(case.shape), "spacing_kji_mm": list(case.spacing),
         })
     events = [_event_row(project, event) for event in project.events()]
-    written.append(_write_text(out_dir / CSV_NAME, _csv_text(events)))
+    written.append(_write_text(out_dir / CSV_NAME, _csv_text(events, EVENT_COLUMNS)))
     provenance = {
         "project": str(project.folder), "dataset": project.dataset_name,
         "source_dir": str(project.source_dir),
@@ -100,6 +111,11 @@ def export_project(project: ExportSource, out_dir: Path) -> list[Path]:
         "validation_items": [list(item) for item in project.validation_items()],
     }
     written.append(_write_text(out_dir / JSON_NAME, json.dumps(provenance, indent=2)))
+    written.append(_write_text(out_dir / ROUNDS_NAME, _scored_csv(project, ROUND_COLUMNS, [
+        ({"round_id": r.id, "strategy": r.strategy, "model_version": r.model_version, "created_at": r.created_at,
+          "rank": rank}, item) for r in project.rounds() for rank, item in enumerate(project.round_suggestions(r.id))])))
+    written.append(_write_text(out_dir / SCORES_NAME, _scored_csv(project, ("model_version",), [
+        ({"model_version": version}, item) for version, item in project.all_scores()])))
     if damaged:
         raise DamagedLabelsError(
             f"{out_dir}: exported {len(written)} files, but not the labels of {len(damaged)} case(s) whose "
@@ -116,11 +132,21 @@ def _event_row(project: ExportSource, event: EventRecord) -> dict:
     return {column: row[column] for column in EVENT_COLUMNS}
 
 
-def _csv_text(events: list[dict]) -> str:
+def _scored_csv(project: ExportSource, columns: tuple[str, ...], rows: list[tuple[dict, ScoredItem]]) -> str:
+    """One row per scored item: ``columns`` from each row's dict, the item, then a column per
+    term any item has (empty where an item has none)."""
+    terms = sorted({name for _, item in rows for name in item.terms})
+    table = [{**fields, "case": item.case, "slice_index": item.slice_index, "class_id": item.class_id,
+              "class_name": None if item.class_id is None else project.class_names[item.class_id],
+              "score": item.score, **item.terms} for fields, item in rows]
+    return _csv_text(table, (*columns, *ITEM_COLUMNS, *terms))
+
+
+def _csv_text(rows: list[dict], columns: tuple[str, ...]) -> str:
     buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=EVENT_COLUMNS, lineterminator="\n")
+    writer = csv.DictWriter(buffer, fieldnames=columns, lineterminator="\n")
     writer.writeheader()
-    writer.writerows({key: csv_cell(value) for key, value in event.items()} for event in events)
+    writer.writerows({key: csv_cell(value) for key, value in row.items()} for row in rows)
     return buffer.getvalue()
 
 

@@ -31,7 +31,8 @@ class RoundsMixin(CasesMixin):
 
     def record_round(self, strategy: str, suggestions: Sequence[ScoredItem], *,
                      model_version: str | None = None) -> int:
-        """Record an active-learning round: the strategy and the ranked items it served.
+        """Record an active-learning round: the strategy and the ranked items it served
+        (provenance: nothing in the product reads it back; the export writes it).
 
         A read-only project (opened for viewing) keeps no record and returns 0: nothing served
         there can be annotated."""
@@ -122,6 +123,12 @@ class RoundsMixin(CasesMixin):
         rows = self._db.rows("SELECT rowid, * FROM scores WHERE model_version = ? "
                              "ORDER BY score DESC, case_id, slice_index, class_id", (model_version,))
         return [self._scored_item(row, "scores") for row in rows]
+
+    def all_scores(self) -> list[tuple[str, ScoredItem]]:
+        """Every stored score with its model version, by version in the order scored (for the
+        export's ``scores.csv``)."""
+        rows = self._db.rows("SELECT rowid, * FROM scores ORDER BY model_version, rowid")
+        return [(row["model_version"], self._scored_item(row, "scores")) for row in rows]
 
     def store_quality_examples(self, examples: Iterable[tuple[QueryItem, np.ndarray, float]], *,
                                model_version: str | None) -> None:

@@ -16,6 +16,7 @@ from ..domain import (NEED_BOOTSTRAP, NEED_EFFORT, NEED_FEATURES, NEED_MC, NEED_
                       NEED_VAE)
 from ..errors import AlsegError
 from .base import GRANULARITIES, NEEDS, QueryItem, Strategy, Suggestion, rank
+from .context import SelectionContext, traced_spans
 from .baseline import RANDOM, RANDOM_ROI, SLICE_UNIFORM, select_random
 from .dice_per_effort import DICE_PER_EFFORT, DICE_PER_EFFORT_PAPER
 from .foreground_random import RANDOM_FOREGROUND, RANDOM_FOREGROUND_ROI
@@ -33,12 +34,14 @@ __all__ = [
     "NEEDS",
     "STRATEGIES",
     "QueryItem",
+    "SelectionContext",
     "Strategy",
     "Suggestion",
     "get_strategy",
     "pseudo_label_candidates",
     "rank",
     "select",
+    "traced_spans",
 ]
 
 STRATEGIES: dict[str, Strategy] = {
@@ -70,31 +73,35 @@ def get_strategy(name: str) -> Strategy:
         raise AlsegError(f"unknown strategy {name!r}; choose from: {', '.join(STRATEGIES)}") from None
 
 
-def select(strategy_name: str, pool: PoolScores, k: int, seed: int) -> list[Suggestion]:
+def select(strategy_name: str, pool: PoolScores, k: int, seed: int,
+           context: SelectionContext = SelectionContext()) -> list[Suggestion]:
     """Up to ``k`` distinct candidates of ``pool``, best first, by strategy ``strategy_name``.
 
+    ``context``: what the session knows beside the scores (effort, seconds, Dice history,
+    marked ranges), read by the engines that price effort; an empty one serves the others.
     Empty pool, all items labelled or ``k = 0`` give ``[]``; fewer candidates than k give
-    them all. A strategy whose needs the pool lacks (no model, a score not computed) or
-    that does not rank this granularity falls back to random, with the reason in every
-    suggestion's ``message``. Items whose score is NaN are ranked last, and the message
-    says so. Ties follow ``np.random.default_rng(seed)``, so a seed repeats a round.
+    them all. A strategy whose needs the pool and the context lack (no model, a score not
+    computed, no effort model) or that does not rank this granularity falls back to random,
+    with the reason in every suggestion's ``message``. Items whose score is NaN are ranked
+    last, and the message says so. Ties follow ``np.random.default_rng(seed)``, so a seed
+    repeats a round.
     """
     strategy = get_strategy(strategy_name)
     if k < 0:
         raise AlsegError(f"k must be non-negative, got {k}")
     if k == 0 or not pool.candidates:
         return []
-    reason = _fallback_reason(strategy, pool)
+    reason = _fallback_reason(strategy, pool, context)
     if reason:
         return [replace(s, message=reason) for s in select_random(pool, k, seed)]
-    return _note_missing_scores(strategy.select(pool, k, seed))
+    return _note_missing_scores(strategy.select(pool, k, seed, context))
 
 
-def _fallback_reason(strategy: Strategy, pool: PoolScores) -> str:
+def _fallback_reason(strategy: Strategy, pool: PoolScores, context: SelectionContext) -> str:
     if pool.granularity not in strategy.granularities:
         kinds = " or ".join(sorted(strategy.granularities))
         return f"{strategy.name} ranks {kinds} items, not {pool.granularity} items: random suggestions"
-    missing = sorted(strategy.needs - pool.available())
+    missing = sorted(strategy.needs - pool.available() - context.available())
     if missing:
         return f"{strategy.name}: {'; '.join(_MISSING[need] for need in missing)}: random suggestions"
     return ""

@@ -1,7 +1,8 @@
 """What every query strategy shares: items, suggestions, the strategy record and ranking.
 
 A strategy ranks the query items of one round from a :class:`~napari_alseg.scoring.PoolScores`
-computed once and shared by all strategies (docs/DESIGN.md §5.5). Pure numpy:
+computed once and shared by all strategies (docs/DESIGN.md §5.5), and the session's
+:class:`~napari_alseg.strategies.context.SelectionContext` where it prices effort. Pure numpy:
 importing this package pulls in neither torch nor scikit-learn, so the CLI can list the
 registry without the model backend.
 """
@@ -17,6 +18,7 @@ import numpy as np
 from ..domain import (GRANULARITIES, NEEDS, TERM_UNCERTAINTY, BBox, Granularity, Need, QueryItem,  # noqa: F401 (re-exported)
                       item_key)
 from ..quality import QualityEstimate, estimate_from_terms
+from .context import SelectionContext
 
 if TYPE_CHECKING:
     from ..pool import PoolScores
@@ -46,12 +48,24 @@ class Suggestion:
     effort_guess: bool = False
 
 
-SelectFunction = Callable[["PoolScores", int, int], list[Suggestion]]
+SelectFunction = Callable[["PoolScores", int, int, SelectionContext], list[Suggestion]]
+ScoresFunction = Callable[["PoolScores", int, int], list[Suggestion]]  # an engine that reads the scores alone
+
+
+def from_scores(rank_scores: ScoresFunction) -> SelectFunction:
+    """An engine that ranks by the pool's scores alone, as a :data:`SelectFunction` (the
+    context is left unread)."""
+    def select(pool: PoolScores, k: int, seed: int, _context: SelectionContext) -> list[Suggestion]:
+        return rank_scores(pool, k, seed)
+
+    return select
 
 
 @dataclass(frozen=True)
 class Strategy:
-    """A named query engine. ``select(pool, k, seed)`` returns up to k suggestions, best first.
+    """A named query engine. ``select(pool, k, seed, context)`` returns up to k suggestions,
+    best first, from the round's scores and (an engine that prices effort) the session's
+    :class:`~napari_alseg.strategies.context.SelectionContext`.
 
     ``granularity`` is the item kind the method was published for; ``granularities`` the
     kinds it can rank (a pool of another kind falls back to random, see

@@ -9,7 +9,7 @@ import numpy as np
 
 from ..domain import CASE, ROI, SLICE
 from ..redundancy import longest_unlabelled_run_order
-from .base import QueryItem, Strategy, Suggestion, item_key, suggestion
+from .base import QueryItem, Strategy, Suggestion, from_scores, item_key, suggestion
 
 if TYPE_CHECKING:
     from ..pool import PoolScores
@@ -59,7 +59,7 @@ RANDOM = Strategy(
     granularity=CASE,
     description="Uniformly random unlabelled items (baseline of every study).",
     needs=frozenset(),
-    select=select_random,
+    select=from_scores(select_random),
 )
 RANDOM_ROI = Strategy(
     name="random-roi",
@@ -67,7 +67,7 @@ RANDOM_ROI = Strategy(
     description=("Uniformly random (slice, class) ROIs: the random baseline of ROI annotation "
                  "(docs/METHODS.md §2.1)."),
     needs=frozenset(),
-    select=select_random_roi,
+    select=from_scores(select_random_roi),
     granularities=frozenset({ROI}),
 )
 SLICE_UNIFORM = Strategy(
@@ -76,6 +76,6 @@ SLICE_UNIFORM = Strategy(
     description=("All ROIs of one slice at a time, slices spread to shorten the longest unlabelled run "
                  "(docs/METHODS.md §2.2)."),
     needs=frozenset(),
-    select=select_slice_uniform,
+    select=from_scores(select_slice_uniform),
     granularities=frozenset({SLICE, ROI}),
 )

@@ -25,6 +25,7 @@ those, and its message says why and how to avoid it (mark the slices the structu
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -37,6 +38,7 @@ from ..effort.matrix import DEFAULT_ESTIMATOR, ESTIMATOR_PAPER, EffortEstimate, 
 from ..errors import AlsegError
 from ..uncertainty import dice_gap
 from .base import QueryItem, Strategy, Suggestion, rank, suggestion
+from .context import SelectionContext
 
 if TYPE_CHECKING:
     from ..pool import PoolScores
@@ -47,14 +49,15 @@ ABSENT_PIXELS = 1.0  # ... and expects on fewer pixels of a slice than this is t
 UNLIKELY_SHARE = 0.05  # any class expected on under this share of its median slice's pixels: asked last
 
 
-def select_dice_per_effort(pool: PoolScores, k: int, seed: int, alpha: float = ALPHA,
-                          estimator: Estimator = DEFAULT_ESTIMATOR) -> list[Suggestion]:
+def select_dice_per_effort(pool: PoolScores, k: int, seed: int, context: SelectionContext, alpha: float = ALPHA,
+                           estimator: Estimator = DEFAULT_ESTIMATOR) -> list[Suggestion]:
     """The k ROIs with the largest ``(1 - D̃_c) / R_nc``, ``R_nc`` by ``estimator``
     (:data:`~napari_alseg.effort.matrix.ESTIMATORS`).
 
-    Terms: ``dice_gap`` (1 - D̃_c), ``effort_mm`` (R_nc), ``effort_px`` (R_nc over the
-    geometric-mean pixel size, exact for square pixels) and ``effort_s`` when the pool
-    has a fitted :class:`~napari_alseg.effort.seconds.SecondsModel`; the effort terms only where
+    The effort model, the seconds model, the Dice history and the marked ranges come from the
+    session's ``context``. Terms: ``dice_gap`` (1 - D̃_c), ``effort_mm`` (R_nc), ``effort_px``
+    (R_nc over the geometric-mean pixel size, exact for square pixels) and ``effort_s`` when the
+    context has a fitted :class:`~napari_alseg.effort.seconds.SecondsModel`; the effort terms only where
     the estimate is supported (else the message says "effort unknown" and why). An item
     whose class is not in ``C_n`` (R_nc = 0) is not queryable and gets NaN, ranked last; so is
     one whose class the model knows (:func:`known_classes`) and expects on fewer than
@@ -68,11 +71,11 @@ def select_dice_per_effort(pool: PoolScores, k: int, seed: int, alpha: float = A
     whose class is vouched for on their slice (:func:`presence_note`) come first, each group
     by its score, then the others.
     """
-    if pool.effort is None:
-        raise AlsegError(f"{NAME} prices ROIs with the pool's effort model, and this pool has none")
-    effort = pool.effort
-    gaps = class_dice_gaps(pool, alpha)
-    known = known_classes(pool)
+    if context.effort is None:
+        raise AlsegError(f"{NAME} prices ROIs with the session's effort model, and this ranking has none")
+    effort = context.effort
+    gaps = class_dice_gaps(context.class_dice_history, pool.n_classes, alpha)
+    known = known_classes(context.class_dice_history, pool.n_classes)
     delineated = _delineated_classes(pool)
     scores: dict[QueryItem, float] = {}
     terms: dict[QueryItem, dict[str, float]] = {}
@@ -93,7 +96,7 @@ def select_dice_per_effort(pool: PoolScores, k: int, seed: int, alpha: float = A
             scores[item] = gap
         else:
             scores[item] = gap / ranking_mm if ranking_mm > 0 else math.nan
-        terms[item] = _effort_terms(pool, item, gap, estimate)
+        terms[item] = _effort_terms(context, item, gap, estimate)
         estimates[item] = estimate
         messages[item] = "" if estimate.mm is not None else f"effort {estimate.source}"
         if item.class_id in known and pool.terms.get(item, {}).get(TERM_FOREGROUND, math.inf) < ABSENT_PIXELS:
@@ -108,7 +111,7 @@ def select_dice_per_effort(pool: PoolScores, k: int, seed: int, alpha: float = A
     else:
         vouched = {}
         for item in pool.candidates:
-            vouched[item], note = presence_note(pool, item)
+            vouched[item], note = presence_note(context, item)
             messages[item] = "; ".join(part for part in (note, messages[item]) if part)
         order = ([item for item in order if vouched[item] and math.isfinite(scores[item])]
                  + [item for item in order if not vouched[item] and math.isfinite(scores[item])]
@@ -159,7 +162,7 @@ def _note_ties(scores: dict[QueryItem, float], expected: dict[QueryItem, float],
             messages[item] = "; ".join(part for part in (messages[item], note) if part)
 
 
-def presence_note(pool: PoolScores, item: QueryItem) -> tuple[bool, str]:
+def presence_note(context: SelectionContext, item: QueryItem) -> tuple[bool, str]:
     """Before a model: is the ROI's class known to be on its slice, and the message saying why.
 
     Known: the slice lies in the range the annotator marked for the class in this case, or
@@ -168,52 +171,52 @@ def presence_note(pool: PoolScores, item: QueryItem) -> tuple[bool, str]:
     """
     slice_index, class_id = _slice_and_class(item)
     key = (item.case, class_id)
-    marked = pool.class_ranges.get(key)
+    marked = context.class_ranges.get(key)
     if marked is not None and marked[0] <= slice_index <= marked[1]:
         return True, f"before a model: inside the class's marked slices {marked[0]}–{marked[1]}"
     if marked is not None:
         return False, f"outside the class's marked slices {marked[0]}–{marked[1]}"
-    traced = pool.traced_spans.get(key)
+    traced = context.traced_spans.get(key)
     if traced is not None and traced[0] < slice_index < traced[1]:
         return True, f"before a model: between slices {traced[0]} and {traced[1]}, where the class is traced"
     return False, ("before a model: no slice range marked for this class in this case, so it may be absent "
                    "here; asked after the ROIs inside a marked range (mark the slices it starts and ends on)")
 
 
-def select_dice_per_effort_paper(pool: PoolScores, k: int, seed: int) -> list[Suggestion]:
+def select_dice_per_effort_paper(pool: PoolScores, k: int, seed: int, context: SelectionContext) -> list[Suggestion]:
     """:func:`select_dice_per_effort` with the paper's ``B`` (docs/METHODS.md §7.4 as published)."""
-    return select_dice_per_effort(pool, k, seed, estimator=ESTIMATOR_PAPER)
+    return select_dice_per_effort(pool, k, seed, context, estimator=ESTIMATOR_PAPER)
 
 
-def class_dice_gaps(pool: PoolScores, alpha: float = ALPHA) -> np.ndarray:
+def class_dice_gaps(history: Sequence[np.ndarray], n_classes: int, alpha: float = ALPHA) -> np.ndarray:
     """``1 - D̃_c`` per class id ``(C,)`` (index 0, background, is 1 and never queried).
 
-    ``pool.class_dice_history`` holds one ``(C-1,)`` array per round, classes 1..C-1 as
+    ``history`` holds one ``(C-1,)`` array per round, classes 1..C-1 as
     :func:`napari_alseg.metrics.dice_per_class` returns them; NaN (class absent that
     round) is skipped, so a class keeps its last two measured rounds.
     """
-    gaps = np.ones(pool.n_classes)
-    for round_dice in pool.class_dice_history:
-        if np.shape(round_dice) != (pool.n_classes - 1,):
+    gaps = np.ones(n_classes)
+    for round_dice in history:
+        if np.shape(round_dice) != (n_classes - 1,):
             raise AlsegError(
-                f"class Dice history entries must have {pool.n_classes - 1} values (classes 1..{pool.n_classes - 1}), "
+                f"class Dice history entries must have {n_classes - 1} values (classes 1..{n_classes - 1}), "
                 f"got shape {np.shape(round_dice)}"
             )
-    for class_id in range(1, pool.n_classes):
-        history = [float(d[class_id - 1]) for d in pool.class_dice_history if np.isfinite(d[class_id - 1])]
-        gaps[class_id] = dice_gap(history, alpha)
+    for class_id in range(1, n_classes):
+        measured = [float(d[class_id - 1]) for d in history if np.isfinite(d[class_id - 1])]
+        gaps[class_id] = dice_gap(measured, alpha)
     return gaps
 
 
-def known_classes(pool: PoolScores) -> set[int]:
+def known_classes(history: Sequence[np.ndarray], n_classes: int) -> set[int]:
     """Classes whose latest measured Dice is at least :data:`KNOWN_DICE`: where such a model
     expects none of the class on a slice, an ROI there would most likely be empty (issue 22:
     "slice 35 · CSF" with no CSF on it). A class the model has not learnt keeps its place,
     whatever it predicts: that is where labels teach it most."""
     known = set()
-    for class_id in range(1, pool.n_classes):
-        history = [float(d[class_id - 1]) for d in pool.class_dice_history if np.isfinite(d[class_id - 1])]
-        if history and history[-1] >= KNOWN_DICE:
+    for class_id in range(1, n_classes):
+        measured = [float(d[class_id - 1]) for d in history if np.isfinite(d[class_id - 1])]
+        if measured and measured[-1] >= KNOWN_DICE:
             known.add(class_id)
     return known
 
@@ -234,15 +237,16 @@ def _delineated_classes(pool: PoolScores) -> dict[tuple[str, int], set[int]]:
     return delineated
 
 
-def _effort_terms(pool: PoolScores, item: QueryItem, gap: float, estimate: EffortEstimate) -> dict[str, float]:
+def _effort_terms(context: SelectionContext, item: QueryItem, gap: float,
+                  estimate: EffortEstimate) -> dict[str, float]:
     terms = {TERM_DICE_GAP: float(gap)}
     if estimate.mm is None:
         return terms
-    row_mm, col_mm = pool.spacing.get(item.case, (1.0, 1.0))
+    row_mm, col_mm = context.spacing.get(item.case, (1.0, 1.0))
     effort_px = estimate.mm / math.sqrt(row_mm * col_mm)
     terms.update({TERM_EFFORT_MM: estimate.mm, TERM_EFFORT_PX: effort_px})
     _, class_id = _slice_and_class(item)
-    seconds = None if pool.seconds_model is None else pool.seconds_model.predict(class_id, effort_px)
+    seconds = None if context.seconds_model is None else context.seconds_model.predict(class_id, effort_px)
     if seconds is not None:
         terms[TERM_EFFORT_S] = seconds
     return terms

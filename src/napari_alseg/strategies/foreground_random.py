@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from ..domain import CASE, GRANULARITIES, NEED_MODEL, ROI, TERM_FOREGROUND
-from .base import QueryItem, Strategy, Suggestion, item_key, suggestion
+from .base import QueryItem, Strategy, Suggestion, from_scores, item_key, suggestion
 from .baseline import select_random
 
 if TYPE_CHECKING:
@@ -89,7 +89,7 @@ RANDOM_FOREGROUND = Strategy(
     description=("Random items drawn in proportion to their predicted foreground, one third uniformly "
                  "(nnActive's foreground-aware random); plain random before a model exists."),
     needs=frozenset({NEED_MODEL}),
-    select=select_random_foreground,
+    select=from_scores(select_random_foreground),
     granularities=frozenset(GRANULARITIES),
 )
 # A session ranks the published granularity's items (a 2D stack: slices for random-foreground);
@@ -100,6 +100,6 @@ RANDOM_FOREGROUND_ROI = Strategy(
     description=("Random ROIs drawn in proportion to their class's predicted pixels, one third uniformly "
                  "(nnActive's foreground-aware random); random ROIs before a model exists."),
     needs=frozenset({NEED_MODEL}),
-    select=select_random_foreground_roi,
+    select=from_scores(select_random_foreground_roi),
     granularities=frozenset({ROI}),
 )

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from ..domain import NEED_MODEL, NEED_VAE, SLICE
-from .base import QueryItem, Strategy, Suggestion, item_key, rank, suggestion
+from .base import QueryItem, Strategy, Suggestion, from_scores, item_key, rank, suggestion
 from .baseline import select_random
 
 if TYPE_CHECKING:
@@ -102,5 +102,5 @@ GRADIENT_VAE = Strategy(
     description=("Nearest unlabelled sample ahead of each seed's loss-gradient step in a VAE latent space "
                  "(docs/METHODS.md §5)."),
     needs=frozenset({NEED_MODEL, NEED_VAE}),
-    select=select_gradient_vae,
+    select=from_scores(select_gradient_vae),
 )

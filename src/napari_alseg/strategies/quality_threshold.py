@@ -30,7 +30,7 @@ from ..domain import (
     TERM_QUALITY_DICE, TERM_QUALITY_EXAMPLES, TERM_QUALITY_P_ACCEPTABLE, TERM_QUALITY_P_ADJUST, TERM_QUALITY_P_POOR,
 )
 from ..quality import ACCEPTABLE, MIN_FIT_CASES
-from .base import QueryItem, Strategy, Suggestion, rank, ranked_suggestions, suggestion, term_scores
+from .base import QueryItem, Strategy, Suggestion, from_scores, rank, ranked_suggestions, suggestion, term_scores
 
 if TYPE_CHECKING:
     from ..pool import PoolScores
@@ -92,6 +92,6 @@ QUALITY_THRESHOLD = Strategy(
     description=("Predicted-quality triage: Poor/Adjust to the expert, Acceptable offered as pseudo-labels "
                  "(docs/METHODS.md §6.4)."),
     needs=frozenset({NEED_MODEL, NEED_MC, NEED_QUALITY}),
-    select=select_quality_threshold,
+    select=from_scores(select_quality_threshold),
     granularities=frozenset({CASE, SLICE}),
 )

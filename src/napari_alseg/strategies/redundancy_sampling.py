@@ -15,7 +15,7 @@ import numpy as np
 
 from ..domain import CASE, NEED_FEATURES, NEED_MC, NEED_MODEL, TERM_MC_TOP, TERM_UNCERTAINTY
 from ..redundancy import cosine_similarity_matrix, top_then_restrict
-from .base import QueryItem, SelectFunction, Strategy, Suggestion, rank, suggestion, term_scores
+from .base import QueryItem, SelectFunction, Strategy, Suggestion, from_scores, rank, suggestion, term_scores
 
 if TYPE_CHECKING:
     from ..pool import PoolScores
@@ -53,7 +53,7 @@ def restricted_ranker(strategy_name: str, method: str) -> SelectFunction:
             for position, item in enumerate(picks)
         ]
 
-    return select
+    return from_scores(select)
 
 
 def _feature_matrix(pool: PoolScores, items: list[QueryItem]) -> np.ndarray:

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from ..domain import CASE, NEED_MODEL, NEED_SECONDS, SLICE, TERM_ENTROPY, TERM_EXPECTED_S
-from .base import Strategy, Suggestion, ranked_suggestions, term_scores
+from .base import Strategy, Suggestion, from_scores, ranked_suggestions, term_scores
 
 if TYPE_CHECKING:
     from ..pool import PoolScores
@@ -43,5 +43,5 @@ def select(pool: PoolScores, k: int, seed: int) -> list[Suggestion]:
 
 ENTROPY_PER_SECOND = Strategy(
     NAME, CASE, "Mean voxel entropy per expected second of review and correction (the annotator's time).",
-    frozenset({NEED_MODEL, NEED_SECONDS}), select, granularities=frozenset({CASE, SLICE}),
+    frozenset({NEED_MODEL, NEED_SECONDS}), from_scores(select), granularities=frozenset({CASE, SLICE}),
 )

@@ -12,7 +12,7 @@ from ..domain import (
     CASE, NEED_BOOTSTRAP, NEED_MC, NEED_MODEL, ROI, TERM_BOOTSTRAP, TERM_ENTROPY, TERM_ENTROPY_MC, TERM_MARGIN,
     TERM_MC_SUM, TERM_MC_TOP, Granularity, Need,
 )
-from .base import SelectFunction, Strategy, Suggestion, ranked_suggestions, term_scores
+from .base import SelectFunction, Strategy, Suggestion, from_scores, ranked_suggestions, term_scores
 
 if TYPE_CHECKING:
     from ..pool import PoolScores
@@ -24,7 +24,7 @@ def term_ranker(strategy_name: str, term: str) -> SelectFunction:
     def select(pool: PoolScores, k: int, seed: int) -> list[Suggestion]:
         return ranked_suggestions(pool, term_scores(pool, term), k, seed, strategy_name)
 
-    return select
+    return from_scores(select)
 
 
 def _strategy(name: str, term: str, granularity: Granularity, needs: set[Need], description: str) -> Strategy:
