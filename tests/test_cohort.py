@@ -210,7 +210,7 @@ def test_expected_seconds_grow_with_the_doubt_along_the_outline_and_are_unknown_
 
 def test_the_seconds_priced_engine_ranks_equal_doubt_by_expected_seconds():
     from napari_alseg.pool import PoolScores
-    from napari_alseg.strategies import QueryItem, SelectionContext, get_strategy
+    from napari_alseg.strategies import QueryItem, SelectionContext, get_strategy, select
 
     terms = {"cheap": {"entropy": 0.3, "expected_s": 60.0}, "dear": {"entropy": 0.3, "expected_s": 1000.0},
              "unknown": {"entropy": 0.3, "expected_s": float("nan")},  # priced at the median, 300 s
@@ -219,6 +219,10 @@ def test_the_seconds_priced_engine_ranks_equal_doubt_by_expected_seconds():
                       terms={QueryItem(c): v for c, v in terms.items()})
     ranked = [s.item.case for s in get_strategy("entropy-per-second").select(pool, 4, 0, SelectionContext())]
     assert ranked == ["cheap", "doubtful", "unknown", "dear"]
+    # through the registry, as the session and the cohort call it: the pool serves the expected
+    # seconds, so the engine ranks instead of falling back to random
+    picks = select("entropy-per-second", pool, 4, 0)
+    assert [s.item.case for s in picks] == ranked and not any("random" in s.message for s in picks)
     unpriced = [s.item.case for s in get_strategy("entropy").select(pool, 1, 0, SelectionContext())]
     assert unpriced == ["doubtful"]
 

@@ -13,8 +13,9 @@ from typing import Any
 import numpy as np
 
 from .domain import (
-    NEED_BOOTSTRAP, NEED_FEATURES, NEED_MC, NEED_MODEL, NEED_QUALITY, NEED_VAE, TERM_BOOTSTRAP,
-    TERM_MC_TOP, TERM_QUALITY_CLASS, UNCERTAINTY_TERMS, BBox, Granularity, Need, QueryItem, item_key,
+    NEED_BOOTSTRAP, NEED_FEATURES, NEED_MC, NEED_MODEL, NEED_QUALITY, NEED_SECONDS, NEED_VAE, TERM_BOOTSTRAP,
+    TERM_EXPECTED_S, TERM_MC_TOP, TERM_QUALITY_CLASS, UNCERTAINTY_TERMS, BBox, Granularity, Need, QueryItem,
+    item_key,
 )
 from .store.records import ScoredItem
 
@@ -78,6 +79,7 @@ class PoolScores:
             NEED_BOOTSTRAP: has_term(TERM_BOOTSTRAP),
             NEED_VAE: self.vae_latents is not None and self.gradient_latents is not None,
             NEED_QUALITY: has_term(TERM_QUALITY_CLASS),
+            NEED_SECONDS: has_term(TERM_EXPECTED_S),
         }
         return frozenset(need for need, ok in present.items() if ok)
 
