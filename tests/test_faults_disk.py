@@ -179,7 +179,7 @@ def test_a_disk_error_no_layer_put_in_words_is_still_one_line(project_folder, mo
     def status(args):
         raise OSError(errno.EROFS, "Read-only file system", str(project_folder / "somewhere"))
 
-    monkeypatch.setattr("napari_alseg.cli.run_status", status)
+    monkeypatch.setattr("napari_alseg.cli.projects.run_status", status)
     line = cli_error(capsys, ["status", project_folder])
     assert line == f"alseg: error: {project_folder / 'somewhere'}: read-only file system"
 
