@@ -108,7 +108,9 @@ def test_export_writes_every_other_case_and_says_which_was_left_out(two_labelled
     from test_faults import cli_error
 
     line = cli_error(capsys, ["export", two_labelled_cases, tmp_path / "out"])
-    assert "exported 3 files, but not the labels of 1 case(s)" in line and "case case_000 label version 1" in line
+    # the other case's labels, provenance.json and .csv, and the rounds and scores record (rounds.csv, scores.csv)
+    assert "exported 5 files, but not the labels of 1 case(s)" in line and "case case_000 label version 1" in line
+    assert (tmp_path / "out" / "rounds.csv").is_file() and (tmp_path / "out" / "scores.csv").is_file()
     assert (tmp_path / "out" / "case_001_seg.nii.gz").is_file()
     assert not (tmp_path / "out" / "case_000_seg.nii.gz").exists()
     cases = {c["name"]: c for c in json.loads((tmp_path / "out" / "provenance.json").read_text())["cases"]}
