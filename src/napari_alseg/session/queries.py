@@ -59,7 +59,12 @@ class RescoreResult:
 
 
 class Queries:
-    """What to annotate next, from one shared round of scores."""
+    """What to annotate next, from one shared round of scores.
+
+    Over ~300 lines because the pool, its selection context and the round's journal are one
+    state under one lock: the rescore's compute and adopt, and every read of the pool (suggest,
+    quality rows, pseudo-label candidates), must see the same round.
+    """
 
     def __init__(self, project: Project, settings: SessionSettings, view: LabelsView, learner: Learner,
                  accounting: EffortAccounting) -> None:
