@@ -145,3 +145,9 @@ def test_after_a_model_rois_where_it_expects_almost_none_of_the_class_come_last(
     assert {s.item.slice_index for s in picks[3:]} == {0, 19}
     assert all("expects almost none" in s.message for s in picks[3:])
     assert not any("expects almost none" in s.message for s in picks[:3])
+    # an ROI that cannot be asked at all (its class ruled out on the slice) stays after them
+    pool.candidates.append(QueryItem("c", 15, 1))
+    pool.terms[QueryItem("c", 15, 1)] = {"foreground": 300.0, "effort_pred_mm": 80.0}
+    pool.allowed = {("c", 15): {0, 2}}
+    picks = select("dice-per-effort", pool, 6, seed=0, context=context)
+    assert [s.item.slice_index for s in picks][-1] == 15 and {s.item.slice_index for s in picks[3:5]} == {0, 19}

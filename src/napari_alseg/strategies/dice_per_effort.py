@@ -67,7 +67,7 @@ def select_dice_per_effort(pool: PoolScores, k: int, seed: int, context: Selecti
 
     With a model, equal scores go first where the model expects most of the class
     (``foreground``, Σ p_c over the slice), and ROIs where it expects almost none of it
-    (:func:`_unlikely_here`) come after all others. Before a model (``pool.has_model`` False), ROIs
+    (:func:`_unlikely_here`) come after the others with a score. Before a model (``pool.has_model`` False), ROIs
     whose class is vouched for on their slice (:func:`presence_note`) come first, each group
     by its score, then the others.
     """
@@ -107,7 +107,9 @@ def select_dice_per_effort(pool: PoolScores, k: int, seed: int, context: Selecti
     if pool.has_model:
         _note_ties(scores, expected, messages)
         unlikely = _unlikely_here(pool.candidates, expected, messages)
-        order = [item for item in order if item not in unlikely] + [item for item in order if item in unlikely]
+        ranked = [item for item in order if math.isfinite(scores[item])]  # NaN (not queryable) stays last
+        order = ([item for item in ranked if item not in unlikely] + [item for item in ranked if item in unlikely]
+                 + [item for item in order if not math.isfinite(scores[item])])
     else:
         vouched = {}
         for item in pool.candidates:
