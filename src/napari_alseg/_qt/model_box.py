@@ -76,9 +76,12 @@ class ModelBox(QGroupBox):
             self._end_progress()
             self._progress_job = progress.name
         left = time_left_text(progress.seconds_left)
-        self.job_progress.setMaximum(progress.total)
-        self.job_progress.setValue(progress.done)
-        self.job_progress.setFormat(f"%v / %m · {left}" if left else "%v / %m")
+        bar = self.job_progress
+        bar.setUpdatesEnabled(False)  # QProgressBar.setValue repaints at once; this way the paint waits
+        bar.setMaximum(progress.total)  # for the event loop (a ~50 ms stall at the round's start)
+        bar.setValue(progress.done)
+        bar.setFormat(f"%v / %m · {left}" if left else "%v / %m")
+        bar.setUpdatesEnabled(True)
         self.job_label.setText(progress.text)
 
     def _job_finished(self, name: str) -> None:
