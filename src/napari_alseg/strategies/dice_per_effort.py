@@ -81,6 +81,7 @@ def select_dice_per_effort(pool: PoolScores, k: int, seed: int, context: Selecti
     terms: dict[QueryItem, dict[str, float]] = {}
     messages: dict[QueryItem, str] = {}
     estimates: dict[QueryItem, EffortEstimate] = {}
+    expected = {item: pool.terms.get(item, {}).get(TERM_FOREGROUND, math.nan) for item in pool.candidates}
     for item in pool.candidates:
         slice_index, class_id = _slice_and_class(item)
         region = (item.case, slice_index)
@@ -99,28 +100,34 @@ def select_dice_per_effort(pool: PoolScores, k: int, seed: int, context: Selecti
         terms[item] = _effort_terms(context, item, gap, estimate)
         estimates[item] = estimate
         messages[item] = "" if estimate.mm is not None else f"effort {estimate.source}"
-        if item.class_id in known and pool.terms.get(item, {}).get(TERM_FOREGROUND, math.inf) < ABSENT_PIXELS:
+        if item.class_id in known and expected[item] < ABSENT_PIXELS:
             scores[item] = math.nan  # asked last: the model knows the class and sees none of it here
             messages[item] = "the model, which knows this class, sees none of it on this slice"
-    expected = {item: pool.terms.get(item, {}).get(TERM_FOREGROUND, math.nan) for item in pool.candidates}
     order = rank(scores, seed, then=expected if pool.has_model else None)
     if pool.has_model:
         _note_ties(scores, expected, messages)
         unlikely = _unlikely_here(pool.candidates, expected, messages)
-        ranked = [item for item in order if math.isfinite(scores[item])]  # NaN (not queryable) stays last
-        order = ([item for item in ranked if item not in unlikely] + [item for item in ranked if item in unlikely]
-                 + [item for item in order if not math.isfinite(scores[item])])
+        order = _first_then_rest(order, scores, {item for item in pool.candidates if item not in unlikely})
     else:
-        vouched = {}
+        vouched = set()
         for item in pool.candidates:
-            vouched[item], note = presence_note(context, item)
+            is_vouched, note = presence_note(context, item)
             messages[item] = "; ".join(part for part in (note, messages[item]) if part)
-        order = ([item for item in order if vouched[item] and math.isfinite(scores[item])]
-                 + [item for item in order if not vouched[item] and math.isfinite(scores[item])]
-                 + [item for item in order if not math.isfinite(scores[item])])
+            if is_vouched:
+                vouched.add(item)
+        order = _first_then_rest(order, scores, vouched)
     name = PAPER_NAME if estimator == ESTIMATOR_PAPER else NAME
     return [suggestion(pool, item, scores[item], name, terms[item], messages[item],
                        effort_guess=estimates[item].mm is not None and estimates[item].guess) for item in order[:k]]
+
+
+def _first_then_rest(order: list[QueryItem], scores: dict[QueryItem, float],
+                     first: set[QueryItem]) -> list[QueryItem]:
+    """``order`` regrouped, each group in its order: the scored items in ``first``, the other
+    scored items, then those with a NaN score (not queryable), last whatever the group."""
+    scored = [item for item in order if math.isfinite(scores[item])]
+    return ([item for item in scored if item in first] + [item for item in scored if item not in first]
+            + [item for item in order if not math.isfinite(scores[item])])
 
 
 def _unlikely_here(candidates: list[QueryItem], expected: dict[QueryItem, float],
@@ -142,9 +149,8 @@ def _unlikely_here(candidates: list[QueryItem], expected: dict[QueryItem, float]
         median = typical.get(item.class_id, 0.0)
         if median > 0 and expected[item] < UNLIKELY_SHARE * median:
             unlikely.add(item)
-            note = (f"the model expects almost none of the class here ({expected[item]:.0f} px against "
-                    f"{median:.0f} on its median slice): asked after the others")
-            messages[item] = "; ".join(part for part in (messages[item], note) if part)
+            _add_note(messages, item, f"the model expects almost none of the class here ({expected[item]:.0f} px "
+                                      f"against {median:.0f} on its median slice): asked after the others")
     return unlikely
 
 
@@ -159,9 +165,17 @@ def _note_ties(scores: dict[QueryItem, float], expected: dict[QueryItem, float],
             counts[score] = counts.get(score, 0) + 1
     for item, score in scores.items():
         if counts.get(score, 0) > 1 and math.isfinite(expected[item]):
-            pixels = f"{expected[item]:.1f}" if expected[item] < 10 else f"{expected[item]:.0f}"
-            note = f"ties on score: first where the model expects most of the class ({pixels} px here)"
-            messages[item] = "; ".join(part for part in (messages[item], note) if part)
+            _add_note(messages, item, "ties on score: first where the model expects most of the class "
+                                      f"({_pixels(expected[item])} px here)")
+
+
+def _add_note(messages: dict[QueryItem, str], item: QueryItem, note: str) -> None:
+    messages[item] = "; ".join(part for part in (messages[item], note) if part)
+
+
+def _pixels(count: float) -> str:
+    """Expected pixels as read: tenths below 10 (a young model's 0.3 px is not "0")."""
+    return f"{count:.1f}" if count < 10 else f"{count:.0f}"
 
 
 def presence_note(context: SelectionContext, item: QueryItem) -> tuple[bool, str]:
