@@ -87,6 +87,11 @@ def case_geometry(record: ShownCase) -> dict[str, Any]:
     return {"scale": tuple(record.spacing), "translate": tuple(record.origin), "rotate": rotate}
 
 
+def place(layer: Layer, geometry: dict[str, Any]) -> None:
+    """Move a layer kept for the next case to that case's :func:`case_geometry`."""
+    layer.scale, layer.translate, layer.rotate = geometry["scale"], geometry["translate"], geometry["rotate"]
+
+
 def owned_layers(viewer: Viewer) -> list[Layer]:
     return [layer for layer in viewer.layers if layer.metadata.get("alseg_case")]
 
@@ -119,7 +124,7 @@ def show_case(viewer: Viewer, session: Session, case: str, labels: np.ndarray) -
         if reuse:
             layer = channels[index]
             layer.data = channel
-            layer.scale, layer.translate, layer.rotate = geometry["scale"], geometry["translate"], geometry["rotate"]
+            place(layer, geometry)
             layer.contrast_limits_range = limits
             layer.contrast_limits = limits
             layer.name, layer.metadata = layer_name(case, name), metadata
@@ -133,7 +138,7 @@ def show_case(viewer: Viewer, session: Session, case: str, labels: np.ndarray) -
     else:
         layer = previous_labels
         layer.data = data
-        layer.scale, layer.translate, layer.rotate = geometry["scale"], geometry["translate"], geometry["rotate"]
+        place(layer, geometry)
         layer.name, layer.metadata = layer_name(case, "labels"), metadata
         forget_strokes(layer)
     apply_classes(layer, session.catalog.classes)
@@ -244,7 +249,7 @@ def show_region(viewer: Viewer, session: Session, case: str, slice_index: int, b
                                  **case_geometry(record))
     layer = kept[0]
     geometry = case_geometry(record)
-    layer.scale, layer.translate, layer.rotate = geometry["scale"], geometry["translate"], geometry["rotate"]
+    place(layer, geometry)
     layer.data = [(corners, "rectangle")]  # one shape for one: its colours and width are kept
     layer.name, layer.metadata, layer.visible = name, metadata, True
     viewer.layers.move(viewer.layers.index(layer), len(viewer.layers))  # above the new labels
