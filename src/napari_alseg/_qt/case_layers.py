@@ -28,6 +28,8 @@ if TYPE_CHECKING:
 
 AXIS_LABELS = ("slice", "row", "column")  # a case's (k, j, i) in the dims sliders
 LABELS_ROLE = "labels"  # the metadata role of the Labels layer being edited
+CHANNEL_ROLE = "channel"  # ... of an image channel of the case
+HEAT_MAP_ROLE = "heat map"  # ... of the uncertainty heat map
 # The heat map's colours, (value 0..1 of the range, RGBA): clear below the range, then red
 # deepening to yellow but never more than 60 % opaque, so the anatomy under the doubt stays
 # readable (an additive inferno washed a young model's brain to white, issue 22 item 9).
@@ -107,7 +109,7 @@ def show_case(viewer: Viewer, session: Session, case: str, labels: np.ndarray) -
     record = session.catalog.case(case)
     geometry = case_geometry(record)
     image = session.view.case_image(case)
-    channels = [layer for layer in owned_layers(viewer) if layer.metadata.get("alseg_role") == "channel"]
+    channels = [layer for layer in owned_layers(viewer) if layer.metadata.get("alseg_role") == CHANNEL_ROLE]
     reuse = len(channels) == len(record.channel_names)
     previous_labels = None
     for layer in owned_layers(viewer):
@@ -119,7 +121,7 @@ def show_case(viewer: Viewer, session: Session, case: str, labels: np.ndarray) -
         elif not (reuse and layer in channels):
             viewer.layers.remove(layer)
     for index, (name, channel) in enumerate(zip(record.channel_names, image)):
-        metadata = {"alseg_case": case, "alseg_role": "channel"}
+        metadata = {"alseg_case": case, "alseg_role": CHANNEL_ROLE}
         limits = display_range(channel)
         if reuse:
             layer = channels[index]
@@ -198,7 +200,7 @@ def apply_classes(layer: Labels, classes: Sequence[ShownClass]) -> None:
 
 
 def remove_heat_maps(viewer: Viewer) -> None:
-    for layer in [layer for layer in owned_layers(viewer) if layer.metadata.get("alseg_role") == "heat map"]:
+    for layer in [layer for layer in owned_layers(viewer) if layer.metadata.get("alseg_role") == HEAT_MAP_ROLE]:
         viewer.layers.remove(layer)
 
 
@@ -217,7 +219,7 @@ def show_heat_map(viewer: Viewer, session: Session, case: str, values: np.ndarra
     else:
         layer = viewer.add_image(values, name=name, colormap=heat_map_colormap(), blending="translucent",
                                  contrast_limits=limits, opacity=1.0,
-                                 metadata={"alseg_case": case, "alseg_role": "heat map"},
+                                 metadata={"alseg_case": case, "alseg_role": HEAT_MAP_ROLE},
                                  **case_geometry(session.catalog.case(case)))
     layer.colorbar.visible = True
     return layer
